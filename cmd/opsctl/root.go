@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/opsctl/opsctl/internal/cli"
+)
+
+// run builds the command tree, executes it with args and returns the exit code.
+func run(args []string, streams *cli.IOStreams, getenv func(string) string) int {
+	f := &cli.Factory{IO: streams, Version: version, Getenv: getenv, Logger: slog.New(slog.DiscardHandler)}
+	root := newRootCmd(f)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return cli.ExitOK
+	}
+	if msg := cli.Message(err); msg != "" {
+		fmt.Fprintln(streams.ErrOut, "opsctl: "+msg)
+	}
+	return cli.ExitCode(err)
+}
+
+func newRootCmd(f *cli.Factory) *cobra.Command {
+	var logLevel string
+	root := &cobra.Command{
+		Use:   "opsctl",
+		Short: "Operations toolbox for people who run their own servers",
+		Long: `opsctl turns five operations recipes into safe, repeatable commands:
+
+  chain      rebuild container images in dependency order through GitLab CI
+  lvm        create, resize and remove an LVM writeback cache
+  sock       capture the traffic of a UNIX socket into a pcap file
+  pygrub     make EL7-style grub2 guests boot under Xen's pygrub
+  imap-auth  authenticate SMTP users against IMAP, strictly verified
+
+Logs and progress go to stderr; results go to stdout.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			level, err := parseLogLevel(logLevel)
+			if err != nil {
+				return err
+			}
+			f.Logger = slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: level}))
+			return nil
+		},
+	}
+	root.SetIn(f.IO.In)
+	root.SetOut(f.IO.Out)
+	root.SetErr(f.IO.ErrOut)
+	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return cli.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
+	})
+
+	root.AddCommand(
+		newCmdChain(f),
+		newCmdLVM(f),
+		newCmdSock(f),
+		newCmdPygrub(f),
+		newCmdIMAPAuth(f),
+		newCmdVersion(f),
+	)
+	markUsageErrors(root)
+	return root
+}
+
+func parseLogLevel(s string) (slog.Level, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
+		return 0, cli.Usagef("--log-level %q: expected debug, info, warn or error", s)
+	}
+	return level, nil
+}
+
+// markUsageErrors makes every error that cobra itself raises before a
+// command runs (a wrong number of arguments, an unknown subcommand) a usage
+// error, and a group invoked without a subcommand print its help and exit 2.
+func markUsageErrors(cmd *cobra.Command) {
+	if args := cmd.Args; args != nil {
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if err := args(c, a); err != nil {
+				return cli.UsageError(fmt.Errorf("%s: %w", c.CommandPath(), err))
+			}
+			return nil
+		}
+	}
+	if cmd.HasSubCommands() && cmd.RunE == nil && cmd.Run == nil {
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if len(a) > 0 {
+				return cli.Usagef("unknown command %q for %q", a[0], c.CommandPath())
+			}
+			return nil
+		}
+		cmd.RunE = func(c *cobra.Command, a []string) error {
+			_ = c.Help()
+			return cli.Silent(cli.ExitUsage)
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		markUsageErrors(sub)
+	}
+}
+
+// notImplemented is the RunE of a command group whose issue is not done yet.
+func notImplemented(cmd *cobra.Command, args []string) error {
+	return cli.Usagef("%s: not implemented yet", cmd.CommandPath())
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/internal/testenv"
+)
+
+func runForTest(args ...string) (stdout, stderr string, code int) {
+	var out, errOut bytes.Buffer
+	streams := &cli.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}
+	code = run(args, streams, func(string) string { return "" })
+	return out.String(), errOut.String(), code
+}
+
+func TestHelpListsTheFiveGroups(t *testing.T) {
+	out, _, code := runForTest("--help")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, group := range []string{"chain", "lvm", "sock", "pygrub", "imap-auth", "version", "completion"} {
+		if !strings.Contains(out, "\n  "+group+" ") {
+			t.Errorf("--help does not list %q:\n%s", group, out)
+		}
+	}
+}
+
+func TestExitCodesOfUsageErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"version", "--bogus"}, "unknown flag: --bogus"},
+		{"extra argument", []string{"version", "extra"}, `unknown command "extra"`},
+		{"bad output format", []string{"version", "-o", "yaml"}, "expected one of text, json"},
+		{"bad log level", []string{"--log-level", "loud", "version"}, `--log-level "loud"`},
+		{"no subcommand", []string{}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, code := runForTest(tc.args...)
+			if code != cli.ExitUsage {
+				t.Fatalf("exit %d, want %d; stderr %q", code, cli.ExitUsage, stderr)
+			}
+			if !strings.Contains(stderr, tc.want) {
+				t.Errorf("stderr %q does not contain %q", stderr, tc.want)
+			}
+			if strings.Count(strings.TrimSpace(stderr), "\n") > 0 && tc.want != "" {
+				t.Errorf("error is more than one line: %q", stderr)
+			}
+		})
+	}
+}
+
+func TestVersionJSONIsOnStdoutOnly(t *testing.T) {
+	out, stderr, code := runForTest("version", "-o", "json")
+	if code != 0 || stderr != "" {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	var info versionInfo
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if info.Version != version || !strings.HasPrefix(info.GoVersion, "go1.") {
+		t.Errorf("version info %+v", info)
+	}
+}
+
+func TestCompletionScripts(t *testing.T) {
+	for shell, marker := range map[string]string{"bash": "__opsctl_", "zsh": "#compdef opsctl", "fish": "complete -c opsctl"} {
+		out, _, code := runForTest("completion", shell)
+		if code != 0 || !strings.Contains(out, marker) {
+			t.Errorf("completion %s: exit %d, no %q in output", shell, code, marker)
+		}
+	}
+}
+
+func TestBuiltBinaryIsStaticAndVersioned(t *testing.T) {
+	out, _, code := testenv.Run(t, "", "version")
+	if code != 0 || !strings.HasPrefix(out, "opsctl ") || !strings.Contains(out, "cgo: 0") {
+		t.Fatalf("opsctl version: exit %d\n%s", code, out)
+	}
+}

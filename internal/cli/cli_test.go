@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type tempErr struct{}
+
+func (tempErr) Error() string   { return "server busy" }
+func (tempErr) Temporary() bool { return true }
+
+func TestExitCodeMapping(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"nil", nil, ExitOK},
+		{"plain", errors.New("boom"), ExitFailure},
+		{"usage", Usagef("bad flag"), ExitUsage},
+		{"wrapped usage", fmt.Errorf("ctx: %w", Usagef("bad")), ExitUsage},
+		{"temporary", fmt.Errorf("ctx: %w", tempErr{}), ExitTemporary},
+		{"deadline", fmt.Errorf("dial: %w", context.DeadlineExceeded), ExitTemporary},
+		{"silent negative", Silent(ExitFailure), ExitFailure},
+	}
+	for _, tc := range cases {
+		if got := ExitCode(tc.err); got != tc.want {
+			t.Errorf("%s: ExitCode = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	if Message(Silent(1)) != "" {
+		t.Error("a silent error printed a message")
+	}
+}
+
+func TestOutputFlagRejectsUnknownFormat(t *testing.T) {
+	o := &OutputFlag{Value: "text", allowed: []string{"text", "json"}}
+	if err := o.Set("yaml"); err == nil {
+		t.Fatal("yaml accepted")
+	}
+	if err := o.Set("json"); err != nil || !o.JSON() {
+		t.Fatalf("json: %v", err)
+	}
+}
+
+func TestReadSecretFileTrimsOneNewline(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string]string{"a\n": "a", "a\n\n": "a\n", "a": "a", "a b\r\n": "a b"}
+	for content, want := range cases {
+		path := filepath.Join(dir, "s")
+		os.WriteFile(path, []byte(content), 0o600)
+		got, err := ReadSecretFile(path)
+		if err != nil || got != want {
+			t.Errorf("%q: got %q, %v; want %q", content, got, err, want)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "empty"), []byte("\n"), 0o600)
+	if _, err := ReadSecretFile(filepath.Join(dir, "empty")); err == nil {
+		t.Error("empty secret accepted")
+	}
+	os.WriteFile(filepath.Join(dir, "secret"), []byte("hunter2"), 0o000)
+	_, err := ReadSecretFile(filepath.Join(dir, "missing"))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestProgressPlainLinesAreThrottled(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(0, 0)
+	p := NewProgress(&IOStreams{ErrOut: &buf}, "flush", 100)
+	p.now = func() time.Time { return now }
+	p.Update(10)
+	now = now.Add(time.Second)
+	p.Update(20) // within LogEvery: not shown
+	now = now.Add(10 * time.Second)
+	p.Update(30)
+	p.Done()
+	want := "flush: 10/100\nflush: 30/100\nflush: 100/100 done\n"
+	if buf.String() != want {
+		t.Errorf("got %q, want %q", buf.String(), want)
+	}
+}
+
+func TestProgressBarOnTerminal(t *testing.T) {
+	var buf bytes.Buffer
+	p := NewProgress(&IOStreams{ErrOut: &buf, ErrIsTerminal: true}, "flush", 4)
+	p.Update(2)
+	if !strings.Contains(buf.String(), "\rflush [###############...............] 2/4") {
+		t.Errorf("got %q", buf.String())
+	}
+}
