@@ -34,6 +34,9 @@ echo "testdeps: missing test components from: ${missing[*]}" >&2
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
+  # One apt at a time, also across checkouts testing in parallel.
+  exec 9>/var/lock/opsctl-testdeps.lock
+  flock 9
   apt-get update -qq >&2 || true
   if apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; then
     exit 0
