@@ -5,14 +5,24 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 5s
 SKIP_LOG := $(CURDIR)/.test-skips
 
-.PHONY: all build test test-deps vet fmt-check unit fuzz clean FORCE
+PREFIX  ?= /usr/local
+DESTDIR ?=
+# Debian versions must start with a digit.
+DEB_VERSION ?= 0.1.0~git$(shell git rev-list --count HEAD 2>/dev/null || echo 0).$(shell git rev-parse --short HEAD 2>/dev/null || echo 0)
+
+.PHONY: all build test test-deps vet fmt-check unit fuzz clean install deb pkg-tree FORCE
+
+# Where build products go; tests of the packaging point them at temp folders.
+BIN   ?= bin/opsctl
+BUILD ?= build
+DIST  ?= dist
 
 all: build
 
-build: bin/opsctl
+build: $(BIN)
 
 # Static: it must run in a bare initramfs and on old hosts.
-bin/opsctl: FORCE
+$(BIN): FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/opsctl
 
 test: test-deps build vet fmt-check unit fuzz
@@ -39,8 +49,36 @@ unit:
 fuzz:
 	@FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz-brief.sh
 
+# Man pages and completions come from the command tree of the binary itself.
+pkg-tree: build
+	rm -rf $(BUILD)/pkg && mkdir -p $(BUILD)/pkg/doc
+	cp $(BIN) $(BUILD)/pkg/opsctl
+	$(BIN) gen-docs --man $(BUILD)/pkg/man --completions $(BUILD)/pkg/completions
+	gzip -9n $(BUILD)/pkg/man/*.1
+	cp docs/*.md $(BUILD)/pkg/doc/ && cp packaging/copyright $(BUILD)/pkg/doc/copyright
+	printf 'opsctl (%s) unstable; urgency=medium\n\n  * Built from git %s.\n\n -- opsctl maintainers <opsctl@example.org>  %s\n' \
+	  '$(DEB_VERSION)' "$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$$(date -R)" | gzip -9n > $(BUILD)/pkg/doc/changelog.gz
+
+deb: pkg-tree
+	mkdir -p $(DIST)
+	sed 's|src: build/pkg/|src: $(BUILD)/pkg/|' packaging/nfpm.yaml > $(BUILD)/nfpm.yaml
+	OPSCTL_DEB_VERSION='$(DEB_VERSION)' $(GO) tool nfpm package --config $(BUILD)/nfpm.yaml --packager deb --target $(DIST)/
+
+# Installs what the package holds; units refer to $(PREFIX)/bin/opsctl.
+install: pkg-tree
+	install -D -m 0755 $(BUILD)/pkg/opsctl $(DESTDIR)$(PREFIX)/bin/opsctl
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)/etc/default
+	install -m 0644 $(BUILD)/pkg/man/*.1.gz $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -D -m 0644 $(BUILD)/pkg/completions/opsctl.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/opsctl
+	install -D -m 0644 $(BUILD)/pkg/completions/_opsctl $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_opsctl
+	install -D -m 0644 $(BUILD)/pkg/completions/opsctl.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/opsctl.fish
+	for unit in packaging/systemd/*; do \
+	  sed 's|/usr/bin/opsctl|$(PREFIX)/bin/opsctl|' $$unit > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$unit); done
+	for f in packaging/default/*; do \
+	  [ -e $(DESTDIR)/etc/default/$$(basename $$f) ] || install -m 0644 $$f $(DESTDIR)/etc/default/; done
+
 clean:
-	rm -rf bin $(SKIP_LOG)
+	rm -rf bin $(BUILD) $(DIST) $(SKIP_LOG)
 
 FORCE:
 

@@ -65,6 +65,7 @@ Logs and progress go to stderr; results go to stdout.`,
 		newCmdPygrub(f),
 		newCmdIMAPAuth(f),
 		newCmdVersion(f),
+		newCmdGenDocs(f),
 	)
 	markUsageErrors(root)
 	return root

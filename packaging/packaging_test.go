@@ -1,0 +1,233 @@
+// Package packaging_test builds the Debian package and the `make install`
+// tree and checks them with the tools admins trust: dpkg, lintian, man,
+// systemd-analyze and a Containerfile linter.
+package packaging_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/opsctl/opsctl/internal/testenv"
+)
+
+// The units of SPEC.md's installation issue, all shipped in the package.
+var units = []string{
+	"opsctl-chain.service",
+	"opsctl-chain-sync.service",
+	"opsctl-chain-sync.timer",
+	"opsctl-imap-auth.socket",
+	"opsctl-imap-auth.service",
+}
+
+func run(t *testing.T, dir string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// makeDeb runs `make deb` with every product in a temp folder, so a test
+// never rewrites the bin/opsctl other tests are running.
+func makeDeb(t *testing.T) (deb, tmp string) {
+	t.Helper()
+	tmp = t.TempDir()
+	run(t, testenv.ModuleRoot(), "make", "--no-print-directory", "deb",
+		"BIN="+filepath.Join(tmp, "opsctl"), "BUILD="+filepath.Join(tmp, "build"), "DIST="+filepath.Join(tmp, "dist"))
+	debs, _ := filepath.Glob(filepath.Join(tmp, "dist", "*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("make deb made %d packages: %v", len(debs), debs)
+	}
+	return debs[0], tmp
+}
+
+func TestDebianPackage(t *testing.T) {
+	testenv.Need(t, "dpkg-deb", "dpkg")
+	lintian := testenv.Need(t, "lintian", "lintian")
+	testenv.Need(t, "man", "man-db")
+	analyze := testenv.Need(t, "systemd-analyze", "systemd")
+	deb, tmp := makeDeb(t)
+
+	listing := run(t, "", "dpkg-deb", "-c", deb)
+	want := []string{
+		"./usr/bin/opsctl",
+		"./usr/share/man/man1/opsctl.1.gz",
+		"./usr/share/man/man1/opsctl-chain.1.gz",
+		"./usr/share/man/man1/opsctl-lvm.1.gz",
+		"./usr/share/man/man1/opsctl-sock.1.gz",
+		"./usr/share/man/man1/opsctl-pygrub.1.gz",
+		"./usr/share/man/man1/opsctl-imap-auth.1.gz",
+		"./usr/share/bash-completion/completions/opsctl",
+		"./usr/share/zsh/vendor-completions/_opsctl",
+		"./usr/share/fish/vendor_completions.d/opsctl.fish",
+		"./usr/share/doc/opsctl/copyright",
+		"./etc/default/opsctl-chain",
+		"./etc/default/opsctl-imap-auth",
+	}
+	for _, u := range units {
+		want = append(want, "./lib/systemd/system/"+u)
+	}
+	for _, path := range want {
+		if !regexp.MustCompile(`(?m) ` + regexp.QuoteMeta(path) + `$`).MatchString(listing) {
+			t.Errorf("dpkg-deb -c does not list %s", path)
+		}
+	}
+	conffiles := run(t, "", "dpkg-deb", "-I", deb, "conffiles")
+	for _, c := range []string{"/etc/default/opsctl-chain", "/etc/default/opsctl-imap-auth"} {
+		if !strings.Contains(conffiles, c) {
+			t.Errorf("%s is not a conffile: %q", c, conffiles)
+		}
+	}
+
+	t.Run("lintian has no errors or warnings", func(t *testing.T) {
+		out, err := exec.Command(lintian, "--tag-display-limit", "0", deb).CombinedOutput()
+		var tags []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "E: ") || strings.HasPrefix(line, "W: ") {
+				tags = append(tags, line)
+			}
+		}
+		if err != nil || len(tags) > 0 {
+			t.Errorf("lintian %s: %v\n%s", deb, err, strings.Join(tags, "\n"))
+		}
+	})
+
+	// A clean root holding only a dpkg database: what the package brings
+	// must be all it needs.
+	root := filepath.Join(tmp, "root")
+	for _, dir := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"} {
+		os.MkdirAll(filepath.Join(root, dir), 0o755)
+	}
+	os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644)
+	run(t, "", "dpkg", "--root="+root, "--log=/dev/null", "-i", deb)
+	status := run(t, "", "dpkg-query", "--admindir="+filepath.Join(root, "var/lib/dpkg"), "-W", "-f", "${Status}", "opsctl")
+	if status != "install ok installed" {
+		t.Fatalf("dpkg status of opsctl in the clean root: %q", status)
+	}
+
+	t.Run("installed binary runs", func(t *testing.T) {
+		out := run(t, "", filepath.Join(root, "usr/bin/opsctl"), "version")
+		if !strings.HasPrefix(out, "opsctl ") {
+			t.Errorf("opsctl version: %q", out)
+		}
+	})
+
+	t.Run("every man page renders without warnings", func(t *testing.T) {
+		pages, _ := filepath.Glob(filepath.Join(root, "usr/share/man/man1/*.1.gz"))
+		if len(pages) < 6 {
+			t.Fatalf("only %d man pages", len(pages))
+		}
+		for _, page := range pages {
+			cmd := exec.Command("man", "--warnings", "-l", page)
+			cmd.Env = append(os.Environ(), "MANWIDTH=80")
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			name := strings.TrimSuffix(filepath.Base(page), ".1.gz")
+			if err != nil || stderr.Len() > 0 || !strings.Contains(string(out), "NAME") {
+				t.Errorf("man -l %s: %v %s", name, err, stderr.String())
+			}
+		}
+	})
+
+	t.Run("systemd-analyze verify passes for every unit", func(t *testing.T) {
+		// verify resolves the dependencies of a unit (sysinit.target, ...)
+		// inside --root: give the root the host's system units, as any
+		// Debian system has them.
+		sysdir := filepath.Join(root, "lib/systemd/system")
+		hostUnits, _ := filepath.Glob("/lib/systemd/system/*")
+		for _, u := range hostUnits {
+			dst := filepath.Join(sysdir, filepath.Base(u))
+			if _, err := os.Lstat(dst); err == nil {
+				continue
+			}
+			if target, err := os.Readlink(u); err == nil {
+				os.Symlink(target, dst)
+			} else if st, err := os.Stat(u); err == nil && !st.IsDir() {
+				data, _ := os.ReadFile(u)
+				os.WriteFile(dst, data, 0o644)
+			}
+		}
+		for _, unit := range units {
+			// --man=no: the host's man does not see the root; the man:
+			// references are checked against the package below.
+			out, err := exec.Command(analyze, "verify", "--man=no", "--root="+root, unit).CombinedOutput()
+			if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+				t.Errorf("systemd-analyze verify %s: %v\n%s", unit, err, out)
+			}
+			text, _ := os.ReadFile(filepath.Join(sysdir, unit))
+			for _, m := range regexp.MustCompile(`man:([a-z-]+)\(1\)`).FindAllStringSubmatch(string(text), -1) {
+				if _, err := os.Stat(filepath.Join(root, "usr/share/man/man1", m[1]+".1.gz")); err != nil {
+					t.Errorf("%s: Documentation=man:%s(1) is not in the package", unit, m[1])
+				}
+			}
+		}
+	})
+}
+
+func TestMakeInstallHonoursPrefixAndDestdir(t *testing.T) {
+	tmp := t.TempDir()
+	dest := filepath.Join(tmp, "dest")
+	run(t, testenv.ModuleRoot(), "make", "--no-print-directory", "install", "PREFIX=/usr/local", "DESTDIR="+dest,
+		"BIN="+filepath.Join(tmp, "opsctl"), "BUILD="+filepath.Join(tmp, "build"))
+	for _, path := range []string{
+		"usr/local/bin/opsctl",
+		"usr/local/share/man/man1/opsctl-chain.1.gz",
+		"usr/local/share/bash-completion/completions/opsctl",
+		"usr/local/share/zsh/vendor-completions/_opsctl",
+		"usr/local/share/fish/vendor_completions.d/opsctl.fish",
+		"etc/default/opsctl-chain",
+	} {
+		if _, err := os.Stat(filepath.Join(dest, path)); err != nil {
+			t.Errorf("make install: %v", err)
+		}
+	}
+	var installed []string
+	for _, u := range units {
+		text, err := os.ReadFile(filepath.Join(dest, "usr/local/lib/systemd/system", u))
+		if err != nil {
+			t.Errorf("make install: %v", err)
+			continue
+		}
+		installed = append(installed, u)
+		if strings.Contains(string(text), "/usr/bin/opsctl") || !strings.Contains(string(text), "/usr/local/bin/opsctl") && strings.HasSuffix(u, ".service") {
+			t.Errorf("%s does not run /usr/local/bin/opsctl", u)
+		}
+	}
+	if !slices.Equal(installed, units) {
+		t.Errorf("installed units %v, want %v", installed, units)
+	}
+	// An admin's edited /etc/default file survives a second install.
+	conf := filepath.Join(dest, "etc/default/opsctl-chain")
+	os.WriteFile(conf, []byte("OPSCTL_GITLAB_GROUP=mine\n"), 0o644)
+	run(t, testenv.ModuleRoot(), "make", "--no-print-directory", "install", "PREFIX=/usr/local", "DESTDIR="+dest,
+		"BIN="+filepath.Join(tmp, "opsctl"), "BUILD="+filepath.Join(tmp, "build"))
+	if data, _ := os.ReadFile(conf); string(data) != "OPSCTL_GITLAB_GROUP=mine\n" {
+		t.Errorf("make install overwrote %s: %q", conf, data)
+	}
+}
+
+func TestContainerfileLints(t *testing.T) {
+	npx := testenv.Need(t, "npx", "npm")
+	cmd := exec.Command(npx, "-y", "dockerfilelint@1.8.0", "packaging/Containerfile")
+	cmd.Dir = testenv.ModuleRoot()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dockerfilelint packaging/Containerfile: %v\n%s", err, out)
+	}
+	text, _ := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "packaging/Containerfile"))
+	// The receiver runs as a non-root user from the static binary alone.
+	for _, want := range []string{"\nFROM scratch\n", "\nUSER 65532:65532\n", "RUN make build "} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("Containerfile lacks %q", strings.TrimSpace(want))
+		}
+	}
+}
