@@ -1,0 +1,623 @@
+package chain
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Planner gives the engine the plan of a new run. The engine asks it only
+// when a run starts: a run keeps its plan while the graph is rescanned.
+type Planner interface {
+	PlanRun(roots []string) (*RunPlan, error)
+}
+
+// RunPlan is what a run needs of the graph: the projects downstream of its
+// roots in waves, each project's upstreams that are in the plan, and how to
+// create each project's pipeline.
+type RunPlan struct {
+	Waves     [][]string
+	Upstreams map[string][]string
+	Targets   map[string]Target
+}
+
+// PipelineAPI is what the engine needs of GitLab. Implementations retry
+// rate limits, server errors and time-outs themselves; an error they
+// return is either a *PermanentError (the project's step fails with it) or
+// temporary (the engine tries again later).
+type PipelineAPI interface {
+	// CreatePipeline creates a pipeline of project on t.Ref carrying
+	// RunVariable=runID and returns its id.
+	CreatePipeline(ctx context.Context, project string, t Target, runID string) (int64, error)
+	// FindRunPipeline looks for a pipeline of project created since since
+	// that carries RunVariable=runID.
+	FindRunPipeline(ctx context.Context, project string, t Target, runID string, since time.Time) (id int64, found bool, err error)
+	// PipelineStatus returns GitLab's status of a pipeline.
+	PipelineStatus(ctx context.Context, project string, t Target, pipelineID int64) (string, error)
+}
+
+// PermanentError is an API error that retrying will not cure (403, 404,
+// 400): the step fails with it.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// PipelineUpdate is a pipeline's new status, from a webhook or the poller.
+type PipelineUpdate struct {
+	Project       string // path with namespace
+	ProjectID     int64
+	DefaultBranch string
+	Ref           string
+	Tag           bool
+	PipelineID    int64
+	Status        string // GitLab's pipeline status
+	// RunID is the value of RunVariable when the pipeline carries it.
+	RunID string
+}
+
+// Outcome says what the engine did with an update.
+type Outcome struct {
+	Acted  bool
+	RunID  string
+	Queued []string
+	// Reason says why an update was ignored.
+	Reason string
+}
+
+// Engine is the chain-run state machine over a bbolt state file, shared by
+// the webhook receiver and the poller. Every decision is committed to the
+// state file before it is acted on.
+type Engine struct {
+	db      *bolt.DB
+	api     PipelineAPI
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *Metrics
+
+	mu      sync.RWMutex
+	planner Planner
+
+	wake chan struct{}
+	// crash, when set, is called at named points of the trigger path; the
+	// crash tests make it kill the process there.
+	crash func(point string)
+}
+
+// EngineOptions configure NewEngine.
+type EngineOptions struct {
+	StatePath string
+	API       PipelineAPI
+	Planner   Planner
+	Logger    *slog.Logger
+	Metrics   *Metrics
+	// Crash is for crash tests: called at the points "queued",
+	// "attempted" and "created" of the trigger path.
+	Crash func(point string)
+	Now   func() time.Time
+}
+
+// NewEngine opens (or creates) the state file and returns the engine. The
+// caller runs Work to create the queued pipelines and Close at the end.
+func NewEngine(opts EngineOptions) (*Engine, error) {
+	db, err := openState(opts.StatePath)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{db: db, api: opts.API, planner: opts.Planner, log: opts.Logger, metrics: opts.Metrics,
+		crash: opts.Crash, now: opts.Now, wake: make(chan struct{}, 1)}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.crash == nil {
+		e.crash = func(string) {}
+	}
+	return e, nil
+}
+
+// Close closes the state file.
+func (e *Engine) Close() error { return e.db.Close() }
+
+// SetPlanner replaces the graph new runs are planned on.
+func (e *Engine) SetPlanner(p Planner) {
+	e.mu.Lock()
+	e.planner = p
+	e.mu.Unlock()
+}
+
+func (e *Engine) currentPlanner() Planner {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.planner
+}
+
+func (e *Engine) notify() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// newRunID returns a run id that sorts by time and is unique.
+func newRunID(now time.Time) string {
+	var b [3]byte
+	rand.Read(b[:])
+	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// Statuses of GitLab pipelines, grouped by what they mean for a chain.
+func pipelineOutcome(status string) StepState {
+	switch status {
+	case "success":
+		return StepSucceeded
+	case "failed":
+		return StepFailed
+	case "canceled", "canceling", "skipped":
+		return StepCanceled
+	default: // created, waiting_for_resource, preparing, pending, running, manual, scheduled
+		return StepRunning
+	}
+}
+
+// HandlePipeline records a pipeline's new status durably and decides what
+// follows: a new run, the next projects of a run, or nothing. It returns
+// once the decision is committed; the pipelines it queued are created by
+// Work.
+func (e *Engine) HandlePipeline(u PipelineUpdate) (Outcome, error) {
+	var out Outcome
+	err := e.db.Batch(func(tx *bolt.Tx) error {
+		var err error
+		out, err = e.apply(tx, u)
+		if err != nil {
+			return err
+		}
+		rec := eventRecord{Received: e.now().UTC(), Project: u.Project, PipelineID: u.PipelineID, Ref: u.Ref,
+			Status: u.Status, Result: "ignored", RunID: out.RunID}
+		if out.Acted {
+			rec.Result = "accepted"
+		}
+		return appendEvent(tx, rec)
+	})
+	if err != nil {
+		return Outcome{}, fmt.Errorf("pipeline %d of %s: %w", u.PipelineID, u.Project, err)
+	}
+	if len(out.Queued) > 0 {
+		e.crash("queued")
+		e.notify()
+	}
+	return out, nil
+}
+
+func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
+	run, err := e.findRun(tx, u)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if run != nil {
+		return e.applyToRun(tx, run, u)
+	}
+	if u.Tag || u.Ref != u.DefaultBranch {
+		return Outcome{Reason: "not the default branch"}, nil
+	}
+	if pipelineOutcome(u.Status) != StepSucceeded {
+		return Outcome{Reason: "not part of a run"}, nil
+	}
+	id := u.RunID
+	if id == "" {
+		id = newRunID(e.now())
+	}
+	run, reason, err := e.newRun(tx, id, []string{u.Project}, fmt.Sprintf("pipeline %d of %s", u.PipelineID, u.Project))
+	if err != nil || run == nil {
+		return Outcome{Reason: reason}, err
+	}
+	root := run.Steps[u.Project]
+	root.State, root.PipelineID, root.Updated = StepSucceeded, u.PipelineID, e.now().UTC()
+	if err := tx.Bucket(bucketPipelines).Put(u64key(u.PipelineID), []byte(run.ID)); err != nil {
+		return Outcome{}, err
+	}
+	queued, err := e.queueReady(tx, run)
+	if err != nil {
+		return Outcome{}, err
+	}
+	run.updateStatus(e.now().UTC())
+	e.log.Info("chain run started", "run", run.ID, "by", run.StartedBy, "projects", len(run.Steps))
+	return Outcome{Acted: true, RunID: run.ID, Queued: queued}, saveRun(tx, run)
+}
+
+// findRun finds the run an update belongs to: the run of a pipeline the
+// engine created or already saw, the run its RunVariable names, or, for a
+// success, an unfinished run in which this project failed (the run
+// continues where it stopped).
+func (e *Engine) findRun(tx *bolt.Tx, u PipelineUpdate) (*Run, error) {
+	if id := tx.Bucket(bucketPipelines).Get(u64key(u.PipelineID)); id != nil {
+		return loadRun(tx, string(id))
+	}
+	if u.RunID != "" {
+		run, err := loadRun(tx, u.RunID)
+		if err != nil || (run != nil && run.Steps[u.Project] != nil) {
+			return run, err
+		}
+	}
+	if pipelineOutcome(u.Status) != StepSucceeded || u.Ref != u.DefaultBranch {
+		return nil, nil
+	}
+	// The newest unfinished run wins.
+	var found *Run
+	c := tx.Bucket(bucketActive).Cursor()
+	for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+		run, err := loadRun(tx, string(k))
+		if err != nil {
+			return nil, err
+		}
+		if run == nil {
+			continue
+		}
+		if s := run.Steps[u.Project]; s != nil && (s.State == StepFailed || s.State == StepCanceled) {
+			found = run
+			break
+		}
+	}
+	return found, nil
+}
+
+func (e *Engine) applyToRun(tx *bolt.Tx, run *Run, u PipelineUpdate) (Outcome, error) {
+	now := e.now().UTC()
+	out := Outcome{Acted: true, RunID: run.ID}
+	step := run.Steps[u.Project]
+	if step == nil {
+		return Outcome{Reason: "project not in the run's plan"}, nil
+	}
+	if step.State == StepSucceeded {
+		// Each project succeeds once per run; a duplicate or late
+		// delivery changes nothing.
+		return out, nil
+	}
+	switch state := pipelineOutcome(u.Status); state {
+	case StepSucceeded:
+		step.State, step.Reason = StepSucceeded, ""
+	case StepFailed, StepCanceled:
+		step.State, step.Reason = state, fmt.Sprintf("pipeline %d %s", u.PipelineID, u.Status)
+	default:
+		if step.State == StepWaiting {
+			// Someone else's pipeline of a project the run has not reached:
+			// the run will create its own.
+			return Outcome{Reason: "project not reached by the run yet"}, nil
+		}
+		step.State, step.Reason = StepRunning, ""
+	}
+	step.PipelineID, step.Updated = u.PipelineID, now
+	if err := tx.Bucket(bucketPipelines).Put(u64key(u.PipelineID), []byte(run.ID)); err != nil {
+		return Outcome{}, err
+	}
+	if step.State == StepSucceeded {
+		queued, err := e.queueReady(tx, run)
+		if err != nil {
+			return Outcome{}, err
+		}
+		out.Queued = queued
+	}
+	before := run.Status
+	run.updateStatus(now)
+	if run.Status != before {
+		e.log.Info("chain run "+string(run.Status), "run", run.ID, "project", u.Project, "pipeline", u.PipelineID)
+		if run.Status == RunSucceeded && e.metrics != nil {
+			e.metrics.RunDuration.Observe(now.Sub(run.Created).Seconds())
+		}
+	}
+	return out, saveRun(tx, run)
+}
+
+// newRun plans a run rooted at roots and stores it with every step waiting.
+// A nil run with a reason means there is nothing to run.
+func (e *Engine) newRun(tx *bolt.Tx, id string, roots []string, startedBy string) (*Run, string, error) {
+	planner := e.currentPlanner()
+	if planner == nil {
+		return nil, "no graph yet", nil
+	}
+	plan, err := planner.PlanRun(roots)
+	if err != nil {
+		e.log.Warn("no chain run", "roots", roots, "err", err)
+		return nil, err.Error(), nil
+	}
+	n := 0
+	for _, w := range plan.Waves {
+		n += len(w)
+	}
+	if n <= len(roots) && startedBy != "" && len(roots) == 1 && !isTrigger(startedBy) {
+		return nil, "no downstream projects", nil
+	}
+	if existing, err := loadRun(tx, id); err != nil || existing != nil {
+		return nil, "run id already used", err
+	}
+	now := e.now().UTC()
+	run := &Run{ID: id, Roots: roots, Status: RunRunning, Created: now, StartedBy: startedBy,
+		Waves: plan.Waves, Upstreams: plan.Upstreams, Targets: plan.Targets, Steps: map[string]*Step{}}
+	if run.Upstreams == nil {
+		run.Upstreams = map[string][]string{}
+	}
+	for _, p := range run.projects() {
+		run.Steps[p] = &Step{State: StepWaiting, Updated: now}
+	}
+	return run, "", nil
+}
+
+func isTrigger(startedBy string) bool { return len(startedBy) >= 7 && startedBy[:7] == "trigger" }
+
+// queueReady records an intent for every project of run that can be built
+// now. It runs in the transaction that made them ready.
+func (e *Engine) queueReady(tx *bolt.Tx, run *Run) ([]string, error) {
+	now := e.now().UTC()
+	ready := run.ready()
+	for _, p := range ready {
+		run.Steps[p].State, run.Steps[p].Updated = StepQueued, now
+		in := intent{RunID: run.ID, Project: p, Target: run.Targets[p], Created: now}
+		if err := putJSON(tx.Bucket(bucketIntents), intentKey(run.ID, p), in); err != nil {
+			return nil, err
+		}
+	}
+	return ready, nil
+}
+
+// StartRun starts a run at roots by creating their pipelines (as `chain
+// trigger` does). id may be empty for a new id.
+func (e *Engine) StartRun(roots []string, id, startedBy string) (*Run, error) {
+	if id == "" {
+		id = newRunID(e.now())
+	}
+	var run *Run
+	err := e.db.Update(func(tx *bolt.Tx) error {
+		var reason string
+		var err error
+		run, reason, err = e.newRun(tx, id, roots, "trigger: "+startedBy)
+		if err != nil {
+			return err
+		}
+		if run == nil {
+			return errors.New(reason)
+		}
+		if _, err := e.queueReady(tx, run); err != nil {
+			return err
+		}
+		return saveRun(tx, run)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("chain run at %v: %w", roots, err)
+	}
+	e.log.Info("chain run started", "run", run.ID, "by", run.StartedBy, "projects", len(run.Steps))
+	e.notify()
+	return run, nil
+}
+
+// Run returns a run by id, or nil.
+func (e *Engine) Run(id string) (*Run, error) {
+	var run *Run
+	err := e.db.View(func(tx *bolt.Tx) error {
+		var err error
+		run, err = loadRun(tx, id)
+		return err
+	})
+	return run, err
+}
+
+// Runs returns the newest runs first, at most limit (0: all).
+func (e *Engine) Runs(limit int) ([]*Run, error) {
+	var runs []*Run
+	err := e.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRuns).Cursor()
+		for k, v := c.Last(); k != nil && (limit == 0 || len(runs) < limit); k, v = c.Prev() {
+			var r Run
+			if err := jsonUnmarshal(v, &r); err != nil {
+				return fmt.Errorf("state: run %s: %w", k, err)
+			}
+			runs = append(runs, &r)
+		}
+		return nil
+	})
+	return runs, err
+}
+
+// Work creates the queued pipelines until ctx ends: at once when
+// HandlePipeline or StartRun queued some, and again for those whose API
+// call failed, with backoff.
+func (e *Engine) Work(ctx context.Context) error {
+	for {
+		next, err := e.fireDue(ctx)
+		if err != nil {
+			return err
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(e.now()), 10*time.Millisecond)
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-e.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// fireDue creates the pipelines of every intent that is due and returns
+// when the next one is.
+func (e *Engine) fireDue(ctx context.Context) (time.Time, error) {
+	var intents []intent
+	err := e.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketIntents).ForEach(func(k, v []byte) error {
+			var in intent
+			if err := jsonUnmarshal(v, &in); err != nil {
+				return fmt.Errorf("state: intent %q: %w", k, err)
+			}
+			intents = append(intents, in)
+			return nil
+		})
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	sort.SliceStable(intents, func(i, j int) bool { return intents[i].Created.Before(intents[j].Created) })
+	var next time.Time
+	for _, in := range intents {
+		if ctx.Err() != nil {
+			return time.Time{}, nil
+		}
+		if due := in.NextTry; !due.IsZero() && due.After(e.now()) {
+			if next.IsZero() || due.Before(next) {
+				next = due
+			}
+			continue
+		}
+		retryAt, err := e.fire(ctx, in)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if !retryAt.IsZero() && (next.IsZero() || retryAt.Before(next)) {
+			next = retryAt
+		}
+	}
+	return next, nil
+}
+
+// fire creates the pipeline of one intent: mark it attempted, look for a
+// pipeline an earlier attempt may have created, create it, record it.
+func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err error) {
+	key := intentKey(in.RunID, in.Project)
+	var reconcile, done bool
+	err = e.db.Update(func(tx *bolt.Tx) error {
+		var cur intent
+		ok, err := getJSON(tx.Bucket(bucketIntents), key, &cur)
+		if err != nil || !ok {
+			done = true
+			return err
+		}
+		run, err := loadRun(tx, in.RunID)
+		if err != nil {
+			return err
+		}
+		if run == nil || run.Steps[in.Project] == nil || run.Steps[in.Project].PipelineID != 0 {
+			// A webhook already told us about the pipeline.
+			done = true
+			return tx.Bucket(bucketIntents).Delete(key)
+		}
+		reconcile = cur.Attempted
+		cur.Attempted = true
+		cur.Attempts++
+		in = cur
+		return putJSON(tx.Bucket(bucketIntents), key, cur)
+	})
+	if err != nil || done {
+		return time.Time{}, err
+	}
+	e.crash("attempted")
+
+	var id int64
+	result := "created"
+	if reconcile {
+		var found bool
+		id, found, err = e.api.FindRunPipeline(ctx, in.Project, in.Target, in.RunID, in.Created.Add(-time.Minute))
+		if err == nil && found {
+			result = "reconciled"
+		}
+	}
+	if err == nil && id == 0 {
+		id, err = e.api.CreatePipeline(ctx, in.Project, in.Target, in.RunID)
+	}
+	if err == nil {
+		e.crash("created")
+	}
+	if err != nil {
+		return e.fireFailed(ctx, in, err)
+	}
+	err = e.db.Update(func(tx *bolt.Tx) error {
+		run, err := loadRun(tx, in.RunID)
+		if err != nil || run == nil {
+			return err
+		}
+		step := run.Steps[in.Project]
+		if step.PipelineID == 0 {
+			step.PipelineID = id
+		}
+		if step.State == StepQueued {
+			step.State, step.Updated = StepTriggered, e.now().UTC()
+		}
+		if err := tx.Bucket(bucketPipelines).Put(u64key(id), []byte(run.ID)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketIntents).Delete(key); err != nil {
+			return err
+		}
+		return saveRun(tx, run)
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	if e.metrics != nil {
+		e.metrics.Triggers.WithLabelValues(result).Inc()
+	}
+	e.log.Info("pipeline "+result, "run", in.RunID, "project", in.Project, "pipeline", id, "ref", in.Target.Ref)
+	return time.Time{}, nil
+}
+
+// Backoff of an intent whose API call failed: 2s, 4s, ... up to 5 minutes.
+func intentBackoff(attempts int) time.Duration {
+	d := 2 * time.Second
+	for i := 1; i < attempts && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Minute)
+}
+
+func (e *Engine) fireFailed(ctx context.Context, in intent, apiErr error) (time.Time, error) {
+	if e.metrics != nil {
+		e.metrics.APIErrors.Inc()
+	}
+	key := intentKey(in.RunID, in.Project)
+	var permanent *PermanentError
+	if errors.As(apiErr, &permanent) {
+		e.log.Error("pipeline not created", "run", in.RunID, "project", in.Project, "err", apiErr)
+		if e.metrics != nil {
+			e.metrics.Triggers.WithLabelValues("failed").Inc()
+		}
+		return time.Time{}, e.db.Update(func(tx *bolt.Tx) error {
+			run, err := loadRun(tx, in.RunID)
+			if err != nil || run == nil {
+				return err
+			}
+			step := run.Steps[in.Project]
+			step.State, step.Reason, step.Updated = StepFailed, "creating the pipeline: "+apiErr.Error(), e.now().UTC()
+			run.updateStatus(e.now().UTC())
+			if err := tx.Bucket(bucketIntents).Delete(key); err != nil {
+				return err
+			}
+			return saveRun(tx, run)
+		})
+	}
+	if ctx.Err() != nil {
+		return time.Time{}, nil
+	}
+	retryAt := e.now().Add(intentBackoff(in.Attempts))
+	e.log.Warn("pipeline not created yet, will retry", "run", in.RunID, "project", in.Project, "at", retryAt.Format(time.RFC3339), "err", apiErr)
+	return retryAt, e.db.Update(func(tx *bolt.Tx) error {
+		var cur intent
+		ok, err := getJSON(tx.Bucket(bucketIntents), key, &cur)
+		if err != nil || !ok {
+			return err
+		}
+		cur.NextTry, cur.LastError = retryAt, apiErr.Error()
+		return putJSON(tx.Bucket(bucketIntents), key, cur)
+	})
+}

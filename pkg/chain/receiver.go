@@ -1,0 +1,285 @@
+package chain
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	gitlab "gitlab.com/gitlab-org/api/client-go/v2"
+)
+
+// MaxHookBody is the largest webhook body the receiver reads.
+const MaxHookBody = 1 << 20
+
+// Receiver is the HTTP side of `chain serve`: GitLab's webhooks in, runs
+// and metrics out.
+type Receiver struct {
+	Engine *Engine
+	// Secret is the webhook secret token; empty: no check.
+	Secret   string
+	Metrics  *Metrics
+	Gatherer prometheus.Gatherer
+	Log      *slog.Logger
+	// DepsChanged is called when a push to a default branch touches a
+	// dependency file: the graph should be scanned again.
+	DepsChanged func(project string)
+}
+
+// Handler routes the receiver's endpoints.
+func (rc *Receiver) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /hook", rc.hook)
+	mux.HandleFunc("POST /runs", rc.startRun)
+	mux.HandleFunc("GET /runs", rc.listRuns)
+	mux.HandleFunc("GET /runs/{id}", rc.getRun)
+	mux.HandleFunc("GET /healthz", rc.healthz)
+	if rc.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(rc.Gatherer, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
+
+// knownEvents bounds the label values of the events metric.
+var knownEvents = []string{
+	"Pipeline Hook", "Push Hook", "Tag Push Hook", "Job Hook", "Merge Request Hook",
+	"Issue Hook", "Note Hook", "Deployment Hook", "Release Hook", "System Hook",
+}
+
+func eventLabel(event string) string {
+	if slices.Contains(knownEvents, event) {
+		return event
+	}
+	return "other"
+}
+
+func (rc *Receiver) count(event, result string) {
+	if rc.Metrics != nil {
+		rc.Metrics.Events.WithLabelValues(eventLabel(event), result).Inc()
+	}
+}
+
+// authorized compares the token in constant time.
+func (rc *Receiver) authorized(r *http.Request) bool {
+	if rc.Secret == "" {
+		return true
+	}
+	token := r.Header.Get("X-Gitlab-Token")
+	return subtle.ConstantTimeCompare([]byte(token), []byte(rc.Secret)) == 1
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// readBody reads at most MaxHookBody bytes; false when it answered already.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxHookBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			httpError(w, http.StatusRequestEntityTooLarge, "body over 1 MiB")
+		} else {
+			httpError(w, http.StatusBadRequest, "reading the body: "+err.Error())
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+// hook takes a GitLab webhook. GitLab disables a hook that keeps getting
+// 4xx answers, so a well-formed event that is not for us gets 204.
+func (rc *Receiver) hook(w http.ResponseWriter, r *http.Request) {
+	event := r.Header.Get("X-Gitlab-Event")
+	if !rc.authorized(r) {
+		rc.count(event, "rejected")
+		httpError(w, http.StatusUnauthorized, "wrong or missing X-Gitlab-Token")
+		return
+	}
+	body, ok := readBody(w, r)
+	if !ok {
+		rc.count(event, "rejected")
+		return
+	}
+	if !json.Valid(body) {
+		rc.count(event, "rejected")
+		httpError(w, http.StatusBadRequest, "body is not JSON")
+		return
+	}
+	switch gitlab.EventType(event) {
+	case gitlab.EventTypePipeline:
+		rc.pipelineHook(w, body)
+	case gitlab.EventTypePush:
+		rc.pushHook(w, body)
+	default:
+		rc.count(event, "ignored")
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func (rc *Receiver) pipelineHook(w http.ResponseWriter, body []byte) {
+	const event = "Pipeline Hook"
+	var ev gitlab.PipelineEvent
+	if err := json.Unmarshal(body, &ev); err != nil || ev.ObjectKind != "pipeline" ||
+		ev.ObjectAttributes.ID == 0 || ev.Project.PathWithNamespace == "" || ev.ObjectAttributes.Status == "" {
+		rc.count(event, "rejected")
+		httpError(w, http.StatusBadRequest, "not a GitLab pipeline event: expected object_kind pipeline with object_attributes.id, .status and project.path_with_namespace")
+		return
+	}
+	u := PipelineUpdate{
+		Project:       ev.Project.PathWithNamespace,
+		ProjectID:     ev.Project.ID,
+		DefaultBranch: ev.Project.DefaultBranch,
+		Ref:           ev.ObjectAttributes.Ref,
+		Tag:           ev.ObjectAttributes.Tag,
+		PipelineID:    ev.ObjectAttributes.ID,
+		Status:        ev.ObjectAttributes.Status,
+	}
+	for _, v := range ev.ObjectAttributes.Variables {
+		if v.Key == RunVariable {
+			u.RunID = v.Value
+		}
+	}
+	out, err := rc.Engine.HandlePipeline(u)
+	if err != nil {
+		rc.Log.Error("webhook not stored", "err", err)
+		rc.count(event, "rejected")
+		httpError(w, http.StatusServiceUnavailable, "state not writable")
+		return
+	}
+	if !out.Acted {
+		rc.count(event, "ignored")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	rc.count(event, "accepted")
+	writeJSON(w, http.StatusOK, map[string]any{"run": out.RunID, "queued": out.Queued})
+}
+
+// DependencyFiles are the files whose change changes the graph.
+var DependencyFiles = []string{DepsFileName, "Containerfile", "Dockerfile"}
+
+func (rc *Receiver) pushHook(w http.ResponseWriter, body []byte) {
+	const event = "Push Hook"
+	var ev gitlab.PushEvent
+	if err := json.Unmarshal(body, &ev); err != nil {
+		rc.count(event, "rejected")
+		httpError(w, http.StatusBadRequest, "not a GitLab push event")
+		return
+	}
+	touched := false
+	if ev.Ref == "refs/heads/"+ev.Project.DefaultBranch {
+		for _, c := range ev.Commits {
+			for _, list := range [][]string{c.Added, c.Modified, c.Removed} {
+				for _, f := range list {
+					if slices.Contains(DependencyFiles, f) || slices.Contains(DependencyFiles, path.Base(f)) {
+						touched = true
+					}
+				}
+			}
+		}
+	}
+	if !touched || rc.DepsChanged == nil {
+		rc.count(event, "ignored")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	rc.count(event, "accepted")
+	rc.DepsChanged(ev.Project.PathWithNamespace)
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// StartRunRequest is the body of POST /runs.
+type StartRunRequest struct {
+	Project string `json:"project"`
+	RunID   string `json:"run_id,omitempty"`
+}
+
+// startRun is `chain trigger --server`: it needs the webhook secret too,
+// since it creates pipelines.
+func (rc *Receiver) startRun(w http.ResponseWriter, r *http.Request) {
+	if !rc.authorized(r) {
+		httpError(w, http.StatusUnauthorized, "wrong or missing X-Gitlab-Token")
+		return
+	}
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var req StartRunRequest
+	if err := json.Unmarshal(body, &req); err != nil || req.Project == "" {
+		httpError(w, http.StatusBadRequest, `expected {"project":"group/project"}`)
+		return
+	}
+	run, err := rc.Engine.StartRun([]string{req.Project}, req.RunID, req.Project)
+	if err != nil {
+		var unknown *UnknownProjectError
+		var cycle *CycleError
+		switch {
+		case errors.As(err, &unknown), errors.As(err, &cycle):
+			httpError(w, http.StatusUnprocessableEntity, err.Error())
+		default:
+			httpError(w, http.StatusServiceUnavailable, err.Error())
+		}
+		return
+	}
+	writeJSON(w, http.StatusCreated, run)
+}
+
+func (rc *Receiver) listRuns(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			httpError(w, http.StatusBadRequest, "limit: expected a whole number")
+			return
+		}
+		limit = n
+	}
+	runs, err := rc.Engine.Runs(limit)
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if runs == nil {
+		runs = []*Run{}
+	}
+	writeJSON(w, http.StatusOK, runs)
+}
+
+func (rc *Receiver) getRun(w http.ResponseWriter, r *http.Request) {
+	run, err := rc.Engine.Run(r.PathValue("id"))
+	switch {
+	case err != nil:
+		httpError(w, http.StatusInternalServerError, err.Error())
+	case run == nil:
+		httpError(w, http.StatusNotFound, "no run "+strings.TrimSpace(r.PathValue("id")))
+	default:
+		writeJSON(w, http.StatusOK, run)
+	}
+}
+
+func (rc *Receiver) healthz(w http.ResponseWriter, r *http.Request) {
+	if _, err := rc.Engine.Runs(1); err != nil {
+		httpError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	io.WriteString(w, "ok\n")
+}

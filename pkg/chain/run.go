@@ -1,0 +1,131 @@
+package chain
+
+import (
+	"slices"
+	"time"
+)
+
+// RunVariable is the CI/CD variable every pipeline the engine creates
+// carries: the id of its chain run.
+const RunVariable = "OPSCTL_CHAIN_RUN"
+
+// RunStatus is where a chain run stands.
+type RunStatus string
+
+const (
+	// RunRunning: some project of the plan is still to be built.
+	RunRunning RunStatus = "running"
+	// RunSucceeded: every project of the plan succeeded.
+	RunSucceeded RunStatus = "succeeded"
+	// RunFailed: a project failed or was canceled and its downstream waits.
+	// Not final: when that project later succeeds, the run continues.
+	RunFailed RunStatus = "failed"
+)
+
+// StepState is where one project of a run stands.
+type StepState string
+
+const (
+	StepWaiting   StepState = "waiting"   // upstreams of the plan not all succeeded yet
+	StepQueued    StepState = "queued"    // its pipeline is to be created (an intent is recorded)
+	StepTriggered StepState = "triggered" // its pipeline was created
+	StepRunning   StepState = "running"   // GitLab reported the pipeline pending or running
+	StepSucceeded StepState = "succeeded"
+	StepFailed    StepState = "failed"
+	StepCanceled  StepState = "canceled"
+)
+
+// Step is one project of a run.
+type Step struct {
+	State      StepState `json:"state"`
+	PipelineID int64     `json:"pipeline_id,omitempty"`
+	// Reason says why a step failed, in words for the admin.
+	Reason  string    `json:"reason,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+// Run is one rebuild of the chain: the plan downstream of its roots,
+// frozen when the run starts (a rescan changes later runs, not this one),
+// and the state of each project.
+type Run struct {
+	ID      string    `json:"id"`
+	Roots   []string  `json:"roots"`
+	Status  RunStatus `json:"status"`
+	Created time.Time `json:"created"`
+	// Finished is set when the run succeeded.
+	Finished *time.Time `json:"finished,omitempty"`
+	// StartedBy says what started the run: a pipeline of a root, a
+	// trigger, an external image change.
+	StartedBy string     `json:"started_by"`
+	Waves     [][]string `json:"waves"`
+	// Upstreams holds, for each project of the plan, its upstreams that
+	// are in the plan.
+	Upstreams map[string][]string `json:"upstreams"`
+	// Targets holds how to create each project's pipeline.
+	Targets map[string]Target `json:"targets"`
+	Steps   map[string]*Step  `json:"steps"`
+}
+
+// Target is what the GitLab API needs to create a project's pipeline.
+type Target struct {
+	ProjectID int64  `json:"project_id,omitempty"`
+	Ref       string `json:"ref"`
+}
+
+// ready lists the waiting projects of the run whose upstreams of the plan
+// have all succeeded, in plan order.
+func (r *Run) ready() []string {
+	var out []string
+	for _, wave := range r.Waves {
+		for _, p := range wave {
+			if r.Steps[p].State != StepWaiting {
+				continue
+			}
+			ok := true
+			for _, up := range r.Upstreams[p] {
+				if r.Steps[up].State != StepSucceeded {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// updateStatus derives the run's status from its steps.
+func (r *Run) updateStatus(now time.Time) {
+	status := RunSucceeded
+	for _, s := range r.Steps {
+		switch s.State {
+		case StepFailed, StepCanceled:
+			status = RunFailed
+		case StepSucceeded:
+		default:
+			if status != RunFailed {
+				status = RunRunning
+			}
+		}
+	}
+	r.Status = status
+	if status == RunSucceeded && r.Finished == nil {
+		r.Finished = &now
+	}
+}
+
+// projects lists the projects of the plan in plan order.
+func (r *Run) projects() []string {
+	var out []string
+	for _, w := range r.Waves {
+		out = append(out, w...)
+	}
+	return out
+}
+
+func (r *Run) hasProject(path string) bool {
+	_, ok := r.Steps[path]
+	return ok && slices.Contains(r.projects(), path)
+}

@@ -1,0 +1,138 @@
+package chain
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The buckets of the engine's state file.
+var (
+	bucketRuns      = []byte("runs")      // run id -> Run (JSON)
+	bucketActive    = []byte("active")    // run id -> "" for runs not yet succeeded
+	bucketPipelines = []byte("pipelines") // pipeline id (uint64 BE) -> run id
+	bucketIntents   = []byte("intents")   // run id NUL project -> intent (JSON)
+	bucketEvents    = []byte("events")    // sequence (uint64 BE) -> received event (JSON)
+)
+
+// eventsKept bounds the log of received pipeline events.
+const eventsKept = 10000
+
+// intent is a pipeline the engine decided to create. It is written in the
+// same transaction as the decision, and removed in the same transaction
+// that records the created pipeline, so a crash at any point leaves either
+// the intent (do it, or find that it was done) or the record.
+type intent struct {
+	RunID   string    `json:"run_id"`
+	Project string    `json:"project"`
+	Target  Target    `json:"target"`
+	Created time.Time `json:"created"`
+	// Attempted is set, and committed, before each API call: after a crash
+	// or an error, a pipeline may exist that was never recorded, so the
+	// next try looks for it before creating one.
+	Attempted bool      `json:"attempted,omitempty"`
+	Attempts  int       `json:"attempts,omitempty"`
+	NextTry   time.Time `json:"next_try,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+type eventRecord struct {
+	Received   time.Time `json:"received"`
+	Project    string    `json:"project"`
+	PipelineID int64     `json:"pipeline_id"`
+	Ref        string    `json:"ref"`
+	Status     string    `json:"status"`
+	Result     string    `json:"result"`
+	RunID      string    `json:"run_id,omitempty"`
+}
+
+func openState(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("state file %s: locked by another opsctl process", path)
+		}
+		return nil, fmt.Errorf("state file %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketRuns, bucketActive, bucketPipelines, bucketIntents, bucketEvents} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state file %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func u64key(n int64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, uint64(n))
+	return k
+}
+
+func intentKey(runID, project string) []byte {
+	return []byte(runID + "\x00" + project)
+}
+
+func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
+	data := b.Get(key)
+	if data == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("state: record %q: %w", key, err)
+	}
+	return true, nil
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, data)
+}
+
+func loadRun(tx *bolt.Tx, id string) (*Run, error) {
+	var r Run
+	ok, err := getJSON(tx.Bucket(bucketRuns), []byte(id), &r)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func saveRun(tx *bolt.Tx, r *Run) error {
+	if err := putJSON(tx.Bucket(bucketRuns), []byte(r.ID), r); err != nil {
+		return err
+	}
+	if r.Status == RunSucceeded {
+		return tx.Bucket(bucketActive).Delete([]byte(r.ID))
+	}
+	return tx.Bucket(bucketActive).Put([]byte(r.ID), nil)
+}
+
+func appendEvent(tx *bolt.Tx, rec eventRecord) error {
+	b := tx.Bucket(bucketEvents)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	if seq > eventsKept {
+		if err := b.Delete(u64key(int64(seq - eventsKept))); err != nil {
+			return err
+		}
+	}
+	return putJSON(b, u64key(int64(seq)), rec)
+}
+
+func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
