@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+
+	"github.com/spf13/cobra"
+
+	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/pkg/chain"
+)
+
+func newCmdChainHooks(f *cli.Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "hooks",
+		Short: "Manage the GitLab webhooks that report pipelines to the receiver",
+	}
+	cmd.AddCommand(newCmdChainHooksSync(f, nil))
+	return cmd
+}
+
+// ChainHooksSyncOptions are the inputs of chain hooks sync.
+type ChainHooksSyncOptions struct {
+	Factory           *cli.Factory
+	Source            chainSourceOptions
+	HookURL           string
+	WebhookSecretFile string
+	DryRun            bool
+}
+
+func newCmdChainHooksSync(f *cli.Factory, runF func(*ChainHooksSyncOptions) error) *cobra.Command {
+	opts := &ChainHooksSyncOptions{Factory: f}
+	cmd := &cobra.Command{
+		Use:   "hooks sync --hook-url URL [--webhook-secret-file FILE] [--dry-run]",
+		Short: "Give every project of the group exactly one webhook for URL",
+		Long: `Make every project of the group end with exactly one webhook for --hook-url:
+pipeline events on, push events off, SSL verification on, and the webhook
+secret (--webhook-secret-file) as its token. An existing hook for the URL is
+edited, never duplicated; extra hooks for the same URL are deleted.
+
+GitLab never shows a hook's token, so with a secret an existing hook is
+always rewritten (counted as updated). Prints "added N, updated N, unchanged N".
+The token needs the api scope and the Maintainer role.
+
+--dry-run names every project it would change and changes nothing.`,
+		Example: `  opsctl chain hooks sync --gitlab-url https://gitlab.example.com --group images \
+      --token-file ~/.config/opsctl/gitlab-token \
+      --hook-url https://chain.example.com/hook --webhook-secret-file /etc/opsctl/webhook-secret --dry-run`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return runChainHooksSync(opts)
+		},
+	}
+	cmd.Use = "sync"
+	fl := cmd.Flags()
+	fl.StringVar(&opts.HookURL, "hook-url", "", "the receiver's `URL`, e.g. https://chain.example.com/hook (required)")
+	fl.StringVar(&opts.WebhookSecretFile, "webhook-secret-file", "", "`FILE` holding the webhook secret, sent by GitLab as X-Gitlab-Token")
+	fl.BoolVar(&opts.DryRun, "dry-run", false, "print what would change and change nothing")
+	addChainSourceFlags(fl, &opts.Source)
+	return cmd
+}
+
+func runChainHooksSync(opts *ChainHooksSyncOptions) error {
+	f := opts.Factory
+	if opts.HookURL == "" {
+		return cli.Usagef("chain hooks sync: --hook-url is required")
+	}
+	if u, err := url.Parse(opts.HookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return cli.Usagef("--hook-url %q: expected an http(s) URL like https://chain.example.com/hook", opts.HookURL)
+	}
+	secret := ""
+	if opts.WebhookSecretFile != "" {
+		var err error
+		if secret, err = cli.ReadSecretFile(opts.WebhookSecretFile); err != nil {
+			return cli.UsageError(fmt.Errorf("--webhook-secret-file: %w", err))
+		}
+	}
+	src, err := opts.Source.build(f, true)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	projects, err := src.source.ListProjects(ctx)
+	if err != nil {
+		return chainError("chain hooks sync", err)
+	}
+	plan, err := chain.PlanHooks(ctx, src.gitlab, projects, chain.WantedHook(opts.HookURL, secret), opts.Source.Concurrency)
+	if err != nil {
+		return chainError("chain hooks sync", err)
+	}
+	if opts.DryRun {
+		return plan.WriteDryRun(f.IO.Out)
+	}
+	counts, err := plan.Apply(ctx, src.gitlab, opts.Source.Concurrency)
+	fmt.Fprintln(f.IO.Out, counts)
+	if err != nil {
+		return chainError("chain hooks sync", err)
+	}
+	return nil
+}
