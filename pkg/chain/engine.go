@@ -572,6 +572,18 @@ func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err er
 	return time.Time{}, nil
 }
 
+// isPermanent: a *PermanentError, or an error that says it is not
+// temporary (an API error other than 429 and 5xx). Anything else, a network
+// error included, is worth another try.
+func isPermanent(err error) bool {
+	var permanent *PermanentError
+	if errors.As(err, &permanent) {
+		return true
+	}
+	var temp interface{ Temporary() bool }
+	return errors.As(err, &temp) && !temp.Temporary()
+}
+
 // Backoff of an intent whose API call failed: 2s, 4s, ... up to 5 minutes.
 func intentBackoff(attempts int) time.Duration {
 	d := 2 * time.Second
@@ -586,8 +598,7 @@ func (e *Engine) fireFailed(ctx context.Context, in intent, apiErr error) (time.
 		e.metrics.APIErrors.Inc()
 	}
 	key := intentKey(in.RunID, in.Project)
-	var permanent *PermanentError
-	if errors.As(apiErr, &permanent) {
+	if isPermanent(apiErr) {
 		e.log.Error("pipeline not created", "run", in.RunID, "project", in.Project, "err", apiErr)
 		if e.metrics != nil {
 			e.metrics.Triggers.WithLabelValues("failed").Inc()

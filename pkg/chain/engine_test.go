@@ -1,0 +1,527 @@
+package chain
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakePipelines stands in for GitLab's pipeline API in the engine's unit
+// tests (the end-to-end tests use the fake GitLab server).
+type fakePipelines struct {
+	mu      sync.Mutex
+	nextID  int64
+	created []createdPipeline
+	// failNext makes the next CreatePipeline calls of a project fail.
+	failNext map[string][]error
+	finds    int
+}
+
+type createdPipeline struct {
+	Project, Ref, RunID string
+	ID                  int64
+}
+
+func newFakePipelines() *fakePipelines {
+	return &fakePipelines{nextID: 1000, failNext: map[string][]error{}}
+}
+
+func (f *fakePipelines) CreatePipeline(ctx context.Context, project string, t Target, runID string) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if errs := f.failNext[project]; len(errs) > 0 {
+		f.failNext[project] = errs[1:]
+		return 0, errs[0]
+	}
+	f.nextID++
+	f.created = append(f.created, createdPipeline{project, t.Ref, runID, f.nextID})
+	return f.nextID, nil
+}
+
+func (f *fakePipelines) FindRunPipeline(ctx context.Context, project string, t Target, runID string, since time.Time) (int64, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.finds++
+	for _, c := range f.created {
+		if c.Project == project && c.RunID == runID {
+			return c.ID, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+func (f *fakePipelines) PipelineStatus(ctx context.Context, project string, t Target, id int64) (string, error) {
+	return "", errors.New("not used")
+}
+
+func (f *fakePipelines) projects() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.created {
+		out = append(out, c.Project)
+	}
+	return out
+}
+
+func (f *fakePipelines) pipelineOf(t *testing.T, project string) createdPipeline {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.created) - 1; i >= 0; i-- {
+		if f.created[i].Project == project {
+			return f.created[i]
+		}
+	}
+	t.Fatalf("no pipeline of %s was created; created: %v", project, f.created)
+	return createdPipeline{}
+}
+
+// testGraph builds a graph from "project: upstream upstream" lines.
+func testGraph(lines ...string) *GraphPlanner {
+	var projects []*Project
+	refs := map[string]ProjectRef{}
+	for i, line := range lines {
+		name, ups, _ := strings.Cut(line, ":")
+		p := &Project{Path: strings.TrimSpace(name), Upstreams: strings.Fields(ups), Source: SourceDepsFile, External: []string{}}
+		slices.Sort(p.Upstreams)
+		projects = append(projects, p)
+		refs[p.Path] = ProjectRef{Path: p.Path, ID: int64(i + 1), DefaultBranch: "main"}
+	}
+	return &GraphPlanner{Graph: NewGraph(projects, nil), Refs: refs}
+}
+
+type engineFixture struct {
+	t      *testing.T
+	engine *Engine
+	api    *fakePipelines
+	recv   *Receiver
+	path   string
+	graph  *GraphPlanner
+}
+
+func newEngineFixture(t *testing.T, graph *GraphPlanner) *engineFixture {
+	t.Helper()
+	fx := &engineFixture{t: t, api: newFakePipelines(), path: filepath.Join(t.TempDir(), "chain.db"), graph: graph}
+	fx.open()
+	return fx
+}
+
+func (fx *engineFixture) open() {
+	fx.t.Helper()
+	e, err := NewEngine(EngineOptions{StatePath: fx.path, API: fx.api, Planner: fx.graph})
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	fx.engine = e
+	fx.recv = &Receiver{Engine: e, Secret: "s3cret"}
+	fx.t.Cleanup(func() { e.Close() })
+}
+
+// reopen simulates a restart on the same state file.
+func (fx *engineFixture) reopen() {
+	fx.engine.Close()
+	fx.open()
+}
+
+// work creates every queued pipeline that is due.
+func (fx *engineFixture) work() {
+	fx.t.Helper()
+	if _, err := fx.engine.fireDue(context.Background()); err != nil {
+		fx.t.Fatal(err)
+	}
+}
+
+type hookOpts struct {
+	ref, defaultBranch, runID string
+	tag                       bool
+}
+
+// pipelineHook returns the recorded GitLab Pipeline Hook payload, changed
+// to describe pipeline id of project with status.
+func pipelineHook(t *testing.T, project string, id int64, status string, o hookOpts) []byte {
+	t.Helper()
+	data, err := os.ReadFile("testdata/hooks/pipeline-success.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev map[string]any
+	json.Unmarshal(data, &ev)
+	attrs := ev["object_attributes"].(map[string]any)
+	proj := ev["project"].(map[string]any)
+	if o.defaultBranch == "" {
+		o.defaultBranch = "main"
+	}
+	if o.ref == "" {
+		o.ref = o.defaultBranch
+	}
+	attrs["id"], attrs["status"], attrs["ref"], attrs["tag"] = id, status, o.ref, o.tag
+	proj["path_with_namespace"], proj["default_branch"] = project, o.defaultBranch
+	if o.runID != "" {
+		attrs["variables"] = []map[string]string{{"key": RunVariable, "value": o.runID}}
+	}
+	out, _ := json.Marshal(ev)
+	return out
+}
+
+func (fx *engineFixture) deliver(body []byte) *httptest.ResponseRecorder {
+	fx.t.Helper()
+	req := httptest.NewRequest("POST", "/hook", strings.NewReader(string(body)))
+	req.Header.Set("X-Gitlab-Event", "Pipeline Hook")
+	req.Header.Set("X-Gitlab-Token", "s3cret")
+	rec := httptest.NewRecorder()
+	fx.recv.Handler().ServeHTTP(rec, req)
+	return rec
+}
+
+func (fx *engineFixture) pipeline(project string, id int64, status string, o hookOpts) int {
+	fx.t.Helper()
+	return fx.deliver(pipelineHook(fx.t, project, id, status, o)).Code
+}
+
+// succeed reports the success of the pipeline the engine created for project.
+func (fx *engineFixture) succeed(project string) {
+	fx.t.Helper()
+	p := fx.api.pipelineOf(fx.t, project)
+	if code := fx.pipeline(project, p.ID, "success", hookOpts{runID: p.RunID}); code != http.StatusOK {
+		fx.t.Fatalf("success of %s: HTTP %d", project, code)
+	}
+}
+
+func (fx *engineFixture) onlyRun() *Run {
+	fx.t.Helper()
+	runs, err := fx.engine.Runs(0)
+	if err != nil || len(runs) != 1 {
+		fx.t.Fatalf("want exactly one run, got %d (%v)", len(runs), err)
+	}
+	return runs[0]
+}
+
+func wantCreated(t *testing.T, api *fakePipelines, want ...string) {
+	t.Helper()
+	if got := api.projects(); !slices.Equal(got, want) {
+		t.Fatalf("pipelines created for %v, want %v", got, want)
+	}
+}
+
+func TestChainRebuildsDownstreamInOrder(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	if code := fx.pipeline("ops/base", 31, "success", hookOpts{}); code != http.StatusOK {
+		t.Fatalf("success of base: HTTP %d", code)
+	}
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby")
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby") // nothing more until ruby succeeded
+	fx.succeed("ops/ruby")
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby", "ops/app")
+	if run := fx.onlyRun(); run.Status != RunRunning {
+		t.Errorf("run status %s before app succeeded", run.Status)
+	}
+	fx.succeed("ops/app")
+	run := fx.onlyRun()
+	if run.Status != RunSucceeded || run.Finished == nil {
+		t.Errorf("run status %s, finished %v", run.Status, run.Finished)
+	}
+	for _, c := range fx.api.created {
+		if c.RunID != run.ID || c.Ref != "main" {
+			t.Errorf("pipeline %+v: want run %s on main", c, run.ID)
+		}
+	}
+}
+
+func TestDiamondBuildsItsBottomOnce(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/python: ops/base", "ops/app: ops/ruby ops/python"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	wantCreated(t, fx.api, "ops/python", "ops/ruby")
+	fx.succeed("ops/ruby")
+	fx.work()
+	wantCreated(t, fx.api, "ops/python", "ops/ruby") // app waits for python
+	fx.succeed("ops/python")
+	fx.succeed("ops/python") // a duplicate delivery
+	fx.work()
+	wantCreated(t, fx.api, "ops/python", "ops/ruby", "ops/app")
+	fx.succeed("ops/app")
+	if run := fx.onlyRun(); run.Status != RunSucceeded {
+		t.Errorf("run status %s", run.Status)
+	}
+}
+
+func TestFailureStopsDownstreamAndALaterSuccessResumes(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	fx.pipeline("ops/ruby", ruby.ID, "running", hookOpts{runID: ruby.RunID})
+	fx.pipeline("ops/ruby", ruby.ID, "failed", hookOpts{runID: ruby.RunID})
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby")
+	run := fx.onlyRun()
+	if run.Status != RunFailed || run.Steps["ops/ruby"].State != StepFailed || !strings.Contains(run.Steps["ops/ruby"].Reason, "failed") {
+		t.Fatalf("after the failure: run %s, ruby %+v", run.Status, run.Steps["ops/ruby"])
+	}
+	// The admin fixes ruby and runs a new pipeline by hand (no variable).
+	if code := fx.pipeline("ops/ruby", 77, "success", hookOpts{}); code != http.StatusOK {
+		t.Fatalf("manual success: HTTP %d", code)
+	}
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby", "ops/app")
+	fx.succeed("ops/app")
+	run = fx.onlyRun()
+	if run.Status != RunSucceeded {
+		t.Errorf("run status %s after resume", run.Status)
+	}
+}
+
+func TestRetriedPipelineContinuesItsRun(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	fx.pipeline("ops/ruby", ruby.ID, "failed", hookOpts{runID: ruby.RunID})
+	// Retrying the failed jobs keeps the pipeline id.
+	fx.pipeline("ops/ruby", ruby.ID, "running", hookOpts{runID: ruby.RunID})
+	fx.succeed("ops/ruby")
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby", "ops/app")
+}
+
+func TestIgnoredPipelineEvents(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	cases := []struct {
+		name   string
+		body   []byte
+		reason string
+	}{
+		{"feature branch", pipelineHook(t, "ops/base", 40, "success", hookOpts{ref: "feature"}), ""},
+		{"tag", pipelineHook(t, "ops/base", 41, "success", hookOpts{ref: "main", tag: true}), ""},
+		{"running on main", pipelineHook(t, "ops/base", 42, "running", hookOpts{}), ""},
+		{"failed on main", pipelineHook(t, "ops/base", 43, "failed", hookOpts{}), ""},
+		{"leaf project", pipelineHook(t, "ops/ruby", 44, "success", hookOpts{}), ""},
+		{"unknown project", pipelineHook(t, "other/thing", 45, "success", hookOpts{}), ""},
+	}
+	for _, tc := range cases {
+		if rec := fx.deliver(tc.body); rec.Code != http.StatusNoContent {
+			t.Errorf("%s: HTTP %d, want 204", tc.name, rec.Code)
+		}
+	}
+	fx.work()
+	wantCreated(t, fx.api)
+	if runs, _ := fx.engine.Runs(0); len(runs) != 0 {
+		t.Errorf("%d runs started by ignored events", len(runs))
+	}
+}
+
+func TestEnginePipelinesNeverStartNewRuns(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	// Without the variable, known by its id alone.
+	fx.pipeline("ops/ruby", ruby.ID, "success", hookOpts{})
+	fx.work()
+	fx.onlyRun()
+	wantCreated(t, fx.api, "ops/ruby", "ops/app")
+}
+
+func TestOutOfOrderDeliveryDoesNotRegress(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	fx.succeed("ops/ruby")
+	fx.pipeline("ops/ruby", ruby.ID, "pending", hookOpts{runID: ruby.RunID})
+	fx.pipeline("ops/ruby", ruby.ID, "failed", hookOpts{runID: ruby.RunID})
+	run := fx.onlyRun()
+	if s := run.Steps["ops/ruby"]; s.State != StepSucceeded {
+		t.Errorf("ruby went back to %s", s.State)
+	}
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby", "ops/app")
+}
+
+func TestWebhookBeforeTheTriggerIsRecorded(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	var runID string
+	fx.engine.crash = func(point string) {
+		if point == "created" && runID == "" {
+			// GitLab's webhook for the new pipeline overtakes the
+			// engine's own record of it.
+			p := fx.api.created[len(fx.api.created)-1]
+			runID = p.RunID
+			fx.pipeline(p.Project, p.ID, "success", hookOpts{runID: p.RunID})
+		}
+	}
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby", "ops/app")
+	if run := fx.onlyRun(); run.Steps["ops/ruby"].State != StepSucceeded {
+		t.Errorf("ruby is %s", run.Steps["ops/ruby"].State)
+	}
+}
+
+func TestRestartAfterTheAPICallFindsThePipeline(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	crashed := errors.New("crash")
+	fx.engine.crash = func(point string) {
+		if point == "created" {
+			panic(crashed) // the process dies before recording the pipeline
+		}
+	}
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	func() {
+		defer func() {
+			if r := recover(); r != crashed {
+				t.Fatalf("recovered %v", r)
+			}
+		}()
+		fx.work()
+	}()
+	wantCreated(t, fx.api, "ops/ruby")
+	fx.reopen()
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby") // found, not created again
+	if fx.api.finds != 1 {
+		t.Errorf("%d look-ups, want 1", fx.api.finds)
+	}
+	run := fx.onlyRun()
+	if s := run.Steps["ops/ruby"]; s.State != StepTriggered || s.PipelineID != fx.api.pipelineOf(t, "ops/ruby").ID {
+		t.Errorf("ruby after restart: %+v", s)
+	}
+}
+
+func TestRestartBeforeTheAPICallCreatesThePipeline(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	crashed := errors.New("crash")
+	fx.engine.crash = func(point string) {
+		if point == "attempted" {
+			panic(crashed)
+		}
+	}
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	func() {
+		defer func() { recover() }()
+		fx.work()
+	}()
+	wantCreated(t, fx.api)
+	fx.reopen()
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby")
+}
+
+func TestAPIErrorsRetryOrFailTheStep(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/python: ops/base"))
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	fx.engine.now = func() time.Time { return now }
+	fx.api.failNext["ops/ruby"] = []error{&APIError{Op: "create", Status: 502}}
+	fx.api.failNext["ops/python"] = []error{&APIError{Op: "create", Status: 403, Hint: "needs api scope"}}
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	next, err := fx.engine.fireDue(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := now.Add(2 * time.Second); !next.Equal(want) {
+		t.Errorf("next try at %v, want %v", next, want)
+	}
+	wantCreated(t, fx.api)
+	run := fx.onlyRun()
+	if s := run.Steps["ops/python"]; s.State != StepFailed || !strings.Contains(s.Reason, "403") {
+		t.Errorf("python after a 403: %+v", s)
+	}
+	fx.work() // not due yet
+	wantCreated(t, fx.api)
+	now = now.Add(3 * time.Second)
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby")
+	if fx.api.finds != 1 {
+		t.Errorf("the retry after a 502 did not look for a pipeline first (%d look-ups)", fx.api.finds)
+	}
+}
+
+func TestStartRunTriggersTheRoots(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	run, err := fx.engine.StartRun([]string{"ops/base"}, "", "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.work()
+	wantCreated(t, fx.api, "ops/base")
+	fx.succeed("ops/base")
+	fx.work()
+	wantCreated(t, fx.api, "ops/base", "ops/ruby")
+	if got := fx.onlyRun(); got.ID != run.ID {
+		t.Errorf("run %s, want %s", got.ID, run.ID)
+	}
+	if _, err := fx.engine.StartRun([]string{"ops/nope"}, "", "admin"); err == nil {
+		t.Error("a run at an unknown project started")
+	}
+}
+
+func TestReceiverHTTPRules(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	h := fx.recv.Handler()
+	body := string(pipelineHook(t, "ops/base", 31, "success", hookOpts{}))
+	cases := []struct {
+		name, event, token, body string
+		want                     int
+	}{
+		{"no token", "Pipeline Hook", "", body, 401},
+		{"wrong token", "Pipeline Hook", "s3cret!", body, 401},
+		{"not JSON", "Pipeline Hook", "s3cret", "{not json", 400},
+		{"too large", "Pipeline Hook", "s3cret", `{"x":"` + strings.Repeat("a", MaxHookBody) + `"}`, 413},
+		{"not a pipeline event", "Pipeline Hook", "s3cret", `{"object_kind":"push"}`, 400},
+		{"other event", "Issue Hook", "s3cret", `{"object_kind":"issue"}`, 204},
+		{"push without dependency change", "Push Hook", "s3cret", `{"object_kind":"push","ref":"refs/heads/main","project":{"default_branch":"main"},"commits":[{"modified":["README.md"]}]}`, 204},
+		{"pipeline", "Pipeline Hook", "s3cret", body, 200},
+	}
+	for _, tc := range cases {
+		req := httptest.NewRequest("POST", "/hook", strings.NewReader(tc.body))
+		req.Header.Set("X-Gitlab-Event", tc.event)
+		if tc.token != "" {
+			req.Header.Set("X-Gitlab-Token", tc.token)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("%s: HTTP %d, want %d (%s)", tc.name, rec.Code, tc.want, rec.Body)
+		}
+	}
+	var rescanned []string
+	fx.recv.DepsChanged = func(p string) { rescanned = append(rescanned, p) }
+	req := httptest.NewRequest("POST", "/hook", strings.NewReader(`{"object_kind":"push","ref":"refs/heads/main","project":{"path_with_namespace":"ops/ruby","default_branch":"main"},"commits":[{"modified":["Containerfile"]}]}`))
+	req.Header.Set("X-Gitlab-Event", "Push Hook")
+	req.Header.Set("X-Gitlab-Token", "s3cret")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusAccepted || !slices.Equal(rescanned, []string{"ops/ruby"}) {
+		t.Errorf("push changing the Containerfile: HTTP %d, rescans %v", rec.Code, rescanned)
+	}
+	for path, want := range map[string]int{"/runs": 200, "/healthz": 200, "/runs/nope": 404} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != want {
+			t.Errorf("GET %s: HTTP %d, want %d", path, rec.Code, want)
+		}
+	}
+	run := fx.onlyRun()
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/runs/"+run.ID, nil))
+	var got Run
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got.ID != run.ID || got.Steps["ops/ruby"].State != StepQueued {
+		t.Errorf("GET /runs/%s: %v %s", run.ID, err, rec.Body)
+	}
+	_ = fmt.Sprint()
+}
