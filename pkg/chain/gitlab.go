@@ -2,6 +2,7 @@ package chain
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -125,7 +126,7 @@ type APIError struct {
 
 func (e *APIError) Error() string {
 	s := fmt.Sprintf("%s: GitLab answered %d %s", e.Op, e.Status, http.StatusText(e.Status))
-	if e.Message != "" && !strings.Contains(http.StatusText(e.Status)+" "+fmt.Sprint(e.Status), e.Message) {
+	if e.Message != "" && e.Message != fmt.Sprintf("%d %s", e.Status, http.StatusText(e.Status)) {
 		s += " (" + e.Message + ")"
 	}
 	if e.Hint != "" {
@@ -159,7 +160,7 @@ func (g *GitLab) apiError(ctx context.Context, op, scopeHint string, resp *gitla
 		if status == 0 && resp != nil {
 			status = resp.StatusCode
 		}
-		apiErr := &APIError{Op: op, Status: status, Message: er.Message}
+		apiErr := &APIError{Op: op, Status: status, Message: gitlabMessage(er)}
 		switch status {
 		case http.StatusUnauthorized:
 			apiErr.Hint = "check the token of --token-file or GITLAB_TOKEN (expired or revoked?)"
@@ -181,6 +182,35 @@ func (g *GitLab) apiError(ctx context.Context, op, scopeHint string, resp *gitla
 		return &networkError{op: op, err: err}
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// gitlabMessage is GitLab's own words from an error body: {"message":
+// "..."} or {"error": "...", "error_description": "..."}.
+func gitlabMessage(er *gitlab.ErrorResponse) string {
+	var body struct {
+		Message     any    `json:"message"`
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if json.Unmarshal(er.Body, &body) != nil {
+		return strings.TrimSpace(er.Message)
+	}
+	var parts []string
+	if m, ok := body.Message.(string); ok && m != "" {
+		parts = append(parts, m)
+	} else if body.Message != nil {
+		parts = append(parts, er.Message)
+	}
+	for _, p := range []string{body.Error, body.Description} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	msg := strings.Join(parts, ": ")
+	if len(msg) > 300 {
+		msg = msg[:300] + "..."
+	}
+	return msg
 }
 
 const (

@@ -118,7 +118,9 @@ func retryAfter(resp *http.Response) (time.Duration, bool) {
 }
 
 // debugLogger puts the retry library's messages at debug level.
-type debugLogger struct{ l interface{ Debug(string, ...any) } }
+type debugLogger struct {
+	l interface{ Debug(string, ...any) }
+}
 
 func (d debugLogger) Error(msg string, kv ...any) { d.l.Debug(msg, kv...) }
 func (d debugLogger) Info(msg string, kv ...any)  { d.l.Debug(msg, kv...) }
