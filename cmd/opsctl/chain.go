@@ -44,8 +44,11 @@ Every chain command reads projects from one source:
 		newCmdChainScan(f, nil),
 		newCmdChainPlan(f, nil),
 		newCmdChainHooks(f),
+		newCmdChainServe(f),
+		newCmdChainTrigger(f),
+		newCmdChainStatus(f),
 	)
-	for _, name := range []string{"serve", "trigger", "status", "watch"} {
+	for _, name := range []string{"watch"} {
 		cmd.AddCommand(&cobra.Command{
 			Use:                name,
 			Short:              "Not implemented yet",

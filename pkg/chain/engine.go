@@ -126,6 +126,19 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 	return e, nil
 }
 
+// OpenReadOnly opens a state file for reading runs (`chain status
+// --state`); it fails when another process holds the file.
+func OpenReadOnly(path string) (*Engine, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("state file %s: in use by a running opsctl; ask it with --server", path)
+		}
+		return nil, fmt.Errorf("state file %s: %w", path, err)
+	}
+	return &Engine{db: db, log: slog.New(slog.DiscardHandler), now: time.Now, crash: func(string) {}}, nil
+}
+
 // Close closes the state file.
 func (e *Engine) Close() error { return e.db.Close() }
 
@@ -149,8 +162,8 @@ func (e *Engine) notify() {
 	}
 }
 
-// newRunID returns a run id that sorts by time and is unique.
-func newRunID(now time.Time) string {
+// NewRunID returns a run id that sorts by time and is unique.
+func NewRunID(now time.Time) string {
 	var b [3]byte
 	rand.Read(b[:])
 	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
@@ -215,7 +228,7 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 	}
 	id := u.RunID
 	if id == "" {
-		id = newRunID(e.now())
+		id = NewRunID(e.now())
 	}
 	run, reason, err := e.newRun(tx, id, []string{u.Project}, fmt.Sprintf("pipeline %d of %s", u.PipelineID, u.Project))
 	if err != nil || run == nil {
@@ -370,10 +383,11 @@ func (e *Engine) queueReady(tx *bolt.Tx, run *Run) ([]string, error) {
 }
 
 // StartRun starts a run at roots by creating their pipelines (as `chain
-// trigger` does). id may be empty for a new id.
-func (e *Engine) StartRun(roots []string, id, startedBy string) (*Run, error) {
+// trigger` does). id may be empty for a new id; ref, when set, is the ref
+// of the roots' pipelines instead of their default branches.
+func (e *Engine) StartRun(roots []string, id, startedBy, ref string) (*Run, error) {
 	if id == "" {
-		id = newRunID(e.now())
+		id = NewRunID(e.now())
 	}
 	var run *Run
 	err := e.db.Update(func(tx *bolt.Tx) error {
@@ -383,8 +397,21 @@ func (e *Engine) StartRun(roots []string, id, startedBy string) (*Run, error) {
 		if err != nil {
 			return err
 		}
+		if run == nil && reason != "" {
+			// Keep the planner's typed error (unknown project, cycle).
+			if _, perr := e.currentPlanner().PlanRun(roots); perr != nil {
+				return perr
+			}
+		}
 		if run == nil {
 			return errors.New(reason)
+		}
+		if ref != "" {
+			for _, root := range roots {
+				t := run.Targets[root]
+				t.Ref = ref
+				run.Targets[root] = t
+			}
 		}
 		if _, err := e.queueReady(tx, run); err != nil {
 			return err
@@ -414,7 +441,11 @@ func (e *Engine) Run(id string) (*Run, error) {
 func (e *Engine) Runs(limit int) ([]*Run, error) {
 	var runs []*Run
 	err := e.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketRuns).Cursor()
+		b := tx.Bucket(bucketRuns)
+		if b == nil {
+			return errNotState
+		}
+		c := b.Cursor()
 		for k, v := c.Last(); k != nil && (limit == 0 || len(runs) < limit); k, v = c.Prev() {
 			var r Run
 			if err := jsonUnmarshal(v, &r); err != nil {

@@ -453,7 +453,7 @@ func TestAPIErrorsRetryOrFailTheStep(t *testing.T) {
 
 func TestStartRunTriggersTheRoots(t *testing.T) {
 	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
-	run, err := fx.engine.StartRun([]string{"ops/base"}, "", "admin")
+	run, err := fx.engine.StartRun([]string{"ops/base"}, "", "admin", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +465,7 @@ func TestStartRunTriggersTheRoots(t *testing.T) {
 	if got := fx.onlyRun(); got.ID != run.ID {
 		t.Errorf("run %s, want %s", got.ID, run.ID)
 	}
-	if _, err := fx.engine.StartRun([]string{"ops/nope"}, "", "admin"); err == nil {
+	if _, err := fx.engine.StartRun([]string{"ops/nope"}, "", "admin", ""); err == nil {
 		t.Error("a run at an unknown project started")
 	}
 }

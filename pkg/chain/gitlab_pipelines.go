@@ -127,3 +127,30 @@ func (p *GraphPlanner) PlanRun(roots []string) (*RunPlan, error) {
 	}
 	return rp, nil
 }
+
+// refRecorder remembers the projects a source listed, for their ids and
+// default branches.
+type refRecorder struct {
+	Source
+	refs map[string]ProjectRef
+}
+
+func (r *refRecorder) ListProjects(ctx context.Context) ([]ProjectRef, error) {
+	refs, err := r.Source.ListProjects(ctx)
+	r.refs = make(map[string]ProjectRef, len(refs))
+	for _, ref := range refs {
+		r.refs[ref.Path] = ref
+	}
+	return refs, err
+}
+
+// ScanPlanner scans the graph with s and returns a planner for runs on it.
+func ScanPlanner(ctx context.Context, s Scanner) (*GraphPlanner, error) {
+	rec := &refRecorder{Source: s.Source}
+	s.Source = rec
+	g, err := s.Scan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &GraphPlanner{Graph: g, Refs: rec.refs}, nil
+}

@@ -209,6 +209,8 @@ func (rc *Receiver) pushHook(w http.ResponseWriter, body []byte) {
 type StartRunRequest struct {
 	Project string `json:"project"`
 	RunID   string `json:"run_id,omitempty"`
+	// Ref of the root's pipeline; default its default branch.
+	Ref string `json:"ref,omitempty"`
 }
 
 // startRun is `chain trigger --server`: it needs the webhook secret too,
@@ -227,7 +229,7 @@ func (rc *Receiver) startRun(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, `expected {"project":"group/project"}`)
 		return
 	}
-	run, err := rc.Engine.StartRun([]string{req.Project}, req.RunID, req.Project)
+	run, err := rc.Engine.StartRun([]string{req.Project}, req.RunID, req.Project, req.Ref)
 	if err != nil {
 		var unknown *UnknownProjectError
 		var cycle *CycleError

@@ -102,9 +102,16 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 	return b.Put(key, data)
 }
 
+// errNotState: the file is a bbolt file, but not an opsctl chain state.
+var errNotState = errors.New("not an opsctl chain state file")
+
 func loadRun(tx *bolt.Tx, id string) (*Run, error) {
 	var r Run
-	ok, err := getJSON(tx.Bucket(bucketRuns), []byte(id), &r)
+	b := tx.Bucket(bucketRuns)
+	if b == nil {
+		return nil, errNotState
+	}
+	ok, err := getJSON(b, []byte(id), &r)
 	if err != nil || !ok {
 		return nil, err
 	}

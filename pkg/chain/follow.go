@@ -1,0 +1,100 @@
+package chain
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// RunFailedError ends Follow when a project of the run failed: without a
+// webhook receiver nobody would resume it.
+type RunFailedError struct{ Run *Run }
+
+func (e *RunFailedError) Error() string {
+	for _, p := range e.Run.projects() {
+		if s := e.Run.Steps[p]; s.State == StepFailed || s.State == StepCanceled {
+			return fmt.Sprintf("chain run %s: %s %s: %s", e.Run.ID, p, s.State, s.Reason)
+		}
+	}
+	return fmt.Sprintf("chain run %s failed", e.Run.ID)
+}
+
+// Follow drives a run without webhooks (`chain trigger --follow`): it
+// creates the queued pipelines, polls the status of the running ones every
+// interval, and feeds what it sees to the same state machine the receiver
+// uses, until the run succeeded or a project failed (*RunFailedError).
+// progress, when set, is called with the run after every round.
+func (e *Engine) Follow(ctx context.Context, runID string, interval time.Duration, progress func(*Run)) (*Run, error) {
+	for {
+		if _, err := e.fireDue(ctx); err != nil {
+			return nil, err
+		}
+		run, err := e.Run(runID)
+		if err != nil {
+			return nil, err
+		}
+		if run == nil {
+			return nil, fmt.Errorf("chain run %s: not in the state file", runID)
+		}
+		for _, p := range run.projects() {
+			s := run.Steps[p]
+			if s.PipelineID == 0 || (s.State != StepTriggered && s.State != StepRunning) {
+				continue
+			}
+			t := run.Targets[p]
+			status, err := e.api.PipelineStatus(ctx, p, t, s.PipelineID)
+			if err != nil {
+				if ctx.Err() != nil {
+					return run, ctx.Err()
+				}
+				if isPermanent(err) {
+					return run, err
+				}
+				e.log.Warn("pipeline status not read, will retry", "project", p, "pipeline", s.PipelineID, "err", err)
+				continue
+			}
+			if next := pipelineOutcome(status); next != s.State {
+				u := PipelineUpdate{Project: p, ProjectID: t.ProjectID, Ref: t.Ref, DefaultBranch: t.Ref,
+					PipelineID: s.PipelineID, Status: status, RunID: runID}
+				if _, err := e.HandlePipeline(u); err != nil {
+					return run, err
+				}
+			}
+		}
+		if run, err = e.Run(runID); err != nil {
+			return nil, err
+		}
+		if progress != nil {
+			progress(run)
+		}
+		switch run.Status {
+		case RunSucceeded:
+			return run, nil
+		case RunFailed:
+			return run, &RunFailedError{Run: run}
+		}
+		select {
+		case <-ctx.Done():
+			return run, ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// StepStates lists the projects of a run with their states, in plan order.
+func (r *Run) StepStates() []ProjectStep {
+	var out []ProjectStep
+	for i, w := range r.Waves {
+		for _, p := range w {
+			out = append(out, ProjectStep{Project: p, Wave: i + 1, Step: *r.Steps[p]})
+		}
+	}
+	return out
+}
+
+// ProjectStep is a project of a run with its wave and state.
+type ProjectStep struct {
+	Project string
+	Wave    int
+	Step
+}
