@@ -1,0 +1,283 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/internal/fakegitlab"
+	"github.com/opsctl/opsctl/internal/testenv"
+	"github.com/opsctl/opsctl/pkg/chain"
+)
+
+const (
+	e2eToken  = "glpat-e2e-token-do-not-print"
+	e2eSecret = "webhook-secret-do-not-print"
+)
+
+// opsctlEnv runs the built binary with extra environment variables.
+func opsctlEnv(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(testenv.Opsctl(t), args...)
+	cmd.Env = append(os.Environ(), "GITLAB_TOKEN=")
+	cmd.Env = append(cmd.Env, env...)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if exitErr, ok := err.(*exec.ExitError); ok {
+		code = exitErr.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+func examplesDir() string { return filepath.Join(testenv.ModuleRoot(), "examples", "images") }
+
+func TestChainReadmeExampleRunsWithoutServer(t *testing.T) {
+	out, stderr, code := testenv.Run(t, "", "chain", "plan", "--dir", examplesDir())
+	want := "1: ops/base tools/linter\n2: ops/python ops/ruby\n3: ops/app\n4: ops/deploy\n"
+	if code != 0 || out != want || stderr != "" {
+		t.Fatalf("exit %d\nstdout %q\nwant   %q\nstderr %q", code, out, want, stderr)
+	}
+	out, _, code = testenv.Run(t, "", "chain", "plan", "--dir", examplesDir(), "ops/ruby", "-o", "json")
+	var plan chain.Plan
+	if code != 0 || json.Unmarshal([]byte(out), &plan) != nil || !reflect.DeepEqual(plan.Waves, [][]string{{"ops/ruby"}, {"ops/app"}, {"ops/deploy"}}) {
+		t.Errorf("plan from ops/ruby: exit %d, %s", code, out)
+	}
+	out, _, code = testenv.Run(t, "", "chain", "scan", "--dir", examplesDir(), "-o", "dot")
+	if code != 0 || !strings.HasPrefix(out, "digraph chain {") || !strings.Contains(out, `"ops/ruby" -> "ops/app";`) {
+		t.Errorf("dot: exit %d\n%s", code, out)
+	}
+	if dot, err := exec.LookPath("dot"); err == nil {
+		cmd := exec.Command(dot, "-Tsvg")
+		cmd.Stdin = strings.NewReader(out)
+		if svg, err := cmd.Output(); err != nil || !strings.Contains(string(svg), "<svg") {
+			t.Errorf("graphviz rejects the DOT output: %v", err)
+		}
+	}
+	out, _, code = testenv.Run(t, "", "chain", "scan", "--dir", examplesDir(), "-o", "mermaid")
+	if code != 0 || !strings.HasPrefix(out, "flowchart LR\n") {
+		t.Errorf("mermaid: exit %d\n%s", code, out)
+	}
+}
+
+func TestChainScanJSONMatchesSpecShape(t *testing.T) {
+	out, _, code := testenv.Run(t, "", "chain", "scan", "--dir", examplesDir(), "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"projects", "cycles", "warnings"} {
+		if string(doc[key]) == "" || string(doc[key]) == "null" {
+			t.Errorf("%s is %s, want a list", key, doc[key])
+		}
+	}
+	var projects []map[string]any
+	json.Unmarshal(doc["projects"], &projects)
+	if len(projects) != 6 || projects[1]["path"] != "ops/base" || projects[1]["source"] != "Containerfile" ||
+		!reflect.DeepEqual(projects[1]["external"], []any{"docker.io/library/debian:bookworm"}) {
+		t.Errorf("projects %v", projects)
+	}
+}
+
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for name, content := range files {
+		path := filepath.Join(root, name)
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestChainCycleExitsOneAndIsNamed(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"g/a/.gitlab-deps": "g/b\n", "g/b/.gitlab-deps": "g/a\n", "g/c/Containerfile": "FROM debian\n"})
+	out, _, code := testenv.Run(t, "", "chain", "scan", "--dir", dir, "-o", "json")
+	var g chain.Graph
+	if code != 1 || json.Unmarshal([]byte(out), &g) != nil || !reflect.DeepEqual(g.Cycles, [][]string{{"g/a", "g/b"}}) || len(g.Projects) != 3 {
+		t.Errorf("scan: exit %d, %s", code, out)
+	}
+	out, stderr, code := testenv.Run(t, "", "chain", "plan", "--dir", dir)
+	if code != 1 || out != "" || strings.TrimSpace(stderr) != "opsctl: chain plan: dependency cycle: g/a -> g/b -> g/a" {
+		t.Errorf("plan: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	// A plan that does not reach the cycle works.
+	out, _, code = testenv.Run(t, "", "chain", "plan", "--dir", dir, "g/c")
+	if code != 0 || out != "1: g/c\n" {
+		t.Errorf("plan g/c: exit %d, %q", code, out)
+	}
+}
+
+func TestChainBadInputIsOneLine(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"chain", "scan"}, 2, "no source: expected --dir DIR, or --gitlab-url URL --group GROUP"},
+		{[]string{"chain", "scan", "--dir", ".", "--gitlab-url", "https://g.example"}, 2, "--dir cannot be combined"},
+		{[]string{"chain", "scan", "--gitlab-url", "https://g.example"}, 2, "--gitlab-url needs --group GROUP"},
+		{[]string{"chain", "scan", "--gitlab-url", "ftp://g.example", "--group", "g"}, 2, `--gitlab-url "ftp://g.example": expected an http(s) URL`},
+		{[]string{"chain", "scan", "--gitlab-url", "https://g.example", "--group", "g"}, 2, "no GitLab token: expected --token-file FILE or the GITLAB_TOKEN environment variable"},
+		{[]string{"chain", "scan", "--gitlab-url", "https://g.example", "--group", "g", "--token-file", "/nonexistent/token"}, 2, "--token-file: secret file /nonexistent/token"},
+		{[]string{"chain", "scan", "--dir", examplesDir(), "--registry", "https://r.example/x"}, 2, "--registry"},
+		{[]string{"chain", "scan", "--dir", examplesDir(), "--concurrency", "0"}, 2, "--concurrency 0: expected a number from 1 to 256"},
+		{[]string{"chain", "scan", "--dir", examplesDir(), "-o", "yaml"}, 2, "expected one of text, json, dot, mermaid"},
+		{[]string{"chain", "scan", "--dir", "/nonexistent/images"}, 1, "--dir /nonexistent/images: stat /nonexistent/images: no such file or directory"},
+		{[]string{"chain", "plan", "--dir", examplesDir(), "ops/nope"}, 2, "chain plan: ops/nope: not a project of the scanned graph"},
+		{[]string{"chain", "plan", "--dir", examplesDir(), "ops//x"}, 2, "chain plan: ROOT"},
+		{[]string{"chain", "hooks", "sync", "--dir", examplesDir(), "--hook-url", "https://h.example/hook"}, 2, "--dir: this command works on GitLab"},
+		{[]string{"chain", "hooks", "sync", "--gitlab-url", "https://g.example", "--group", "g", "--token-file", tokenFile}, 2, "--hook-url is required"},
+		{[]string{"chain", "hooks", "sync", "--hook-url", "h.example/hook"}, 2, `--hook-url "h.example/hook": expected an http(s) URL`},
+		{[]string{"chain", "serve", "--listen", ":8080"}, 2, "chain serve: not implemented yet"},
+	}
+	for _, tc := range cases {
+		out, stderr, code := opsctlEnv(t, nil, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || out != "" {
+			t.Errorf("%v: exit %d (want %d), stdout %q, stderr %q (want one line with %q)", tc.args, code, tc.code, out, stderr, tc.want)
+		}
+	}
+}
+
+// fakeImages is a GitLab group like examples/images.
+func fakeImages(t *testing.T) *fakegitlab.Server {
+	t.Helper()
+	fake := fakegitlab.New()
+	t.Cleanup(fake.Close)
+	fake.AddToken(e2eToken, "api")
+	host := strings.TrimPrefix(fake.URL(), "http://")
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/base", Files: map[string]string{"Containerfile": "ARG D=bookworm\nFROM debian:${D}\n"}})
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/lang/ruby", Files: map[string]string{"Containerfile": "FROM " + host + "/img/base:latest\n"}})
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/lang/python", Files: map[string]string{"Dockerfile": "FROM registry.127.0.0.1/img/base\n"}})
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/app", Files: map[string]string{".gitlab-deps": "img/lang/ruby\nimg/lang/python # both\n"}})
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/retired", Archived: true, Files: map[string]string{".gitlab-deps": "img/app\n"}})
+	return fake
+}
+
+func TestChainAgainstFakeGitLab(t *testing.T) {
+	fake := fakeImages(t)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secretFile, []byte(e2eSecret+"\n"), 0o600)
+	source := []string{"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile}
+	noSecrets := func(what, s string) {
+		t.Helper()
+		if strings.Contains(s, e2eToken) || strings.Contains(s, e2eSecret) {
+			t.Errorf("%s shows a secret: %s", what, s)
+		}
+	}
+
+	// scan: the default registries are the GitLab host and registry.HOST.
+	out, stderr, code := opsctlEnv(t, nil, append([]string{"chain", "scan", "-o", "json"}, source...)...)
+	noSecrets("scan", out+stderr)
+	var g chain.Graph
+	if code != 0 || json.Unmarshal([]byte(out), &g) != nil {
+		t.Fatalf("scan: exit %d\n%s\n%s", code, out, stderr)
+	}
+	got := map[string]string{}
+	for _, p := range g.Projects {
+		got[p.Path] = p.Source + ":" + strings.Join(p.Upstreams, ",")
+	}
+	want := map[string]string{"img/base": "Containerfile:", "img/lang/ruby": "Containerfile:img/base", "img/lang/python": "Dockerfile:img/base", "img/app": ".gitlab-deps:img/lang/python,img/lang/ruby"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("scan graph %v, want %v", got, want)
+	}
+
+	// plan, with the token from the environment.
+	out, stderr, code = opsctlEnv(t, []string{"GITLAB_TOKEN=" + e2eToken}, "chain", "plan", "--gitlab-url", fake.URL(), "--group", "img")
+	noSecrets("plan", out+stderr)
+	if code != 0 || out != "1: img/base\n2: img/lang/python img/lang/ruby\n3: img/app\n" {
+		t.Errorf("plan: exit %d\n%s\n%s", code, out, stderr)
+	}
+
+	// hooks sync --dry-run writes nothing and names every project.
+	fake.AddHook("img/base", fakegitlab.Hook{URL: "https://chain.example.com/hook", PushEvents: true, PipelineEvents: true, EnableSSLVerification: true})
+	fake.ResetCalls()
+	hooks := append([]string{"chain", "hooks", "sync", "--hook-url", "https://chain.example.com/hook", "--webhook-secret-file", secretFile}, source...)
+	out, stderr, code = opsctlEnv(t, nil, append(hooks, "--dry-run")...)
+	noSecrets("hooks sync --dry-run", out+stderr)
+	if code != 0 {
+		t.Fatalf("dry run: exit %d\n%s", code, stderr)
+	}
+	for _, c := range fake.Calls() {
+		if c.Method != "GET" {
+			t.Errorf("dry run wrote: %s %s", c.Method, c.Path)
+		}
+	}
+	for _, want := range []string{"add hook to img/app:", "add hook to img/lang/ruby:", "update hook ", " of img/base: push_events true -> false, token", "dry run: would have added 3, updated 1, unchanged 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, out)
+		}
+	}
+	if len(fake.Hooks("img/app")) != 0 {
+		t.Error("dry run added a hook")
+	}
+
+	// The real thing, twice.
+	out, stderr, code = opsctlEnv(t, nil, hooks...)
+	noSecrets("hooks sync", out+stderr)
+	if code != 0 || out != "added 3, updated 1, unchanged 0\n" {
+		t.Errorf("sync: exit %d, %q, %s", code, out, stderr)
+	}
+	for _, p := range []string{"img/base", "img/app", "img/lang/ruby", "img/lang/python"} {
+		hs := fake.Hooks(p)
+		if len(hs) != 1 || hs[0].PushEvents || !hs[0].PipelineEvents || !hs[0].EnableSSLVerification || hs[0].Token != e2eSecret {
+			t.Errorf("%s: hooks %+v", p, hs)
+		}
+	}
+	out, _, code = opsctlEnv(t, nil, append(hooks[:5], source...)...) // without the secret
+	if code != 0 || out != "added 0, updated 0, unchanged 4\n" {
+		t.Errorf("second sync without secret: exit %d, %q", code, out)
+	}
+	if hs := fake.Hooks("img/app"); len(hs) != 1 || hs[0].Token != e2eSecret {
+		t.Errorf("a sync without secret changed the token: %+v", hs)
+	}
+}
+
+func TestChainGitLabFailuresExitCodes(t *testing.T) {
+	fake := fakeImages(t)
+	badToken := filepath.Join(t.TempDir(), "bad")
+	os.WriteFile(badToken, []byte("glpat-wrong-token-xyz\n"), 0o600)
+	out, stderr, code := opsctlEnv(t, nil, "chain", "scan", "--gitlab-url", fake.URL(), "--group", "img", "--token-file", badToken)
+	if code != 1 || out != "" || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "401 Unauthorized") || strings.Contains(stderr, "glpat-wrong") {
+		t.Errorf("401: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+
+	// A GitLab that stays down is a temporary failure (75), after retries.
+	fake.InjectFault(fakegitlab.Fault{Path: "~/repository/files/", Status: 503, RetryAfter: "0"})
+	start := time.Now()
+	out, stderr, code = opsctlEnv(t, []string{"GITLAB_TOKEN=" + e2eToken}, "chain", "plan", "--gitlab-url", fake.URL(), "--group", "img", "--log-level", "error")
+	if code != cli.ExitTemporary || out != "" || !strings.Contains(stderr, "GitLab answered 503 Service Unavailable; gave up after 6 attempts") {
+		t.Errorf("503: exit %d after %v, stdout %q, stderr %q", code, time.Since(start), out, stderr)
+	}
+}
+
+func TestChainFlagsParseIntoOptions(t *testing.T) {
+	f := &cli.Factory{IO: &cli.IOStreams{}, Getenv: func(string) string { return "" }}
+	var got *ChainPlanOptions
+	cmd := newCmdChainPlan(f, func(o *ChainPlanOptions) error { got = o; return nil })
+	cmd.SetArgs([]string{"--gitlab-url", "https://g.example", "--group", "img", "--registry", "r1.example", "--registry", "r2.example:5050", "--concurrency", "3", "-o", "json", "img/base", "img/x"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Source.GitLabURL != "https://g.example" || got.Source.Group != "img" || !reflect.DeepEqual(got.Source.Registries, []string{"r1.example", "r2.example:5050"}) ||
+		got.Source.Concurrency != 3 || !got.Output.JSON() || !reflect.DeepEqual(got.Roots, []string{"img/base", "img/x"}) {
+		t.Errorf("options %+v", got)
+	}
+}
