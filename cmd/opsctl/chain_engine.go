@@ -243,8 +243,8 @@ OPSCTL_CHAIN_RUN set to the run's id).
   --follow    drive the whole run from here: create the pipeline, poll GitLab,
               trigger each downstream project in order, until the run ends
               (for sites whose GitLab cannot reach a webhook receiver; the
-              run's state is kept in --state, so a killed follow can be
-              restarted without duplicate pipelines)
+              run's state is kept in --state: run again after a crash, it
+              resumes the unfinished run of PROJECT without duplicates)
 
 Exit 0 when the run succeeded (with --follow) or was started.`,
 		Example: `  opsctl chain trigger images/base --gitlab-url https://gitlab.example.com --group images --follow
@@ -333,8 +333,13 @@ func runChainTrigger(opts *chainTriggerOptions) error {
 		return err
 	}
 	defer engine.Close()
-	run, err := engine.StartRun([]string{opts.Project}, runID, opts.Project, opts.Ref)
+	run, err := engine.UnfinishedRunAt(opts.Project)
 	if err != nil {
+		return err
+	}
+	if run != nil {
+		fmt.Fprintf(opts.IO.ErrOut, "resuming the unfinished run %s of %s\n", run.ID, opts.Project)
+	} else if run, err = engine.StartRun([]string{opts.Project}, runID, opts.Project, opts.Ref); err != nil {
 		return chainError("chain trigger", err)
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "run %s: %d projects\n", run.ID, len(run.Steps))

@@ -426,6 +426,28 @@ func (e *Engine) StartRun(roots []string, id, startedBy, ref string) (*Run, erro
 	return run, nil
 }
 
+// UnfinishedRunAt returns the newest run whose only root is root and that
+// is still running (not failed), or nil: `trigger --follow` resumes it after a crash
+// instead of starting a second run.
+func (e *Engine) UnfinishedRunAt(root string) (*Run, error) {
+	var found *Run
+	err := e.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketActive).Cursor()
+		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+			run, err := loadRun(tx, string(k))
+			if err != nil {
+				return err
+			}
+			if run != nil && run.Status == RunRunning && len(run.Roots) == 1 && run.Roots[0] == root {
+				found = run
+				return nil
+			}
+		}
+		return nil
+	})
+	return found, err
+}
+
 // Run returns a run by id, or nil.
 func (e *Engine) Run(id string) (*Run, error) {
 	var run *Run

@@ -1,0 +1,468 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opsctl/opsctl/internal/fakegitlab"
+	"github.com/opsctl/opsctl/internal/testenv"
+	"github.com/opsctl/opsctl/pkg/chain"
+)
+
+// fakeCI plays GitLab's runners: every pipeline created through the API
+// runs and succeeds, and GitLab delivers its Pipeline Hook to the
+// project's hooks. A delivery that got no answer (the receiver was killed)
+// is repeated until one arrives, as a test stand-in for "no event lost
+// while it was acknowledged".
+type fakeCI struct {
+	t    *testing.T
+	pl   *fakegitlab.Pipelines
+	fail map[string]bool // projects whose API pipelines fail
+	wg   sync.WaitGroup
+	stop chan struct{}
+}
+
+func newFakeCI(t *testing.T, fake *fakegitlab.Server) *fakeCI {
+	ci := &fakeCI{t: t, pl: fakegitlab.NewPipelines(fake), fail: map[string]bool{}, stop: make(chan struct{})}
+	ci.pl.OnCreate = func(p fakegitlab.Pipeline) {
+		status := "success"
+		if ci.fail[p.Project] {
+			status = "failed"
+		}
+		ci.build(p.ID, status)
+	}
+	t.Cleanup(func() {
+		close(ci.stop)
+		ci.wg.Wait()
+	})
+	return ci
+}
+
+func (ci *fakeCI) build(id int64, final string) {
+	ci.wg.Add(1)
+	go func() {
+		defer ci.wg.Done()
+		for _, status := range []string{"running", final} {
+			ci.deliver(id, status)
+		}
+	}()
+}
+
+func (ci *fakeCI) deliver(id int64, status string) {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		codes, err := ci.pl.SetStatus(id, status)
+		ok := err == nil
+		for _, c := range codes {
+			if c >= 300 {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-ci.stop:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// apiPipelines counts the pipelines created through the API per project.
+func (ci *fakeCI) apiPipelines() map[string]int {
+	n := map[string]int{}
+	for _, p := range ci.pl.All() {
+		if p.Source == "api" {
+			n[p.Project]++
+		}
+	}
+	return n
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type receiverProc struct {
+	t      *testing.T
+	addr   string
+	args   []string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	stderr *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (r *receiverProc) url() string { return "http://" + r.addr }
+
+// start runs `chain serve` with extra environment and waits until it
+// answers /healthz, or it exited (a crash point may kill it early).
+func (r *receiverProc) start(env ...string) {
+	r.t.Helper()
+	r.cmd = exec.Command(testenv.Opsctl(r.t), r.args...)
+	r.cmd.Env = append(append(os.Environ(), "GITLAB_TOKEN="), env...)
+	r.cmd.Stderr = r.stderr
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.exited = make(chan struct{})
+	go func() {
+		r.cmd.Wait()
+		close(r.exited)
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-r.exited:
+			return
+		default:
+		}
+		resp, err := http.Get(r.url() + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.t.Fatalf("receiver did not come up:\n%s", r.stderr)
+}
+
+func (r *receiverProc) kill() {
+	r.cmd.Process.Kill()
+	<-r.exited
+}
+
+func (r *receiverProc) waitExit(d time.Duration) bool {
+	select {
+	case <-r.exited:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+func (r *receiverProc) runs(t *testing.T) []chain.Run {
+	t.Helper()
+	resp, err := http.Get(r.url() + "/runs")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var runs []chain.Run
+	json.NewDecoder(resp.Body).Decode(&runs)
+	return runs
+}
+
+// chainE2E is the fake GitLab group of fakeImages with pipelines, hooks
+// installed by `chain hooks sync`, and a receiver ready to start.
+type chainE2E struct {
+	fake   *fakegitlab.Server
+	ci     *fakeCI
+	recv   *receiverProc
+	source []string
+	secret string
+}
+
+func newChainE2E(t *testing.T) *chainE2E {
+	fake := fakeImages(t)
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
+	secretFile := filepath.Join(dir, "secret")
+	os.WriteFile(secretFile, []byte(e2eSecret+"\n"), 0o600)
+	e := &chainE2E{fake: fake, ci: newFakeCI(t, fake), secret: secretFile,
+		source: []string{"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile}}
+	addr := freeAddr(t)
+	args := append([]string{"chain", "hooks", "sync", "--hook-url", "http://" + addr + "/hook", "--webhook-secret-file", secretFile}, e.source...)
+	if _, stderr, code := opsctlEnv(t, nil, args...); code != 0 {
+		t.Fatalf("hooks sync: exit %d: %s", code, stderr)
+	}
+	e.recv = &receiverProc{t: t, addr: addr, stderr: &syncBuffer{},
+		args: append([]string{"chain", "serve", "--listen", addr, "--state", filepath.Join(dir, "chain.db"),
+			"--webhook-secret-file", secretFile, "--log-level", "debug"}, e.source...)}
+	t.Cleanup(func() {
+		if e.recv.cmd != nil && e.recv.cmd.ProcessState == nil {
+			e.recv.kill()
+		}
+		for _, s := range []string{e2eToken, e2eSecret} {
+			if strings.Contains(e.recv.stderr.String(), s) {
+				t.Errorf("the receiver logged a secret")
+			}
+		}
+	})
+	return e
+}
+
+// waitRunSucceeded waits until the receiver reports one succeeded run.
+func (e *chainE2E) waitRunSucceeded(t *testing.T) chain.Run {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		runs := e.recv.runs(t)
+		if len(runs) == 1 && runs[0].Status == chain.RunSucceeded {
+			return runs[0]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no succeeded run; runs %+v\nreceiver log:\n%s", e.recv.runs(t), e.recv.stderr)
+	return chain.Run{}
+}
+
+func wantEachDownstreamOnce(t *testing.T, ci *fakeCI) {
+	t.Helper()
+	got := ci.apiPipelines()
+	want := map[string]int{"img/lang/ruby": 1, "img/lang/python": 1, "img/app": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("pipelines created through the API: %v, want %v", got, want)
+	}
+}
+
+func TestChainServeRebuildsTheChainInOrder(t *testing.T) {
+	e := newChainE2E(t)
+	e.recv.start()
+	base := e.ci.pl.Start("img/base", "main", "schedule")
+	e.ci.build(base, "success")
+	run := e.waitRunSucceeded(t)
+	wantEachDownstreamOnce(t, e.ci)
+	if want := [][]string{{"img/base"}, {"img/lang/python", "img/lang/ruby"}, {"img/app"}}; fmt.Sprint(run.Waves) != fmt.Sprint(want) {
+		t.Errorf("waves %v, want %v", run.Waves, want)
+	}
+	// app was created only after ruby and python succeeded.
+	var app fakegitlab.Pipeline
+	finished := map[string]time.Time{}
+	for _, p := range e.ci.pl.All() {
+		if p.Project == "img/app" {
+			app = p
+		} else {
+			finished[p.Project] = p.UpdatedAt
+		}
+	}
+	for _, up := range []string{"img/lang/ruby", "img/lang/python"} {
+		if !app.CreatedAt.After(finished[up]) {
+			t.Errorf("app created at %v, before %s succeeded at %v", app.CreatedAt, up, finished[up])
+		}
+	}
+	for _, p := range e.ci.pl.All() {
+		if p.Source == "api" && (len(p.Variables) != 1 || p.Variables[0].Key != chain.RunVariable || p.Variables[0].Value != run.ID) {
+			t.Errorf("pipeline %d of %s has variables %v, want %s=%s", p.ID, p.Project, p.Variables, chain.RunVariable, run.ID)
+		}
+	}
+
+	// Status, from the receiver.
+	out, stderr, code := opsctlEnv(t, nil, "chain", "status", "--server", e.recv.url())
+	if code != 0 || !strings.Contains(out, run.ID) || !strings.Contains(out, "succeeded") {
+		t.Errorf("chain status: exit %d\n%s%s", code, out, stderr)
+	}
+	out, _, code = opsctlEnv(t, nil, "chain", "status", "--server", e.recv.url(), run.ID, "-o", "json")
+	var got chain.Run
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.Steps["img/app"].State != chain.StepSucceeded {
+		t.Errorf("chain status RUN -o json: exit %d\n%s", code, out)
+	}
+	resp, err := http.Get(e.recv.url() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`opsctl_chain_webhook_events_total{event="Pipeline Hook",result="accepted"}`,
+		`opsctl_chain_triggers_total{result="created"} 3`,
+		`opsctl_chain_gitlab_api_errors_total 0`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// SIGTERM stops it cleanly.
+	e.recv.cmd.Process.Signal(os.Interrupt)
+	if !e.recv.waitExit(10 * time.Second) {
+		t.Fatal("receiver did not stop on SIGINT")
+	}
+	if code := e.recv.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("receiver exit %d after SIGINT", code)
+	}
+}
+
+// TestChainServeSurvivesSIGKILL kills the receiver at each point of the
+// trigger path, restarts it on the same state file, and checks on the fake
+// GitLab's pipelines that every downstream project was triggered exactly
+// once.
+func TestChainServeSurvivesSIGKILL(t *testing.T) {
+	points := []string{"queued:1", "attempted:1", "created:1", "attempted:2", "created:2", "queued:2", "attempted:3", "created:3"}
+	for _, point := range points {
+		t.Run(strings.Replace(point, ":", "-", 1), func(t *testing.T) {
+			e := newChainE2E(t)
+			e.recv.start("OPSCTL_CHAIN_CRASH_AT=" + point)
+			base := e.ci.pl.Start("img/base", "main", "schedule")
+			e.ci.build(base, "success")
+			if !e.recv.waitExit(30 * time.Second) {
+				t.Fatalf("the receiver did not crash at %s:\n%s", point, e.recv.stderr)
+			}
+			if e.recv.cmd.ProcessState.ExitCode() != -1 {
+				t.Fatalf("receiver ended with %v, not SIGKILL", e.recv.cmd.ProcessState)
+			}
+			e.recv.start()
+			e.waitRunSucceeded(t)
+			wantEachDownstreamOnce(t, e.ci)
+		})
+	}
+	t.Run("random-kills", func(t *testing.T) {
+		e := newChainE2E(t)
+		e.recv.start()
+		base := e.ci.pl.Start("img/base", "main", "schedule")
+		e.ci.build(base, "success")
+		for i := 0; i < 6; i++ {
+			time.Sleep(time.Duration(15+i*10) * time.Millisecond)
+			e.recv.kill()
+			e.recv.start()
+		}
+		e.waitRunSucceeded(t)
+		wantEachDownstreamOnce(t, e.ci)
+	})
+}
+
+func TestChainFailureStopsDownstreamUntilTheProjectSucceeds(t *testing.T) {
+	e := newChainE2E(t)
+	e.ci.fail["img/lang/ruby"] = true
+	e.recv.start()
+	base := e.ci.pl.Start("img/base", "main", "schedule")
+	e.ci.build(base, "success")
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if runs := e.recv.runs(t); len(runs) == 1 && runs[0].Status == chain.RunFailed && runs[0].Steps["img/lang/python"].State == chain.StepSucceeded {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := e.ci.apiPipelines()["img/app"]; n != 0 {
+		t.Fatalf("app triggered %d times although ruby failed", n)
+	}
+	// The admin fixes ruby and runs its pipeline again by hand.
+	e.ci.fail["img/lang/ruby"] = false
+	manual := e.ci.pl.Start("img/lang/ruby", "main", "web")
+	e.ci.build(manual, "success")
+	e.waitRunSucceeded(t)
+	if got := e.ci.apiPipelines(); got["img/app"] != 1 || got["img/lang/ruby"] != 1 {
+		t.Errorf("pipelines after the resume: %v", got)
+	}
+}
+
+func TestChainServeRetriesGitLabErrors(t *testing.T) {
+	e := newChainE2E(t)
+	e.fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Status: 429, RetryAfter: "1", Times: 1})
+	e.fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Status: 502, Times: 1})
+	e.recv.start()
+	base := e.ci.pl.Start("img/base", "main", "schedule")
+	e.ci.build(base, "success")
+	e.waitRunSucceeded(t)
+	wantEachDownstreamOnce(t, e.ci)
+	if n := e.fake.CountCalls("GET", "/api/v4/projects/"); n == 0 {
+		t.Error("after a 502 on create, the engine did not look for the pipeline before creating it again")
+	}
+}
+
+func TestChainTriggerFollowDrivesTheRunWithoutWebhooks(t *testing.T) {
+	fake := fakeImages(t)
+	ci := newFakeCI(t, fake)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
+	state := filepath.Join(t.TempDir(), "follow.db")
+	args := []string{"chain", "trigger", "img/base", "--follow", "--interval", "50ms", "--state", state,
+		"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile, "-o", "json"}
+	// Killed once right after creating its second pipeline, then run again.
+	_, _, code := opsctlEnv(t, []string{"OPSCTL_CHAIN_CRASH_AT=created:2"}, args...)
+	if code != -1 {
+		t.Fatalf("first follow: exit %d, want a SIGKILL", code)
+	}
+	out, stderr, code := opsctlEnv(t, nil, args...)
+	if code != 0 {
+		t.Fatalf("follow: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "resuming the unfinished run") {
+		t.Errorf("the second follow did not resume the run:\n%s", stderr)
+	}
+	var run chain.Run
+	if err := json.Unmarshal([]byte(out), &run); err != nil || run.Status != chain.RunSucceeded {
+		t.Fatalf("follow output: %v\n%s", err, out)
+	}
+	got := ci.apiPipelines()
+	want := map[string]int{"img/base": 1, "img/lang/ruby": 1, "img/lang/python": 1, "img/app": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("pipelines: %v, want %v", got, want)
+	}
+	// A failing project ends the follow with exit 1 and names it.
+	ci.fail["img/lang/python"] = true
+	_, stderr, code = opsctlEnv(t, nil, args...)
+	if code != 1 || !strings.Contains(stderr, "img/lang/python failed") {
+		t.Errorf("follow with a failing project: exit %d\n%s", code, stderr)
+	}
+	out, _, code = opsctlEnv(t, nil, "chain", "status", "--state", state)
+	if code != 0 || strings.Count(out, "\n") != 3 {
+		t.Errorf("chain status --state: exit %d\n%s", code, out)
+	}
+}
+
+func TestChainTriggerOnServerAndDryRun(t *testing.T) {
+	e := newChainE2E(t)
+	e.recv.start()
+	out, stderr, code := opsctlEnv(t, nil, append([]string{"chain", "trigger", "img/lang/ruby", "--dry-run"}, e.source...)...)
+	if code != 0 || !strings.Contains(out, "would create a pipeline of img/lang/ruby on main") || !strings.Contains(out, "2: img/app") {
+		t.Errorf("trigger --dry-run: exit %d\n%s%s", code, out, stderr)
+	}
+	if n := len(e.ci.pl.All()); n != 0 {
+		t.Fatalf("--dry-run created %d pipelines", n)
+	}
+	out, stderr, code = opsctlEnv(t, nil, "chain", "trigger", "img/lang/ruby", "--server", e.recv.url(),
+		"--webhook-secret-file", e.secret, "--follow", "--interval", "50ms")
+	if code != 0 || !strings.Contains(out, "succeeded") {
+		t.Fatalf("trigger --server --follow: exit %d\n%s%s\n%s", code, out, stderr, e.recv.stderr)
+	}
+	if got := e.ci.apiPipelines(); fmt.Sprint(got) != fmt.Sprint(map[string]int{"img/lang/ruby": 1, "img/app": 1}) {
+		t.Errorf("pipelines: %v", got)
+	}
+	// Without the secret the receiver refuses to start runs.
+	_, stderr, code = opsctlEnv(t, nil, "chain", "trigger", "img/lang/ruby", "--server", e.recv.url())
+	if code != 1 || !strings.Contains(stderr, "401") {
+		t.Errorf("trigger --server without the secret: exit %d %s", code, stderr)
+	}
+	_, stderr, code = opsctlEnv(t, nil, "chain", "trigger", "img/nope", "--server", e.recv.url(), "--webhook-secret-file", e.secret)
+	if code != 1 || !strings.Contains(stderr, "img/nope") {
+		t.Errorf("trigger of an unknown project: exit %d %s", code, stderr)
+	}
+}
