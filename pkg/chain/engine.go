@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -265,23 +266,17 @@ func (e *Engine) findRun(tx *bolt.Tx, u PipelineUpdate) (*Run, error) {
 	if pipelineOutcome(u.Status) != StepSucceeded || u.Ref != u.DefaultBranch {
 		return nil, nil
 	}
-	// The newest unfinished run wins.
-	var found *Run
-	c := tx.Bucket(bucketActive).Cursor()
-	for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
-		run, err := loadRun(tx, string(k))
-		if err != nil {
-			return nil, err
-		}
-		if run == nil {
-			continue
-		}
-		if s := run.Steps[u.Project]; s != nil && (s.State == StepFailed || s.State == StepCanceled) {
-			found = run
-			break
-		}
+	// The newest run in which the project stopped wins.
+	prefix := []byte(u.Project + "\x00")
+	var newest string
+	c := tx.Bucket(bucketStopped).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		newest = string(k[len(prefix):])
 	}
-	return found, nil
+	if newest == "" {
+		return nil, nil
+	}
+	return loadRun(tx, newest)
 }
 
 func (e *Engine) applyToRun(tx *bolt.Tx, run *Run, u PipelineUpdate) (Outcome, error) {

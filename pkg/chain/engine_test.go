@@ -74,7 +74,7 @@ func (f *fakePipelines) projects() []string {
 	return out
 }
 
-func (f *fakePipelines) pipelineOf(t *testing.T, project string) createdPipeline {
+func (f *fakePipelines) pipelineOf(t testing.TB, project string) createdPipeline {
 	t.Helper()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -102,7 +102,7 @@ func testGraph(lines ...string) *GraphPlanner {
 }
 
 type engineFixture struct {
-	t      *testing.T
+	t      testing.TB
 	engine *Engine
 	api    *fakePipelines
 	recv   *Receiver
@@ -110,7 +110,7 @@ type engineFixture struct {
 	graph  *GraphPlanner
 }
 
-func newEngineFixture(t *testing.T, graph *GraphPlanner) *engineFixture {
+func newEngineFixture(t testing.TB, graph *GraphPlanner) *engineFixture {
 	t.Helper()
 	fx := &engineFixture{t: t, api: newFakePipelines(), path: filepath.Join(t.TempDir(), "chain.db"), graph: graph}
 	fx.open()
@@ -149,7 +149,7 @@ type hookOpts struct {
 
 // pipelineHook returns the recorded GitLab Pipeline Hook payload, changed
 // to describe pipeline id of project with status.
-func pipelineHook(t *testing.T, project string, id int64, status string, o hookOpts) []byte {
+func pipelineHook(t testing.TB, project string, id int64, status string, o hookOpts) []byte {
 	t.Helper()
 	data, err := os.ReadFile("testdata/hooks/pipeline-success.json")
 	if err != nil {

@@ -17,6 +17,9 @@ var (
 	bucketPipelines = []byte("pipelines") // pipeline id (uint64 BE) -> run id
 	bucketIntents   = []byte("intents")   // run id NUL project -> intent (JSON)
 	bucketEvents    = []byte("events")    // sequence (uint64 BE) -> received event (JSON)
+	// project NUL run id -> "" for each failed or canceled step of an
+	// unfinished run: where a later success of the project resumes.
+	bucketStopped = []byte("stopped")
 )
 
 // eventsKept bounds the log of received pipeline events.
@@ -59,7 +62,7 @@ func openState(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("state file %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRuns, bucketActive, bucketPipelines, bucketIntents, bucketEvents} {
+		for _, b := range [][]byte{bucketRuns, bucketActive, bucketPipelines, bucketIntents, bucketEvents, bucketStopped} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -118,9 +121,23 @@ func loadRun(tx *bolt.Tx, id string) (*Run, error) {
 	return &r, nil
 }
 
+func stoppedKey(project, runID string) []byte { return []byte(project + "\x00" + runID) }
+
 func saveRun(tx *bolt.Tx, r *Run) error {
 	if err := putJSON(tx.Bucket(bucketRuns), []byte(r.ID), r); err != nil {
 		return err
+	}
+	stopped := tx.Bucket(bucketStopped)
+	for project, s := range r.Steps {
+		var err error
+		if s.State == StepFailed || s.State == StepCanceled {
+			err = stopped.Put(stoppedKey(project, r.ID), nil)
+		} else {
+			err = stopped.Delete(stoppedKey(project, r.ID))
+		}
+		if err != nil {
+			return err
+		}
 	}
 	if r.Status == RunSucceeded {
 		return tx.Bucket(bucketActive).Delete([]byte(r.ID))
