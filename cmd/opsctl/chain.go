@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -67,6 +68,8 @@ type chainSourceOptions struct {
 	TokenFile   string
 	Registries  []string
 	Concurrency int
+	// APITimeout bounds one GitLab API request (0: the client's default).
+	APITimeout time.Duration
 }
 
 func addChainSourceFlags(fs *pflag.FlagSet, o *chainSourceOptions) {
@@ -129,7 +132,7 @@ func (o *chainSourceOptions) build(f *cli.Factory, needGitLab bool) (*chainSourc
 	} else if token = f.Getenv("GITLAB_TOKEN"); token == "" {
 		return nil, cli.Usagef("no GitLab token: expected --token-file FILE or the GITLAB_TOKEN environment variable")
 	}
-	api, err := chain.NewGitLab(chain.GitLabConfig{URL: o.GitLabURL, Token: token, Logger: f.Logger})
+	api, err := chain.NewGitLab(chain.GitLabConfig{URL: o.GitLabURL, Token: token, Logger: f.Logger, Timeout: o.APITimeout})
 	if err != nil {
 		return nil, cli.UsageError(err)
 	}

@@ -94,6 +94,7 @@ GET /runs, GET /runs/{id}, GET /healthz, GET /metrics.`,
 	cmd.Flags().StringVar(&opts.Listen, "listen", "127.0.0.1:8686", "`ADDR` to listen on (host:port)")
 	cmd.Flags().StringVar(&opts.State, "state", "/var/lib/opsctl/chain.db", "the state `FILE` (bbolt)")
 	cmd.Flags().StringVar(&opts.SecretFile, "webhook-secret-file", "", "`FILE` holding the webhook secret GitLab sends as X-Gitlab-Token")
+	cmd.Flags().DurationVar(&opts.Source.APITimeout, "api-timeout", 30*time.Second, "time limit of one GitLab API request (`DURATION`); slower ones are retried")
 	cmd.Flags().DurationVar(&opts.RescanInterval, "rescan-interval", 15*time.Minute, "how often the graph is scanned again (`DURATION`; 0: only on pushes changing a dependency file)")
 	return cmd
 }
@@ -264,6 +265,7 @@ Exit 0 when the run succeeded (with --follow) or was started.`,
 	cmd.Flags().StringVar(&opts.SecretFile, "webhook-secret-file", "", "`FILE` holding the receiver's webhook secret (with --server)")
 	cmd.Flags().BoolVar(&opts.Follow, "follow", false, "poll the pipelines and trigger downstream from here until the run ends")
 	cmd.Flags().StringVar(&opts.State, "state", "/var/lib/opsctl/chain-follow.db", "state `FILE` of --follow")
+	cmd.Flags().DurationVar(&opts.Source.APITimeout, "api-timeout", 30*time.Second, "time limit of one GitLab API request (`DURATION`); slower ones are retried")
 	cmd.Flags().DurationVar(&opts.Interval, "interval", 15*time.Second, "how often --follow polls (`DURATION`)")
 	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json")
 	return cmd

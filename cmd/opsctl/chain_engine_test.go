@@ -397,6 +397,28 @@ func TestChainServeRetriesGitLabErrors(t *testing.T) {
 	}
 }
 
+// TestChainServeWithASlowGitLab: webhooks are answered at once while the
+// API is slow, and a create that times out is looked for, then made, once.
+func TestChainServeWithASlowGitLab(t *testing.T) {
+	e := newChainE2E(t)
+	e.recv.args = append(e.recv.args, "--api-timeout", "300ms")
+	e.recv.start()
+	e.fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Delay: 2 * time.Second, Times: 1})
+	e.fake.SetLatency(100 * time.Millisecond)
+	base := e.ci.pl.Start("img/base", "main", "schedule")
+	e.ci.deliver(base, "success")
+	// The delivery was answered while the first create still hangs in the
+	// slow GitLab: the webhook never waits for the API.
+	if n := len(e.ci.apiPipelines()); n != 0 {
+		t.Errorf("%d pipelines existed when the webhook was answered", n)
+	}
+	e.waitRunSucceeded(t)
+	wantEachDownstreamOnce(t, e.ci)
+	if !strings.Contains(e.recv.stderr.String(), "will retry") {
+		t.Errorf("no retry was logged after the time-out:\n%s", e.recv.stderr)
+	}
+}
+
 func TestChainTriggerFollowDrivesTheRunWithoutWebhooks(t *testing.T) {
 	fake := fakeImages(t)
 	ci := newFakeCI(t, fake)
