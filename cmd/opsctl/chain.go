@@ -48,15 +48,8 @@ Every chain command reads projects from one source:
 		newCmdChainServe(f),
 		newCmdChainTrigger(f),
 		newCmdChainStatus(f),
+		newCmdChainWatch(f),
 	)
-	for _, name := range []string{"watch"} {
-		cmd.AddCommand(&cobra.Command{
-			Use:                name,
-			Short:              "Not implemented yet",
-			DisableFlagParsing: true,
-			RunE:               notImplemented,
-		})
-	}
 	return cmd
 }
 

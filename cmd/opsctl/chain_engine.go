@@ -66,6 +66,8 @@ type chainServeOptions struct {
 	State          string
 	SecretFile     string
 	RescanInterval time.Duration
+	WatchExternal  time.Duration
+	Registry       registryOptions
 }
 
 func newCmdChainServe(f *cli.Factory) *cobra.Command {
@@ -95,6 +97,8 @@ GET /runs, GET /runs/{id}, GET /healthz, GET /metrics.`,
 	cmd.Flags().StringVar(&opts.State, "state", "/var/lib/opsctl/chain.db", "the state `FILE` (bbolt)")
 	cmd.Flags().StringVar(&opts.SecretFile, "webhook-secret-file", "", "`FILE` holding the webhook secret GitLab sends as X-Gitlab-Token")
 	cmd.Flags().DurationVar(&opts.Source.APITimeout, "api-timeout", 30*time.Second, "time limit of one GitLab API request (`DURATION`); slower ones are retried")
+	cmd.Flags().DurationVar(&opts.WatchExternal, "watch-external", 0, "check the external base images every `DURATION` and rebuild from the projects using a changed one (see 'chain watch'; 0: off)")
+	addRegistryFlags(cmd.Flags(), &opts.Registry)
 	cmd.Flags().DurationVar(&opts.RescanInterval, "rescan-interval", 15*time.Minute, "how often the graph is scanned again (`DURATION`; 0: only on pushes changing a dependency file)")
 	return cmd
 }
@@ -103,9 +107,15 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 	if opts.RescanInterval < 0 {
 		return cli.Usagef("--rescan-interval %s: expected a positive duration or 0", opts.RescanInterval)
 	}
+	if opts.WatchExternal < 0 {
+		return cli.Usagef("--watch-external %s: expected a positive duration or 0", opts.WatchExternal)
+	}
+	digests, err := opts.Registry.build()
+	if err != nil {
+		return err
+	}
 	secret := ""
 	if opts.SecretFile != "" {
-		var err error
 		if secret, err = cli.ReadSecretFile(opts.SecretFile); err != nil {
 			return cli.UsageError(fmt.Errorf("--webhook-secret-file: %w", err))
 		}
@@ -153,8 +163,11 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 	server := &http.Server{Handler: receiver.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn)}
 
-	done := make(chan error, 3)
+	done := make(chan error, 4)
 	go func() { done <- engine.Work(ctx) }()
+	if opts.WatchExternal > 0 {
+		go externalWatchLoop(ctx, opts.Log, engine, &chain.Watcher{Engine: engine, Digests: digests}, opts.WatchExternal)
+	}
 	go func() {
 		rescanLoop(ctx, opts, scanner, engine, rescan)
 		done <- nil

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,6 +151,9 @@ func (e *Engine) SetPlanner(p Planner) {
 	e.mu.Unlock()
 }
 
+// Planner returns the graph new runs are planned on.
+func (e *Engine) Planner() Planner { return e.currentPlanner() }
+
 func (e *Engine) currentPlanner() Planner {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -227,7 +231,14 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 	if pipelineOutcome(u.Status) != StepSucceeded {
 		return Outcome{Reason: "not part of a run"}, nil
 	}
+	// Adopt the run id a pipeline carries (one created by `chain trigger`
+	// or `chain watch` without this receiver), unless that id is taken.
 	id := u.RunID
+	if id != "" {
+		if existing, err := loadRun(tx, id); err != nil || existing != nil {
+			id = ""
+		}
+	}
 	if id == "" {
 		id = NewRunID(e.now())
 	}
@@ -342,7 +353,7 @@ func (e *Engine) newRun(tx *bolt.Tx, id string, roots []string, startedBy string
 	for _, w := range plan.Waves {
 		n += len(w)
 	}
-	if n <= len(roots) && startedBy != "" && len(roots) == 1 && !isTrigger(startedBy) {
+	if n <= len(roots) && strings.HasPrefix(startedBy, "pipeline ") {
 		return nil, "no downstream projects", nil
 	}
 	if existing, err := loadRun(tx, id); err != nil || existing != nil {
@@ -359,8 +370,6 @@ func (e *Engine) newRun(tx *bolt.Tx, id string, roots []string, startedBy string
 	}
 	return run, "", nil
 }
-
-func isTrigger(startedBy string) bool { return len(startedBy) >= 7 && startedBy[:7] == "trigger" }
 
 // queueReady records an intent for every project of run that can be built
 // now. It runs in the transaction that made them ready.
@@ -381,37 +390,11 @@ func (e *Engine) queueReady(tx *bolt.Tx, run *Run) ([]string, error) {
 // trigger` does). id may be empty for a new id; ref, when set, is the ref
 // of the roots' pipelines instead of their default branches.
 func (e *Engine) StartRun(roots []string, id, startedBy, ref string) (*Run, error) {
-	if id == "" {
-		id = NewRunID(e.now())
-	}
 	var run *Run
 	err := e.db.Update(func(tx *bolt.Tx) error {
-		var reason string
 		var err error
-		run, reason, err = e.newRun(tx, id, roots, "trigger: "+startedBy)
-		if err != nil {
-			return err
-		}
-		if run == nil && reason != "" {
-			// Keep the planner's typed error (unknown project, cycle).
-			if _, perr := e.currentPlanner().PlanRun(roots); perr != nil {
-				return perr
-			}
-		}
-		if run == nil {
-			return errors.New(reason)
-		}
-		if ref != "" {
-			for _, root := range roots {
-				t := run.Targets[root]
-				t.Ref = ref
-				run.Targets[root] = t
-			}
-		}
-		if _, err := e.queueReady(tx, run); err != nil {
-			return err
-		}
-		return saveRun(tx, run)
+		run, err = e.startRunTx(tx, roots, id, "trigger: "+startedBy, ref)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("chain run at %v: %w", roots, err)
@@ -419,6 +402,37 @@ func (e *Engine) StartRun(roots []string, id, startedBy, ref string) (*Run, erro
 	e.log.Info("chain run started", "run", run.ID, "by", run.StartedBy, "projects", len(run.Steps))
 	e.notify()
 	return run, nil
+}
+
+// startRunTx plans a run at roots and queues the roots, in tx.
+func (e *Engine) startRunTx(tx *bolt.Tx, roots []string, id, startedBy, ref string) (*Run, error) {
+	if id == "" {
+		id = NewRunID(e.now())
+	}
+	run, reason, err := e.newRun(tx, id, roots, startedBy)
+	if err != nil {
+		return nil, err
+	}
+	if run == nil {
+		// Keep the planner's typed error (unknown project, cycle).
+		if planner := e.currentPlanner(); planner != nil {
+			if _, perr := planner.PlanRun(roots); perr != nil {
+				return nil, perr
+			}
+		}
+		return nil, errors.New(reason)
+	}
+	if ref != "" {
+		for _, root := range roots {
+			t := run.Targets[root]
+			t.Ref = ref
+			run.Targets[root] = t
+		}
+	}
+	if _, err := e.queueReady(tx, run); err != nil {
+		return nil, err
+	}
+	return run, saveRun(tx, run)
 }
 
 // UnfinishedRunAt returns the newest run whose only root is root and that

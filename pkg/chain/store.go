@@ -20,6 +20,8 @@ var (
 	// project NUL run id -> "" for each failed or canceled step of an
 	// unfinished run: where a later success of the project resumes.
 	bucketStopped = []byte("stopped")
+	// normalised external image reference -> its last seen manifest digest
+	bucketDigests = []byte("digests")
 )
 
 // eventsKept bounds the log of received pipeline events.
@@ -62,7 +64,7 @@ func openState(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("state file %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRuns, bucketActive, bucketPipelines, bucketIntents, bucketEvents, bucketStopped} {
+		for _, b := range [][]byte{bucketRuns, bucketActive, bucketPipelines, bucketIntents, bucketEvents, bucketStopped, bucketDigests} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
