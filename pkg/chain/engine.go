@@ -167,9 +167,21 @@ func (e *Engine) notify() {
 	}
 }
 
+// freshRunID returns a run id no run of the state file has: thousands of
+// runs may start within the same second.
+func (e *Engine) freshRunID(tx *bolt.Tx) (string, error) {
+	for range 10 {
+		id := NewRunID(e.now())
+		if existing, err := loadRun(tx, id); err != nil || existing == nil {
+			return id, err
+		}
+	}
+	return "", errors.New("no free run id after 10 tries")
+}
+
 // NewRunID returns a run id that sorts by time and is unique.
 func NewRunID(now time.Time) string {
-	var b [3]byte
+	var b [4]byte
 	rand.Read(b[:])
 	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
 }
@@ -240,7 +252,9 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 		}
 	}
 	if id == "" {
-		id = NewRunID(e.now())
+		if id, err = e.freshRunID(tx); err != nil {
+			return Outcome{}, err
+		}
 	}
 	run, reason, err := e.newRun(tx, id, []string{u.Project}, fmt.Sprintf("pipeline %d of %s", u.PipelineID, u.Project))
 	if err != nil || run == nil {
@@ -407,7 +421,10 @@ func (e *Engine) StartRun(roots []string, id, startedBy, ref string) (*Run, erro
 // startRunTx plans a run at roots and queues the roots, in tx.
 func (e *Engine) startRunTx(tx *bolt.Tx, roots []string, id, startedBy, ref string) (*Run, error) {
 	if id == "" {
-		id = NewRunID(e.now())
+		var err error
+		if id, err = e.freshRunID(tx); err != nil {
+			return nil, err
+		}
 	}
 	run, reason, err := e.newRun(tx, id, roots, startedBy)
 	if err != nil {
