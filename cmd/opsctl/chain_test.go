@@ -266,7 +266,8 @@ func TestChainGitLabFailuresExitCodes(t *testing.T) {
 	fake.InjectFault(fakegitlab.Fault{Path: "~/repository/files/", Status: 503, RetryAfter: "0"})
 	start := time.Now()
 	out, stderr, code = opsctlEnv(t, []string{"GITLAB_TOKEN=" + e2eToken}, "chain", "plan", "--gitlab-url", fake.URL(), "--group", "img", "--log-level", "error")
-	if code != cli.ExitTemporary || out != "" || !strings.Contains(stderr, "GitLab answered 503 Service Unavailable; gave up after 6 attempts") {
+	if code != cli.ExitTemporary || out != "" || !strings.HasPrefix(stderr, "opsctl: chain plan: project img/") ||
+		!strings.Contains(stderr, " (ref main): GitLab answered 503 Service Unavailable; gave up after 6 attempts") {
 		t.Errorf("503: exit %d after %v, stdout %q, stderr %q", code, time.Since(start), out, stderr)
 	}
 }
@@ -282,5 +283,24 @@ func TestChainFlagsParseIntoOptions(t *testing.T) {
 	if got.Source.GitLabURL != "https://g.example" || got.Source.Group != "img" || !reflect.DeepEqual(got.Source.Registries, []string{"r1.example", "r2.example:5050"}) ||
 		got.Source.Concurrency != 3 || !got.Output.JSON() || !reflect.DeepEqual(got.Roots, []string{"img/base", "img/x"}) {
 		t.Errorf("options %+v", got)
+	}
+}
+
+func TestChainScanWarningsGoToStderr(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"g/a/Containerfile": "ARG BASE\nFROM ${BASE}\n",
+		"g/b/.gitlab-deps":  "g/a\ng/gone\n",
+	})
+	out, stderr, code := runForTest("chain", "scan", "--dir", dir)
+	wantOut := "PROJECT  SOURCE         UPSTREAMS  EXTERNAL\ng/a      Containerfile  -          -\ng/b      .gitlab-deps   g/a        -\n"
+	wantErr := "warning: g/a: Containerfile line 2: FROM ${BASE}: ARG BASE has no default (it is set with --build-arg)\n" +
+		"warning: g/b: .gitlab-deps names g/gone, which is not a project of the scan; ignored\n"
+	if code != 0 || out != wantOut || stderr != wantErr {
+		t.Errorf("exit %d\nstdout %q\nwant   %q\nstderr %q\nwant   %q", code, out, wantOut, stderr, wantErr)
+	}
+	out, stderr, code = runForTest("chain", "scan", "--dir", dir, "-o", "json")
+	var g chain.Graph
+	if code != 0 || stderr != "" || json.Unmarshal([]byte(out), &g) != nil || len(g.Warnings) != 2 {
+		t.Errorf("json: exit %d, stderr %q, %s", code, stderr, out)
 	}
 }
