@@ -187,8 +187,13 @@ func TestChainAgainstFakeGitLab(t *testing.T) {
 	}
 
 	// scan: the default registries are the GitLab host and registry.HOST.
-	out, stderr, code := opsctlEnv(t, nil, append([]string{"chain", "scan", "-o", "json"}, source...)...)
+	// Debug logs and a retry included, nothing shows the token.
+	fake.InjectFault(fakegitlab.Fault{Path: "~/repository/files/Containerfile", Status: 503, RetryAfter: "0", Times: 1})
+	out, stderr, code := opsctlEnv(t, nil, append([]string{"chain", "scan", "-o", "json", "--log-level", "debug"}, source...)...)
 	noSecrets("scan", out+stderr)
+	if !strings.Contains(stderr, "GitLab API: retrying") {
+		t.Errorf("the retry is not logged: %s", stderr)
+	}
 	var g chain.Graph
 	if code != 0 || json.Unmarshal([]byte(out), &g) != nil {
 		t.Fatalf("scan: exit %d\n%s\n%s", code, out, stderr)
