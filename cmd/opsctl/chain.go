@@ -71,7 +71,7 @@ func addChainSourceFlags(fs *pflag.FlagSet, o *chainSourceOptions) {
 	fs.StringVar(&o.Group, "group", "", "the GitLab `GROUP` (full path) whose projects, subgroups included, are read")
 	fs.StringVar(&o.TokenFile, "token-file", "", "`FILE` holding the GitLab token (default: $GITLAB_TOKEN)")
 	fs.StringArrayVar(&o.Registries, "registry", nil, "registry `HOST[:PORT]` whose images are built by the projects (repeatable; default with --gitlab-url: the GitLab host, registry.HOST and HOST:5050; with --dir: every host but docker.io)")
-	fs.IntVar(&o.Concurrency, "concurrency", 8, "how many projects are read from GitLab at the same time (`N`)")
+	fs.IntVar(&o.Concurrency, "concurrency", 8, "read at most `N` projects from GitLab at the same time")
 }
 
 // chainSource is a validated source with its registries.
@@ -154,17 +154,14 @@ func defaultRegistries(u *url.URL) []string {
 // scan reads the graph, showing progress on stderr for GitLab.
 func (s *chainSource) scan(ctx context.Context, f *cli.Factory, concurrency int) (*chain.Graph, error) {
 	scanner := &chain.Scanner{Source: s.source, Registries: s.registries, Concurrency: concurrency}
-	if s.gitlab != nil {
+	if s.gitlab != nil && f.IO.ErrIsTerminal {
+		// A bar on a terminal only: in logs, a line per project is noise.
 		progress := cli.NewProgress(f.IO, "scan", 0)
 		scanner.Progress = func(done, total int) {
 			progress.SetTotal(int64(total))
 			progress.Update(int64(done))
 		}
-		defer func() {
-			if f.IO.ErrIsTerminal {
-				fmt.Fprintln(f.IO.ErrOut)
-			}
-		}()
+		defer fmt.Fprintln(f.IO.ErrOut)
 	}
 	g, err := scanner.Scan(ctx)
 	if err != nil {

@@ -14,6 +14,8 @@ func newCmdChainHooks(f *cli.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "hooks",
 		Short: "Manage the GitLab webhooks that report pipelines to the receiver",
+		Example: `  opsctl chain hooks sync --gitlab-url https://gitlab.example.com --group images \
+      --token-file ~/.config/opsctl/gitlab-token --hook-url https://chain.example.com/hook --dry-run`,
 	}
 	cmd.AddCommand(newCmdChainHooksSync(f, nil))
 	return cmd
@@ -31,7 +33,7 @@ type ChainHooksSyncOptions struct {
 func newCmdChainHooksSync(f *cli.Factory, runF func(*ChainHooksSyncOptions) error) *cobra.Command {
 	opts := &ChainHooksSyncOptions{Factory: f}
 	cmd := &cobra.Command{
-		Use:   "hooks sync --hook-url URL [--webhook-secret-file FILE] [--dry-run]",
+		Use:   "sync --hook-url URL [--webhook-secret-file FILE] [--dry-run] [source flags]",
 		Short: "Give every project of the group exactly one webhook for URL",
 		Long: `Make every project of the group end with exactly one webhook for --hook-url:
 pipeline events on, push events off, SSL verification on, and the webhook
@@ -54,7 +56,6 @@ The token needs the api scope and the Maintainer role.
 			return runChainHooksSync(opts)
 		},
 	}
-	cmd.Use = "sync"
 	fl := cmd.Flags()
 	fl.StringVar(&opts.HookURL, "hook-url", "", "the receiver's `URL`, e.g. https://chain.example.com/hook (required)")
 	fl.StringVar(&opts.WebhookSecretFile, "webhook-secret-file", "", "`FILE` holding the webhook secret, sent by GitLab as X-Gitlab-Token")

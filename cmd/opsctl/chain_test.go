@@ -55,12 +55,15 @@ func TestChainReadmeExampleRunsWithoutServer(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "digraph chain {") || !strings.Contains(out, `"ops/ruby" -> "ops/app";`) {
 		t.Errorf("dot: exit %d\n%s", code, out)
 	}
-	if dot, err := exec.LookPath("dot"); err == nil {
-		cmd := exec.Command(dot, "-Tsvg")
-		cmd.Stdin = strings.NewReader(out)
-		if svg, err := cmd.Output(); err != nil || !strings.Contains(string(svg), "<svg") {
-			t.Errorf("graphviz rejects the DOT output: %v", err)
-		}
+	// Graphviz itself must accept the DOT and draw every edge.
+	cmd := exec.Command(testenv.Need(t, "dot", "graphviz"), "-Tplain")
+	cmd.Stdin = strings.NewReader(out)
+	plain, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("graphviz rejects the DOT output: %v", err)
+	}
+	if edges := strings.Count(string(plain), "\nedge "); edges != 7 {
+		t.Errorf("graphviz drew %d edges, want 7 (5 between projects, 2 from external images):\n%s", edges, plain)
 	}
 	out, _, code = testenv.Run(t, "", "chain", "scan", "--dir", examplesDir(), "-o", "mermaid")
 	if code != 0 || !strings.HasPrefix(out, "flowchart LR\n") {
@@ -184,8 +187,13 @@ func TestChainAgainstFakeGitLab(t *testing.T) {
 	}
 
 	// scan: the default registries are the GitLab host and registry.HOST.
-	out, stderr, code := opsctlEnv(t, nil, append([]string{"chain", "scan", "-o", "json"}, source...)...)
+	// Debug logs and a retry included, nothing shows the token.
+	fake.InjectFault(fakegitlab.Fault{Path: "~/repository/files/Containerfile", Status: 503, RetryAfter: "0", Times: 1})
+	out, stderr, code := opsctlEnv(t, nil, append([]string{"chain", "scan", "-o", "json", "--log-level", "debug"}, source...)...)
 	noSecrets("scan", out+stderr)
+	if !strings.Contains(stderr, "GitLab API: retrying") {
+		t.Errorf("the retry is not logged: %s", stderr)
+	}
 	var g chain.Graph
 	if code != 0 || json.Unmarshal([]byte(out), &g) != nil {
 		t.Fatalf("scan: exit %d\n%s\n%s", code, out, stderr)
@@ -263,7 +271,8 @@ func TestChainGitLabFailuresExitCodes(t *testing.T) {
 	fake.InjectFault(fakegitlab.Fault{Path: "~/repository/files/", Status: 503, RetryAfter: "0"})
 	start := time.Now()
 	out, stderr, code = opsctlEnv(t, []string{"GITLAB_TOKEN=" + e2eToken}, "chain", "plan", "--gitlab-url", fake.URL(), "--group", "img", "--log-level", "error")
-	if code != cli.ExitTemporary || out != "" || !strings.Contains(stderr, "GitLab answered 503 Service Unavailable; gave up after 6 attempts") {
+	if code != cli.ExitTemporary || out != "" || !strings.HasPrefix(stderr, "opsctl: chain plan: project img/") ||
+		!strings.Contains(stderr, " (ref main): GitLab answered 503 Service Unavailable; gave up after 6 attempts") {
 		t.Errorf("503: exit %d after %v, stdout %q, stderr %q", code, time.Since(start), out, stderr)
 	}
 }
@@ -279,5 +288,24 @@ func TestChainFlagsParseIntoOptions(t *testing.T) {
 	if got.Source.GitLabURL != "https://g.example" || got.Source.Group != "img" || !reflect.DeepEqual(got.Source.Registries, []string{"r1.example", "r2.example:5050"}) ||
 		got.Source.Concurrency != 3 || !got.Output.JSON() || !reflect.DeepEqual(got.Roots, []string{"img/base", "img/x"}) {
 		t.Errorf("options %+v", got)
+	}
+}
+
+func TestChainScanWarningsGoToStderr(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"g/a/Containerfile": "ARG BASE\nFROM ${BASE}\n",
+		"g/b/.gitlab-deps":  "g/a\ng/gone\n",
+	})
+	out, stderr, code := runForTest("chain", "scan", "--dir", dir)
+	wantOut := "PROJECT  SOURCE         UPSTREAMS  EXTERNAL\ng/a      Containerfile  -          -\ng/b      .gitlab-deps   g/a        -\n"
+	wantErr := "warning: g/a: Containerfile line 2: FROM ${BASE}: ARG BASE has no default (it is set with --build-arg)\n" +
+		"warning: g/b: .gitlab-deps names g/gone, which is not a project of the scan; ignored\n"
+	if code != 0 || out != wantOut || stderr != wantErr {
+		t.Errorf("exit %d\nstdout %q\nwant   %q\nstderr %q\nwant   %q", code, out, wantOut, stderr, wantErr)
+	}
+	out, stderr, code = runForTest("chain", "scan", "--dir", dir, "-o", "json")
+	var g chain.Graph
+	if code != 0 || stderr != "" || json.Unmarshal([]byte(out), &g) != nil || len(g.Warnings) != 2 {
+		t.Errorf("json: exit %d, stderr %q, %s", code, stderr, out)
 	}
 }

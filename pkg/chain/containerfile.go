@@ -26,7 +26,9 @@ type Containerfile struct {
 
 var (
 	directiveRE = regexp.MustCompile(`^#[ \t]*([A-Za-z][A-Za-z0-9_-]*)[ \t]*=[ \t]*(.*?)[ \t]*$`)
-	heredocRE   = regexp.MustCompile(`<<(-?)(["']?)([A-Za-z_][A-Za-z0-9_]*)(["']?)`)
+	// A here-document opens with a word that starts with << (after an
+	// optional file descriptor), as BuildKit reads it: $((1<<X)) is none.
+	heredocRE = regexp.MustCompile(`(?:^|[ \t])[0-9]*<<(-?)(["']?)([A-Za-z_][A-Za-z0-9_]*)(["']?)`)
 )
 
 // ParseContainerfile reads the FROM lines of a Containerfile the way
@@ -148,31 +150,38 @@ func (p *fromParser) instruction(start int, text string, lines []string, last in
 		p.afterFrom = true
 		p.from(start, rest)
 	case "RUN", "COPY", "ADD":
-		return skipHeredocs(rest, lines, last)
+		end, ok := skipHeredocs(rest, lines, last)
+		if !ok {
+			p.cf.warnf(start, "%s: here-document not terminated; its lines are read as instructions", keyword)
+			return last
+		}
+		return end
 	}
 	return last
 }
 
 // skipHeredocs consumes the bodies of the here-documents an instruction
 // opens, so that their lines are never read as instructions.
-func skipHeredocs(args string, lines []string, last int) int {
+func skipHeredocs(args string, lines []string, last int) (int, bool) {
 	for _, m := range heredocRE.FindAllStringSubmatch(args, -1) {
 		if m[2] != m[4] {
 			continue
 		}
 		stripTabs, word := m[1] == "-", m[3]
-		for last+1 < len(lines) {
+		terminated := false
+		for last+1 < len(lines) && !terminated {
 			last++
 			body := lines[last]
 			if stripTabs {
 				body = strings.TrimLeft(body, "\t")
 			}
-			if body == word {
-				break
-			}
+			terminated = body == word
+		}
+		if !terminated {
+			return 0, false
 		}
 	}
-	return last
+	return last, true
 }
 
 func (p *fromParser) globalArg(line int, rest string) {

@@ -255,7 +255,8 @@ func (g *GitLab) GroupProjects(ctx context.Context, group string) ([]ProjectRef,
 }
 
 // RawFile returns the file at path in ref of the project; an error matching
-// fs.ErrNotExist when GitLab answers 404.
+// fs.ErrNotExist when GitLab answers 404. Errors name the file and ref; the
+// caller names the project.
 func (g *GitLab) RawFile(ctx context.Context, project ProjectRef, path, ref string) ([]byte, error) {
 	data, resp, err := g.api.RepositoryFiles.GetRawFile(project.ID, path, &gitlab.GetRawFileOptions{Ref: gitlab.Ptr(ref)}, gitlab.WithContext(ctx))
 	g.requests.Add(1)
@@ -263,7 +264,7 @@ func (g *GitLab) RawFile(ctx context.Context, project ProjectRef, path, ref stri
 		if errors.Is(err, gitlab.ErrNotFound) {
 			return nil, fs.ErrNotExist
 		}
-		return nil, g.apiError(ctx, fmt.Sprintf("get %s of %s (ref %s)", path, project.Path, ref), readScopeHint, resp, err)
+		return nil, g.apiError(ctx, fmt.Sprintf("read %s (ref %s)", path, ref), readScopeHint, resp, err)
 	}
 	return data, nil
 }

@@ -318,3 +318,40 @@ func TestHooksSyncNeedsMaintainer(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestGitLabScanOfASubgroupByPath(t *testing.T) {
+	fake := newFake(t)
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/base"})
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/lang/ruby", Files: map[string]string{"Containerfile": "FROM registry.example.com/img/base\n"}})
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/lang/deep/python"})
+	g, err := scanGitLab(t, newTestGitLab(t, fake, testToken), "img/lang", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// img/base is outside the scan: the image is external, with a warning.
+	if len(g.Projects) != 2 || g.Project("img/lang/deep/python") == nil || !reflect.DeepEqual(g.Project("img/lang/ruby").External, []string{"registry.example.com/img/base:latest"}) || len(g.Warnings) != 1 {
+		t.Errorf("projects %v, warnings %q", g.Projects, g.Warnings)
+	}
+	if n := fake.CountCalls("GET", "/api/v4/groups/img/lang/projects"); n != 1 {
+		t.Errorf("subgroup listed %d times; calls %v", n, fake.Calls())
+	}
+	for _, c := range fake.Calls() {
+		if strings.HasPrefix(c.Path, "/api/v4/groups/") && c.EscapedPath != "/api/v4/groups/img%2Flang/projects" {
+			t.Errorf("group id not URL-encoded: %s", c.EscapedPath)
+		}
+	}
+}
+
+func TestGitLabDoesNotWaitForAnUnreasonableRetryAfter(t *testing.T) {
+	fake := newFake(t)
+	fake.AddGroup("g")
+	fake.InjectFault(fakegitlab.Fault{Path: "/api/v4/groups/g", Status: 429, RetryAfter: "3600"})
+	_, err := scanGitLab(t, newTestGitLab(t, fake, testToken), "g", 1)
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != 429 || !apiErr.Temporary() {
+		t.Errorf("err = %v", err)
+	}
+	if n := fake.CountCalls("", "/api/v4/groups/g"); n != 1 {
+		t.Errorf("%d attempts, want 1", n)
+	}
+}

@@ -87,7 +87,12 @@ func ParseImageRef(s string) (ImageRef, error) {
 		if !hostRE.MatchString(host) {
 			return ImageRef{}, fmt.Errorf("image reference %q: malformed registry host %q", s, host)
 		}
-		host = strings.ToLower(host)
+		// Host names are case-insensitive; lower-case only those that stay
+		// recognisable as hosts (an upper-case first component without a
+		// dot is a host only because of its case).
+		if lower := strings.ToLower(host); strings.ContainsAny(lower, ".:") || lower == "localhost" {
+			host = lower
+		}
 		switch host {
 		case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
 			host = DockerHub

@@ -141,6 +141,14 @@ func (s *Scanner) readAll(ctx context.Context, refs []ProjectRef) ([]*discovery,
 // discover reads the files of one project in the order of precedence.
 func discover(ctx context.Context, src Source, ref ProjectRef) (*discovery, error) {
 	d := &discovery{ref: ref, source: SourceNone}
+	readError := func(name string, err error) error {
+		var apiErr *APIError
+		var netErr *networkError
+		if errors.As(err, &apiErr) || errors.As(err, &netErr) {
+			return fmt.Errorf("project %s: %w", ref.Path, err) // names file and ref already
+		}
+		return fmt.Errorf("project %s: read %s: %w", ref.Path, name, err)
+	}
 	data, err := src.ReadFile(ctx, ref, DepsFileName)
 	switch {
 	case err == nil:
@@ -151,7 +159,7 @@ func discover(ctx context.Context, src Source, ref ProjectRef) (*discovery, erro
 		d.source, d.deps = SourceDepsFile, deps
 		return d, nil
 	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("project %s: read %s: %w", ref.Path, DepsFileName, err)
+		return nil, readError(DepsFileName, err)
 	}
 	for _, name := range []string{SourceContainerfile, SourceDockerfile} {
 		data, err := src.ReadFile(ctx, ref, name)
@@ -159,7 +167,7 @@ func discover(ctx context.Context, src Source, ref ProjectRef) (*discovery, erro
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("project %s: read %s: %w", ref.Path, name, err)
+			return nil, readError(name, err)
 		}
 		cf := ParseContainerfile(data)
 		d.source, d.bases = name, cf.Bases
