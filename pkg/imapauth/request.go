@@ -43,6 +43,10 @@ func ParseRequest(line []byte) (user, password string, err error) {
 }
 
 func decodeField(field []byte) ([]byte, error) {
+	// encoding/base64 skips CR and LF inside its input; a request may not.
+	if i := bytes.IndexAny(field, "\r\n"); i >= 0 {
+		return nil, fmt.Errorf("not standard base64 (line break at byte %d)", i)
+	}
 	out := make([]byte, base64.StdEncoding.DecodedLen(len(field)))
 	n, err := base64.StdEncoding.Strict().Decode(out, field)
 	if err != nil {
