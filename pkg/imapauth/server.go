@@ -175,6 +175,17 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 	conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
 	if _, err := io.WriteString(conn, verdict.String()); err != nil {
 		s.Logger.Warn("writing reply", "err", err)
+		return
+	}
+	if readErr != nil || reader.Buffered() > 0 {
+		// Closing with unread input would reset the connection and could
+		// cost the client the reply it has not read yet: end our side,
+		// then swallow what is left, briefly.
+		if uc, ok := conn.(*net.UnixConn); ok {
+			uc.CloseWrite()
+		}
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
 	}
 }
 
