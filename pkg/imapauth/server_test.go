@@ -210,14 +210,16 @@ func TestDaemonBoundsConcurrencyAndQueue(t *testing.T) {
 func TestDaemonQueueWaitIsBounded(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
+	entered := make(chan struct{}, 1)
 	checker := checkerFunc(func(ctx context.Context, user, password string) (Verdict, error) {
+		entered <- struct{}{}
 		<-release
 		return Yes, nil
 	})
 	server := &Server{Checker: checker, MaxConcurrent: 1, QueueWait: 100 * time.Millisecond}
 	path := startDaemon(t, server)
 	go askErr(path, request("alice", "pw"))
-	waitFor(t, func() bool { return len(server.slots) == 1 })
+	<-entered
 	if got := ask(t, path, request("bob", "pw")); got != "defer" {
 		t.Fatalf("request that waited too long got %q, want defer", got)
 	}
