@@ -71,11 +71,12 @@ func (fl *imapServerFlags) config() (imapauth.Config, error) {
 	return imapauth.Config{Server: fl.server, TLS: mode, CAFile: fl.caFile, ServerName: fl.serverName, Timeout: fl.timeout}, nil
 }
 
-func (fl *imapServerFlags) checker() (*imapauth.Checker, error) {
+func (fl *imapServerFlags) checker(warm int) (*imapauth.Checker, error) {
 	cfg, err := fl.config()
 	if err != nil {
 		return nil, err
 	}
+	cfg.Warm = warm
 	checker, err := imapauth.NewChecker(cfg)
 	if err != nil {
 		return nil, cli.UsageError(err)
@@ -140,7 +141,7 @@ func runIMAPAuthCheck(ctx context.Context, opts *IMAPAuthCheckOptions) error {
 	if !opts.passwordArg && !opts.PasswordStdin {
 		return cli.Usagef("imap-auth check: no password, expected a PASSWORD argument or --password-stdin")
 	}
-	checker, err := opts.Server.checker()
+	checker, err := opts.Server.checker(0)
 	if err != nil {
 		return err
 	}
@@ -160,6 +161,7 @@ func runIMAPAuthCheck(ctx context.Context, opts *IMAPAuthCheckOptions) error {
 	}
 	verdict, reason := checker.Check(ctx, opts.User, password)
 	fmt.Fprintln(opts.IO.Out, verdict)
+	checker.Close() // the LOGOUT, after the answer is out
 	switch verdict {
 	case imapauth.Yes:
 		return nil
@@ -181,6 +183,7 @@ type IMAPAuthServeOptions struct {
 	CacheTTL      time.Duration
 	MaxConcurrent int
 	MaxQueue      int
+	Warm          int
 	MetricsListen string
 }
 
@@ -223,6 +226,7 @@ requests being answered finish.`,
 	flags.DurationVar(&opts.CacheTTL, "cache-ttl", 0, "remember successful logins this long (salted hashes only; 0: off)")
 	flags.IntVar(&opts.MaxConcurrent, "max-concurrent", 16, "IMAP logins at once")
 	flags.IntVar(&opts.MaxQueue, "max-queue", 256, "requests waiting for a login slot before new ones get defer")
+	flags.IntVar(&opts.Warm, "warm", 1, "connections kept ready for the next login (TLS up, greeting read); 0: connect per login")
 	flags.StringVar(&opts.MetricsListen, "metrics-listen", "", "serve Prometheus /metrics on this HOST:PORT (default: off)")
 	return cmd
 }
@@ -249,7 +253,10 @@ func resolveUIDs(values []string) ([]uint32, error) {
 }
 
 func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
-	checker, err := opts.Server.checker()
+	if opts.Warm < 0 || opts.Warm > 64 {
+		return cli.Usagef("--warm %d: expected 0 to 64 connections", opts.Warm)
+	}
+	checker, err := opts.Server.checker(opts.Warm)
 	if err != nil {
 		return err
 	}
@@ -329,7 +336,9 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 	}
 
 	logger.Info("serving", "socket", ln.Addr().String(), "imap", checker.Addr(), "tls", opts.Server.tls)
+	checker.Prewarm()
 	err = server.Serve(ctx, ln)
+	checker.Close()
 	if metricsServer != nil {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		metricsServer.Shutdown(shutdownCtx)

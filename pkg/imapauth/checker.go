@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -15,13 +16,20 @@ import (
 )
 
 // Checker checks user names and passwords by logging in to one IMAP server.
-// It is safe for concurrent use; its connections share one TLS session cache.
+// It is safe for concurrent use; its connections share one TLS session
+// cache, so later connections resume the TLS session. With Config.Warm it
+// keeps connections ready (TLS up, greeting read, capabilities checked) so
+// that a check costs one LOGIN round trip; the LOGOUT after a check always
+// runs after the answer is returned. Close waits for that.
 type Checker struct {
 	addr    string
 	mode    TLSMode
 	tls     *tls.Config
 	timeout time.Duration
 	dialer  net.Dialer
+	pool    *warmPool // nil without Config.Warm
+
+	background sync.WaitGroup // logouts and warm-ups under way
 }
 
 // NewChecker validates cfg and loads its CA file. Its errors are
@@ -34,6 +42,9 @@ func NewChecker(cfg Config) (*Checker, error) {
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("--timeout %s: expected a positive duration", cfg.Timeout)
 	}
+	if cfg.Warm < 0 {
+		return nil, fmt.Errorf("--warm %d: expected 0 or more connections", cfg.Warm)
+	}
 	tlsConfig, err := newTLSConfig(cfg, host)
 	if err != nil {
 		return nil, err
@@ -42,13 +53,17 @@ func NewChecker(cfg Config) (*Checker, error) {
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	return &Checker{addr: addr, mode: cfg.TLS, tls: tlsConfig, timeout: timeout}, nil
+	c := &Checker{addr: addr, mode: cfg.TLS, tls: tlsConfig, timeout: timeout}
+	if cfg.Warm > 0 {
+		c.pool = newWarmPool(cfg.Warm, warmMaxIdle)
+	}
+	return c, nil
 }
 
 // Addr is the address the checker dials.
 func (c *Checker) Addr() string { return c.addr }
 
-// Check logs in to the IMAP server as user with password and logs out.
+// Check logs in to the IMAP server as user with password.
 // It returns Yes with a nil error, or No or Defer with an error saying why
 // (the error never contains the password). Only a NO answer to LOGIN that
 // means "these credentials are wrong" gives No; every other failure,
@@ -73,11 +88,53 @@ func (c *Checker) Check(ctx context.Context, user, password string) (Verdict, er
 }
 
 func (c *Checker) check(ctx context.Context, user, password string) (Verdict, error) {
+	session, warm := c.pool.take(ctx)
+	c.refill()
+	if session == nil {
+		var err error
+		if session, err = c.connect(ctx); err != nil {
+			return Defer, err
+		}
+	}
+	verdict, err, unanswered := c.login(ctx, session, user, password)
+	if unanswered && warm && ctx.Err() == nil {
+		// The ready connection died while it waited (server restart,
+		// idle time-out): the LOGIN got no answer, so ask again afresh.
+		if session, err = c.connect(ctx); err != nil {
+			return Defer, err
+		}
+		verdict, err, _ = c.login(ctx, session, user, password)
+	}
+	return verdict, err
+}
+
+// Prewarm opens the ready connections now instead of at the first check.
+func (c *Checker) Prewarm() { c.refill() }
+
+// Close drops the ready connections and waits for logouts and warm-ups
+// under way.
+func (c *Checker) Close() {
+	for _, session := range c.pool.close() {
+		c.retire(session)
+	}
+	c.background.Wait()
+}
+
+// session is a connection that is ready for LOGIN: TLS verified, greeting
+// read, capabilities checked.
+type session struct {
+	conn   net.Conn
+	client *imapclient.Client
+	ready  time.Time
+}
+
+// connect dials the server and makes a session ready. Every error is a
+// reason to defer.
+func (c *Checker) connect(ctx context.Context) (*session, error) {
 	conn, err := c.dialer.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
-		return Defer, fmt.Errorf("connect: %w", err)
+		return nil, fmt.Errorf("connect: %w", err)
 	}
-	defer conn.Close()
 	// The IMAP client sets its own (30s) deadlines on every read; closing
 	// the connection is the one way to hold it to ours.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -91,7 +148,8 @@ func (c *Checker) check(ctx context.Context, user, password string) (Verdict, er
 	case ImplicitTLS:
 		tlsConn := tls.Client(conn, c.tls)
 		if err := tlsConn.HandshakeContext(ctx); err != nil {
-			return Defer, describeTLSError(c.addr, err)
+			conn.Close()
+			return nil, describeTLSError(c.addr, err)
 		}
 		client = imapclient.New(tlsConn, nil)
 	case StartTLS:
@@ -100,37 +158,110 @@ func (c *Checker) check(ctx context.Context, user, password string) (Verdict, er
 		// travel in clear text, whatever the server advertises.
 		client, err = imapclient.NewStartTLS(conn, &imapclient.Options{TLSConfig: c.tls})
 		if err != nil {
+			conn.Close()
 			var imapErr *imap.Error
 			if errors.As(err, &imapErr) {
-				return Defer, fmt.Errorf("%s: STARTTLS refused: %v", c.addr, err)
+				return nil, fmt.Errorf("%s: STARTTLS refused: %v", c.addr, err)
 			}
-			return Defer, describeTLSError(c.addr, err)
+			return nil, describeTLSError(c.addr, err)
 		}
 	}
-	defer client.Close()
 
+	fail := func(err error) (*session, error) {
+		client.Close()
+		return nil, err
+	}
 	if err := client.WaitGreeting(); err != nil {
-		return Defer, fmt.Errorf("%s: greeting: %w", c.addr, err)
+		return fail(fmt.Errorf("%s: greeting: %w", c.addr, err))
 	}
 	if state := client.State(); state != imap.ConnStateNotAuthenticated {
-		return Defer, fmt.Errorf("%s: server is in state %v before LOGIN (PREAUTH?), cannot check a password", c.addr, state)
+		return fail(fmt.Errorf("%s: server is in state %v before LOGIN (PREAUTH?), cannot check a password", c.addr, state))
 	}
 	caps := client.Caps()
 	if caps == nil {
-		return Defer, fmt.Errorf("%s: no CAPABILITY answer", c.addr)
+		return fail(fmt.Errorf("%s: no CAPABILITY answer", c.addr))
 	}
 	if caps.Has(imap.CapLoginDisabled) {
-		return Defer, fmt.Errorf("%s: server advertises LOGINDISABLED over TLS, LOGIN not sent", c.addr)
+		return fail(fmt.Errorf("%s: server advertises LOGINDISABLED over TLS, LOGIN not sent", c.addr))
 	}
+	conn.SetDeadline(time.Time{})
+	return &session{conn: conn, client: client, ready: time.Now()}, nil
+}
 
-	err = client.Login(user, password).Wait()
-	if err != nil {
-		return classifyLoginError(c.addr, user, err)
+// login sends LOGIN on session and retires the session. unanswered
+// reports that no answer came back at all (a broken connection).
+func (c *Checker) login(ctx context.Context, s *session, user, password string) (verdict Verdict, err error, unanswered bool) {
+	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+	err = s.client.Login(user, password).Wait()
+	stop()
+	if err == nil {
+		c.retire(s)
+		return Yes, nil, false
 	}
-	// Log out politely so the server logs a clean disconnect; the answer is
-	// already known, so a failure here changes nothing.
-	_ = client.Logout().Wait()
-	return Yes, nil
+	var imapErr *imap.Error
+	if errors.As(err, &imapErr) {
+		c.retire(s)
+		verdict, err = classifyLoginError(c.addr, user, imapErr)
+		return verdict, err, false
+	}
+	s.client.Close()
+	return Defer, fmt.Errorf("%s: LOGIN: %w", c.addr, err), true
+}
+
+// retire logs out of s in the background: the answer is known, and a
+// polite LOGOUT lets the server log a clean disconnect.
+func (c *Checker) retire(s *session) {
+	c.background.Add(1)
+	go func() {
+		defer c.background.Done()
+		s.conn.SetDeadline(time.Now().Add(logoutTimeout))
+		timer := time.AfterFunc(logoutTimeout, func() { s.conn.Close() })
+		defer timer.Stop()
+		_ = s.client.Logout().Wait()
+		s.client.Close()
+	}()
+}
+
+const (
+	logoutTimeout = 2 * time.Second
+	// warmMaxIdle is how long a ready connection may wait for a check.
+	// go-imap gives up on a silent server after 30s, and servers drop
+	// clients that do not log in: well below both.
+	warmMaxIdle = 20 * time.Second
+)
+
+// refill starts warm-ups until the pool holds (or will hold) its size.
+func (c *Checker) refill() {
+	if c.pool == nil {
+		return
+	}
+	for c.pool.reserve() {
+		c.background.Add(1)
+		go func() {
+			defer c.background.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+			defer cancel()
+			s, err := c.connect(ctx)
+			if err != nil {
+				s = nil // a waiting check dials itself and reports the error
+			}
+			if rejected := c.pool.arrive(s); rejected != nil {
+				c.retire(rejected)
+				return
+			}
+			if s != nil {
+				// Log out of it when no check came for it in time.
+				time.AfterFunc(c.pool.maxIdle, func() {
+					if c.pool.remove(s) {
+						c.retire(s)
+					}
+				})
+			}
+		}()
+	}
+	for _, expired := range c.pool.expired() {
+		c.retire(expired)
+	}
 }
 
 // loginCanCarry rejects what an IMAP LOGIN cannot send: NUL, CR and LF
@@ -159,9 +290,8 @@ var credentialCodes = map[imap.ResponseCode]bool{
 	imap.ResponseCodeContactAdmin:         true,
 }
 
-func classifyLoginError(addr, user string, err error) (Verdict, error) {
-	var imapErr *imap.Error
-	if errors.As(err, &imapErr) {
+func classifyLoginError(addr, user string, imapErr *imap.Error) (Verdict, error) {
+	{
 		answer := strings.TrimSpace(fmt.Sprintf("%s [%s] %s", imapErr.Type, imapErr.Code, imapErr.Text))
 		if imapErr.Code == "" {
 			answer = strings.TrimSpace(fmt.Sprintf("%s %s", imapErr.Type, imapErr.Text))
@@ -173,7 +303,6 @@ func classifyLoginError(addr, user string, err error) (Verdict, error) {
 		// could not judge the credentials.
 		return Defer, fmt.Errorf("%s: login of %q not judged: %s", addr, user, answer)
 	}
-	return Defer, fmt.Errorf("%s: LOGIN: %w", addr, err)
 }
 
 // describeTLSError turns a handshake failure into a line that says what is

@@ -63,6 +63,9 @@ type Config struct {
 	ServerName string
 	// Timeout bounds one whole check, from dial to answer. Zero means 10s.
 	Timeout time.Duration
+	// Warm is the number of connections kept ready for the next checks
+	// (TLS up, greeting read); 0 connects per check. For daemons.
+	Warm int
 }
 
 // DefaultTimeout is the time one check may take when Config.Timeout is zero.
