@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,9 +232,14 @@ type scriptedServer struct {
 	loginReply string // the tagged reply after the tag
 	tlsConfig  *tls.Config
 	silent     bool
+	// dropFirst connections are closed right after the greeting, as a
+	// server drops idle clients.
+	dropFirst int32
 
+	conns    atomic.Int32
 	mu       sync.Mutex
 	commands []string
+	perConn  []string // "N VERB": the command and the connection's number
 	resumed  []bool
 }
 
@@ -269,13 +275,19 @@ func (s *scriptedServer) serve(conn *tls.Conn) {
 		time.Sleep(5 * time.Second)
 		return
 	}
+	number := s.conns.Add(1)
 	fmt.Fprintf(conn, "%s\r\n", s.greeting)
+	if number <= s.dropFirst {
+		time.Sleep(20 * time.Millisecond)
+		return
+	}
 	lines := bufio.NewScanner(conn)
 	for lines.Scan() {
 		tag, command, _ := strings.Cut(lines.Text(), " ")
 		verb, _, _ := strings.Cut(command, " ")
 		s.mu.Lock()
 		s.commands = append(s.commands, strings.ToUpper(verb))
+		s.perConn = append(s.perConn, fmt.Sprintf("%d %s", number, strings.ToUpper(verb)))
 		s.mu.Unlock()
 		switch strings.ToUpper(verb) {
 		case "CAPABILITY":
@@ -423,5 +435,69 @@ func TestCredentialsIMAPCannotCarryAreRejectedLocally(t *testing.T) {
 		if got != No || err == nil {
 			t.Errorf("%q: verdict %v (%v), want no without contacting the server", creds, got, err)
 		}
+	}
+}
+
+func (s *scriptedServer) log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.perConn, ", ")
+}
+
+func TestWarmConnectionServesTheNextCheckAndIsReplaced(t *testing.T) {
+	pki := newTestPKI(t)
+	good := pki.good(t)
+	server := &scriptedServer{
+		greeting: "* OK [CAPABILITY IMAP4rev1] ready", loginReply: "OK Logged in",
+		tlsConfig: &tls.Config{Certificates: []tls.Certificate{good.TLS}},
+	}
+	addr := server.start(t)
+	checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile, Warm: 1})
+	defer checker.Close()
+	checker.Prewarm()
+	waitFor(t, func() bool { return server.conns.Load() == 1 })
+	if got, err := checker.Check(context.Background(), "alice", "pw"); got != Yes {
+		t.Fatalf("verdict %v (%v), want yes", got, err)
+	}
+	waitFor(t, func() bool { return server.conns.Load() == 2 && strings.Contains(server.log(), "1 LOGOUT") })
+	if log := server.log(); !strings.HasPrefix(log, "1 LOGIN") || strings.Contains(log, "2 LOGIN") {
+		t.Fatalf("commands %s: want the LOGIN on the ready connection and the second one kept ready", log)
+	}
+}
+
+func TestDeadWarmConnectionIsReplacedNotDeferred(t *testing.T) {
+	pki := newTestPKI(t)
+	good := pki.good(t)
+	server := &scriptedServer{
+		greeting: "* OK [CAPABILITY IMAP4rev1] ready", loginReply: "OK Logged in",
+		tlsConfig: &tls.Config{Certificates: []tls.Certificate{good.TLS}},
+		dropFirst: 1,
+	}
+	addr := server.start(t)
+	checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile, Warm: 1})
+	defer checker.Close()
+	checker.Prewarm()
+	waitFor(t, func() bool { return server.conns.Load() == 1 })
+	time.Sleep(100 * time.Millisecond) // the server has dropped it by now
+	if got, err := checker.Check(context.Background(), "alice", "pw"); got != Yes {
+		t.Fatalf("verdict %v (%v) after the ready connection died, want yes", got, err)
+	}
+}
+
+func TestIdleWarmConnectionIsLoggedOut(t *testing.T) {
+	pki := newTestPKI(t)
+	good := pki.good(t)
+	server := &scriptedServer{
+		greeting: "* OK [CAPABILITY IMAP4rev1] ready", loginReply: "OK Logged in",
+		tlsConfig: &tls.Config{Certificates: []tls.Certificate{good.TLS}},
+	}
+	addr := server.start(t)
+	checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile, Warm: 1})
+	defer checker.Close()
+	checker.pool.maxIdle = 100 * time.Millisecond
+	checker.Prewarm()
+	waitFor(t, func() bool { return server.log() == "1 LOGOUT" })
+	if n := server.conns.Load(); n != 1 {
+		t.Fatalf("%d connections: an idle checker must not reconnect by itself", n)
 	}
 }
