@@ -177,7 +177,17 @@ func (c *Checker) connect(ctx context.Context) (*session, error) {
 	if state := client.State(); state != imap.ConnStateNotAuthenticated {
 		return fail(fmt.Errorf("%s: server is in state %v before LOGIN (PREAUTH?), cannot check a password", c.addr, state))
 	}
-	caps := client.Caps()
+	var caps imap.CapSet
+	if c.mode == StartTLS {
+		// Ask afresh over TLS: capabilities seen before (or sent with the
+		// STARTTLS answer) came over clear text and are not to be trusted.
+		var err error
+		if caps, err = client.Capability().Wait(); err != nil {
+			return fail(fmt.Errorf("%s: CAPABILITY after STARTTLS: %w", c.addr, err))
+		}
+	} else {
+		caps = client.Caps()
+	}
 	if caps == nil {
 		return fail(fmt.Errorf("%s: no CAPABILITY answer", c.addr))
 	}

@@ -147,6 +147,37 @@ func TestServeCommandAgainstDovecot(t *testing.T) {
 	}
 }
 
+func TestServeCommandCacheSparesIMAPUntilALoginFails(t *testing.T) {
+	d, pki := dovecotWithAllCerts(t)
+	socket := filepath.Join(t.TempDir(), "imap-auth.sock")
+	cmd := exec.Command(testenv.Opsctl(t), "imap-auth", "serve", "--socket", socket,
+		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile, "--cache-ttl", "1m")
+	p := startServe(t, cmd)
+	waitForSocket(t, p, socket)
+	logins := func() int { return strings.Count(d.Log(t), "Login: user=<alice>") }
+	steps := []struct {
+		password, want string
+		dovecotLogins  int
+	}{
+		{dovecotUsers["alice"], "yes", 1},
+		{dovecotUsers["alice"], "yes", 1}, // from the cache
+		{"wrong", "no", 1},                // asks Dovecot, which refuses
+		{dovecotUsers["alice"], "yes", 2}, // the failure emptied the cache
+		{dovecotUsers["alice"], "yes", 2},
+	}
+	for i, step := range steps {
+		if got := ask(t, socket, request("alice", step.password)); got != step.want {
+			t.Fatalf("step %d: %q, want %q", i, got, step.want)
+		}
+		// Dovecot logs a login asynchronously; give it a moment to be sure
+		// that no further login shows up.
+		time.Sleep(100 * time.Millisecond)
+		if n := logins(); n != step.dovecotLogins {
+			t.Fatalf("step %d: Dovecot logged %d logins of alice, want %d", i, n, step.dovecotLogins)
+		}
+	}
+}
+
 func TestServeCommandRefusesUIDsNotAllowed(t *testing.T) {
 	d, pki := dovecotWithAllCerts(t)
 	socket := filepath.Join(t.TempDir(), "imap-auth.sock")
