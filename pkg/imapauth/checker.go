@@ -96,14 +96,14 @@ func (c *Checker) check(ctx context.Context, user, password string) (Verdict, er
 			return Defer, err
 		}
 	}
-	verdict, err, unanswered := c.login(ctx, session, user, password)
+	verdict, unanswered, err := c.login(ctx, session, user, password)
 	if unanswered && warm && ctx.Err() == nil {
 		// The ready connection died while it waited (server restart,
 		// idle time-out): the LOGIN got no answer, so ask again afresh.
 		if session, err = c.connect(ctx); err != nil {
 			return Defer, err
 		}
-		verdict, err, _ = c.login(ctx, session, user, password)
+		verdict, _, err = c.login(ctx, session, user, password)
 	}
 	return verdict, err
 }
@@ -200,22 +200,22 @@ func (c *Checker) connect(ctx context.Context) (*session, error) {
 
 // login sends LOGIN on session and retires the session. unanswered
 // reports that no answer came back at all (a broken connection).
-func (c *Checker) login(ctx context.Context, s *session, user, password string) (verdict Verdict, err error, unanswered bool) {
+func (c *Checker) login(ctx context.Context, s *session, user, password string) (verdict Verdict, unanswered bool, err error) {
 	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
 	err = s.client.Login(user, password).Wait()
 	stop()
 	if err == nil {
 		c.retire(s)
-		return Yes, nil, false
+		return Yes, false, nil
 	}
 	var imapErr *imap.Error
 	if errors.As(err, &imapErr) {
 		c.retire(s)
 		verdict, err = classifyLoginError(c.addr, user, imapErr)
-		return verdict, err, false
+		return verdict, false, err
 	}
 	s.client.Close()
-	return Defer, fmt.Errorf("%s: LOGIN: %w", c.addr, err), true
+	return Defer, true, fmt.Errorf("%s: LOGIN: %w", c.addr, err)
 }
 
 // retire logs out of s in the background: the answer is known, and a
