@@ -1,16 +1,352 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/pkg/imapauth"
 )
 
-// newCmdIMAPAuth is a placeholder until its issue is done: it exits 2 and says so.
 func newCmdIMAPAuth(f *cli.Factory) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "imap-auth",
 		Short: "Authenticate SMTP users against IMAP with strict certificate verification",
-		RunE:  notImplemented,
+		Long: `Check a user name and password by logging in to an IMAP server, for Exim's
+${run} (check) or ${readsocket} (serve). The server's certificate is always
+verified (chain and name, TLS 1.2 or newer); there is no switch to turn that
+off. The answer is yes, no (the server rejected the credentials) or defer
+(anything else: connection, certificate, protocol, time-out).`,
 	}
+	cmd.AddCommand(newCmdIMAPAuthCheck(f, nil), newCmdIMAPAuthServe(f, nil))
+	return cmd
+}
+
+// imapServerFlags are the flags that say which IMAP server to ask and how.
+type imapServerFlags struct {
+	server     string
+	tls        string
+	caFile     string
+	serverName string
+	timeout    time.Duration
+}
+
+func (fl *imapServerFlags) register(flags *pflag.FlagSet) {
+	flags.StringVar(&fl.server, "server", "", "IMAP server HOST[:PORT] (port 993 for implicit TLS, 143 for starttls)")
+	flags.StringVar(&fl.tls, "tls", "implicit", "how to secure the connection: implicit|starttls")
+	flags.StringVar(&fl.caFile, "ca-file", "", "PEM file of the CAs to trust (default: the system roots)")
+	flags.StringVar(&fl.serverName, "server-name", "", "name the certificate must carry (default: the host of --server)")
+	flags.DurationVar(&fl.timeout, "timeout", imapauth.DefaultTimeout, "time limit for one login check")
+}
+
+// config validates the flags; its errors are usage errors.
+func (fl *imapServerFlags) config() (imapauth.Config, error) {
+	mode, err := imapauth.ParseTLSMode(fl.tls)
+	if err != nil {
+		return imapauth.Config{}, cli.UsageError(err)
+	}
+	if fl.server == "" {
+		return imapauth.Config{}, cli.Usagef("--server: required, expected HOST[:PORT] of the IMAP server")
+	}
+	if fl.timeout <= 0 {
+		return imapauth.Config{}, cli.Usagef("--timeout %s: expected a positive duration such as 10s", fl.timeout)
+	}
+	return imapauth.Config{Server: fl.server, TLS: mode, CAFile: fl.caFile, ServerName: fl.serverName, Timeout: fl.timeout}, nil
+}
+
+func (fl *imapServerFlags) checker(warm int) (*imapauth.Checker, error) {
+	cfg, err := fl.config()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Warm = warm
+	checker, err := imapauth.NewChecker(cfg)
+	if err != nil {
+		return nil, cli.UsageError(err)
+	}
+	return checker, nil
+}
+
+// IMAPAuthCheckOptions are the inputs of `imap-auth check`.
+type IMAPAuthCheckOptions struct {
+	IO            *cli.IOStreams
+	Server        imapServerFlags
+	User          string
+	Password      string
+	PasswordStdin bool
+	passwordArg   bool
+}
+
+func newCmdIMAPAuthCheck(f *cli.Factory, runF func(*IMAPAuthCheckOptions) error) *cobra.Command {
+	opts := &IMAPAuthCheckOptions{IO: f.IO}
+	cmd := &cobra.Command{
+		Use:   "check [flags] USER [PASSWORD]",
+		Short: "Check one login: prints yes (exit 0), no (exit 1) or defer (exit 75)",
+		Long: `Log in to the IMAP server as USER and print the answer on stdout:
+
+  yes    exit 0   the server accepted the password
+  no     exit 1   the server rejected the user name or password
+  defer  exit 75  no answer: connection, certificate, protocol or time-out
+
+The reason for no and defer goes to stderr. A password given as an argument
+is visible to every local user (ps, /proc/PID/cmdline) while the check runs;
+prefer --password-stdin, or the serve daemon.`,
+		Example: `  # as Exim's ${run} would, with the password on stdin
+  printf '%s\n' "$PASSWORD" | opsctl imap-auth check --server imap.example.org --password-stdin alice
+
+  # STARTTLS on port 143, a private CA, an IP address with the cert's name
+  opsctl imap-auth check --server 192.0.2.10 --tls starttls --ca-file /etc/ssl/private-ca.pem \
+      --server-name imap.example.org --password-stdin alice < pw.txt`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.User = args[0]
+			if len(args) == 2 {
+				opts.Password, opts.passwordArg = args[1], true
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return runIMAPAuthCheck(cmd.Context(), opts)
+		},
+	}
+	opts.Server.register(cmd.Flags())
+	cmd.Flags().BoolVar(&opts.PasswordStdin, "password-stdin", false, "read the password from stdin (one trailing newline stripped)")
+	return cmd
+}
+
+// maxPasswordInput bounds what --password-stdin reads.
+const maxPasswordInput = 64 << 10
+
+func runIMAPAuthCheck(ctx context.Context, opts *IMAPAuthCheckOptions) error {
+	if opts.passwordArg && opts.PasswordStdin {
+		return cli.Usagef("imap-auth check: PASSWORD argument and --password-stdin both given, expected one")
+	}
+	if !opts.passwordArg && !opts.PasswordStdin {
+		return cli.Usagef("imap-auth check: no password, expected a PASSWORD argument or --password-stdin")
+	}
+	checker, err := opts.Server.checker(0)
+	if err != nil {
+		return err
+	}
+	password := opts.Password
+	if opts.PasswordStdin {
+		data, err := io.ReadAll(io.LimitReader(opts.IO.In, maxPasswordInput+1))
+		if err != nil {
+			return cli.TemporaryError(fmt.Errorf("imap-auth check: reading the password from stdin: %w", err))
+		}
+		if len(data) > maxPasswordInput {
+			return cli.Usagef("imap-auth check: stdin holds more than %d bytes, expected one password", maxPasswordInput)
+		}
+		password = strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	verdict, reason := checker.Check(ctx, opts.User, password)
+	fmt.Fprintln(opts.IO.Out, verdict)
+	checker.Close() // the LOGOUT, after the answer is out
+	switch verdict {
+	case imapauth.Yes:
+		return nil
+	case imapauth.No:
+		return &cli.ExitError{Code: cli.ExitFailure, Err: fmt.Errorf("imap-auth check: %w", reason)}
+	default:
+		return cli.TemporaryError(fmt.Errorf("imap-auth check: %w", reason))
+	}
+}
+
+// IMAPAuthServeOptions are the inputs of `imap-auth serve`.
+type IMAPAuthServeOptions struct {
+	IO            *cli.IOStreams
+	Factory       *cli.Factory
+	Server        imapServerFlags
+	Socket        string
+	SocketMode    string
+	AllowUIDs     []string
+	CacheTTL      time.Duration
+	MaxConcurrent int
+	MaxQueue      int
+	Warm          int
+	MetricsListen string
+}
+
+func newCmdIMAPAuthServe(f *cli.Factory, runF func(*IMAPAuthServeOptions) error) *cobra.Command {
+	opts := &IMAPAuthServeOptions{IO: f.IO, Factory: f}
+	cmd := &cobra.Command{
+		Use:   "serve --socket PATH [flags]",
+		Short: "Answer Exim ${readsocket} login checks on a UNIX socket",
+		Long: `Listen on a UNIX socket for Exim's ${readsocket}. A request is one line
+
+  base64(user) SP base64(password) LF
+
+and the reply is yes, no or defer, without a newline; then the connection is
+closed. A malformed request gets defer. Only clients whose uid is allowed
+(SO_PEERCRED; default root and the daemon's own uid) are answered.
+
+Under systemd socket activation (LISTEN_FDS) the passed socket is used and
+--socket may be omitted. SIGTERM and SIGINT stop accepting and let the
+requests being answered finish.`,
+		Example: `  # Exim runs as Debian-exim; cache good logins for a minute; metrics
+  opsctl imap-auth serve --socket /run/opsctl/imap-auth.sock --server imap.example.org \
+      --allow-uid Debian-exim --cache-ttl 1m --metrics-listen 127.0.0.1:9127
+
+  # try it by hand (as root)
+  printf '%s %s\n' "$(printf alice | base64)" "$(printf 'secret' | base64)" |
+      socat - UNIX-CONNECT:/run/opsctl/imap-auth.sock`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return runIMAPAuthServe(cmd.Context(), opts)
+		},
+	}
+	opts.Server.register(cmd.Flags())
+	flags := cmd.Flags()
+	flags.StringVar(&opts.Socket, "socket", "", "path of the UNIX socket to create (not needed under socket activation)")
+	flags.StringVar(&opts.SocketMode, "socket-mode", "0666", "permissions of the socket file; --allow-uid is the access control")
+	flags.StringArrayVar(&opts.AllowUIDs, "allow-uid", nil, "uid or user name allowed to ask (repeatable; default root and the daemon's uid)")
+	flags.DurationVar(&opts.CacheTTL, "cache-ttl", 0, "remember successful logins this long (salted hashes only; 0: off)")
+	flags.IntVar(&opts.MaxConcurrent, "max-concurrent", 16, "IMAP logins at once")
+	flags.IntVar(&opts.MaxQueue, "max-queue", 256, "requests waiting for a login slot before new ones get defer")
+	flags.IntVar(&opts.Warm, "warm", 1, "connections kept ready for the next login (TLS up, greeting read); 0: connect per login")
+	flags.StringVar(&opts.MetricsListen, "metrics-listen", "", "serve Prometheus /metrics on this HOST:PORT (default: off)")
+	return cmd
+}
+
+// resolveUIDs turns --allow-uid values (numbers or user names) into uids.
+func resolveUIDs(values []string) ([]uint32, error) {
+	var uids []uint32
+	for _, value := range values {
+		if n, err := strconv.ParseUint(value, 10, 32); err == nil {
+			uids = append(uids, uint32(n))
+			continue
+		}
+		account, err := user.Lookup(value)
+		if err != nil {
+			return nil, fmt.Errorf("--allow-uid %q: expected a uid or a user name of this system: %w", value, err)
+		}
+		n, err := strconv.ParseUint(account.Uid, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("--allow-uid %q: user has a non-numeric uid %q", value, account.Uid)
+		}
+		uids = append(uids, uint32(n))
+	}
+	return uids, nil
+}
+
+func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
+	if opts.Warm < 0 || opts.Warm > 64 {
+		return cli.Usagef("--warm %d: expected 0 to 64 connections", opts.Warm)
+	}
+	checker, err := opts.Server.checker(opts.Warm)
+	if err != nil {
+		return err
+	}
+	uids, err := resolveUIDs(opts.AllowUIDs)
+	if err != nil {
+		return cli.UsageError(err)
+	}
+	mode, err := strconv.ParseUint(opts.SocketMode, 8, 32)
+	if err != nil || mode > 0o777 {
+		return cli.Usagef("--socket-mode %q: expected octal permissions such as 0660", opts.SocketMode)
+	}
+	if opts.CacheTTL < 0 {
+		return cli.Usagef("--cache-ttl %s: expected a duration of 0 (off) or more", opts.CacheTTL)
+	}
+	if opts.MaxConcurrent < 1 || opts.MaxQueue < 0 {
+		return cli.Usagef("--max-concurrent %d / --max-queue %d: expected at least 1 and 0", opts.MaxConcurrent, opts.MaxQueue)
+	}
+	if opts.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(opts.MetricsListen); err != nil {
+			return cli.Usagef("--metrics-listen %q: expected HOST:PORT", opts.MetricsListen)
+		}
+	}
+	getenv := opts.Factory.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	ln, err := imapauth.ActivationListener(getenv)
+	if err != nil {
+		return fmt.Errorf("imap-auth serve: %w", err)
+	}
+	if ln == nil {
+		if opts.Socket == "" {
+			return cli.Usagef("imap-auth serve: --socket: required unless started by systemd socket activation")
+		}
+		ln, err = imapauth.ListenUnix(opts.Socket, os.FileMode(mode))
+		if err != nil {
+			return fmt.Errorf("imap-auth serve: %w", err)
+		}
+	}
+	defer ln.Close()
+
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	logger := opts.Factory.Logger
+	server := &imapauth.Server{
+		Checker:       checker,
+		AllowUIDs:     uids,
+		MaxConcurrent: opts.MaxConcurrent,
+		MaxQueue:      opts.MaxQueue,
+		Logger:        logger,
+	}
+	if opts.CacheTTL > 0 {
+		server.Cache = imapauth.NewCache(opts.CacheTTL, 0)
+	}
+	var metricsServer *http.Server
+	if opts.MetricsListen != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		server.Metrics = imapauth.NewMetrics(reg)
+		metricsLn, err := net.Listen("tcp", opts.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("imap-auth serve: --metrics-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		metricsServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := metricsServer.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("metrics server stopped", "err", err)
+			}
+		}()
+		logger.Info("serving metrics", "addr", metricsLn.Addr().String())
+	}
+
+	logger.Info("serving", "socket", ln.Addr().String(), "imap", checker.Addr(), "tls", opts.Server.tls)
+	checker.Prewarm()
+	err = server.Serve(ctx, ln)
+	checker.Close()
+	if metricsServer != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		metricsServer.Shutdown(shutdownCtx)
+		cancel()
+	}
+	if err != nil {
+		return fmt.Errorf("imap-auth serve: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
 }

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opsctl/opsctl/internal/cli"
+)
+
+func testFactory(stdin string) (*cli.Factory, *bytes.Buffer, *bytes.Buffer) {
+	var out, errOut bytes.Buffer
+	f := &cli.Factory{
+		IO:     &cli.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut},
+		Getenv: func(string) string { return "" },
+	}
+	return f, &out, &errOut
+}
+
+func TestIMAPAuthCheckFlagsFillOptions(t *testing.T) {
+	f, _, _ := testFactory("")
+	var got *IMAPAuthCheckOptions
+	cmd := newCmdIMAPAuthCheck(f, func(o *IMAPAuthCheckOptions) error { got = o; return nil })
+	cmd.SetArgs([]string{"--server", "imap.example.org:10993", "--tls", "starttls", "--ca-file", "/etc/ca.pem",
+		"--server-name", "mail.example.org", "--timeout", "3s", "--password-stdin", "alice"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := got.Server.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server != "imap.example.org:10993" || cfg.TLS.String() != "starttls" || cfg.CAFile != "/etc/ca.pem" ||
+		cfg.ServerName != "mail.example.org" || cfg.Timeout != 3*time.Second || !got.PasswordStdin || got.User != "alice" || got.passwordArg {
+		t.Fatalf("options %+v, config %+v", got, cfg)
+	}
+}
+
+func TestIMAPAuthServeFlagsFillOptions(t *testing.T) {
+	f, _, _ := testFactory("")
+	var got *IMAPAuthServeOptions
+	cmd := newCmdIMAPAuthServe(f, func(o *IMAPAuthServeOptions) error { got = o; return nil })
+	cmd.SetArgs([]string{"--server", "imap.example.org", "--socket", "/run/a.sock", "--allow-uid", "Debian-exim",
+		"--allow-uid", "0", "--cache-ttl", "1m", "--max-concurrent", "4", "--max-queue", "9", "--warm", "2", "--metrics-listen", "127.0.0.1:9127"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Socket != "/run/a.sock" || strings.Join(got.AllowUIDs, ",") != "Debian-exim,0" || got.CacheTTL != time.Minute ||
+		got.MaxConcurrent != 4 || got.MaxQueue != 9 || got.Warm != 2 || got.MetricsListen != "127.0.0.1:9127" || got.SocketMode != "0666" {
+		t.Fatalf("options %+v", got)
+	}
+}
+
+func TestIMAPAuthServeRejectsBadFlags(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"imap-auth", "serve", "--server", "imap.test"}, "--socket"},
+		{[]string{"imap-auth", "serve", "--socket", "/tmp/x.sock"}, "--server"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--allow-uid", "no-such-user-here"}, "--allow-uid"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--socket-mode", "999"}, "--socket-mode"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--cache-ttl", "-1s"}, "--cache-ttl"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--warm", "-1"}, "--warm"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--max-concurrent", "0"}, "--max-concurrent"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--metrics-listen", "9127"}, "--metrics-listen"},
+		{[]string{"imap-auth", "check", "--server", "imap.test", "--tls", "none", "alice", "pw"}, "--tls"},
+		{[]string{"imap-auth", "check", "--server", "imap.test", "alice", "pw", "extra"}, "accepts between 1 and 2 arg"},
+	}
+	for _, c := range cases {
+		out, errOut, code := runForTest(c.args...)
+		if code != cli.ExitUsage || out != "" || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 naming %s", c.args, code, out, errOut, c.want)
+		}
+	}
+}
+
+func TestIMAPAuthCheckReadsPasswordFromStdinAndDefersWithoutServer(t *testing.T) {
+	f, out, _ := testFactory("secret\n")
+	opts := &IMAPAuthCheckOptions{IO: f.IO, User: "alice", PasswordStdin: true}
+	opts.Server.server = "127.0.0.1:1" // nothing listens on port 1
+	opts.Server.tls = "implicit"
+	opts.Server.timeout = 2 * time.Second
+	err := runIMAPAuthCheck(nil, opts)
+	if out.String() != "defer\n" || cli.ExitCode(err) != cli.ExitTemporary {
+		t.Fatalf("stdout %q, exit %d (%v); want defer and 75", out.String(), cli.ExitCode(err), err)
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Fatalf("the password is in the reason: %v", err)
+	}
+}
+
+func TestIMAPAuthHelpHasExamples(t *testing.T) {
+	for _, sub := range []string{"check", "serve"} {
+		out, _, code := runForTest("imap-auth", sub, "--help")
+		if code != 0 || !strings.Contains(out, "Examples:") {
+			t.Errorf("imap-auth %s --help: exit %d, no examples:\n%s", sub, code, out)
+		}
+	}
+}

@@ -1,0 +1,335 @@
+package imapauth
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Checker checks user names and passwords by logging in to one IMAP server.
+// It is safe for concurrent use; its connections share one TLS session
+// cache, so later connections resume the TLS session. With Config.Warm it
+// keeps connections ready (TLS up, greeting read, capabilities checked) so
+// that a check costs one LOGIN round trip; the LOGOUT after a check always
+// runs after the answer is returned. Close waits for that.
+type Checker struct {
+	addr    string
+	mode    TLSMode
+	tls     *tls.Config
+	timeout time.Duration
+	dialer  net.Dialer
+	pool    *warmPool // nil without Config.Warm
+
+	background sync.WaitGroup // logouts and warm-ups under way
+}
+
+// NewChecker validates cfg and loads its CA file. Its errors are
+// configuration errors: they name the flag at fault.
+func NewChecker(cfg Config) (*Checker, error) {
+	host, addr, err := splitServer(cfg.Server, cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("--timeout %s: expected a positive duration", cfg.Timeout)
+	}
+	if cfg.Warm < 0 {
+		return nil, fmt.Errorf("--warm %d: expected 0 or more connections", cfg.Warm)
+	}
+	tlsConfig, err := newTLSConfig(cfg, host)
+	if err != nil {
+		return nil, err
+	}
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	c := &Checker{addr: addr, mode: cfg.TLS, tls: tlsConfig, timeout: timeout}
+	if cfg.Warm > 0 {
+		c.pool = newWarmPool(cfg.Warm, warmMaxIdle)
+	}
+	return c, nil
+}
+
+// Addr is the address the checker dials.
+func (c *Checker) Addr() string { return c.addr }
+
+// Check logs in to the IMAP server as user with password.
+// It returns Yes with a nil error, or No or Defer with an error saying why
+// (the error never contains the password). Only a NO answer to LOGIN that
+// means "these credentials are wrong" gives No; every other failure,
+// certificate problems above all, gives Defer.
+func (c *Checker) Check(ctx context.Context, user, password string) (Verdict, error) {
+	if err := loginCanCarry(user, password); err != nil {
+		return No, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+
+	verdict, err := c.check(ctx, user, password)
+	if err != nil && verdict == Defer && ctx.Err() != nil {
+		// A closed connection is how the time limit shows up inside the
+		// IMAP client; say what really happened.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return Defer, fmt.Errorf("%s: no answer within %s (%v)", c.addr, c.timeout, err)
+		}
+		return Defer, fmt.Errorf("%s: %w", c.addr, ctx.Err())
+	}
+	return verdict, err
+}
+
+func (c *Checker) check(ctx context.Context, user, password string) (Verdict, error) {
+	session, warm := c.pool.take(ctx)
+	c.refill()
+	if session == nil {
+		var err error
+		if session, err = c.connect(ctx); err != nil {
+			return Defer, err
+		}
+	}
+	verdict, unanswered, err := c.login(ctx, session, user, password)
+	if unanswered && warm && ctx.Err() == nil {
+		// The ready connection died while it waited (server restart,
+		// idle time-out): the LOGIN got no answer, so ask again afresh.
+		if session, err = c.connect(ctx); err != nil {
+			return Defer, err
+		}
+		verdict, _, err = c.login(ctx, session, user, password)
+	}
+	return verdict, err
+}
+
+// Prewarm opens the ready connections now instead of at the first check.
+func (c *Checker) Prewarm() { c.refill() }
+
+// Close drops the ready connections and waits for logouts and warm-ups
+// under way.
+func (c *Checker) Close() {
+	for _, session := range c.pool.close() {
+		c.retire(session)
+	}
+	c.background.Wait()
+}
+
+// session is a connection that is ready for LOGIN: TLS verified, greeting
+// read, capabilities checked.
+type session struct {
+	conn   net.Conn
+	client *imapclient.Client
+	ready  time.Time
+}
+
+// connect dials the server and makes a session ready. Every error is a
+// reason to defer.
+func (c *Checker) connect(ctx context.Context) (*session, error) {
+	conn, err := c.dialer.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	// The IMAP client sets its own (30s) deadlines on every read; closing
+	// the connection is the one way to hold it to ours.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline)
+	}
+
+	var client *imapclient.Client
+	switch c.mode {
+	case ImplicitTLS:
+		tlsConn := tls.Client(conn, c.tls)
+		if err := tlsConn.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, describeTLSError(c.addr, err)
+		}
+		client = imapclient.New(tlsConn, nil)
+	case StartTLS:
+		// NewStartTLS sends STARTTLS before anything else and fails unless
+		// the handshake (with verification) succeeds, so no credential can
+		// travel in clear text, whatever the server advertises.
+		client, err = imapclient.NewStartTLS(conn, &imapclient.Options{TLSConfig: c.tls})
+		if err != nil {
+			conn.Close()
+			var imapErr *imap.Error
+			if errors.As(err, &imapErr) {
+				return nil, fmt.Errorf("%s: STARTTLS refused: %v", c.addr, err)
+			}
+			return nil, describeTLSError(c.addr, err)
+		}
+	}
+
+	fail := func(err error) (*session, error) {
+		client.Close()
+		return nil, err
+	}
+	if err := client.WaitGreeting(); err != nil {
+		return fail(fmt.Errorf("%s: greeting: %w", c.addr, err))
+	}
+	if state := client.State(); state != imap.ConnStateNotAuthenticated {
+		return fail(fmt.Errorf("%s: server is in state %v before LOGIN (PREAUTH?), cannot check a password", c.addr, state))
+	}
+	var caps imap.CapSet
+	if c.mode == StartTLS {
+		// Ask afresh over TLS: capabilities seen before (or sent with the
+		// STARTTLS answer) came over clear text and are not to be trusted.
+		var err error
+		if caps, err = client.Capability().Wait(); err != nil {
+			return fail(fmt.Errorf("%s: CAPABILITY after STARTTLS: %w", c.addr, err))
+		}
+	} else {
+		caps = client.Caps()
+	}
+	if caps == nil {
+		return fail(fmt.Errorf("%s: no CAPABILITY answer", c.addr))
+	}
+	if caps.Has(imap.CapLoginDisabled) {
+		return fail(fmt.Errorf("%s: server advertises LOGINDISABLED over TLS, LOGIN not sent", c.addr))
+	}
+	conn.SetDeadline(time.Time{})
+	return &session{conn: conn, client: client, ready: time.Now()}, nil
+}
+
+// login sends LOGIN on session and retires the session. unanswered
+// reports that no answer came back at all (a broken connection).
+func (c *Checker) login(ctx context.Context, s *session, user, password string) (verdict Verdict, unanswered bool, err error) {
+	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+	err = s.client.Login(user, password).Wait()
+	stop()
+	if err == nil {
+		c.retire(s)
+		return Yes, false, nil
+	}
+	var imapErr *imap.Error
+	if errors.As(err, &imapErr) {
+		c.retire(s)
+		verdict, err = classifyLoginError(c.addr, user, imapErr)
+		return verdict, false, err
+	}
+	s.client.Close()
+	return Defer, true, fmt.Errorf("%s: LOGIN: %w", c.addr, err)
+}
+
+// retire logs out of s in the background: the answer is known, and a
+// polite LOGOUT lets the server log a clean disconnect.
+func (c *Checker) retire(s *session) {
+	c.background.Add(1)
+	go func() {
+		defer c.background.Done()
+		s.conn.SetDeadline(time.Now().Add(logoutTimeout))
+		timer := time.AfterFunc(logoutTimeout, func() { s.conn.Close() })
+		defer timer.Stop()
+		_ = s.client.Logout().Wait()
+		s.client.Close()
+	}()
+}
+
+const (
+	logoutTimeout = 2 * time.Second
+	// warmMaxIdle is how long a ready connection may wait for a check.
+	// go-imap gives up on a silent server after 30s, and servers drop
+	// clients that do not log in: well below both.
+	warmMaxIdle = 20 * time.Second
+)
+
+// refill starts warm-ups until the pool holds (or will hold) its size.
+func (c *Checker) refill() {
+	if c.pool == nil {
+		return
+	}
+	for c.pool.reserve() {
+		c.background.Add(1)
+		go func() {
+			defer c.background.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+			defer cancel()
+			s, err := c.connect(ctx)
+			if err != nil {
+				s = nil // a waiting check dials itself and reports the error
+			}
+			if rejected := c.pool.arrive(s); rejected != nil {
+				c.retire(rejected)
+				return
+			}
+			if s != nil {
+				// Log out of it when no check came for it in time.
+				time.AfterFunc(c.pool.maxIdle, func() {
+					if c.pool.remove(s) {
+						c.retire(s)
+					}
+				})
+			}
+		}()
+	}
+	for _, expired := range c.pool.expired() {
+		c.retire(expired)
+	}
+}
+
+// loginCanCarry rejects what an IMAP LOGIN cannot send: NUL, CR and LF
+// cannot appear in an IMAP string or literal, so no server can accept them.
+func loginCanCarry(user, password string) error {
+	if user == "" {
+		return errors.New("empty user name")
+	}
+	if strings.ContainsAny(user, "\x00\r\n") {
+		return errors.New("user name contains NUL, CR or LF, which IMAP LOGIN cannot carry")
+	}
+	if strings.ContainsAny(password, "\x00\r\n") {
+		return errors.New("password contains NUL, CR or LF, which IMAP LOGIN cannot carry")
+	}
+	return nil
+}
+
+// credentialCodes are the response codes of a NO to LOGIN that say the
+// credentials themselves were refused (RFC 5530). A NO without a code is the
+// plain RFC 3501 "user name or password rejected".
+var credentialCodes = map[imap.ResponseCode]bool{
+	"":                                    true,
+	imap.ResponseCodeAuthenticationFailed: true,
+	imap.ResponseCodeAuthorizationFailed:  true,
+	imap.ResponseCodeExpired:              true,
+	imap.ResponseCodeContactAdmin:         true,
+}
+
+func classifyLoginError(addr, user string, imapErr *imap.Error) (Verdict, error) {
+	{
+		answer := strings.TrimSpace(fmt.Sprintf("%s [%s] %s", imapErr.Type, imapErr.Code, imapErr.Text))
+		if imapErr.Code == "" {
+			answer = strings.TrimSpace(fmt.Sprintf("%s %s", imapErr.Type, imapErr.Text))
+		}
+		if imapErr.Type == imap.StatusResponseTypeNo && credentialCodes[imapErr.Code] {
+			return No, fmt.Errorf("%s: login of %q rejected: %s", addr, user, answer)
+		}
+		// UNAVAILABLE, SERVERBUG, PRIVACYREQUIRED, BAD, ...: the server
+		// could not judge the credentials.
+		return Defer, fmt.Errorf("%s: login of %q not judged: %s", addr, user, answer)
+	}
+}
+
+// describeTLSError turns a handshake failure into a line that says what is
+// wrong with the certificate, if that is the cause.
+func describeTLSError(addr string, err error) error {
+	var (
+		unknownAuthority x509.UnknownAuthorityError
+		hostname         x509.HostnameError
+		invalid          x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &unknownAuthority):
+		return fmt.Errorf("%s: certificate not trusted (unknown authority; check --ca-file): %w", addr, err)
+	case errors.As(err, &hostname):
+		return fmt.Errorf("%s: certificate does not match the server name (check --server-name): %w", addr, err)
+	case errors.As(err, &invalid):
+		return fmt.Errorf("%s: certificate invalid: %w", addr, err)
+	}
+	return fmt.Errorf("%s: TLS: %w", addr, err)
+}

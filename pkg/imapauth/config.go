@@ -1,0 +1,126 @@
+package imapauth
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TLSMode says how the connection to the IMAP server is secured.
+type TLSMode int
+
+const (
+	// ImplicitTLS speaks TLS from the first byte (IMAPS, port 993).
+	ImplicitTLS TLSMode = iota
+	// StartTLS connects in clear text (port 143) and upgrades with STARTTLS
+	// before anything secret is sent.
+	StartTLS
+)
+
+// ParseTLSMode parses "implicit" or "starttls".
+func ParseTLSMode(s string) (TLSMode, error) {
+	switch s {
+	case "implicit":
+		return ImplicitTLS, nil
+	case "starttls":
+		return StartTLS, nil
+	}
+	return 0, fmt.Errorf("--tls %q: expected implicit or starttls", s)
+}
+
+func (m TLSMode) String() string {
+	if m == StartTLS {
+		return "starttls"
+	}
+	return "implicit"
+}
+
+// defaultPort is the IANA port of the mode.
+func (m TLSMode) defaultPort() string {
+	if m == StartTLS {
+		return "143"
+	}
+	return "993"
+}
+
+// Config describes the IMAP server to check logins against.
+type Config struct {
+	// Server is HOST or HOST:PORT; an IPv6 address is written [ADDR]:PORT
+	// or bare. The port defaults to 993 (implicit TLS) or 143 (STARTTLS).
+	Server string
+	TLS    TLSMode
+	// CAFile is a PEM bundle of the certificate authorities to trust. Empty
+	// means the system roots (which honour SSL_CERT_FILE and SSL_CERT_DIR).
+	CAFile string
+	// ServerName is the name the certificate must carry. Empty means the
+	// host of Server; for an IP address the certificate's IP entries are
+	// checked.
+	ServerName string
+	// Timeout bounds one whole check, from dial to answer. Zero means 10s.
+	Timeout time.Duration
+	// Warm is the number of connections kept ready for the next checks
+	// (TLS up, greeting read); 0 connects per check. For daemons.
+	Warm int
+}
+
+// DefaultTimeout is the time one check may take when Config.Timeout is zero.
+const DefaultTimeout = 10 * time.Second
+
+// splitServer returns the host and the dial address of server.
+func splitServer(server string, mode TLSMode) (host, addr string, err error) {
+	if server == "" {
+		return "", "", fmt.Errorf("--server: empty, expected HOST or HOST:PORT")
+	}
+	if h, port, splitErr := net.SplitHostPort(server); splitErr == nil {
+		if h == "" {
+			return "", "", fmt.Errorf("--server %q: no host, expected HOST or HOST:PORT", server)
+		}
+		if n, convErr := strconv.Atoi(port); convErr != nil || n < 1 || n > 65535 {
+			return "", "", fmt.Errorf("--server %q: port %q is not a number from 1 to 65535", server, port)
+		}
+		return h, net.JoinHostPort(h, port), nil
+	}
+	h := strings.TrimSuffix(strings.TrimPrefix(server, "["), "]")
+	if strings.ContainsAny(h, "[]/ ") || (strings.Contains(h, ":") && net.ParseIP(h) == nil) {
+		return "", "", fmt.Errorf("--server %q: expected HOST or HOST:PORT", server)
+	}
+	return h, net.JoinHostPort(h, mode.defaultPort()), nil
+}
+
+// newTLSConfig builds the one TLS configuration every connection of a
+// Checker uses: TLS 1.2 or newer, the chain verified against roots and the
+// name checked. There is deliberately no way to skip verification. The
+// session cache lets later connections resume the TLS session and skip the
+// certificate exchange.
+func newTLSConfig(cfg Config, host string) (*tls.Config, error) {
+	var roots *x509.CertPool
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificate found, expected a CA bundle", cfg.CAFile)
+		}
+	}
+	name := cfg.ServerName
+	if name == "" {
+		name = host
+	}
+	if strings.ContainsAny(name, " /") {
+		return nil, fmt.Errorf("--server-name %q: expected a host name or IP address", name)
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		RootCAs:            roots, // nil: the system roots
+		ServerName:         name,  // an IP address here is checked against IP SANs
+		NextProtos:         []string{"imap"},
+		ClientSessionCache: tls.NewLRUClientSessionCache(64),
+	}, nil
+}

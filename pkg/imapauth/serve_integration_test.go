@@ -1,0 +1,237 @@
+package imapauth
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/opsctl/opsctl/internal/testenv"
+)
+
+// daemonProcess is a running `opsctl imap-auth serve`.
+type daemonProcess struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	exited chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	sb strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sb.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sb.String()
+}
+
+// startServe starts the daemon through cmd (already set up) and stops it
+// at the end of the test if the test did not.
+func startServe(t *testing.T, cmd *exec.Cmd) *daemonProcess {
+	t.Helper()
+	p := &daemonProcess{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	return p
+}
+
+func waitForSocket(t *testing.T, p *daemonProcess, path string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if conn, err := net.Dial("unix", path); err == nil {
+			conn.Close()
+			return
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("serve exited: %s", p.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socket %s not served within 10s: %s", path, p.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestServeCommandAgainstDovecot(t *testing.T) {
+	d, pki := dovecotWithAllCerts(t)
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "imap-auth.sock")
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	cmd := exec.Command(testenv.Opsctl(t), "imap-auth", "serve", "--socket", socket,
+		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile, "--metrics-listen", metricsAddr)
+	p := startServe(t, cmd)
+	waitForSocket(t, p, socket)
+
+	steps := []struct{ name, raw, want string }{
+		{"good password with spaces", request("alice", dovecotUsers["alice"]), "yes"},
+		{"quotes and backslashes", request("bob", dovecotUsers["bob"]), "yes"},
+		{"UTF-8", request("carol", dovecotUsers["carol"]), "yes"},
+		{"wrong password", request("alice", "wrong"), "no"},
+		{"unknown user", request("mallory", "x"), "no"},
+		{"malformed", "alice secret\n", "defer"},
+	}
+	for _, step := range steps {
+		if got := ask(t, socket, step.raw); got != step.want {
+			t.Errorf("%s: %q, want %q", step.name, got, step.want)
+		}
+	}
+
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metrics := string(body)
+	for _, want := range []string{
+		`opsctl_imap_auth_requests_total{result="yes",source="imap"} 3`,
+		`opsctl_imap_auth_requests_total{result="no",source="imap"} 2`,
+		`opsctl_imap_auth_requests_total{result="defer",source="local"} 1`,
+		`opsctl_imap_auth_malformed_requests_total 1`,
+		`opsctl_imap_auth_request_duration_seconds_count{result="yes"} 3`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	for user, password := range dovecotUsers {
+		if strings.Contains(metrics, password) || strings.Contains(p.stderr.String(), password) {
+			t.Errorf("the password of %s appears in metrics or log", user)
+		}
+	}
+
+	// SIGTERM: exit 0, socket removed.
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d after SIGTERM: %s", code, p.stderr.String())
+	}
+	if _, err := os.Lstat(socket); !os.IsNotExist(err) {
+		t.Errorf("socket left behind after SIGTERM: %v", err)
+	}
+}
+
+func TestServeCommandCacheSparesIMAPUntilALoginFails(t *testing.T) {
+	d, pki := dovecotWithAllCerts(t)
+	socket := filepath.Join(t.TempDir(), "imap-auth.sock")
+	cmd := exec.Command(testenv.Opsctl(t), "imap-auth", "serve", "--socket", socket,
+		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile, "--cache-ttl", "1m")
+	p := startServe(t, cmd)
+	waitForSocket(t, p, socket)
+	logins := func() int { return strings.Count(d.Log(t), "Login: user=<alice>") }
+	steps := []struct {
+		password, want string
+		dovecotLogins  int
+	}{
+		{dovecotUsers["alice"], "yes", 1},
+		{dovecotUsers["alice"], "yes", 1}, // from the cache
+		{"wrong", "no", 1},                // asks Dovecot, which refuses
+		{dovecotUsers["alice"], "yes", 2}, // the failure emptied the cache
+		{dovecotUsers["alice"], "yes", 2},
+	}
+	for i, step := range steps {
+		if got := ask(t, socket, request("alice", step.password)); got != step.want {
+			t.Fatalf("step %d: %q, want %q", i, got, step.want)
+		}
+		// Dovecot logs a login asynchronously; give it a moment to be sure
+		// that no further login shows up.
+		time.Sleep(100 * time.Millisecond)
+		if n := logins(); n != step.dovecotLogins {
+			t.Fatalf("step %d: Dovecot logged %d logins of alice, want %d", i, n, step.dovecotLogins)
+		}
+	}
+}
+
+func TestServeCommandRefusesUIDsNotAllowed(t *testing.T) {
+	d, pki := dovecotWithAllCerts(t)
+	socket := filepath.Join(t.TempDir(), "imap-auth.sock")
+	cmd := exec.Command(testenv.Opsctl(t), "imap-auth", "serve", "--socket", socket,
+		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile, "--allow-uid", "nobody", "--allow-uid", "4242")
+	p := startServe(t, cmd)
+	waitForSocket(t, p, socket)
+	got, _ := askErr(socket, request("alice", dovecotUsers["alice"]))
+	if got != "" {
+		t.Fatalf("root, not in --allow-uid, got %q", got)
+	}
+	// The log line may come just after the connection is closed.
+	waitFor(t, func() bool { return strings.Contains(p.stderr.String(), "uid not allowed") })
+	if strings.Contains(d.Log(t), "user=<alice>") {
+		t.Error("a refused client's request reached Dovecot")
+	}
+}
+
+// TestServeCommandUnderSocketActivation passes the listening socket as
+// systemd does: fd 3, LISTEN_FDS=1 and LISTEN_PID the daemon's own pid.
+func TestServeCommandUnderSocketActivation(t *testing.T) {
+	d, pki := dovecotWithAllCerts(t)
+	sh := testenv.Need(t, "sh", "dash")
+	socket := filepath.Join(t.TempDir(), "activated.sock")
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false) // systemd keeps the path; so do we
+	defer ln.Close()
+	file, err := ln.(*net.UnixListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	cmd := exec.Command(sh, "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"`, "sh", testenv.Opsctl(t),
+		"imap-auth", "serve", "--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile)
+	cmd.ExtraFiles = []*os.File{file}
+	p := startServe(t, cmd)
+	// Ask only once the daemon said it serves: until then the kernel queues
+	// connections on the socket we created, which proves nothing.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.stderr.String(), "serving") {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start: %s", p.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ln.Close() // only the daemon's copy is left
+	if got := ask(t, socket, request("alice", dovecotUsers["alice"])); got != "yes" {
+		t.Fatalf("activated daemon answered %q: %s", got, p.stderr.String())
+	}
+	line, _ := bufio.NewReader(strings.NewReader(p.stderr.String())).ReadString('\n')
+	if !strings.Contains(line, "activated.sock") {
+		t.Errorf("first log line does not name the activated socket: %s", line)
+	}
+}

@@ -1,0 +1,409 @@
+package imapauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// checkerFunc lets a test decide the answers of the daemon's checker.
+type checkerFunc func(ctx context.Context, user, password string) (Verdict, error)
+
+func (f checkerFunc) Check(ctx context.Context, user, password string) (Verdict, error) {
+	return f(ctx, user, password)
+}
+
+// passwords answers yes for the listed user/password pairs, no otherwise,
+// and counts its calls.
+type passwords struct {
+	valid map[string]string
+	calls atomic.Int64
+}
+
+func (p *passwords) Check(_ context.Context, user, password string) (Verdict, error) {
+	p.calls.Add(1)
+	if want, ok := p.valid[user]; ok && want == password {
+		return Yes, nil
+	}
+	return No, errors.New("rejected")
+}
+
+// startDaemon serves s on a fresh UNIX socket until the test ends and
+// returns the socket's path.
+func startDaemon(t *testing.T, s *Server) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "auth.sock")
+	ln, err := ListenUnix(path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return path
+}
+
+// ask sends raw to the daemon without half-closing and returns all it
+// replies until it closes the connection.
+func ask(t *testing.T, path, raw string) string {
+	t.Helper()
+	reply, err := askErr(path, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply
+}
+
+func askErr(path, raw string) (string, error) {
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		return "", err
+	}
+	reply, err := io.ReadAll(conn)
+	if err != nil {
+		return "", fmt.Errorf("reading the reply: %w (got %q)", err, reply)
+	}
+	return string(reply), nil
+}
+
+func request(user, password string) string { return b64(user) + " " + b64(password) + "\n" }
+
+func TestDaemonRepliesWithoutNewlineAndCloses(t *testing.T) {
+	checker := &passwords{valid: map[string]string{"alice": "right pw"}}
+	path := startDaemon(t, &Server{Checker: checker})
+	cases := []struct{ name, raw, want string }{
+		{"good password", request("alice", "right pw"), "yes"},
+		{"wrong password", request("alice", "wrong"), "no"},
+		{"unknown user", request("bob", "right pw"), "no"},
+		{"CRLF line end", strings.TrimSuffix(request("alice", "right pw"), "\n") + "\r\n", "yes"},
+		{"not base64", "alice right-pw\n", "defer"},
+		{"one field", b64("alice") + "\n", "defer"},
+		{"too long", strings.Repeat("A", MaxRequestLine+10) + "\n", "defer"},
+	}
+	for _, tc := range cases {
+		if got := ask(t, path, tc.raw); got != tc.want {
+			t.Errorf("%s: reply %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if calls := checker.calls.Load(); calls != 4 {
+		t.Errorf("checker called %d times, want 4 (never for a malformed request)", calls)
+	}
+}
+
+func TestDaemonAnswersHalfClosedRequestAndDefersWithoutNewline(t *testing.T) {
+	checker := &passwords{valid: map[string]string{"alice": "pw"}}
+	path := startDaemon(t, &Server{Checker: checker})
+	for raw, want := range map[string]string{request("alice", "pw"): "yes", strings.TrimSuffix(request("alice", "pw"), "\n"): "defer"} {
+		conn, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, raw)
+		conn.(*net.UnixConn).CloseWrite()
+		reply, _ := io.ReadAll(conn)
+		conn.Close()
+		if string(reply) != want {
+			t.Errorf("%q then half-close: reply %q, want %q", raw, reply, want)
+		}
+	}
+}
+
+func TestDaemonRefusesUIDsNotAllowed(t *testing.T) {
+	checker := &passwords{valid: map[string]string{"alice": "pw"}}
+	reg := prometheus.NewRegistry()
+	metrics := NewMetrics(reg)
+	path := startDaemon(t, &Server{Checker: checker, AllowUIDs: []uint32{uint32(os.Getuid()) + 4242}, Metrics: metrics})
+	got, err := askErr(path, request("alice", "pw"))
+	if got != "" || err != nil && !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("a client of a uid not allowed got %q, %v", got, err)
+	}
+	if checker.calls.Load() != 0 {
+		t.Fatal("the checker ran for a refused client")
+	}
+	if n := testutil.ToFloat64(metrics.refused); n != 1 {
+		t.Fatalf("refused counter %v, want 1", n)
+	}
+}
+
+func TestDaemonDefaultAllowsOwnUID(t *testing.T) {
+	checker := &passwords{valid: map[string]string{"alice": "pw"}}
+	path := startDaemon(t, &Server{Checker: checker})
+	if got := ask(t, path, request("alice", "pw")); got != "yes" {
+		t.Fatalf("own uid got %q, want yes", got)
+	}
+}
+
+func TestDaemonBoundsConcurrencyAndQueue(t *testing.T) {
+	release := make(chan struct{})
+	var running, maxRunning atomic.Int64
+	checker := checkerFunc(func(ctx context.Context, user, password string) (Verdict, error) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			old := maxRunning.Load()
+			if n <= old || maxRunning.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		<-release
+		return Yes, nil
+	})
+	server := &Server{Checker: checker, MaxConcurrent: 2, MaxQueue: 3}
+	path := startDaemon(t, server)
+
+	replies := make(chan string, 5)
+	var wg sync.WaitGroup
+	for range 5 { // 2 run, 3 wait
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reply, err := askErr(path, request("alice", "pw"))
+			if err != nil {
+				reply = err.Error()
+			}
+			replies <- reply
+		}()
+	}
+	waitFor(t, func() bool { return running.Load() == 2 && server.waiting.Load() == 3 })
+	if got := ask(t, path, request("alice", "pw")); got != "defer" {
+		t.Fatalf("request beyond the queue got %q, want defer", got)
+	}
+	close(release)
+	wg.Wait()
+	close(replies)
+	for reply := range replies {
+		if reply != "yes" {
+			t.Errorf("queued request got %q, want yes", reply)
+		}
+	}
+	if maxRunning.Load() != 2 {
+		t.Errorf("%d logins ran at once, want at most 2", maxRunning.Load())
+	}
+}
+
+func TestDaemonQueueWaitIsBounded(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	entered := make(chan struct{}, 1)
+	checker := checkerFunc(func(ctx context.Context, user, password string) (Verdict, error) {
+		entered <- struct{}{}
+		<-release
+		return Yes, nil
+	})
+	server := &Server{Checker: checker, MaxConcurrent: 1, QueueWait: 100 * time.Millisecond}
+	path := startDaemon(t, server)
+	go askErr(path, request("alice", "pw"))
+	<-entered
+	if got := ask(t, path, request("bob", "pw")); got != "defer" {
+		t.Fatalf("request that waited too long got %q, want defer", got)
+	}
+}
+
+func TestSlowClientIsDisconnected(t *testing.T) {
+	checker := &passwords{}
+	path := startDaemon(t, &Server{Checker: checker, ReadTimeout: 100 * time.Millisecond})
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, b64("alice"))
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	reply, err := io.ReadAll(conn)
+	if err != nil || len(reply) != 0 {
+		t.Fatalf("slow client: reply %q, %v; want the connection closed without a reply", reply, err)
+	}
+}
+
+func TestCacheAnswersRepeatsAndForgetsOnRejection(t *testing.T) {
+	checker := &passwords{valid: map[string]string{"alice": "pw1"}}
+	reg := prometheus.NewRegistry()
+	metrics := NewMetrics(reg)
+	path := startDaemon(t, &Server{Checker: checker, Cache: NewCache(time.Minute, 0), Metrics: metrics})
+	steps := []struct {
+		user, password, want string
+		calls                int64
+	}{
+		{"alice", "pw1", "yes", 1},
+		{"alice", "pw1", "yes", 1}, // from the cache
+		{"alice", "other", "no", 2},
+		{"alice", "pw1", "yes", 3}, // the rejection emptied the cache
+		{"alice", "pw1", "yes", 3},
+	}
+	for i, step := range steps {
+		if got := ask(t, path, request(step.user, step.password)); got != step.want {
+			t.Fatalf("step %d: %q, want %q", i, got, step.want)
+		}
+		if calls := checker.calls.Load(); calls != step.calls {
+			t.Fatalf("step %d: %d IMAP checks, want %d", i, calls, step.calls)
+		}
+	}
+	if hits := testutil.ToFloat64(metrics.requests.WithLabelValues("yes", "cache")); hits != 2 {
+		t.Errorf("cache hits counted %v, want 2", hits)
+	}
+	if imapYes := testutil.ToFloat64(metrics.requests.WithLabelValues("yes", "imap")); imapYes != 2 {
+		t.Errorf("IMAP yes counted %v, want 2", imapYes)
+	}
+}
+
+func TestCacheKeepsNoPasswordAndExpires(t *testing.T) {
+	now := time.Unix(1000, 0)
+	cache := NewCache(time.Minute, 2)
+	cache.now = func() time.Time { return now }
+	cache.Remember("alice", "hunter2")
+	for _, entry := range cache.entries {
+		if strings.Contains(string(entry.sum[:])+string(entry.salt[:]), "hunter2") {
+			t.Fatal("the password is stored")
+		}
+	}
+	if !cache.Hit("alice", "hunter2") || cache.Hit("alice", "hunter3") || cache.Hit("bob", "hunter2") {
+		t.Fatal("hit for the wrong credentials, or miss for the right ones")
+	}
+	now = now.Add(time.Second)
+	cache.Remember("bob", "x")
+	now = now.Add(time.Second)
+	cache.Remember("carol", "y") // evicts the entry that expires first
+	if len(cache.entries) != 2 || cache.Hit("alice", "hunter2") {
+		t.Fatalf("size bound not kept: %d entries", len(cache.entries))
+	}
+	now = now.Add(time.Minute)
+	if cache.Hit("carol", "y") {
+		t.Fatal("expired entry hit")
+	}
+}
+
+func TestServeFinishesRequestsInFlightOnShutdown(t *testing.T) {
+	started := make(chan struct{})
+	checker := checkerFunc(func(ctx context.Context, user, password string) (Verdict, error) {
+		close(started)
+		time.Sleep(200 * time.Millisecond)
+		return Yes, nil
+	})
+	path := filepath.Join(t.TempDir(), "auth.sock")
+	ln, err := ListenUnix(path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&Server{Checker: checker}).Serve(ctx, ln) }()
+	reply := make(chan string, 1)
+	go func() {
+		got, err := askErr(path, request("alice", "pw"))
+		if err != nil {
+			got = err.Error()
+		}
+		reply <- got
+	}()
+	<-started
+	cancel()
+	if got := <-reply; got != "yes" {
+		t.Fatalf("request in flight at shutdown got %q, want yes", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("socket left behind: %v", err)
+	}
+}
+
+func TestListenUnixReplacesOnlyStaleSockets(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "live.sock")
+	ln, err := ListenUnix(live, 0o660)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if info, _ := os.Stat(live); info.Mode().Perm() != 0o660 {
+		t.Errorf("mode %v, want 0660", info.Mode().Perm())
+	}
+	if _, err := ListenUnix(live, 0o660); err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Errorf("second daemon on a live socket: %v", err)
+	}
+
+	stale := filepath.Join(dir, "stale.sock")
+	staleLn, _ := net.Listen("unix", stale)
+	staleLn.(*net.UnixListener).SetUnlinkOnClose(false)
+	staleLn.Close()
+	ln2, err := ListenUnix(stale, 0o600)
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	ln2.Close()
+
+	regular := filepath.Join(dir, "file")
+	os.WriteFile(regular, []byte("keep me"), 0o600)
+	if _, err := ListenUnix(regular, 0o600); err == nil {
+		t.Error("a regular file was replaced by a socket")
+	}
+	if data, _ := os.ReadFile(regular); string(data) != "keep me" {
+		t.Error("the regular file was changed")
+	}
+}
+
+func TestActivationListenerReadsSystemdEnvironment(t *testing.T) {
+	env := func(vars map[string]string) func(string) string {
+		return func(k string) string { return vars[k] }
+	}
+	pid := strconv.Itoa(os.Getpid())
+	cases := []struct {
+		name    string
+		vars    map[string]string
+		wantErr string
+	}{
+		{"not activated", map[string]string{}, ""},
+		{"meant for another process", map[string]string{"LISTEN_PID": "1", "LISTEN_FDS": "1"}, ""},
+		{"two sockets", map[string]string{"LISTEN_PID": pid, "LISTEN_FDS": "2"}, "exactly one"},
+		{"bad count", map[string]string{"LISTEN_PID": pid, "LISTEN_FDS": "x"}, "LISTEN_FDS"},
+		{"bad pid", map[string]string{"LISTEN_PID": "x", "LISTEN_FDS": "1"}, "LISTEN_PID"},
+	}
+	for _, tc := range cases {
+		ln, err := ActivationListener(env(tc.vars))
+		if ln != nil {
+			ln.Close()
+			t.Errorf("%s: got a listener", tc.name)
+		}
+		if (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.wantErr)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
