@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -19,10 +20,25 @@ func run(args []string, streams *cli.IOStreams, getenv func(string) string) int 
 	if err == nil {
 		return cli.ExitOK
 	}
+	if isCobraUsageError(err) {
+		err = cli.UsageError(err)
+	}
 	if msg := cli.Message(err); msg != "" {
 		fmt.Fprintln(streams.ErrOut, "opsctl: "+msg)
 	}
 	return cli.ExitCode(err)
+}
+
+// isCobraUsageError recognises the usage errors cobra raises after parsing
+// and before any hook of ours runs: missing required flags and flag groups.
+func isCobraUsageError(err error) bool {
+	var exitErr *cli.ExitError
+	if errors.As(err, &exitErr) {
+		return false
+	}
+	msg := err.Error()
+	return strings.HasPrefix(msg, "required flag(s) ") || strings.HasPrefix(msg, "if any flags in the group ") ||
+		strings.HasPrefix(msg, "at least one of the flags in the group ")
 }
 
 func newRootCmd(f *cli.Factory) *cobra.Command {

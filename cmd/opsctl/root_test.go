@@ -41,6 +41,7 @@ func TestExitCodesOfUsageErrors(t *testing.T) {
 		{"bad output format", []string{"version", "-o", "yaml"}, "expected one of text, json"},
 		{"bad log level", []string{"--log-level", "loud", "version"}, `--log-level "loud"`},
 		{"no subcommand", []string{}, ""},
+		{"missing required flag", []string{"chain", "watch", "--dir", "x"}, `required flag(s) "state" not set`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

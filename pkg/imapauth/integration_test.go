@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // dovecotWithAllCerts runs one Dovecot that serves a different certificate
@@ -108,10 +109,18 @@ func TestCheckSendsNoLoginToAServerWithoutSTARTTLS(t *testing.T) {
 		t.Fatalf("a login reached Dovecot without TLS:\n%s", log)
 	}
 	// The readiness probe only talks to 127.0.0.1: this line is ours.
+	// Dovecot writes it when the login process notices the close, which
+	// may be after our process exited: give its log a moment.
 	sawOurs := false
-	for _, line := range strings.Split(log, "\n") {
-		if strings.Contains(line, "no auth attempts") && strings.Contains(line, "lip=127.0.0.2") {
-			sawOurs = true
+	for deadline := time.Now().Add(10 * time.Second); !sawOurs && time.Now().Before(deadline); {
+		for _, line := range strings.Split(log, "\n") {
+			if strings.Contains(line, "no auth attempts") && strings.Contains(line, "lip=127.0.0.2") {
+				sawOurs = true
+			}
+		}
+		if !sawOurs {
+			time.Sleep(50 * time.Millisecond)
+			log = d.Log(t)
 		}
 	}
 	if !sawOurs {
