@@ -488,3 +488,23 @@ func TestChainTriggerOnServerAndDryRun(t *testing.T) {
 		t.Errorf("trigger of an unknown project: exit %d %s", code, stderr)
 	}
 }
+
+// TestChainServeRescansTheGraph: a project added to the group after the
+// receiver started is part of the next run once the graph was rescanned.
+func TestChainServeRescansTheGraph(t *testing.T) {
+	e := newChainE2E(t)
+	e.recv.args = append(e.recv.args, "--rescan-interval", "200ms")
+	e.recv.start()
+	e.fake.AddProject(fakegitlab.ProjectSpec{Path: "img/late", Files: map[string]string{".gitlab-deps": "img/app\n"}})
+	e.fake.AddHook("img/late", fakegitlab.Hook{URL: e.recv.url() + "/hook", PipelineEvents: true, Token: e2eSecret})
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(e.recv.stderr.String(), "graph rescanned") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	base := e.ci.pl.Start("img/base", "main", "schedule")
+	e.ci.build(base, "success")
+	run := e.waitRunSucceeded(t)
+	if _, ok := run.Steps["img/late"]; !ok || e.ci.apiPipelines()["img/late"] != 1 {
+		t.Errorf("the project added after the start was not rebuilt: steps %v, pipelines %v", run.Steps, e.ci.apiPipelines())
+	}
+}
