@@ -106,24 +106,7 @@ type receiverProc struct {
 	args   []string
 	cmd    *exec.Cmd
 	exited chan struct{}
-	stderr *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	stderr *testenv.SyncBuffer
 }
 
 func (r *receiverProc) url() string { return "http://" + r.addr }
@@ -212,7 +195,7 @@ func newChainE2E(t *testing.T) *chainE2E {
 	if _, stderr, code := opsctlEnv(t, nil, args...); code != 0 {
 		t.Fatalf("hooks sync: exit %d: %s", code, stderr)
 	}
-	e.recv = &receiverProc{t: t, addr: addr, stderr: &syncBuffer{},
+	e.recv = &receiverProc{t: t, addr: addr, stderr: &testenv.SyncBuffer{},
 		args: append([]string{"chain", "serve", "--listen", addr, "--state", filepath.Join(dir, "chain.db"),
 			"--webhook-secret-file", secretFile, "--log-level", "debug"}, e.source...)}
 	t.Cleanup(func() {

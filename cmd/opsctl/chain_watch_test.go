@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/opsctl/opsctl/internal/fakegitlab"
+	"github.com/opsctl/opsctl/internal/testenv"
 	"github.com/opsctl/opsctl/pkg/chain"
 )
 
@@ -292,7 +293,7 @@ func TestChainServeWatchExternalRebuildsTheChain(t *testing.T) {
 		fx.fake.AddHook(p, fakegitlab.Hook{URL: "http://" + addr + "/hook", PipelineEvents: true, Token: e2eSecret})
 	}
 	tokenFile := fx.args[slices.Index(fx.args, "--token-file")+1]
-	recv := &receiverProc{t: t, addr: addr, stderr: &syncBuffer{}, args: []string{"chain", "serve", "--listen", addr,
+	recv := &receiverProc{t: t, addr: addr, stderr: &testenv.SyncBuffer{}, args: []string{"chain", "serve", "--listen", addr,
 		"--state", filepath.Join(dir, "chain.db"), "--webhook-secret-file", secretFile, "--watch-external", "300ms",
 		"--plain-http-registry", fx.reg.host, "--gitlab-url", fx.fake.URL(), "--group", "img", "--token-file", tokenFile}}
 	recv.start()

@@ -139,3 +139,22 @@ func Run(t testing.TB, stdin string, args ...string) (stdout, stderr string, cod
 	}
 	return out.String(), errOut.String(), code
 }
+
+// SyncBuffer collects the output of a process that tests read while it
+// still runs.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -40,7 +40,7 @@ func BenchmarkIMAPLogins(b *testing.B) {
 
 	socket := filepath.Join(b.TempDir(), "bench.sock")
 	serve := exec.Command(testenv.Opsctl(b), "imap-auth", "serve", "--socket", socket, "--server", server, "--ca-file", pki.CAFile, "--log-level", "warn")
-	var serveErr syncBuffer
+	var serveErr testenv.SyncBuffer
 	serve.Stderr = &serveErr
 	if err := serve.Start(); err != nil {
 		b.Fatal(err)
@@ -57,7 +57,7 @@ func BenchmarkIMAPLogins(b *testing.B) {
 	}
 
 	perlLoop := exec.Command(perl, script, server, pki.CAFile, "127.0.0.1", user)
-	var perlErr syncBuffer
+	var perlErr testenv.SyncBuffer
 	perlLoop.Stderr = &perlErr
 	perlIn, _ := perlLoop.StdinPipe()
 	perlOutPipe, _ := perlLoop.StdoutPipe()

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,32 +20,15 @@ import (
 // daemonProcess is a running `opsctl imap-auth serve`.
 type daemonProcess struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testenv.SyncBuffer
 	exited chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
 }
 
 // startServe starts the daemon through cmd (already set up) and stops it
 // at the end of the test if the test did not.
 func startServe(t *testing.T, cmd *exec.Cmd) *daemonProcess {
 	t.Helper()
-	p := &daemonProcess{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &daemonProcess{cmd: cmd, stderr: &testenv.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
