@@ -1,0 +1,184 @@
+package pygrubfix
+
+// pygrub is Python; its parsers lean on str.strip, str.split, int() and
+// slicing by code point. These helpers give Go the same semantics so that the
+// emulation agrees with pygrub on odd input too (tabs, Unicode spaces,
+// "1_0", "+3"), not only on tidy configs.
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// pyIsSpace is Python's str.isspace for one character: Go's unicode.IsSpace
+// plus the four ASCII separators U+001C..U+001F that Python counts as space.
+func pyIsSpace(r rune) bool {
+	return unicode.IsSpace(r) || (r >= 0x1c && r <= 0x1f)
+}
+
+// pyStrip is str.strip().
+func pyStrip(s string) string { return strings.TrimFunc(s, pyIsSpace) }
+
+// pySplitSpace is str.split(None, maxsplit); maxsplit < 0 means no limit.
+// The remainder after maxsplit splits keeps its trailing space, as in Python.
+func pySplitSpace(s string, maxsplit int) []string {
+	var out []string
+	i := 0
+	next := func(i int) (rune, int) { return utf8.DecodeRuneInString(s[i:]) }
+	for maxsplit < 0 || len(out) < maxsplit {
+		for i < len(s) {
+			r, n := next(i)
+			if !pyIsSpace(r) {
+				break
+			}
+			i += n
+		}
+		if i == len(s) {
+			return out
+		}
+		j := i
+		for i < len(s) {
+			r, n := next(i)
+			if pyIsSpace(r) {
+				break
+			}
+			i += n
+		}
+		out = append(out, s[j:i])
+	}
+	for i < len(s) {
+		r, n := next(i)
+		if !pyIsSpace(r) {
+			break
+		}
+		i += n
+	}
+	if i < len(s) {
+		out = append(out, s[i:])
+	}
+	return out
+}
+
+// pySplitSep is str.split(sep, maxsplit).
+func pySplitSep(s, sep string, maxsplit int) []string {
+	if maxsplit < 0 {
+		return strings.Split(s, sep)
+	}
+	return strings.SplitN(s, sep, maxsplit+1)
+}
+
+// pySlice is s[from:] by code point.
+func pySlice(s string, from int) string {
+	for i := range s {
+		if from == 0 {
+			return s[i:]
+		}
+		from--
+	}
+	return ""
+}
+
+// pyLower is enough of str.lower() for matching ASCII keywords: no
+// non-ASCII character lowers to an ASCII letter used in pygrub's keywords.
+func pyLower(s string) string { return strings.ToLower(s) }
+
+// errPyInt is int()'s ValueError.
+type errPyInt struct{ literal string }
+
+func (e errPyInt) Error() string {
+	return fmt.Sprintf("invalid literal for int() with base 10: %s", pyRepr(e.literal))
+}
+
+// pyInt is int(s) for a str in base 10: surrounding white space, one sign,
+// decimal digits of any script and single underscores between digits.
+func pyInt(s string) (*big.Int, error) {
+	t := pyStrip(s)
+	neg := false
+	if strings.HasPrefix(t, "+") || strings.HasPrefix(t, "-") {
+		neg = t[0] == '-'
+		t = t[1:]
+	}
+	if t == "" {
+		return nil, errPyInt{s}
+	}
+	var digits strings.Builder
+	prevUnderscore := true // a leading underscore is invalid
+	for _, r := range t {
+		if r == '_' {
+			if prevUnderscore {
+				return nil, errPyInt{s}
+			}
+			prevUnderscore = true
+			continue
+		}
+		d, ok := decimalValue(r)
+		if !ok {
+			return nil, errPyInt{s}
+		}
+		digits.WriteByte(byte('0' + d))
+		prevUnderscore = false
+	}
+	if prevUnderscore {
+		return nil, errPyInt{s}
+	}
+	n, _ := new(big.Int).SetString(digits.String(), 10)
+	if neg {
+		n.Neg(n)
+	}
+	return n, nil
+}
+
+// decimalValue is the value of a Unicode decimal digit (category Nd). Every
+// Nd block is a run of ten digits starting at zero.
+func decimalValue(r rune) (int, bool) {
+	if r >= '0' && r <= '9' {
+		return int(r - '0'), true
+	}
+	if !unicode.Is(unicode.Nd, r) {
+		return 0, false
+	}
+	start := r
+	for unicode.Is(unicode.Nd, start-1) {
+		start--
+	}
+	return int(r-start) % 10, true
+}
+
+// pyRepr quotes s the way Python's repr() of a str usually does, for
+// messages that mirror pygrub's own.
+func pyRepr(s string) string {
+	q := "'"
+	if strings.Contains(s, "'") && !strings.Contains(s, `"`) {
+		q = `"`
+	}
+	var b strings.Builder
+	b.WriteString(q)
+	for _, r := range s {
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case string(r) == q:
+			b.WriteString(`\` + q)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteString(q)
+	return b.String()
+}
+
+// errNotUTF8 is the UnicodeDecodeError pygrub 4.17 (Python 3) raises on a
+// config that is not valid UTF-8.
+var errNotUTF8 = errors.New("'utf-8' codec can't decode the config: not valid UTF-8")
