@@ -47,9 +47,10 @@ const (
 
 // The three fixes, as the problems name them.
 const (
-	fixPatch   = "fix: patch pygrub on the host (`opsctl pygrub patch`)"
-	fixMenuLst = "fix: write a grub-legacy menu.lst into the guest (`opsctl pygrub menulst`, or `--kickstart` for new installs)"
-	fixExt3    = "fix: put /boot on ext3/ext4 instead of XFS (pygrub of Xen 4.1 has no XFS reader)"
+	fixPatch   = "patch pygrub on the host (`opsctl pygrub patch`)"
+	fixMenuLst = "write a grub-legacy menu.lst into the guest (`opsctl pygrub menulst`, or `--kickstart` for new installs)"
+	fixLink    = "link /boot/grub/grub.cfg to ../grub2/grub.cfg in the guest and " + fixPatch
+	fixExt3    = "put /boot on ext3/ext4 instead of XFS (pygrub of Xen 4.1 has no XFS reader)"
 )
 
 // Check reads the guest root folder or config file at target the way
@@ -90,7 +91,7 @@ func checkFile(name string, data []byte, rel *Release) *Report {
 	if rel != Xen417 && p == ParserGrub2 {
 		slash := filepath.ToSlash(name)
 		if strings.Contains(slash, "/grub2/") || strings.HasPrefix(slash, "grub2/") {
-			r.add(ProblemGrub2NotSearched, fmt.Sprintf("pygrub %s does not search /boot/grub2 or /grub2, so it would not find %s in the guest (\"couldn't find bootloader config file in the image provided\"); %s, or %s", rel.Name, name, fixMenuLst, fixPatch))
+			r.add(ProblemGrub2NotSearched, fmt.Sprintf("pygrub %s does not search /boot/grub2 or /grub2, so it would not find %s in the guest (\"couldn't find bootloader config file in the image provided\"); fix: %s, or %s", rel.Name, name, fixMenuLst, fixLink))
 			r.Bootable = false
 		}
 		r.compareWith417(data, p, FromFile)
@@ -112,7 +113,7 @@ func checkRoot(g guestRoot, rel *Release) (*Report, error) {
 		if rel != Xen417 {
 			for _, c := range Xen417.Search {
 				if g.exists(c.Path) {
-					r.add(ProblemGrub2NotSearched, fmt.Sprintf("the guest's config is %s, which pygrub %s does not search; %s, or %s", c.Path, rel.Name, fixMenuLst, fixPatch))
+					r.add(ProblemGrub2NotSearched, fmt.Sprintf("the guest's config is %s, which pygrub %s does not search; fix: %s, or %s", c.Path, rel.Name, fixMenuLst, fixLink))
 					break
 				}
 			}
@@ -218,10 +219,10 @@ func (r *Report) compareWith417(data []byte, p Parser, mode ReadMode) {
 		}
 	}
 	if linux16 {
-		r.add(ProblemLinux16, fmt.Sprintf("the config boots with linux16/initrd16, which pygrub %s does not know: its entries have no kernel; %s, or %s", r.Xen, fixPatch, fixMenuLst))
+		r.add(ProblemLinux16, fmt.Sprintf("the config boots with linux16/initrd16, which pygrub %s does not know: its entries have no kernel; fix: %s, or %s", r.Xen, fixPatch, fixMenuLst))
 	}
 	if submenu {
-		r.add(ProblemSubmenu, fmt.Sprintf("pygrub %s does not know submenus: the closing brace of a submenu is a syntax error; %s, or %s", r.Xen, fixMenuLst, fixPatch))
+		r.add(ProblemSubmenu, fmt.Sprintf("pygrub %s does not know submenus: the closing brace of a submenu is a syntax error; fix: %s", r.Xen, fixMenuLst))
 	}
 	fixed, err := Parse(data, p, Xen417, mode)
 	if err != nil {
@@ -233,7 +234,7 @@ func (r *Report) compareWith417(data []byte, p Parser, mode ReadMode) {
 	}
 	for i := range old.Entries {
 		if old.Entries[i].Title != fixed.Entries[i].Title {
-			r.add(ProblemGreedyTitle, fmt.Sprintf("the greedy menuentry regex %s reads entry %d's title as %q instead of %q (and a default or --entry given by title matches nothing); %s: %s", GreedyTitlePattern, i, old.Entries[i].Title, fixed.Entries[i].Title, fixPatch, FixedTitlePattern))
+			r.add(ProblemGreedyTitle, fmt.Sprintf("the greedy menuentry regex %s reads entry %d's title as %q instead of %q (and a default or --entry given by title matches nothing); fix: %s: %s", GreedyTitlePattern, i, old.Entries[i].Title, fixed.Entries[i].Title, fixPatch, FixedTitlePattern))
 			break
 		}
 	}
@@ -242,7 +243,7 @@ func (r *Report) compareWith417(data []byte, p Parser, mode ReadMode) {
 // checkXFS flags a /boot on XFS, which pygrub of Xen 4.1 cannot read.
 func (r *Report) checkXFS(g guestRoot) {
 	if g.bootFSType() == "xfs" {
-		r.add(ProblemXFS, fmt.Sprintf("/boot is on XFS in the guest's /etc/fstab and pygrub %s cannot read XFS; %s", r.Xen, fixExt3))
+		r.add(ProblemXFS, fmt.Sprintf("/boot is on XFS in the guest's /etc/fstab and pygrub %s cannot read XFS; fix: %s", r.Xen, fixExt3))
 		r.Bootable = false
 	}
 }
