@@ -68,9 +68,9 @@ func startOracle(tb testing.TB) *pythonOracle {
 }
 
 type oracleResult struct {
-	Error   string      `json:"error"`
+	Error   string       `json:"error"`
 	Images  [][4]*string `json:"images"`
-	Default int         `json:"default"`
+	Default int          `json:"default"`
 }
 
 func (o *pythonOracle) parse(tb testing.TB, kind byte, data []byte) oracleResult {
