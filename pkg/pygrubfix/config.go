@@ -159,7 +159,7 @@ func checkDiskPart(s string) error {
 			return err
 		}
 	}
-	disk = strings.NewReplacer("(", "", ")", "").Replace(disk)
+	disk = parenRemover.Replace(disk)
 	if strings.HasPrefix(disk, "/dev/xvd") {
 		if utf8.RuneCountInString(disk) <= len("/dev/xvd") {
 			return fmt.Errorf("string index out of range")
@@ -170,7 +170,7 @@ func checkDiskPart(s string) error {
 	if !hasPart {
 		return nil
 	}
-	part = strings.NewReplacer("(", "", ")", "").Replace(part)
+	part = parenRemover.Replace(part)
 	part = strings.TrimPrefix(part, "msdos")
 	part = strings.TrimPrefix(part, "gpt")
 	_, err := pyInt(part)
@@ -269,3 +269,5 @@ func (c *Config) resolveDefault() {
 		c.Default = 0
 	}
 }
+
+var parenRemover = strings.NewReplacer("(", "", ")", "")

@@ -71,7 +71,8 @@ func parseGrub2(lines []string, rel *Release) (*Config, error) {
 			}
 			continue
 		}
-		if m := rel.title.FindStringSubmatch(l); m != nil {
+		// The regex needs "menuentry " at the start; skip it for other lines.
+		if m := titleMatch(rel, l); m != nil {
 			if inEntry {
 				return nil, &ParseError{lineNo, "syntax error: cannot nest menuentry"}
 			}
@@ -161,4 +162,11 @@ func (e *Entry) set(attr, val string) error {
 		return e.setInitrd(val)
 	}
 	return nil
+}
+
+func titleMatch(rel *Release, l string) []string {
+	if !strings.HasPrefix(l, "menuentry ") {
+		return nil
+	}
+	return rel.title.FindStringSubmatch(l)
 }

@@ -38,7 +38,7 @@ func guestTree(t *testing.T, files map[string]string) string {
 	return root
 }
 
-func corpus(t *testing.T, name string) string {
+func corpus(t testing.TB, name string) string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata/corpus", name))
 	if err != nil {
