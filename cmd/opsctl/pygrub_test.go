@@ -473,3 +473,39 @@ func TestPygrubScanAgainstLibvirtd(t *testing.T) {
 		t.Errorf("bad URI: exit %d", code)
 	}
 }
+
+func TestPygrubScanMenuLstPatchFlags(t *testing.T) {
+	f := &cli.Factory{IO: &cli.IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}}
+	var scan *pygrubScanOptions
+	cmd := newCmdPygrubScan(f, func(o *pygrubScanOptions) error { scan = o; return nil })
+	cmd.SetArgs([]string{})
+	if err := cmd.Execute(); err != nil || scan.Connect != "xen:///system" || scan.Check || scan.Timeout != 30*time.Second {
+		t.Errorf("scan defaults %+v %v", scan, err)
+	}
+	cmd = newCmdPygrubScan(f, func(o *pygrubScanOptions) error { scan = o; return nil })
+	cmd.SetArgs([]string{"-c", "xen:///system?socket=/run/x", "--check", "--pygrub", "/p"})
+	if err := cmd.Execute(); err != nil || scan.Connect != "xen:///system?socket=/run/x" || !scan.Check || scan.Pygrub != "/p" {
+		t.Errorf("scan flags %+v %v", scan, err)
+	}
+	var ml *pygrubMenuLstOptions
+	cmd = newCmdPygrubMenuLst(f, func(o *pygrubMenuLstOptions) error { ml = o; return nil })
+	cmd.SetArgs([]string{"--root", "/mnt", "-w", "/mnt/boot/grub/menu.lst"})
+	if err := cmd.Execute(); err != nil || ml.Root != "/mnt" || ml.Write != "/mnt/boot/grub/menu.lst" || ml.Kickstart {
+		t.Errorf("menulst flags %+v %v", ml, err)
+	}
+	var pa *pygrubPatchOptions
+	cmd = newCmdPygrubPatch(f, func(o *pygrubPatchOptions) error { pa = o; return nil })
+	cmd.SetArgs([]string{"--check", "--dry-run", "--pygrub", "/usr/lib/xen-4.1/bin/pygrub"})
+	if err := cmd.Execute(); err != nil || !pa.Check || !pa.DryRun || pa.Pygrub != "/usr/lib/xen-4.1/bin/pygrub" {
+		t.Errorf("patch flags %+v %v", pa, err)
+	}
+	for _, sub := range []string{"check", "patch", "menulst", "scan"} {
+		out, _, code := runForTest("pygrub", sub, "--help")
+		if code != 0 || !strings.Contains(out, "Examples:") {
+			t.Errorf("pygrub %s --help: exit %d, no examples", sub, code)
+		}
+	}
+	if _, _, code := runForTest("pygrub"); code != 2 {
+		t.Errorf("pygrub without subcommand: exit %d", code)
+	}
+}

@@ -172,3 +172,23 @@ func TestUnifiedDiffHunks(t *testing.T) {
 		t.Error("equal texts give a diff")
 	}
 }
+
+// TestFindParsersPatchesAScriptHoldingTheRegex covers pygrub builds whose
+// script itself holds the menuentry regex, with no GrubConf.py beside it.
+func TestFindParsersPatchesAScriptHoldingTheRegex(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "pygrub")
+	src := "#!/usr/bin/python\nimport re\ndef parse(l):\n    title_match = re.match('^menuentry [\"\\'](.*)[\"\\'] (.*){', l)\n    return title_match\n"
+	os.WriteFile(script, []byte(src), 0o755)
+	paths, err := FindParsers(script)
+	if err != nil || len(paths) != 1 || paths[0] != script {
+		t.Fatalf("FindParsers = %v, %v", paths, err)
+	}
+	plan, err := PlanPatch(paths)
+	if err != nil || len(plan.Files[0].Changes) != 1 || !strings.Contains(plan.Files[0].New, `(.*?)`) {
+		t.Fatalf("plan %+v %v", plan, err)
+	}
+	if _, err := FindParsers(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing --pygrub: %v", err)
+	}
+}
