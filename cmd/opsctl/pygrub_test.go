@@ -23,7 +23,7 @@ const (
 	pygrubCorpus = "../../pkg/pygrubfix/testdata/corpus"
 )
 
-func readCorpus(t *testing.T, name string) string {
+func pygrubReadCorpus(t *testing.T, name string) string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(pygrubCorpus, name))
 	if err != nil {
@@ -32,7 +32,7 @@ func readCorpus(t *testing.T, name string) string {
 	return string(data)
 }
 
-func writeTree(t *testing.T, root string, files map[string]string) {
+func pygrubWriteTree(t *testing.T, root string, files map[string]string) {
 	t.Helper()
 	for p, content := range files {
 		host := filepath.Join(root, p)
@@ -127,16 +127,16 @@ func TestPygrubCheckJSONAndExitCodes(t *testing.T) {
 
 	// A guest root folder, text output.
 	root := t.TempDir()
-	writeTree(t, root, map[string]string{"/boot/grub2/grub.cfg": readCorpus(t, "centos7.cfg")})
+	pygrubWriteTree(t, root, map[string]string{"/boot/grub2/grub.cfg": pygrubReadCorpus(t, "centos7.cfg")})
 	out, _, code = testenv.Run(t, "", "pygrub", "check", "--xen", "4.1", root)
 	if code != 1 || !strings.Contains(out, "problem grub2-not-searched:") || !strings.Contains(out, "bootable: no") {
 		t.Errorf("4.1 on EL7 root: exit %d\n%s", code, out)
 	}
 }
 
-// copyPygrubTree copies the installed pygrub 4.17 into a temporary tree and
+// pygrubCopyTree copies the installed pygrub 4.17 into a temporary tree and
 // turns its GrubConf.py back into the greedy, linux16-less form of 4.1.
-func copyPygrubTree(t *testing.T) (script, grubConf, original string) {
+func pygrubCopyTree(t *testing.T) (script, grubConf, original string) {
 	t.Helper()
 	testenv.Need(t, pygrub417, "xen-utils-4.17")
 	root := filepath.Join(t.TempDir(), "xen")
@@ -166,7 +166,7 @@ func copyPygrubTree(t *testing.T) (script, grubConf, original string) {
 	return filepath.Join(root, "bin/pygrub"), grubConf, original
 }
 
-func isconfig(t *testing.T, pygrub, cfg string) (string, error) {
+func pygrubIsconfig(t *testing.T, pygrub, cfg string) (string, error) {
 	cmd := exec.Command(pygrub, "--isconfig", "-q", "-n", "--output-directory", t.TempDir(), cfg)
 	out, err := cmd.Output()
 	return string(out), err
@@ -175,13 +175,13 @@ func isconfig(t *testing.T, pygrub, cfg string) (string, error) {
 // TestPygrubPatchOnGreedyCopy drives the patch command end to end on a
 // reverted copy of the real pygrub, then boots the EL7 config with it.
 func TestPygrubPatchOnGreedyCopy(t *testing.T) {
-	script, grubConf, original := copyPygrubTree(t)
+	script, grubConf, original := pygrubCopyTree(t)
 	el7, _ := filepath.Abs(filepath.Join(pygrubCorpus, "centos7.cfg"))
-	want, err := isconfig(t, pygrub417, el7)
+	want, err := pygrubIsconfig(t, pygrub417, el7)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := isconfig(t, script, el7); err == nil {
+	if got, err := pygrubIsconfig(t, script, el7); err == nil {
 		t.Fatalf("the greedy copy boots EL7:\n%s", got)
 	}
 	before, _ := os.ReadFile(grubConf)
@@ -205,7 +205,7 @@ func TestPygrubPatchOnGreedyCopy(t *testing.T) {
 	if now, _ := os.ReadFile(grubConf); string(now) != original {
 		t.Error("patched GrubConf.py is not pygrub 4.17's")
 	}
-	if got, err := isconfig(t, script, el7); err != nil || got != want {
+	if got, err := pygrubIsconfig(t, script, el7); err != nil || got != want {
 		t.Errorf("patched pygrub on EL7: %v\n%s\nwant\n%s", err, got, want)
 	}
 
@@ -234,7 +234,7 @@ func TestPygrubPatchOnGreedyCopy(t *testing.T) {
 
 func TestPygrubMenuLstCommand(t *testing.T) {
 	root := t.TempDir()
-	writeTree(t, root, map[string]string{"/boot/grub2/grub.cfg": readCorpus(t, "fedora20-numeric-default.cfg")})
+	pygrubWriteTree(t, root, map[string]string{"/boot/grub2/grub.cfg": pygrubReadCorpus(t, "fedora20-numeric-default.cfg")})
 	target := filepath.Join(root, "boot/grub/menu.lst")
 
 	out, _, code := testenv.Run(t, "", "pygrub", "menulst", "--root", root, "-w", target, "--dry-run")
@@ -285,10 +285,10 @@ func TestPygrubMenuLstCommand(t *testing.T) {
 	}
 }
 
-// ensureLibvirtQemuUser creates the system user and group libvirt-qemu that
+// pygrubEnsureLibvirtQemuUser creates the system user and group libvirt-qemu that
 // Debian's libvirtd needs to start its qemu driver (libvirt-daemon-system
 // normally creates them).
-func ensureLibvirtQemuUser(t *testing.T) {
+func pygrubEnsureLibvirtQemuUser(t *testing.T) {
 	t.Helper()
 	if exec.Command("getent", "group", "libvirt-qemu").Run() != nil {
 		if out, err := exec.Command("groupadd", "-r", "libvirt-qemu").CombinedOutput(); err != nil {
@@ -302,14 +302,14 @@ func ensureLibvirtQemuUser(t *testing.T) {
 	}
 }
 
-// startLibvirtd runs a libvirtd in the foreground whose sockets live in a
+// pygrubStartLibvirtd runs a libvirtd in the foreground whose sockets live in a
 // temporary folder and need no authentication; it is stopped when the test
 // ends. It returns the read-write socket.
-func startLibvirtd(t *testing.T) string {
+func pygrubStartLibvirtd(t *testing.T) string {
 	t.Helper()
 	testenv.NeedRoot(t)
 	libvirtd := testenv.Need(t, "libvirtd", "libvirt-daemon")
-	ensureLibvirtQemuUser(t)
+	pygrubEnsureLibvirtQemuUser(t)
 
 	// One libvirtd test at a time on this machine: they share /run/libvirt.
 	lock, err := os.OpenFile("/tmp/opsctl-libvirtd-test.lock", os.O_CREATE|os.O_RDWR, 0o600)
@@ -369,11 +369,11 @@ func startLibvirtd(t *testing.T) string {
 	}
 }
 
-func mkext2(t *testing.T, files map[string]string) string {
+func pygrubMkext2(t *testing.T, files map[string]string) string {
 	t.Helper()
 	mke2fs := testenv.Need(t, "mke2fs", "e2fsprogs")
 	root := t.TempDir()
-	writeTree(t, root, files)
+	pygrubWriteTree(t, root, files)
 	img := filepath.Join(t.TempDir(), "disk.img")
 	if out, err := exec.Command(mke2fs, "-q", "-F", "-t", "ext2", "-d", root, img, "8M").CombinedOutput(); err != nil {
 		t.Fatalf("mke2fs: %v %s", err, out)
@@ -386,14 +386,14 @@ func mkext2(t *testing.T, files map[string]string) string {
 // checks the disks with the real pygrub.
 func TestPygrubScanAgainstLibvirtd(t *testing.T) {
 	testenv.Need(t, pygrub417, "xen-utils-4.17")
-	good := mkext2(t, map[string]string{
-		"/grub2/grub.cfg":                       readCorpus(t, "centos7.cfg"),
+	good := pygrubMkext2(t, map[string]string{
+		"/grub2/grub.cfg":                       pygrubReadCorpus(t, "centos7.cfg"),
 		"/vmlinuz-3.10.0-1160.el7.x86_64":       "k",
 		"/initramfs-3.10.0-1160.el7.x86_64.img": "i",
 	})
-	swap := mkext2(t, map[string]string{"/README": "not a boot disk\n"})
-	broken := mkext2(t, map[string]string{"/boot/grub/grub.cfg": readCorpus(t, "rhel8-kernelopts.cfg")})
-	sock := startLibvirtd(t)
+	swap := pygrubMkext2(t, map[string]string{"/README": "not a boot disk\n"})
+	broken := pygrubMkext2(t, map[string]string{"/boot/grub/grub.cfg": pygrubReadCorpus(t, "rhel8-kernelopts.cfg")})
+	sock := pygrubStartLibvirtd(t)
 
 	node := filepath.Join(t.TempDir(), "node.xml")
 	pv := func(name, bootloader string, disks ...string) string {
