@@ -63,7 +63,7 @@ print(json.dumps({"images": out, "default": cf.default}))
 
 func pythonParse(t *testing.T, lib string, p Parser, file string) pyParse {
 	t.Helper()
-	out, err := exec.Command("python3", "-c", dumpScript, lib, string(p), file).Output()
+	out, err := exec.Command("python3", "-B", "-c", dumpScript, lib, string(p), file).Output()
 	if err != nil {
 		t.Fatalf("python GrubConf on %s: %v", file, err)
 	}
@@ -235,7 +235,7 @@ for l in json.load(sys.stdin):
     out.append(row)
 print(json.dumps(out))
 `
-	cmd := exec.Command("python3", "-c", script, GreedyTitlePattern, FixedTitlePattern)
+	cmd := exec.Command("python3", "-B", "-c", script, GreedyTitlePattern, FixedTitlePattern)
 	cmd.Stdin = bytes.NewReader(in)
 	out, err := cmd.Output()
 	if err != nil {
