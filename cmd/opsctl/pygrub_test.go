@@ -117,6 +117,7 @@ func TestPygrubCheckJSONAndExitCodes(t *testing.T) {
 		{[]string{"pygrub", "check", el7, "--xen", "3.4"}, 2, `--xen "3.4": expected 4.17 or 4.1`},
 		{[]string{"pygrub", "check"}, 2, "accepts 1 arg"},
 		{[]string{"pygrub", "check", "/no/such/guest"}, 1, "/no/such/guest: no such file or directory"},
+		{[]string{"pygrub", "check", "/dev/null"}, 1, "/dev/null: not a regular file"},
 		{[]string{"pygrub", "check", el7, "-o", "yaml"}, 2, "expected one of text, json"},
 	} {
 		_, stderr, code := testenv.Run(t, "", tc.args...)

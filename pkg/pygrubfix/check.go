@@ -63,6 +63,9 @@ func Check(target string, rel *Release) (*Report, error) {
 	if fi.IsDir() {
 		return checkRoot(guestRoot(target), rel)
 	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (expected a grub config file or a guest root folder; mount a disk image first, or run pygrub -l on it)", target)
+	}
 	data, err := os.ReadFile(target)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", target, err)
