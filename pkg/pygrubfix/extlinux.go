@@ -7,6 +7,7 @@ import "strings"
 func parseExtlinux(lines []string) (*Config, error) {
 	cfg := &Config{}
 	var img []string
+	hasDefault := false // pygrub's default starts as the number 0, equal to no label
 	add := func() {
 		cfg.Entries = append(cfg.Entries, newExtlinuxEntry(img))
 	}
@@ -28,7 +29,7 @@ func parseExtlinux(lines []string) (*Config, error) {
 		}
 		com, arg := splitCommand(l)
 		if pyLower(com) == "default" {
-			cfg.RawDefault = pyStrip(arg)
+			cfg.RawDefault, hasDefault = pyStrip(arg), true
 		}
 	}
 	if len(img) > 0 {
@@ -36,7 +37,7 @@ func parseExtlinux(lines []string) (*Config, error) {
 	}
 	cfg.Default = 0
 	for i, e := range cfg.Entries {
-		if e.Title == cfg.RawDefault {
+		if hasDefault && e.Title == cfg.RawDefault {
 			cfg.Default = i
 			break
 		}
