@@ -2,7 +2,6 @@ package pygrubfix
 
 import (
 	"fmt"
-	"math/big"
 	"strings"
 	"unicode/utf8"
 )
@@ -242,7 +241,7 @@ func (c *Config) setDefault(val string, rel *Release) error {
 		c.Default, c.defaultIsTitle = 0, true
 		return nil
 	}
-	if n.Sign() < 0 {
+	if n.sign < 0 {
 		if rel.strictDefault {
 			return fmt.Errorf("default must be non-negative number")
 		}
@@ -250,11 +249,11 @@ func (c *Config) setDefault(val string, rel *Release) error {
 		return nil
 	}
 	c.defaultIsTitle = false
-	if !n.IsInt64() || n.Cmp(big.NewInt(1<<31)) > 0 {
+	if n.value > 1<<31 {
 		c.Default = 1 << 31 // beyond any entry: pygrub falls back to 0
 		return nil
 	}
-	c.Default = int(n.Int64())
+	c.Default = int(n.value)
 	return nil
 }
 

@@ -8,7 +8,7 @@ package pygrubfix
 import (
 	"errors"
 	"fmt"
-	"math/big"
+	"math"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -93,9 +93,20 @@ func (e errPyInt) Error() string {
 	return fmt.Sprintf("invalid literal for int() with base 10: %s", pyRepr(e.literal))
 }
 
+// pyMaxStrDigits is Python's default limit on the digits int() converts
+// (sys.int_info.default_max_str_digits); longer numbers are a ValueError.
+const pyMaxStrDigits = 4300
+
+// pyInteger is the result of int(): its sign and, when it fits, its value.
+type pyInteger struct {
+	sign  int   // -1, 0 or 1
+	value int64 // the magnitude, math.MaxInt64 when it does not fit
+}
+
 // pyInt is int(s) for a str in base 10: surrounding white space, one sign,
-// decimal digits of any script and single underscores between digits.
-func pyInt(s string) (*big.Int, error) {
+// decimal digits of any script, single underscores between digits, and at
+// most 4300 digits.
+func pyInt(s string) (pyInteger, error) {
 	t := pyStrip(s)
 	neg := false
 	if strings.HasPrefix(t, "+") || strings.HasPrefix(t, "-") {
@@ -103,31 +114,44 @@ func pyInt(s string) (*big.Int, error) {
 		t = t[1:]
 	}
 	if t == "" {
-		return nil, errPyInt{s}
+		return pyInteger{}, errPyInt{s}
 	}
-	var digits strings.Builder
+	var n pyInteger
+	digits := 0
 	prevUnderscore := true // a leading underscore is invalid
 	for _, r := range t {
 		if r == '_' {
 			if prevUnderscore {
-				return nil, errPyInt{s}
+				return pyInteger{}, errPyInt{s}
 			}
 			prevUnderscore = true
 			continue
 		}
 		d, ok := decimalValue(r)
 		if !ok {
-			return nil, errPyInt{s}
+			return pyInteger{}, errPyInt{s}
 		}
-		digits.WriteByte(byte('0' + d))
+		digits++
 		prevUnderscore = false
+		if n.value > (math.MaxInt64-int64(d))/10 {
+			n.value = math.MaxInt64
+		} else {
+			n.value = n.value*10 + int64(d)
+		}
 	}
 	if prevUnderscore {
-		return nil, errPyInt{s}
+		return pyInteger{}, errPyInt{s}
 	}
-	n, _ := new(big.Int).SetString(digits.String(), 10)
-	if neg {
-		n.Neg(n)
+	if digits > pyMaxStrDigits {
+		return pyInteger{}, fmt.Errorf("Exceeds the limit (%d digits) for integer string conversion: value has %d digits; use sys.set_int_max_str_digits() to increase the limit", pyMaxStrDigits, digits)
+	}
+	switch {
+	case n.value == 0:
+		n.sign = 0
+	case neg:
+		n.sign = -1
+	default:
+		n.sign = 1
 	}
 	return n, nil
 }
