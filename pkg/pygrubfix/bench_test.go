@@ -26,7 +26,7 @@ for _ in range(n):
 print((time.perf_counter() - t) / n * 1e9)
 `
 	needPygrub(b)
-	out, err := exec.Command("python3", "-B", "-c", script, pygrubLib417, "testdata/corpus/centos7.cfg", strconv.Itoa(b.N)).Output()
+	out, err := exec.Command(pygrubPython(b), "-B", "-c", script, pygrubLib417, "testdata/corpus/centos7.cfg", strconv.Itoa(b.N)).Output()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -56,7 +56,7 @@ while True:
 func startOracle(tb testing.TB) *pythonOracle {
 	tb.Helper()
 	needPygrub(tb)
-	cmd := exec.Command("python3", "-B", "-c", oracleScript, pygrubLib417)
+	cmd := exec.Command(pygrubPython(tb), "-B", "-c", oracleScript, pygrubLib417)
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr

@@ -25,6 +25,23 @@ func needPygrub(t testing.TB) string {
 	return testenv.Need(t, pygrub417, "xen-utils-4.17")
 }
 
+// pygrubPython is the interpreter pygrub runs with (its #! line), so that
+// the oracle has pygrub's str semantics, not those of another python3.
+func pygrubPython(t testing.TB) string {
+	t.Helper()
+	needPygrub(t)
+	data, _ := os.ReadFile(pygrub417)
+	first, _, _ := strings.Cut(string(data), "\n")
+	if interp, ok := strings.CutPrefix(first, "#!"); ok {
+		if f := strings.Fields(interp); len(f) == 1 {
+			if _, err := os.Stat(f[0]); err == nil {
+				return f[0]
+			}
+		}
+	}
+	return testenv.Need(t, "python3", "python3")
+}
+
 // pyImage is one entry as the installed GrubConf.py parses it.
 type pyImage struct {
 	Title  string  `json:"title"`
@@ -63,7 +80,7 @@ print(json.dumps({"images": out, "default": cf.default}))
 
 func pythonParse(t *testing.T, lib string, p Parser, file string) pyParse {
 	t.Helper()
-	out, err := exec.Command("python3", "-B", "-c", dumpScript, lib, string(p), file).Output()
+	out, err := exec.Command(pygrubPython(t), "-B", "-c", dumpScript, lib, string(p), file).Output()
 	if err != nil {
 		t.Fatalf("python GrubConf on %s: %v", file, err)
 	}
@@ -235,7 +252,7 @@ for l in json.load(sys.stdin):
     out.append(row)
 print(json.dumps(out))
 `
-	cmd := exec.Command("python3", "-B", "-c", script, GreedyTitlePattern, FixedTitlePattern)
+	cmd := exec.Command(pygrubPython(t), "-B", "-c", script, GreedyTitlePattern, FixedTitlePattern)
 	cmd.Stdin = bytes.NewReader(in)
 	out, err := cmd.Output()
 	if err != nil {

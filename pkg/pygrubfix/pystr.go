@@ -162,7 +162,7 @@ func decimalValue(r rune) (int, bool) {
 	if r >= '0' && r <= '9' {
 		return int(r - '0'), true
 	}
-	if !unicode.Is(unicode.Nd, r) {
+	if !unicode.Is(unicode.Nd, r) || unicode15Digit(r) {
 		return 0, false
 	}
 	start := r
@@ -170,6 +170,12 @@ func decimalValue(r rune) (int, bool) {
 		start--
 	}
 	return int(r-start) % 10, true
+}
+
+// unicode15Digit is a digit added in Unicode 15 (Kawi, Nag Mundari): Go
+// knows them, the Python 3.11 of pygrub (Unicode 14) does not.
+func unicode15Digit(r rune) bool {
+	return (r >= 0x11F50 && r <= 0x11F59) || (r >= 0x1E4F0 && r <= 0x1E4F9)
 }
 
 // pyRepr quotes s the way Python's repr() of a str usually does, for
