@@ -199,8 +199,10 @@ func (e *Entry) setKernel(val string) error {
 	if !strings.Contains(val, " ") {
 		kernel = val
 	} else {
-		parts := pySplitSpace(val, 1)
-		kernel, args = parts[0], parts[1]
+		var err error
+		if kernel, args, err = unpack2(pySplitSpace(val, 1)); err != nil {
+			return err
+		}
 	}
 	path, err := getPath(kernel)
 	if err != nil {

@@ -8,23 +8,31 @@ func parseExtlinux(lines []string) (*Config, error) {
 	cfg := &Config{}
 	var img []string
 	hasDefault := false // pygrub's default starts as the number 0, equal to no label
-	add := func() {
-		cfg.Entries = append(cfg.Entries, newExtlinuxEntry(img))
+	lastLine := 0
+	add := func() error {
+		e, err := newExtlinuxEntry(img)
+		if err != nil {
+			return &ParseError{lastLine, err.Error()}
+		}
+		cfg.Entries = append(cfg.Entries, e)
+		return nil
 	}
-	for _, raw := range lines {
+	for n, raw := range lines {
 		l := pyStrip(raw)
 		if l == "" || strings.HasPrefix(l, "#") {
 			continue
 		}
 		if strings.HasPrefix(pyLower(l), "label") {
 			if len(img) > 0 {
-				add()
+				if err := add(); err != nil {
+					return nil, err
+				}
 			}
-			img = []string{l}
+			img, lastLine = []string{l}, n+1
 			continue
 		}
 		if len(img) > 0 {
-			img = append(img, l)
+			img, lastLine = append(img, l), n+1
 			continue
 		}
 		com, arg := splitCommand(l)
@@ -33,7 +41,9 @@ func parseExtlinux(lines []string) (*Config, error) {
 		}
 	}
 	if len(img) > 0 {
-		add()
+		if err := add(); err != nil {
+			return nil, err
+		}
 	}
 	cfg.Default = 0
 	for i, e := range cfg.Entries {
@@ -56,7 +66,7 @@ func unquote(s string) string {
 
 // newExtlinuxEntry is ExtLinuxImage(lines): label, kernel and append, with
 // initrd= taken out of the append line and mboot.c32 (Xen) unwrapped.
-func newExtlinuxEntry(lines []string) Entry {
+func newExtlinuxEntry(lines []string) (Entry, error) {
 	e := Entry{Lines: lines}
 	for _, line := range lines {
 		parts := grubExactSplit(line, 2)
@@ -75,7 +85,9 @@ func newExtlinuxEntry(lines []string) Entry {
 				// ExtLinuxImage keeps the mboot.c32 kernel when no module
 				// names one.
 				if kernel != "" {
-					e.setExtlinuxKernel(pyStrip(kernel))
+					if err := e.setExtlinuxKernel(pyStrip(kernel)); err != nil {
+						return e, err
+					}
 				}
 				if initrd != "" {
 					e.Initrd, e.HasInitrd = pyStrip(initrd), true
@@ -98,22 +110,28 @@ func newExtlinuxEntry(lines []string) Entry {
 		case "label":
 			e.Title = val
 		case "kernel":
-			e.setExtlinuxKernel(val)
+			if err := e.setExtlinuxKernel(val); err != nil {
+				return e, err
+			}
 		case "append":
 			e.Args = val
 		}
 	}
-	return e
+	return e, nil
 }
 
 // setExtlinuxKernel is ExtLinuxImage.set_kernel: no device prefix, and a
-// kernel line without a space clears the arguments.
-func (e *Entry) setExtlinuxKernel(val string) {
-	e.HasKernel = true
+// kernel line without a space clears the arguments. A value of white
+// space only (`kernel " "`) makes pygrub fail.
+func (e *Entry) setExtlinuxKernel(val string) error {
 	if !strings.Contains(val, " ") {
-		e.Kernel, e.Args = val, ""
-		return
+		e.Kernel, e.Args, e.HasKernel = val, "", true
+		return nil
 	}
-	parts := pySplitSpace(val, 1)
-	e.Kernel, e.Args = parts[0], parts[1]
+	k, args, err := unpack2(pySplitSpace(val, 1))
+	if err != nil {
+		return err
+	}
+	e.Kernel, e.Args, e.HasKernel = k, args, true
+	return nil
 }
