@@ -77,11 +77,11 @@ fi
 rootdev=$(awk '$1 !~ /^#/ && $2 == "/" { print $1; exit }' "$R/etc/fstab" 2>/dev/null || true)
 cmdline=
 if [ -r "$R/etc/default/grub" ]; then
-  cmdline=$(. "$R/etc/default/grub" >/dev/null 2>&1; printf '%s' "${GRUB_CMDLINE_LINUX:-}")
+  cmdline=$(set +eu; . "$R/etc/default/grub" >/dev/null 2>&1; printf '%s' "${GRUB_CMDLINE_LINUX:-}")
 fi
 name=Linux
 if [ -r "$R/etc/os-release" ]; then
-  name=$(. "$R/etc/os-release" >/dev/null 2>&1; printf '%s' "${PRETTY_NAME:-${NAME:-Linux}}")
+  name=$(set +eu; . "$R/etc/os-release" >/dev/null 2>&1; printf '%s' "${PRETTY_NAME:-${NAME:-Linux}}")
 fi
 
 mkdir -p "$R/boot/grub"
