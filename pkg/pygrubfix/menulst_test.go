@@ -67,7 +67,7 @@ func TestKickstartPostKeepsMenuLstCurrent(t *testing.T) {
 	sh := testenv.Need(t, "sh", "dash")
 	root := guestTree(t, map[string]string{
 		"/etc/fstab":                                "/dev/mapper/centos-root /     xfs  defaults 0 0\nUUID=0b1c /boot ext4 defaults 1 2\n",
-		"/etc/default/grub":                         "GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX=\"crashkernel=auto rd.lvm.lv=centos/root console=hvc0\"\n",
+		"/etc/default/grub":                         "GRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR=\"$(sed 's, release .*$,,g' /etc/system-release 2>/dev/null)$NOT_SET\"\nGRUB_CMDLINE_LINUX=\"crashkernel=auto rd.lvm.lv=centos/root console=hvc0\"\n",
 		"/etc/os-release":                           "NAME=\"CentOS Linux\"\nPRETTY_NAME=\"CentOS Linux 7 (Core)\"\n",
 		"/boot/vmlinuz-3.10.0-123.el7.x86_64":       "k",
 		"/boot/initramfs-3.10.0-123.el7.x86_64.img": "i",
