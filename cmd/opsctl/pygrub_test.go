@@ -454,7 +454,7 @@ func TestPygrubScanAgainstLibvirtd(t *testing.T) {
 	if el7 == nil || !el7.Bootable || !strings.Contains(el7.Detail, "/grub2/grub.cfg, 2 entries") || !strings.Contains(el7.Detail, swap+": pygrub: couldn't find bootloader config file") {
 		t.Errorf("el7guest check %+v", el7)
 	}
-	if c := guests[byName["brokenguest"]].Check; c == nil || c.Bootable || !strings.Contains(c.Detail, broken) {
+	if c := guests[byName["brokenguest"]].Check; c == nil || c.Bootable || !strings.Contains(c.Detail, broken) || !strings.Contains(c.Detail, "too many values to unpack") {
 		t.Errorf("brokenguest check %+v", c)
 	}
 	if c := guests[byName["oldhost"]].Check; c == nil || c.Bootable || !strings.Contains(c.Detail, "/usr/lib/xen-4.1/bin/pygrub not found") {

@@ -155,9 +155,9 @@ func diskPath(l *libvirt.Libvirt, disk libvirtxml.DomainDisk) string {
 // Pygrub runs a host's pygrub on guest disks.
 type Pygrub struct {
 	Path string
-	// notReally and outputDir are whether this pygrub knows -n and
-	// --output-directory (Xen 4.1's does not).
-	notReally, outputDir bool
+	// notReally, outputDir and debug are whether this pygrub knows -n,
+	// --output-directory and --debug (Xen 4.1's knows none of them).
+	notReally, outputDir, debug bool
 }
 
 // HostPygrub finds the pygrub that runs for a domain: override when given,
@@ -185,7 +185,11 @@ func HostPygrub(override, bootloader string) (*Pygrub, error) {
 		if err != nil {
 			continue
 		}
-		return &Pygrub{Path: c, notReally: bytes.Contains(src, []byte(`"not-really"`)), outputDir: bytes.Contains(src, []byte(`"output-directory="`))}, nil
+		return &Pygrub{Path: c,
+			notReally: bytes.Contains(src, []byte(`"not-really"`)),
+			outputDir: bytes.Contains(src, []byte(`"output-directory="`)),
+			debug:     bytes.Contains(src, []byte(`"debug"`)),
+		}, nil
 	}
 	if override != "" {
 		return nil, fmt.Errorf("--pygrub %s: not readable", override)
@@ -221,7 +225,13 @@ func (p *Pygrub) CheckDisk(ctx context.Context, disk string) DiskCheck {
 		err := cmd.Run()
 		return stdout.String(), stderr.String(), err
 	}
-	stdout, stderr, err := run("-l")
+	listArgs := []string{"-l"}
+	if p.debug {
+		// pygrub swallows the exception of a config it cannot parse; with
+		// --debug it prints it.
+		listArgs = append(listArgs, "--debug")
+	}
+	stdout, stderr, err := run(listArgs...)
 	config := ""
 	if m := pygrubUsing.FindStringSubmatch(stderr); m != nil {
 		config = m[2]
@@ -240,7 +250,11 @@ func (p *Pygrub) CheckDisk(ctx context.Context, disk string) DiskCheck {
 	case config == "":
 		return DiskCheck{Detail: fmt.Sprintf("%s: pygrub: couldn't find bootloader config file in the image provided", disk)}
 	case len(kernels) == 0:
-		return DiskCheck{Detail: fmt.Sprintf("%s: pygrub reads %s but lists no entry with a kernel", disk, config)}
+		why := "lists no entry with a kernel"
+		if l := lastMeaningfulLine(stderr, nil); strings.Contains(l, "Error") {
+			why = "fails: " + l
+		}
+		return DiskCheck{Detail: fmt.Sprintf("%s: pygrub reads %s but %s", disk, config, why)}
 	}
 	detail := fmt.Sprintf("%s: %s, %d entries, first %q (%s)", disk, config, len(titles), titles[0], kernels[0])
 	if p.notReally {
@@ -257,9 +271,12 @@ func lastMeaningfulLine(stderr string, err error) string {
 	lines := strings.Split(strings.TrimSpace(stderr), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
 		l := strings.TrimSpace(lines[i])
-		if l != "" && !strings.HasPrefix(l, "WARNING:") && !strings.HasPrefix(l, "Using <class") {
+		if l != "" && !strings.HasPrefix(l, "WARNING:") && !strings.HasPrefix(l, "INFO:") && !strings.HasPrefix(l, "DEBUG:") && !strings.HasPrefix(l, "Using <class") {
 			return l
 		}
+	}
+	if err == nil {
+		return ""
 	}
 	return err.Error()
 }
