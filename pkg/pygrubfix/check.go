@@ -112,7 +112,7 @@ func checkRoot(g guestRoot, rel *Release) (*Report, error) {
 	}
 	if found == nil {
 		r := newReport(rel, "", "")
-		msg := string(errNoConfig.Error()) + " (pygrub " + rel.Name + " looked for " + searchList(rel) + ")"
+		msg := errNoConfig.Error() + " (pygrub " + rel.Name + " looked for " + searchList(rel) + ")"
 		if rel != Xen417 {
 			for _, c := range Xen417.Search {
 				if g.exists(c.Path) {

@@ -229,7 +229,7 @@ func (e *Entry) setRoot(val string) error {
 	return nil
 }
 
-// defaultValue is _GrubConfigFile._set_default of the release: "saved" is
+// setDefault is _GrubConfigFile._set_default of the release: "saved" is
 // 0, a number is itself, anything else 0 (4.17 warns), a negative number
 // an error (4.17).
 func (c *Config) setDefault(val string, rel *Release) error {

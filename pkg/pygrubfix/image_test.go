@@ -175,7 +175,7 @@ func lastLine(b []byte) string {
 	return lines[len(lines)-1]
 }
 
-// TestCheckRoot41 walks the failures of Xen 4.1 on an EL7 guest.
+// TestCheckRoot41NamesEachFailureWithItsFix walks the failures of Xen 4.1 on an EL7 guest.
 func TestCheckRoot41NamesEachFailureWithItsFix(t *testing.T) {
 	el7 := map[string]string{
 		"/boot/grub2/grub.cfg":                       corpus(t, "centos7.cfg"),

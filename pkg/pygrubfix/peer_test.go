@@ -279,7 +279,7 @@ print(json.dumps(out))
 	}
 }
 
-// TestGreedyTitleFromGreedyRegex makes sure the EL7 title problem is
+// TestGreedyTitleProblemOnlyFor41 makes sure the EL7 title problem is
 // named for 4.1 with its fix and not for 4.17.
 func TestGreedyTitleProblemOnlyFor41(t *testing.T) {
 	old, err := Check("testdata/corpus/centos7.cfg", Xen41)
