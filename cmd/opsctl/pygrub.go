@@ -1,16 +1,402 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
 	"github.com/spf13/cobra"
 
 	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/pkg/pygrubfix"
 )
 
-// newCmdPygrub is a placeholder until its issue is done: it exits 2 and says so.
 func newCmdPygrub(f *cli.Factory) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "pygrub",
 		Short: "Make EL7-style grub2 guests boot under Xen's pygrub",
-		RunE:  notImplemented,
+		Long: `Xen PV guests are booted by pygrub on the host, which reads the guest's grub
+config. Old pygrub (Xen 4.1) cannot boot EL7 guests: it does not search
+/boot/grub2, its menuentry regex is greedy, it does not know linux16/initrd16
+and it cannot read XFS. These commands find out which guests are affected and
+fix them: patch the host's pygrub, or write a grub-legacy menu.lst into the
+guest.`,
 	}
+	cmd.AddCommand(
+		newCmdPygrubCheck(f, nil),
+		newCmdPygrubPatch(f, nil),
+		newCmdPygrubMenuLst(f, nil),
+		newCmdPygrubScan(f, nil),
+	)
+	return cmd
+}
+
+// ---- check
+
+type pygrubCheckOptions struct {
+	IO     *cli.IOStreams
+	Path   string
+	Xen    string
+	Output *cli.OutputFlag
+}
+
+func newCmdPygrubCheck(f *cli.Factory, runF func(*pygrubCheckOptions) error) *cobra.Command {
+	opts := &pygrubCheckOptions{IO: f.IO}
+	cmd := &cobra.Command{
+		Use:   "check PATH",
+		Short: "Read a guest's boot config the way a pygrub release does",
+		Long: `Read PATH, a grub config file or a guest's root folder, the way pygrub of a
+Xen release would: which files it searches and in what order, how it parses
+titles, which commands it knows. Prints the entries, the default, the problems
+(each with its fix) and whether that pygrub would find a kernel to boot.
+
+A file named menu.lst or grub.conf is read as grub-legacy, *linux.conf and
+*linux.cfg as extlinux, anything else as grub2. Exit status 1 when pygrub
+would not find a kernel.`,
+		Example: `  # Would Debian wheezy's Xen 4.1 boot this EL7 guest (disk mounted on /mnt)?
+  opsctl pygrub check --xen 4.1 /mnt
+
+  # What does today's pygrub make of a grub.cfg?
+  opsctl pygrub check /mnt/boot/grub2/grub.cfg -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Path = args[0]
+			if runF != nil {
+				return runF(opts)
+			}
+			return runPygrubCheck(opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Xen, "xen", "4.17", "pygrub of which Xen release: 4.17 or 4.1 (4.1.0-4.1.2)")
+	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json")
+	return cmd
+}
+
+func runPygrubCheck(opts *pygrubCheckOptions) error {
+	rel, err := pygrubfix.LookupRelease(opts.Xen)
+	if err != nil {
+		return cli.UsageError(err)
+	}
+	rep, err := pygrubfix.Check(opts.Path, rel)
+	if err != nil {
+		return fmt.Errorf("pygrub check %w", err)
+	}
+	if opts.Output.JSON() {
+		if err := cli.WriteJSON(opts.IO.Out, rep); err != nil {
+			return err
+		}
+	} else {
+		printCheckReport(opts.IO.Out, rep)
+	}
+	if !rep.Bootable {
+		return cli.Silent(cli.ExitFailure)
+	}
+	return nil
+}
+
+func printCheckReport(w io.Writer, rep *pygrubfix.Report) {
+	if rep.Config == "" {
+		fmt.Fprintf(w, "pygrub %s: no boot loader config found\n", rep.Xen)
+	} else {
+		fmt.Fprintf(w, "pygrub %s: %s (%s)\n", rep.Xen, rep.Config, rep.Parser)
+	}
+	for i, e := range rep.Entries {
+		mark := " "
+		if i == rep.Default {
+			mark = "*"
+		}
+		fmt.Fprintf(w, "%s %d: %s\n", mark, i, e.Title)
+		if e.HasKernel {
+			fmt.Fprintf(w, "      kernel %s\n", e.Kernel)
+		} else {
+			fmt.Fprintf(w, "      (no kernel)\n")
+		}
+		if e.Initrd != "" {
+			fmt.Fprintf(w, "      initrd %s\n", e.Initrd)
+		}
+		if e.Args != "" {
+			fmt.Fprintf(w, "      args   %s\n", e.Args)
+		}
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(w, "problem %s: %s\n", p.Code, p.Message)
+	}
+	if rep.Bootable {
+		fmt.Fprintf(w, "bootable: yes (entry %d)\n", rep.Default)
+	} else {
+		fmt.Fprintln(w, "bootable: no")
+	}
+}
+
+// ---- patch
+
+type pygrubPatchOptions struct {
+	IO     *cli.IOStreams
+	Pygrub string
+	Check  bool
+	DryRun bool
+}
+
+func newCmdPygrubPatch(f *cli.Factory, runF func(*pygrubPatchOptions) error) *cobra.Command {
+	opts := &pygrubPatchOptions{IO: f.IO}
+	cmd := &cobra.Command{
+		Use:   "patch",
+		Short: "Fix the host's pygrub for EL7 guests (non-greedy titles, linux16)",
+		Long: `Find the host's pygrub grub parser (GrubConf.py beside the pygrub script,
+on the distribution's python path, or the script itself) and apply Xen's fixes
+where they are missing: the non-greedy menuentry title regex ((.*) -> (.*?))
+and linux16/initrd16 support. The original is kept as FILE.orig (FILE.orig.N
+when that exists); the new file is written atomically with the same mode and
+owner. Running it again changes nothing. Code that is not what the patcher
+expects is refused, the line shown, and nothing is changed.`,
+		Example: `  # Is a patch needed? (exit 1 when it is)
+  opsctl pygrub patch --check
+
+  # Show the change as a unified diff, then apply it
+  opsctl pygrub patch --dry-run
+  opsctl pygrub patch --pygrub /usr/lib/xen-4.1/bin/pygrub`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return runPygrubPatch(opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Pygrub, "pygrub", "", "the pygrub script or its GrubConf.py (default: search /usr/lib/xen-*/bin/pygrub and the usual places)")
+	cmd.Flags().BoolVar(&opts.Check, "check", false, "change nothing; exit 1 when a patch is needed")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the unified diff of the patch and change nothing")
+	return cmd
+}
+
+func runPygrubPatch(opts *pygrubPatchOptions) error {
+	paths, err := pygrubfix.FindParsers(opts.Pygrub)
+	if err != nil {
+		return fmt.Errorf("pygrub patch: %w", err)
+	}
+	plan, err := pygrubfix.PlanPatch(paths)
+	if err != nil {
+		return fmt.Errorf("pygrub patch: %w", err)
+	}
+	if opts.DryRun {
+		fmt.Fprint(opts.IO.Out, plan.Diff())
+	}
+	if opts.Check || opts.DryRun {
+		for _, f := range plan.Files {
+			if len(f.Changes) == 0 {
+				fmt.Fprintf(opts.IO.ErrOut, "%s: up to date\n", f.Path)
+				continue
+			}
+			fmt.Fprintf(opts.IO.ErrOut, "%s: patch needed: %s\n", f.Path, strings.Join(f.Changes, "; "))
+		}
+		if opts.Check && plan.Needed() {
+			return cli.Silent(cli.ExitFailure)
+		}
+		return nil
+	}
+	backups, err := plan.Apply()
+	if err != nil {
+		return fmt.Errorf("pygrub patch: %w", err)
+	}
+	b := 0
+	for _, f := range plan.Files {
+		if len(f.Changes) == 0 {
+			fmt.Fprintf(opts.IO.Out, "%s: already patched\n", f.Path)
+			continue
+		}
+		fmt.Fprintf(opts.IO.Out, "%s: patched (backup %s): %s\n", f.Path, backups[b], strings.Join(f.Changes, "; "))
+		b++
+	}
+	return nil
+}
+
+// ---- menulst
+
+type pygrubMenuLstOptions struct {
+	IO        *cli.IOStreams
+	Root      string
+	GrubCfg   string
+	Write     string
+	Kickstart bool
+	DryRun    bool
+}
+
+func newCmdPygrubMenuLst(f *cli.Factory, runF func(*pygrubMenuLstOptions) error) *cobra.Command {
+	opts := &pygrubMenuLstOptions{IO: f.IO}
+	cmd := &cobra.Command{
+		Use:   "menulst (--root DIR | --grub-cfg FILE) [-w FILE] | --kickstart",
+		Short: "Write the grub-legacy menu.lst that old pygrub reads",
+		Long: `Write a grub-legacy menu.lst from a guest's grub2 entries (title, root,
+kernel, initrd, args; the default from grubenv's saved_entry when it names an
+entry). pygrub of Xen 4.1 reads /boot/grub/menu.lst before anything else.
+The result is read back through pygrub's grub-legacy parser before it is
+written. Without -w it goes to stdout.
+
+--kickstart prints a %post section for new EL7-style guests: it writes
+menu.lst at install time from the installed kernels and installs kernel hooks
+(/etc/kernel/postinst.d, /etc/kernel/prerm.d and a kernel-install plugin) that
+rewrite it at every kernel installation and removal.`,
+		Example: `  # Guest disk mounted on /mnt: write its menu.lst
+  opsctl pygrub menulst --root /mnt -w /mnt/boot/grub/menu.lst
+
+  # From a copy of grub.cfg, to stdout
+  opsctl pygrub menulst --grub-cfg grub.cfg
+
+  # Add to the kickstart of new guests
+  opsctl pygrub menulst --kickstart >> el7-xen.ks`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return runPygrubMenuLst(opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Root, "root", "", "the guest's root folder")
+	cmd.Flags().StringVar(&opts.GrubCfg, "grub-cfg", "", "a grub2 config file")
+	cmd.Flags().StringVarP(&opts.Write, "write", "w", "", "write menu.lst to this file (atomically) instead of stdout")
+	cmd.Flags().BoolVar(&opts.Kickstart, "kickstart", false, "print a kickstart %post section that keeps menu.lst current")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "with -w: print what would be written and change nothing")
+	return cmd
+}
+
+func runPygrubMenuLst(opts *pygrubMenuLstOptions) error {
+	if opts.Kickstart {
+		if opts.Root != "" || opts.GrubCfg != "" || opts.Write != "" {
+			return cli.Usagef("pygrub menulst: --kickstart takes no --root, --grub-cfg or -w")
+		}
+		fmt.Fprint(opts.IO.Out, pygrubfix.KickstartPost())
+		return nil
+	}
+	if (opts.Root == "") == (opts.GrubCfg == "") {
+		return cli.Usagef("pygrub menulst: expected exactly one of --root DIR or --grub-cfg FILE (or --kickstart)")
+	}
+	var m *pygrubfix.MenuLst
+	var err error
+	if opts.Root != "" {
+		m, err = pygrubfix.MenuLstFromRoot(opts.Root)
+	} else {
+		m, err = pygrubfix.MenuLstFromFile(opts.GrubCfg)
+	}
+	if err != nil {
+		return fmt.Errorf("pygrub menulst: %w", err)
+	}
+	text, err := m.Text()
+	if err != nil {
+		return fmt.Errorf("pygrub menulst: %w", err)
+	}
+	switch {
+	case opts.Write == "":
+		fmt.Fprint(opts.IO.Out, text)
+	case opts.DryRun:
+		fmt.Fprintf(opts.IO.Out, "# would write %s:\n%s", opts.Write, text)
+	default:
+		if err := pygrubfix.WriteFile(opts.Write, text); err != nil {
+			return fmt.Errorf("pygrub menulst: %w", err)
+		}
+		fmt.Fprintf(opts.IO.ErrOut, "wrote %s: %d entries, default %d\n", opts.Write, len(m.Entries), m.Default)
+	}
+	return nil
+}
+
+// ---- scan
+
+type pygrubScanOptions struct {
+	IO      *cli.IOStreams
+	Connect string
+	Check   bool
+	Pygrub  string
+	Timeout time.Duration
+	Output  *cli.OutputFlag
+}
+
+func newCmdPygrubScan(f *cli.Factory, runF func(*pygrubScanOptions) error) *cobra.Command {
+	opts := &pygrubScanOptions{IO: f.IO}
+	cmd := &cobra.Command{
+		Use:   "scan",
+		Short: "List the libvirt domains booted by pygrub, and check them",
+		Long: `Ask libvirt for every domain (running or not) and list those whose
+<bootloader> is pygrub, with their disks. With --check, run the host's pygrub
+in list mode on each disk (and, where pygrub has --not-really, a dry boot) and
+report the guests that would not boot; a guest boots when its first disk does.
+Run it before rebooting a Xen host. Exit status 1 when a checked guest would
+not boot.`,
+		Example: `  # Before rebooting the host: would every PV guest come back?
+  opsctl pygrub scan --check
+
+  # A libvirtd listening on another socket
+  opsctl pygrub scan --connect 'xen:///system?socket=/run/libvirt/virtxend-sock' -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return runPygrubScan(opts)
+		},
+	}
+	cmd.Flags().StringVarP(&opts.Connect, "connect", "c", pygrubfix.DefaultURI, "libvirt URI (?socket=PATH picks the unix socket)")
+	cmd.Flags().BoolVar(&opts.Check, "check", false, "run the host's pygrub on each disk")
+	cmd.Flags().StringVar(&opts.Pygrub, "pygrub", "", "with --check: run this pygrub instead of each domain's bootloader")
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 30*time.Second, "time allowed to reach libvirt and list the domains")
+	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json")
+	return cmd
+}
+
+func runPygrubScan(opts *pygrubScanOptions) error {
+	uri, err := pygrubfix.ParseURI(opts.Connect)
+	if err != nil {
+		return cli.UsageError(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
+	guests, err := pygrubfix.Scan(ctx, uri)
+	cancel()
+	if err != nil {
+		var connErr *pygrubfix.ConnectError
+		if errors.As(err, &connErr) {
+			return cli.TemporaryError(fmt.Errorf("pygrub scan: %w", err))
+		}
+		return fmt.Errorf("pygrub scan: %w", err)
+	}
+	failed := 0
+	if opts.Check {
+		for i := range guests {
+			pygrubfix.CheckGuest(context.Background(), &guests[i], opts.Pygrub)
+			if !guests[i].Check.Bootable {
+				failed++
+			}
+		}
+	}
+	if opts.Output.JSON() {
+		if err := cli.WriteJSON(opts.IO.Out, guests); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(opts.IO.Out, 0, 4, 2, ' ', 0)
+		header := "DOMAIN\tBOOTLOADER\tDISKS"
+		if opts.Check {
+			header += "\tBOOTS\tDETAIL"
+		}
+		fmt.Fprintln(tw, header)
+		for _, g := range guests {
+			line := fmt.Sprintf("%s\t%s\t%s", g.Domain, g.Bootloader, strings.Join(g.Disks, ","))
+			if g.Check != nil {
+				boots := "yes"
+				if !g.Check.Bootable {
+					boots = "NO"
+				}
+				line += "\t" + boots + "\t" + g.Check.Detail
+			}
+			fmt.Fprintln(tw, line)
+		}
+		tw.Flush()
+	}
+	if failed > 0 {
+		fmt.Fprintf(opts.IO.ErrOut, "%d of %d pygrub guests would not boot\n", failed, len(guests))
+		return cli.Silent(cli.ExitFailure)
+	}
+	return nil
 }

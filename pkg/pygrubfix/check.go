@@ -1,0 +1,292 @@
+package pygrubfix
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// Report is what `opsctl pygrub check` prints: the config a pygrub release
+// would use, the entries it finds, the problems and whether it would boot.
+type Report struct {
+	Xen      string    `json:"xen"`
+	Config   string    `json:"config"`
+	Parser   Parser    `json:"parser"`
+	Default  int       `json:"default"`
+	Entries  []Entry   `json:"entries"`
+	Problems []Problem `json:"problems"`
+	Bootable bool      `json:"bootable"`
+}
+
+// Problem is one reason a guest does not boot, or boots other than
+// expected, with the fix in its message.
+type Problem struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Problem codes.
+const (
+	ProblemNoConfig         = "no-config"
+	ProblemParseError       = "parse-error"
+	ProblemNoEntries        = "no-entries"
+	ProblemNoKernel         = "no-kernel"
+	ProblemKernelMissing    = "kernel-missing"
+	ProblemInitrdMissing    = "initrd-missing"
+	ProblemDefaultTitle     = "default-by-title"
+	ProblemGrub2NotSearched = "grub2-not-searched"
+	ProblemGreedyTitle      = "greedy-title"
+	ProblemLinux16          = "linux16-unknown"
+	ProblemSubmenu          = "submenu-unsupported"
+	ProblemXFS              = "xfs-boot"
+	ProblemStaleMenuLst     = "stale-menu-lst"
+)
+
+// The three fixes, as the problems name them.
+const (
+	fixPatch   = "patch pygrub on the host (`opsctl pygrub patch`)"
+	fixMenuLst = "write a grub-legacy menu.lst into the guest (`opsctl pygrub menulst`, or `--kickstart` for new installs)"
+	fixLink    = "link /boot/grub/grub.cfg to ../grub2/grub.cfg in the guest and " + fixPatch
+	fixExt3    = "put /boot on ext3/ext4 instead of XFS (pygrub of Xen 4.1 has no XFS reader)"
+)
+
+// Check reads the guest root folder or config file at target the way
+// pygrub of rel would and reports what it finds.
+func Check(target string, rel *Release) (*Report, error) {
+	fi, err := os.Stat(target)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (expected a grub config file or a guest root folder)", target, errors.Unwrap(err))
+	}
+	if fi.IsDir() {
+		return checkRoot(guestRoot(target), rel)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (expected a grub config file or a guest root folder; mount a disk image first, or run pygrub -l on it)", target)
+	}
+	data, err := os.ReadFile(target)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", target, err)
+	}
+	return checkFile(target, data, rel), nil
+}
+
+// ParserForFile is the parser pygrub uses for a config at that path in
+// the guest: menu.lst and grub.conf are grub-legacy, *linux.c*f extlinux,
+// anything else grub2.
+func ParserForFile(name string) Parser {
+	switch base := strings.ToLower(path.Base(filepath.ToSlash(name))); {
+	case base == "menu.lst" || base == "grub.conf":
+		return ParserLegacy
+	case strings.HasSuffix(base, "linux.cfg") || strings.HasSuffix(base, "linux.conf"):
+		return ParserExtlinux
+	}
+	return ParserGrub2
+}
+
+func checkFile(name string, data []byte, rel *Release) *Report {
+	p := ParserForFile(name)
+	r := newReport(rel, name, p)
+	cfg, err := Parse(data, p, rel, FromFile)
+	r.fill(cfg, err)
+	if rel != Xen417 && p == ParserGrub2 {
+		slash := filepath.ToSlash(name)
+		if strings.Contains(slash, "/grub2/") || strings.HasPrefix(slash, "grub2/") {
+			r.add(ProblemGrub2NotSearched, fmt.Sprintf("pygrub %s does not search /boot/grub2 or /grub2, so it would not find %s in the guest (\"couldn't find bootloader config file in the image provided\"); fix: %s, or %s", rel.Name, name, fixMenuLst, fixLink))
+			r.Bootable = false
+		}
+		r.compareWith417(data, p, FromFile)
+	}
+	return r
+}
+
+func checkRoot(g guestRoot, rel *Release) (*Report, error) {
+	var found *Candidate
+	for i, c := range rel.Search {
+		if g.exists(c.Path) {
+			found = &rel.Search[i]
+			break
+		}
+	}
+	if found == nil {
+		r := newReport(rel, "", "")
+		msg := errNoConfig.Error() + " (pygrub " + rel.Name + " looked for " + searchList(rel) + ")"
+		if rel != Xen417 {
+			for _, c := range Xen417.Search {
+				if g.exists(c.Path) {
+					r.add(ProblemGrub2NotSearched, fmt.Sprintf("the guest's config is %s, which pygrub %s does not search; fix: %s, or %s", c.Path, rel.Name, fixMenuLst, fixLink))
+					break
+				}
+			}
+		}
+		r.add(ProblemNoConfig, msg)
+		r.Bootable = false
+		r.checkXFS(g)
+		return r, nil
+	}
+	r := newReport(rel, found.Path, found.Parser)
+	data, err := g.readFile(found.Path)
+	if err != nil {
+		r.add(ProblemParseError, fmt.Sprintf("%s: %v", found.Path, err))
+		return r, nil
+	}
+	cfg, perr := Parse(data, found.Parser, rel, FromImage)
+	r.fill(cfg, perr)
+	if rel != Xen417 {
+		r.compareWith417(data, found.Parser, FromImage)
+		r.checkXFS(g)
+		// An old menu.lst found first while grub.cfg has newer kernels.
+		if found.Parser == ParserLegacy {
+			for _, c := range Xen417.Search {
+				if c.Parser == ParserGrub2 && g.exists(c.Path) {
+					r.checkStale(g, c.Path)
+					break
+				}
+			}
+		}
+	}
+	if r.Bootable {
+		r.checkFiles(g, found.Path)
+	}
+	return r, nil
+}
+
+func searchList(rel *Release) string {
+	paths := make([]string, len(rel.Search))
+	for i, c := range rel.Search {
+		paths[i] = c.Path
+	}
+	return strings.Join(paths, ", ")
+}
+
+func newReport(rel *Release, config string, p Parser) *Report {
+	return &Report{Xen: rel.Name, Config: config, Parser: p, Default: -1, Entries: []Entry{}, Problems: []Problem{}}
+}
+
+func (r *Report) add(code, msg string) {
+	r.Problems = append(r.Problems, Problem{Code: code, Message: msg})
+}
+
+// fill records the parse result and decides whether pygrub would find a
+// kernel to boot.
+func (r *Report) fill(cfg *Config, err error) {
+	if err != nil {
+		r.add(ProblemParseError, fmt.Sprintf("pygrub %s fails on %s: %v", r.Xen, r.configName(), err))
+		return
+	}
+	r.Entries = cfg.Entries
+	r.Default = cfg.Default
+	if len(cfg.Entries) == 0 {
+		r.add(ProblemNoEntries, fmt.Sprintf("pygrub %s finds no boot entry in %s", r.Xen, r.configName()))
+		return
+	}
+	if cfg.defaultIsTitle && cfg.RawDefault != "" {
+		r.add(ProblemDefaultTitle, fmt.Sprintf("the default %s is not a number: pygrub %s boots entry 0 (%q)", pyRepr(cfg.RawDefault), r.Xen, cfg.Entries[0].Title))
+	}
+	def := cfg.Entries[cfg.Default]
+	if !def.HasKernel || def.Kernel == "" {
+		r.add(ProblemNoKernel, fmt.Sprintf("the default entry %d (%q) has no kernel line pygrub %s knows", cfg.Default, def.Title, r.Xen))
+		return
+	}
+	r.Bootable = true
+}
+
+func (r *Report) configName() string {
+	if r.Config == "" {
+		return "the config"
+	}
+	return r.Config
+}
+
+// compareWith417 names what an old pygrub gets wrong compared to 4.17 on
+// the same config.
+func (r *Report) compareWith417(data []byte, p Parser, mode ReadMode) {
+	if p != ParserGrub2 {
+		return
+	}
+	lines, err := splitLines(data, mode)
+	if err != nil {
+		return
+	}
+	var linux16, submenu bool
+	for _, raw := range lines {
+		l := pyStrip(raw)
+		com, _ := splitCommand(l)
+		switch {
+		case com == "linux16" || com == "initrd16":
+			linux16 = true
+		case strings.HasPrefix(l, "submenu"):
+			submenu = true
+		}
+	}
+	if linux16 {
+		r.add(ProblemLinux16, fmt.Sprintf("the config boots with linux16/initrd16, which pygrub %s does not know: its entries have no kernel; fix: %s, or %s", r.Xen, fixPatch, fixMenuLst))
+	}
+	if submenu {
+		r.add(ProblemSubmenu, fmt.Sprintf("pygrub %s does not know submenus: the closing brace of a submenu is a syntax error; fix: %s", r.Xen, fixMenuLst))
+	}
+	fixed, err := Parse(data, p, Xen417, mode)
+	if err != nil {
+		return
+	}
+	old, err := Parse(data, p, &Release{Name: r.Xen, title: Xen41.title, linux16: true, submenus: true, savedEntry: true, strictDefault: true}, mode)
+	if err != nil || len(old.Entries) != len(fixed.Entries) {
+		return
+	}
+	for i := range old.Entries {
+		if old.Entries[i].Title != fixed.Entries[i].Title {
+			r.add(ProblemGreedyTitle, fmt.Sprintf("the greedy menuentry regex %s reads entry %d's title as %q instead of %q (and a default or --entry given by title matches nothing); fix: %s: %s", GreedyTitlePattern, i, old.Entries[i].Title, fixed.Entries[i].Title, fixPatch, FixedTitlePattern))
+			break
+		}
+	}
+}
+
+// checkXFS flags a /boot on XFS, which pygrub of Xen 4.1 cannot read.
+func (r *Report) checkXFS(g guestRoot) {
+	if g.bootFSType() == "xfs" {
+		r.add(ProblemXFS, fmt.Sprintf("/boot is on XFS in the guest's /etc/fstab and pygrub %s cannot read XFS; fix: %s", r.Xen, fixExt3))
+		r.Bootable = false
+	}
+}
+
+// checkStale flags a menu.lst whose default kernel is not the newest one
+// of grub.cfg: the kickstart snippet that wrote it ran only once.
+func (r *Report) checkStale(g guestRoot, grubCfg string) {
+	data, err := g.readFile(grubCfg)
+	if err != nil || r.Default < 0 {
+		return
+	}
+	cfg, err := Parse(data, ParserGrub2, Xen417, FromImage)
+	if err != nil || cfg.Default < 0 {
+		return
+	}
+	want := cfg.Entries[cfg.Default].Kernel
+	if got := r.Entries[r.Default].Kernel; want != "" && got != want {
+		r.add(ProblemStaleMenuLst, fmt.Sprintf("%s boots %s but %s boots %s: menu.lst was not updated after a kernel update; rewrite it with `opsctl pygrub menulst` and install the kernel hook (`opsctl pygrub menulst --kickstart`)", r.Config, got, grubCfg, want))
+	}
+}
+
+// checkFiles makes sure the default kernel and initrd exist in the guest:
+// pygrub copies them out and fails when they are missing. A path is looked
+// up on the file system holding the config: under /boot when the guest's
+// fstab mounts /boot on its own partition, else from the root.
+func (r *Report) checkFiles(g guestRoot, config string) {
+	def := r.Entries[r.Default]
+	separate := g.separateBoot() && strings.HasPrefix(config, "/boot/")
+	exists := func(p string) bool {
+		if separate {
+			return g.exists(path.Join("/boot", p))
+		}
+		return g.exists(p)
+	}
+	if !exists(def.Kernel) {
+		r.add(ProblemKernelMissing, fmt.Sprintf("the default entry's kernel %s is not in the guest", def.Kernel))
+		r.Bootable = false
+	}
+	if def.HasInitrd && def.Initrd != "" && !exists(def.Initrd) {
+		r.add(ProblemInitrdMissing, fmt.Sprintf("the default entry's initrd %s is not in the guest", def.Initrd))
+		r.Bootable = false
+	}
+}

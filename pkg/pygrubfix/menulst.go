@@ -1,0 +1,175 @@
+package pygrubfix
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MenuLst is a grub-legacy menu.lst written from a guest's grub2 config,
+// for a pygrub that cannot read grub2 (Xen 4.1).
+type MenuLst struct {
+	// Source is the grub2 config it was made from.
+	Source  string
+	Default int
+	Entries []Entry
+}
+
+// MenuLstFromRoot reads the grub2 config of the guest root folder (where
+// pygrub 4.17 would find it) and its grubenv.
+func MenuLstFromRoot(root string) (*MenuLst, error) {
+	g := guestRoot(root)
+	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("--root %s: expected a guest root folder", root)
+	}
+	for _, c := range Xen417.Search {
+		if c.Parser != ParserGrub2 || !g.exists(c.Path) {
+			continue
+		}
+		data, err := g.readFile(c.Path)
+		if err != nil {
+			return nil, fmt.Errorf("%s%s: %w", root, c.Path, err)
+		}
+		env, _ := g.readFile(path2dir(c.Path) + "/grubenv")
+		return newMenuLst(c.Path, data, env)
+	}
+	return nil, fmt.Errorf("--root %s: no grub2 config (looked for /boot/grub/grub.cfg, /grub/grub.cfg, /boot/grub2/grub.cfg, /grub2/grub.cfg)", root)
+}
+
+func path2dir(p string) string { return p[:strings.LastIndexByte(p, '/')] }
+
+// MenuLstFromFile reads a grub2 config file and the grubenv beside it.
+func MenuLstFromFile(file string) (*MenuLst, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--grub-cfg %s: %w", file, errors.Unwrap(err))
+	}
+	env, _ := os.ReadFile(filepath.Join(filepath.Dir(file), "grubenv"))
+	return newMenuLst(file, data, env)
+}
+
+func newMenuLst(source string, data, grubenv []byte) (*MenuLst, error) {
+	cfg, err := Parse(data, ParserGrub2, Xen417, FromImage)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	m := &MenuLst{Source: source}
+	index := map[int]int{} // grub2 entry -> menu.lst entry
+	for i, e := range cfg.Entries {
+		if !e.HasKernel || e.Kernel == "" || strings.ContainsAny(e.Title+e.Kernel+e.Initrd+e.Args, "\n\r") {
+			continue
+		}
+		index[i] = len(m.Entries)
+		m.Entries = append(m.Entries, e)
+	}
+	if len(m.Entries) == 0 {
+		return nil, fmt.Errorf("%s: no entry with a kernel", source)
+	}
+	def := cfg.Default
+	if saved := savedEntry(grubenv); saved != "" {
+		if n, err := strconv.Atoi(saved); err == nil {
+			def = n
+		} else {
+			leaf := saved[strings.LastIndexByte(saved, '>')+1:]
+			for i, e := range cfg.Entries {
+				if e.Title == leaf {
+					def = i
+					break
+				}
+			}
+		}
+	}
+	m.Default = index[def] // an entry without kernel or out of range: 0
+	return m, nil
+}
+
+// savedEntry is saved_entry of a grubenv block.
+func savedEntry(grubenv []byte) string {
+	for _, line := range strings.Split(string(grubenv), "\n") {
+		if v, ok := strings.CutPrefix(line, "saved_entry="); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// legacyRoot turns a grub2 device ("hd0,msdos1", "hd0,gpt2") into the
+// grub-legacy one ("(hd0,0)"); partitions count from 0 there.
+func legacyRoot(root string) string {
+	disk, part, ok := strings.Cut(strings.Trim(root, "()"), ",")
+	if !ok || !strings.HasPrefix(disk, "hd") {
+		return ""
+	}
+	part = strings.TrimPrefix(strings.TrimPrefix(part, "msdos"), "gpt")
+	n, err := strconv.Atoi(part)
+	if err != nil || n < 1 {
+		return ""
+	}
+	return fmt.Sprintf("(%s,%d)", disk, n-1)
+}
+
+// Text renders the menu.lst. It reads back through pygrub's grub-legacy
+// parser (as in Xen 4.1) to the same entries, or Text fails.
+func (m *MenuLst) Text() (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# grub-legacy menu for Xen's pygrub, written by opsctl pygrub menulst\n# from %s. Rewrite it after kernel updates (see opsctl pygrub menulst --kickstart).\n", m.Source)
+	fmt.Fprintf(&b, "default=%d\ntimeout=5\n", m.Default)
+	for _, e := range m.Entries {
+		fmt.Fprintf(&b, "title %s\n", e.Title)
+		if r := legacyRoot(e.Root); r != "" {
+			fmt.Fprintf(&b, "\troot %s\n", r)
+		}
+		kernel := e.Kernel
+		if e.Args != "" {
+			kernel += " " + e.Args
+		}
+		fmt.Fprintf(&b, "\tkernel %s\n", kernel)
+		if e.HasInitrd && e.Initrd != "" {
+			fmt.Fprintf(&b, "\tinitrd %s\n", e.Initrd)
+		}
+	}
+	text := b.String()
+	back, err := Parse([]byte(text), ParserLegacy, Xen41, FromImage)
+	if err != nil {
+		return "", fmt.Errorf("menu.lst from %s does not read back: %w", m.Source, err)
+	}
+	if len(back.Entries) != len(m.Entries) || back.Default != m.Default {
+		return "", fmt.Errorf("menu.lst from %s reads back as %d entries (default %d), want %d (default %d)", m.Source, len(back.Entries), back.Default, len(m.Entries), m.Default)
+	}
+	for i, e := range back.Entries {
+		w := m.Entries[i]
+		if e.Title != w.Title || e.Kernel != w.Kernel || e.Args != w.Args || e.Initrd != w.Initrd {
+			return "", fmt.Errorf("menu.lst from %s: entry %d %q reads back as %+v", m.Source, i, w.Title, e)
+		}
+	}
+	return text, nil
+}
+
+// WriteFile writes text to path atomically: a new file gets mode 0644, an
+// existing one keeps its mode and owner.
+func WriteFile(path, text string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		fi = newFileInfo{mode: 0o644}
+	} else if err != nil {
+		return err
+	}
+	return writeAtomic(path, []byte(text), fi)
+}
+
+type newFileInfo struct{ mode fs.FileMode }
+
+func (f newFileInfo) Name() string       { return "" }
+func (f newFileInfo) Size() int64        { return 0 }
+func (f newFileInfo) Mode() fs.FileMode  { return f.mode }
+func (f newFileInfo) ModTime() time.Time { return time.Time{} }
+func (f newFileInfo) IsDir() bool        { return false }
+func (f newFileInfo) Sys() any           { return nil }

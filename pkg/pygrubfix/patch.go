@@ -1,0 +1,321 @@
+package pygrubfix
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// PatchPlan is what `opsctl pygrub patch` would change: one entry per
+// pygrub parser file found on the host.
+type PatchPlan struct {
+	Files []FilePatch
+}
+
+// FilePatch is the patch of one file.
+type FilePatch struct {
+	Path    string
+	Old     string
+	New     string
+	Changes []string // what is changed, in words; empty when up to date
+}
+
+// Needed reports whether any file needs a change.
+func (p *PatchPlan) Needed() bool {
+	for _, f := range p.Files {
+		if len(f.Changes) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Diff is the unified diff of the whole plan.
+func (p *PatchPlan) Diff() string {
+	var b strings.Builder
+	for _, f := range p.Files {
+		b.WriteString(UnifiedDiff(f.Path, f.Path, f.Old, f.New))
+	}
+	return b.String()
+}
+
+// RefusalError is a parser file whose code is not what the patcher knows:
+// it changes nothing and shows the line.
+type RefusalError struct {
+	Path string
+	Line int
+	Text string
+	Why  string
+}
+
+func (e *RefusalError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s, not patching: %s", e.Path, e.Line, e.Why, strings.TrimSpace(e.Text))
+	}
+	return fmt.Sprintf("%s: %s, not patching", e.Path, e.Why)
+}
+
+// DefaultPygrubs are where distributions install pygrub.
+var DefaultPygrubs = []string{
+	"/usr/lib/xen-*/bin/pygrub",
+	"/usr/lib/xen-default/bin/pygrub",
+	"/usr/lib/xen/bin/pygrub",
+	"/usr/lib64/xen/bin/pygrub",
+	"/usr/bin/pygrub",
+	"/usr/local/bin/pygrub",
+	"/usr/local/lib/xen/bin/pygrub",
+}
+
+// FindParsers returns the grub parser files of the pygrub at pygrub (a
+// pygrub script, a GrubConf.py, or "" to search the usual places): the
+// GrubConf.py beside the script (Debian's lib/python/grub) or on the
+// distribution's python path, and the script itself when it holds the
+// menuentry regex. Symlinks are resolved and duplicates dropped.
+func FindParsers(pygrub string) ([]string, error) {
+	var scripts []string
+	if pygrub != "" {
+		if _, err := os.Stat(pygrub); err != nil {
+			return nil, fmt.Errorf("--pygrub %s: %w", pygrub, errors.Unwrap(err))
+		}
+		if filepath.Base(pygrub) == "GrubConf.py" {
+			return []string{pygrub}, nil
+		}
+		scripts = []string{pygrub}
+	} else {
+		for _, pattern := range DefaultPygrubs {
+			matches, _ := filepath.Glob(pattern)
+			scripts = append(scripts, matches...)
+		}
+		if len(scripts) == 0 {
+			return nil, fmt.Errorf("no pygrub found in %s (give --pygrub PATH)", strings.Join(DefaultPygrubs, ", "))
+		}
+	}
+	seen := map[string]bool{}
+	var out []string
+	add := func(p string) {
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil || seen[real] {
+			return
+		}
+		seen[real] = true
+		out = append(out, real)
+	}
+	for _, script := range scripts {
+		real, err := filepath.EvalSymlinks(script)
+		if err != nil {
+			continue
+		}
+		if data, err := os.ReadFile(real); err == nil && menuentryLine.Match(data) {
+			add(real)
+		}
+		for _, c := range grubConfCandidates(real) {
+			if _, err := os.Stat(c); err == nil {
+				add(c)
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no GrubConf.py found for %s", strings.Join(scripts, ", "))
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// grubConfCandidates are the places of the grub module of a pygrub script.
+func grubConfCandidates(script string) []string {
+	dir := filepath.Dir(script)
+	c := []string{
+		filepath.Join(dir, "../lib/python/grub/GrubConf.py"),
+		filepath.Join(dir, "grub/GrubConf.py"),
+	}
+	for _, pattern := range []string{
+		"/usr/lib/python3/dist-packages/grub/GrubConf.py",
+		"/usr/lib/python3*/site-packages/grub/GrubConf.py",
+		"/usr/lib64/python3*/site-packages/grub/GrubConf.py",
+		"/usr/lib/python2*/dist-packages/grub/GrubConf.py",
+		"/usr/lib/python2*/site-packages/grub/GrubConf.py",
+		"/usr/lib64/python2*/site-packages/grub/GrubConf.py",
+		"/usr/local/lib/python*/*-packages/grub/GrubConf.py",
+	} {
+		matches, _ := filepath.Glob(pattern)
+		c = append(c, matches...)
+	}
+	for i := range c {
+		c[i] = filepath.Clean(c[i])
+	}
+	return c
+}
+
+var (
+	// menuentryLine finds the line of the title regex.
+	menuentryLine = regexp.MustCompile(`(?m)^.*re\.match\(\s*r?['"]\^menuentry.*$`)
+	greedyTitle   = `["\'](.*)["\'] (.*){`
+	fixedTitle    = `["\'](.*?)["\'] (.*){`
+	linuxCommand  = regexp.MustCompile(`(?m)^([ \t]*)'linux':[ \t]*'kernel',[ \t]*$`)
+	initrdCommand = regexp.MustCompile(`(?m)^([ \t]*)'initrd':[ \t]*'initrd',[ \t]*$`)
+)
+
+// PlanPatch reads each file and works out its patch, or refuses.
+func PlanPatch(paths []string) (*PatchPlan, error) {
+	plan := &PatchPlan{}
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		fp, err := patchSource(path, string(data))
+		if err != nil {
+			return nil, err
+		}
+		plan.Files = append(plan.Files, fp)
+	}
+	return plan, nil
+}
+
+func lineOf(src string, offset int) int { return strings.Count(src[:offset], "\n") + 1 }
+
+// patchSource patches one file's text.
+func patchSource(path, src string) (FilePatch, error) {
+	fp := FilePatch{Path: path, Old: src, New: src}
+	locs := menuentryLine.FindAllStringIndex(src, -1)
+	isGrubConf := strings.Contains(src, "class Grub2Image")
+	if len(locs) == 0 {
+		if isGrubConf {
+			return fp, &RefusalError{Path: path, Why: "no menuentry regex found in the grub2 parser"}
+		}
+		return fp, nil
+	}
+	// Title regex: greedy -> non-greedy.
+	for i := len(locs) - 1; i >= 0; i-- {
+		start, end := locs[i][0], locs[i][1]
+		line := src[start:end]
+		switch {
+		case strings.Contains(line, fixedTitle):
+		case strings.Contains(line, greedyTitle):
+			fixed := strings.Replace(line, greedyTitle, fixedTitle, 1)
+			fp.New = fp.New[:start] + fixed + fp.New[end:]
+			fp.Changes = append(fp.Changes, fmt.Sprintf("line %d: non-greedy menuentry title (.*) -> (.*?)", lineOf(src, start)))
+		default:
+			return fp, &RefusalError{Path: path, Line: lineOf(src, start), Text: line, Why: "unexpected menuentry regex"}
+		}
+	}
+	if !isGrubConf {
+		return fp, nil
+	}
+	// linux16/initrd16 in Grub2Image.commands.
+	for _, add := range []struct {
+		re       *regexp.Regexp
+		anchor   string
+		known    string
+		newEntry string
+	}{
+		{linuxCommand, "'linux': 'kernel',", "'linux16'", "'linux16': 'kernel',"},
+		{initrdCommand, "'initrd': 'initrd',", "'initrd16'", "'initrd16': 'initrd',"},
+	} {
+		if strings.Contains(fp.New, add.known) {
+			continue
+		}
+		locs := add.re.FindAllStringSubmatchIndex(fp.New, -1)
+		if len(locs) != 1 {
+			return fp, &RefusalError{Path: path, Why: fmt.Sprintf("expected one line %s in Grub2Image.commands to add %s after, found %d", add.anchor, add.known, len(locs))}
+		}
+		end := locs[0][1]
+		indent := fp.New[locs[0][2]:locs[0][3]]
+		fp.Changes = append(fp.Changes, fmt.Sprintf("line %d: add %s", lineOf(fp.New, end)+1, add.newEntry))
+		fp.New = fp.New[:end] + "\n" + indent + add.newEntry + fp.New[end:]
+	}
+	return fp, nil
+}
+
+// Apply writes every changed file: a backup of the original first
+// (PATH.orig, or PATH.orig.N when that exists), then the new text through
+// a temporary file renamed over the original, with its mode and owner.
+// It returns the backups made.
+func (p *PatchPlan) Apply() ([]string, error) {
+	var backups []string
+	for _, f := range p.Files {
+		if len(f.Changes) == 0 {
+			continue
+		}
+		fi, err := os.Stat(f.Path)
+		if err != nil {
+			return backups, err
+		}
+		cur, err := os.ReadFile(f.Path)
+		if err != nil {
+			return backups, err
+		}
+		if string(cur) != f.Old {
+			return backups, fmt.Errorf("%s changed since it was read; run the patch again", f.Path)
+		}
+		backup, err := freeBackupName(f.Path)
+		if err != nil {
+			return backups, err
+		}
+		if err := writeAtomic(backup, cur, fi); err != nil {
+			return backups, fmt.Errorf("backup %s: %w", backup, err)
+		}
+		backups = append(backups, backup)
+		if err := writeAtomic(f.Path, []byte(f.New), fi); err != nil {
+			return backups, fmt.Errorf("%s: %w", f.Path, err)
+		}
+	}
+	return backups, nil
+}
+
+func freeBackupName(path string) (string, error) {
+	name := path + ".orig"
+	for i := 1; i < 1000; i++ {
+		if _, err := os.Lstat(name); errors.Is(err, fs.ErrNotExist) {
+			return name, nil
+		}
+		name = fmt.Sprintf("%s.orig.%d", path, i)
+	}
+	return "", fmt.Errorf("%s: too many backups", path)
+}
+
+// writeAtomic writes data to path through a temporary file in the same
+// folder, with the mode and owner of like, synced before the rename.
+func writeAtomic(path string, data []byte, like fs.FileInfo) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".opsctl-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(like.Mode().Perm()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if st, ok := like.Sys().(*syscall.Stat_t); ok {
+		if err := tmp.Chown(int(st.Uid), int(st.Gid)); err != nil && os.Geteuid() == 0 {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if dir, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = dir.Sync()
+		dir.Close()
+	}
+	return nil
+}

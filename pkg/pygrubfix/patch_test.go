@@ -1,0 +1,194 @@
+package pygrubfix
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// copyPygrub copies the installed pygrub 4.17 (script and grub module,
+// with its xenfsimage extension linked) into a temporary tree shaped like
+// /usr/lib/xen-4.17, and returns the copied script and GrubConf.py. The
+// installed pygrub is never modified.
+func copyPygrub(t *testing.T) (script, grubConf string) {
+	t.Helper()
+	needPygrub(t)
+	root := filepath.Join(t.TempDir(), "xen-4.17")
+	for _, dir := range []string{"bin", "lib/python/grub"} {
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile := func(from, to string, mode os.FileMode) {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, data, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(pygrub417, filepath.Join(root, "bin/pygrub"), 0o755)
+	mods, _ := filepath.Glob(filepath.Join(pygrubLib417, "grub/*.py"))
+	for _, m := range mods {
+		copyFile(m, filepath.Join(root, "lib/python/grub", filepath.Base(m)), 0o644)
+	}
+	exts, _ := filepath.Glob(filepath.Join(pygrubLib417, "xenfsimage*.so"))
+	for _, e := range exts {
+		if err := os.Symlink(e, filepath.Join(root, "lib/python", filepath.Base(e))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(root, "bin/pygrub"), filepath.Join(root, "lib/python/grub/GrubConf.py")
+}
+
+// revertTo41 turns GrubConf.py back into the parser of pygrub 4.1: greedy
+// titles, no linux16/initrd16.
+func revertTo41(t *testing.T, grubConf string) string {
+	t.Helper()
+	data, _ := os.ReadFile(grubConf)
+	src := string(data)
+	old := strings.Replace(src, fixedTitle, greedyTitle, 1)
+	for _, l := range []string{"                'linux16': 'kernel',\n", "                'initrd16': 'initrd',\n"} {
+		if !strings.Contains(old, l) {
+			t.Fatalf("GrubConf.py has no %q line: the installed pygrub changed", l)
+		}
+		old = strings.Replace(old, l, "", 1)
+	}
+	if old == src || !strings.Contains(old, greedyTitle) {
+		t.Fatal("could not revert GrubConf.py to the greedy form")
+	}
+	if err := os.WriteFile(grubConf, []byte(old), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(grubConf, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+func TestPatchRestoresPygrub417FromGreedyCopy(t *testing.T) {
+	script, grubConf := copyPygrub(t)
+	original := revertTo41(t, grubConf)
+	el7, _ := filepath.Abs("testdata/corpus/centos7.cfg")
+	want := runIsconfig(t, pygrub417, el7)
+	if !want.ok || want.kernel == "" {
+		t.Fatalf("system pygrub on EL7: %+v", want)
+	}
+	if before := runIsconfig(t, script, el7); before.ok {
+		t.Fatalf("the greedy copy boots EL7 (%+v): the revert did not take", before)
+	}
+
+	paths, err := FindParsers(script)
+	if err != nil || len(paths) != 1 || paths[0] != grubConf {
+		t.Fatalf("FindParsers(%s) = %v, %v; want %s", script, paths, err, grubConf)
+	}
+	plan, err := PlanPatch(paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !plan.Needed() || len(plan.Files[0].Changes) != 3 {
+		t.Fatalf("plan: %+v", plan.Files[0].Changes)
+	}
+	diff := plan.Diff()
+	for _, want := range []string{"--- " + grubConf, "-            title_match = re.match('^menuentry [\"\\'](.*)", "+            title_match = re.match('^menuentry [\"\\'](.*?)", "+                'linux16': 'kernel',", "+                'initrd16': 'initrd',"} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("diff lacks %q:\n%s", want, diff)
+		}
+	}
+	// The diff is one `patch` understands.
+	if patchBin, err := exec.LookPath("patch"); err == nil {
+		cp := filepath.Join(t.TempDir(), "GrubConf.py")
+		data, _ := os.ReadFile(grubConf)
+		os.WriteFile(cp, data, 0o644)
+		cmd := exec.Command(patchBin, "-s", cp)
+		cmd.Stdin = strings.NewReader(diff)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("patch(1) rejects the diff: %v\n%s", err, out)
+		} else if got, _ := os.ReadFile(cp); string(got) != original {
+			t.Error("patch(1) with the diff does not give the 4.17 file")
+		}
+	}
+
+	backups, err := plan.Apply()
+	if err != nil || len(backups) != 1 {
+		t.Fatalf("apply: %v %v", backups, err)
+	}
+	got, _ := os.ReadFile(grubConf)
+	if string(got) != original {
+		t.Errorf("patched file differs from pygrub 4.17's GrubConf.py:\n%s", UnifiedDiff("4.17", "patched", original, string(got)))
+	}
+	if fi, _ := os.Stat(grubConf); fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, want 0640", fi.Mode().Perm())
+	}
+	if b, _ := os.ReadFile(backups[0]); !strings.Contains(string(b), greedyTitle) {
+		t.Error("backup is not the original")
+	}
+	after := runIsconfig(t, script, el7)
+	if !after.ok || after != want {
+		t.Errorf("patched copy on EL7: %+v; system pygrub: %+v", after, want)
+	}
+
+	// Idempotent: nothing left to do, and nothing written.
+	again, err := PlanPatch(paths)
+	if err != nil || again.Needed() || again.Diff() != "" {
+		t.Errorf("second plan: needed=%v err=%v", again.Needed(), err)
+	}
+}
+
+func TestPatchRefusesUnexpectedCodeAndShowsTheLine(t *testing.T) {
+	_, grubConf := copyPygrub(t)
+	data, _ := os.ReadFile(grubConf)
+	odd := strings.Replace(string(data), fixedTitle, `["\'](.+)["\'](.*){`, 1)
+	os.WriteFile(grubConf, []byte(odd), 0o644)
+	_, err := PlanPatch([]string{grubConf})
+	var refusal *RefusalError
+	if !errors.As(err, &refusal) || !strings.Contains(err.Error(), `(.+)`) || refusal.Line == 0 {
+		t.Fatalf("got %v, want a refusal showing the line", err)
+	}
+	if got, _ := os.ReadFile(grubConf); string(got) != odd {
+		t.Error("a refused file was changed")
+	}
+
+	noLinux := strings.Replace(string(data), "'linux16': 'kernel',\n", "", 1)
+	noLinux = strings.Replace(noLinux, "'linux': 'kernel',", "'linux':'vmlinuz',", 1)
+	os.WriteFile(grubConf, []byte(noLinux), 0o644)
+	if _, err := PlanPatch([]string{grubConf}); !errors.As(err, &refusal) {
+		t.Fatalf("missing 'linux' line: got %v, want a refusal", err)
+	}
+}
+
+func TestUnifiedDiffHunks(t *testing.T) {
+	old := "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\n"
+	new := "a\nB\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl\n"
+	want := "--- x\n+++ y\n@@ -1,5 +1,5 @@\n a\n-b\n+B\n c\n d\n e\n@@ -9,3 +9,4 @@\n i\n j\n k\n+l\n"
+	if got := UnifiedDiff("x", "y", old, new); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if UnifiedDiff("x", "y", old, old) != "" {
+		t.Error("equal texts give a diff")
+	}
+}
+
+// TestFindParsersPatchesAScriptHoldingTheRegex covers pygrub builds whose
+// script itself holds the menuentry regex, with no GrubConf.py beside it.
+func TestFindParsersPatchesAScriptHoldingTheRegex(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "pygrub")
+	src := "#!/usr/bin/python\nimport re\ndef parse(l):\n    title_match = re.match('^menuentry [\"\\'](.*)[\"\\'] (.*){', l)\n    return title_match\n"
+	os.WriteFile(script, []byte(src), 0o755)
+	paths, err := FindParsers(script)
+	if err != nil || len(paths) != 1 || paths[0] != script {
+		t.Fatalf("FindParsers = %v, %v", paths, err)
+	}
+	plan, err := PlanPatch(paths)
+	if err != nil || len(plan.Files[0].Changes) != 1 || !strings.Contains(plan.Files[0].New, `(.*?)`) {
+		t.Fatalf("plan %+v %v", plan, err)
+	}
+	if _, err := FindParsers(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing --pygrub: %v", err)
+	}
+}
