@@ -39,10 +39,16 @@ type sockCaptureOptions struct {
 	Hexdump bool
 	Port    int
 	DryRun  bool
+
+	NoSplice bool
 }
 
 func newCmdSockCapture(f *cli.Factory, runF func(*sockCaptureOptions) error) *cobra.Command {
 	opts := &sockCaptureOptions{IO: f.IO, Logger: func() *slog.Logger { return f.Logger }}
+	if f.Getenv != nil {
+		// For benchmarks only: every byte through user space, as before splice.
+		opts.NoSplice = f.Getenv("OPSCTL_SOCK_NOSPLICE") == "1"
+	}
 	cmd := &cobra.Command{
 		Use:   "capture --socket PATH (--listen PROXY | --swap) [-w FILE|-] [--format pcap|pcapng] [--hexdump] [--port N]",
 		Short: "Record what clients and server say over a UNIX socket, as pcap",
@@ -170,7 +176,7 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 		}
 	}
 	proxy := &sockspy.Proxy{
-		Plan: plan, Capture: capture, Port: uint16(o.Port), Logger: log,
+		Plan: plan, Capture: capture, Port: uint16(o.Port), Logger: log, Copy: o.NoSplice,
 		Ready: func() {
 			log.Info("capturing; stop with Ctrl-C", "socket", plan.Socket, "type", plan.Type.String(),
 				"listen", plan.Listen, "output", outputName(o.Output))
