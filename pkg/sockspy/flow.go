@@ -101,7 +101,11 @@ func serialize(buf gopacket.SerializeBuffer, r *record, payload []byte, payLen i
 	if err != nil {
 		panic("sockspy: serializing a synthetic header: " + err.Error()) // only on a programming error
 	}
-	r.hdrLen = uint8(copy(r.hdr[:], buf.Bytes()))
+	hdr := buf.Bytes()
+	if payload != nil {
+		hdr = hdr[:len(hdr)-payLen]
+	}
+	r.hdrLen = uint8(copy(r.hdr[:], hdr))
 	if payload == nil && payLen > 0 {
 		off := 20 + 16
 		if ip.Protocol == layers.IPProtocolUDP {
