@@ -73,6 +73,10 @@ type record struct {
 	pooled  bool   // data came from Capture.bufs
 	pipe    pipePair
 	comment string
+	// inPipe: the whole record (pcap header, packet, pcapng trailer) waits
+	// in pipe, recLen bytes.
+	inPipe bool
+	recLen int
 }
 
 // Capture writes packets to a pcap or pcapng stream from a goroutine of
@@ -91,8 +95,9 @@ type Capture struct {
 	err   error // set by the writer goroutine only; read after done
 
 	failed  chan struct{} // closed on the first write error
-	packets int64         // written; read after Close
-	bufs    sync.Pool     // *[]byte of maxSegment bytes
+	scratch []byte
+	packets int64     // written; read after Close
+	bufs    sync.Pool // *[]byte of maxSegment bytes
 	tmp     []byte
 }
 
@@ -173,16 +178,62 @@ func (c *Capture) getBuf() []byte { return *(c.bufs.Get().(*[]byte)) }
 
 func (c *Capture) enqueue(r record) { c.queue <- r }
 
+// maxBatch bounds how many bytes of consecutive records from one pipe the
+// writer moves with a single splice(2).
+const maxBatch = 4 << 20
+
 func (c *Capture) run() {
 	defer close(c.done)
-	for r := range c.queue {
+	var pending *record
+	open := true
+	for open || pending != nil {
+		var r record
+		if pending != nil {
+			r, pending = *pending, nil
+		} else if r, open = <-c.queue; !open {
+			break
+		}
+		if r.kind == recPacket && r.inPipe {
+			// Records queued back to back from the same pipe lie back to
+			// back in it: one splice moves them all.
+			total, count := r.recLen, int64(1)
+		batch:
+			for total < maxBatch {
+				select {
+				case next, ok := <-c.queue:
+					if !ok {
+						open = false
+						break batch
+					}
+					if next.kind == recPacket && next.inPipe && next.pipe.r == r.pipe.r {
+						total += next.recLen
+						count++
+						continue
+					}
+					pending = &next
+					break batch
+				default:
+					break batch
+				}
+			}
+			if c.err == nil {
+				if err := c.copyFromPipe(r.pipe.r, total); err != nil {
+					c.fail(err)
+				} else {
+					c.packets += count
+					if err := c.flushIfStreaming(); err != nil {
+						c.fail(err)
+					}
+				}
+			} else {
+				c.drain(r.pipe.r, total)
+			}
+			continue
+		}
 		if c.err == nil {
 			if err := c.write(&r); err != nil {
-				c.err = err
-				close(c.failed)
+				c.fail(err)
 			}
-		} else if r.kind == recPacket && r.data == nil && r.payLen > 0 {
-			c.drain(r.pipe.r, r.payLen)
 		}
 		switch {
 		case r.kind == recClosePipe:
@@ -199,6 +250,11 @@ func (c *Capture) run() {
 	}
 }
 
+func (c *Capture) fail(err error) {
+	c.err = err
+	close(c.failed)
+}
+
 // drain empties n bytes out of a pipe after a write error, so that the
 // forwarding side never waits for a writer that stopped.
 func (c *Capture) drain(fd, n int) {
@@ -211,54 +267,68 @@ func (c *Capture) drain(fd, n int) {
 	}
 }
 
+// appendPrefix appends the record header (pcap) or the start of the
+// enhanced packet block (pcapng) and the IP/transport headers of r.
+func (c *Capture) appendPrefix(b []byte, r *record) []byte {
+	total := int(r.hdrLen) + r.payLen
+	ns := r.ts.UnixNano()
+	if c.format == FormatPcap {
+		b = binary.LittleEndian.AppendUint32(b, uint32(ns/1e9))
+		b = binary.LittleEndian.AppendUint32(b, uint32(ns%1e9))
+		b = binary.LittleEndian.AppendUint32(b, uint32(total))
+		b = binary.LittleEndian.AppendUint32(b, uint32(total))
+	} else {
+		b = binary.LittleEndian.AppendUint32(b, 6) // enhanced packet block
+		b = binary.LittleEndian.AppendUint32(b, uint32(epbLen(total, r.comment)))
+		b = binary.LittleEndian.AppendUint32(b, 0) // interface 0
+		b = binary.LittleEndian.AppendUint32(b, uint32(uint64(ns)>>32))
+		b = binary.LittleEndian.AppendUint32(b, uint32(ns))
+		b = binary.LittleEndian.AppendUint32(b, uint32(total))
+		b = binary.LittleEndian.AppendUint32(b, uint32(total))
+	}
+	return append(b, r.hdr[:r.hdrLen]...)
+}
+
+// appendTrailer appends what follows the packet data: nothing for pcap;
+// padding, the comment option and the block length for pcapng.
+func (c *Capture) appendTrailer(b []byte, r *record) []byte {
+	if c.format == FormatPcap {
+		return b
+	}
+	total := int(r.hdrLen) + r.payLen
+	var zero [4]byte
+	b = append(b, zero[:pad4(total)-total]...)
+	if r.comment != "" {
+		b = binary.LittleEndian.AppendUint16(b, 1) // opt_comment
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(r.comment)))
+		b = append(b, r.comment...)
+		b = append(b, zero[:pad4(len(r.comment))-len(r.comment)]...)
+		b = append(b, zero[:]...) // opt_endofopt
+	}
+	return binary.LittleEndian.AppendUint32(b, uint32(epbLen(total, r.comment)))
+}
+
+// write writes a record whose payload is in memory.
 func (c *Capture) write(r *record) error {
 	if r.kind != recPacket {
 		return nil
 	}
-	total := int(r.hdrLen) + r.payLen
-	ns := r.ts.UnixNano()
-	var pre [28]byte
-	var preLen int
-	if c.format == FormatPcap {
-		binary.LittleEndian.PutUint32(pre[0:], uint32(ns/1e9))
-		binary.LittleEndian.PutUint32(pre[4:], uint32(ns%1e9))
-		binary.LittleEndian.PutUint32(pre[8:], uint32(total))
-		binary.LittleEndian.PutUint32(pre[12:], uint32(total))
-		preLen = 16
-	} else {
-		binary.LittleEndian.PutUint32(pre[0:], 6) // enhanced packet block
-		binary.LittleEndian.PutUint32(pre[4:], uint32(epbLen(total, r.comment)))
-		binary.LittleEndian.PutUint32(pre[8:], 0) // interface 0
-		binary.LittleEndian.PutUint32(pre[12:], uint32(uint64(ns)>>32))
-		binary.LittleEndian.PutUint32(pre[16:], uint32(ns))
-		binary.LittleEndian.PutUint32(pre[20:], uint32(total))
-		binary.LittleEndian.PutUint32(pre[24:], uint32(total))
-		preLen = 28
-	}
-	c.bw.Write(pre[:preLen])
-	c.bw.Write(r.hdr[:r.hdrLen])
-	if r.data != nil {
-		c.bw.Write(r.data[:r.payLen])
-	} else if r.payLen > 0 {
-		if err := c.copyFromPipe(r.pipe.r, r.payLen); err != nil {
-			return err
-		}
-	}
-	if c.format == FormatPcapng {
-		c.writeEPBTail(total, r.comment)
-	}
+	c.scratch = c.appendPrefix(c.scratch[:0], r)
+	c.bw.Write(c.scratch)
+	c.bw.Write(r.data[:r.payLen])
+	c.scratch = c.appendTrailer(c.scratch[:0], r)
+	c.bw.Write(c.scratch)
 	c.packets++
+	return c.flushIfStreaming()
+}
+
+func (c *Capture) flushIfStreaming() error {
 	if c.streaming {
 		return c.bw.Flush()
 	}
-	if c.bw.Buffered() == 0 {
-		return nil
-	}
 	// bufio keeps the first error; surface it now rather than at Close.
-	if _, err := c.bw.Write(nil); err != nil {
-		return err
-	}
-	return nil
+	_, err := c.bw.Write(nil)
+	return err
 }
 
 // copyFromPipe moves n payload bytes from a pipe to the output: with
@@ -316,20 +386,4 @@ func epbLen(total int, comment string) int {
 		n += 4 + pad4(len(comment)) + 4 // opt_comment, opt_endofopt
 	}
 	return n
-}
-
-func (c *Capture) writeEPBTail(total int, comment string) {
-	var zero [4]byte
-	c.bw.Write(zero[:pad4(total)-total])
-	var b [4]byte
-	if comment != "" {
-		binary.LittleEndian.PutUint16(b[0:], 1) // opt_comment
-		binary.LittleEndian.PutUint16(b[2:], uint16(len(comment)))
-		c.bw.Write(b[:])
-		c.bw.WriteString(comment)
-		c.bw.Write(zero[:pad4(len(comment))-len(comment)])
-		c.bw.Write(zero[:]) // opt_endofopt
-	}
-	binary.LittleEndian.PutUint32(b[:], uint32(epbLen(total, comment)))
-	c.bw.Write(b[:])
 }

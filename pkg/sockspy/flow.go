@@ -1,6 +1,7 @@
 package sockspy
 
 import (
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -37,9 +38,10 @@ type tcpFlow struct {
 	finSent    [2]bool
 	closed     bool
 
-	ip  layers.IPv4
-	tcp layers.TCP
-	buf gopacket.SerializeBuffer
+	ip      layers.IPv4
+	tcp     layers.TCP
+	buf     gopacket.SerializeBuffer
+	scratch []byte
 }
 
 func newTCPFlow(c *Capture, clientPort, serverPort uint16, isn uint32) *tcpFlow {
@@ -155,15 +157,33 @@ func (f *tcpFlow) Data(dir Direction, payload []byte, pooled bool) {
 	}
 }
 
-// Spliced queues a segment of n <= maxSegment bytes whose payload waits in
-// pipe p for the writer.
-func (f *tcpFlow) Spliced(dir Direction, p pipePair, n int) {
+// Spliced queues a segment of n <= maxSegment bytes that waits in the
+// pipe stage. The whole record goes into capPipe, the direction's capture
+// pipe: its header written, then the payload moved from stage with
+// splice(2), then the pcapng trailer; the writer then moves it, with the
+// records queued after it, into the file with one splice. Writing into a
+// full capture pipe blocks until the writer catches up: backpressure.
+func (f *tcpFlow) Spliced(dir Direction, capPipe, stage pipePair, n int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	r := record{ts: time.Now(), payLen: n, pipe: p}
+	r := record{ts: time.Now(), payLen: n, pipe: capPipe, inPipe: true}
 	f.header(&r, dir, flagACK|flagPSH, f.next[dir], f.next[1-dir], nil, n)
+	f.scratch = f.capture.appendPrefix(f.scratch[:0], &r)
+	r.recLen = len(f.scratch)
+	if err := writeFull(capPipe.w, f.scratch); err != nil {
+		return fmt.Errorf("capture pipe: %w", err)
+	}
+	if err := movePipe(stage.r, capPipe.w, n); err != nil {
+		return fmt.Errorf("capture pipe: %w", err)
+	}
+	f.scratch = f.capture.appendTrailer(f.scratch[:0], &r)
+	if err := writeFull(capPipe.w, f.scratch); err != nil {
+		return fmt.Errorf("capture pipe: %w", err)
+	}
+	r.recLen += n + len(f.scratch)
 	f.capture.enqueue(r)
 	f.next[dir] += uint32(n)
+	return nil
 }
 
 // Fin queues a FIN from dir and the other side's acknowledgement.

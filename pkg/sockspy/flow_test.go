@@ -223,19 +223,26 @@ func TestSplicedPayloadReachesTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := newPipe(0)
+	p, err := newPipe(1 << 20)
 	if err != nil {
 		t.Fatal(err)
 	}
+	stage, err := newPipe(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stage.close()
 	f := newTCPFlow(c, 40002, 80, 1)
 	f.Open("")
 	want := bytes.Repeat([]byte("0123456789"), 5000)
 	for rest := want; len(rest) > 0; {
 		n := min(len(rest), 30000)
-		if _, err := writeAll(p.w, rest[:n]); err != nil {
+		if _, err := writeAll(stage.w, rest[:n]); err != nil {
 			t.Fatal(err)
 		}
-		f.Spliced(ToServer, p, n)
+		if err := f.Spliced(ToServer, p, stage, n); err != nil {
+			t.Fatal(err)
+		}
 		rest = rest[n:]
 	}
 	f.Fin(ToServer)

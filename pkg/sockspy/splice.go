@@ -3,6 +3,7 @@ package sockspy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -97,4 +98,35 @@ func closeRights(oob []byte) {
 // inQueue is the number of bytes waiting to be read on socket fd.
 func inQueue(fd int) (int, error) {
 	return unix.IoctlGetInt(fd, unix.SIOCINQ)
+}
+
+// writeFull writes all of b to the blocking descriptor fd.
+func writeFull(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := retryEINTR(func() (int, error) { return unix.Write(fd, b) })
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// movePipe moves n bytes from one pipe to another with splice(2): the
+// pages change hands, nothing is copied.
+func movePipe(from, to, n int) error {
+	for n > 0 {
+		k, err := retryEINTR(func() (int, error) {
+			k, err := unix.Splice(from, nil, to, nil, n, unix.SPLICE_F_MOVE)
+			return int(k), err
+		})
+		if err != nil {
+			return err
+		}
+		if k == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		n -= k
+	}
+	return nil
 }

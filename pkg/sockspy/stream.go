@@ -190,8 +190,12 @@ func (pm *pump) spliceLoop() error {
 		return err
 	}
 	defer fwd.close()
-	capPipe := pipePair{-1, -1}
+	capPipe, stage := pipePair{-1, -1}, pipePair{-1, -1}
 	if pm.flow != nil {
+		if stage, err = newPipe(256 << 10); err != nil {
+			return err
+		}
+		defer stage.close()
 		if capPipe, err = newPipe(1 << 20); err != nil {
 			return err
 		}
@@ -256,22 +260,22 @@ func (pm *pump) spliceLoop() error {
 			}
 			continue
 		}
-		if err := pm.forward(fwd, capPipe, dstRC, n); err != nil {
+		if err := pm.forward(fwd, capPipe, stage, dstRC, n); err != nil {
 			return err
 		}
 	}
 }
 
 // forward moves n bytes that wait in fwd to the destination socket, after
-// tee(2) has queued a duplicate for the capture. tee may duplicate less
-// than asked (the capture pipe is full until the writer catches up: that
-// is the backpressure), so the chunk goes out in as many segments.
-func (pm *pump) forward(fwd, capPipe pipePair, dst syscall.RawConn, n int) error {
+// tee(2) has duplicated them into stage for the capture. stage is empty
+// and as large as fwd, so tee takes everything; should it take less, the
+// chunk goes out as several segments.
+func (pm *pump) forward(fwd, capPipe, stage pipePair, dst syscall.RawConn, n int) error {
 	for n > 0 {
 		k := n
 		if capPipe.w >= 0 {
 			t, err := retryEINTR(func() (int, error) {
-				t, err := unix.Tee(fwd.r, capPipe.w, n, 0)
+				t, err := unix.Tee(fwd.r, stage.w, n, 0)
 				return int(t), err
 			})
 			if err != nil {
@@ -281,7 +285,9 @@ func (pm *pump) forward(fwd, capPipe pipePair, dst syscall.RawConn, n int) error
 				return fmt.Errorf("tee: %w", io.ErrUnexpectedEOF)
 			}
 			k = t
-			pm.flow.Spliced(pm.dir, capPipe, k)
+			if err := pm.flow.Spliced(pm.dir, capPipe, stage, k); err != nil {
+				return err
+			}
 		}
 		if err := spliceToSocket(fwd.r, dst, k); err != nil {
 			return err
