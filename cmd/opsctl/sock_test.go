@@ -103,7 +103,9 @@ func (c *capture) stop() int {
 func tshark(t *testing.T, args ...string) string {
 	t.Helper()
 	bin := testenv.Need(t, "tshark", "tshark")
-	cmd := exec.Command(bin, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var errOut bytes.Buffer
 	cmd.Stderr = &errOut
 	out, err := cmd.Output()
