@@ -90,6 +90,7 @@ func (p *Proxy) serveDatagrams(ctx context.Context, ln *net.UnixConn) error {
 		var rights []byte
 		if len(fds) > 0 {
 			rights = unix.UnixRights(fds...)
+			p.logger().Info("file descriptors passed", "conn", c.id, "direction", ToServer.String(), "count", len(fds))
 		}
 		if _, _, err := c.up.WriteMsgUnix(data, rights, nil); err != nil {
 			p.logger().Warn("forwarding a datagram failed", "conn", c.id, "err", unwrapOpError(err))

@@ -20,6 +20,13 @@ const (
 	ToClient Direction = 1
 )
 
+func (d Direction) String() string {
+	if d == ToClient {
+		return "to client"
+	}
+	return "to server"
+}
+
 var loopback = net.IPv4(127, 0, 0, 1).To4()
 
 // maxComment keeps a pcapng comment within its 16-bit option length.

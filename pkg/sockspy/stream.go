@@ -155,6 +155,7 @@ func (pm *pump) copyStep(buf []byte, messages bool) (eof bool, err error) {
 	}
 	pm.bytes += int64(n)
 	if len(fds) > 0 {
+		pm.p.logger().Info("file descriptors passed", "conn", pm.conn, "direction", pm.dir.String(), "count", len(fds), "at", pm.bytes-int64(n))
 		w, _, err := pm.dst.WriteMsgUnix(data, unix.UnixRights(fds...), nil)
 		if err != nil {
 			return false, err
