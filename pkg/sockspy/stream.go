@@ -14,6 +14,10 @@ import (
 // oobSize holds the most descriptors one message can carry (SCM_MAX_FD).
 var oobSize = unix.CmsgSpace(253 * 4)
 
+// spliceChunk is the most one splice from a socket takes: several
+// segments, so that the syscalls per byte stay few.
+const spliceChunk = 256 << 10
+
 // seqpacketMax is the largest seqpacket message forwarded whole.
 const seqpacketMax = 1 << 20
 
@@ -186,14 +190,14 @@ func (pm *pump) spliceLoop() error {
 	if err != nil {
 		return err
 	}
-	fwd, err := newPipe(256 << 10)
+	fwd, err := newPipe(1 << 20)
 	if err != nil {
 		return err
 	}
 	defer fwd.close()
 	capPipe, stage := pipePair{-1, -1}, pipePair{-1, -1}
 	if pm.flow != nil {
-		if stage, err = newPipe(256 << 10); err != nil {
+		if stage, err = newPipe(1 << 20); err != nil {
 			return err
 		}
 		defer stage.close()
@@ -232,7 +236,7 @@ func (pm *pump) spliceLoop() error {
 			}
 			// At most q bytes: all were queued before the peek above found
 			// no descriptors, so the splice cannot swallow any.
-			k, err := unix.Splice(int(fd), nil, fwd.w, nil, min(q, maxSegment), unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			k, err := unix.Splice(int(fd), nil, fwd.w, nil, min(q, spliceChunk), unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
 			if err == unix.EAGAIN {
 				return false
 			}
@@ -286,8 +290,10 @@ func (pm *pump) forward(fwd, capPipe, stage pipePair, dst syscall.RawConn, n int
 				return fmt.Errorf("tee: %w", io.ErrUnexpectedEOF)
 			}
 			k = t
-			if err := pm.flow.Spliced(pm.dir, capPipe, stage, k); err != nil {
-				return err
+			for off := 0; off < k; off += maxSegment {
+				if err := pm.flow.Spliced(pm.dir, capPipe, stage, min(maxSegment, k-off)); err != nil {
+					return err
+				}
 			}
 		}
 		if err := spliceToSocket(fwd.r, dst, k); err != nil {

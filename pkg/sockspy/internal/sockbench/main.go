@@ -7,6 +7,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -70,7 +71,7 @@ func main() {
 				fail(fmt.Errorf("socat chain: %w", err))
 			}
 		}
-		ops, opsNote, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, false)
+		ops, opsNote, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, false, "")
 		if err != nil {
 			fail(fmt.Errorf("opsctl: %w", err))
 		}
@@ -86,8 +87,18 @@ func main() {
 			row("socat chain + tcpdump", socat, socatNote)
 		}
 		row("opsctl capture (splice)", ops, opsNote)
+		null, _, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, false, "/dev/null")
+		if err != nil {
+			fail(fmt.Errorf("opsctl to /dev/null: %w", err))
+		}
+		row("opsctl -w /dev/null", null, "forwarding alone, no file to fill")
+		ceiling, err := fileWrite(size)
+		if err != nil {
+			fail(fmt.Errorf("file write: %w", err))
+		}
+		row("file write, 1 MiB blocks", ceiling, "ceiling of any capture: one copy into the page cache")
 		if *withCopy {
-			cp, cpNote, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, true)
+			cp, cpNote, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, true, "")
 			if err != nil {
 				fail(fmt.Errorf("opsctl copy: %w", err))
 			}
@@ -237,9 +248,12 @@ func waitSocket(path string, proc *exec.Cmd) error {
 // The probe connection of waitSocket reaches the sink too.
 func drainProbe(s *sink) { <-s.done }
 
-func viaOpsctl(bin, dir, srv string, s *sink, size int64, conns int, noSplice bool) (float64, string, error) {
+func viaOpsctl(bin, dir, srv string, s *sink, size int64, conns int, noSplice bool, out string) (float64, string, error) {
 	proxy := filepath.Join(dir, "opsctl.sock")
-	out := filepath.Join(captures, "opsctl.pcap")
+	if out == "" {
+		out = filepath.Join(captures, "opsctl.pcap")
+		defer os.Remove(out)
+	}
 	cmd := exec.Command(bin, "sock", "capture", "--socket", srv, "--listen", proxy, "-w", out, "--log-level", "warn")
 	cmd.Stderr = os.Stderr
 	cmd.Env = os.Environ()
@@ -249,7 +263,6 @@ func viaOpsctl(bin, dir, srv string, s *sink, size int64, conns int, noSplice bo
 	if err := cmd.Start(); err != nil {
 		return 0, "", err
 	}
-	defer os.Remove(out)
 	if err := waitSocket(proxy, cmd); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -346,6 +359,26 @@ func viaSocat(dir, srv string, s *sink, size int64, conns int) (float64, string,
 		}
 	}
 	return mbs, strings.TrimSuffix(note, "; "), nil
+}
+
+// fileWrite writes size bytes to a new file in the captures folder with
+// 1 MiB write(2) calls: what the machine allows any capture writer.
+func fileWrite(size int64) (float64, error) {
+	path := filepath.Join(captures, "write-test")
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(path)
+	defer f.Close()
+	block := bytes.Repeat(payload, 4)
+	start := time.Now()
+	for left := size; left > 0; left -= int64(len(block)) {
+		if _, err := f.Write(block[:min(left, int64(len(block)))]); err != nil {
+			return 0, err
+		}
+	}
+	return float64(size) / time.Since(start).Seconds() / 1e6, nil
 }
 
 func freePort() (int, error) {
