@@ -652,39 +652,57 @@ func TestSockCaptureSIGINTMidTransferLeavesReadableFile(t *testing.T) {
 }
 
 func TestSockCaptureStreamsToStdoutPerPacket(t *testing.T) {
-	dir := t.TempDir()
-	srv := filepath.Join(dir, "srv.sock")
-	startHTTPServer(t, srv)
-	proxy := filepath.Join(dir, "proxy.sock")
-	c := startCapture(t, "--socket", srv, "--listen", proxy, "-w", "-", "--hexdump")
-	conn, err := net.Dial("unix", proxy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprint(conn, "GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
-	reply, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil || !strings.HasPrefix(reply, "HTTP/1.1 200") {
-		t.Fatalf("reply %q, %v", reply, err)
-	}
-	// Without stopping: the request is on stdout already.
-	deadline := time.Now().Add(5 * time.Second)
-	for !bytes.Contains(c.stdout.Bytes(), []byte("GET /live HTTP/1.1")) {
-		if time.Now().After(deadline) {
-			t.Fatalf("request not flushed to stdout (%d bytes there)", len(c.stdout.Bytes()))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	hexLine := " 47 45 54 20 2f 6c 69 76 65 20 48 54 54 50 2f 31  GET /live HTTP/1\n"
-	for !strings.Contains(c.stderr.String(), hexLine) || !strings.Contains(c.stderr.String(), "\n< ") {
-		if time.Now().After(deadline) {
-			t.Fatalf("--hexdump output lacks the request line or the reply:\n%s", c.stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	conn.Close()
-	if code := c.stop(); code != 0 {
-		t.Fatalf("exit %d", code)
+	// With --hexdump the bytes pass through user space; without, they are
+	// spliced from the socket to the stdout pipe.
+	for _, hexdump := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hexdump=%v", hexdump), func(t *testing.T) {
+			dir := t.TempDir()
+			srv := filepath.Join(dir, "srv.sock")
+			startHTTPServer(t, srv)
+			proxy := filepath.Join(dir, "proxy.sock")
+			args := []string{"--socket", srv, "--listen", proxy, "-w", "-"}
+			if hexdump {
+				args = append(args, "--hexdump")
+			}
+			c := startCapture(t, args...)
+			conn, err := net.Dial("unix", proxy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprint(conn, "GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
+			reply, err := bufio.NewReader(conn).ReadString('\n')
+			if err != nil || !strings.HasPrefix(reply, "HTTP/1.1 200") {
+				t.Fatalf("reply %q, %v", reply, err)
+			}
+			// Without stopping: request and reply are on stdout already.
+			deadline := time.Now().Add(5 * time.Second)
+			for !bytes.Contains(c.stdout.Bytes(), []byte("GET /live HTTP/1.1")) || !bytes.Contains(c.stdout.Bytes(), []byte("uri=/live")) {
+				if time.Now().After(deadline) {
+					t.Fatalf("request and reply not flushed to stdout (%d bytes there)", len(c.stdout.Bytes()))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			hexLine := " 47 45 54 20 2f 6c 69 76 65 20 48 54 54 50 2f 31  GET /live HTTP/1\n"
+			for hexdump && (!strings.Contains(c.stderr.String(), hexLine) || !strings.Contains(c.stderr.String(), "\n< ")) {
+				if time.Now().After(deadline) {
+					t.Fatalf("--hexdump output lacks the request line or the reply:\n%s", c.stderr)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if !hexdump && strings.Contains(c.stderr.String(), hexLine) {
+				t.Errorf("hexdump printed without --hexdump")
+			}
+			conn.Close()
+			if code := c.stop(); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			live := filepath.Join(dir, "live.pcap")
+			os.WriteFile(live, c.stdout.Bytes(), 0o600)
+			if uri := strings.TrimSpace(tshark(t, "-r", live, "-Y", "http.request", "-T", "fields", "-e", "http.request.uri")); uri != "/live" {
+				t.Errorf("stdout capture holds request URIs %q, want /live", uri)
+			}
+		})
 	}
 }
 
