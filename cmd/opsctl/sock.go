@@ -117,6 +117,9 @@ func (o *sockCaptureOptions) validate() (sockspy.Config, sockspy.Format, error) 
 	if o.Output == "" && !o.Hexdump {
 		return cfg, 0, cli.Usagef("expected -w FILE, -w - or --hexdump: nothing to record into")
 	}
+	if o.Output == "-" && o.IO.OutIsTerminal {
+		return cfg, 0, cli.Usagef("-w -: stdout is a terminal; pipe the capture (| wireshark -k -i -) or redirect it to a file")
+	}
 	if o.Port < 1 || o.Port > 65535 {
 		return cfg, 0, cli.Usagef("--port %d: expected a TCP port, 1 to 65535", o.Port)
 	}
