@@ -199,7 +199,10 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 				capErr = fmt.Errorf("-w %s: %w", o.Output, err)
 			}
 		}
-		if capErr == nil {
+		if runErr != nil && capture.Packets() == 0 && file != nil {
+			// The proxy never served: leave no empty capture behind.
+			os.Remove(o.Output)
+		} else if capErr == nil {
 			log.Info("capture complete", "packets", capture.Packets(), "output", outputName(o.Output))
 		}
 	}
