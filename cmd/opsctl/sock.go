@@ -1,16 +1,220 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
 	"github.com/spf13/cobra"
 
 	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/pkg/sockspy"
 )
 
-// newCmdSock is a placeholder until its issue is done: it exits 2 and says so.
 func newCmdSock(f *cli.Factory) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "sock",
 		Short: "Capture the traffic of a UNIX socket into a pcap file",
-		RunE:  notImplemented,
 	}
+	cmd.AddCommand(newCmdSockCapture(f, nil))
+	return cmd
+}
+
+// sockCaptureOptions are the flags of `opsctl sock capture`.
+type sockCaptureOptions struct {
+	IO     *cli.IOStreams
+	Logger func() *slog.Logger
+
+	Socket  string
+	Listen  string
+	Swap    bool
+	Output  string
+	Format  string
+	Hexdump bool
+	Port    int
+	DryRun  bool
+
+	NoSplice bool
+}
+
+func newCmdSockCapture(f *cli.Factory, runF func(*sockCaptureOptions) error) *cobra.Command {
+	opts := &sockCaptureOptions{IO: f.IO, Logger: func() *slog.Logger { return f.Logger }}
+	if f.Getenv != nil {
+		// For benchmarks only: every byte through user space, as before splice.
+		opts.NoSplice = f.Getenv("OPSCTL_SOCK_NOSPLICE") == "1"
+	}
+	cmd := &cobra.Command{
+		Use:   "capture --socket PATH (--listen PROXY | --swap) [-w FILE|-] [--format pcap|pcapng] [--hexdump] [--port N]",
+		Short: "Record what clients and server say over a UNIX socket, as pcap",
+		Long: `Proxy a UNIX socket and record its traffic as a pcap or pcapng file.
+
+Each UNIX connection becomes one synthetic TCP connection from 127.0.0.1:<a port
+of its own> to 127.0.0.1:--port (default 80), with handshake, sequence numbers
+and FIN, so Wireshark's "Follow TCP Stream" and port-based dissectors work.
+Datagram sockets become UDP. pcapng also records the socket path and each
+client's pid, uid and command.
+
+--listen PROXY serves at PROXY (mode and owner copied from PATH); point clients
+at PROXY. --swap serves at PATH itself, keeping the original at
+PATH.opsctl-orig, and puts it back on SIGINT or SIGTERM: clients need no
+change. @name means an abstract socket.
+
+Stop with Ctrl-C: every packet is written and the file is complete.`,
+		Example: `  # Clients talk to /tmp/docker.proxy instead of /run/docker.sock
+  opsctl sock capture --socket /run/docker.sock --listen /tmp/docker.proxy -w docker.pcap
+  curl --unix-socket /tmp/docker.proxy http://localhost/version
+
+  # Capture in place, without changing any client; watch live in Wireshark
+  opsctl sock capture --socket /run/app.sock --swap -w - | wireshark -k -i -
+
+  # A PostgreSQL socket decoded as PostgreSQL, with pids in the file
+  opsctl sock capture --socket /run/postgresql/.s.PGSQL.5432 --swap --port 5432 -w pg.pcapng
+
+  # Only look, like socat -x -v
+  opsctl sock capture --socket @/tmp/.X11-unix/X0 --listen @x0-proxy --hexdump`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Format = strings.ToLower(opts.Format)
+			if runF != nil {
+				return runF(opts)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runSockCapture(ctx, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Socket, "socket", "", "the UNIX socket to capture: a path or @name (abstract)")
+	fl.StringVar(&opts.Listen, "listen", "", "serve at `PROXY` (path or @name) and forward to --socket")
+	fl.BoolVar(&opts.Swap, "swap", false, "serve at the socket's own path, the original moved aside and restored on exit")
+	fl.StringVarP(&opts.Output, "write", "w", "", "write the capture to `FILE`, or - for stdout (flushed per packet)")
+	fl.StringVar(&opts.Format, "format", "", "capture format: pcap|pcapng (default pcapng for a .pcapng FILE, else pcap)")
+	fl.BoolVar(&opts.Hexdump, "hexdump", false, "print the traffic to stderr like socat -x -v")
+	fl.IntVar(&opts.Port, "port", 80, "server port of the synthetic connections: picks Wireshark's dissector")
+	fl.BoolVar(&opts.DryRun, "dry-run", false, "print what would be done and change nothing")
+	return cmd
+}
+
+// validate turns the flags into a capture config; every error is a usage
+// error naming the flag.
+func (o *sockCaptureOptions) validate() (sockspy.Config, sockspy.Format, error) {
+	var cfg sockspy.Config
+	if o.Socket == "" {
+		return cfg, 0, cli.Usagef("--socket: expected the socket to capture (a path or @name)")
+	}
+	if o.Swap && o.Listen != "" {
+		return cfg, 0, cli.Usagef("--listen and --swap: expected only one of them")
+	}
+	if !o.Swap && o.Listen == "" {
+		return cfg, 0, cli.Usagef("expected --listen PROXY or --swap")
+	}
+	if o.Output == "" && !o.Hexdump {
+		return cfg, 0, cli.Usagef("expected -w FILE, -w - or --hexdump: nothing to record into")
+	}
+	if o.Output == "-" && o.IO.OutIsTerminal {
+		return cfg, 0, cli.Usagef("-w -: stdout is a terminal; pipe the capture (| wireshark -k -i -) or redirect it to a file")
+	}
+	if o.Port < 1 || o.Port > 65535 {
+		return cfg, 0, cli.Usagef("--port %d: expected a TCP port, 1 to 65535", o.Port)
+	}
+	format := sockspy.FormatPcap
+	switch {
+	case o.Format != "":
+		f, err := sockspy.ParseFormat(o.Format)
+		if err != nil {
+			return cfg, 0, cli.Usagef("--format %q: expected pcap or pcapng", o.Format)
+		}
+		format = f
+	case strings.HasSuffix(strings.ToLower(o.Output), ".pcapng"):
+		format = sockspy.FormatPcapng
+	}
+	return sockspy.Config{Socket: o.Socket, Listen: o.Listen, Swap: o.Swap}, format, nil
+}
+
+func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
+	cfg, format, err := o.validate()
+	if err != nil {
+		return err
+	}
+	plan, err := sockspy.NewPlan(cfg)
+	if err != nil {
+		return err
+	}
+	log := o.Logger()
+	if o.DryRun {
+		for _, step := range plan.Steps() {
+			fmt.Fprintln(o.IO.Out, "+ "+step)
+		}
+		if o.Output != "" {
+			fmt.Fprintf(o.IO.Out, "+ write %s as %s, server port %d\n", outputName(o.Output), format, o.Port)
+		}
+		return nil
+	}
+
+	var capture *sockspy.Capture
+	var file *os.File
+	if o.Output != "" {
+		var out io.Writer = o.IO.Out
+		if o.Output != "-" {
+			file, err = os.OpenFile(o.Output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return fmt.Errorf("-w %s: %w", o.Output, errors.Unwrap(err))
+			}
+			out = file
+		}
+		capture, err = sockspy.NewCapture(out, sockspy.CaptureOptions{
+			Format: format, Interface: plan.Socket, Streaming: o.Output == "-",
+		})
+		if err != nil {
+			if file != nil {
+				file.Close()
+			}
+			return fmt.Errorf("-w %s: %w", o.Output, err)
+		}
+	}
+	proxy := &sockspy.Proxy{
+		Plan: plan, Capture: capture, Port: uint16(o.Port), Logger: log, Copy: o.NoSplice,
+		Ready: func() {
+			log.Info("capturing; stop with Ctrl-C", "socket", plan.Socket, "type", plan.Type.String(),
+				"listen", plan.Listen, "output", outputName(o.Output))
+		},
+	}
+	if o.Hexdump {
+		proxy.Hexdump = sockspy.NewHexdump(o.IO.ErrOut)
+	}
+	runErr := proxy.Run(ctx)
+	var capErr error
+	if capture != nil {
+		if capErr = capture.Close(); capErr != nil {
+			capErr = fmt.Errorf("-w %s: %w", outputName(o.Output), capErr)
+		}
+		if file != nil {
+			if err := file.Close(); err != nil && capErr == nil {
+				capErr = fmt.Errorf("-w %s: %w", o.Output, err)
+			}
+		}
+		if runErr != nil && capture.Packets() == 0 && file != nil {
+			// The proxy never served: leave no empty capture behind.
+			os.Remove(o.Output)
+		} else if capErr == nil {
+			log.Info("capture complete", "packets", capture.Packets(), "output", outputName(o.Output))
+		}
+	}
+	if err := errors.Join(runErr, capErr); err != nil {
+		return fmt.Errorf("sock capture: %w", err)
+	}
+	return nil
+}
+
+func outputName(w string) string {
+	if w == "-" {
+		return "stdout"
+	}
+	return w
 }

@@ -1,0 +1,765 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/internal/testenv"
+)
+
+// capture is a running `opsctl sock capture`.
+type capture struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	stdout *syncBuffer
+	done   chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
+}
+
+// startCapture runs opsctl with args and waits until it serves.
+func startCapture(t *testing.T, args ...string) *capture {
+	t.Helper()
+	c := &capture{t: t, stderr: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan struct{})}
+	c.cmd = exec.Command(testenv.Opsctl(t), append([]string{"sock", "capture"}, args...)...)
+	c.cmd.Stderr = c.stderr
+	c.cmd.Stdout = c.stdout
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.cmd.Wait(); close(c.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-c.done:
+		default:
+			c.cmd.Process.Kill()
+			<-c.done
+		}
+	})
+	deadline := time.After(10 * time.Second)
+	for !strings.Contains(c.stderr.String(), "capturing; stop with Ctrl-C") {
+		select {
+		case <-c.done:
+			t.Fatalf("opsctl exited early: %s", c.stderr)
+		case <-deadline:
+			t.Fatalf("opsctl did not start: %s", c.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return c
+}
+
+// stop sends SIGINT and returns the exit code.
+func (c *capture) stop() int {
+	c.t.Helper()
+	c.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-c.done:
+	case <-time.After(20 * time.Second):
+		c.t.Fatalf("opsctl did not stop on SIGINT: %s", c.stderr)
+	}
+	return c.cmd.ProcessState.ExitCode()
+}
+
+func tshark(t *testing.T, args ...string) string {
+	t.Helper()
+	bin := testenv.Need(t, "tshark", "tshark")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	for _, l := range strings.Split(errOut.String(), "\n") {
+		if l != "" && !strings.Contains(l, "Running as user") && !strings.Contains(l, "could be dangerous") {
+			t.Errorf("tshark %s: %s", strings.Join(args, " "), l)
+		}
+	}
+	return string(out)
+}
+
+// recordingListener remembers every byte each connection read and wrote.
+type recordingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []*recordingConn
+}
+
+type recordingConn struct {
+	net.Conn
+	mu          sync.Mutex
+	read, wrote bytes.Buffer
+}
+
+func (l *recordingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	rc := &recordingConn{Conn: c}
+	l.mu.Lock()
+	l.conns = append(l.conns, rc)
+	l.mu.Unlock()
+	return rc, nil
+}
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	c.read.Write(p[:n])
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *recordingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.mu.Lock()
+	c.wrote.Write(p[:n])
+	c.mu.Unlock()
+	return n, err
+}
+
+// startHTTPServer serves HTTP on a UNIX socket at path: it answers each
+// request with its URI and the length of its body.
+func startHTTPServer(t *testing.T, path string) *recordingListener {
+	t.Helper()
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := &recordingListener{Listener: ln}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "uri=%s body=%d\n", r.RequestURI, len(body))
+	})}
+	go srv.Serve(rl)
+	t.Cleanup(func() { srv.Close() })
+	return rl
+}
+
+// followStreams reassembles every TCP stream of a capture with tshark's
+// "follow tcp raw": client bytes and server bytes per stream.
+func followStreams(t *testing.T, file string, streams int) [][2][]byte {
+	t.Helper()
+	args := []string{"-r", file, "-q"}
+	for i := range streams {
+		args = append(args, "-z", fmt.Sprintf("follow,tcp,raw,%d", i))
+	}
+	out := tshark(t, args...)
+	var result [][2][]byte
+	var cur *[2][]byte
+	inData := false
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(line, "Follow: tcp,raw"):
+			result = append(result, [2][]byte{})
+			cur = &result[len(result)-1]
+			inData = false
+		case strings.HasPrefix(line, "Node 1:"):
+			inData = true
+		case strings.HasPrefix(line, "====="):
+			inData = false
+		case inData && line != "":
+			dir := 0
+			if strings.HasPrefix(line, "\t") {
+				dir = 1
+			}
+			b, err := hex.DecodeString(strings.TrimSpace(line))
+			if err != nil {
+				t.Fatalf("follow output line %q: %v", line, err)
+			}
+			cur[dir] = append(cur[dir], b...)
+		}
+	}
+	return result
+}
+
+func TestSockCaptureCurlConnectionsReassembleInTshark(t *testing.T) {
+	curl := testenv.Need(t, "curl", "curl")
+	testenv.Need(t, "tshark", "tshark")
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "srv.sock")
+	server := startHTTPServer(t, srv)
+	proxy := filepath.Join(dir, "proxy.sock")
+	file := filepath.Join(dir, "cap.pcap")
+	c := startCapture(t, "--socket", srv, "--listen", proxy, "-w", file)
+
+	const clients = 12
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Bodies from nothing to several TCP segments.
+			body := make([]byte, []int{0, 10, 70_000, 200_000}[i%4]+i)
+			rand.Read(body)
+			bodyFile := filepath.Join(dir, fmt.Sprintf("body%d", i))
+			os.WriteFile(bodyFile, body, 0o600)
+			uri := fmt.Sprintf("/item/%d?q=%d", i, i*i)
+			out, err := exec.Command(curl, "-sS", "--unix-socket", proxy, "--data-binary", "@"+bodyFile,
+				"http://localhost"+uri).CombinedOutput()
+			if want := fmt.Sprintf("uri=%s body=%d\n", uri, len(body)); err != nil || string(out) != want {
+				t.Errorf("curl %s: %v: got %q, want %q", uri, err, out, want)
+			}
+		}()
+	}
+	wg.Wait()
+	if code := c.stop(); code != 0 {
+		t.Fatalf("exit %d: %s", code, c.stderr)
+	}
+
+	uris := strings.Fields(tshark(t, "-r", file, "-Y", "http.request", "-T", "fields", "-e", "http.request.uri"))
+	slices.Sort(uris)
+	var want []string
+	for i := range clients {
+		want = append(want, fmt.Sprintf("/item/%d?q=%d", i, i*i))
+	}
+	slices.Sort(want)
+	if !slices.Equal(uris, want) {
+		t.Errorf("tshark dissected request URIs %q, want %q", uris, want)
+	}
+
+	streams := followStreams(t, file, clients)
+	if len(streams) != clients {
+		t.Fatalf("tshark followed %d streams, want %d", len(streams), clients)
+	}
+	server.mu.Lock()
+	defer server.mu.Unlock()
+	if len(server.conns) != clients {
+		t.Fatalf("server saw %d connections, want %d", len(server.conns), clients)
+	}
+	unmatched := slices.Clone(server.conns)
+	for i, s := range streams {
+		found := false
+		for j, sc := range unmatched {
+			if bytes.Equal(s[0], sc.read.Bytes()) && bytes.Equal(s[1], sc.wrote.Bytes()) {
+				unmatched = slices.Delete(unmatched, j, j+1)
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("stream %d (%d bytes to server, %d back) matches no connection the server saw", i, len(s[0]), len(s[1]))
+		}
+	}
+}
+
+func TestSockCaptureSwapServesInPlaceAndRestores(t *testing.T) {
+	curl := testenv.Need(t, "curl", "curl")
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "app.sock")
+	startHTTPServer(t, srv)
+	if err := os.Chmod(srv, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(srv)
+	file := filepath.Join(dir, "cap.pcapng")
+	c := startCapture(t, "--socket", srv, "--swap", "-w", file)
+
+	during, err := os.Stat(srv)
+	if err != nil || os.SameFile(before, during) {
+		t.Fatalf("%s is not the proxy during the capture: %v", srv, err)
+	}
+	if during.Mode() != before.Mode() {
+		t.Errorf("proxy socket mode %v, original %v", during.Mode(), before.Mode())
+	}
+	if aside, err := os.Stat(srv + ".opsctl-orig"); err != nil || !os.SameFile(before, aside) {
+		t.Errorf("original not kept at .opsctl-orig: %v", err)
+	}
+	out, err := exec.Command(curl, "-sS", "--unix-socket", srv, "http://localhost/swapped").CombinedOutput()
+	if err != nil || string(out) != "uri=/swapped body=0\n" {
+		t.Fatalf("curl through the swapped socket: %v %q", err, out)
+	}
+	if code := c.stop(); code != 0 {
+		t.Fatalf("exit %d: %s", code, c.stderr)
+	}
+	after, err := os.Stat(srv)
+	if err != nil || !os.SameFile(before, after) {
+		t.Fatalf("original socket not restored: %v", err)
+	}
+	if _, err := os.Lstat(srv + ".opsctl-orig"); !os.IsNotExist(err) {
+		t.Errorf("moved-aside name left behind: %v", err)
+	}
+	out, err = exec.Command(curl, "-sS", "--unix-socket", srv, "http://localhost/after").CombinedOutput()
+	if err != nil || string(out) != "uri=/after body=0\n" {
+		t.Errorf("server unreachable after the restore: %v %q", err, out)
+	}
+	fields := tshark(t, "-r", file, "-T", "fields", "-e", "frame.interface_name", "-e", "frame.comment", "-e", "http.request.uri")
+	if !strings.Contains(fields, srv) || !strings.Contains(fields, "command=") || !strings.Contains(fields, "curl") || !strings.Contains(fields, "/swapped") {
+		t.Errorf("pcapng lacks the interface name, the client comment or the request:\n%s", fields)
+	}
+}
+
+func TestSockCaptureSwapRefusesALeftover(t *testing.T) {
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "app.sock")
+	startHTTPServer(t, srv)
+	leftover := srv + ".opsctl-orig"
+	if err := os.WriteFile(leftover, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(srv)
+	_, stderr, code := testenv.Run(t, "", "sock", "capture", "--socket", srv, "--swap", "-w", filepath.Join(dir, "x.pcap"))
+	if code != cli.ExitFailure {
+		t.Fatalf("exit %d, want 1: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "mv -f "+leftover+" "+srv) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Errorf("no one-line recovery hint: %q", stderr)
+	}
+	if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
+		t.Errorf("socket changed although the capture refused to start")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.pcap")); !os.IsNotExist(err) {
+		t.Errorf("capture file created although the capture refused to start")
+	}
+}
+
+func TestSockCaptureDatagramsOnAbstractSockets(t *testing.T) {
+	testenv.Need(t, "tshark", "tshark")
+	dir := t.TempDir()
+	name := fmt.Sprintf("@opsctl-test-%d", os.Getpid())
+	srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	go func() { // echo each datagram back upper-cased
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := srv.ReadFromUnix(buf)
+			if err != nil {
+				return
+			}
+			srv.WriteToUnix(bytes.ToUpper(buf[:n]), from)
+		}
+	}()
+	file := filepath.Join(dir, "cap.pcap")
+	proxy := name + "-proxy"
+	c := startCapture(t, "--socket", name, "--listen", proxy, "-w", file, "--port", "5353")
+
+	client, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name + "-client", Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	to := &net.UnixAddr{Name: proxy, Net: "unixgram"}
+	msgs := []string{"one", "second datagram", strings.Repeat("x", 3000)}
+	for _, m := range msgs {
+		if _, err := client.WriteToUnix([]byte(m), to); err != nil {
+			t.Fatal(err)
+		}
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 65536)
+		n, _, err := client.ReadFromUnix(buf)
+		if err != nil || string(buf[:n]) != strings.ToUpper(m) {
+			t.Fatalf("reply to %.10q: %v %.10q", m, err, buf[:n])
+		}
+	}
+	if code := c.stop(); code != 0 {
+		t.Fatalf("exit %d: %s", code, c.stderr)
+	}
+	out := tshark(t, "-r", file, "-T", "fields", "-e", "udp.srcport", "-e", "udp.dstport", "-e", "udp.payload")
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			t.Fatalf("tshark line %q", line)
+		}
+		b, _ := hex.DecodeString(f[2])
+		if f[0] == "5353" {
+			got = append(got, "< "+string(b))
+		} else if f[1] == "5353" {
+			got = append(got, "> "+string(b))
+		}
+	}
+	var want []string
+	for _, m := range msgs {
+		want = append(want, "> "+m, "< "+strings.ToUpper(m))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("datagrams in the capture:\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestSockCaptureSeqpacketKeepsMessageBoundaries(t *testing.T) {
+	dir := t.TempDir()
+	srvPath := filepath.Join(dir, "pkt.sock")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: srvPath, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sizes := make(chan int, 10)
+	go func() {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 1<<20)
+		for {
+			n, err := c.Read(buf)
+			if err != nil || n == 0 {
+				close(sizes)
+				return
+			}
+			sizes <- n
+			c.Write(buf[:n])
+		}
+	}()
+	proxy := filepath.Join(dir, "proxy.sock")
+	c := startCapture(t, "--socket", srvPath, "--listen", proxy, "-w", filepath.Join(dir, "cap.pcap"))
+	conn, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: proxy, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := []int{1, 100_000, 7}
+	for _, n := range sent {
+		if _, err := conn.Write(bytes.Repeat([]byte{'m'}, n)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 1<<20)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if got, err := conn.Read(buf); err != nil || got != n {
+			t.Fatalf("echo of a %d-byte message: %d bytes, %v", n, got, err)
+		}
+	}
+	conn.Close()
+	var got []int
+	for n := range sizes {
+		got = append(got, n)
+	}
+	if !slices.Equal(got, sent) {
+		t.Errorf("server received messages of %v bytes, sent %v", got, sent)
+	}
+	if code := c.stop(); code != 0 {
+		t.Fatalf("exit %d: %s", code, c.stderr)
+	}
+}
+
+// TestSockCaptureForwardsFileDescriptors passes an open file through the
+// proxy (stream socket, splice path) after plain data, the case splice(2)
+// alone would lose.
+func TestSockCaptureForwardsFileDescriptors(t *testing.T) {
+	for _, network := range []string{"unix", "unixgram"} {
+		t.Run(network, func(t *testing.T) {
+			dir := t.TempDir()
+			srvPath := filepath.Join(dir, "fd.sock")
+			secret := filepath.Join(dir, "passed.txt")
+			os.WriteFile(secret, []byte("content of the passed file"), 0o600)
+			got := make(chan string, 1)
+			readPassed := func(oob []byte) {
+				msgs, _ := syscall.ParseSocketControlMessage(oob)
+				for _, m := range msgs {
+					if fds, err := syscall.ParseUnixRights(&m); err == nil {
+						for _, fd := range fds {
+							f := os.NewFile(uintptr(fd), "passed")
+							b, _ := io.ReadAll(f)
+							f.Close()
+							got <- string(b)
+						}
+					}
+				}
+			}
+			if network == "unix" {
+				ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: srvPath, Net: "unix"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ln.Close()
+				go func() {
+					c, err := ln.AcceptUnix()
+					if err != nil {
+						return
+					}
+					defer c.Close()
+					buf, oob := make([]byte, 4096), make([]byte, 1024)
+					for {
+						_, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+						if err != nil {
+							return
+						}
+						readPassed(oob[:oobn])
+					}
+				}()
+			} else {
+				srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: srvPath, Net: "unixgram"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer srv.Close()
+				go func() {
+					buf, oob := make([]byte, 4096), make([]byte, 1024)
+					for {
+						_, oobn, _, _, err := srv.ReadMsgUnix(buf, oob)
+						if err != nil {
+							return
+						}
+						readPassed(oob[:oobn])
+					}
+				}()
+			}
+			proxy := filepath.Join(dir, "proxy.sock")
+			c := startCapture(t, "--socket", srvPath, "--listen", proxy, "-w", filepath.Join(dir, "cap.pcap"))
+			var uc *net.UnixConn
+			var to *net.UnixAddr
+			if network == "unix" {
+				conn, err := net.Dial(network, proxy)
+				if err != nil {
+					t.Fatal(err)
+				}
+				uc = conn.(*net.UnixConn)
+			} else {
+				conn, err := net.ListenUnixgram(network, &net.UnixAddr{Name: filepath.Join(dir, "client.sock"), Net: network})
+				if err != nil {
+					t.Fatal(err)
+				}
+				uc, to = conn, &net.UnixAddr{Name: proxy, Net: network}
+			}
+			defer uc.Close()
+			f, _ := os.Open(secret)
+			defer f.Close()
+			// Plain data first, queued together with the message carrying the
+			// descriptor.
+			if _, _, err := uc.WriteMsgUnix([]byte("plain data first"), nil, to); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := uc.WriteMsgUnix([]byte("here is a file"), syscall.UnixRights(int(f.Fd())), to); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case s := <-got:
+				if s != "content of the passed file" {
+					t.Errorf("server read %q from the passed descriptor", s)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no descriptor reached the server")
+			}
+			uc.Close()
+			if code := c.stop(); code != 0 {
+				t.Fatalf("exit %d: %s", code, c.stderr)
+			}
+		})
+	}
+}
+
+func TestSockCaptureSIGINTMidTransferLeavesReadableFile(t *testing.T) {
+	testenv.Need(t, "tshark", "tshark")
+	dir := t.TempDir()
+	srvPath := filepath.Join(dir, "sink.sock")
+	ln, err := net.Listen("unix", srvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	proxy := filepath.Join(dir, "proxy.sock")
+	for _, format := range []string{"pcap", "pcapng"} {
+		t.Run(format, func(t *testing.T) {
+			file := filepath.Join(dir, "cap."+format)
+			c := startCapture(t, "--socket", srvPath, "--listen", proxy, "-w", file)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var wg sync.WaitGroup
+			for range 3 {
+				conn, err := net.Dial("unix", proxy)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wg.Add(1)
+				go func() { // send until the proxy goes away
+					defer wg.Done()
+					defer conn.Close()
+					// Paced, so that tshark has a few MB to read, not GBs.
+					chunk := bytes.Repeat([]byte("stream "), 10000)
+					for ctx.Err() == nil {
+						if _, err := conn.Write(chunk); err != nil {
+							return
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+				}()
+			}
+			time.Sleep(300 * time.Millisecond)
+			if code := c.stop(); code != 0 {
+				t.Fatalf("exit %d: %s", code, c.stderr)
+			}
+			cancel()
+			wg.Wait()
+			out := tshark(t, "-r", file, "-q", "-z", "conv,tcp")
+			if strings.Count(out, "<->") != 3 {
+				t.Errorf("expected 3 conversations in the interrupted capture:\n%s", out)
+			}
+			resets := tshark(t, "-r", file, "-Y", "tcp.flags.reset==1", "-T", "fields", "-e", "tcp.stream")
+			if n := len(strings.Fields(resets)); n != 3 {
+				t.Errorf("%d connections end in a reset, want 3 (open at SIGINT)", n)
+			}
+			if _, err := os.Lstat(proxy); !os.IsNotExist(err) {
+				t.Errorf("proxy socket left behind: %v", err)
+			}
+		})
+	}
+}
+
+func TestSockCaptureStreamsToStdoutPerPacket(t *testing.T) {
+	// With --hexdump the bytes pass through user space; without, they are
+	// spliced from the socket to the stdout pipe.
+	for _, hexdump := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hexdump=%v", hexdump), func(t *testing.T) {
+			dir := t.TempDir()
+			srv := filepath.Join(dir, "srv.sock")
+			startHTTPServer(t, srv)
+			proxy := filepath.Join(dir, "proxy.sock")
+			args := []string{"--socket", srv, "--listen", proxy, "-w", "-"}
+			if hexdump {
+				args = append(args, "--hexdump")
+			}
+			c := startCapture(t, args...)
+			conn, err := net.Dial("unix", proxy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprint(conn, "GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
+			reply, err := bufio.NewReader(conn).ReadString('\n')
+			if err != nil || !strings.HasPrefix(reply, "HTTP/1.1 200") {
+				t.Fatalf("reply %q, %v", reply, err)
+			}
+			// Without stopping: request and reply are on stdout already.
+			deadline := time.Now().Add(5 * time.Second)
+			for !bytes.Contains(c.stdout.Bytes(), []byte("GET /live HTTP/1.1")) || !bytes.Contains(c.stdout.Bytes(), []byte("uri=/live")) {
+				if time.Now().After(deadline) {
+					t.Fatalf("request and reply not flushed to stdout (%d bytes there)", len(c.stdout.Bytes()))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			hexLine := " 47 45 54 20 2f 6c 69 76 65 20 48 54 54 50 2f 31  GET /live HTTP/1\n"
+			for hexdump && (!strings.Contains(c.stderr.String(), hexLine) || !strings.Contains(c.stderr.String(), "\n< ")) {
+				if time.Now().After(deadline) {
+					t.Fatalf("--hexdump output lacks the request line or the reply:\n%s", c.stderr)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if !hexdump && strings.Contains(c.stderr.String(), hexLine) {
+				t.Errorf("hexdump printed without --hexdump")
+			}
+			conn.Close()
+			if code := c.stop(); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			live := filepath.Join(dir, "live.pcap")
+			os.WriteFile(live, c.stdout.Bytes(), 0o600)
+			if uri := strings.TrimSpace(tshark(t, "-r", live, "-Y", "http.request", "-T", "fields", "-e", "http.request.uri")); uri != "/live" {
+				t.Errorf("stdout capture holds request URIs %q, want /live", uri)
+			}
+		})
+	}
+}
+
+func TestSockCaptureBadInput(t *testing.T) {
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "srv.sock")
+	startHTTPServer(t, srv)
+	regular := filepath.Join(dir, "plain.txt")
+	os.WriteFile(regular, nil, 0o600)
+	out := filepath.Join(dir, "x.pcap")
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no socket", []string{"--listen", "p", "-w", out}, cli.ExitUsage, "--socket"},
+		{"no mode", []string{"--socket", srv, "-w", out}, cli.ExitUsage, "--listen PROXY or --swap"},
+		{"both modes", []string{"--socket", srv, "--swap", "--listen", "p", "-w", out}, cli.ExitUsage, "only one"},
+		{"no output", []string{"--socket", srv, "--listen", "p"}, cli.ExitUsage, "-w FILE"},
+		{"bad port", []string{"--socket", srv, "--listen", "p", "-w", out, "--port", "0"}, cli.ExitUsage, "--port 0"},
+		{"bad format", []string{"--socket", srv, "--listen", "p", "-w", out, "--format", "xml"}, cli.ExitUsage, `--format "xml"`},
+		{"missing socket", []string{"--socket", filepath.Join(dir, "none.sock"), "--listen", "p", "-w", out}, cli.ExitFailure, "no such file"},
+		{"not a socket", []string{"--socket", regular, "--listen", "p", "-w", out}, cli.ExitFailure, "not a UNIX socket (it is a regular file)"},
+		{"listen on itself", []string{"--socket", srv, "--listen", srv, "-w", out}, cli.ExitFailure, "is the socket to capture"},
+		{"swap abstract", []string{"--socket", "@nothing-here-opsctl", "--swap", "-w", out}, cli.ExitFailure, "@nothing-here-opsctl"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, code := testenv.Run(t, "", append([]string{"sock", "capture"}, tc.args...)...)
+			if code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr, tc.code, tc.want)
+			}
+			if strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+				t.Errorf("more than one line: %q", stderr)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("capture file created on bad input")
+			}
+		})
+	}
+}
+
+func TestSockCaptureDryRunChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "srv.sock")
+	startHTTPServer(t, srv)
+	out := filepath.Join(dir, "x.pcap")
+	stdout, stderr, code := testenv.Run(t, "", "sock", "capture", "--socket", srv, "--swap", "-w", out, "--dry-run")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "+ link "+srv+" to "+srv+".opsctl-orig") || !strings.Contains(stdout, "move "+srv+".opsctl-orig back") {
+		t.Errorf("dry run output:\n%s", stdout)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("dry run changed the folder: %v", entries)
+	}
+}

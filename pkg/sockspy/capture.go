@@ -1,0 +1,389 @@
+package sockspy
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
+)
+
+// Format is the file format of a capture.
+type Format int
+
+const (
+	// FormatPcap is the classic libpcap format with nanosecond timestamps.
+	FormatPcap Format = iota
+	// FormatPcapng is pcapng: the interface is named after the socket and
+	// each connection's first packet carries the client's pid, uid and
+	// command as a comment.
+	FormatPcapng
+)
+
+// ParseFormat accepts "pcap" and "pcapng".
+func ParseFormat(s string) (Format, error) {
+	switch s {
+	case "pcap":
+		return FormatPcap, nil
+	case "pcapng":
+		return FormatPcapng, nil
+	}
+	return 0, fmt.Errorf("format %q: expected pcap or pcapng", s)
+}
+
+func (f Format) String() string {
+	if f == FormatPcapng {
+		return "pcapng"
+	}
+	return "pcap"
+}
+
+// snapLen is what the file header promises: no packet is ever longer than
+// an IPv4 packet can be.
+const snapLen = 65535
+
+// queueLen bounds the packets waiting for the writer. A full queue blocks
+// the forwarding goroutines: traffic slows down, packets are never dropped.
+const queueLen = 512
+
+type recordKind uint8
+
+const (
+	recPacket recordKind = iota
+	recClosePipe
+)
+
+// record is one packet waiting to be written, or a pipe to close once all
+// packets whose payload waits in it are written.
+type record struct {
+	kind    recordKind
+	ts      time.Time
+	hdr     [40]byte // IPv4 + TCP, or IPv4 + UDP
+	hdrLen  uint8
+	payLen  int
+	data    []byte // payload in memory, or nil
+	pooled  bool   // data came from Capture.bufs
+	pipe    pipePair
+	comment string
+	// inPipe: the whole record (pcap header, packet, pcapng trailer) waits
+	// in pipe, recLen bytes.
+	inPipe bool
+	recLen int
+}
+
+// Capture writes packets to a pcap or pcapng stream from a goroutine of
+// its own, fed through a bounded queue. Payload bytes that the proxy moved
+// with splice(2) reach the file the same way, from a pipe, without being
+// copied through user space.
+type Capture struct {
+	format    Format
+	out       io.Writer
+	outFD     int // -1 when out is not a file descriptor splice can write to
+	bw        *bufio.Writer
+	streaming bool
+
+	queue chan record
+	done  chan struct{}
+	err   error // set by the writer goroutine only; read after done
+
+	failed  chan struct{} // closed on the first write error
+	scratch []byte
+	packets int64     // written; read after Close
+	bufs    sync.Pool // *[]byte of maxSegment bytes
+	tmp     []byte
+}
+
+// CaptureOptions describe the output of a capture.
+type CaptureOptions struct {
+	Format Format
+	// Interface names the capture's interface in pcapng (the socket path).
+	Interface string
+	// Streaming flushes after every packet, for a live reader on a pipe.
+	Streaming bool
+}
+
+// NewCapture writes the file header to out and starts the writer. When out
+// is an *os.File, payloads are spliced into it. Close must be called to
+// write what is queued.
+func NewCapture(out io.Writer, opts CaptureOptions) (*Capture, error) {
+	c := &Capture{
+		format:    opts.Format,
+		out:       out,
+		outFD:     -1,
+		bw:        bufio.NewWriterSize(out, 256<<10),
+		streaming: opts.Streaming,
+		queue:     make(chan record, queueLen),
+		done:      make(chan struct{}),
+		failed:    make(chan struct{}),
+		tmp:       make([]byte, 64<<10),
+	}
+	c.bufs.New = func() any { b := make([]byte, maxSegment); return &b }
+	if f, ok := out.(*os.File); ok {
+		// Fd puts the file in blocking mode, which is what a writer
+		// goroutine of its own wants.
+		c.outFD = int(f.Fd())
+	}
+	if err := c.writeFileHeader(opts.Interface); err != nil {
+		return nil, fmt.Errorf("writing capture header: %w", err)
+	}
+	if err := c.bw.Flush(); err != nil {
+		return nil, fmt.Errorf("writing capture header: %w", err)
+	}
+	go c.run()
+	return c, nil
+}
+
+func (c *Capture) writeFileHeader(iface string) error {
+	if c.format == FormatPcap {
+		return pcapgo.NewWriterNanos(c.bw).WriteFileHeader(snapLen, layers.LinkTypeRaw)
+	}
+	intf := pcapgo.DefaultNgInterface
+	intf.Name = iface
+	intf.Description = "UNIX socket " + iface + " as synthetic IPv4"
+	intf.LinkType = layers.LinkTypeRaw
+	intf.SnapLength = snapLen
+	intf.OS = runtime.GOOS
+	ng, err := pcapgo.NewNgWriterInterface(c.bw, intf, pcapgo.NgWriterOptions{
+		SectionInfo: pcapgo.NgSectionInfo{Application: "opsctl sock capture", OS: runtime.GOOS},
+	})
+	if err != nil {
+		return err
+	}
+	return ng.Flush()
+}
+
+// Failed is closed when writing the capture has failed; Close returns why.
+func (c *Capture) Failed() <-chan struct{} { return c.failed }
+
+// Close writes every queued packet, flushes and reports the first write
+// error. No packet may be queued after Close.
+func (c *Capture) Close() error {
+	close(c.queue)
+	<-c.done
+	return c.err
+}
+
+// Packets is the number of packets written; valid after Close.
+func (c *Capture) Packets() int64 { return c.packets }
+
+func (c *Capture) getBuf() []byte { return *(c.bufs.Get().(*[]byte)) }
+
+func (c *Capture) enqueue(r record) { c.queue <- r }
+
+// maxBatch bounds how many bytes of consecutive records from one pipe the
+// writer moves with a single splice(2).
+const maxBatch = 4 << 20
+
+func (c *Capture) run() {
+	defer close(c.done)
+	var pending *record
+	open := true
+	for open || pending != nil {
+		var r record
+		if pending != nil {
+			r, pending = *pending, nil
+		} else if r, open = <-c.queue; !open {
+			break
+		}
+		if r.kind == recPacket && r.inPipe {
+			// Records queued back to back from the same pipe lie back to
+			// back in it: one splice moves them all.
+			total, count := r.recLen, int64(1)
+		batch:
+			for total < maxBatch {
+				select {
+				case next, ok := <-c.queue:
+					if !ok {
+						open = false
+						break batch
+					}
+					if next.kind == recPacket && next.inPipe && next.pipe.r == r.pipe.r {
+						total += next.recLen
+						count++
+						continue
+					}
+					pending = &next
+					break batch
+				default:
+					break batch
+				}
+			}
+			if c.err == nil {
+				if err := c.copyFromPipe(r.pipe.r, total); err != nil {
+					c.fail(err)
+				} else {
+					c.packets += count
+					if err := c.flushIfStreaming(); err != nil {
+						c.fail(err)
+					}
+				}
+			} else {
+				c.drain(r.pipe.r, total)
+			}
+			continue
+		}
+		if c.err == nil {
+			if err := c.write(&r); err != nil {
+				c.fail(err)
+			}
+		}
+		switch {
+		case r.kind == recClosePipe:
+			r.pipe.close()
+		case r.pooled:
+			b := r.data[:cap(r.data)]
+			c.bufs.Put(&b)
+		}
+	}
+	if c.err == nil {
+		if err := c.bw.Flush(); err != nil {
+			c.err = err
+		}
+	}
+}
+
+func (c *Capture) fail(err error) {
+	c.err = err
+	close(c.failed)
+}
+
+// drain empties n bytes out of a pipe after a write error, so that the
+// forwarding side never waits for a writer that stopped.
+func (c *Capture) drain(fd, n int) {
+	for n > 0 {
+		k, err := retryEINTR(func() (int, error) { return unix.Read(fd, c.tmp[:min(n, len(c.tmp))]) })
+		if err != nil || k == 0 {
+			return
+		}
+		n -= k
+	}
+}
+
+// appendPrefix appends the record header (pcap) or the start of the
+// enhanced packet block (pcapng) and the IP/transport headers of r.
+func (c *Capture) appendPrefix(b []byte, r *record) []byte {
+	total := int(r.hdrLen) + r.payLen
+	ns := r.ts.UnixNano()
+	if c.format == FormatPcap {
+		b = binary.LittleEndian.AppendUint32(b, uint32(ns/1e9))
+		b = binary.LittleEndian.AppendUint32(b, uint32(ns%1e9))
+		b = binary.LittleEndian.AppendUint32(b, uint32(total))
+		b = binary.LittleEndian.AppendUint32(b, uint32(total))
+	} else {
+		b = binary.LittleEndian.AppendUint32(b, 6) // enhanced packet block
+		b = binary.LittleEndian.AppendUint32(b, uint32(epbLen(total, r.comment)))
+		b = binary.LittleEndian.AppendUint32(b, 0) // interface 0
+		b = binary.LittleEndian.AppendUint32(b, uint32(uint64(ns)>>32))
+		b = binary.LittleEndian.AppendUint32(b, uint32(ns))
+		b = binary.LittleEndian.AppendUint32(b, uint32(total))
+		b = binary.LittleEndian.AppendUint32(b, uint32(total))
+	}
+	return append(b, r.hdr[:r.hdrLen]...)
+}
+
+// appendTrailer appends what follows the packet data: nothing for pcap;
+// padding, the comment option and the block length for pcapng.
+func (c *Capture) appendTrailer(b []byte, r *record) []byte {
+	if c.format == FormatPcap {
+		return b
+	}
+	total := int(r.hdrLen) + r.payLen
+	var zero [4]byte
+	b = append(b, zero[:pad4(total)-total]...)
+	if r.comment != "" {
+		b = binary.LittleEndian.AppendUint16(b, 1) // opt_comment
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(r.comment)))
+		b = append(b, r.comment...)
+		b = append(b, zero[:pad4(len(r.comment))-len(r.comment)]...)
+		b = append(b, zero[:]...) // opt_endofopt
+	}
+	return binary.LittleEndian.AppendUint32(b, uint32(epbLen(total, r.comment)))
+}
+
+// write writes a record whose payload is in memory.
+func (c *Capture) write(r *record) error {
+	if r.kind != recPacket {
+		return nil
+	}
+	c.scratch = c.appendPrefix(c.scratch[:0], r)
+	c.bw.Write(c.scratch)
+	c.bw.Write(r.data[:r.payLen])
+	c.scratch = c.appendTrailer(c.scratch[:0], r)
+	c.bw.Write(c.scratch)
+	c.packets++
+	return c.flushIfStreaming()
+}
+
+func (c *Capture) flushIfStreaming() error {
+	if c.streaming {
+		return c.bw.Flush()
+	}
+	// bufio keeps the first error; surface it now rather than at Close.
+	_, err := c.bw.Write(nil)
+	return err
+}
+
+// copyFromPipe moves n payload bytes from a pipe to the output: with
+// splice(2) when the output allows it, else through a buffer.
+func (c *Capture) copyFromPipe(fd, n int) error {
+	if c.outFD >= 0 {
+		if err := c.bw.Flush(); err != nil {
+			return err
+		}
+		for n > 0 {
+			k, err := retryEINTR(func() (int, error) {
+				k, err := unix.Splice(fd, nil, c.outFD, nil, n, unix.SPLICE_F_MOVE)
+				return int(k), err
+			})
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EAGAIN) {
+				// O_APPEND files, terminals, non-blocking outputs.
+				c.outFD = -1
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if k == 0 {
+				return io.ErrUnexpectedEOF
+			}
+			n -= k
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+	for n > 0 {
+		k, err := retryEINTR(func() (int, error) { return unix.Read(fd, c.tmp[:min(n, len(c.tmp))]) })
+		if err != nil {
+			return fmt.Errorf("reading capture pipe: %w", err)
+		}
+		if k == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		if _, err := c.bw.Write(c.tmp[:k]); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
+func pad4(n int) int { return (n + 3) &^ 3 }
+
+// epbLen is the length of an enhanced packet block holding total bytes of
+// packet and an optional comment.
+func epbLen(total int, comment string) int {
+	n := 28 + pad4(total) + 4
+	if comment != "" {
+		n += 4 + pad4(len(comment)) + 4 // opt_comment, opt_endofopt
+	}
+	return n
+}

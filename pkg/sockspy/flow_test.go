@@ -1,0 +1,270 @@
+package sockspy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
+)
+
+// segment is one TCP packet read back from a capture.
+type segment struct {
+	srcPort, dstPort uint16
+	seq, ack         uint32
+	syn, fin, rst    bool
+	payload          []byte
+	ipLen            int
+}
+
+// readSegments parses a pcap stream written by Capture with gopacket.
+func readSegments(t testing.TB, pcap []byte) []segment {
+	t.Helper()
+	r, err := pcapgo.NewReader(bytes.NewReader(pcap))
+	if err != nil {
+		t.Fatalf("pcap header: %v", err)
+	}
+	if r.LinkType() != layers.LinkTypeRaw {
+		t.Fatalf("link type %v", r.LinkType())
+	}
+	var segs []segment
+	for {
+		data, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			return segs
+		}
+		if err != nil {
+			t.Fatalf("packet %d: %v", len(segs)+1, err)
+		}
+		if ci.CaptureLength != ci.Length || len(data) > 65535 {
+			t.Fatalf("packet %d: captured %d of %d bytes", len(segs)+1, ci.CaptureLength, ci.Length)
+		}
+		pkt := gopacket.NewPacket(data, layers.LayerTypeIPv4, gopacket.Default)
+		ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if ip == nil || tcp == nil {
+			t.Fatalf("packet %d is not IPv4/TCP: %v", len(segs)+1, pkt)
+		}
+		if int(ip.Length) != len(data) {
+			t.Fatalf("packet %d: IP length %d, packet %d bytes", len(segs)+1, ip.Length, len(data))
+		}
+		segs = append(segs, segment{
+			srcPort: uint16(tcp.SrcPort), dstPort: uint16(tcp.DstPort), seq: tcp.Seq, ack: tcp.Ack,
+			syn: tcp.SYN, fin: tcp.FIN, rst: tcp.RST, payload: tcp.Payload, ipLen: int(ip.Length),
+		})
+	}
+}
+
+// reassemble checks the TCP conversation between clientPort and port 80 the
+// way a receiver would (handshake, contiguous sequence numbers, FIN) and
+// returns the bytes of each direction.
+func reassemble(t testing.TB, segs []segment, clientPort uint16) (toServer, toClient []byte) {
+	t.Helper()
+	var next [2]uint32
+	var started [2]bool
+	var out [2][]byte
+	for i, s := range segs {
+		dir := -1
+		switch {
+		case s.srcPort == clientPort && s.dstPort == 80:
+			dir = 0
+		case s.srcPort == 80 && s.dstPort == clientPort:
+			dir = 1
+		default:
+			continue
+		}
+		if s.syn {
+			next[dir], started[dir] = s.seq+1, true
+			continue
+		}
+		if !started[dir] {
+			t.Fatalf("packet %d: data before SYN", i+1)
+		}
+		if s.seq != next[dir] {
+			t.Fatalf("packet %d (dir %d): seq %d, want %d", i+1, dir, s.seq, next[dir])
+		}
+		if started[1-dir] && s.ack != next[1-dir] {
+			t.Fatalf("packet %d (dir %d): ack %d, want %d", i+1, dir, s.ack, next[1-dir])
+		}
+		if len(s.payload) > maxSegment {
+			t.Fatalf("packet %d: %d bytes of payload", i+1, len(s.payload))
+		}
+		out[dir] = append(out[dir], s.payload...)
+		next[dir] += uint32(len(s.payload))
+		if s.fin {
+			next[dir]++
+		}
+	}
+	return out[0], out[1]
+}
+
+// writeThroughFlow sends data as the given write sizes in both directions
+// through a tcpFlow and returns the pcap.
+func writeThroughFlow(t testing.TB, data []byte, sizes []int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	c, err := NewCapture(&buf, CaptureOptions{Format: FormatPcap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newTCPFlow(c, 40001, 80, 0xfffffff0) // sequence numbers wrap around
+	f.Open("pid=1")
+	rest := data
+	for i := 0; len(rest) > 0; i++ {
+		n := 1
+		if len(sizes) > 0 {
+			n = max(1, min(sizes[i%len(sizes)], len(rest)))
+		}
+		f.Data(Direction(i%2), append([]byte(nil), rest[:n]...), false)
+		rest = rest[n:]
+	}
+	f.Fin(ToServer)
+	f.Fin(ToClient)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// split returns what writeThroughFlow sent in each direction.
+func split(data []byte, sizes []int) (toServer, toClient []byte) {
+	var out [2][]byte
+	for i := 0; len(data) > 0; i++ {
+		n := 1
+		if len(sizes) > 0 {
+			n = max(1, min(sizes[i%len(sizes)], len(data)))
+		}
+		out[i%2] = append(out[i%2], data[:n]...)
+		data = data[n:]
+	}
+	return out[0], out[1]
+}
+
+func TestFlowSegmentsReassembleToTheBytesSent(t *testing.T) {
+	big := make([]byte, 300_000)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	cases := []struct {
+		name  string
+		sizes []int
+	}{
+		{"one byte writes", []int{1}},
+		{"exactly one segment", []int{maxSegment}},
+		{"one byte over a segment", []int{maxSegment + 1}},
+		{"larger than two segments", []int{200_000, 3}},
+		{"mixed", []int{5, 70_000, 1, 65_000}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			data := big
+			if tc.sizes[0] == 1 {
+				data = big[:3000]
+			}
+			segs := readSegments(t, writeThroughFlow(t, data, tc.sizes))
+			gotS, gotC := reassemble(t, segs, 40001)
+			wantS, wantC := split(data, tc.sizes)
+			if !bytes.Equal(gotS, wantS) || !bytes.Equal(gotC, wantC) {
+				t.Fatalf("reassembled %d/%d bytes, sent %d/%d", len(gotS), len(gotC), len(wantS), len(wantC))
+			}
+			if !segs[0].syn || segs[0].ack != 0 || !segs[1].syn || segs[1].ack != segs[0].seq+1 {
+				t.Errorf("no three-way handshake: %+v %+v", segs[0], segs[1])
+			}
+			fins := 0
+			for _, s := range segs {
+				if s.fin {
+					fins++
+				}
+			}
+			if fins != 2 {
+				t.Errorf("%d FINs, want 2", fins)
+			}
+		})
+	}
+}
+
+func FuzzFlowSegmenting(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"), []byte{1, 2, 3})
+	f.Add(bytes.Repeat([]byte{0xab}, 70000), []byte{255, 0, 17})
+	f.Fuzz(func(t *testing.T, data, sizeBytes []byte) {
+		// Each size byte scales to 0..~130 KiB so writes cross the
+		// 65,495-byte segment limit.
+		var sizes []int
+		smallest := 1 << 30
+		for _, b := range sizeBytes {
+			sizes = append(sizes, int(b)*int(b)*2+int(b))
+			smallest = min(smallest, sizes[len(sizes)-1])
+		}
+		if len(data) > 0 && len(sizes) > 0 && smallest >= 1000 {
+			// Stretch the input so large sizes matter.
+			data = bytes.Repeat(data, 1+200_000/len(data))
+		}
+		segs := readSegments(t, writeThroughFlow(t, data, sizes))
+		gotS, gotC := reassemble(t, segs, 40001)
+		wantS, wantC := split(data, sizes)
+		if !bytes.Equal(gotS, wantS) || !bytes.Equal(gotC, wantC) {
+			t.Fatalf("reassembled %d/%d bytes, sent %d/%d", len(gotS), len(gotC), len(wantS), len(wantC))
+		}
+	})
+}
+
+func TestSplicedPayloadReachesTheFile(t *testing.T) {
+	out, err := os.Create(t.TempDir() + "/cap.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	c, err := NewCapture(out, CaptureOptions{Format: FormatPcap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newPipe(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage, err := newPipe(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stage.close()
+	f := newTCPFlow(c, 40002, 80, 1)
+	f.Open("")
+	want := bytes.Repeat([]byte("0123456789"), 5000)
+	for rest := want; len(rest) > 0; {
+		n := min(len(rest), 30000)
+		if _, err := writeAll(stage.w, rest[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Spliced(ToServer, p, stage, n); err != nil {
+			t.Fatal(err)
+		}
+		rest = rest[n:]
+	}
+	f.Fin(ToServer)
+	c.ClosePipe(p)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(out.Name())
+	got, _ := reassemble(t, readSegments(t, raw), 40002)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("file holds %d bytes of payload, want %d", len(got), len(want))
+	}
+}
+
+func writeAll(fd int, b []byte) (int, error) {
+	done := 0
+	for done < len(b) {
+		n, err := unix.Write(fd, b[done:])
+		if err != nil {
+			return done, err
+		}
+		done += n
+	}
+	return done, nil
+}

@@ -1,0 +1,277 @@
+package sockspy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// SocketType is the type of a UNIX socket.
+type SocketType int
+
+const (
+	Stream    SocketType = 1 // SOCK_STREAM
+	Datagram  SocketType = 2 // SOCK_DGRAM
+	SeqPacket SocketType = 5 // SOCK_SEQPACKET
+)
+
+func (t SocketType) String() string {
+	switch t {
+	case Stream:
+		return "stream"
+	case Datagram:
+		return "datagram"
+	case SeqPacket:
+		return "seqpacket"
+	}
+	return "unknown"
+}
+
+// network is the name Go's net package uses for the type.
+func (t SocketType) network() string {
+	switch t {
+	case Datagram:
+		return "unixgram"
+	case SeqPacket:
+		return "unixpacket"
+	}
+	return "unix"
+}
+
+// Config is what the user asked for.
+type Config struct {
+	// Socket is the socket to capture: a path, or @name for the abstract
+	// namespace.
+	Socket string
+	// Listen is where the proxy serves (listen mode); empty with Swap.
+	Listen string
+	// Swap moves Socket aside and serves at its place.
+	Swap bool
+}
+
+// asideSuffix names the moved-aside socket in swap mode.
+const asideSuffix = ".opsctl-orig"
+
+// Plan is a checked capture setup: every path resolved, the socket type
+// known, nothing changed yet.
+type Plan struct {
+	Socket string     // the socket as given
+	Type   SocketType // detected from the socket
+	Listen string     // where the proxy serves
+	Target string     // where the proxy forwards: Socket, or Aside with Swap
+	Swap   bool
+	Aside  string // swap: where the original socket is kept meanwhile
+
+	// Mode, UID and GID of the socket file, copied to the proxy's socket
+	// when HasOwner (filesystem sockets only).
+	Mode     fs.FileMode
+	UID, GID int
+	HasOwner bool
+}
+
+// NewPlan checks cfg against the system and returns the plan, or an error
+// naming the input that is wrong and what was expected.
+func NewPlan(cfg Config) (*Plan, error) {
+	if cfg.Socket == "" {
+		return nil, errors.New("--socket: expected a socket path or @name")
+	}
+	if cfg.Swap == (cfg.Listen != "") {
+		return nil, errors.New("expected exactly one of --listen PROXY and --swap")
+	}
+	p := &Plan{Socket: cfg.Socket, Swap: cfg.Swap, Target: cfg.Socket, Listen: cfg.Listen}
+	if !isAbstract(cfg.Socket) {
+		st, err := os.Stat(cfg.Socket)
+		if err != nil {
+			return nil, fmt.Errorf("--socket %s: %w", cfg.Socket, unwrapPathError(err))
+		}
+		if st.Mode()&fs.ModeSocket == 0 {
+			return nil, fmt.Errorf("--socket %s: not a UNIX socket (it is a %s)", cfg.Socket, describeMode(st.Mode()))
+		}
+		p.Mode = st.Mode().Perm()
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			p.UID, p.GID, p.HasOwner = int(sys.Uid), int(sys.Gid), true
+		}
+	}
+	t, err := detectType(cfg.Socket)
+	if err != nil {
+		return nil, err
+	}
+	p.Type = t
+	if cfg.Swap {
+		if isAbstract(cfg.Socket) {
+			return nil, fmt.Errorf("--swap: %s is an abstract socket, which has no file to move aside; use --listen", cfg.Socket)
+		}
+		p.Listen = cfg.Socket
+		p.Aside = cfg.Socket + asideSuffix
+		p.Target = p.Aside
+		if _, err := os.Lstat(p.Aside); err == nil {
+			return nil, fmt.Errorf("--swap: %s already exists: an earlier capture did not put the socket back. "+
+				"If no capture is running, restore it with: mv -f %s %s", p.Aside, shellQuote(p.Aside), shellQuote(cfg.Socket))
+		}
+		return p, nil
+	}
+	if !isAbstract(cfg.Listen) {
+		if cfg.Listen == cfg.Socket || sameFile(cfg.Listen, cfg.Socket) {
+			return nil, fmt.Errorf("--listen %s: is the socket to capture; choose another path or use --swap", cfg.Listen)
+		}
+		if st, err := os.Lstat(cfg.Listen); err == nil {
+			if st.Mode()&fs.ModeSocket == 0 || !stale(cfg.Listen, t) {
+				return nil, fmt.Errorf("--listen %s: already exists and is in use; remove it or choose another path", cfg.Listen)
+			}
+		}
+		if dir := filepath.Dir(cfg.Listen); dir != "" {
+			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+				return nil, fmt.Errorf("--listen %s: folder %s does not exist", cfg.Listen, dir)
+			}
+		}
+	}
+	return p, nil
+}
+
+// Steps describes what running the plan does, one action per line.
+func (p *Plan) Steps() []string {
+	var steps []string
+	owner := ""
+	if p.HasOwner {
+		owner = fmt.Sprintf(" with mode %04o, owner %d:%d", p.Mode, p.UID, p.GID)
+	}
+	if p.Swap {
+		steps = append(steps,
+			fmt.Sprintf("link %s to %s (the original %s socket stays reachable there)", p.Socket, p.Aside, p.Type),
+			fmt.Sprintf("listen at %s%s, replacing it atomically", p.Socket, owner),
+			fmt.Sprintf("forward every client to %s and record the traffic", p.Aside),
+			fmt.Sprintf("on exit (SIGINT, SIGTERM) move %s back to %s", p.Aside, p.Socket))
+		return steps
+	}
+	steps = append(steps,
+		fmt.Sprintf("listen at %s%s", p.Listen, owner),
+		fmt.Sprintf("forward every client to %s (%s) and record the traffic", p.Target, p.Type))
+	if !isAbstract(p.Listen) {
+		steps = append(steps, fmt.Sprintf("on exit remove %s", p.Listen))
+	}
+	return steps
+}
+
+func isAbstract(name string) bool { return strings.HasPrefix(name, "@") }
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "folder"
+	case m.IsRegular():
+		return "regular file"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	}
+	return m.Type().String()
+}
+
+func sameFile(a, b string) bool {
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(sa, sb)
+}
+
+// stale reports whether nobody listens on the socket file at path.
+func stale(path string, t SocketType) bool {
+	c, err := net.Dial(t.network(), path)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// detectType reads the socket's type from /proc/net/unix, and when it is
+// not listed there (another network namespace), tries connecting with each
+// type: a wrong type fails with EPROTOTYPE.
+func detectType(name string) (SocketType, error) {
+	if t, ok := typeFromProc(name); ok {
+		return t, nil
+	}
+	var lastErr error
+	for _, t := range []SocketType{Stream, SeqPacket, Datagram} {
+		c, err := net.Dial(t.network(), name)
+		if err == nil {
+			c.Close()
+			return t, nil
+		}
+		lastErr = err
+		if !errors.Is(err, syscall.EPROTOTYPE) {
+			break
+		}
+	}
+	return 0, fmt.Errorf("--socket %s: cannot connect: %w", name, unwrapOpError(lastErr))
+}
+
+func unwrapOpError(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		var se *os.SyscallError
+		if errors.As(oe.Err, &se) {
+			return se.Err
+		}
+		return oe.Err
+	}
+	return err
+}
+
+// typeFromProc looks the socket up in /proc/net/unix. Listening stream and
+// seqpacket sockets have __SO_ACCEPTCON (0x10000) in their flags; bound
+// datagram sockets are listed unconnected.
+func typeFromProc(name string) (SocketType, bool) {
+	f, err := os.Open("/proc/net/unix")
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	want := map[string]bool{name: true}
+	if abs, err := filepath.Abs(name); err == nil && !isAbstract(name) {
+		want[abs] = true
+	}
+	sc := bufio.NewScanner(f)
+	sc.Scan() // header
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		// Num RefCount Protocol Flags Type St Inode Path
+		if len(fields) < 8 || !want[strings.Join(fields[7:], " ")] {
+			continue
+		}
+		flags, _ := strconv.ParseUint(fields[3], 16, 32)
+		typ, _ := strconv.ParseUint(fields[4], 16, 16)
+		t := SocketType(typ)
+		if (t == Stream || t == SeqPacket) && flags&0x10000 != 0 {
+			return t, true
+		}
+		if t == Datagram {
+			return t, true
+		}
+	}
+	return 0, false
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,122 @@
+package sockspy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestProxyRecordsConcurrentEchoConnections runs the proxy in-process (so
+// the race detector sees it) against an echo server, in both the splice
+// and the copy mode, and reassembles every connection from the file.
+func TestProxyRecordsConcurrentEchoConnections(t *testing.T) {
+	for _, copyMode := range []bool{false, true} {
+		name := "splice"
+		if copyMode {
+			name = "copy"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			srvPath := filepath.Join(dir, "echo.sock")
+			ln, err := net.Listen("unix", srvPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() { io.Copy(c, c); c.Close() }()
+				}
+			}()
+			plan, err := NewPlan(Config{Socket: srvPath, Listen: filepath.Join(dir, "proxy.sock")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := os.Create(filepath.Join(dir, "cap.pcap"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			capture, err := NewCapture(out, CaptureOptions{Format: FormatPcap})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ready := make(chan struct{})
+			p := &Proxy{Plan: plan, Capture: capture, Copy: copyMode, Ready: func() { close(ready) }}
+			ctx, cancel := context.WithCancel(context.Background())
+			ran := make(chan error, 1)
+			go func() { ran <- p.Run(ctx) }()
+			<-ready
+
+			const conns = 6
+			sent := make([][]byte, conns)
+			var wg sync.WaitGroup
+			for i := range conns {
+				sent[i] = make([]byte, 1000+i*150_000)
+				rand.Read(sent[i])
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, err := net.Dial("unix", plan.Listen)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer c.Close()
+					go func() {
+						for rest := sent[i]; len(rest) > 0; {
+							n := min(len(rest), 1+len(rest)/3)
+							c.Write(rest[:n])
+							rest = rest[n:]
+						}
+						c.(*net.UnixConn).CloseWrite()
+					}()
+					c.SetReadDeadline(time.Now().Add(20 * time.Second))
+					got, err := io.ReadAll(c)
+					if err != nil || !bytes.Equal(got, sent[i]) {
+						t.Errorf("connection %d: echo of %d bytes came back as %d: %v", i, len(sent[i]), len(got), err)
+					}
+				}()
+			}
+			wg.Wait()
+			cancel()
+			if err := <-ran; err != nil {
+				t.Fatal(err)
+			}
+			if err := capture.Close(); err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := os.ReadFile(out.Name())
+			segs := readSegments(t, raw)
+			matched := map[int]bool{}
+			for port := uint16(firstClientPort); port < firstClientPort+conns; port++ {
+				toServer, toClient := reassemble(t, segs, port)
+				if !bytes.Equal(toServer, toClient) {
+					t.Errorf("port %d: %d bytes to the server, %d echoed", port, len(toServer), len(toClient))
+				}
+				for i := range sent {
+					if bytes.Equal(sent[i], toServer) {
+						matched[i] = true
+					}
+				}
+			}
+			if len(matched) != conns {
+				t.Errorf("%d of %d connections found in the capture", len(matched), conns)
+			}
+			if _, err := os.Lstat(plan.Listen); !os.IsNotExist(err) {
+				t.Errorf("proxy socket left behind")
+			}
+		})
+	}
+}
