@@ -207,7 +207,11 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 			fmt.Fprintf(opts.Env.IO.Out, ", %s already done", step.Kind)
 			continue
 		}
-		fmt.Fprintf(opts.Env.IO.Out, ", %s %.2fs", step.Kind, step.Duration().Seconds())
+		earlier := ""
+		if step.Earlier {
+			earlier = " (before --resume)"
+		}
+		fmt.Fprintf(opts.Env.IO.Out, ", %s%s %.2fs", step.Kind, earlier, step.Duration().Seconds())
 		if step.Kind == lvmcache.StepUncache {
 			fmt.Fprintf(opts.Env.IO.Out, " flushing %d dirty blocks", step.DirtyBlocks)
 		}

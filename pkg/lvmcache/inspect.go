@@ -126,24 +126,23 @@ func (r *Runner) VGNames(ctx context.Context) ([]string, error) {
 // InspectVG reads a VG with all its PVs and LVs (two lvm2 reports). A VG
 // lvm2 does not know is an error wrapping ErrNotFound.
 func (r *Runner) InspectVG(ctx context.Context, vgName string) (*VG, error) {
-	names, err := r.VGNames(ctx)
+	lvReport, err := r.Report(ctx, "lvs", "-a", "-o", lvFields, vgName)
 	if err != nil {
-		return nil, err
-	}
-	if !contains(names, vgName) {
-		known := "none"
-		if len(names) > 0 {
-			known = strings.Join(names, ", ")
+		// Tell a VG that does not exist from any other failure, and name
+		// the VGs there are.
+		names, namesErr := r.VGNames(ctx)
+		if namesErr == nil && !contains(names, vgName) {
+			known := "none"
+			if len(names) > 0 {
+				known = strings.Join(names, ", ")
+			}
+			return nil, fmt.Errorf("volume group %q %w (volume groups: %s)", vgName, ErrNotFound, known)
 		}
-		return nil, fmt.Errorf("volume group %q %w (volume groups: %s)", vgName, ErrNotFound, known)
+		return nil, fmt.Errorf("lvs %s: %w", vgName, err)
 	}
 	pvReport, err := r.Report(ctx, "pvs", "-o", pvFields)
 	if err != nil {
 		return nil, fmt.Errorf("pvs: %w", err)
-	}
-	lvReport, err := r.Report(ctx, "lvs", "-a", "-o", lvFields, vgName)
-	if err != nil {
-		return nil, fmt.Errorf("lvs %s: %w", vgName, err)
 	}
 	return buildVG(vgName, pvReport, lvReport)
 }

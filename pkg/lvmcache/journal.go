@@ -68,6 +68,9 @@ func (m *Manager) LoadJournal(name Name) (*Plan, error) {
 			return nil, fmt.Errorf("lvm cache resize %s --resume: journal %s: unknown step %q", name, path, step.Kind)
 		}
 	}
+	for i := range plan.Steps {
+		plan.Steps[i].Earlier = plan.Steps[i].State == StateDone
+	}
 	plan.Resumed = true
 	plan.Lvm = m.Runner.Executable()
 	return &plan, nil

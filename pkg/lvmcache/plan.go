@@ -53,6 +53,8 @@ type Step struct {
 	Started  *time.Time `json:"started,omitempty"`
 	Finished *time.Time `json:"finished,omitempty"`
 	Skipped  bool       `json:"skipped,omitempty"`
+	// Earlier is set on a step that was done before the plan was resumed.
+	Earlier bool `json:"-"`
 	Error    string     `json:"error,omitempty"`
 	// DirtyBlocks is, for an uncache, the number of dirty blocks when it
 	// began: what the flush wrote back.
