@@ -54,8 +54,8 @@ type Step struct {
 	Finished *time.Time `json:"finished,omitempty"`
 	Skipped  bool       `json:"skipped,omitempty"`
 	// Earlier is set on a step that was done before the plan was resumed.
-	Earlier bool `json:"-"`
-	Error    string     `json:"error,omitempty"`
+	Earlier bool   `json:"-"`
+	Error   string `json:"error,omitempty"`
 	// DirtyBlocks is, for an uncache, the number of dirty blocks when it
 	// began: what the flush wrote back.
 	DirtyBlocks int64 `json:"dirty_blocks,omitempty"`
