@@ -32,6 +32,9 @@ func ParseReport(data []byte) (Report, error) {
 	report := Report{}
 	for _, section := range doc.Report {
 		for kind, rows := range section {
+			if _, ok := report[kind]; !ok {
+				report[kind] = []Row{}
+			}
 			for _, raw := range rows {
 				row := make(Row, len(raw))
 				for field, value := range raw {
