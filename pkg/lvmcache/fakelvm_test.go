@@ -48,7 +48,7 @@ type fakeState struct {
 	ExtentSize int64      `json:"extent_size"`
 	PVs        []fakePV   `json:"pvs"`
 	LVs        []*fakeLV  `json:"lvs"`
-	FailOn     string     `json:"fail_on,omitempty"`   // subcommand to fail once
+	FailOn     string     `json:"fail_on,omitempty"`    // subcommand to fail once
 	FailAfter  bool       `json:"fail_after,omitempty"` // fail after doing the change
 	FailCount  int        `json:"fail_count,omitempty"` // how many times (default 1)
 	Calls      [][]string `json:"calls"`
