@@ -66,6 +66,33 @@ dirty() {
 	rm -f /tmp/chunk
 }
 
+# Measurement mode (make bench-lvm): the same cached LV with the same
+# number of dirty blocks, grown once by recache and once online.
+measure_mb=$(sed -n 's/.*opsctl\.measure=\([0-9]*\).*/\1/p' /proc/cmdline)
+if [ -n "$measure_mb" ]; then
+	truncate -s 2G /tmp/slow.img
+	truncate -s 512M /tmp/fast.img
+	losetup /dev/loop0 /tmp/slow.img
+	losetup /dev/loop1 /tmp/fast.img
+	lvm pvcreate -q /dev/loop0 /dev/loop1 >/dev/null
+	lvm vgcreate -q $VG /dev/loop0 /dev/loop1 >/dev/null
+	lvm lvcreate -q -n $LV -L $((measure_mb * 2))M $VG /dev/loop0 </dev/null >/dev/null
+	dd if=/dev/zero of=$EXPECT bs=1M count=1 2>/dev/null
+	$OPSCTL lvm cache create $VG/$LV --size $((measure_mb + 64))M --cache-pv /dev/loop1 -y --state-dir $STATE >/dev/null
+	for strategy in recache online; do
+		dirty "$measure_mb"
+		blocks=$($OPSCTL lvm cache status $VG/$LV -o json | sed -n 's/.*"dirty_blocks": \([0-9]*\).*/\1/p')
+		start=$(cut -d' ' -f1 /proc/uptime)
+		out=$($OPSCTL lvm cache resize $VG/$LV --size +64M --strategy $strategy -y --state-dir $STATE 2>&1)
+		rc=$?
+		end=$(cut -d' ' -f1 /proc/uptime)
+		left=$($OPSCTL lvm cache status $VG/$LV -o json | sed -n 's/.*"dirty_blocks": \([0-9]*\).*/\1/p')
+		echo "@@MEASURE $strategy rc=$rc dirty_before=$blocks dirty_after=$left start=$start end=$end out=$(echo "$out" | grep resized | base64 -w0)"
+	done
+	echo "@@END"
+	exit 0
+fi
+
 echo "@@LVMVERSION $(lvm version | head -n1 | base64 -w0)"
 truncate -s 512M /tmp/slow.img
 truncate -s 256M /tmp/fast.img

@@ -107,7 +107,7 @@ func parseConsole(console []byte) (*vmResults, error) {
 
 // bootVM builds the initramfs (base from assets.sh plus test.sh and the
 // opsctl binary) and runs the VM to its end, returning the console output.
-func bootVM(t *testing.T) []byte {
+func bootVM(t *testing.T, memory, extraAppend string) []byte {
 	t.Helper()
 	qemu := testenv.Need(t, "qemu-system-x86_64", "qemu-system-x86")
 	testenv.Need(t, "busybox", "busybox-static")
@@ -178,9 +178,9 @@ func bootVM(t *testing.T) []byte {
 
 	vmCtx, vmCancel := context.WithTimeout(context.Background(), vmTimeout)
 	defer vmCancel()
-	cmd := exec.CommandContext(vmCtx, qemu, "-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1",
+	cmd := exec.CommandContext(vmCtx, qemu, "-accel", "tcg", "-cpu", "max", "-m", memory, "-smp", "1",
 		"-nographic", "-no-reboot", "-kernel", paths["KERNEL"], "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 loglevel=1")
+		"-append", strings.TrimSpace("console=ttyS0 panic=-1 loglevel=1 "+extraAppend))
 	cmd.WaitDelay = 5 * time.Second
 	var console bytes.Buffer
 	cmd.Stdout = &console
@@ -236,7 +236,7 @@ func TestLVMCacheOnRealLVM2InVM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM")
 	}
-	console := bootVM(t)
+	console := bootVM(t, "1024", "")
 	res, err := parseConsole(console)
 	if err != nil {
 		t.Fatal(err)
@@ -416,4 +416,43 @@ func lastNonLog(stderr string) string {
 		keep = append(keep, line)
 	}
 	return strings.Join(keep, "\n")
+}
+
+// TestMeasureRecacheVsOnline is the measurement of docs/lvm.md, run by
+// `make bench-lvm` (OPSCTL_LVM_MEASURE=MiB to dirty): the same cached LV with
+// the same number of dirty blocks grown by recache, then online.
+func TestMeasureRecacheVsOnline(t *testing.T) {
+	mb := os.Getenv("OPSCTL_LVM_MEASURE")
+	if mb == "" {
+		t.Skip("a measurement: set OPSCTL_LVM_MEASURE=MiB (make bench-lvm)")
+	}
+	if _, err := strconv.Atoi(mb); err != nil {
+		t.Fatalf("OPSCTL_LVM_MEASURE=%q: expected a number of MiB", mb)
+	}
+	console := bootVM(t, "1536", "opsctl.measure="+mb)
+	seconds := map[string]float64{}
+	for _, line := range strings.Split(string(console), "\n") {
+		i := strings.Index(line, "@@MEASURE ")
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(line[i:])
+		values := map[string]string{}
+		for _, kv := range fields[2:] {
+			k, v, _ := strings.Cut(kv, "=")
+			values[k] = strings.TrimRight(v, "\r")
+		}
+		start, _ := strconv.ParseFloat(values["start"], 64)
+		end, _ := strconv.ParseFloat(values["end"], 64)
+		out, _ := base64.StdEncoding.DecodeString(values["out"])
+		if values["rc"] != "0" {
+			t.Errorf("%s: exit %s", fields[1], values["rc"])
+		}
+		seconds[fields[1]] = end - start
+		fmt.Printf("measure: %-8s dirty blocks before %6s, after %6s, wall %6.2fs: %s\n", fields[1], values["dirty_before"], values["dirty_after"], end-start, strings.TrimSpace(string(out)))
+	}
+	if seconds["recache"] == 0 || seconds["online"] == 0 {
+		t.Fatalf("no measurement in the console:\n%s", tail(string(console), 30))
+	}
+	fmt.Printf("measure: recache/online wall time ratio %.1fx\n", seconds["recache"]/seconds["online"])
 }
