@@ -16,6 +16,9 @@ lvm-vm-test: build lvm-vm-assets
 
 # Recache vs online resize of the same cached LV with the same dirty blocks
 # (LVM_MEASURE_MB MiB written while dm-cache's writeback is frozen).
+# LVM_MEASURE_DELAY_MS delays every write to the origin's PV (dm-delay), a
+# stand-in for a spinning disk; empty for none.
 LVM_MEASURE_MB ?= 128
+LVM_MEASURE_DELAY_MS ?= 10
 bench-lvm: build lvm-vm-assets
-	@OPSCTL_BIN=$(CURDIR)/bin/opsctl OPSCTL_LVM_MEASURE=$(LVM_MEASURE_MB) $(GO) test -count=1 -v -run TestMeasureRecacheVsOnline ./pkg/lvmcache/vmtest/ | grep -E '^(measure|--- FAIL|FAIL|ok)'
+	@OPSCTL_BIN=$(CURDIR)/bin/opsctl OPSCTL_LVM_MEASURE=$(LVM_MEASURE_MB) OPSCTL_LVM_MEASURE_DELAY_MS=$(LVM_MEASURE_DELAY_MS) $(GO) test -count=1 -v -run TestMeasureRecacheVsOnline ./pkg/lvmcache/vmtest/ | grep -E '^(measure|--- FAIL|FAIL|ok)'

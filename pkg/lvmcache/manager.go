@@ -245,6 +245,7 @@ func (m *Manager) pollDirtyBlocks(ctx context.Context, name Name, step *Step, pr
 		if err != nil {
 			continue
 		}
+		m.logger().Debug("flush", "lv", name.String(), "dirty_blocks_left", left)
 		if left > total {
 			total = left
 			step.DirtyBlocks = total

@@ -11,7 +11,7 @@ set -euo pipefail
 
 cache=${OPSCTL_LVM_VM_CACHE:-/var/tmp/opsctl-lvm-vm}
 here=$(cd "$(dirname "$0")" && pwd)
-modules=(loop crc32c_generic libcrc32c dm-mod dm-bufio dm-bio-prison dm-persistent-data dm-cache dm-cache-smq)
+modules=(loop crc32c_generic libcrc32c dm-mod dm-bufio dm-bio-prison dm-persistent-data dm-cache dm-cache-smq dm-delay)
 apt_lock=/var/lock/opsctl-testdeps.lock
 
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] || { echo "assets: $1 not found (Debian package $2)" >&2; exit 3; }; }

@@ -74,20 +74,31 @@ if [ -n "$measure_mb" ]; then
 	truncate -s 512M /tmp/fast.img
 	losetup /dev/loop0 /tmp/slow.img
 	losetup /dev/loop1 /tmp/fast.img
-	lvm pvcreate -q /dev/loop0 /dev/loop1 >/dev/null
-	lvm vgcreate -q $VG /dev/loop0 /dev/loop1 >/dev/null
-	lvm lvcreate -q -n $LV -L $((measure_mb * 2))M $VG /dev/loop0 </dev/null >/dev/null
+	# The "spinning disk": every write to the origin's PV waits
+	# opsctl.delay ms (dm-delay); lvm2 is told to use only the delayed device.
+	delay=$(sed -n 's/.*opsctl\.delay=\([0-9]*\).*/\1/p' /proc/cmdline)
+	slow=/dev/loop0
+	if [ -n "$delay" ]; then
+		dmsetup create slowdisk --table "0 $(blockdev --getsz /dev/loop0) delay /dev/loop0 0 0 /dev/loop0 0 $delay"
+		sed -i 's|^devices {|devices {\n\tglobal_filter = [ "r\|^/dev/loop0$\|" ]|' /etc/lvm/lvm.conf
+		# lvm2 finds dm devices under their kernel name here (no udev).
+		slow=/dev/$(dmsetup info -c --noheadings -o blkdevname slowdisk)
+	fi
+	lvm pvcreate -q $slow /dev/loop1 >/dev/null
+	lvm vgcreate -q $VG $slow /dev/loop1 >/dev/null
+	lvm lvcreate -q -n $LV -L $((measure_mb * 2))M $VG $slow </dev/null >/dev/null
 	dd if=/dev/zero of=$EXPECT bs=1M count=1 2>/dev/null
 	$OPSCTL lvm cache create $VG/$LV --size $((measure_mb + 64))M --cache-pv /dev/loop1 -y --state-dir $STATE >/dev/null
 	for strategy in recache online; do
 		dirty "$measure_mb"
 		blocks=$($OPSCTL lvm cache status $VG/$LV -o json | sed -n 's/.*"dirty_blocks": \([0-9]*\).*/\1/p')
 		start=$(cut -d' ' -f1 /proc/uptime)
-		out=$($OPSCTL lvm cache resize $VG/$LV --size +64M --strategy $strategy -y --state-dir $STATE 2>&1)
+		out=$($OPSCTL --log-level debug lvm cache resize $VG/$LV --size +64M --strategy $strategy -y --state-dir $STATE 2>&1)
 		rc=$?
+		polls=$(echo "$out" | grep -o 'dirty_blocks_left=[0-9]*' | cut -d= -f2 | tr '\n' ,)
 		end=$(cut -d' ' -f1 /proc/uptime)
 		left=$($OPSCTL lvm cache status $VG/$LV -o json | sed -n 's/.*"dirty_blocks": \([0-9]*\).*/\1/p')
-		echo "@@MEASURE $strategy rc=$rc dirty_before=$blocks dirty_after=$left start=$start end=$end out=$(echo "$out" | grep resized | base64 -w0)"
+		echo "@@MEASURE $strategy rc=$rc dirty_before=$blocks dirty_after=$left polls=$polls start=$start end=$end out=$(echo "$out" | grep resized | base64 -w0)"
 	done
 	echo "@@END"
 	exit 0
