@@ -61,7 +61,7 @@ func parseBytes(s string) (int64, error) {
 	}
 	shift := uint(20)
 	last := number[len(number)-1] | 0x20 // ASCII lower case
-	if sh, ok := unitShift[last]; ok && (number[len(number)-1] < '0' || number[len(number)-1] > '9') {
+	if sh, ok := unitShift[last]; ok {
 		shift = sh
 		number = number[:len(number)-1]
 	}

@@ -22,7 +22,7 @@ import (
 )
 
 // vmTimeout bounds one boot of the VM and everything test.sh does in it.
-const vmTimeout = 330 * time.Second
+const vmTimeout = 360 * time.Second
 
 // stepResult is one @@STEP line of the console, with its @@DATA check.
 type stepResult struct {
