@@ -217,6 +217,22 @@ step resume-after-recache-fails $OPSCTL lvm cache resize $VG/$LV --resume -y $S
 step status-after-resume2 $OPSCTL lvm cache status $VG/$LV -o json $S
 step resume-nothing $OPSCTL lvm cache resize $VG/$LV --resume -y $S
 
+# Ctrl-C during the flush: the terminal sends SIGINT to opsctl's whole
+# process group (setsid makes one, as a shell with job control would); lvm2
+# runs in its own group, so the uncache finishes, and opsctl stops before
+# lvresize with the journal; --resume finishes.
+cat >/tmp/lvm-ctrlc <<'SH'
+#!/bin/sh
+if [ "$1" = lvconvert ]; then kill -INT -- -$PPID; fi
+exec lvm "$@"
+SH
+chmod +x /tmp/lvm-ctrlc
+dirty 4
+step resize-ctrl-c setsid $OPSCTL lvm cache resize $VG/$LV --size +32M --strategy recache -y --lvm /tmp/lvm-ctrlc $S
+step status-after-ctrl-c $OPSCTL lvm cache status $VG/$LV -o json $S
+echo "@@JOURNAL after-ctrl-c $(cat $STATE/$VG-$LV.json | base64 -w0)"
+step resume-after-ctrl-c $OPSCTL lvm cache resize $VG/$LV --resume -y $S
+
 # Remove with dirty blocks: flushed with progress, LV left plain.
 dirty 12
 step status-dirty-remove $OPSCTL lvm cache status $VG/$LV -o json $S

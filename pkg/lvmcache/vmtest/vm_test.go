@@ -300,6 +300,8 @@ func TestLVMCacheOnRealLVM2InVM(t *testing.T) {
 		{"resize-recache-fails", 1, "", "injected failure: lvcreate refused; the journal /tmp/state/storage-slowlv.json records the remaining steps"},
 		{"resume-after-recache-fails", 0, "resized from 128.00 MiB to 160.00 MiB (recache, uncache (before --resume) ", ""},
 		{"resume-nothing", 1, "", "no interrupted resize of storage/slowlv is journaled in /tmp/state"},
+		{"resize-ctrl-c", 1, "", "interrupted before lvresize; run `opsctl lvm cache resize storage/slowlv --resume` to finish"},
+		{"resume-after-ctrl-c", 0, "resized from 160.00 MiB to 192.00 MiB (recache, uncache (before --resume) ", ""},
 		{"remove-dry-run", 0, "+ lvm lvconvert --uncache storage/slowlv\n", ""},
 		{"remove", 0, "storage/slowlv: cache slowlv_cache_cpool removed (", "flush storage/slowlv: blocks written back: 0/"},
 	}
@@ -360,11 +362,23 @@ func TestLVMCacheOnRealLVM2InVM(t *testing.T) {
 		t.Errorf("status-uncached-resized: %+v, want not cached, 160 MiB", s)
 	}
 	wantCache("status-after-resume2", 160*mib)
-	if s := wantCache("status-dirty-remove", 160*mib); s.DirtyBlocks < 100 {
+	if s := status(t, get("status-after-ctrl-c")); s.Cached || s.OriginSizeBytes != 160*mib {
+		t.Errorf("status-after-ctrl-c: %+v, want the uncache finished (not cached), not resized (160 MiB)", s)
+	}
+	if raw, err := base64.StdEncoding.DecodeString(res.journals["after-ctrl-c"]); err != nil {
+		t.Errorf("journal after Ctrl-C: %v", err)
+	} else {
+		var plan lvmcache.Plan
+		if err := json.Unmarshal(raw, &plan); err != nil || len(plan.Steps) != 3 || plan.Steps[0].State != lvmcache.StateDone ||
+			plan.Steps[1].State != lvmcache.StatePending || plan.Steps[0].DirtyBlocks == 0 {
+			t.Errorf("journal after Ctrl-C: %v %s", err, raw)
+		}
+	}
+	if s := wantCache("status-dirty-remove", 192*mib); s.DirtyBlocks < 100 {
 		t.Errorf("status-dirty-remove: %d dirty blocks, want about 192", s.DirtyBlocks)
 	}
-	if s := status(t, get("status-removed")); s.Cached || s.OriginSizeBytes != 160*mib {
-		t.Errorf("status-removed: %+v, want plain 160 MiB", s)
+	if s := status(t, get("status-removed")); s.Cached || s.OriginSizeBytes != 192*mib {
+		t.Errorf("status-removed: %+v, want plain 192 MiB", s)
 	}
 	var all []lvmcache.Status
 	if err := json.Unmarshal([]byte(get("status-all").Stdout), &all); err != nil || len(all) != 0 {
