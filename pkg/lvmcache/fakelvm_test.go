@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 type fakeCache struct {
@@ -53,6 +54,11 @@ type fakeState struct {
 	FailCount  int        `json:"fail_count,omitempty"` // how many times (default 1)
 	Calls      [][]string `json:"calls"`
 	Env        []string   `json:"env"`
+	// FlushStepMillis makes an uncache write back a quarter of the dirty
+	// blocks every so many milliseconds, saving the state each time.
+	FlushStepMillis int `json:"flush_step_millis,omitempty"`
+
+	save func()
 }
 
 func TestMain(m *testing.M) {
@@ -108,8 +114,18 @@ func fakeLVMMain(statePath string, args []string) int {
 	s.Env = append(s.Env, "LC_ALL="+os.Getenv("LC_ALL"))
 	save := func() {
 		out, _ := json.MarshalIndent(&s, "", " ")
-		_ = os.WriteFile(statePath, out, 0o644)
+		tmp := statePath + fmt.Sprintf(".%d", os.Getpid())
+		_ = os.WriteFile(tmp, out, 0o644)
+		_ = os.Rename(tmp, statePath)
 	}
+	// A poll during a flush reads only: saving its call would race with
+	// the flush that rewrites the state.
+	for _, a := range args {
+		if a == "--nolocking" {
+			return s.run(args)
+		}
+	}
+	s.save = save
 	defer save()
 	if len(args) == 0 {
 		return 3
@@ -223,6 +239,14 @@ func (s *fakeState) run(args []string) int {
 		if lv.Cache == nil {
 			fmt.Fprintf(os.Stderr, "  Logical volume %s is not cached.\n", positional[0])
 			return 5
+		}
+		if s.FlushStepMillis > 0 {
+			quarter := max(lv.Cache.Dirty/4, 1)
+			for lv.Cache.Dirty > 0 {
+				time.Sleep(time.Duration(s.FlushStepMillis) * time.Millisecond)
+				lv.Cache.Dirty = max(lv.Cache.Dirty-quarter, 0)
+				s.save()
+			}
 		}
 		lv.Cache = nil
 		return 0

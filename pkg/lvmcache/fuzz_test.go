@@ -66,3 +66,26 @@ func FuzzParseVersion(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseName(f *testing.F) {
+	for _, seed := range []string{"storage/slowlv", "/dev/vg-1/lv_2", "slowlv", "a/b/c", "-vg/lv", "vg/..", ""} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		name, err := ParseName(s)
+		if err != nil {
+			return
+		}
+		// A parsed name is safe on lvm2's command line and reads back.
+		if strings.ContainsAny(name.String(), " \t\n'\"$`\\") || strings.HasPrefix(name.VG, "-") || strings.HasPrefix(name.LV, "-") {
+			t.Fatalf("%q parsed to unsafe %q", s, name)
+		}
+		again, err := ParseName(name.String())
+		if err != nil || again != name {
+			t.Fatalf("%q: %v does not read back: %v %v", s, name, again, err)
+		}
+		if got := Devices(s); len(got) > len(s)+1 {
+			t.Fatalf("Devices(%q) = %v", s, got)
+		}
+	})
+}

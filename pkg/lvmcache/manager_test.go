@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const mib = 1 << 20
@@ -461,5 +462,51 @@ func TestSecondOpsctlOnTheSameLVIsBusy(t *testing.T) {
 	var temp interface{ Temporary() bool }
 	if !errors.Is(err, ErrBusy) || !errors.As(err, &temp) || !temp.Temporary() {
 		t.Errorf("Apply while locked: %v", err)
+	}
+}
+
+type recordedProgress struct {
+	label string
+	total int64
+	done  []int64
+	ended bool
+}
+
+func (p *recordedProgress) Update(done int64)    { p.done = append(p.done, done) }
+func (p *recordedProgress) SetTotal(total int64) { p.total = total }
+func (p *recordedProgress) Done()                { p.ended = true }
+
+func TestFlushProgressFollowsTheDirtyBlocks(t *testing.T) {
+	m, path := newFake(t, func(s *fakeState) { s.FlushStepMillis = 150 })
+	var progress *recordedProgress
+	m.NewProgress = func(label string, total int64) Progress {
+		progress = &recordedProgress{label: label, total: total}
+		return progress
+	}
+	m.PollInterval = 10 * time.Millisecond
+	plan, err := m.PlanRemove(context.Background(), slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(context.Background(), plan); err != nil {
+		t.Fatal(err)
+	}
+	if progress == nil || progress.total != 300 || !progress.ended || progress.label != "flush storage/slowlv: blocks written back" {
+		t.Fatalf("progress %+v", progress)
+	}
+	between := 0
+	for i, done := range progress.done {
+		if i > 0 && done < progress.done[i-1] {
+			t.Errorf("progress went back: %v", progress.done)
+		}
+		if done > 0 && done < 300 {
+			between++
+		}
+	}
+	if progress.done[0] != 0 || between == 0 {
+		t.Errorf("progress %v: want 0 first and values between 0 and 300", progress.done)
+	}
+	if plan.FlushedBlocks() != 300 || slowlvOf(t, path).Cache != nil {
+		t.Errorf("flushed %d blocks; cache %+v", plan.FlushedBlocks(), slowlvOf(t, path).Cache)
 	}
 }
