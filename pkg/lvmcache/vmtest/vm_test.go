@@ -188,8 +188,14 @@ func bootVM(t *testing.T, memory, extraAppend string) []byte {
 	start := time.Now()
 	err = cmd.Run()
 	t.Logf("VM ran %.1fs", time.Since(start).Seconds())
+	// The whole console is kept for a person to read when the test fails.
 	logPath := filepath.Join(os.TempDir(), "opsctl-lvm-vm-console.log")
-	_ = os.WriteFile(logPath, console.Bytes(), 0o644)
+	t.Cleanup(func() {
+		if t.Failed() {
+			_ = os.WriteFile(logPath, console.Bytes(), 0o644)
+			t.Logf("VM console: %s", logPath)
+		}
+	})
 	if vmCtx.Err() != nil {
 		t.Fatalf("the VM did not finish within %s (killed); console in %s, last lines:\n%s", vmTimeout, logPath, tail(console.String(), 30))
 	}
