@@ -204,7 +204,7 @@ func buildVG(vgName string, pvReport, lvReport Report) (*VG, error) {
 	}
 	for _, name := range order {
 		row := rows[name]
-		if row["segtype"] != "cache" {
+		if !isCachedRow(row) {
 			continue
 		}
 		cache, err := buildCache(row, rows)
@@ -357,4 +357,14 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// isCachedRow tells a cached LV: segment type "cache", or, in a report
+// without segtype, the volume type "C" of lv_attr on an LV with a pool (the
+// cache pool itself has the same letter but no pool_lv).
+func isCachedRow(row Row) bool {
+	if segtype, ok := row["segtype"]; ok && segtype != "" {
+		return segtype == "cache"
+	}
+	return strings.HasPrefix(row["lv_attr"], "C") && row["pool_lv"] != ""
 }

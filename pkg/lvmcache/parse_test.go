@@ -236,3 +236,22 @@ func TestCacheMetadataEstimateMatchesLVM2(t *testing.T) {
 		t.Errorf("metadata of 1 TiB: %d MiB", got/mib)
 	}
 }
+
+func TestCachedLVIsFoundWithoutSegtypeToo(t *testing.T) {
+	cases := []struct {
+		row  Row
+		want bool
+	}{
+		{Row{"segtype": "cache", "lv_attr": "Cwi-a-C---", "pool_lv": "[x_cpool]"}, true},
+		{Row{"segtype": "linear", "lv_attr": "-wi-a-----"}, false},
+		{Row{"segtype": "cache-pool", "lv_attr": "Cwi---C---"}, false},
+		{Row{"lv_attr": "Cwi-a-C---", "pool_lv": "[x_cpool]"}, true},
+		{Row{"lv_attr": "Cwi---C---", "pool_lv": ""}, false},
+		{Row{"segtype": "writecache", "lv_attr": "Cwi-a-C---", "pool_lv": "[x_cvol]"}, false},
+	}
+	for _, tc := range cases {
+		if got := isCachedRow(tc.row); got != tc.want {
+			t.Errorf("%v: cached %v, want %v", tc.row, got, tc.want)
+		}
+	}
+}

@@ -154,9 +154,14 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 	if strategy != StrategyAuto && strategy != StrategyOnline && strategy != StrategyRecache {
 		return fail(fmt.Errorf("strategy %q: expected auto, online or recache", strategy))
 	}
-	version, err := m.Runner.Version(ctx)
-	if err != nil {
-		return fail(err)
+	// Only online resizing depends on the lvm2 release.
+	var version Version
+	if strategy != StrategyRecache {
+		v, err := m.Runner.Version(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		version = v
 	}
 	switch {
 	case strategy == StrategyOnline && !version.SupportsOnlineResize():
@@ -187,11 +192,14 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 	now := m.now()
 	plan := &Plan{
 		Version: 1, Op: OpResize, LV: req.LV.String(), Strategy: strategy, Lvm: m.Runner.Executable(),
-		LVMVersion: version.String(), OriginalSizeBytes: lv.SizeBytes, TargetSizeBytes: target,
+		OriginalSizeBytes: lv.SizeBytes, TargetSizeBytes: target,
 		Cache: recordCache(lv.Cache), Created: now, Updated: now,
 	}
 	if target < lv.SizeBytes {
 		return fail(fmt.Errorf("size %s is smaller than the LV (%s): shrinking is not supported, it would destroy the data at the end", FormatBytes(target), FormatBytes(lv.SizeBytes)))
+	}
+	if version != (Version{}) {
+		plan.LVMVersion = version.String()
 	}
 	if target == lv.SizeBytes {
 		plan.Notes = append(plan.Notes, fmt.Sprintf("%s is already %s: nothing to do", req.LV, FormatBytes(target)))
