@@ -61,6 +61,9 @@ func newCmdLVM(f *cli.Factory) *cobra.Command {
 
 lvm2 is run as "lvm" from PATH unless --lvm or OPSCTL_LVM names another binary.
 Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
+		Example: `  opsctl lvm cache create storage/slowlv --size 100G --cache-pv /dev/md3 -y
+  opsctl lvm cache status -o json
+  opsctl --log-level debug lvm --lvm /usr/sbin/lvm cache resize storage/slowlv --size +200G --dry-run`,
 	}
 	cmd.PersistentFlags().StringVar(&flags.lvmPath, "lvm", "", "lvm2 executable (default: lvm on PATH, or $OPSCTL_LVM)")
 	cmd.PersistentFlags().StringVar(&flags.stateDir, "state-dir", lvmcache.DefaultStateDir, "directory of the resize journals and locks")
@@ -68,6 +71,10 @@ Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
 	cache := &cobra.Command{
 		Use:   "cache",
 		Short: "Create, resize, inspect and remove the cache of an LV",
+		Example: `  opsctl lvm cache create storage/slowlv --size 100G --cache-pv /dev/md3 -y
+  opsctl lvm cache resize storage/slowlv --size +200G -y
+  opsctl lvm cache status storage/slowlv
+  opsctl lvm cache remove storage/slowlv -y`,
 	}
 	cache.AddCommand(
 		newCmdLVMCacheCreate(env, nil),
