@@ -334,6 +334,15 @@ func TestLVMCacheOnRealLVM2InVM(t *testing.T) {
 		}
 	}
 
+	// A flush shows its progress from the first dirty block to the last.
+	for _, name := range []string{"resize-recache", "remove"} {
+		stderr := get(name).Stderr
+		i := strings.Index(stderr, "flush storage/slowlv: blocks written back: 0/")
+		if i < 0 || !strings.Contains(stderr[i:], " done\n") {
+			t.Errorf("%s: no flush progress from 0 to done in %q", name, stderr)
+		}
+	}
+
 	// Dry runs and refusals changed nothing.
 	for _, name := range []string{"status-not-cached", "status-after-dry-run"} {
 		s := status(t, get(name))
