@@ -55,8 +55,9 @@ var ErrInterrupted = errors.New("interrupted")
 // the recorded cache is re-attached before Apply returns the error.
 func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 	name := plan.Name()
+	// failf wraps with %w, so errors.Is sees ErrNotFound and the like.
 	failf := func(format string, args ...any) error {
-		return fmt.Errorf("lvm cache %s %s: %s", plan.Op, name, fmt.Sprintf(format, args...))
+		return fmt.Errorf("lvm cache %s %s: "+format, append([]any{plan.Op, name}, args...)...)
 	}
 	unlock, err := m.lock(name)
 	if err != nil {
@@ -91,20 +92,20 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 		lv, err := m.inspectLV(ctx, name)
 		if err != nil {
 			_ = save()
-			return failf("before %s: %v", step.Kind, err)
+			return failf("before %s: %w", step.Kind, err)
 		}
 		if stepDone(step, lv, plan) {
 			step.State, step.Skipped = StateDone, true
 			m.logger().Info("step already done", "lv", name.String(), "step", step.Kind)
 			if err := save(); err != nil {
-				return failf("%v", err)
+				return failf("%w", err)
 			}
 			continue
 		}
 		started := m.now()
 		step.State, step.Started, step.Finished, step.Error = StateRunning, &started, nil, ""
 		if err := save(); err != nil {
-			return failf("%v", err)
+			return failf("%w", err)
 		}
 		runErr := m.runStep(ctx, plan, step, lv)
 		finished := m.now()
@@ -113,7 +114,7 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 			step.State = StateDone
 			m.logger().Info("step done", "lv", name.String(), "step", step.Kind, "seconds", step.Duration().Seconds(), "dirty_blocks", step.DirtyBlocks)
 			if err := save(); err != nil {
-				return failf("%v", err)
+				return failf("%w", err)
 			}
 			continue
 		}
@@ -122,7 +123,7 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 	}
 	if journaled {
 		if err := m.removeJournal(name); err != nil {
-			return failf("%v", err)
+			return failf("%w", err)
 		}
 	}
 	return nil
