@@ -1,0 +1,257 @@
+package lvmcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// DefaultStateDir is where resize journals live unless told otherwise.
+const DefaultStateDir = "/var/lib/opsctl/lvm"
+
+// Progress shows the advance of a flush. opsctl passes its progress bar.
+type Progress interface {
+	Update(done int64)
+	SetTotal(total int64)
+	Done()
+}
+
+// Manager plans and applies changes to the caches of LVs through lvm2.
+type Manager struct {
+	Runner *Runner
+	// StateDir holds the resize journals and lock files: DefaultStateDir
+	// when empty.
+	StateDir string
+	// NewProgress starts a progress display for a flush of total dirty
+	// blocks; nil shows none.
+	NewProgress func(label string, total int64) Progress
+	// PollInterval is how often the dirty blocks are polled during a flush:
+	// 500ms when zero.
+	PollInterval time.Duration
+	// Logger gets one line per step; nil discards.
+	Logger *slog.Logger
+	// Clock replaces time.Now in tests.
+	Clock func() time.Time
+}
+
+func (m *Manager) logger() *slog.Logger {
+	if m.Logger != nil {
+		return m.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// ErrInterrupted is wrapped by the error of a plan stopped between two
+// steps by its context (SIGINT, SIGTERM): the journal tells where it was.
+var ErrInterrupted = errors.New("interrupted")
+
+// Apply carries out plan, one step after the other. Before each step the
+// LV is read again and a step whose effect is already there is skipped, so
+// a resumed plan never repeats a change. A resize is journaled before and
+// after every step. When its lvresize fails after the cache was detached,
+// the recorded cache is re-attached before Apply returns the error.
+func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
+	name := plan.Name()
+	// failf wraps with %w, so errors.Is sees ErrNotFound and the like.
+	failf := func(format string, args ...any) error {
+		return fmt.Errorf("lvm cache %s %s: "+format, append([]any{plan.Op, name}, args...)...)
+	}
+	unlock, err := m.lock(name)
+	if err != nil {
+		return fmt.Errorf("lvm cache %s %s: %w", plan.Op, name, err)
+	}
+	defer unlock()
+	journaled := plan.Op == OpResize && len(plan.Steps) > 0
+	if journaled && !plan.Resumed {
+		if err := m.checkNoJournal(name); err != nil {
+			return fmt.Errorf("lvm cache %s %s: %w", plan.Op, name, err)
+		}
+	}
+	save := func() error {
+		if !journaled {
+			return nil
+		}
+		plan.Updated = m.now()
+		return m.saveJournal(plan)
+	}
+	if err := save(); err != nil {
+		return fmt.Errorf("lvm cache %s %s: %w", plan.Op, name, err)
+	}
+	for i := range plan.Steps {
+		step := &plan.Steps[i]
+		if step.State == StateDone {
+			continue
+		}
+		if ctx.Err() != nil {
+			_ = save()
+			return fmt.Errorf("lvm cache %s %s: %w before %s; run `opsctl lvm cache resize %s --resume` to finish", plan.Op, name, ErrInterrupted, step.Kind, name)
+		}
+		lv, err := m.inspectLV(ctx, name)
+		if err != nil {
+			_ = save()
+			return failf("before %s: %w", step.Kind, err)
+		}
+		if stepDone(step, lv, plan) {
+			step.State, step.Skipped = StateDone, true
+			m.logger().Info("step already done", "lv", name.String(), "step", step.Kind)
+			if err := save(); err != nil {
+				return failf("%w", err)
+			}
+			continue
+		}
+		started := m.now()
+		step.State, step.Started, step.Finished, step.Error = StateRunning, &started, nil, ""
+		if err := save(); err != nil {
+			return failf("%w", err)
+		}
+		runErr := m.runStep(ctx, plan, step, lv)
+		finished := m.now()
+		step.Finished = &finished
+		if runErr == nil {
+			step.State = StateDone
+			m.logger().Info("step done", "lv", name.String(), "step", step.Kind, "seconds", step.Duration().Seconds(), "dirty_blocks", step.DirtyBlocks)
+			if err := save(); err != nil {
+				return failf("%w", err)
+			}
+			continue
+		}
+		step.State, step.Error = StateFailed, runErr.Error()
+		return m.recover(ctx, plan, step, runErr, save)
+	}
+	if journaled {
+		if err := m.removeJournal(name); err != nil {
+			return failf("%w", err)
+		}
+	}
+	return nil
+}
+
+// recover runs after step failed: it re-attaches the cache when a resize
+// failed between uncache and recache, and decides whether the journal is
+// still needed (something changed) or not (the LV is as it was).
+func (m *Manager) recover(ctx context.Context, plan *Plan, failed *Step, stepErr error, save func() error) error {
+	name := plan.Name()
+	prefix := fmt.Sprintf("lvm cache %s %s: %s", plan.Op, name, failed.Kind)
+	if plan.Op != OpResize {
+		return fmt.Errorf("%s: %w", prefix, stepErr)
+	}
+	if failed.Kind == StepResize && plan.Strategy == StrategyRecache {
+		recache := plan.step(StepRecache)
+		m.logger().Warn("lvresize failed; re-attaching the cache", "lv", name.String(), "error", stepErr)
+		started := m.now()
+		_, reErr := m.Runner.Run(context.WithoutCancel(ctx), recache.Args...)
+		finished := m.now()
+		if reErr != nil {
+			recache.Error = "re-attach after the failed lvresize: " + reErr.Error()
+			_ = save()
+			return fmt.Errorf("%s: %w; re-attaching the cache failed too (%v): %s is NOT cached, its data is intact; the journal %s keeps the cache settings, run `opsctl lvm cache resize %s --resume` once the cause is fixed",
+				prefix, stepErr, reErr, name, m.journalPath(name), name)
+		}
+		recache.Started, recache.Finished = &started, &finished
+	}
+	lv, inspectErr := m.inspectLV(context.WithoutCancel(ctx), name)
+	if inspectErr == nil && lv.Cached() && lv.SizeBytes == plan.OriginalSizeBytes {
+		if err := m.removeJournal(name); err != nil {
+			return fmt.Errorf("%s: %w (and %v)", prefix, stepErr, err)
+		}
+		what := "nothing was changed"
+		if failed.Kind == StepResize && plan.Strategy == StrategyRecache {
+			what = "the cache was re-attached with its recorded settings, " + name.String() + " is as before"
+		}
+		return fmt.Errorf("%s: %w; %s", prefix, stepErr, what)
+	}
+	_ = save()
+	return fmt.Errorf("%s: %w; the journal %s records the remaining steps, run `opsctl lvm cache resize %s --resume` once the cause is fixed",
+		prefix, stepErr, m.journalPath(name), name)
+}
+
+// stepDone reports whether the effect of step is already there.
+func stepDone(step *Step, lv *LV, plan *Plan) bool {
+	switch step.Kind {
+	case StepCreate, StepRecache:
+		return lv.Cached()
+	case StepUncache:
+		return !lv.Cached()
+	case StepResize:
+		return lv.SizeBytes >= plan.TargetSizeBytes
+	}
+	return false
+}
+
+func (m *Manager) inspectLV(ctx context.Context, name Name) (*LV, error) {
+	vg, err := m.Runner.InspectVG(ctx, name.VG)
+	if err != nil {
+		return nil, err
+	}
+	return vg.LV(name.LV)
+}
+
+// runStep runs one lvm2 command. An uncache of a cache with dirty blocks
+// polls them while lvm2 flushes, for the progress display.
+func (m *Manager) runStep(ctx context.Context, plan *Plan, step *Step, lv *LV) error {
+	// Once started, a step is never cancelled: lvm2 must finish what it
+	// began; the plan stops before the next step instead.
+	runCtx := context.WithoutCancel(ctx)
+	if step.Kind != StepUncache || lv.Cache == nil {
+		_, err := m.Runner.Run(runCtx, step.Args...)
+		return err
+	}
+	step.DirtyBlocks = lv.Cache.DirtyBlocks
+	if step.DirtyBlocks == 0 || m.NewProgress == nil {
+		_, err := m.Runner.Run(runCtx, step.Args...)
+		return err
+	}
+	progress := m.NewProgress(fmt.Sprintf("flush %s: blocks written back", plan.LV), step.DirtyBlocks)
+	progress.Update(0)
+	pollCtx, stopPolling := context.WithCancel(runCtx)
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		m.pollDirtyBlocks(pollCtx, plan.Name(), step, progress)
+	}()
+	_, err := m.Runner.Run(runCtx, step.Args...)
+	stopPolling()
+	<-polled
+	if err == nil {
+		progress.Done()
+	}
+	return err
+}
+
+// pollDirtyBlocks reads cache_dirty_blocks until ctx ends. lvconvert holds
+// the VG lock for the whole flush, so the poll reads without locking; a
+// poll that fails (metadata being rewritten) is simply skipped.
+func (m *Manager) pollDirtyBlocks(ctx context.Context, name Name, step *Step, progress Progress) {
+	interval := m.PollInterval
+	if interval <= 0 {
+		interval = 500 * time.Millisecond
+	}
+	total := step.DirtyBlocks
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		report, err := m.Runner.Report(ctx, "lvs", "--nolocking", "-o", "cache_dirty_blocks", name.String())
+		if err != nil || len(report["lv"]) == 0 || strings.TrimSpace(report["lv"][0]["cache_dirty_blocks"]) == "" {
+			continue
+		}
+		left, err := report["lv"][0].Int("cache_dirty_blocks")
+		if err != nil {
+			continue
+		}
+		m.logger().Debug("flush", "lv", name.String(), "dirty_blocks_left", left)
+		if left > total {
+			total = left
+			step.DirtyBlocks = total
+			progress.SetTotal(total)
+		}
+		progress.Update(total - left)
+	}
+}

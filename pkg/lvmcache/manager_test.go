@@ -1,0 +1,512 @@
+package lvmcache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const mib = 1 << 20
+
+// newFake starts a fake lvm2 with the VG "storage": /dev/slow (512 MiB) and
+// /dev/fast (256 MiB) in 4 MiB extents; slowlv (96 MiB on /dev/slow) cached
+// by a 64 MiB writeback cache on /dev/fast with 300 dirty blocks; plainlv.
+func newFake(t *testing.T, mutate func(*fakeState)) (*Manager, string) {
+	t.Helper()
+	state := &fakeState{
+		Version: "2.03.16", VG: "storage", ExtentSize: 4 * mib,
+		PVs: []fakePV{{Name: "/dev/slow", Extents: 128}, {Name: "/dev/fast", Extents: 64}},
+		LVs: []*fakeLV{
+			{Name: "slowlv", Extents: 24, PV: "/dev/slow", Cache: &fakeCache{Name: "slowlv_cache", Mode: "writeback", Policy: "smq", Chunk: 65536, DataExtents: 16, MetaExtents: 2, PV: "/dev/fast", Dirty: 300}},
+			{Name: "plainlv", Extents: 2, PV: "/dev/slow"},
+		},
+	}
+	if mutate != nil {
+		mutate(state)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "fake-lvm.json")
+	writeFake(t, path, state)
+	t.Setenv("FAKE_LVM_STATE", path)
+	return &Manager{Runner: &Runner{Path: os.Args[0]}, StateDir: filepath.Join(dir, "state")}, path
+}
+
+func writeFake(t *testing.T, path string, s *fakeState) {
+	t.Helper()
+	data, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFake(t *testing.T, path string) *fakeState {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s fakeState
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+func failNext(t *testing.T, path, command string, after bool, count int) {
+	t.Helper()
+	s := readFake(t, path)
+	s.FailOn, s.FailAfter, s.FailCount = command, after, count
+	writeFake(t, path, s)
+}
+
+var slowlv = Name{VG: "storage", LV: "slowlv"}
+
+func TestPlansBuildTheExactLVM2Commands(t *testing.T) {
+	m, _ := newFake(t, nil)
+	m.Runner.Path = os.Args[0]
+	ctx := context.Background()
+	show := func(p *Plan, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.ReplaceAll(strings.Join(p.Commands(), "\n"), os.Args[0], "lvm")
+	}
+	cases := []struct {
+		name string
+		got  string
+		want string
+	}{
+		{"create", show(m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: 100 * mib, PVs: []string{"/dev/fast"}})),
+			"+ lvm lvcreate --type cache --cachemode writeback --name plainlv_cache --size 100M storage/plainlv /dev/fast"},
+		{"create writethrough named", show(m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: 1536 * 1024, PVs: []string{"/dev/fast", "/dev/fast"}, Mode: "writethrough", CacheName: "fast"})),
+			"+ lvm lvcreate --type cache --cachemode writethrough --name fast --size 1536K storage/plainlv /dev/fast"},
+		{"resize recache", show(m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 200 * mib, Relative: true}, Strategy: StrategyRecache})),
+			"+ lvm lvconvert --uncache storage/slowlv\n+ lvm lvresize --size 296M storage/slowlv /dev/slow\n+ lvm lvcreate --type cache --cachemode writeback --cachepolicy smq --chunksize 64K --poolmetadatasize 8M --name slowlv_cache --size 64M storage/slowlv /dev/fast"},
+		{"resize online rounds up to extents", show(m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 97 * mib}, Strategy: StrategyOnline})),
+			"+ lvm lvresize --size 100M storage/slowlv /dev/slow"},
+		{"resize auto is online on 2.03.16", show(m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 200 * mib}})),
+			"+ lvm lvresize --size 200M storage/slowlv /dev/slow"},
+		{"remove", show(m.PlanRemove(ctx, slowlv)), "+ lvm lvconvert --uncache storage/slowlv"},
+	}
+	for _, tc := range cases {
+		if tc.got != tc.want {
+			t.Errorf("%s:\n got: %s\nwant: %s", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestAutoPicksRecacheOnOldLVM2AndOnlineIsRefused(t *testing.T) {
+	m, _ := newFake(t, func(s *fakeState) { s.Version = "2.03.11" })
+	ctx := context.Background()
+	plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Strategy != StrategyRecache || len(plan.Steps) != 3 {
+		t.Errorf("auto on 2.03.11: %s with %d steps, want recache with 3", plan.Strategy, len(plan.Steps))
+	}
+	_, err = m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyOnline})
+	if err == nil || !strings.Contains(err.Error(), "lvm2 2.03.11 cannot resize a cached LV online (that needs 2.03.12 or newer)") {
+		t.Errorf("online on 2.03.11: %v", err)
+	}
+}
+
+func TestPreflightRefusesWithOneClearLine(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		run  func(m *Manager) error
+		want string
+	}{
+		{"create on a cached LV", func(m *Manager) error {
+			_, err := m.PlanCreate(ctx, CreateRequest{LV: slowlv, SizeBytes: mib, PVs: []string{"/dev/fast"}})
+			return err
+		}, "lvm cache create storage/slowlv: already cached by slowlv_cache_cpool"},
+		{"create with a PV outside the VG", func(m *Manager) error {
+			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: mib, PVs: []string{"/dev/elsewhere"}})
+			return err
+		}, "PV /dev/elsewhere is not in volume group storage (its PVs: /dev/slow, /dev/fast)"},
+		{"create without room", func(m *Manager) error {
+			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: 180 * mib, PVs: []string{"/dev/fast"}})
+			return err
+		}, "not enough free space on /dev/fast for a 180.00 MiB cache: it needs 47 extents of 4.00 MiB (data and metadata), 46 are free"},
+		{"create on an unknown LV", func(m *Manager) error {
+			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "nolv"}, SizeBytes: mib, PVs: []string{"/dev/fast"}})
+			return err
+		}, "logical volume storage/nolv not found (LVs of storage: plainlv, slowlv)"},
+		{"create in an unknown VG", func(m *Manager) error {
+			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"novg", "x"}, SizeBytes: mib, PVs: []string{"/dev/fast"}})
+			return err
+		}, `volume group "novg" not found (volume groups: storage)`},
+		{"create with a taken name", func(m *Manager) error {
+			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: mib, PVs: []string{"/dev/fast"}, CacheName: "slowlv"})
+			return err
+		}, `cache name "slowlv": an LV storage/slowlv already exists`},
+		{"resize of a plain LV", func(m *Manager) error {
+			_, err := m.PlanResize(ctx, ResizeRequest{LV: Name{"storage", "plainlv"}, Size: Size{Bytes: mib, Relative: true}})
+			return err
+		}, "lvm cache resize storage/plainlv: is not cached"},
+		{"resize that shrinks", func(m *Manager) error {
+			_, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 50 * mib}})
+			return err
+		}, "size 52.00 MiB is smaller than the LV (96.00 MiB): shrinking is not supported"},
+		{"resize beyond the room outside the cache PVs", func(m *Manager) error {
+			_, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 500 * mib, Relative: true}})
+			return err
+		}, "not enough free space to grow by 500.00 MiB: it needs 125 extents of 4.00 MiB on PVs other than the cache's (/dev/fast), 102 are free"},
+		{"remove of a plain LV", func(m *Manager) error {
+			_, err := m.PlanRemove(ctx, Name{"storage", "plainlv"})
+			return err
+		}, "is not cached: nothing to remove"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, path := newFake(t, nil)
+			before := readFake(t, path)
+			err := tc.run(m)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			after := readFake(t, path)
+			for _, call := range after.Calls {
+				switch call[0] {
+				case "lvs", "pvs", "vgs", "version":
+				default:
+					t.Errorf("a refused plan ran %v", call)
+				}
+			}
+			if len(after.LVs) != len(before.LVs) || after.LVs[0].Extents != before.LVs[0].Extents || (after.LVs[0].Cache == nil) != (before.LVs[0].Cache == nil) {
+				t.Errorf("state changed")
+			}
+		})
+	}
+}
+
+// cacheOf returns the fake's slowlv for comparisons.
+func slowlvOf(t *testing.T, path string) *fakeLV {
+	t.Helper()
+	return readFake(t, path).lv("slowlv")
+}
+
+func sameCache(a, b *fakeCache) bool {
+	return a != nil && b != nil && a.Name == b.Name && a.Mode == b.Mode && a.Policy == b.Policy && a.Chunk == b.Chunk &&
+		a.DataExtents == b.DataExtents && a.MetaExtents == b.MetaExtents && a.PV == b.PV
+}
+
+func TestRecacheSurvivesAFailureAtEveryStep(t *testing.T) {
+	ctx := context.Background()
+	original := &fakeCache{Name: "slowlv_cache", Mode: "writeback", Policy: "smq", Chunk: 65536, DataExtents: 16, MetaExtents: 2, PV: "/dev/fast"}
+	cases := []struct {
+		command   string
+		after     bool
+		want      string // in the error
+		journal   bool   // kept for --resume
+		extents   int64  // slowlv size right after the failure
+		cached    bool
+		resumeRun []string // the commands --resume runs (besides reports)
+	}{
+		{"lvconvert", false, "nothing was changed", false, 24, true, nil},
+		{"lvconvert", true, "run `opsctl lvm cache resize storage/slowlv --resume`", true, 24, false, []string{"lvresize", "lvcreate"}},
+		{"lvresize", false, "the cache was re-attached with its recorded settings, storage/slowlv is as before", false, 24, true, nil},
+		{"lvresize", true, "--resume", true, 26, true, []string{}},
+		{"lvcreate", false, "injected failure of lvcreate; the journal", true, 26, false, []string{"lvcreate"}},
+		{"lvcreate", true, "--resume", true, 26, true, []string{}},
+	}
+	for _, tc := range cases {
+		name := tc.command + "-fails-before"
+		if tc.after {
+			name = tc.command + "-fails-after-doing-it"
+		}
+		t.Run(name, func(t *testing.T) {
+			m, path := newFake(t, nil)
+			plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 8 * mib, Relative: true}, Strategy: StrategyRecache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			failNext(t, path, tc.command, tc.after, 1)
+			err = m.Apply(ctx, plan)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Apply: %v, want an error containing %q", err, tc.want)
+			}
+			lv := slowlvOf(t, path)
+			if lv.Extents != tc.extents || (lv.Cache != nil) != tc.cached {
+				t.Errorf("after the failure: %d extents, cached %v; want %d, %v", lv.Extents, lv.Cache != nil, tc.extents, tc.cached)
+			}
+			if lv.Cache != nil && !sameCache(lv.Cache, original) {
+				t.Errorf("cache after the failure %+v, want %+v", lv.Cache, original)
+			}
+			_, statErr := os.Stat(m.journalPath(slowlv))
+			if tc.journal != (statErr == nil) {
+				t.Fatalf("journal kept: %v, want %v", statErr == nil, tc.journal)
+			}
+			if !tc.journal {
+				if _, err := m.LoadJournal(slowlv); !errors.Is(err, ErrNoJournal) {
+					t.Errorf("LoadJournal: %v, want ErrNoJournal", err)
+				}
+				return
+			}
+			// Anything but --resume is refused while the journal is there.
+			if _, err := m.PlanRemove(ctx, slowlv); err == nil || !strings.Contains(err.Error(), "--resume") {
+				t.Errorf("remove with a journal: %v", err)
+			}
+			callsBefore := len(readFake(t, path).Calls)
+			resumed, err := m.LoadJournal(slowlv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Apply(ctx, resumed); err != nil {
+				t.Fatalf("resume: %v", err)
+			}
+			var ran []string
+			for _, call := range readFake(t, path).Calls[callsBefore:] {
+				if call[0] != "lvs" && call[0] != "pvs" && call[0] != "vgs" {
+					ran = append(ran, call[0])
+				}
+			}
+			if strings.Join(ran, " ") != strings.Join(tc.resumeRun, " ") {
+				t.Errorf("resume ran %v, want %v", ran, tc.resumeRun)
+			}
+			lv = slowlvOf(t, path)
+			if lv.Extents != 26 || !sameCache(lv.Cache, original) {
+				t.Errorf("after resume: %d extents, cache %+v; want 26 and %+v", lv.Extents, lv.Cache, original)
+			}
+			if _, err := os.Stat(m.journalPath(slowlv)); err == nil {
+				t.Error("journal left after a finished resume")
+			}
+		})
+	}
+}
+
+func TestFailedReattachKeepsTheJournalAndResumeFinishes(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, nil)
+	plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 8 * mib, Relative: true}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failNext(t, path, "lvresize", false, 1)
+	s := readFake(t, path)
+	s.Calls = nil
+	writeFake(t, path, s)
+	// lvresize and the re-attach both fail: make lvcreate fail too by
+	// filling /dev/fast from under the plan.
+	orig := readFake(t, path)
+	orig.LVs = append(orig.LVs, &fakeLV{Name: "filler", Extents: 60, PV: "/dev/fast"})
+	writeFake(t, path, orig)
+	err = m.Apply(ctx, plan)
+	if err == nil || !strings.Contains(err.Error(), "re-attaching the cache failed too") || !strings.Contains(err.Error(), "NOT cached, its data is intact") {
+		t.Fatalf("Apply: %v", err)
+	}
+	journal, err := m.LoadJournal(slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if journal.Steps[0].State != StateDone || journal.Steps[1].State != StateFailed || journal.Cache.SizeBytes != 64*mib {
+		t.Errorf("journal: %+v", journal.Steps)
+	}
+	fixed := readFake(t, path)
+	fixed.LVs = fixed.LVs[:2]
+	writeFake(t, path, fixed)
+	if err := m.Apply(ctx, journal); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if lv := slowlvOf(t, path); lv.Extents != 26 || lv.Cache == nil || lv.Cache.DataExtents != 16 {
+		t.Errorf("after resume: %+v", lv)
+	}
+}
+
+func TestResumeAfterACrashBetweenSteps(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, nil)
+	plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 128 * mib}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a SIGKILL during lvresize leaves: the uncache done and journaled,
+	// lvresize journaled as running and never run.
+	plan.Steps[0].State = StateDone
+	plan.Steps[1].State = StateRunning
+	if err := m.saveJournal(plan); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Runner.Run(ctx, "lvconvert", "--uncache", "storage/slowlv"); err != nil {
+		t.Fatal(err)
+	}
+	resumed, err := m.LoadJournal(slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(resumed.Commands(), "\n"); strings.Contains(got, "--uncache") || !strings.Contains(got, "lvresize") {
+		t.Errorf("resume plan: %s", got)
+	}
+	if err := m.Apply(ctx, resumed); err != nil {
+		t.Fatal(err)
+	}
+	if lv := slowlvOf(t, path); lv.Extents != 32 || lv.Cache == nil {
+		t.Errorf("after resume: %+v", lv)
+	}
+}
+
+func TestInterruptedPlanStopsBeforeTheNextStep(t *testing.T) {
+	m, path := newFake(t, nil)
+	plan, err := m.PlanResize(context.Background(), ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("Apply with a cancelled context: %v", err)
+	}
+	if lv := slowlvOf(t, path); lv.Cache == nil || lv.Extents != 24 {
+		t.Errorf("an interrupted plan changed the LV: %+v", lv)
+	}
+	resumed, err := m.LoadJournal(slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(context.Background(), resumed); err != nil {
+		t.Fatal(err)
+	}
+	if lv := slowlvOf(t, path); lv.Cache == nil || lv.Extents != 25 {
+		t.Errorf("after resume: %+v", lv)
+	}
+}
+
+func TestEveryLVM2CallHasLCALLCAndNoForce(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, nil)
+	plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+	remove, err := m.PlanRemove(ctx, slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(ctx, remove); err != nil {
+		t.Fatal(err)
+	}
+	s := readFake(t, path)
+	if len(s.Calls) < 10 {
+		t.Fatalf("only %d calls", len(s.Calls))
+	}
+	for i, env := range s.Env {
+		if env != "LC_ALL=C" {
+			t.Errorf("call %v ran with %s", s.Calls[i], env)
+		}
+	}
+	var changes []string
+	for _, call := range s.Calls {
+		for _, arg := range call {
+			if arg == "--force" || arg == "-f" {
+				t.Errorf("%v passes --force", call)
+			}
+		}
+		if call[0] == "lvs" || call[0] == "pvs" {
+			if !strings.Contains(strings.Join(call, " "), "--reportformat json --units b --nosuffix") {
+				t.Errorf("report without JSON in bytes: %v", call)
+			}
+			continue
+		}
+		if call[0] != "version" {
+			changes = append(changes, call[0])
+		}
+	}
+	if got := strings.Join(changes, " "); got != "lvconvert lvresize lvcreate lvconvert" {
+		t.Errorf("changes ran: %s", got)
+	}
+	if lv := slowlvOf(t, path); lv.Cache != nil || lv.Extents != 25 {
+		t.Errorf("after remove: %+v", lv)
+	}
+}
+
+func TestResizeToTheCurrentSizeIsANoOp(t *testing.T) {
+	m, _ := newFake(t, nil)
+	plan, err := m.PlanResize(context.Background(), ResizeRequest{LV: slowlv, Size: Size{Bytes: 96 * mib}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Steps) != 0 || !strings.Contains(plan.Notes[0], "already 96.00 MiB") {
+		t.Errorf("plan %+v", plan)
+	}
+}
+
+func TestSecondOpsctlOnTheSameLVIsBusy(t *testing.T) {
+	m, _ := newFake(t, nil)
+	unlock, err := m.lock(slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	plan, err := m.PlanRemove(context.Background(), slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.Apply(context.Background(), plan)
+	var temp interface{ Temporary() bool }
+	if !errors.Is(err, ErrBusy) || !errors.As(err, &temp) || !temp.Temporary() {
+		t.Errorf("Apply while locked: %v", err)
+	}
+}
+
+type recordedProgress struct {
+	label string
+	total int64
+	done  []int64
+	ended bool
+}
+
+func (p *recordedProgress) Update(done int64)    { p.done = append(p.done, done) }
+func (p *recordedProgress) SetTotal(total int64) { p.total = total }
+func (p *recordedProgress) Done()                { p.ended = true }
+
+func TestFlushProgressFollowsTheDirtyBlocks(t *testing.T) {
+	m, path := newFake(t, func(s *fakeState) { s.FlushStepMillis = 150 })
+	var progress *recordedProgress
+	m.NewProgress = func(label string, total int64) Progress {
+		progress = &recordedProgress{label: label, total: total}
+		return progress
+	}
+	m.PollInterval = 10 * time.Millisecond
+	plan, err := m.PlanRemove(context.Background(), slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(context.Background(), plan); err != nil {
+		t.Fatal(err)
+	}
+	if progress == nil || progress.total != 300 || !progress.ended || progress.label != "flush storage/slowlv: blocks written back" {
+		t.Fatalf("progress %+v", progress)
+	}
+	between := 0
+	for i, done := range progress.done {
+		if i > 0 && done < progress.done[i-1] {
+			t.Errorf("progress went back: %v", progress.done)
+		}
+		if done > 0 && done < 300 {
+			between++
+		}
+	}
+	if progress.done[0] != 0 || between == 0 {
+		t.Errorf("progress %v: want 0 first and values between 0 and 300", progress.done)
+	}
+	if plan.FlushedBlocks() != 300 || slowlvOf(t, path).Cache != nil {
+		t.Errorf("flushed %d blocks; cache %+v", plan.FlushedBlocks(), slowlvOf(t, path).Cache)
+	}
+}

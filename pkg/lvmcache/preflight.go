@@ -1,0 +1,305 @@
+package lvmcache
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// CreateRequest asks for a cache on an LV.
+type CreateRequest struct {
+	LV        Name
+	SizeBytes int64
+	PVs       []string
+	// Mode is writeback (the default) or writethrough.
+	Mode string
+	// CacheName is the name of the cache pool: LV_cache when empty.
+	CacheName string
+}
+
+// ResizeRequest asks for a cached LV to grow.
+type ResizeRequest struct {
+	LV       Name
+	Size     Size
+	Strategy string // auto (the default), online or recache
+}
+
+// Version asks lvm2 for its release.
+func (r *Runner) Version(ctx context.Context) (Version, error) {
+	out, err := r.Run(ctx, "version")
+	if err != nil {
+		return Version{}, fmt.Errorf("lvm version: %w", err)
+	}
+	return ParseVersion(string(out))
+}
+
+// PlanCreate checks that req can be carried out (the LV exists and is not
+// cached, the PVs belong to its VG and have room for the cache) and returns
+// the plan: the recipe's lvcreate --type cache.
+func (m *Manager) PlanCreate(ctx context.Context, req CreateRequest) (*Plan, error) {
+	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("lvm cache create %s: %w", req.LV, err) }
+	mode := req.Mode
+	if mode == "" {
+		mode = "writeback"
+	}
+	if mode != "writeback" && mode != "writethrough" {
+		return fail(fmt.Errorf("cache mode %q: expected writeback or writethrough", mode))
+	}
+	cacheName := req.CacheName
+	if cacheName == "" {
+		cacheName = req.LV.LV + "_cache"
+	}
+	if !ValidLVName(cacheName) {
+		return fail(fmt.Errorf("cache name %q: expected an LV name (letters, digits, + _ . -)", cacheName))
+	}
+	if req.SizeBytes <= 0 {
+		return fail(fmt.Errorf("cache size must be greater than zero"))
+	}
+	if len(req.PVs) == 0 {
+		return fail(fmt.Errorf("no cache PV: give the fast PV with --cache-pv"))
+	}
+	if err := m.checkNoJournal(req.LV); err != nil {
+		return fail(err)
+	}
+	vg, err := m.Runner.InspectVG(ctx, req.LV.VG)
+	if err != nil {
+		return fail(err)
+	}
+	lv, err := vg.LV(req.LV.LV)
+	if err != nil {
+		return fail(err)
+	}
+	if lv.Cached() {
+		return fail(fmt.Errorf("already cached by %s (%s, %s); resize or remove that cache instead", lv.Cache.Pool, lv.Cache.Mode, FormatBytes(lv.Cache.SizeBytes)))
+	}
+	if strings.Contains(lv.Layout, "cache") || strings.Contains(lv.Layout, "pool") || lv.Segtype == "writecache" {
+		return fail(fmt.Errorf("is a %s LV (%s); expected a plain LV to cache", lv.Segtype, lv.Layout))
+	}
+	for _, taken := range []string{cacheName, cacheName + "_cpool"} {
+		if _, exists := vg.LVs[taken]; exists {
+			return fail(fmt.Errorf("cache name %q: an LV %s/%s already exists; choose another with --name", cacheName, vg.Name, taken))
+		}
+	}
+	var pvs []string
+	var free int64
+	for _, path := range req.PVs {
+		pv, ok := vg.PV(path)
+		if !ok {
+			return fail(fmt.Errorf("PV %s is not in volume group %s (its PVs: %s)", path, vg.Name, strings.Join(vg.PVNames(), ", ")))
+		}
+		if contains(pvs, pv.Name) {
+			continue
+		}
+		if !pv.Allocatable {
+			return fail(fmt.Errorf("PV %s is not allocatable (pvchange -x y %s allows it)", pv.Name, pv.Name))
+		}
+		pvs = append(pvs, pv.Name)
+		free += pv.FreeBytes / vg.ExtentSizeBytes
+	}
+	dataExtents := ceilDiv(req.SizeBytes, vg.ExtentSizeBytes)
+	metaExtents := ceilDiv(cacheMetadataBytes(dataExtents*vg.ExtentSizeBytes), vg.ExtentSizeBytes)
+	if need := dataExtents + metaExtents; need > free {
+		return fail(fmt.Errorf("not enough free space on %s for a %s cache: it needs %d extents of %s (data and metadata), %d are free",
+			strings.Join(pvs, ", "), FormatBytes(req.SizeBytes), need, FormatBytes(vg.ExtentSizeBytes), free))
+	}
+	cache := &Cache{Name: cacheName, Mode: mode, SizeBytes: req.SizeBytes, PVs: pvs}
+	now := m.now()
+	plan := &Plan{
+		Version: 1, Op: OpCreate, LV: req.LV.String(), Lvm: m.Runner.Executable(),
+		OriginalSizeBytes: lv.SizeBytes, Cache: cache, Created: now, Updated: now,
+		Steps: []Step{{Kind: StepCreate, Args: createCacheArgs(req.LV, cache, false), State: StatePending}},
+		Notes: []string{fmt.Sprintf("attach a %s %s cache named %s on %s to %s (%s)",
+			FormatBytes(req.SizeBytes), mode, cacheName, strings.Join(pvs, ", "), req.LV, FormatBytes(lv.SizeBytes))},
+	}
+	return plan, nil
+}
+
+// cacheMetadataBytes estimates the cache pool metadata lvm2 allocates for
+// a cache of dataBytes with its default chunk size, after lvm2's rule: 4 MiB
+// of transaction overhead plus 44 bytes (mapping, hint and its overhead)
+// per chunk, with the chunk size grown until there are at most a million
+// chunks.
+func cacheMetadataBytes(dataBytes int64) int64 {
+	chunk := int64(64 << 10)
+	for dataBytes/chunk > 1_000_000 {
+		chunk *= 2
+	}
+	perChunk := int64(16 + 20 + 8)
+	sectors := ceilDiv((dataBytes/chunk)*perChunk, 512) + 4096*2
+	return max(sectors*512, 2<<20)
+}
+
+func ceilDiv(a, b int64) int64 {
+	if b <= 0 {
+		return a
+	}
+	return (a + b - 1) / b
+}
+
+// PlanResize checks that req can be carried out (the LV exists and is
+// cached, it grows, its VG has the room outside the cache PVs, lvm2
+// supports the strategy) and returns the plan. A plan with no steps means
+// the LV already has that size.
+func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, error) {
+	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("lvm cache resize %s: %w", req.LV, err) }
+	if err := m.checkNoJournal(req.LV); err != nil {
+		return fail(err)
+	}
+	strategy := req.Strategy
+	if strategy == "" {
+		strategy = StrategyAuto
+	}
+	if strategy != StrategyAuto && strategy != StrategyOnline && strategy != StrategyRecache {
+		return fail(fmt.Errorf("strategy %q: expected auto, online or recache", strategy))
+	}
+	// Only online resizing depends on the lvm2 release.
+	var version Version
+	if strategy != StrategyRecache {
+		v, err := m.Runner.Version(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		version = v
+	}
+	switch {
+	case strategy == StrategyOnline && !version.SupportsOnlineResize():
+		return fail(fmt.Errorf("lvm2 %s cannot resize a cached LV online (that needs %s or newer); use --strategy recache", version, OnlineResizeVersion))
+	case strategy == StrategyAuto && version.SupportsOnlineResize():
+		strategy = StrategyOnline
+	case strategy == StrategyAuto:
+		strategy = StrategyRecache
+	}
+	vg, err := m.Runner.InspectVG(ctx, req.LV.VG)
+	if err != nil {
+		return fail(err)
+	}
+	lv, err := vg.LV(req.LV.LV)
+	if err != nil {
+		return fail(err)
+	}
+	if !lv.Cached() {
+		return fail(fmt.Errorf("is not cached; resize it with lvresize, or cache it with opsctl lvm cache create"))
+	}
+	target := req.Size.Bytes
+	if req.Size.Relative {
+		target = lv.SizeBytes + req.Size.Bytes
+	}
+	// lvm2 rounds up to whole extents; so does the plan, so that a resumed
+	// resize can tell whether lvresize already ran.
+	target = ceilDiv(target, vg.ExtentSizeBytes) * vg.ExtentSizeBytes
+	now := m.now()
+	plan := &Plan{
+		Version: 1, Op: OpResize, LV: req.LV.String(), Strategy: strategy, Lvm: m.Runner.Executable(),
+		OriginalSizeBytes: lv.SizeBytes, TargetSizeBytes: target,
+		Cache: recordCache(lv.Cache), Created: now, Updated: now,
+	}
+	if target < lv.SizeBytes {
+		return fail(fmt.Errorf("size %s is smaller than the LV (%s): shrinking is not supported, it would destroy the data at the end", FormatBytes(target), FormatBytes(lv.SizeBytes)))
+	}
+	if version != (Version{}) {
+		plan.LVMVersion = version.String()
+	}
+	if target == lv.SizeBytes {
+		plan.Notes = append(plan.Notes, fmt.Sprintf("%s is already %s: nothing to do", req.LV, FormatBytes(target)))
+		return plan, nil
+	}
+	// The LV grows on PVs that do not hold only the cache: after an uncache
+	// lvm2 would otherwise happily extend the origin onto the freed fast
+	// PV, and the cache would no longer fit.
+	growPVs, free := growthPVs(vg, lv)
+	needed := (target - lv.SizeBytes) / vg.ExtentSizeBytes
+	if needed > free {
+		return fail(fmt.Errorf("not enough free space to grow by %s: it needs %d extents of %s on PVs other than the cache's (%s), %d are free",
+			FormatBytes(target-lv.SizeBytes), needed, FormatBytes(vg.ExtentSizeBytes), strings.Join(lv.Cache.PVs, ", "), free))
+	}
+	resizeArgs := append([]string{"lvresize", "--size", lvmSize(target), req.LV.String()}, growPVs...)
+	grow := fmt.Sprintf("grow %s from %s to %s", req.LV, FormatBytes(lv.SizeBytes), FormatBytes(target))
+	if strategy == StrategyOnline {
+		plan.Steps = []Step{{Kind: StepResize, Args: resizeArgs, State: StatePending}}
+		plan.Notes = append(plan.Notes, grow+" in place, cache attached (lvm2 "+version.String()+")")
+		return plan, nil
+	}
+	plan.Steps = []Step{
+		{Kind: StepUncache, Args: []string{"lvconvert", "--uncache", req.LV.String()}, State: StatePending},
+		{Kind: StepResize, Args: resizeArgs, State: StatePending},
+		{Kind: StepRecache, Args: createCacheArgs(req.LV, plan.Cache, true), State: StatePending},
+	}
+	plan.Notes = append(plan.Notes,
+		fmt.Sprintf("flush %d dirty blocks and detach the cache %s (%s, %s, %s, chunk %s, on %s)", lv.Cache.DirtyBlocks, lv.Cache.Pool,
+			FormatBytes(lv.Cache.SizeBytes), lv.Cache.Mode, lv.Cache.Policy, FormatBytes(lv.Cache.ChunkSizeBytes), strings.Join(lv.Cache.PVs, ", ")),
+		grow,
+		"re-create the same cache",
+	)
+	return plan, nil
+}
+
+// recordCache copies what re-creating c needs. A cache left in the cleaner
+// policy by an interrupted uncache is re-created with smq, lvm2's default.
+func recordCache(c *Cache) *Cache {
+	rec := *c
+	rec.PVs = append([]string(nil), c.PVs...)
+	if rec.Policy == "cleaner" {
+		rec.Policy = "smq"
+	}
+	return &rec
+}
+
+// growthPVs are the PVs an LV may grow on: the VG's allocatable PVs, except
+// those that hold only its cache. It returns nil (lvresize's own choice)
+// when that is every PV, and the free extents on them.
+func growthPVs(vg *VG, lv *LV) ([]string, int64) {
+	var pvs []string
+	var free int64
+	for _, pv := range vg.PVs {
+		if !pv.Allocatable {
+			continue
+		}
+		if contains(lv.Cache.PVs, pv.Name) && !contains(lv.PVs, pv.Name) {
+			continue
+		}
+		pvs = append(pvs, pv.Name)
+		free += pv.FreeBytes / vg.ExtentSizeBytes
+	}
+	if len(pvs) == len(vg.PVs) {
+		return nil, free
+	}
+	sort.Strings(pvs)
+	return pvs, free
+}
+
+// PlanRemove checks that the LV is cached and returns the plan that
+// flushes the cache and deletes it, leaving the LV plain.
+func (m *Manager) PlanRemove(ctx context.Context, name Name) (*Plan, error) {
+	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("lvm cache remove %s: %w", name, err) }
+	if err := m.checkNoJournal(name); err != nil {
+		return fail(err)
+	}
+	vg, err := m.Runner.InspectVG(ctx, name.VG)
+	if err != nil {
+		return fail(err)
+	}
+	lv, err := vg.LV(name.LV)
+	if err != nil {
+		return fail(err)
+	}
+	if !lv.Cached() {
+		return fail(fmt.Errorf("is not cached: nothing to remove"))
+	}
+	now := m.now()
+	return &Plan{
+		Version: 1, Op: OpRemove, LV: name.String(), Lvm: m.Runner.Executable(), OriginalSizeBytes: lv.SizeBytes,
+		Cache: recordCache(lv.Cache), Created: now, Updated: now,
+		Steps: []Step{{Kind: StepUncache, Args: []string{"lvconvert", "--uncache", name.String()}, State: StatePending}},
+		Notes: []string{fmt.Sprintf("flush %d dirty blocks of %s, detach and delete its cache %s (%s on %s)",
+			lv.Cache.DirtyBlocks, name, lv.Cache.Pool, FormatBytes(lv.Cache.SizeBytes), strings.Join(lv.Cache.PVs, ", "))},
+	}, nil
+}
+
+func (m *Manager) now() time.Time {
+	if m.Clock != nil {
+		return m.Clock().UTC()
+	}
+	return time.Now().UTC()
+}

@@ -1,0 +1,157 @@
+package lvmcache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+)
+
+// reportArgs make every lvm2 report machine-readable: JSON, sizes in bytes
+// without a unit suffix.
+var reportArgs = []string{"--reportformat", "json", "--units", "b", "--nosuffix"}
+
+// Runner runs lvm2. It is the one place where opsctl executes lvm: every
+// call gets LC_ALL=C, and its exact argv is logged at debug level.
+type Runner struct {
+	// Path is the lvm executable: "lvm" (looked up on PATH) when empty.
+	Path string
+	// Logger receives the argv of every call at debug level; nil discards.
+	Logger *slog.Logger
+}
+
+// Executable is the lvm command as it is run and shown in plans.
+func (r *Runner) Executable() string {
+	if r == nil || r.Path == "" {
+		return "lvm"
+	}
+	return r.Path
+}
+
+// CommandError is an lvm2 command that exited non-zero. Stderr holds what
+// lvm printed on its error stream, trimmed.
+type CommandError struct {
+	Argv     []string
+	ExitCode int
+	Stderr   string
+}
+
+func (e *CommandError) Error() string {
+	msg := lastLines(e.Stderr, 2)
+	if msg == "" {
+		msg = "no error message"
+	}
+	return fmt.Sprintf("%s failed (exit %d): %s", strings.Join(e.Argv[:min(2, len(e.Argv))], " "), e.ExitCode, msg)
+}
+
+// lastLines returns the last n non-empty lines of s joined by "; ": lvm2
+// prints its reason last, after warnings.
+func lastLines(s string, n int) string {
+	var lines []string
+	for _, line := range strings.Split(s, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "; ")
+}
+
+// Run executes lvm with args and returns its standard output. A command
+// that changes the system runs in its own process group, so a Ctrl-C meant
+// for opsctl does not interrupt lvm2 half-way through a metadata update;
+// opsctl stops after the step instead.
+func (r *Runner) Run(ctx context.Context, args ...string) ([]byte, error) {
+	argv := append([]string{r.Executable()}, args...)
+	if r != nil && r.Logger != nil {
+		r.Logger.Debug("exec", "argv", ShellQuote(argv))
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "LVM_SUPPRESS_FD_WARNINGS=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("run %s: %w", argv[0], err)
+	}
+	// A read-only report may be abandoned when ctx ends; a change never is.
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	if isReport(args) {
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			_ = cmd.Process.Kill()
+			<-done
+			return nil, ctx.Err()
+		}
+	} else {
+		err = <-done
+	}
+	if err != nil {
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			return stdout.Bytes(), &CommandError{Argv: argv, ExitCode: exitErr.ExitCode(), Stderr: stderr.String()}
+		}
+		return nil, fmt.Errorf("run %s: %w", argv[0], err)
+	}
+	return stdout.Bytes(), nil
+}
+
+func isReport(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	switch args[0] {
+	case "lvs", "pvs", "vgs", "version", "fullreport":
+		return true
+	}
+	return false
+}
+
+// Report runs an lvm2 report command (lvs, pvs, vgs) with JSON output in
+// bytes and parses it.
+func (r *Runner) Report(ctx context.Context, command string, args ...string) (Report, error) {
+	full := append([]string{command}, reportArgs...)
+	full = append(full, args...)
+	out, err := r.Run(ctx, full...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReport(out)
+}
+
+// ShellQuote renders argv as a POSIX shell command line that runs it.
+func ShellQuote(argv []string) string {
+	quoted := make([]string, len(argv))
+	for i, arg := range argv {
+		quoted[i] = shellQuoteArg(arg)
+	}
+	return strings.Join(quoted, " ")
+}
+
+func shellQuoteArg(s string) string {
+	if s == "" {
+		return "''"
+	}
+	safe := true
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("@%+=:,./-_", c)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
