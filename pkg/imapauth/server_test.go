@@ -407,3 +407,33 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestDaemonRefusesClientsWhoseUIDCannotBeChecked(t *testing.T) {
+	// Only a UNIX socket tells who the client is (SO_PEERCRED); on any other
+	// listener the allow-list cannot be applied, so nobody may be answered.
+	checker := &passwords{valid: map[string]string{"alice": "pw"}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&Server{Checker: checker}).Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, request("alice", "pw"))
+	reply, _ := io.ReadAll(conn)
+	if len(reply) != 0 || checker.calls.Load() != 0 {
+		t.Fatalf("a TCP client got %q after %d checks; want no reply and no check", reply, checker.calls.Load())
+	}
+}
