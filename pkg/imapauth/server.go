@@ -224,11 +224,15 @@ func (s *Server) Answer(ctx context.Context, user, password string) Verdict {
 		return Yes
 	}
 
+	var generation uint64
+	if s.Cache != nil {
+		generation = s.Cache.Generation(user)
+	}
 	verdict, err := s.checkQueued(ctx, user, password)
 	switch verdict {
 	case Yes:
 		if s.Cache != nil {
-			s.Cache.Remember(user, password)
+			s.Cache.Remember(user, password, generation)
 		}
 		s.Logger.Debug("login accepted", "user", user, "took", time.Since(start))
 	case No:

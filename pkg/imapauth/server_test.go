@@ -276,7 +276,7 @@ func TestCacheKeepsNoPasswordAndExpires(t *testing.T) {
 	now := time.Unix(1000, 0)
 	cache := NewCache(time.Minute, 2)
 	cache.now = func() time.Time { return now }
-	cache.Remember("alice", "hunter2")
+	cache.Remember("alice", "hunter2", cache.Generation("alice"))
 	for _, entry := range cache.entries {
 		if strings.Contains(string(entry.sum[:])+string(entry.salt[:]), "hunter2") {
 			t.Fatal("the password is stored")
@@ -286,9 +286,9 @@ func TestCacheKeepsNoPasswordAndExpires(t *testing.T) {
 		t.Fatal("hit for the wrong credentials, or miss for the right ones")
 	}
 	now = now.Add(time.Second)
-	cache.Remember("bob", "x")
+	cache.Remember("bob", "x", cache.Generation("bob"))
 	now = now.Add(time.Second)
-	cache.Remember("carol", "y") // evicts the entry that expires first
+	cache.Remember("carol", "y", cache.Generation("carol")) // evicts the entry that expires first
 	if len(cache.entries) != 2 || cache.Hit("alice", "hunter2") {
 		t.Fatalf("size bound not kept: %d entries", len(cache.entries))
 	}
@@ -435,5 +435,44 @@ func TestDaemonRefusesClientsWhoseUIDCannotBeChecked(t *testing.T) {
 	reply, _ := io.ReadAll(conn)
 	if len(reply) != 0 || checker.calls.Load() != 0 {
 		t.Fatalf("a TCP client got %q after %d checks; want no reply and no check", reply, checker.calls.Load())
+	}
+}
+
+func TestCacheKeepsNoLateYesThatARejectionOvertook(t *testing.T) {
+	// The first check is judged before the password changes but answers
+	// only after a second check of the same password was refused: the
+	// refusal must win, or the old password stays good for the whole TTL.
+	firstStarted, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	checker := checkerFunc(func(ctx context.Context, user, password string) (Verdict, error) {
+		if calls.Add(1) == 1 {
+			close(firstStarted)
+			<-release
+			return Yes, nil
+		}
+		return No, errors.New("rejected")
+	})
+	path := startDaemon(t, &Server{Checker: checker, Cache: NewCache(time.Minute, 0)})
+	first := make(chan string, 1)
+	go func() {
+		reply, err := askErr(path, request("alice", "old"))
+		if err != nil {
+			reply = err.Error()
+		}
+		first <- reply
+	}()
+	<-firstStarted
+	if got := ask(t, path, request("alice", "old")); got != "no" {
+		t.Fatalf("second check: %q, want no", got)
+	}
+	close(release)
+	if got := <-first; got != "yes" {
+		t.Fatalf("first check: %q, want yes", got)
+	}
+	if got := ask(t, path, request("alice", "old")); got != "no" {
+		t.Fatalf("after the refusal the late yes was cached: %q, want no", got)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("%d IMAP checks, want 3 (none answered from the cache)", n)
 	}
 }
