@@ -271,8 +271,12 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 	if opts.CacheTTL < 0 {
 		return cli.Usagef("--cache-ttl %s: expected a duration of 0 (off) or more", opts.CacheTTL)
 	}
-	if opts.MaxConcurrent < 1 || opts.MaxQueue < 0 {
-		return cli.Usagef("--max-concurrent %d / --max-queue %d: expected at least 1 and 0", opts.MaxConcurrent, opts.MaxQueue)
+	if opts.MaxConcurrent < 1 {
+		return cli.Usagef("--max-concurrent %d: expected at least 1 login at once", opts.MaxConcurrent)
+	}
+	// The daemon takes 0 for its default, so 0 cannot mean "no queue".
+	if opts.MaxQueue < 1 {
+		return cli.Usagef("--max-queue %d: expected at least 1 waiting request", opts.MaxQueue)
 	}
 	if opts.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(opts.MetricsListen); err != nil {

@@ -65,6 +65,10 @@ func TestIMAPAuthServeRejectsBadFlags(t *testing.T) {
 		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--warm", "-1"}, "--warm"},
 		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--max-concurrent", "0"}, "--max-concurrent"},
 		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--metrics-listen", "9127"}, "--metrics-listen"},
+		// 0 used to be taken as "default" (256) without a word; the socket path
+		// cannot be created, so a flag accepted wrongly fails with exit 1.
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/nonexistent/x.sock", "--max-queue", "0"}, "--max-queue 0: expected at least 1"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/nonexistent/x.sock", "--max-concurrent", "-3"}, "--max-concurrent -3: expected at least 1"},
 		{[]string{"imap-auth", "check", "--server", "imap.test", "--tls", "none", "alice", "pw"}, "--tls"},
 		{[]string{"imap-auth", "check", "--server", "imap.test", "alice", "pw", "extra"}, "accepts between 1 and 2 arg"},
 	}
