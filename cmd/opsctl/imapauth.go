@@ -154,7 +154,12 @@ func runIMAPAuthCheck(ctx context.Context, opts *IMAPAuthCheckOptions) error {
 		if len(data) > maxPasswordInput {
 			return cli.Usagef("imap-auth check: stdin holds more than %d bytes, expected one password", maxPasswordInput)
 		}
-		password = strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+		// One newline: LF or CRLF. A CR alone is part of the password (one
+		// IMAP cannot carry), not a line end to drop.
+		password = string(data)
+		if trimmed, ok := strings.CutSuffix(password, "\n"); ok {
+			password = strings.TrimSuffix(trimmed, "\r")
+		}
 	}
 	if ctx == nil {
 		ctx = context.Background()
