@@ -237,6 +237,7 @@ type scriptedServer struct {
 	dropFirst int32
 
 	conns    atomic.Int32
+	dropped  atomic.Int32 // connections closed by dropFirst
 	mu       sync.Mutex
 	commands []string
 	perConn  []string // "N VERB": the command and the connection's number
@@ -279,6 +280,8 @@ func (s *scriptedServer) serve(conn *tls.Conn) {
 	fmt.Fprintf(conn, "%s\r\n", s.greeting)
 	if number <= s.dropFirst {
 		time.Sleep(20 * time.Millisecond)
+		conn.Close()
+		s.dropped.Add(1)
 		return
 	}
 	lines := bufio.NewScanner(conn)
@@ -477,8 +480,7 @@ func TestDeadWarmConnectionIsReplacedNotDeferred(t *testing.T) {
 	checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile, Warm: 1})
 	defer checker.Close()
 	checker.Prewarm()
-	waitFor(t, func() bool { return server.conns.Load() == 1 })
-	time.Sleep(100 * time.Millisecond) // the server has dropped it by now
+	waitFor(t, func() bool { return server.dropped.Load() == 1 })
 	if got, err := checker.Check(context.Background(), "alice", "pw"); got != Yes {
 		t.Fatalf("verdict %v (%v) after the ready connection died, want yes", got, err)
 	}
