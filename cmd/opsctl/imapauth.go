@@ -149,6 +149,7 @@ func runIMAPAuthCheck(ctx context.Context, opts *IMAPAuthCheckOptions) error {
 	if opts.PasswordStdin {
 		data, err := io.ReadAll(io.LimitReader(opts.IO.In, maxPasswordInput+1))
 		if err != nil {
+			fmt.Fprintln(opts.IO.Out, imapauth.Defer) // exit 75 always comes with the word
 			return cli.TemporaryError(fmt.Errorf("imap-auth check: reading the password from stdin: %w", err))
 		}
 		if len(data) > maxPasswordInput {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,22 @@ func TestIMAPAuthHelpHasExamples(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "Examples:") {
 			t.Errorf("imap-auth %s --help: exit %d, no examples:\n%s", sub, code, out)
 		}
+	}
+}
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("input/output error") }
+
+func TestIMAPAuthCheckPrintsDeferWhenStdinFails(t *testing.T) {
+	f, out, _ := testFactory("")
+	f.IO.In = failingReader{}
+	opts := &IMAPAuthCheckOptions{IO: f.IO, User: "alice", PasswordStdin: true}
+	opts.Server.server = "127.0.0.1:1"
+	opts.Server.tls = "implicit"
+	opts.Server.timeout = 2 * time.Second
+	err := runIMAPAuthCheck(nil, opts)
+	if out.String() != "defer\n" || cli.ExitCode(err) != cli.ExitTemporary || !strings.Contains(err.Error(), "stdin") {
+		t.Fatalf("stdout %q, exit %d (%v); want defer, 75 and a reason naming stdin", out.String(), cli.ExitCode(err), err)
 	}
 }
