@@ -299,10 +299,10 @@ func TestCacheKeepsNoPasswordAndExpires(t *testing.T) {
 }
 
 func TestServeFinishesRequestsInFlightOnShutdown(t *testing.T) {
-	started := make(chan struct{})
+	started, release := make(chan struct{}), make(chan struct{})
 	checker := checkerFunc(func(ctx context.Context, user, password string) (Verdict, error) {
 		close(started)
-		time.Sleep(200 * time.Millisecond)
+		<-release
 		return Yes, nil
 	})
 	path := filepath.Join(t.TempDir(), "auth.sock")
@@ -323,14 +323,47 @@ func TestServeFinishesRequestsInFlightOnShutdown(t *testing.T) {
 	}()
 	<-started
 	cancel()
+	// The listener is closed (and its file gone) while the check still runs.
+	waitFor(t, func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
+	close(release)
 	if got := <-reply; got != "yes" {
 		t.Fatalf("request in flight at shutdown got %q, want yes", got)
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
-	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Fatalf("socket left behind: %v", err)
+}
+
+func TestServeDefersRequestsStillRunningAfterTheGrace(t *testing.T) {
+	started := make(chan struct{})
+	checker := checkerFunc(func(ctx context.Context, user, password string) (Verdict, error) {
+		close(started)
+		<-ctx.Done() // a login that would never end by itself
+		return Defer, ctx.Err()
+	})
+	path := filepath.Join(t.TempDir(), "auth.sock")
+	ln, err := ListenUnix(path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&Server{Checker: checker, ShutdownGrace: 50 * time.Millisecond}).Serve(ctx, ln) }()
+	reply := make(chan string, 1)
+	go func() {
+		got, err := askErr(path, request("alice", "pw"))
+		if err != nil {
+			got = err.Error()
+		}
+		reply <- got
+	}()
+	<-started
+	cancel()
+	if got := <-reply; got != "defer" {
+		t.Fatalf("request still running after the grace got %q, want defer", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 }
 
