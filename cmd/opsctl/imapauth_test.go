@@ -121,3 +121,12 @@ func TestIMAPAuthCheckPrintsDeferWhenStdinFails(t *testing.T) {
 		t.Fatalf("stdout %q, exit %d (%v); want defer, 75 and a reason naming stdin", out.String(), cli.ExitCode(err), err)
 	}
 }
+
+// The ${run} recipe in docs/imap-auth.md puts -- before the user and the
+// password, so that a password starting with "-" is not taken for a flag.
+func TestIMAPAuthCheckTakesDashedCredentialsAfterDoubleDash(t *testing.T) {
+	out, errOut, code := runForTest("imap-auth", "check", "--server", "127.0.0.1:1", "--timeout", "2s", "--", "--server=elsewhere.test", "-secret")
+	if code != cli.ExitTemporary || out != "defer\n" || !strings.Contains(errOut, "127.0.0.1:1") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want the check made against 127.0.0.1:1 (defer, 75)", code, out, errOut)
+	}
+}
