@@ -116,6 +116,7 @@ func newTestChecker(t *testing.T, cfg Config) *Checker {
 func TestCheckAgainstGoIMAPServer(t *testing.T) {
 	pki := newTestPKI(t)
 	good, wrongName, expired, selfSigned := pki.good(t), pki.wrongName(t), pki.expired(t), pki.selfSigned(t)
+	ipAsDNSName := pki.ipAsDNSName(t)
 	cases := []struct {
 		name       string
 		cert       *tls.Certificate
@@ -135,6 +136,8 @@ func TestCheckAgainstGoIMAPServer(t *testing.T) {
 		{"wrong name defers even with the right password", &wrongName.TLS, ImplicitTLS, pki.CAFile, "", memUser, memPassword, Defer, "does not match"},
 		{"wrong name defers with a wrong password too", &wrongName.TLS, ImplicitTLS, pki.CAFile, "", memUser, "nope", Defer, "does not match"},
 		{"server name not in cert", &good.TLS, ImplicitTLS, pki.CAFile, "other.test", memUser, memPassword, Defer, "does not match"},
+		{"IP host needs an IP entry, not a DNS name", &ipAsDNSName.TLS, ImplicitTLS, pki.CAFile, "", memUser, memPassword, Defer, "does not match"},
+		{"IP host, DNS-only certificate, server name given", &ipAsDNSName.TLS, ImplicitTLS, pki.CAFile, "imap.test", memUser, memPassword, Yes, ""},
 		{"expired certificate", &expired.TLS, ImplicitTLS, pki.CAFile, "", memUser, memPassword, Defer, "expired"},
 		{"self-signed certificate", &selfSigned.TLS, ImplicitTLS, pki.CAFile, "", memUser, memPassword, Defer, "not trusted"},
 		{"STARTTLS with wrong name", &wrongName.TLS, StartTLS, pki.CAFile, "", memUser, memPassword, Defer, "does not match"},
