@@ -149,12 +149,18 @@ func runIMAPAuthCheck(ctx context.Context, opts *IMAPAuthCheckOptions) error {
 	if opts.PasswordStdin {
 		data, err := io.ReadAll(io.LimitReader(opts.IO.In, maxPasswordInput+1))
 		if err != nil {
+			fmt.Fprintln(opts.IO.Out, imapauth.Defer) // exit 75 always comes with the word
 			return cli.TemporaryError(fmt.Errorf("imap-auth check: reading the password from stdin: %w", err))
 		}
 		if len(data) > maxPasswordInput {
 			return cli.Usagef("imap-auth check: stdin holds more than %d bytes, expected one password", maxPasswordInput)
 		}
-		password = strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+		// One newline: LF or CRLF. A CR alone is part of the password (one
+		// IMAP cannot carry), not a line end to drop.
+		password = string(data)
+		if trimmed, ok := strings.CutSuffix(password, "\n"); ok {
+			password = strings.TrimSuffix(trimmed, "\r")
+		}
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -271,8 +277,12 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 	if opts.CacheTTL < 0 {
 		return cli.Usagef("--cache-ttl %s: expected a duration of 0 (off) or more", opts.CacheTTL)
 	}
-	if opts.MaxConcurrent < 1 || opts.MaxQueue < 0 {
-		return cli.Usagef("--max-concurrent %d / --max-queue %d: expected at least 1 and 0", opts.MaxConcurrent, opts.MaxQueue)
+	if opts.MaxConcurrent < 1 {
+		return cli.Usagef("--max-concurrent %d: expected at least 1 login at once", opts.MaxConcurrent)
+	}
+	// The daemon takes 0 for its default, so 0 cannot mean "no queue".
+	if opts.MaxQueue < 1 {
+		return cli.Usagef("--max-queue %d: expected at least 1 waiting request", opts.MaxQueue)
 	}
 	if opts.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(opts.MetricsListen); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,10 @@ func TestIMAPAuthServeRejectsBadFlags(t *testing.T) {
 		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--warm", "-1"}, "--warm"},
 		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--max-concurrent", "0"}, "--max-concurrent"},
 		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--metrics-listen", "9127"}, "--metrics-listen"},
+		// 0 used to be taken as "default" (256) without a word; the socket path
+		// cannot be created, so a flag accepted wrongly fails with exit 1.
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/nonexistent/x.sock", "--max-queue", "0"}, "--max-queue 0: expected at least 1"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/nonexistent/x.sock", "--max-concurrent", "-3"}, "--max-concurrent -3: expected at least 1"},
 		{[]string{"imap-auth", "check", "--server", "imap.test", "--tls", "none", "alice", "pw"}, "--tls"},
 		{[]string{"imap-auth", "check", "--server", "imap.test", "alice", "pw", "extra"}, "accepts between 1 and 2 arg"},
 	}
@@ -97,5 +102,31 @@ func TestIMAPAuthHelpHasExamples(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "Examples:") {
 			t.Errorf("imap-auth %s --help: exit %d, no examples:\n%s", sub, code, out)
 		}
+	}
+}
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("input/output error") }
+
+func TestIMAPAuthCheckPrintsDeferWhenStdinFails(t *testing.T) {
+	f, out, _ := testFactory("")
+	f.IO.In = failingReader{}
+	opts := &IMAPAuthCheckOptions{IO: f.IO, User: "alice", PasswordStdin: true}
+	opts.Server.server = "127.0.0.1:1"
+	opts.Server.tls = "implicit"
+	opts.Server.timeout = 2 * time.Second
+	err := runIMAPAuthCheck(nil, opts)
+	if out.String() != "defer\n" || cli.ExitCode(err) != cli.ExitTemporary || !strings.Contains(err.Error(), "stdin") {
+		t.Fatalf("stdout %q, exit %d (%v); want defer, 75 and a reason naming stdin", out.String(), cli.ExitCode(err), err)
+	}
+}
+
+// The ${run} recipe in docs/imap-auth.md puts -- before the user and the
+// password, so that a password starting with "-" is not taken for a flag.
+func TestIMAPAuthCheckTakesDashedCredentialsAfterDoubleDash(t *testing.T) {
+	out, errOut, code := runForTest("imap-auth", "check", "--server", "127.0.0.1:1", "--timeout", "2s", "--", "--server=elsewhere.test", "-secret")
+	if code != cli.ExitTemporary || out != "defer\n" || !strings.Contains(errOut, "127.0.0.1:1") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want the check made against 127.0.0.1:1 (defer, 75)", code, out, errOut)
 	}
 }

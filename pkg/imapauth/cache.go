@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -20,6 +21,13 @@ type Cache struct {
 
 	mu      sync.Mutex
 	entries map[string]cacheEntry
+	// forgets counts the Forget calls per bucket of user names, so that a
+	// success judged before a rejection of the user but reported after it
+	// is not remembered (see Generation). Buckets keep the memory bounded
+	// whatever user names clients send; a rejection of another user of the
+	// same bucket only costs one login not cached.
+	forgets [256]uint64
+	seed    maphash.Seed
 }
 
 type cacheEntry struct {
@@ -34,7 +42,19 @@ func NewCache(ttl time.Duration, maxEntries int) *Cache {
 	if maxEntries <= 0 {
 		maxEntries = 10000
 	}
-	return &Cache{ttl: ttl, maxEntries: maxEntries, now: time.Now, entries: make(map[string]cacheEntry)}
+	return &Cache{ttl: ttl, maxEntries: maxEntries, now: time.Now, entries: make(map[string]cacheEntry), seed: maphash.MakeSeed()}
+}
+
+func (c *Cache) bucket(user string) *uint64 {
+	return &c.forgets[maphash.String(c.seed, user)%uint64(len(c.forgets))]
+}
+
+// Generation is taken before asking the IMAP server about user and passed
+// to Remember with the answer.
+func (c *Cache) Generation(user string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return *c.bucket(user)
 }
 
 func saltedSum(salt [16]byte, password string) [sha256.Size]byte {
@@ -58,8 +78,10 @@ func (c *Cache) Hit(user, password string) bool {
 	return subtle.ConstantTimeCompare(sum[:], entry.sum[:]) == 1
 }
 
-// Remember records a successful login.
-func (c *Cache) Remember(user, password string) {
+// Remember records a successful login of a check that began at generation
+// (see Generation). It records nothing when the user was forgotten since:
+// that rejection is newer than this success.
+func (c *Cache) Remember(user, password string, generation uint64) {
 	var entry cacheEntry
 	if _, err := rand.Read(entry.salt[:]); err != nil {
 		return // no salt, no entry: the cache is an optimisation only
@@ -69,6 +91,9 @@ func (c *Cache) Remember(user, password string) {
 	entry.expires = now.Add(c.ttl)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if *c.bucket(user) != generation {
+		return
+	}
 	if _, exists := c.entries[user]; !exists && len(c.entries) >= c.maxEntries {
 		c.evictLocked(now)
 	}
@@ -79,6 +104,7 @@ func (c *Cache) Remember(user, password string) {
 func (c *Cache) Forget(user string) {
 	c.mu.Lock()
 	delete(c.entries, user)
+	*c.bucket(user)++
 	c.mu.Unlock()
 }
 

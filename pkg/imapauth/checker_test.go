@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -115,6 +116,7 @@ func newTestChecker(t *testing.T, cfg Config) *Checker {
 func TestCheckAgainstGoIMAPServer(t *testing.T) {
 	pki := newTestPKI(t)
 	good, wrongName, expired, selfSigned := pki.good(t), pki.wrongName(t), pki.expired(t), pki.selfSigned(t)
+	ipAsDNSName := pki.ipAsDNSName(t)
 	cases := []struct {
 		name       string
 		cert       *tls.Certificate
@@ -134,6 +136,8 @@ func TestCheckAgainstGoIMAPServer(t *testing.T) {
 		{"wrong name defers even with the right password", &wrongName.TLS, ImplicitTLS, pki.CAFile, "", memUser, memPassword, Defer, "does not match"},
 		{"wrong name defers with a wrong password too", &wrongName.TLS, ImplicitTLS, pki.CAFile, "", memUser, "nope", Defer, "does not match"},
 		{"server name not in cert", &good.TLS, ImplicitTLS, pki.CAFile, "other.test", memUser, memPassword, Defer, "does not match"},
+		{"IP host needs an IP entry, not a DNS name", &ipAsDNSName.TLS, ImplicitTLS, pki.CAFile, "", memUser, memPassword, Defer, "does not match"},
+		{"IP host, DNS-only certificate, server name given", &ipAsDNSName.TLS, ImplicitTLS, pki.CAFile, "imap.test", memUser, memPassword, Yes, ""},
 		{"expired certificate", &expired.TLS, ImplicitTLS, pki.CAFile, "", memUser, memPassword, Defer, "expired"},
 		{"self-signed certificate", &selfSigned.TLS, ImplicitTLS, pki.CAFile, "", memUser, memPassword, Defer, "not trusted"},
 		{"STARTTLS with wrong name", &wrongName.TLS, StartTLS, pki.CAFile, "", memUser, memPassword, Defer, "does not match"},
@@ -237,6 +241,7 @@ type scriptedServer struct {
 	dropFirst int32
 
 	conns    atomic.Int32
+	dropped  atomic.Int32 // connections closed by dropFirst
 	mu       sync.Mutex
 	commands []string
 	perConn  []string // "N VERB": the command and the connection's number
@@ -279,6 +284,8 @@ func (s *scriptedServer) serve(conn *tls.Conn) {
 	fmt.Fprintf(conn, "%s\r\n", s.greeting)
 	if number <= s.dropFirst {
 		time.Sleep(20 * time.Millisecond)
+		conn.Close()
+		s.dropped.Add(1)
 		return
 	}
 	lines := bufio.NewScanner(conn)
@@ -477,8 +484,7 @@ func TestDeadWarmConnectionIsReplacedNotDeferred(t *testing.T) {
 	checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile, Warm: 1})
 	defer checker.Close()
 	checker.Prewarm()
-	waitFor(t, func() bool { return server.conns.Load() == 1 })
-	time.Sleep(100 * time.Millisecond) // the server has dropped it by now
+	waitFor(t, func() bool { return server.dropped.Load() == 1 })
 	if got, err := checker.Check(context.Background(), "alice", "pw"); got != Yes {
 		t.Fatalf("verdict %v (%v) after the ready connection died, want yes", got, err)
 	}
@@ -499,5 +505,96 @@ func TestIdleWarmConnectionIsLoggedOut(t *testing.T) {
 	waitFor(t, func() bool { return server.log() == "1 LOGOUT" })
 	if n := server.conns.Load(); n != 1 {
 		t.Fatalf("%d connections: an idle checker must not reconnect by itself", n)
+	}
+}
+
+// startTLSScript serves one STARTTLS session per connection: clear-text
+// greeting, STARTTLS answered with capabilities in clear text (what a
+// man in the middle could forge), then the given capabilities over TLS.
+// It records the commands seen over TLS.
+func startTLSScript(t *testing.T, cert tls.Certificate, capsOverTLS string) (addr string, commands func() []string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	var seen []string
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(10 * time.Second))
+				fmt.Fprintf(conn, "* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready\r\n")
+				plain := bufio.NewReader(conn)
+				line, err := plain.ReadString('\n')
+				tag, command, _ := strings.Cut(strings.TrimSpace(line), " ")
+				if err != nil || !strings.EqualFold(command, "STARTTLS") {
+					return
+				}
+				fmt.Fprintf(conn, "%s OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] go ahead\r\n", tag)
+				tlsConn := tls.Server(conn, &tls.Config{Certificates: []tls.Certificate{cert}})
+				if tlsConn.Handshake() != nil {
+					return
+				}
+				lines := bufio.NewScanner(tlsConn)
+				for lines.Scan() {
+					tag, command, _ := strings.Cut(lines.Text(), " ")
+					verb, _, _ := strings.Cut(command, " ")
+					verb = strings.ToUpper(verb)
+					mu.Lock()
+					seen = append(seen, verb)
+					mu.Unlock()
+					switch verb {
+					case "CAPABILITY":
+						fmt.Fprintf(tlsConn, "* CAPABILITY %s\r\n%s OK done\r\n", capsOverTLS, tag)
+					case "LOGIN":
+						fmt.Fprintf(tlsConn, "%s OK Logged in\r\n", tag)
+					case "LOGOUT":
+						fmt.Fprintf(tlsConn, "* BYE bye\r\n%s OK bye\r\n", tag)
+						return
+					default:
+						fmt.Fprintf(tlsConn, "%s BAD unknown\r\n", tag)
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+}
+
+func TestStartTLSJudgesLoginDisabledByTheCapabilitiesOverTLS(t *testing.T) {
+	pki := newTestPKI(t)
+	good := pki.good(t)
+	cases := []struct {
+		capsOverTLS string
+		want        Verdict
+	}{
+		// LOGINDISABLED before TLS only: log in once TLS is up.
+		{"IMAP4rev1 AUTH=PLAIN", Yes},
+		// Still LOGINDISABLED over TLS, although the clear-text answer to
+		// STARTTLS claimed otherwise: no LOGIN, defer.
+		{"IMAP4rev1 AUTH=PLAIN LOGINDISABLED", Defer},
+	}
+	for _, tc := range cases {
+		addr, commands := startTLSScript(t, good.TLS, tc.capsOverTLS)
+		checker := newTestChecker(t, Config{Server: addr, TLS: StartTLS, CAFile: pki.CAFile})
+		got, err := checker.Check(context.Background(), "alice", "pw")
+		checker.Close()
+		if got != tc.want {
+			t.Errorf("capabilities over TLS %q: verdict %v (%v), want %v", tc.capsOverTLS, got, err, tc.want)
+		}
+		if sawLogin := slices.Contains(commands(), "LOGIN"); sawLogin != (tc.want == Yes) {
+			t.Errorf("capabilities over TLS %q: commands over TLS %v", tc.capsOverTLS, commands())
+		}
 	}
 }

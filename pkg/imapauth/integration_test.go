@@ -51,6 +51,8 @@ func TestCheckCommandAgainstDovecot(t *testing.T) {
 		{"password of another user", nil, "", []string{implicit, ca, "alice", bob}, "no", 1, "AUTHENTICATIONFAILED"},
 		{"unknown user", nil, "", []string{implicit, ca, "mallory", alice}, "no", 1, "AUTHENTICATIONFAILED"},
 		{"stdin newline is stripped only once", nil, alice + "\n\n", []string{implicit, ca, "--password-stdin", "alice"}, "no", 1, ""},
+		{"stdin CRLF is a newline", nil, alice + "\r\n", []string{implicit, ca, "--password-stdin", "alice"}, "yes", 0, ""},
+		{"stdin CR alone is no newline", nil, alice + "\r", []string{implicit, ca, "--password-stdin", "alice"}, "no", 1, "CR"},
 		{"system roots with the test CA", []string{"SSL_CERT_FILE=" + pki.CAFile, "SSL_CERT_DIR=/nonexistent"}, "", []string{implicit, "alice", alice}, "yes", 0, ""},
 		{"system roots without the test CA", []string{"SSL_CERT_FILE=" + emptyBundle, "SSL_CERT_DIR=/nonexistent"}, "", []string{implicit, "alice", alice}, "defer", 75, "not trusted"},
 		{"host name checked", nil, "", []string{"--server=localhost:" + portOf(d.Implicit("x")), ca, "alice", alice}, "yes", 0, ""},

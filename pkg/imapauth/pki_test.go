@@ -119,6 +119,12 @@ func (p *testPKI) wrongName(t testing.TB) pair {
 	return p.issue(t, "wrongname", []string{"somewhere-else.test"}, nil, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), false)
 }
 
+// ipAsDNSName carries the server's IP addresses only as DNS names, not as
+// IP entries: a certificate that must not pass for an IP address host.
+func (p *testPKI) ipAsDNSName(t testing.TB) pair {
+	return p.issue(t, "ipasdns", []string{"imap.test", "127.0.0.1", "127.0.0.2"}, nil, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), false)
+}
+
 func (p *testPKI) expired(t testing.TB) pair {
 	return p.issue(t, "expired", serverNames, serverIPs, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour), false)
 }

@@ -2,6 +2,7 @@ package imapauth
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -151,9 +152,9 @@ func TestServeCommandCacheSparesIMAPUntilALoginFails(t *testing.T) {
 		if got := ask(t, socket, request("alice", step.password)); got != step.want {
 			t.Fatalf("step %d: %q, want %q", i, got, step.want)
 		}
-		// Dovecot logs a login asynchronously; give it a moment to be sure
-		// that no further login shows up.
-		time.Sleep(100 * time.Millisecond)
+		// Dovecot logs a login asynchronously: wait for the logins expected
+		// so far; one too many shows up here or, late, at the next step.
+		waitFor(t, func() bool { return logins() >= step.dovecotLogins })
 		if n := logins(); n != step.dovecotLogins {
 			t.Fatalf("step %d: Dovecot logged %d logins of alice, want %d", i, n, step.dovecotLogins)
 		}
@@ -216,4 +217,81 @@ func TestServeCommandUnderSocketActivation(t *testing.T) {
 	if !strings.Contains(line, "activated.sock") {
 		t.Errorf("first log line does not name the activated socket: %s", line)
 	}
+}
+
+// copyExecutable copies the program at src into dir with mode 0755, for a
+// process that runs as another user and cannot reach the original.
+func copyExecutable(t *testing.T, src, dir string) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, filepath.Base(src))
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// askAs sends one request to the socket at path from a process running
+// as uid and returns the reply: the test binary runs
+// TestHelperAskAsAnotherUser with the socket in its environment.
+func askAs(t *testing.T, testBinary string, uid uint32, path, raw string) string {
+	t.Helper()
+	cmd := exec.Command(testBinary, "-test.run=^TestHelperAskAsAnotherUser$")
+	cmd.Env = append(os.Environ(), "OPSCTL_TEST_ASK_SOCKET="+path, "OPSCTL_TEST_ASK_REQUEST="+raw)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("client as uid %d: %v\n%s", uid, err, out)
+	}
+	_, reply, ok := strings.Cut(string(out), "reply=")
+	if !ok {
+		t.Fatalf("client as uid %d printed no reply:\n%s", uid, out)
+	}
+	reply, _, _ = strings.Cut(reply, "\n")
+	return reply
+}
+
+// TestHelperAskAsAnotherUser is the client process of askAs.
+func TestHelperAskAsAnotherUser(t *testing.T) {
+	path := os.Getenv("OPSCTL_TEST_ASK_SOCKET")
+	if path == "" {
+		t.Skip("helper process of askAs, not a test by itself")
+	}
+	reply, _ := askErr(path, os.Getenv("OPSCTL_TEST_ASK_REQUEST"))
+	fmt.Printf("reply=%s\n", reply)
+}
+
+// TestServeCommandDefaultAllowsRootAndOwnUIDOnly runs the daemon as nobody
+// without --allow-uid and asks as root, as nobody and as a third uid: only
+// the third is refused.
+func TestServeCommandDefaultAllowsRootAndOwnUIDOnly(t *testing.T) {
+	testenv.NeedRoot(t)
+	const nobody, stranger = 65534, 65533
+	dir := worldReadableTempDir(t)
+	if err := os.Chmod(dir, 0o777); err != nil { // the daemon (nobody) creates its socket here
+		t.Fatal(err)
+	}
+	opsctl := copyExecutable(t, testenv.Opsctl(t), dir)
+	testBinary := copyExecutable(t, os.Args[0], dir)
+	socket := filepath.Join(dir, "imap-auth.sock")
+	// Nothing listens on port 1: every request answered gets defer.
+	cmd := exec.Command(opsctl, "imap-auth", "serve", "--socket", socket, "--server", "127.0.0.1:1", "--warm", "0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: 65534}}
+	p := startServe(t, cmd)
+	waitForSocket(t, p, socket)
+
+	raw := request("alice", "pw")
+	if got := ask(t, socket, raw); got != "defer" {
+		t.Errorf("root got %q, want an answer (defer)", got)
+	}
+	if got := askAs(t, testBinary, nobody, socket, raw); got != "defer" {
+		t.Errorf("the daemon's own uid got %q, want an answer (defer)", got)
+	}
+	if got := askAs(t, testBinary, stranger, socket, raw); got != "" {
+		t.Errorf("uid %d got %q, want no reply", stranger, got)
+	}
+	waitFor(t, func() bool { return strings.Contains(p.stderr.String(), "uid not allowed") })
 }

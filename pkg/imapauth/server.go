@@ -90,7 +90,9 @@ func (s *Server) init() {
 	})
 }
 
-// Serve answers connections on ln until ctx ends, then stops accepting,
+// Serve answers connections on ln, a UNIX stream socket listener (a client
+// on any other kind of connection is refused: its uid cannot be checked),
+// until ctx ends, then stops accepting,
 // lets the requests being answered finish (up to ShutdownGrace), closes ln
 // and returns nil. It returns an error only when accepting fails.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
@@ -139,18 +141,24 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 func (s *Server) handle(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
-	if uc, ok := conn.(*net.UnixConn); ok {
-		client, err := peerOf(uc)
-		if err != nil {
-			s.Logger.Warn("refused a client whose uid is unknown", "err", err)
-			s.Metrics.refusedClient()
-			return
-		}
-		if !slices.Contains(s.AllowUIDs, client.uid) {
-			s.Logger.Warn("refused a client: uid not allowed (see --allow-uid)", "uid", client.uid, "pid", client.pid)
-			s.Metrics.refusedClient()
-			return
-		}
+	// Only a UNIX socket says who the client is; on any other connection the
+	// allow-list cannot be applied, so it is refused rather than trusted.
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		s.Logger.Warn("refused a client: not on a UNIX socket, its uid cannot be checked", "network", conn.LocalAddr().Network())
+		s.Metrics.refusedClient()
+		return
+	}
+	client, err := peerOf(uc)
+	if err != nil {
+		s.Logger.Warn("refused a client whose uid is unknown", "err", err)
+		s.Metrics.refusedClient()
+		return
+	}
+	if !slices.Contains(s.AllowUIDs, client.uid) {
+		s.Logger.Warn("refused a client: uid not allowed (see --allow-uid)", "uid", client.uid, "pid", client.pid)
+		s.Metrics.refusedClient()
+		return
 	}
 
 	conn.SetReadDeadline(time.Now().Add(s.ReadTimeout))
@@ -216,11 +224,15 @@ func (s *Server) Answer(ctx context.Context, user, password string) Verdict {
 		return Yes
 	}
 
+	var generation uint64
+	if s.Cache != nil {
+		generation = s.Cache.Generation(user)
+	}
 	verdict, err := s.checkQueued(ctx, user, password)
 	switch verdict {
 	case Yes:
 		if s.Cache != nil {
-			s.Cache.Remember(user, password)
+			s.Cache.Remember(user, password, generation)
 		}
 		s.Logger.Debug("login accepted", "user", user, "took", time.Since(start))
 	case No:

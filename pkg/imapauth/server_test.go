@@ -276,7 +276,7 @@ func TestCacheKeepsNoPasswordAndExpires(t *testing.T) {
 	now := time.Unix(1000, 0)
 	cache := NewCache(time.Minute, 2)
 	cache.now = func() time.Time { return now }
-	cache.Remember("alice", "hunter2")
+	cache.Remember("alice", "hunter2", cache.Generation("alice"))
 	for _, entry := range cache.entries {
 		if strings.Contains(string(entry.sum[:])+string(entry.salt[:]), "hunter2") {
 			t.Fatal("the password is stored")
@@ -286,9 +286,9 @@ func TestCacheKeepsNoPasswordAndExpires(t *testing.T) {
 		t.Fatal("hit for the wrong credentials, or miss for the right ones")
 	}
 	now = now.Add(time.Second)
-	cache.Remember("bob", "x")
+	cache.Remember("bob", "x", cache.Generation("bob"))
 	now = now.Add(time.Second)
-	cache.Remember("carol", "y") // evicts the entry that expires first
+	cache.Remember("carol", "y", cache.Generation("carol")) // evicts the entry that expires first
 	if len(cache.entries) != 2 || cache.Hit("alice", "hunter2") {
 		t.Fatalf("size bound not kept: %d entries", len(cache.entries))
 	}
@@ -299,10 +299,10 @@ func TestCacheKeepsNoPasswordAndExpires(t *testing.T) {
 }
 
 func TestServeFinishesRequestsInFlightOnShutdown(t *testing.T) {
-	started := make(chan struct{})
+	started, release := make(chan struct{}), make(chan struct{})
 	checker := checkerFunc(func(ctx context.Context, user, password string) (Verdict, error) {
 		close(started)
-		time.Sleep(200 * time.Millisecond)
+		<-release
 		return Yes, nil
 	})
 	path := filepath.Join(t.TempDir(), "auth.sock")
@@ -323,14 +323,47 @@ func TestServeFinishesRequestsInFlightOnShutdown(t *testing.T) {
 	}()
 	<-started
 	cancel()
+	// The listener is closed (and its file gone) while the check still runs.
+	waitFor(t, func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
+	close(release)
 	if got := <-reply; got != "yes" {
 		t.Fatalf("request in flight at shutdown got %q, want yes", got)
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
-	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Fatalf("socket left behind: %v", err)
+}
+
+func TestServeDefersRequestsStillRunningAfterTheGrace(t *testing.T) {
+	started := make(chan struct{})
+	checker := checkerFunc(func(ctx context.Context, user, password string) (Verdict, error) {
+		close(started)
+		<-ctx.Done() // a login that would never end by itself
+		return Defer, ctx.Err()
+	})
+	path := filepath.Join(t.TempDir(), "auth.sock")
+	ln, err := ListenUnix(path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&Server{Checker: checker, ShutdownGrace: 50 * time.Millisecond}).Serve(ctx, ln) }()
+	reply := make(chan string, 1)
+	go func() {
+		got, err := askErr(path, request("alice", "pw"))
+		if err != nil {
+			got = err.Error()
+		}
+		reply <- got
+	}()
+	<-started
+	cancel()
+	if got := <-reply; got != "defer" {
+		t.Fatalf("request still running after the grace got %q, want defer", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 }
 
@@ -405,5 +438,74 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached within 5s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDaemonRefusesClientsWhoseUIDCannotBeChecked(t *testing.T) {
+	// Only a UNIX socket tells who the client is (SO_PEERCRED); on any other
+	// listener the allow-list cannot be applied, so nobody may be answered.
+	checker := &passwords{valid: map[string]string{"alice": "pw"}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&Server{Checker: checker}).Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, request("alice", "pw"))
+	reply, _ := io.ReadAll(conn)
+	if len(reply) != 0 || checker.calls.Load() != 0 {
+		t.Fatalf("a TCP client got %q after %d checks; want no reply and no check", reply, checker.calls.Load())
+	}
+}
+
+func TestCacheKeepsNoLateYesThatARejectionOvertook(t *testing.T) {
+	// The first check is judged before the password changes but answers
+	// only after a second check of the same password was refused: the
+	// refusal must win, or the old password stays good for the whole TTL.
+	firstStarted, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	checker := checkerFunc(func(ctx context.Context, user, password string) (Verdict, error) {
+		if calls.Add(1) == 1 {
+			close(firstStarted)
+			<-release
+			return Yes, nil
+		}
+		return No, errors.New("rejected")
+	})
+	path := startDaemon(t, &Server{Checker: checker, Cache: NewCache(time.Minute, 0)})
+	first := make(chan string, 1)
+	go func() {
+		reply, err := askErr(path, request("alice", "old"))
+		if err != nil {
+			reply = err.Error()
+		}
+		first <- reply
+	}()
+	<-firstStarted
+	if got := ask(t, path, request("alice", "old")); got != "no" {
+		t.Fatalf("second check: %q, want no", got)
+	}
+	close(release)
+	if got := <-first; got != "yes" {
+		t.Fatalf("first check: %q, want yes", got)
+	}
+	if got := ask(t, path, request("alice", "old")); got != "no" {
+		t.Fatalf("after the refusal the late yes was cached: %q, want no", got)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("%d IMAP checks, want 3 (none answered from the cache)", n)
 	}
 }
