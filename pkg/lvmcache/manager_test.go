@@ -510,3 +510,132 @@ func TestFlushProgressFollowsTheDirtyBlocks(t *testing.T) {
 		t.Errorf("flushed %d blocks; cache %+v", plan.FlushedBlocks(), slowlvOf(t, path).Cache)
 	}
 }
+
+// changesSince lists the lvm2 commands other than reports that the fake ran
+// after the first n calls.
+func changesSince(t *testing.T, path string, n int) []string {
+	t.Helper()
+	var ran []string
+	for _, call := range readFake(t, path).Calls[n:] {
+		switch call[0] {
+		case "lvs", "pvs", "vgs", "version":
+		default:
+			ran = append(ran, call[0])
+		}
+	}
+	return ran
+}
+
+func TestInterruptedCreateOrRemoveSaysNothingChanged(t *testing.T) {
+	m, path := newFake(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	remove, err := m.PlanRemove(context.Background(), slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	create, err := m.PlanCreate(context.Background(), CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: 8 * mib, PVs: []string{"/dev/fast"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, plan := range []*Plan{remove, create} {
+		err := m.Apply(ctx, plan)
+		if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "--resume") {
+			t.Errorf("%s interrupted: %v; want it to say nothing was changed, without a --resume that has no journal", plan.Op, err)
+		}
+	}
+	if ran := changesSince(t, path, 0); len(ran) != 0 {
+		t.Errorf("interrupted plans ran %v", ran)
+	}
+	if _, err := os.Stat(m.journalPath(slowlv)); err == nil {
+		t.Error("an interrupted remove left a journal")
+	}
+}
+
+func TestChangeIsRefusedWhenAResizeWasJournaledAfterItsPlan(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, nil)
+	remove, err := m.PlanRemove(ctx, slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Meanwhile another opsctl starts a resize and is interrupted.
+	resize, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.saveJournal(resize); err != nil {
+		t.Fatal(err)
+	}
+	calls := len(readFake(t, path).Calls)
+	if err := m.Apply(ctx, remove); err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Errorf("remove while a resize is journaled: %v", err)
+	}
+	if ran := changesSince(t, path, calls); len(ran) != 0 {
+		t.Errorf("remove ran %v while a resize was journaled", ran)
+	}
+}
+
+func TestResumeOfAJournalAnotherOpsctlFinishedChangesNothing(t *testing.T) {
+	m, path := newFake(t, nil)
+	plan, err := m.PlanResize(context.Background(), ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := m.Apply(cancelled, plan); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("Apply: %v", err)
+	}
+	// Two admins run --resume at once: both load the journal, one finishes.
+	first, err := m.LoadJournal(slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := m.LoadJournal(slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	calls := len(readFake(t, path).Calls)
+	if err := m.Apply(context.Background(), second); !errors.Is(err, ErrNoJournal) {
+		t.Errorf("second --resume: %v, want ErrNoJournal", err)
+	}
+	if ran := changesSince(t, path, calls); len(ran) != 0 {
+		t.Errorf("second --resume ran %v: the resize was done already", ran)
+	}
+	if _, err := os.Stat(m.journalPath(slowlv)); err == nil {
+		t.Error("the second --resume wrote the finished journal back")
+	}
+}
+
+func TestAFailedReportMidResizePointsToResume(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, nil)
+	plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The uncache is done; lvm2 cannot report the LV before lvresize.
+	plan.Steps[0].State = StateDone
+	if err := m.saveJournal(plan); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Runner.Run(ctx, "lvconvert", "--uncache", "storage/slowlv"); err != nil {
+		t.Fatal(err)
+	}
+	resumed, err := m.LoadJournal(slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failNext(t, path, "lvs", false, 1)
+	err = m.Apply(ctx, resumed)
+	if err == nil || !strings.Contains(err.Error(), "injected failure of lvs") || !strings.Contains(err.Error(), "run `opsctl lvm cache resize storage/slowlv --resume`") {
+		t.Errorf("Apply with a failing lvs after the uncache: %v; want the lvm2 error and the way to finish", err)
+	}
+	if _, err := m.LoadJournal(slowlv); err != nil {
+		t.Errorf("journal: %v", err)
+	}
+}
