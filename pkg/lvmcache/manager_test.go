@@ -639,3 +639,21 @@ func TestAFailedReportMidResizePointsToResume(t *testing.T) {
 		t.Errorf("journal: %v", err)
 	}
 }
+
+func TestCreateCountsTheSpareMetadataLVM2Adds(t *testing.T) {
+	ctx := context.Background()
+	// No cache in the VG yet, so no lvol0_pmspare: lvcreate allocates one as
+	// large as the new pool's metadata (2 extents) on the cache PV as well.
+	m, path := newFake(t, func(s *fakeState) { s.LVs[0].Cache = nil })
+	_, err := m.PlanCreate(ctx, CreateRequest{LV: slowlv, SizeBytes: 61 * 4 * mib, PVs: []string{"/dev/fast"}})
+	want := "not enough free space on /dev/fast for a 244.00 MiB cache: it needs 65 extents of 4.00 MiB (data, metadata and lvm2's spare metadata), 64 are free"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("create: %v\nwant %s", err, want)
+	}
+	if ran := changesSince(t, path, 0); len(ran) != 0 {
+		t.Errorf("a refused create ran %v", ran)
+	}
+	if _, err := m.PlanCreate(ctx, CreateRequest{LV: slowlv, SizeBytes: 60 * 4 * mib, PVs: []string{"/dev/fast"}}); err != nil {
+		t.Errorf("a cache that fits with its spare: %v", err)
+	}
+}
