@@ -179,7 +179,9 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 	m := opts.Env.Manager()
 	var plan *lvmcache.Plan
 	if opts.Resume {
-		plan, err = m.LoadJournal(name)
+		if plan, err = m.LoadJournal(name); err == nil {
+			err = m.SkipDoneSteps(ctx, plan)
+		}
 	} else {
 		plan, err = m.PlanResize(ctx, lvmcache.ResizeRequest{LV: name, Size: size, Strategy: opts.Strategy})
 	}

@@ -149,6 +149,31 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 	return nil
 }
 
+// SkipDoneSteps marks the leading steps of a resumed plan whose effect is
+// already there as done (an uncache that lvm2 finished after opsctl was
+// killed, say), so that --dry-run and the confirmation show only the lvm2
+// commands Apply will really run. Apply checks each step again.
+func (m *Manager) SkipDoneSteps(ctx context.Context, plan *Plan) error {
+	var lv *LV
+	for i := range plan.Steps {
+		step := &plan.Steps[i]
+		if step.State == StateDone {
+			continue
+		}
+		if lv == nil {
+			var err error
+			if lv, err = m.inspectLV(ctx, plan.Name()); err != nil {
+				return fmt.Errorf("lvm cache %s %s: %w", plan.Op, plan.Name(), err)
+			}
+		}
+		if !stepDone(step, lv, plan) {
+			return nil
+		}
+		step.State, step.Skipped = StateDone, true
+	}
+	return nil
+}
+
 // recover runs after step failed: it re-attaches the cache when a resize
 // failed between uncache and recache, and decides whether the journal is
 // still needed (something changed) or not (the LV is as it was).
