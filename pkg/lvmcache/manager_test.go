@@ -657,3 +657,17 @@ func TestCreateCountsTheSpareMetadataLVM2Adds(t *testing.T) {
 		t.Errorf("a cache that fits with its spare: %v", err)
 	}
 }
+
+func TestResizeRefusesSizesBeyondLVM2sRange(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, nil)
+	for _, size := range []Size{{Bytes: 1<<63 - 1}, {Bytes: 1<<63 - 1, Relative: true}} {
+		_, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: size, Strategy: StrategyRecache})
+		if err == nil || !strings.Contains(err.Error(), "too large") {
+			t.Errorf("resize to %v: %v; want it refused as too large", size, err)
+		}
+	}
+	if ran := changesSince(t, path, 0); len(ran) != 0 {
+		t.Errorf("ran %v", ran)
+	}
+}

@@ -3,6 +3,7 @@ package lvmcache
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -204,6 +205,10 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 	target := req.Size.Bytes
 	if req.Size.Relative {
 		target = lv.SizeBytes + req.Size.Bytes
+	}
+	// Beyond int64 the sums below would wrap into a negative "shrink".
+	if target < req.Size.Bytes || target > math.MaxInt64-vg.ExtentSizeBytes {
+		return fail(fmt.Errorf("size %s: too large", req.Size))
 	}
 	// lvm2 rounds up to whole extents; so does the plan, so that a resumed
 	// resize can tell whether lvresize already ran.
