@@ -79,10 +79,8 @@ func runLVMCacheCreate(cmd *cobra.Command, opts *lvmCacheCreateOptions) error {
 	if opts.Name != "" && !lvmcache.ValidLVName(opts.Name) {
 		return cli.Usagef("--name %q: expected an LV name (letters, digits, + _ . -)", opts.Name)
 	}
-	ctx, stop := changeContext(cmd.Context())
-	defer stop()
 	m := opts.Env.Manager()
-	plan, err := m.PlanCreate(ctx, lvmcache.CreateRequest{LV: name, SizeBytes: size, PVs: opts.CachePVs, Mode: opts.CacheMode, CacheName: opts.Name})
+	plan, err := m.PlanCreate(cmd.Context(), lvmcache.CreateRequest{LV: name, SizeBytes: size, PVs: opts.CachePVs, Mode: opts.CacheMode, CacheName: opts.Name})
 	if err != nil {
 		return err
 	}
@@ -93,6 +91,8 @@ func runLVMCacheCreate(cmd *cobra.Command, opts *lvmCacheCreateOptions) error {
 	if err := confirm(opts.Env, plan, opts.Yes); err != nil {
 		return err
 	}
+	ctx, stop := changeContext(cmd.Context())
+	defer stop()
 	if err := m.Apply(ctx, plan); err != nil {
 		return err
 	}
@@ -174,8 +174,7 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 			return cli.UsageError(fmt.Errorf("--size: %w", err))
 		}
 	}
-	ctx, stop := changeContext(cmd.Context())
-	defer stop()
+	ctx := cmd.Context()
 	m := opts.Env.Manager()
 	var plan *lvmcache.Plan
 	if opts.Resume {
@@ -199,6 +198,8 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 	if err := confirm(opts.Env, plan, opts.Yes); err != nil {
 		return err
 	}
+	ctx, stop := changeContext(ctx)
+	defer stop()
 	if err := m.Apply(ctx, plan); err != nil {
 		return err
 	}
@@ -342,10 +343,8 @@ func runLVMCacheRemove(cmd *cobra.Command, opts *lvmCacheRemoveOptions) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := changeContext(cmd.Context())
-	defer stop()
 	m := opts.Env.Manager()
-	plan, err := m.PlanRemove(ctx, name)
+	plan, err := m.PlanRemove(cmd.Context(), name)
 	if err != nil {
 		return err
 	}
@@ -356,6 +355,8 @@ func runLVMCacheRemove(cmd *cobra.Command, opts *lvmCacheRemoveOptions) error {
 	if err := confirm(opts.Env, plan, opts.Yes); err != nil {
 		return err
 	}
+	ctx, stop := changeContext(cmd.Context())
+	defer stop()
 	if err := m.Apply(ctx, plan); err != nil {
 		return err
 	}
