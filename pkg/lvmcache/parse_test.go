@@ -195,6 +195,13 @@ func TestParseResizeSize(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
+	// The error names the input as given and says what is wrong with it.
+	for in, want := range map[string]string{"+0": `size "+0": must be greater than zero`, "+0g": `size "+0g": must be greater than zero`,
+		"+9999999p": `size "+9999999p": too large`, "+12Q": `size "+12Q": expected a number`} {
+		if _, err := ParseResizeSize(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseResizeSize(%q): %v, want %q", in, err, want)
+		}
+	}
 }
 
 func TestLVMSizeUsesTheLargestExactUnit(t *testing.T) {

@@ -48,19 +48,20 @@ func ParseResizeSize(s string) (Size, error) {
 		return Size{}, fmt.Errorf("size %q: shrinking is not supported (it would destroy the data at the end of the LV); expected SIZE or +SIZE", s)
 	}
 	relative := strings.HasPrefix(s, "+")
-	n, err := parseBytes(strings.TrimPrefix(s, "+"))
+	n, err := parseBytesOf(strings.TrimPrefix(s, "+"), s)
 	if err != nil {
-		if relative {
-			return Size{}, fmt.Errorf("size %q: %s", s, sizeExpected)
-		}
 		return Size{}, err
 	}
 	return Size{Bytes: n, Relative: relative}, nil
 }
 
-func parseBytes(s string) (int64, error) {
-	number := strings.TrimSpace(s)
-	if number != s || number == "" {
+func parseBytes(s string) (int64, error) { return parseBytesOf(s, s) }
+
+// parseBytesOf parses number, the SIZE input without its "+"; errors name
+// the input as given.
+func parseBytesOf(number, input string) (int64, error) {
+	s := input
+	if number != strings.TrimSpace(number) || number == "" {
 		return 0, fmt.Errorf("size %q: %s", s, sizeExpected)
 	}
 	shift := uint(20)
