@@ -96,6 +96,14 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 			if !journaled {
 				return failf("%w before %s; nothing was changed", ErrInterrupted, step.Kind)
 			}
+			// Stopped before its first step, a new resize has changed
+			// nothing: no journal binds the LV to a --resume of it.
+			if !plan.Resumed && !plan.started() {
+				if err := m.removeJournal(name); err != nil {
+					return failf("%w before %s; nothing was changed (%v)", ErrInterrupted, step.Kind, err)
+				}
+				return failf("%w before %s; nothing was changed", ErrInterrupted, step.Kind)
+			}
 			_ = save()
 			return failf("%w before %s; run `opsctl lvm cache resize %s --resume` to finish", ErrInterrupted, step.Kind, name)
 		}

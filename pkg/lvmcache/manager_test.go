@@ -366,13 +366,16 @@ func TestInterruptedPlanStopsBeforeTheNextStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Ctrl-C arrives while lvm2 flushes: the uncache finishes, lvresize
+	// does not start.
 	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) {
-		t.Fatalf("Apply with a cancelled context: %v", err)
+	defer cancel()
+	m.NewProgress = func(string, int64) Progress { cancel(); return &recordedProgress{} }
+	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "before lvresize; run `opsctl lvm cache resize storage/slowlv --resume`") {
+		t.Fatalf("Apply interrupted during the flush: %v", err)
 	}
-	if lv := slowlvOf(t, path); lv.Cache == nil || lv.Extents != 24 {
-		t.Errorf("an interrupted plan changed the LV: %+v", lv)
+	if lv := slowlvOf(t, path); lv.Cache != nil || lv.Extents != 24 {
+		t.Errorf("after the interrupt: %+v, want uncached and not resized", lv)
 	}
 	resumed, err := m.LoadJournal(slowlv)
 	if err != nil {
@@ -383,6 +386,29 @@ func TestInterruptedPlanStopsBeforeTheNextStep(t *testing.T) {
 	}
 	if lv := slowlvOf(t, path); lv.Cache == nil || lv.Extents != 25 {
 		t.Errorf("after resume: %+v", lv)
+	}
+}
+
+func TestResizeInterruptedBeforeItsFirstStepLeavesNoJournal(t *testing.T) {
+	m, path := newFake(t, nil)
+	plan, err := m.PlanResize(context.Background(), ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("Apply with a cancelled context: %v; want it to say nothing was changed", err)
+	}
+	if lv := slowlvOf(t, path); lv.Cache == nil || lv.Extents != 24 {
+		t.Errorf("an interrupted plan changed the LV: %+v", lv)
+	}
+	// Nothing holds the LV: the admin may remove the cache instead.
+	if _, err := m.LoadJournal(slowlv); !errors.Is(err, ErrNoJournal) {
+		t.Errorf("LoadJournal: %v, want ErrNoJournal", err)
+	}
+	if _, err := m.PlanRemove(context.Background(), slowlv); err != nil {
+		t.Errorf("remove after a resize that never started: %v", err)
 	}
 }
 
@@ -582,11 +608,14 @@ func TestResumeOfAJournalAnotherOpsctlFinishedChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cancelled, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := m.Apply(cancelled, plan); !errors.Is(err, ErrInterrupted) {
+	// Interrupted during the flush: the journal waits for --resume.
+	interrupted, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m.NewProgress = func(string, int64) Progress { cancel(); return &recordedProgress{} }
+	if err := m.Apply(interrupted, plan); !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("Apply: %v", err)
 	}
+	m.NewProgress = nil
 	// Two admins run --resume at once: both load the journal, one finishes.
 	first, err := m.LoadJournal(slowlv)
 	if err != nil {
