@@ -167,6 +167,8 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 	switch {
 	case opts.Resume && opts.Size != "":
 		return cli.Usagef("lvm cache resize %s: --resume takes the size from the journal; leave out --size", name)
+	case opts.Resume && cmd.Flags().Changed("strategy"):
+		return cli.Usagef("lvm cache resize %s: --resume takes the strategy from the journal; leave out --strategy", name)
 	case !opts.Resume && opts.Size == "":
 		return cli.Usagef("lvm cache resize %s: --size is required (SIZE or +SIZE)", name)
 	case !opts.Resume:

@@ -51,6 +51,7 @@ func TestLVMCacheUsageErrors(t *testing.T) {
 		{"bad name", []string{"lvm", "cache", "create", "lv", "--size", "1G", "--cache-pv", "/dev/x"}, `VG/LV "lv": expected VG/LV`},
 		{"bad strategy", []string{"lvm", "cache", "resize", "vg/lv", "--size", "+1G", "--strategy", "fast"}, `--strategy "fast": expected auto, online or recache`},
 		{"resume with size", []string{"lvm", "cache", "resize", "vg/lv", "--size", "+1G", "--resume"}, "--resume takes the size from the journal"},
+		{"resume with strategy", []string{"lvm", "cache", "resize", "vg/lv", "--resume", "--strategy", "online"}, "--resume takes the strategy from the journal"},
 		{"resize without size", []string{"lvm", "cache", "resize", "vg/lv"}, "--size is required (SIZE or +SIZE)"},
 		{"two LVs", []string{"lvm", "cache", "remove", "vg/a", "vg/b"}, "accepts 1 arg(s)"},
 		{"bad output", []string{"lvm", "cache", "status", "-o", "yaml"}, "expected one of text, json"},
