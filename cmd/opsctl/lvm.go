@@ -129,7 +129,9 @@ func confirm(env *lvmEnv, plan *lvmcache.Plan, yes bool) error {
 }
 
 // changeContext ends on SIGINT or SIGTERM: a running lvm2 command is left
-// to finish, and the plan stops before its next step.
+// to finish, and the plan stops before its next step. It is taken only
+// for Apply: until then nothing has changed, and Ctrl-C (at the
+// confirmation prompt, say) ends opsctl at once.
 func changeContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if ctx == nil {
 		ctx = context.Background()

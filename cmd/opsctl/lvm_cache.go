@@ -79,10 +79,8 @@ func runLVMCacheCreate(cmd *cobra.Command, opts *lvmCacheCreateOptions) error {
 	if opts.Name != "" && !lvmcache.ValidLVName(opts.Name) {
 		return cli.Usagef("--name %q: expected an LV name (letters, digits, + _ . -)", opts.Name)
 	}
-	ctx, stop := changeContext(cmd.Context())
-	defer stop()
 	m := opts.Env.Manager()
-	plan, err := m.PlanCreate(ctx, lvmcache.CreateRequest{LV: name, SizeBytes: size, PVs: opts.CachePVs, Mode: opts.CacheMode, CacheName: opts.Name})
+	plan, err := m.PlanCreate(cmd.Context(), lvmcache.CreateRequest{LV: name, SizeBytes: size, PVs: opts.CachePVs, Mode: opts.CacheMode, CacheName: opts.Name})
 	if err != nil {
 		return err
 	}
@@ -93,6 +91,8 @@ func runLVMCacheCreate(cmd *cobra.Command, opts *lvmCacheCreateOptions) error {
 	if err := confirm(opts.Env, plan, opts.Yes); err != nil {
 		return err
 	}
+	ctx, stop := changeContext(cmd.Context())
+	defer stop()
 	if err := m.Apply(ctx, plan); err != nil {
 		return err
 	}
@@ -167,6 +167,8 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 	switch {
 	case opts.Resume && opts.Size != "":
 		return cli.Usagef("lvm cache resize %s: --resume takes the size from the journal; leave out --size", name)
+	case opts.Resume && cmd.Flags().Changed("strategy"):
+		return cli.Usagef("lvm cache resize %s: --resume takes the strategy from the journal; leave out --strategy", name)
 	case !opts.Resume && opts.Size == "":
 		return cli.Usagef("lvm cache resize %s: --size is required (SIZE or +SIZE)", name)
 	case !opts.Resume:
@@ -174,12 +176,13 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 			return cli.UsageError(fmt.Errorf("--size: %w", err))
 		}
 	}
-	ctx, stop := changeContext(cmd.Context())
-	defer stop()
+	ctx := cmd.Context()
 	m := opts.Env.Manager()
 	var plan *lvmcache.Plan
 	if opts.Resume {
-		plan, err = m.LoadJournal(name)
+		if plan, err = m.LoadJournal(name); err == nil {
+			err = m.SkipDoneSteps(ctx, plan)
+		}
 	} else {
 		plan, err = m.PlanResize(ctx, lvmcache.ResizeRequest{LV: name, Size: size, Strategy: opts.Strategy})
 	}
@@ -197,6 +200,8 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 	if err := confirm(opts.Env, plan, opts.Yes); err != nil {
 		return err
 	}
+	ctx, stop := changeContext(ctx)
+	defer stop()
 	if err := m.Apply(ctx, plan); err != nil {
 		return err
 	}
@@ -340,10 +345,8 @@ func runLVMCacheRemove(cmd *cobra.Command, opts *lvmCacheRemoveOptions) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := changeContext(cmd.Context())
-	defer stop()
 	m := opts.Env.Manager()
-	plan, err := m.PlanRemove(ctx, name)
+	plan, err := m.PlanRemove(cmd.Context(), name)
 	if err != nil {
 		return err
 	}
@@ -354,6 +357,8 @@ func runLVMCacheRemove(cmd *cobra.Command, opts *lvmCacheRemoveOptions) error {
 	if err := confirm(opts.Env, plan, opts.Yes); err != nil {
 		return err
 	}
+	ctx, stop := changeContext(cmd.Context())
+	defer stop()
 	if err := m.Apply(ctx, plan); err != nil {
 		return err
 	}

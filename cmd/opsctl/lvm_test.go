@@ -51,6 +51,7 @@ func TestLVMCacheUsageErrors(t *testing.T) {
 		{"bad name", []string{"lvm", "cache", "create", "lv", "--size", "1G", "--cache-pv", "/dev/x"}, `VG/LV "lv": expected VG/LV`},
 		{"bad strategy", []string{"lvm", "cache", "resize", "vg/lv", "--size", "+1G", "--strategy", "fast"}, `--strategy "fast": expected auto, online or recache`},
 		{"resume with size", []string{"lvm", "cache", "resize", "vg/lv", "--size", "+1G", "--resume"}, "--resume takes the size from the journal"},
+		{"resume with strategy", []string{"lvm", "cache", "resize", "vg/lv", "--resume", "--strategy", "online"}, "--resume takes the strategy from the journal"},
 		{"resize without size", []string{"lvm", "cache", "resize", "vg/lv"}, "--size is required (SIZE or +SIZE)"},
 		{"two LVs", []string{"lvm", "cache", "remove", "vg/a", "vg/b"}, "accepts 1 arg(s)"},
 		{"bad output", []string{"lvm", "cache", "status", "-o", "yaml"}, "expected one of text, json"},
@@ -176,4 +177,43 @@ func TestLVMCacheConfirmationPrompt(t *testing.T) {
 
 func testPlan() *lvmcache.Plan {
 	return &lvmcache.Plan{Op: "remove", LV: "storage/slowlv", Lvm: "lvm", Steps: []lvmcache.Step{{Kind: lvmcache.StepUncache, Args: []string{"lvconvert", "--uncache", "storage/slowlv"}}}}
+}
+
+// TestLVMCacheResumeDryRunShowsOnlyWhatIsLeft: opsctl was killed while lvm2
+// finished the uncache, so the journal says "running"; the LV is no longer
+// cached. --resume --dry-run prints the commands --resume will run, not
+// the uncache it will skip.
+func TestLVMCacheResumeDryRunShowsOnlyWhatIsLeft(t *testing.T) {
+	data, err := filepath.Abs("../../pkg/lvmcache/testdata/lvm2-2.03.16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lvm := filepath.Join(t.TempDir(), "lvm")
+	script := "#!/bin/sh\ncase \"$1\" in\nvgs) cat '" + data + "/vgs.json' ;;\npvs) cat '" + data + "/pvs.json' ;;\nlvs) cat '" + data +
+		"/lvs-plain.json' ;;\n*) echo \"  fake lvm: $1 must not run in this test\" >&2; exit 5 ;;\nesac\n"
+	if err := os.WriteFile(lvm, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	recache := []string{"lvcreate", "--type", "cache", "--cachemode", "writeback", "--name", "slowlv_cache", "--size", "16M", "storage/slowlv", "/dev/loop1"}
+	journal := lvmcache.Plan{Version: 1, Op: lvmcache.OpResize, LV: "storage/slowlv", Strategy: lvmcache.StrategyRecache, Lvm: "lvm",
+		OriginalSizeBytes: 32 << 20, TargetSizeBytes: 64 << 20,
+		Cache: &lvmcache.Cache{Name: "slowlv_cache", Mode: "writeback", SizeBytes: 16 << 20, PVs: []string{"/dev/loop1"}},
+		Steps: []lvmcache.Step{
+			{Kind: lvmcache.StepUncache, Args: []string{"lvconvert", "--uncache", "storage/slowlv"}, State: lvmcache.StateRunning},
+			{Kind: lvmcache.StepResize, Args: []string{"lvresize", "--size", "64M", "storage/slowlv", "/dev/loop0"}, State: lvmcache.StatePending},
+			{Kind: lvmcache.StepRecache, Args: recache, State: lvmcache.StatePending},
+		}}
+	raw, err := json.Marshal(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, "storage-slowlv.json"), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runForTest("lvm", "--lvm", lvm, "--state-dir", state, "cache", "resize", "storage/slowlv", "--resume", "--dry-run")
+	want := "+ " + lvm + " lvresize --size 64M storage/slowlv /dev/loop0\n+ " + lvm + " " + strings.Join(recache, " ") + "\n"
+	if code != 0 || out != want {
+		t.Errorf("--resume --dry-run: exit %d\n%s\nwant\n%s\n%s", code, out, want, stderr)
+	}
 }

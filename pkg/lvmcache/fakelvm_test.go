@@ -54,11 +54,36 @@ type fakeState struct {
 	FailCount  int        `json:"fail_count,omitempty"` // how many times (default 1)
 	Calls      [][]string `json:"calls"`
 	Env        []string   `json:"env"`
-	// FlushStepMillis makes an uncache write back a quarter of the dirty
-	// blocks every so many milliseconds, saving the state each time.
-	FlushStepMillis int `json:"flush_step_millis,omitempty"`
+	// FlushInSteps makes an uncache write back a quarter of the dirty
+	// blocks at a time, saving the state each time and going on only once
+	// a progress poll (lvs --nolocking) has read the dirty blocks left:
+	// every step is seen, however slowly the machine runs.
+	FlushInSteps bool `json:"flush_in_steps,omitempty"`
 
 	save func()
+	// path is the state file; a poll writes what it read to path.polled.
+	path string
+}
+
+// waitForPoll returns once a progress poll has reported dirty blocks left,
+// or after a minute without one (the test then fails on what it saw).
+func (s *fakeState) waitForPoll(dirty int64) {
+	for i := 0; i < 30000; i++ {
+		if data, err := os.ReadFile(s.path + ".polled"); err == nil && string(data) == itoa(dirty) {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// recordPoll notes the dirty blocks a progress poll of lv read.
+func (s *fakeState) recordPoll(lv *fakeLV) {
+	if lv == nil || lv.Cache == nil {
+		return
+	}
+	tmp := fmt.Sprintf("%s.polled.%d", s.path, os.Getpid())
+	_ = os.WriteFile(tmp, []byte(itoa(lv.Cache.Dirty)), 0o644)
+	_ = os.Rename(tmp, s.path+".polled")
 }
 
 func TestMain(m *testing.M) {
@@ -110,6 +135,7 @@ func fakeLVMMain(statePath string, args []string) int {
 		fmt.Fprintln(os.Stderr, "fake lvm:", err)
 		return 99
 	}
+	s.path = statePath
 	s.Calls = append(s.Calls, args)
 	s.Env = append(s.Env, "LC_ALL="+os.Getenv("LC_ALL"))
 	save := func() {
@@ -195,6 +221,9 @@ func (s *fakeState) run(args []string) int {
 				return 5
 			}
 			rows = only
+			if _, polling := flags["--nolocking"]; polling && s.FlushInSteps {
+				s.recordPoll(s.lv(lvName))
+			}
 		}
 		fakeReport("lv", rows)
 		return 0
@@ -240,12 +269,15 @@ func (s *fakeState) run(args []string) int {
 			fmt.Fprintf(os.Stderr, "  Logical volume %s is not cached.\n", positional[0])
 			return 5
 		}
-		if s.FlushStepMillis > 0 {
+		if s.FlushInSteps {
 			quarter := max(lv.Cache.Dirty/4, 1)
-			for lv.Cache.Dirty > 0 {
-				time.Sleep(time.Duration(s.FlushStepMillis) * time.Millisecond)
-				lv.Cache.Dirty = max(lv.Cache.Dirty-quarter, 0)
+			for {
 				s.save()
+				s.waitForPoll(lv.Cache.Dirty)
+				if lv.Cache.Dirty == 0 {
+					break
+				}
+				lv.Cache.Dirty = max(lv.Cache.Dirty-quarter, 0)
 			}
 		}
 		lv.Cache = nil

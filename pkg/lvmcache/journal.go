@@ -45,6 +45,18 @@ func (m *Manager) checkNoJournal(name Name) error {
 	return nil
 }
 
+// checkJournalExists makes sure the journal a resumed plan was loaded from
+// is still there: gone, another opsctl has finished that resize.
+func (m *Manager) checkJournalExists(name Name) error {
+	path := m.journalPath(name)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w of %s is journaled in %s any more: another opsctl finished it", ErrNoJournal, name, m.stateDir())
+	} else if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
 // LoadJournal reads the journal of the LV's interrupted resize: a plan
 // that Apply finishes.
 func (m *Manager) LoadJournal(name Name) (*Plan, error) {

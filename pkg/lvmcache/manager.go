@@ -65,10 +65,17 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 	}
 	defer unlock()
 	journaled := plan.Op == OpResize && len(plan.Steps) > 0
-	if journaled && !plan.Resumed {
+	// The plan was made before the lock was taken: check the journal again
+	// under the lock. Another opsctl may have left a journal since (no
+	// change may run before its --resume), or finished the journal this
+	// resumed plan was loaded from (running it again would flush and
+	// re-create the cache once more).
+	if !plan.Resumed {
 		if err := m.checkNoJournal(name); err != nil {
 			return fmt.Errorf("lvm cache %s %s: %w", plan.Op, name, err)
 		}
+	} else if err := m.checkJournalExists(name); err != nil {
+		return fmt.Errorf("lvm cache %s %s --resume: %w", plan.Op, name, err)
 	}
 	save := func() error {
 		if !journaled {
@@ -85,14 +92,35 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 		if step.State == StateDone {
 			continue
 		}
-		if ctx.Err() != nil {
+		interrupted := func() error {
+			if !journaled {
+				return failf("%w before %s; nothing was changed", ErrInterrupted, step.Kind)
+			}
+			// Stopped before its first step, a new resize has changed
+			// nothing: no journal binds the LV to a --resume of it.
+			if !plan.Resumed && !plan.started() {
+				if err := m.removeJournal(name); err != nil {
+					return failf("%w before %s; nothing was changed (%v)", ErrInterrupted, step.Kind, err)
+				}
+				return failf("%w before %s; nothing was changed", ErrInterrupted, step.Kind)
+			}
 			_ = save()
-			return fmt.Errorf("lvm cache %s %s: %w before %s; run `opsctl lvm cache resize %s --resume` to finish", plan.Op, name, ErrInterrupted, step.Kind, name)
+			return failf("%w before %s; run `opsctl lvm cache resize %s --resume` to finish", ErrInterrupted, step.Kind, name)
+		}
+		if ctx.Err() != nil {
+			return interrupted()
 		}
 		lv, err := m.inspectLV(ctx, name)
 		if err != nil {
+			if ctx.Err() != nil {
+				return interrupted()
+			}
+			if !journaled {
+				return failf("before %s: %w", step.Kind, err)
+			}
 			_ = save()
-			return failf("before %s: %w", step.Kind, err)
+			return failf("before %s: %w; the journal %s records the remaining steps, run `opsctl lvm cache resize %s --resume` once the cause is fixed",
+				step.Kind, err, m.journalPath(name), name)
 		}
 		if stepDone(step, lv, plan) {
 			step.State, step.Skipped = StateDone, true
@@ -125,6 +153,31 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 		if err := m.removeJournal(name); err != nil {
 			return failf("%w", err)
 		}
+	}
+	return nil
+}
+
+// SkipDoneSteps marks the leading steps of a resumed plan whose effect is
+// already there as done (an uncache that lvm2 finished after opsctl was
+// killed, say), so that --dry-run and the confirmation show only the lvm2
+// commands Apply will really run. Apply checks each step again.
+func (m *Manager) SkipDoneSteps(ctx context.Context, plan *Plan) error {
+	var lv *LV
+	for i := range plan.Steps {
+		step := &plan.Steps[i]
+		if step.State == StateDone {
+			continue
+		}
+		if lv == nil {
+			var err error
+			if lv, err = m.inspectLV(ctx, plan.Name()); err != nil {
+				return fmt.Errorf("lvm cache %s %s: %w", plan.Op, plan.Name(), err)
+			}
+		}
+		if !stepDone(step, lv, plan) {
+			return nil
+		}
+		step.State, step.Skipped = StateDone, true
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -365,13 +366,16 @@ func TestInterruptedPlanStopsBeforeTheNextStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Ctrl-C arrives while lvm2 flushes: the uncache finishes, lvresize
+	// does not start.
 	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) {
-		t.Fatalf("Apply with a cancelled context: %v", err)
+	defer cancel()
+	m.NewProgress = func(string, int64) Progress { cancel(); return &recordedProgress{} }
+	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "before lvresize; run `opsctl lvm cache resize storage/slowlv --resume`") {
+		t.Fatalf("Apply interrupted during the flush: %v", err)
 	}
-	if lv := slowlvOf(t, path); lv.Cache == nil || lv.Extents != 24 {
-		t.Errorf("an interrupted plan changed the LV: %+v", lv)
+	if lv := slowlvOf(t, path); lv.Cache != nil || lv.Extents != 24 {
+		t.Errorf("after the interrupt: %+v, want uncached and not resized", lv)
 	}
 	resumed, err := m.LoadJournal(slowlv)
 	if err != nil {
@@ -382,6 +386,29 @@ func TestInterruptedPlanStopsBeforeTheNextStep(t *testing.T) {
 	}
 	if lv := slowlvOf(t, path); lv.Cache == nil || lv.Extents != 25 {
 		t.Errorf("after resume: %+v", lv)
+	}
+}
+
+func TestResizeInterruptedBeforeItsFirstStepLeavesNoJournal(t *testing.T) {
+	m, path := newFake(t, nil)
+	plan, err := m.PlanResize(context.Background(), ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("Apply with a cancelled context: %v; want it to say nothing was changed", err)
+	}
+	if lv := slowlvOf(t, path); lv.Cache == nil || lv.Extents != 24 {
+		t.Errorf("an interrupted plan changed the LV: %+v", lv)
+	}
+	// Nothing holds the LV: the admin may remove the cache instead.
+	if _, err := m.LoadJournal(slowlv); !errors.Is(err, ErrNoJournal) {
+		t.Errorf("LoadJournal: %v, want ErrNoJournal", err)
+	}
+	if _, err := m.PlanRemove(context.Background(), slowlv); err != nil {
+		t.Errorf("remove after a resize that never started: %v", err)
 	}
 }
 
@@ -477,7 +504,7 @@ func (p *recordedProgress) SetTotal(total int64) { p.total = total }
 func (p *recordedProgress) Done()                { p.ended = true }
 
 func TestFlushProgressFollowsTheDirtyBlocks(t *testing.T) {
-	m, path := newFake(t, func(s *fakeState) { s.FlushStepMillis = 150 })
+	m, path := newFake(t, func(s *fakeState) { s.FlushInSteps = true })
 	var progress *recordedProgress
 	m.NewProgress = func(label string, total int64) Progress {
 		progress = &recordedProgress{label: label, total: total}
@@ -494,19 +521,182 @@ func TestFlushProgressFollowsTheDirtyBlocks(t *testing.T) {
 	if progress == nil || progress.total != 300 || !progress.ended || progress.label != "flush storage/slowlv: blocks written back" {
 		t.Fatalf("progress %+v", progress)
 	}
-	between := 0
+	// The fake flushes a quarter at a time and waits for a poll to see
+	// each step: the display shows every one, in order, and never goes back.
+	var steps []int64
 	for i, done := range progress.done {
-		if i > 0 && done < progress.done[i-1] {
-			t.Errorf("progress went back: %v", progress.done)
-		}
-		if done > 0 && done < 300 {
-			between++
+		if i == 0 || done != progress.done[i-1] {
+			steps = append(steps, done)
 		}
 	}
-	if progress.done[0] != 0 || between == 0 {
-		t.Errorf("progress %v: want 0 first and values between 0 and 300", progress.done)
+	if fmt.Sprint(steps) != "[0 75 150 225 300]" {
+		t.Errorf("progress %v: want the steps 0 75 150 225 300 in order", progress.done)
 	}
 	if plan.FlushedBlocks() != 300 || slowlvOf(t, path).Cache != nil {
 		t.Errorf("flushed %d blocks; cache %+v", plan.FlushedBlocks(), slowlvOf(t, path).Cache)
+	}
+}
+
+// changesSince lists the lvm2 commands other than reports that the fake ran
+// after the first n calls.
+func changesSince(t *testing.T, path string, n int) []string {
+	t.Helper()
+	var ran []string
+	for _, call := range readFake(t, path).Calls[n:] {
+		switch call[0] {
+		case "lvs", "pvs", "vgs", "version":
+		default:
+			ran = append(ran, call[0])
+		}
+	}
+	return ran
+}
+
+func TestInterruptedCreateOrRemoveSaysNothingChanged(t *testing.T) {
+	m, path := newFake(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	remove, err := m.PlanRemove(context.Background(), slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	create, err := m.PlanCreate(context.Background(), CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: 8 * mib, PVs: []string{"/dev/fast"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, plan := range []*Plan{remove, create} {
+		err := m.Apply(ctx, plan)
+		if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "--resume") {
+			t.Errorf("%s interrupted: %v; want it to say nothing was changed, without a --resume that has no journal", plan.Op, err)
+		}
+	}
+	if ran := changesSince(t, path, 0); len(ran) != 0 {
+		t.Errorf("interrupted plans ran %v", ran)
+	}
+	if _, err := os.Stat(m.journalPath(slowlv)); err == nil {
+		t.Error("an interrupted remove left a journal")
+	}
+}
+
+func TestChangeIsRefusedWhenAResizeWasJournaledAfterItsPlan(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, nil)
+	remove, err := m.PlanRemove(ctx, slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Meanwhile another opsctl starts a resize and is interrupted.
+	resize, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.saveJournal(resize); err != nil {
+		t.Fatal(err)
+	}
+	calls := len(readFake(t, path).Calls)
+	if err := m.Apply(ctx, remove); err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Errorf("remove while a resize is journaled: %v", err)
+	}
+	if ran := changesSince(t, path, calls); len(ran) != 0 {
+		t.Errorf("remove ran %v while a resize was journaled", ran)
+	}
+}
+
+func TestResumeOfAJournalAnotherOpsctlFinishedChangesNothing(t *testing.T) {
+	m, path := newFake(t, nil)
+	plan, err := m.PlanResize(context.Background(), ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Interrupted during the flush: the journal waits for --resume.
+	interrupted, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m.NewProgress = func(string, int64) Progress { cancel(); return &recordedProgress{} }
+	if err := m.Apply(interrupted, plan); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("Apply: %v", err)
+	}
+	m.NewProgress = nil
+	// Two admins run --resume at once: both load the journal, one finishes.
+	first, err := m.LoadJournal(slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := m.LoadJournal(slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	calls := len(readFake(t, path).Calls)
+	if err := m.Apply(context.Background(), second); !errors.Is(err, ErrNoJournal) {
+		t.Errorf("second --resume: %v, want ErrNoJournal", err)
+	}
+	if ran := changesSince(t, path, calls); len(ran) != 0 {
+		t.Errorf("second --resume ran %v: the resize was done already", ran)
+	}
+	if _, err := os.Stat(m.journalPath(slowlv)); err == nil {
+		t.Error("the second --resume wrote the finished journal back")
+	}
+}
+
+func TestAFailedReportMidResizePointsToResume(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, nil)
+	plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The uncache is done; lvm2 cannot report the LV before lvresize.
+	plan.Steps[0].State = StateDone
+	if err := m.saveJournal(plan); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Runner.Run(ctx, "lvconvert", "--uncache", "storage/slowlv"); err != nil {
+		t.Fatal(err)
+	}
+	resumed, err := m.LoadJournal(slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failNext(t, path, "lvs", false, 1)
+	err = m.Apply(ctx, resumed)
+	if err == nil || !strings.Contains(err.Error(), "injected failure of lvs") || !strings.Contains(err.Error(), "run `opsctl lvm cache resize storage/slowlv --resume`") {
+		t.Errorf("Apply with a failing lvs after the uncache: %v; want the lvm2 error and the way to finish", err)
+	}
+	if _, err := m.LoadJournal(slowlv); err != nil {
+		t.Errorf("journal: %v", err)
+	}
+}
+
+func TestCreateCountsTheSpareMetadataLVM2Adds(t *testing.T) {
+	ctx := context.Background()
+	// No cache in the VG yet, so no lvol0_pmspare: lvcreate allocates one as
+	// large as the new pool's metadata (2 extents) on the cache PV as well.
+	m, path := newFake(t, func(s *fakeState) { s.LVs[0].Cache = nil })
+	_, err := m.PlanCreate(ctx, CreateRequest{LV: slowlv, SizeBytes: 61 * 4 * mib, PVs: []string{"/dev/fast"}})
+	want := "not enough free space on /dev/fast for a 244.00 MiB cache: it needs 65 extents of 4.00 MiB (data, metadata and lvm2's spare metadata), 64 are free"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("create: %v\nwant %s", err, want)
+	}
+	if ran := changesSince(t, path, 0); len(ran) != 0 {
+		t.Errorf("a refused create ran %v", ran)
+	}
+	if _, err := m.PlanCreate(ctx, CreateRequest{LV: slowlv, SizeBytes: 60 * 4 * mib, PVs: []string{"/dev/fast"}}); err != nil {
+		t.Errorf("a cache that fits with its spare: %v", err)
+	}
+}
+
+func TestResizeRefusesSizesBeyondLVM2sRange(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, nil)
+	for _, size := range []Size{{Bytes: 1<<63 - 1}, {Bytes: 1<<63 - 1, Relative: true}} {
+		_, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: size, Strategy: StrategyRecache})
+		if err == nil || !strings.Contains(err.Error(), "too large") {
+			t.Errorf("resize to %v: %v; want it refused as too large", size, err)
+		}
+	}
+	if ran := changesSince(t, path, 0); len(ran) != 0 {
+		t.Errorf("ran %v", ran)
 	}
 }

@@ -153,7 +153,13 @@ func TestParseSize(t *testing.T) {
 		{"12Q", 0, "expected a number with an optional unit"},
 		{"-5G", 0, "expected a number"},
 		{"0", 0, "must be greater than zero"},
-		{"0.1b", 0, "not a whole number of bytes"},
+		// lvm2 takes any fraction, and counts in 512-byte sectors.
+		{"0.3T", 644245095 * 512, ""},
+		{"1.3g", 2726298 * 512, ""},
+		{"2.7", 5530 * 512, ""},
+		{"1000b", 1024, ""},
+		{"0.1b", 512, ""},
+		{"0.0", 0, "must be greater than zero"},
 		{"9999999p", 0, "too large"},
 		{"", 0, "expected a number"},
 		{" 5g", 0, "expected a number"},
@@ -187,6 +193,13 @@ func TestParseResizeSize(t *testing.T) {
 	for _, bad := range []string{"-5G", "+", "++5", "+12Q", "-"} {
 		if _, err := ParseResizeSize(bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+	// The error names the input as given and says what is wrong with it.
+	for in, want := range map[string]string{"+0": `size "+0": must be greater than zero`, "+0g": `size "+0g": must be greater than zero`,
+		"+9999999p": `size "+9999999p": too large`, "+12Q": `size "+12Q": expected a number`} {
+		if _, err := ParseResizeSize(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseResizeSize(%q): %v, want %q", in, err, want)
 		}
 	}
 }

@@ -123,6 +123,16 @@ func (p *Plan) step(kind string) *Step {
 	return nil
 }
 
+// started reports whether a step of the plan has run or been found done.
+func (p *Plan) started() bool {
+	for _, s := range p.Steps {
+		if s.State != StatePending {
+			return true
+		}
+	}
+	return false
+}
+
 // FlushedBlocks is the number of dirty blocks the plan's uncache wrote back.
 func (p *Plan) FlushedBlocks() int64 {
 	if s := p.step(StepUncache); s != nil && !s.Skipped {

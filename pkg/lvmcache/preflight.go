@@ -3,6 +3,7 @@ package lvmcache
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -100,9 +101,16 @@ func (m *Manager) PlanCreate(ctx context.Context, req CreateRequest) (*Plan, err
 	}
 	dataExtents := ceilDiv(req.SizeBytes, vg.ExtentSizeBytes)
 	metaExtents := ceilDiv(cacheMetadataBytes(dataExtents*vg.ExtentSizeBytes), vg.ExtentSizeBytes)
-	if need := dataExtents + metaExtents; need > free {
-		return fail(fmt.Errorf("not enough free space on %s for a %s cache: it needs %d extents of %s (data and metadata), %d are free",
-			strings.Join(pvs, ", "), FormatBytes(req.SizeBytes), need, FormatBytes(vg.ExtentSizeBytes), free))
+	// lvm2 keeps a spare metadata LV as large as the largest pool metadata
+	// of the VG, and creates or grows it on the same PVs as the new pool.
+	spareExtents := max(metaExtents-vg.spareExtents(), 0)
+	if need := dataExtents + metaExtents + spareExtents; need > free {
+		what := "data and metadata"
+		if spareExtents > 0 {
+			what = "data, metadata and lvm2's spare metadata"
+		}
+		return fail(fmt.Errorf("not enough free space on %s for a %s cache: it needs %d extents of %s (%s), %d are free",
+			strings.Join(pvs, ", "), FormatBytes(req.SizeBytes), need, FormatBytes(vg.ExtentSizeBytes), what, free))
 	}
 	cache := &Cache{Name: cacheName, Mode: mode, SizeBytes: req.SizeBytes, PVs: pvs}
 	now := m.now()
@@ -114,6 +122,18 @@ func (m *Manager) PlanCreate(ctx context.Context, req CreateRequest) (*Plan, err
 			FormatBytes(req.SizeBytes), mode, cacheName, strings.Join(pvs, ", "), req.LV, FormatBytes(lv.SizeBytes))},
 	}
 	return plan, nil
+}
+
+// spareExtents is the size of lvm2's pool metadata spare LV (lvol0_pmspare)
+// in extents, 0 when the VG has none.
+func (vg *VG) spareExtents() int64 {
+	var extents int64
+	for name, lv := range vg.LVs {
+		if strings.HasSuffix(name, "_pmspare") && vg.ExtentSizeBytes > 0 {
+			extents = max(extents, lv.SizeBytes/vg.ExtentSizeBytes)
+		}
+	}
+	return extents
 }
 
 // cacheMetadataBytes estimates the cache pool metadata lvm2 allocates for
@@ -185,6 +205,10 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 	target := req.Size.Bytes
 	if req.Size.Relative {
 		target = lv.SizeBytes + req.Size.Bytes
+	}
+	// Beyond int64 the sums below would wrap into a negative "shrink".
+	if target < req.Size.Bytes || target > math.MaxInt64-vg.ExtentSizeBytes {
+		return fail(fmt.Errorf("size %s: too large", req.Size))
 	}
 	// lvm2 rounds up to whole extents; so does the plan, so that a resumed
 	// resize can tell whether lvresize already ran.

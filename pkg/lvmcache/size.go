@@ -23,12 +23,16 @@ func (s Size) String() string {
 
 const sizeExpected = "expected a number with an optional unit b, k, m, g, t or p (powers of 1024; no unit means MiB), like 100G"
 
+// sectorSize is the unit lvm2 counts sizes in.
+const sectorSize = 512
+
 var unitShift = map[byte]uint{'b': 0, 'k': 10, 'm': 20, 'g': 30, 't': 40, 'p': 50}
 
 // ParseSize parses an absolute SIZE: a number, possibly with a fraction, and
 // an optional unit b, k, m, g, t or p, case-insensitive, in powers of 1024
-// as lvm2 reads them; no unit means MiB. The result must be a positive whole
-// number of bytes that fits in an int64.
+// as lvm2 reads them; no unit means MiB. lvm2 counts in 512-byte sectors, so
+// a fraction ("0.3T", "1.3g") is rounded up to whole sectors. The result must
+// be positive and fit in an int64.
 func ParseSize(s string) (int64, error) {
 	if strings.HasPrefix(s, "+") {
 		return 0, fmt.Errorf("size %q: a relative size (+SIZE) is only for resize; %s", s, sizeExpected)
@@ -44,19 +48,20 @@ func ParseResizeSize(s string) (Size, error) {
 		return Size{}, fmt.Errorf("size %q: shrinking is not supported (it would destroy the data at the end of the LV); expected SIZE or +SIZE", s)
 	}
 	relative := strings.HasPrefix(s, "+")
-	n, err := parseBytes(strings.TrimPrefix(s, "+"))
+	n, err := parseBytesOf(strings.TrimPrefix(s, "+"), s)
 	if err != nil {
-		if relative {
-			return Size{}, fmt.Errorf("size %q: %s", s, sizeExpected)
-		}
 		return Size{}, err
 	}
 	return Size{Bytes: n, Relative: relative}, nil
 }
 
-func parseBytes(s string) (int64, error) {
-	number := strings.TrimSpace(s)
-	if number != s || number == "" {
+func parseBytes(s string) (int64, error) { return parseBytesOf(s, s) }
+
+// parseBytesOf parses number, the SIZE input without its "+"; errors name
+// the input as given.
+func parseBytesOf(number, input string) (int64, error) {
+	s := input
+	if number != strings.TrimSpace(number) || number == "" {
 		return 0, fmt.Errorf("size %q: %s", s, sizeExpected)
 	}
 	shift := uint(20)
@@ -73,13 +78,17 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q: %s", s, sizeExpected)
 	}
 	value.Mul(value, new(big.Rat).SetInt(new(big.Int).Lsh(big.NewInt(1), shift)))
-	if !value.IsInt() {
-		return 0, fmt.Errorf("size %q: not a whole number of bytes", s)
-	}
-	bytes := value.Num()
-	if bytes.Sign() <= 0 {
+	if value.Sign() <= 0 {
 		return 0, fmt.Errorf("size %q: must be greater than zero", s)
 	}
+	// Round up to whole sectors: lvm2 takes a fraction of any unit
+	// ("1.3G"), but a byte count only in multiples of 512.
+	sectorBytes := new(big.Int).Mul(value.Denom(), big.NewInt(sectorSize))
+	sectors, rest := new(big.Int).QuoRem(value.Num(), sectorBytes, new(big.Int))
+	if rest.Sign() > 0 {
+		sectors.Add(sectors, big.NewInt(1))
+	}
+	bytes := sectors.Mul(sectors, big.NewInt(sectorSize))
 	if !bytes.IsInt64() {
 		return 0, fmt.Errorf("size %q: too large", s)
 	}
