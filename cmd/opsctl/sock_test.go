@@ -91,11 +91,18 @@ func startCapture(t *testing.T, args ...string) *capture {
 // stop sends SIGINT and returns the exit code.
 func (c *capture) stop() int {
 	c.t.Helper()
-	c.cmd.Process.Signal(os.Interrupt)
+	return c.stopWith(os.Interrupt)
+}
+
+// stopWith sends sig and returns the exit code (-1 when a signal killed
+// opsctl).
+func (c *capture) stopWith(sig os.Signal) int {
+	c.t.Helper()
+	c.cmd.Process.Signal(sig)
 	select {
 	case <-c.done:
 	case <-time.After(20 * time.Second):
-		c.t.Fatalf("opsctl did not stop on SIGINT: %s", c.stderr)
+		c.t.Fatalf("opsctl did not stop on %v: %s", sig, c.stderr)
 	}
 	return c.cmd.ProcessState.ExitCode()
 }
@@ -329,6 +336,99 @@ func TestSockCaptureSwapServesInPlaceAndRestores(t *testing.T) {
 	fields := tshark(t, "-r", file, "-T", "fields", "-e", "frame.interface_name", "-e", "frame.comment", "-e", "http.request.uri")
 	if !strings.Contains(fields, srv) || !strings.Contains(fields, "command=") || !strings.Contains(fields, "curl") || !strings.Contains(fields, "/swapped") {
 		t.Errorf("pcapng lacks the interface name, the client comment or the request:\n%s", fields)
+	}
+}
+
+// TestSockCaptureSwapRestoresOnEveryStopSignal: SIGTERM (service managers)
+// and SIGHUP (the terminal or ssh session that ran opsctl went away) must
+// put the socket back like Ctrl-C does.
+func TestSockCaptureSwapRestoresOnEveryStopSignal(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			srv := filepath.Join(dir, "app.sock")
+			startHTTPServer(t, srv)
+			before, _ := os.Stat(srv)
+			file := filepath.Join(dir, "cap.pcap")
+			c := startCapture(t, "--socket", srv, "--swap", "-w", file)
+			if code := c.stopWith(sig); code != 0 {
+				t.Errorf("exit %d after %v: %s", code, sig, c.stderr)
+			}
+			if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
+				t.Fatalf("original socket not restored after %v: %v\n%s", sig, err, c.stderr)
+			}
+			if _, err := os.Lstat(srv + ".opsctl-orig"); !os.IsNotExist(err) {
+				t.Errorf("moved-aside name left behind after %v: %v", sig, err)
+			}
+		})
+	}
+}
+
+// TestSockCaptureSwapRestoresWhenTheLiveReaderQuits: with -w - piped into
+// Wireshark, closing Wireshark breaks the pipe. opsctl must stop with an
+// error and put the socket back, not die of SIGPIPE with the socket moved
+// aside.
+func TestSockCaptureSwapRestoresWhenTheLiveReaderQuits(t *testing.T) {
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "app.sock")
+	startHTTPServer(t, srv)
+	before, _ := os.Stat(srv)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	stderr := &syncBuffer{}
+	cmd := exec.Command(testenv.Opsctl(t), "sock", "capture", "--socket", srv, "--swap", "-w", "-")
+	cmd.Stdout, cmd.Stderr = pw, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	defer func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+	// The file header is written before opsctl serves; once it is read,
+	// the reader quits.
+	header := make([]byte, 24)
+	if _, err := io.ReadFull(pr, header); err != nil {
+		t.Fatalf("no pcap header on stdout: %v: %s", err, stderr)
+	}
+	pr.Close()
+	for !strings.Contains(stderr.String(), "capturing; stop with Ctrl-C") {
+		select {
+		case <-done:
+			t.Fatalf("opsctl exited early: %s", stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// A client makes opsctl write to the broken pipe.
+	if conn, err := net.Dial("unix", srv); err == nil {
+		fmt.Fprint(conn, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+		defer conn.Close()
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("opsctl did not stop when its stdout broke: %s", stderr)
+	}
+	if ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() {
+		t.Errorf("opsctl killed by %v: %s", ws.Signal(), stderr)
+	} else if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailure || !strings.Contains(stderr.String(), "broken pipe") {
+		t.Errorf("exit %d, want 1 naming the broken pipe: %s", code, stderr)
+	}
+	if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
+		t.Fatalf("original socket not restored: %v\n%s", err, stderr)
+	}
+	if _, err := os.Lstat(srv + ".opsctl-orig"); !os.IsNotExist(err) {
+		t.Errorf("moved-aside name left behind: %v", err)
 	}
 }
 

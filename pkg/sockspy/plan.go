@@ -147,7 +147,7 @@ func (p *Plan) Steps() []string {
 			fmt.Sprintf("link %s to %s (the original %s socket stays reachable there)", p.Socket, p.Aside, p.Type),
 			fmt.Sprintf("listen at %s%s, replacing it atomically", p.Socket, owner),
 			fmt.Sprintf("forward every client to %s and record the traffic", p.Aside),
-			fmt.Sprintf("on exit (SIGINT, SIGTERM) move %s back to %s", p.Aside, p.Socket))
+			fmt.Sprintf("on exit (SIGINT, SIGTERM, SIGHUP) move %s back to %s", p.Aside, p.Socket))
 		return steps
 	}
 	steps = append(steps,
