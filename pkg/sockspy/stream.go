@@ -204,7 +204,14 @@ func (pm *pump) spliceLoop() error {
 		if capPipe, err = newPipe(1 << 20); err != nil {
 			return err
 		}
-		defer pm.p.Capture.ClosePipe(capPipe)
+		defer func() {
+			// The write end is the pump's: once it is closed, a record cut
+			// short by an error ends in EOF for the writer instead of a
+			// wait for bytes that never come. The read end is the
+			// writer's, closed after the records queued before.
+			unix.Close(capPipe.w)
+			pm.p.Capture.ClosePipe(pipePair{capPipe.r, -1})
+		}()
 	}
 	var one [1]byte
 	var copyBuf []byte
