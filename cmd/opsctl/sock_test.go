@@ -694,13 +694,23 @@ func TestSockCaptureSIGINTMidTransferLeavesReadableFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	// One value per proxied connection, once its first bytes arrived.
+	flowing := make(chan struct{}, 16)
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+				flowing <- struct{}{}
+				io.Copy(io.Discard, c)
+			}()
 		}
 	}()
 	proxy := filepath.Join(dir, "proxy.sock")
@@ -730,7 +740,15 @@ func TestSockCaptureSIGINTMidTransferLeavesReadableFile(t *testing.T) {
 					}
 				}()
 			}
-			time.Sleep(300 * time.Millisecond)
+			// Interrupt mid-transfer: every connection is through the proxy
+			// and moving data.
+			for range 3 {
+				select {
+				case <-flowing:
+				case <-time.After(20 * time.Second):
+					t.Fatalf("no data through the proxy: %s", c.stderr)
+				}
+			}
 			if code := c.stop(); code != 0 {
 				t.Fatalf("exit %d: %s", code, c.stderr)
 			}
