@@ -78,6 +78,7 @@ func (p *Proxy) serveDatagrams(ctx context.Context, ln *net.UnixConn) error {
 			replies.Add(1)
 			go func() {
 				defer replies.Done()
+				defer p.restoreOnPanic()
 				p.relayReplies(ln, c)
 			}()
 		}

@@ -37,6 +37,10 @@ type Proxy struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	open   map[io.Closer]struct{}
+
+	bound       *boundFile // set by Run before any goroutine starts
+	restoreOnce sync.Once
+	restoreErr  error
 }
 
 // firstClientPort is where the synthetic client ports start; they wrap
@@ -88,8 +92,9 @@ func (p *Proxy) untrack(c io.Closer) {
 
 // Run serves until ctx is done or the capture fails, then puts the socket
 // back (swap), stops every connection (recording a reset for those still
-// open) and returns. The caller closes the Capture afterwards, which
-// writes whatever is still queued.
+// open) and returns. A panic on any of its goroutines puts the socket back
+// before it ends the process. The caller closes the Capture afterwards,
+// which writes whatever is still queued. A Proxy runs once.
 func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Lock()
 	p.open = map[io.Closer]struct{}{}
@@ -98,6 +103,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.bound = bound
+	defer p.restoreOnPanic()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if p.Capture != nil {
@@ -114,6 +121,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	served := make(chan error, 1)
 	go func() {
+		defer p.restoreOnPanic()
 		if p.Plan.Type == Datagram {
 			served <- p.serveDatagrams(ctx, ln.(*net.UnixConn))
 		} else {
@@ -125,7 +133,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-served:
 	}
-	restoreErr := p.unbind(bound)
+	restoreErr := p.restore()
 	ln.Close()
 	if serveErr == nil {
 		serveErr = <-served
@@ -138,6 +146,23 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Unlock()
 	p.wg.Wait()
 	return errors.Join(serveErr, restoreErr)
+}
+
+// restore puts the original socket back (swap) or removes the proxy's
+// (listen), once.
+func (p *Proxy) restore() error {
+	p.restoreOnce.Do(func() { p.restoreErr = p.unbind(p.bound) })
+	return p.restoreErr
+}
+
+// restoreOnPanic is deferred by every goroutine of a running proxy. A panic
+// ends the process without running the other goroutines' defers, which
+// would leave a swapped socket moved aside: put it back, then crash.
+func (p *Proxy) restoreOnPanic() {
+	if r := recover(); r != nil {
+		p.restore()
+		panic(r)
+	}
 }
 
 // boundFile is the socket file the proxy created, to be removed or
@@ -277,6 +302,7 @@ func (p *Proxy) serveConns(ctx context.Context, ln *net.UnixListener) error {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
+			defer p.restoreOnPanic()
 			defer p.untrack(c)
 			defer c.Close()
 			p.serveConn(c)

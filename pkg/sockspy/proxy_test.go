@@ -1,13 +1,17 @@
 package sockspy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -118,5 +122,74 @@ func TestProxyRecordsConcurrentEchoConnections(t *testing.T) {
 				t.Errorf("proxy socket left behind")
 			}
 		})
+	}
+}
+
+// panicWriter stands for any bug that panics on a connection's goroutine.
+type panicWriter struct{}
+
+func (panicWriter) Write([]byte) (int, error) { panic("injected: a bug on a connection goroutine") }
+
+// TestSwapPutsTheSocketBackWhenAConnectionGoroutinePanics runs a swapping
+// proxy in a child process whose connection goroutine panics: the process
+// dies, as it should, but the original socket must be back at its path.
+func TestSwapPutsTheSocketBackWhenAConnectionGoroutinePanics(t *testing.T) {
+	if sock := os.Getenv("SOCKSPY_TEST_PANIC_SOCKET"); sock != "" {
+		plan, err := NewPlan(Config{Socket: sock, Swap: true})
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(3)
+		}
+		p := &Proxy{Plan: plan, Hexdump: NewHexdump(panicWriter{}), Ready: func() { fmt.Println("ready") }}
+		p.Run(context.Background())
+		os.Exit(4) // not reached: Run serves until the panic
+	}
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "app.sock")
+	ln, err := net.Listen("unix", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	before, _ := os.Stat(srv)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSwapPutsTheSocketBackWhenAConnectionGoroutinePanics$")
+	cmd.Env = append(os.Environ(), "SOCKSPY_TEST_PANIC_SOCKET="+srv)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("child did not start: %q %v", line, err)
+	}
+	conn, err := net.Dial("unix", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("boom"))
+	io.Copy(io.Discard, stdout)
+	if err := cmd.Wait(); err == nil || !strings.Contains(stderr.String(), "injected") {
+		t.Fatalf("child did not panic: %v\n%s", err, stderr.String())
+	}
+	if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
+		t.Fatalf("original socket not back at %s after the panic: %v", srv, err)
+	}
+	if _, err := os.Lstat(srv + asideSuffix); !os.IsNotExist(err) {
+		t.Errorf("moved-aside name left behind: %v", err)
 	}
 }

@@ -58,6 +58,7 @@ func (p *Proxy) serveConn(client *net.UnixConn) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer p.restoreOnPanic()
 			errs[i] = pm.run()
 			if errs[i] != nil {
 				// One side broke: the other has nothing left to do.
