@@ -84,6 +84,13 @@ func (p *Proxy) track(c io.Closer) bool {
 	return true
 }
 
+// stopping reports whether Run is closing the connections.
+func (p *Proxy) stopping() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.open == nil
+}
+
 func (p *Proxy) untrack(c io.Closer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

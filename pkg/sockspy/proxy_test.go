@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestProxyRecordsConcurrentEchoConnections runs the proxy in-process (so
@@ -192,4 +195,123 @@ func TestSwapPutsTheSocketBackWhenAConnectionGoroutinePanics(t *testing.T) {
 	if _, err := os.Lstat(srv + asideSuffix); !os.IsNotExist(err) {
 		t.Errorf("moved-aside name left behind: %v", err)
 	}
+}
+
+// lockedBuffer collects the proxy's log lines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestProxyWaitsForAServerWhoseBacklogIsFull: a client connecting directly
+// to a busy server waits in connect(2). Through the proxy it must wait
+// too, not be dropped because the proxy's non-blocking connect got EAGAIN.
+func TestProxyWaitsForAServerWhoseBacklogIsFull(t *testing.T) {
+	dir := t.TempDir()
+	srvPath := filepath.Join(dir, "busy.sock")
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: srvPath}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil { // one pending connection at most
+		t.Fatal(err)
+	}
+	lf := os.NewFile(uintptr(fd), srvPath)
+	ln, err := net.FileListener(lf)
+	lf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+
+	plan, err := NewPlan(Config{Socket: srvPath, Listen: filepath.Join(dir, "proxy.sock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	capture, err := NewCapture(io.Discard, CaptureOptions{Format: FormatPcap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	ready := make(chan struct{})
+	p := &Proxy{
+		Plan: plan, Capture: capture, Ready: func() { close(ready) },
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx) }()
+	<-ready
+
+	const clients = 3
+	replies := make(chan string, clients)
+	for i := range clients {
+		c, err := net.Dial("unix", plan.Listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "client %d\n", i)
+		go func() {
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			replies <- line
+		}()
+	}
+	// One proxied connection fills the backlog; the others must be waiting
+	// (or, the defect, dropped) before the server starts accepting.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		out := logs.String()
+		if strings.Contains(out, "client dropped") {
+			t.Fatalf("proxy dropped a client of a busy server:\n%s", out)
+		}
+		if strings.Count(out, "backlog is full") >= clients-1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy's connects never met the full backlog:\n%s", out)
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	got := map[string]bool{}
+	for range clients {
+		select {
+		case line := <-replies:
+			got[line] = true
+		case <-time.After(20 * time.Second):
+			t.Fatalf("echoes %v; log:\n%s", got, logs)
+		}
+	}
+	for i := range clients {
+		if !got[fmt.Sprintf("client %d\n", i)] {
+			t.Errorf("client %d got no echo (echoes %v); log:\n%s", i, got, logs)
+		}
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	capture.Close()
 }
