@@ -864,6 +864,32 @@ func TestSockCaptureBadInput(t *testing.T) {
 	}
 }
 
+// TestSockCaptureBusyAbstractListenKeepsAnEarlierCapture: an abstract
+// --listen name that another process serves is bad input, refused before
+// -w truncates (and then removes) an earlier capture of the same name.
+func TestSockCaptureBusyAbstractListenKeepsAnEarlierCapture(t *testing.T) {
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "srv.sock")
+	startHTTPServer(t, srv)
+	busy := fmt.Sprintf("@opsctl-test-busy-%d", os.Getpid())
+	ln, err := net.Listen("unix", busy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	earlier := filepath.Join(dir, "earlier.pcap")
+	if err := os.WriteFile(earlier, []byte("an earlier capture"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := testenv.Run(t, "", "sock", "capture", "--socket", srv, "--listen", busy, "-w", earlier)
+	if code != cli.ExitFailure || !strings.Contains(stderr, "--listen "+busy) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Errorf("exit %d, stderr %q; want exit 1, one line naming --listen %s", code, stderr, busy)
+	}
+	if b, err := os.ReadFile(earlier); err != nil || string(b) != "an earlier capture" {
+		t.Errorf("earlier capture file lost: %q, %v", b, err)
+	}
+}
+
 func TestSockCaptureDryRunChangesNothing(t *testing.T) {
 	dir := t.TempDir()
 	srv := filepath.Join(dir, "srv.sock")

@@ -117,7 +117,15 @@ func NewPlan(cfg Config) (*Plan, error) {
 		}
 		return p, nil
 	}
-	if !isAbstract(cfg.Listen) {
+	if isAbstract(cfg.Listen) {
+		// Checked here, before anything (the -w file) is touched.
+		if cfg.Listen == cfg.Socket {
+			return nil, fmt.Errorf("--listen %s: is the socket to capture; choose another name", cfg.Listen)
+		}
+		if !stale(cfg.Listen, t) {
+			return nil, fmt.Errorf("--listen %s: already in use; choose another name", cfg.Listen)
+		}
+	} else {
 		if cfg.Listen == cfg.Socket || sameFile(cfg.Listen, cfg.Socket) {
 			return nil, fmt.Errorf("--listen %s: is the socket to capture; choose another path or use --swap", cfg.Listen)
 		}
