@@ -38,6 +38,8 @@ type Proxy struct {
 	mu     sync.Mutex
 	open   map[io.Closer]struct{}
 
+	now func() time.Time // the clock; nil means time.Now (a seam for tests)
+
 	bound       *boundFile // set by Run before any goroutine starts
 	restoreOnce sync.Once
 	restoreErr  error
@@ -63,6 +65,13 @@ func (p *Proxy) clientPort() uint16 {
 			return port
 		}
 	}
+}
+
+func (p *Proxy) clock() time.Time {
+	if p.now == nil {
+		return time.Now()
+	}
+	return p.now()
 }
 
 func (p *Proxy) logger() *slog.Logger {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,4 +315,81 @@ func TestProxyWaitsForAServerWhoseBacklogIsFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	capture.Close()
+}
+
+// TestProxyLetsGoOfIdleUnnamedDatagramClients: every process that writes
+// to a datagram socket like /dev/log from an unnamed socket is a client
+// of its own, with an upstream socket and a goroutine. Replies can never
+// reach such a client, so once it is idle they must be let go, or a long
+// capture grows by one socket per process that ever logged.
+func TestProxyLetsGoOfIdleUnnamedDatagramClients(t *testing.T) {
+	dir := t.TempDir()
+	srvPath := filepath.Join(dir, "log.sock")
+	srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: srvPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	received := make(chan string, 10)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := srv.ReadFromUnix(buf)
+			if err != nil {
+				return
+			}
+			received <- string(buf[:n])
+		}
+	}()
+	plan, err := NewPlan(Config{Socket: srvPath, Listen: filepath.Join(dir, "proxy.sock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	ready := make(chan struct{})
+	p := &Proxy{
+		Plan: plan, Hexdump: NewHexdump(io.Discard), Ready: func() { close(ready) },
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		now:    func() time.Time { return time.Unix(0, clock.Load()) },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx) }()
+	<-ready
+
+	client, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: plan.Listen, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	send := func(msg string) {
+		t.Helper()
+		if _, err := client.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-received:
+			if got != msg {
+				t.Fatalf("server received %q, want %q", got, msg)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%q never reached the server:\n%s", msg, logs)
+		}
+	}
+	send("first")
+	send("soon after")
+	if n := strings.Count(logs.String(), `msg="datagram client"`); n != 1 {
+		t.Fatalf("%d clients for one sender still active, want 1:\n%s", n, logs)
+	}
+	clock.Add(int64(2 * unnamedIdle))
+	send("much later")
+	if n := strings.Count(logs.String(), `msg="datagram client"`); n != 2 {
+		t.Errorf("an unnamed client idle for %v was kept (%d clients, want 2: the old one let go):\n%s", 2*unnamedIdle, n, logs)
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
 }
