@@ -432,27 +432,68 @@ func TestSockCaptureSwapRestoresWhenTheLiveReaderQuits(t *testing.T) {
 	}
 }
 
-func TestSockCaptureSwapRefusesALeftover(t *testing.T) {
-	dir := t.TempDir()
-	srv := filepath.Join(dir, "app.sock")
-	startHTTPServer(t, srv)
-	leftover := srv + ".opsctl-orig"
-	if err := os.WriteFile(leftover, nil, 0o600); err != nil {
+// deadSocket leaves a socket file at path that nobody serves.
+func deadSocket(t *testing.T, path string) {
+	t.Helper()
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	before, _ := os.Stat(srv)
-	_, stderr, code := testenv.Run(t, "", "sock", "capture", "--socket", srv, "--swap", "-w", filepath.Join(dir, "x.pcap"))
-	if code != cli.ExitFailure {
-		t.Fatalf("exit %d, want 1: %s", code, stderr)
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+}
+
+// TestSockCaptureSwapRefusesALeftover: a leftover PATH.opsctl-orig stops
+// --swap with a one-line recovery hint that fits the case: after a killed
+// capture (PATH a dead proxy, the server at the leftover) move it back;
+// after a server restart during a capture (PATH served anew, the leftover
+// dead) remove it. Moving a dead leftover over a live socket would cut the
+// server off.
+func TestSockCaptureSwapRefusesALeftover(t *testing.T) {
+	cases := []struct {
+		name      string
+		killed    bool // else: the server made a new socket meanwhile
+		wantHint  func(srv, leftover string) string
+		wantAlive string // which file the server must still be reached at
+	}{
+		{"capture killed", true, func(srv, leftover string) string { return "mv -f " + leftover + " " + srv }, ".opsctl-orig"},
+		{"server restarted", false, func(srv, leftover string) string { return "rm " + leftover }, ""},
 	}
-	if !strings.Contains(stderr, "mv -f "+leftover+" "+srv) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
-		t.Errorf("no one-line recovery hint: %q", stderr)
-	}
-	if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
-		t.Errorf("socket changed although the capture refused to start")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "x.pcap")); !os.IsNotExist(err) {
-		t.Errorf("capture file created although the capture refused to start")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			srv := filepath.Join(dir, "app.sock")
+			startHTTPServer(t, srv)
+			leftover := srv + ".opsctl-orig"
+			if tc.killed {
+				if err := os.Link(srv, leftover); err != nil {
+					t.Fatal(err)
+				}
+				os.Remove(srv)
+				deadSocket(t, srv)
+			} else {
+				deadSocket(t, leftover)
+			}
+			before, _ := os.Stat(srv)
+			_, stderr, code := testenv.Run(t, "", "sock", "capture", "--socket", srv, "--swap", "-w", filepath.Join(dir, "x.pcap"))
+			if code != cli.ExitFailure {
+				t.Fatalf("exit %d, want 1: %s", code, stderr)
+			}
+			if hint := tc.wantHint(srv, leftover); !strings.Contains(stderr, hint) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+				t.Errorf("no one-line recovery hint %q: %q", hint, stderr)
+			}
+			if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
+				t.Errorf("socket changed although the capture refused to start")
+			}
+			if _, err := os.Stat(filepath.Join(dir, "x.pcap")); !os.IsNotExist(err) {
+				t.Errorf("capture file created although the capture refused to start")
+			}
+			if conn, err := net.Dial("unix", srv+tc.wantAlive); err != nil {
+				t.Errorf("server no longer reachable at %s: %v", srv+tc.wantAlive, err)
+			} else {
+				conn.Close()
+			}
+		})
 	}
 }
 

@@ -112,6 +112,13 @@ func NewPlan(cfg Config) (*Plan, error) {
 		p.Aside = cfg.Socket + asideSuffix
 		p.Target = p.Aside
 		if _, err := os.Lstat(p.Aside); err == nil {
+			if stale(p.Aside, t) && !stale(cfg.Socket, t) {
+				// The server made a new socket during that capture: the
+				// leftover is dead, and moving it back would cut the
+				// server off.
+				return nil, fmt.Errorf("--swap: %s is left from an earlier capture and nobody serves it, while %s is served: "+
+					"remove the leftover with: rm %s", p.Aside, cfg.Socket, shellQuote(p.Aside))
+			}
 			return nil, fmt.Errorf("--swap: %s already exists: an earlier capture did not put the socket back. "+
 				"If no capture is running, restore it with: mv -f %s %s", p.Aside, shellQuote(p.Aside), shellQuote(cfg.Socket))
 		}
