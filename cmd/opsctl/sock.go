@@ -180,6 +180,13 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 			if err != nil {
 				return fmt.Errorf("-w %s: %w", o.Output, errors.Unwrap(err))
 			}
+			// The capture holds passwords: an existing file, created
+			// with another mode, is made private too (not a device).
+			if st, err := file.Stat(); err == nil && st.Mode().IsRegular() && st.Mode().Perm() != 0o600 {
+				if err := file.Chmod(0o600); err != nil {
+					o.Logger().Warn("cannot make the capture file private (mode 0600)", "output", o.Output, "err", errors.Unwrap(err))
+				}
+			}
 			out = file
 		}
 		capture, err = sockspy.NewCapture(out, sockspy.CaptureOptions{

@@ -931,6 +931,30 @@ func TestSockCaptureBusyAbstractListenKeepsAnEarlierCapture(t *testing.T) {
 	}
 }
 
+// TestSockCaptureFileIsPrivateEvenWhenItExisted: the capture holds
+// passwords; overwriting a world-readable file must not leave it readable.
+func TestSockCaptureFileIsPrivateEvenWhenItExisted(t *testing.T) {
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "srv.sock")
+	startHTTPServer(t, srv)
+	file := filepath.Join(dir, "cap.pcap")
+	if err := os.WriteFile(file, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(file, 0o644)
+	c := startCapture(t, "--socket", srv, "--listen", filepath.Join(dir, "proxy.sock"), "-w", file)
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("capture file has mode %04o while capturing, want 0600", st.Mode().Perm())
+	}
+	if code := c.stop(); code != 0 {
+		t.Fatalf("exit %d: %s", code, c.stderr)
+	}
+}
+
 func TestSockCaptureDryRunChangesNothing(t *testing.T) {
 	dir := t.TempDir()
 	srv := filepath.Join(dir, "srv.sock")
