@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Proxy serves clients at the plan's listening address, forwards them to
@@ -205,7 +207,7 @@ func (p *Proxy) listen() (io.Closer, *boundFile, error) {
 			os.Remove(path) // a stale socket (NewPlan checked that nobody listens)
 		}
 	}
-	ln, err := listenUnix(plan.Type, path)
+	ln, err := listenUnix(plan.Type, path, plan.HasOwner)
 	if err != nil {
 		p.undoLink()
 		return nil, nil, fmt.Errorf("listening at %s: %w", path, unwrapOpError(err))
@@ -282,18 +284,30 @@ func (p *Proxy) unbind(b *boundFile) error {
 }
 
 // listenUnix binds a socket of type t at name without unlinking it on
-// close: the proxy decides what happens to the file.
-func listenUnix(t SocketType, name string) (io.Closer, error) {
-	addr := &net.UnixAddr{Name: name, Net: t.network()}
-	if t == Datagram {
-		return net.ListenUnixgram(t.network(), addr)
+// close: the proxy decides what happens to the file. With private the file
+// is created without permissions (fchmod before bind(2)), so that nobody
+// can connect before the caller gives it the original socket's mode.
+func listenUnix(t SocketType, name string, private bool) (io.Closer, error) {
+	var lc net.ListenConfig
+	if private {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var err error
+			if cerr := c.Control(func(fd uintptr) { err = unix.Fchmod(int(fd), 0) }); cerr != nil {
+				return cerr
+			}
+			return err
+		}
 	}
-	ln, err := net.ListenUnix(t.network(), addr)
+	if t == Datagram {
+		return lc.ListenPacket(context.Background(), t.network(), name)
+	}
+	ln, err := lc.Listen(context.Background(), t.network(), name)
 	if err != nil {
 		return nil, err
 	}
-	ln.SetUnlinkOnClose(false)
-	return ln, nil
+	ul := ln.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false)
+	return ul, nil
 }
 
 // serveConns accepts stream or seqpacket clients until ln is closed.

@@ -393,3 +393,27 @@ func TestProxyLetsGoOfIdleUnnamedDatagramClients(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestProxySocketIsBoundWithoutPermissions: between bind(2) and the chmod
+// that copies the original's mode, the proxy's socket file must not let
+// anyone connect (with umask 0 it was srwxrwxrwx: any local user could
+// reach, say, docker.sock through the proxy in that moment).
+func TestProxySocketIsBoundWithoutPermissions(t *testing.T) {
+	for _, typ := range []SocketType{Stream, SeqPacket, Datagram} {
+		t.Run(typ.String(), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "proxy.sock")
+			ln, err := listenUnix(typ, path, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			st, err := os.Lstat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode().Perm() != 0 {
+				t.Errorf("proxy socket bound with mode %v, want no permissions until the original's are copied", st.Mode())
+			}
+		})
+	}
+}
