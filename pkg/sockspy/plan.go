@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // SocketType is the type of a UNIX socket.
@@ -107,6 +109,11 @@ func NewPlan(cfg Config) (*Plan, error) {
 	if cfg.Swap {
 		if isAbstract(cfg.Socket) {
 			return nil, fmt.Errorf("--swap: %s is an abstract socket, which has no file to move aside; use --listen", cfg.Socket)
+		}
+		// Checked here, before anything (the -w file) is touched: the
+		// swap links and renames in the socket's folder.
+		if dir := filepath.Dir(cfg.Socket); unix.Access(dir, unix.W_OK) != nil {
+			return nil, fmt.Errorf("--swap: cannot move %s aside: no write permission on folder %s; run as root or as its owner", cfg.Socket, dir)
 		}
 		p.Listen = cfg.Socket
 		p.Aside = cfg.Socket + asideSuffix
