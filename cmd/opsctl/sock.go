@@ -62,7 +62,7 @@ client's pid, uid and command.
 
 --listen PROXY serves at PROXY (mode and owner copied from PATH); point clients
 at PROXY. --swap serves at PATH itself, keeping the original at
-PATH.opsctl-orig, and puts it back on SIGINT or SIGTERM: clients need no
+PATH.opsctl-orig, and puts it back on SIGINT, SIGTERM or SIGHUP: clients need no
 change. @name means an abstract socket.
 
 Stop with Ctrl-C: every packet is written and the file is complete.`,
@@ -84,8 +84,22 @@ Stop with Ctrl-C: every packet is written and the file is complete.`,
 			if runF != nil {
 				return runF(opts)
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			// Every way of being asked to stop puts a swapped socket back:
+			// SIGHUP too (the terminal or ssh session went away), unless
+			// it is ignored (nohup).
+			stopSignals := []os.Signal{os.Interrupt, syscall.SIGTERM}
+			if !signal.Ignored(syscall.SIGHUP) {
+				stopSignals = append(stopSignals, syscall.SIGHUP)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 			defer stop()
+			// Without a handler, Go kills the process with SIGPIPE on a
+			// write to a broken stdout or stderr (-w - | wireshark, then
+			// Wireshark closed), before the socket is put back. With one,
+			// the write fails and the capture stops cleanly.
+			sigpipe := make(chan os.Signal, 1)
+			signal.Notify(sigpipe, syscall.SIGPIPE)
+			defer signal.Stop(sigpipe)
 			return runSockCapture(ctx, opts)
 		},
 	}
@@ -165,6 +179,13 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 			file, err = os.OpenFile(o.Output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 			if err != nil {
 				return fmt.Errorf("-w %s: %w", o.Output, errors.Unwrap(err))
+			}
+			// The capture holds passwords: an existing file, created
+			// with another mode, is made private too (not a device).
+			if st, err := file.Stat(); err == nil && st.Mode().IsRegular() && st.Mode().Perm() != 0o600 {
+				if err := file.Chmod(0o600); err != nil {
+					o.Logger().Warn("cannot make the capture file private (mode 0600)", "output", o.Output, "err", errors.Unwrap(err))
+				}
 			}
 			out = file
 		}

@@ -91,11 +91,18 @@ func startCapture(t *testing.T, args ...string) *capture {
 // stop sends SIGINT and returns the exit code.
 func (c *capture) stop() int {
 	c.t.Helper()
-	c.cmd.Process.Signal(os.Interrupt)
+	return c.stopWith(os.Interrupt)
+}
+
+// stopWith sends sig and returns the exit code (-1 when a signal killed
+// opsctl).
+func (c *capture) stopWith(sig os.Signal) int {
+	c.t.Helper()
+	c.cmd.Process.Signal(sig)
 	select {
 	case <-c.done:
 	case <-time.After(20 * time.Second):
-		c.t.Fatalf("opsctl did not stop on SIGINT: %s", c.stderr)
+		c.t.Fatalf("opsctl did not stop on %v: %s", sig, c.stderr)
 	}
 	return c.cmd.ProcessState.ExitCode()
 }
@@ -332,27 +339,161 @@ func TestSockCaptureSwapServesInPlaceAndRestores(t *testing.T) {
 	}
 }
 
-func TestSockCaptureSwapRefusesALeftover(t *testing.T) {
+// TestSockCaptureSwapRestoresOnEveryStopSignal: SIGTERM (service managers)
+// and SIGHUP (the terminal or ssh session that ran opsctl went away) must
+// put the socket back like Ctrl-C does.
+func TestSockCaptureSwapRestoresOnEveryStopSignal(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			srv := filepath.Join(dir, "app.sock")
+			startHTTPServer(t, srv)
+			before, _ := os.Stat(srv)
+			file := filepath.Join(dir, "cap.pcap")
+			c := startCapture(t, "--socket", srv, "--swap", "-w", file)
+			if code := c.stopWith(sig); code != 0 {
+				t.Errorf("exit %d after %v: %s", code, sig, c.stderr)
+			}
+			if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
+				t.Fatalf("original socket not restored after %v: %v\n%s", sig, err, c.stderr)
+			}
+			if _, err := os.Lstat(srv + ".opsctl-orig"); !os.IsNotExist(err) {
+				t.Errorf("moved-aside name left behind after %v: %v", sig, err)
+			}
+		})
+	}
+}
+
+// TestSockCaptureSwapRestoresWhenTheLiveReaderQuits: with -w - piped into
+// Wireshark, closing Wireshark breaks the pipe. opsctl must stop with an
+// error and put the socket back, not die of SIGPIPE with the socket moved
+// aside.
+func TestSockCaptureSwapRestoresWhenTheLiveReaderQuits(t *testing.T) {
 	dir := t.TempDir()
 	srv := filepath.Join(dir, "app.sock")
 	startHTTPServer(t, srv)
-	leftover := srv + ".opsctl-orig"
-	if err := os.WriteFile(leftover, nil, 0o600); err != nil {
+	before, _ := os.Stat(srv)
+	pr, pw, err := os.Pipe()
+	if err != nil {
 		t.Fatal(err)
 	}
-	before, _ := os.Stat(srv)
-	_, stderr, code := testenv.Run(t, "", "sock", "capture", "--socket", srv, "--swap", "-w", filepath.Join(dir, "x.pcap"))
-	if code != cli.ExitFailure {
-		t.Fatalf("exit %d, want 1: %s", code, stderr)
+	defer pr.Close()
+	stderr := &syncBuffer{}
+	cmd := exec.Command(testenv.Opsctl(t), "sock", "capture", "--socket", srv, "--swap", "-w", "-")
+	cmd.Stdout, cmd.Stderr = pw, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(stderr, "mv -f "+leftover+" "+srv) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
-		t.Errorf("no one-line recovery hint: %q", stderr)
+	pw.Close()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	defer func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+	// The file header is written before opsctl serves; once it is read,
+	// the reader quits.
+	header := make([]byte, 24)
+	if _, err := io.ReadFull(pr, header); err != nil {
+		t.Fatalf("no pcap header on stdout: %v: %s", err, stderr)
+	}
+	pr.Close()
+	for !strings.Contains(stderr.String(), "capturing; stop with Ctrl-C") {
+		select {
+		case <-done:
+			t.Fatalf("opsctl exited early: %s", stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// A client makes opsctl write to the broken pipe.
+	if conn, err := net.Dial("unix", srv); err == nil {
+		fmt.Fprint(conn, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+		defer conn.Close()
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("opsctl did not stop when its stdout broke: %s", stderr)
+	}
+	if ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() {
+		t.Errorf("opsctl killed by %v: %s", ws.Signal(), stderr)
+	} else if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailure || !strings.Contains(stderr.String(), "broken pipe") {
+		t.Errorf("exit %d, want 1 naming the broken pipe: %s", code, stderr)
 	}
 	if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
-		t.Errorf("socket changed although the capture refused to start")
+		t.Fatalf("original socket not restored: %v\n%s", err, stderr)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "x.pcap")); !os.IsNotExist(err) {
-		t.Errorf("capture file created although the capture refused to start")
+	if _, err := os.Lstat(srv + ".opsctl-orig"); !os.IsNotExist(err) {
+		t.Errorf("moved-aside name left behind: %v", err)
+	}
+}
+
+// deadSocket leaves a socket file at path that nobody serves.
+func deadSocket(t *testing.T, path string) {
+	t.Helper()
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+}
+
+// TestSockCaptureSwapRefusesALeftover: a leftover PATH.opsctl-orig stops
+// --swap with a one-line recovery hint that fits the case: after a killed
+// capture (PATH a dead proxy, the server at the leftover) move it back;
+// after a server restart during a capture (PATH served anew, the leftover
+// dead) remove it. Moving a dead leftover over a live socket would cut the
+// server off.
+func TestSockCaptureSwapRefusesALeftover(t *testing.T) {
+	cases := []struct {
+		name      string
+		killed    bool // else: the server made a new socket meanwhile
+		wantHint  func(srv, leftover string) string
+		wantAlive string // which file the server must still be reached at
+	}{
+		{"capture killed", true, func(srv, leftover string) string { return "mv -f " + leftover + " " + srv }, ".opsctl-orig"},
+		{"server restarted", false, func(srv, leftover string) string { return "rm " + leftover }, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			srv := filepath.Join(dir, "app.sock")
+			startHTTPServer(t, srv)
+			leftover := srv + ".opsctl-orig"
+			if tc.killed {
+				if err := os.Link(srv, leftover); err != nil {
+					t.Fatal(err)
+				}
+				os.Remove(srv)
+				deadSocket(t, srv)
+			} else {
+				deadSocket(t, leftover)
+			}
+			before, _ := os.Stat(srv)
+			_, stderr, code := testenv.Run(t, "", "sock", "capture", "--socket", srv, "--swap", "-w", filepath.Join(dir, "x.pcap"))
+			if code != cli.ExitFailure {
+				t.Fatalf("exit %d, want 1: %s", code, stderr)
+			}
+			if hint := tc.wantHint(srv, leftover); !strings.Contains(stderr, hint) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+				t.Errorf("no one-line recovery hint %q: %q", hint, stderr)
+			}
+			if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
+				t.Errorf("socket changed although the capture refused to start")
+			}
+			if _, err := os.Stat(filepath.Join(dir, "x.pcap")); !os.IsNotExist(err) {
+				t.Errorf("capture file created although the capture refused to start")
+			}
+			if conn, err := net.Dial("unix", srv+tc.wantAlive); err != nil {
+				t.Errorf("server no longer reachable at %s: %v", srv+tc.wantAlive, err)
+			} else {
+				conn.Close()
+			}
+		})
 	}
 }
 
@@ -594,13 +735,23 @@ func TestSockCaptureSIGINTMidTransferLeavesReadableFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	// One value per proxied connection, once its first bytes arrived.
+	flowing := make(chan struct{}, 16)
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+				flowing <- struct{}{}
+				io.Copy(io.Discard, c)
+			}()
 		}
 	}()
 	proxy := filepath.Join(dir, "proxy.sock")
@@ -630,7 +781,15 @@ func TestSockCaptureSIGINTMidTransferLeavesReadableFile(t *testing.T) {
 					}
 				}()
 			}
-			time.Sleep(300 * time.Millisecond)
+			// Interrupt mid-transfer: every connection is through the proxy
+			// and moving data.
+			for range 3 {
+				select {
+				case <-flowing:
+				case <-time.After(20 * time.Second):
+					t.Fatalf("no data through the proxy: %s", c.stderr)
+				}
+			}
 			if code := c.stop(); code != 0 {
 				t.Fatalf("exit %d: %s", code, c.stderr)
 			}
@@ -743,6 +902,107 @@ func TestSockCaptureBadInput(t *testing.T) {
 				t.Errorf("capture file created on bad input")
 			}
 		})
+	}
+}
+
+// TestSockCaptureBusyAbstractListenKeepsAnEarlierCapture: an abstract
+// --listen name that another process serves is bad input, refused before
+// -w truncates (and then removes) an earlier capture of the same name.
+func TestSockCaptureBusyAbstractListenKeepsAnEarlierCapture(t *testing.T) {
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "srv.sock")
+	startHTTPServer(t, srv)
+	busy := fmt.Sprintf("@opsctl-test-busy-%d", os.Getpid())
+	ln, err := net.Listen("unix", busy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	earlier := filepath.Join(dir, "earlier.pcap")
+	if err := os.WriteFile(earlier, []byte("an earlier capture"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := testenv.Run(t, "", "sock", "capture", "--socket", srv, "--listen", busy, "-w", earlier)
+	if code != cli.ExitFailure || !strings.Contains(stderr, "--listen "+busy) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Errorf("exit %d, stderr %q; want exit 1, one line naming --listen %s", code, stderr, busy)
+	}
+	if b, err := os.ReadFile(earlier); err != nil || string(b) != "an earlier capture" {
+		t.Errorf("earlier capture file lost: %q, %v", b, err)
+	}
+}
+
+// TestSockCaptureFileIsPrivateEvenWhenItExisted: the capture holds
+// passwords; overwriting a world-readable file must not leave it readable.
+func TestSockCaptureFileIsPrivateEvenWhenItExisted(t *testing.T) {
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "srv.sock")
+	startHTTPServer(t, srv)
+	file := filepath.Join(dir, "cap.pcap")
+	if err := os.WriteFile(file, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(file, 0o644)
+	c := startCapture(t, "--socket", srv, "--listen", filepath.Join(dir, "proxy.sock"), "-w", file)
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("capture file has mode %04o while capturing, want 0600", st.Mode().Perm())
+	}
+	if code := c.stop(); code != 0 {
+		t.Fatalf("exit %d: %s", code, c.stderr)
+	}
+}
+
+// TestSockCaptureSwapWithoutRightsKeepsAnEarlierCapture: --swap by a user
+// who may not write the socket's folder (sudo forgotten) fails in one line
+// before -w truncates (and then removes) an earlier capture of that name.
+func TestSockCaptureSwapWithoutRightsKeepsAnEarlierCapture(t *testing.T) {
+	testenv.NeedRoot(t)
+	setpriv := testenv.Need(t, "setpriv", "util-linux")
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin, err := os.ReadFile(testenv.Opsctl(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsctl := filepath.Join(base, "opsctl")
+	if err := os.WriteFile(opsctl, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(base, "run")
+	out := filepath.Join(base, "out")
+	os.Mkdir(run, 0o755)
+	os.Mkdir(out, 0o755)
+	os.Chown(out, 65534, 65534)
+	srv := filepath.Join(run, "app.sock")
+	startHTTPServer(t, srv)
+	os.Chmod(srv, 0o666)
+	before, _ := os.Stat(srv)
+	earlier := filepath.Join(out, "app.pcap")
+	if err := os.WriteFile(earlier, []byte("an earlier capture"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(earlier, 65534, 65534)
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+		opsctl, "sock", "capture", "--socket", srv, "--swap", "-w", earlier)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailure || !strings.Contains(stderr.String(), run) ||
+		strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+		t.Errorf("exit %d, stderr %q; want exit 1, one line naming the folder %s", code, stderr.String(), run)
+	}
+	if b, err := os.ReadFile(earlier); err != nil || string(b) != "an earlier capture" {
+		t.Errorf("earlier capture file lost: %q, %v", b, err)
+	}
+	if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
+		t.Errorf("socket changed although the capture could not start")
 	}
 }
 

@@ -73,8 +73,8 @@ type record struct {
 	pooled  bool   // data came from Capture.bufs
 	pipe    pipePair
 	comment string
-	// inPipe: the whole record (pcap header, packet, pcapng trailer) waits
-	// in pipe, recLen bytes.
+	// inPipe: the whole record (pcap header, packet, pcapng trailer) is
+	// in pipe, recLen bytes, or being written there (see tcpFlow.Spliced).
 	inPipe bool
 	recLen int
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,6 +15,12 @@ import (
 // dgramMax is the largest datagram forwarded; longer ones are refused by
 // the kernel's default buffer sizes long before.
 const dgramMax = 1 << 20
+
+// unnamedIdle is how long an unnamed datagram client keeps its upstream
+// socket after its last datagram. Replies cannot reach such a client, and
+// each process writing to a socket like /dev/log is one: without a limit a
+// long capture keeps one socket and goroutine per process that ever wrote.
+const unnamedIdle = time.Minute
 
 // dgramClient is one sender address, with an upstream socket of its own so
 // that the server's replies can be told apart and returned.
@@ -24,6 +31,8 @@ type dgramClient struct {
 	flow *udpFlow
 	id   int
 	sent int64
+	// lastSeen is when the client last sent a datagram.
+	lastSeen time.Time
 }
 
 // serveDatagrams forwards datagrams from clients to the target, each
@@ -46,6 +55,7 @@ func (p *Proxy) serveDatagrams(ctx context.Context, ln *net.UnixConn) error {
 	}()
 	buf := make([]byte, dgramMax)
 	oob := make([]byte, oobSize+unix.CmsgSpace(unix.SizeofUcred))
+	var lastSweep time.Time
 	for {
 		n, oobn, flags, from, err := ln.ReadMsgUnix(buf, oob)
 		if err != nil {
@@ -67,6 +77,17 @@ func (p *Proxy) serveDatagrams(ctx context.Context, ln *net.UnixConn) error {
 		} else {
 			key = fmt.Sprintf("unnamed pid %d", peer.PID)
 		}
+		now := p.clock()
+		if now.Sub(lastSweep) >= unnamedIdle {
+			for k, idle := range clients {
+				if idle.addr == nil && now.Sub(idle.lastSeen) >= unnamedIdle {
+					p.logger().Debug("idle unnamed datagram client let go", "conn", idle.id)
+					idle.up.Close() // its relayReplies returns
+					delete(clients, k)
+				}
+			}
+			lastSweep = now
+		}
 		c := clients[key]
 		if c == nil {
 			if c, err = p.newDgramClient(key, addr, peer); err != nil {
@@ -78,9 +99,11 @@ func (p *Proxy) serveDatagrams(ctx context.Context, ln *net.UnixConn) error {
 			replies.Add(1)
 			go func() {
 				defer replies.Done()
+				defer p.restoreOnPanic()
 				p.relayReplies(ln, c)
 			}()
 		}
+		c.lastSeen = now
 		data := buf[:n]
 		p.Hexdump.Dump(c.id, ToServer, c.sent, data)
 		if c.flow != nil && c.flow.Datagram(ToServer, data) {

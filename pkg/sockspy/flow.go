@@ -167,29 +167,36 @@ func (f *tcpFlow) Data(dir Direction, payload []byte, pooled bool) {
 // Spliced queues a segment of n <= maxSegment bytes that waits in the
 // pipe stage. The whole record goes into capPipe, the direction's capture
 // pipe: its header written, then the payload moved from stage with
-// splice(2), then the pcapng trailer; the writer then moves it, with the
+// splice(2), then the pcapng trailer; the writer moves it, with the
 // records queued after it, into the file with one splice. Writing into a
 // full capture pipe blocks until the writer catches up: backpressure.
+//
+// The record is queued before it is written: the payload may lie in more
+// pipe buffers (one per write the peer made) than capPipe has slots, so
+// the writer must empty the pipe while it is filled. Should filling it
+// fail, the caller closes capPipe's write end, and the writer finds the
+// record cut short instead of waiting for it.
 func (f *tcpFlow) Spliced(dir Direction, capPipe, stage pipePair, n int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := record{ts: time.Now(), payLen: n, pipe: capPipe, inPipe: true}
 	f.header(&r, dir, flagACK|flagPSH, f.next[dir], f.next[1-dir], nil, n)
 	f.scratch = f.capture.appendPrefix(f.scratch[:0], &r)
-	r.recLen = len(f.scratch)
-	if err := writeFull(capPipe.w, f.scratch); err != nil {
+	prefixLen := len(f.scratch)
+	f.scratch = f.capture.appendTrailer(f.scratch, &r)
+	prefix, trailer := f.scratch[:prefixLen], f.scratch[prefixLen:]
+	r.recLen = len(f.scratch) + n
+	f.capture.enqueue(r)
+	f.next[dir] += uint32(n)
+	if err := writeFull(capPipe.w, prefix); err != nil {
 		return fmt.Errorf("capture pipe: %w", err)
 	}
 	if err := movePipe(stage.r, capPipe.w, n); err != nil {
 		return fmt.Errorf("capture pipe: %w", err)
 	}
-	f.scratch = f.capture.appendTrailer(f.scratch[:0], &r)
-	if err := writeFull(capPipe.w, f.scratch); err != nil {
+	if err := writeFull(capPipe.w, trailer); err != nil {
 		return fmt.Errorf("capture pipe: %w", err)
 	}
-	r.recLen += n + len(f.scratch)
-	f.capture.enqueue(r)
-	f.next[dir] += uint32(n)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -267,4 +268,77 @@ func writeAll(fd int, b []byte) (int, error) {
 		done += n
 	}
 	return done, nil
+}
+
+// TestSplicedSegmentInMoreBuffersThanTheCapturePipeHolds: a chunk read from
+// a socket that queued many small writes lies in one pipe buffer per write.
+// The capture pipe may then not hold the record's header and all of its
+// buffers at once; the writer must empty it while it is filled, or the
+// connection stalls for good (and with it the shutdown).
+func TestSplicedSegmentInMoreBuffersThanTheCapturePipeHolds(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.Create(dir + "/small-writes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	content := bytes.Repeat([]byte("0123456789"), 10000)
+	if _, err := src.Write(content); err != nil {
+		t.Fatal(err)
+	}
+	stage, err := newPipe(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stage.close()
+	capPipe, err := newPipe(0) // as large as stage
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each 10-byte splice from the page cache is a pipe buffer of its own:
+	// fill every slot of stage.
+	var off int64
+	for off < int64(len(content)) {
+		k, err := unix.Splice(int(src.Fd()), &off, stage.w, nil, 10, unix.SPLICE_F_NONBLOCK)
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil || k == 0 {
+			t.Fatalf("filling the stage pipe: %d, %v", k, err)
+		}
+	}
+	n := int(off)
+	out, err := os.Create(dir + "/cap.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	c, err := NewCapture(out, CaptureOptions{Format: FormatPcap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newTCPFlow(c, 40003, 80, 7)
+	f.Open("")
+	spliced := make(chan error, 1)
+	go func() { spliced <- f.Spliced(ToServer, capPipe, stage, n) }()
+	select {
+	case err := <-spliced:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		// Microseconds of work: a minute means it waits for itself.
+		t.Fatalf("Spliced of %d bytes in %d pipe buffers never returned: deadlocked on the capture pipe", n, n/10)
+	}
+	f.Fin(ToServer)
+	unix.Close(capPipe.w)
+	c.ClosePipe(pipePair{capPipe.r, -1})
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(out.Name())
+	got, _ := reassemble(t, readSegments(t, raw), 40003)
+	if !bytes.Equal(got, content[:n]) {
+		t.Fatalf("file holds %d bytes of payload, want %d", len(got), n)
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // SocketType is the type of a UNIX socket.
@@ -108,16 +110,36 @@ func NewPlan(cfg Config) (*Plan, error) {
 		if isAbstract(cfg.Socket) {
 			return nil, fmt.Errorf("--swap: %s is an abstract socket, which has no file to move aside; use --listen", cfg.Socket)
 		}
+		// Checked here, before anything (the -w file) is touched: the
+		// swap links and renames in the socket's folder.
+		if dir := filepath.Dir(cfg.Socket); unix.Access(dir, unix.W_OK) != nil {
+			return nil, fmt.Errorf("--swap: cannot move %s aside: no write permission on folder %s; run as root or as its owner", cfg.Socket, dir)
+		}
 		p.Listen = cfg.Socket
 		p.Aside = cfg.Socket + asideSuffix
 		p.Target = p.Aside
 		if _, err := os.Lstat(p.Aside); err == nil {
+			if stale(p.Aside, t) && !stale(cfg.Socket, t) {
+				// The server made a new socket during that capture: the
+				// leftover is dead, and moving it back would cut the
+				// server off.
+				return nil, fmt.Errorf("--swap: %s is left from an earlier capture and nobody serves it, while %s is served: "+
+					"remove the leftover with: rm %s", p.Aside, cfg.Socket, shellQuote(p.Aside))
+			}
 			return nil, fmt.Errorf("--swap: %s already exists: an earlier capture did not put the socket back. "+
 				"If no capture is running, restore it with: mv -f %s %s", p.Aside, shellQuote(p.Aside), shellQuote(cfg.Socket))
 		}
 		return p, nil
 	}
-	if !isAbstract(cfg.Listen) {
+	if isAbstract(cfg.Listen) {
+		// Checked here, before anything (the -w file) is touched.
+		if cfg.Listen == cfg.Socket {
+			return nil, fmt.Errorf("--listen %s: is the socket to capture; choose another name", cfg.Listen)
+		}
+		if !stale(cfg.Listen, t) {
+			return nil, fmt.Errorf("--listen %s: already in use; choose another name", cfg.Listen)
+		}
+	} else {
 		if cfg.Listen == cfg.Socket || sameFile(cfg.Listen, cfg.Socket) {
 			return nil, fmt.Errorf("--listen %s: is the socket to capture; choose another path or use --swap", cfg.Listen)
 		}
@@ -147,7 +169,7 @@ func (p *Plan) Steps() []string {
 			fmt.Sprintf("link %s to %s (the original %s socket stays reachable there)", p.Socket, p.Aside, p.Type),
 			fmt.Sprintf("listen at %s%s, replacing it atomically", p.Socket, owner),
 			fmt.Sprintf("forward every client to %s and record the traffic", p.Aside),
-			fmt.Sprintf("on exit (SIGINT, SIGTERM) move %s back to %s", p.Aside, p.Socket))
+			fmt.Sprintf("on exit (SIGINT, SIGTERM, SIGHUP) move %s back to %s", p.Aside, p.Socket))
 		return steps
 	}
 	steps = append(steps,

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Proxy serves clients at the plan's listening address, forwards them to
@@ -37,6 +39,12 @@ type Proxy struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	open   map[io.Closer]struct{}
+
+	now func() time.Time // the clock; nil means time.Now (a seam for tests)
+
+	bound       *boundFile // set by Run before any goroutine starts
+	restoreOnce sync.Once
+	restoreErr  error
 }
 
 // firstClientPort is where the synthetic client ports start; they wrap
@@ -61,6 +69,13 @@ func (p *Proxy) clientPort() uint16 {
 	}
 }
 
+func (p *Proxy) clock() time.Time {
+	if p.now == nil {
+		return time.Now()
+	}
+	return p.now()
+}
+
 func (p *Proxy) logger() *slog.Logger {
 	if p.Logger == nil {
 		return slog.New(slog.DiscardHandler)
@@ -80,6 +95,13 @@ func (p *Proxy) track(c io.Closer) bool {
 	return true
 }
 
+// stopping reports whether Run is closing the connections.
+func (p *Proxy) stopping() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.open == nil
+}
+
 func (p *Proxy) untrack(c io.Closer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -88,8 +110,9 @@ func (p *Proxy) untrack(c io.Closer) {
 
 // Run serves until ctx is done or the capture fails, then puts the socket
 // back (swap), stops every connection (recording a reset for those still
-// open) and returns. The caller closes the Capture afterwards, which
-// writes whatever is still queued.
+// open) and returns. A panic on any of its goroutines puts the socket back
+// before it ends the process. The caller closes the Capture afterwards,
+// which writes whatever is still queued. A Proxy runs once.
 func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Lock()
 	p.open = map[io.Closer]struct{}{}
@@ -98,6 +121,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.bound = bound
+	defer p.restoreOnPanic()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if p.Capture != nil {
@@ -114,6 +139,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	served := make(chan error, 1)
 	go func() {
+		defer p.restoreOnPanic()
 		if p.Plan.Type == Datagram {
 			served <- p.serveDatagrams(ctx, ln.(*net.UnixConn))
 		} else {
@@ -125,7 +151,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-served:
 	}
-	restoreErr := p.unbind(bound)
+	restoreErr := p.restore()
 	ln.Close()
 	if serveErr == nil {
 		serveErr = <-served
@@ -138,6 +164,23 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Unlock()
 	p.wg.Wait()
 	return errors.Join(serveErr, restoreErr)
+}
+
+// restore puts the original socket back (swap) or removes the proxy's
+// (listen), once.
+func (p *Proxy) restore() error {
+	p.restoreOnce.Do(func() { p.restoreErr = p.unbind(p.bound) })
+	return p.restoreErr
+}
+
+// restoreOnPanic is deferred by every goroutine of a running proxy. A panic
+// ends the process without running the other goroutines' defers, which
+// would leave a swapped socket moved aside: put it back, then crash.
+func (p *Proxy) restoreOnPanic() {
+	if r := recover(); r != nil {
+		p.restore()
+		panic(r)
+	}
 }
 
 // boundFile is the socket file the proxy created, to be removed or
@@ -164,7 +207,7 @@ func (p *Proxy) listen() (io.Closer, *boundFile, error) {
 			os.Remove(path) // a stale socket (NewPlan checked that nobody listens)
 		}
 	}
-	ln, err := listenUnix(plan.Type, path)
+	ln, err := listenUnix(plan.Type, path, plan.HasOwner)
 	if err != nil {
 		p.undoLink()
 		return nil, nil, fmt.Errorf("listening at %s: %w", path, unwrapOpError(err))
@@ -241,18 +284,30 @@ func (p *Proxy) unbind(b *boundFile) error {
 }
 
 // listenUnix binds a socket of type t at name without unlinking it on
-// close: the proxy decides what happens to the file.
-func listenUnix(t SocketType, name string) (io.Closer, error) {
-	addr := &net.UnixAddr{Name: name, Net: t.network()}
-	if t == Datagram {
-		return net.ListenUnixgram(t.network(), addr)
+// close: the proxy decides what happens to the file. With private the file
+// is created without permissions (fchmod before bind(2)), so that nobody
+// can connect before the caller gives it the original socket's mode.
+func listenUnix(t SocketType, name string, private bool) (io.Closer, error) {
+	var lc net.ListenConfig
+	if private {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var err error
+			if cerr := c.Control(func(fd uintptr) { err = unix.Fchmod(int(fd), 0) }); cerr != nil {
+				return cerr
+			}
+			return err
+		}
 	}
-	ln, err := net.ListenUnix(t.network(), addr)
+	if t == Datagram {
+		return lc.ListenPacket(context.Background(), t.network(), name)
+	}
+	ln, err := lc.Listen(context.Background(), t.network(), name)
 	if err != nil {
 		return nil, err
 	}
-	ln.SetUnlinkOnClose(false)
-	return ln, nil
+	ul := ln.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false)
+	return ul, nil
 }
 
 // serveConns accepts stream or seqpacket clients until ln is closed.
@@ -277,6 +332,7 @@ func (p *Proxy) serveConns(ctx context.Context, ln *net.UnixListener) error {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
+			defer p.restoreOnPanic()
 			defer p.untrack(c)
 			defer c.Close()
 			p.serveConn(c)

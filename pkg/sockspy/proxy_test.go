@@ -1,16 +1,24 @@
 package sockspy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestProxyRecordsConcurrentEchoConnections runs the proxy in-process (so
@@ -116,6 +124,295 @@ func TestProxyRecordsConcurrentEchoConnections(t *testing.T) {
 			}
 			if _, err := os.Lstat(plan.Listen); !os.IsNotExist(err) {
 				t.Errorf("proxy socket left behind")
+			}
+		})
+	}
+}
+
+// panicWriter stands for any bug that panics on a connection's goroutine.
+type panicWriter struct{}
+
+func (panicWriter) Write([]byte) (int, error) { panic("injected: a bug on a connection goroutine") }
+
+// TestSwapPutsTheSocketBackWhenAConnectionGoroutinePanics runs a swapping
+// proxy in a child process whose connection goroutine panics: the process
+// dies, as it should, but the original socket must be back at its path.
+func TestSwapPutsTheSocketBackWhenAConnectionGoroutinePanics(t *testing.T) {
+	if sock := os.Getenv("SOCKSPY_TEST_PANIC_SOCKET"); sock != "" {
+		plan, err := NewPlan(Config{Socket: sock, Swap: true})
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(3)
+		}
+		p := &Proxy{Plan: plan, Hexdump: NewHexdump(panicWriter{}), Ready: func() { fmt.Println("ready") }}
+		p.Run(context.Background())
+		os.Exit(4) // not reached: Run serves until the panic
+	}
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "app.sock")
+	ln, err := net.Listen("unix", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	before, _ := os.Stat(srv)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSwapPutsTheSocketBackWhenAConnectionGoroutinePanics$")
+	cmd.Env = append(os.Environ(), "SOCKSPY_TEST_PANIC_SOCKET="+srv)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("child did not start: %q %v", line, err)
+	}
+	conn, err := net.Dial("unix", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("boom"))
+	io.Copy(io.Discard, stdout)
+	if err := cmd.Wait(); err == nil || !strings.Contains(stderr.String(), "injected") {
+		t.Fatalf("child did not panic: %v\n%s", err, stderr.String())
+	}
+	if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
+		t.Fatalf("original socket not back at %s after the panic: %v", srv, err)
+	}
+	if _, err := os.Lstat(srv + asideSuffix); !os.IsNotExist(err) {
+		t.Errorf("moved-aside name left behind: %v", err)
+	}
+}
+
+// lockedBuffer collects the proxy's log lines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestProxyWaitsForAServerWhoseBacklogIsFull: a client connecting directly
+// to a busy server waits in connect(2). Through the proxy it must wait
+// too, not be dropped because the proxy's non-blocking connect got EAGAIN.
+func TestProxyWaitsForAServerWhoseBacklogIsFull(t *testing.T) {
+	dir := t.TempDir()
+	srvPath := filepath.Join(dir, "busy.sock")
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: srvPath}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil { // one pending connection at most
+		t.Fatal(err)
+	}
+	lf := os.NewFile(uintptr(fd), srvPath)
+	ln, err := net.FileListener(lf)
+	lf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+
+	plan, err := NewPlan(Config{Socket: srvPath, Listen: filepath.Join(dir, "proxy.sock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	capture, err := NewCapture(io.Discard, CaptureOptions{Format: FormatPcap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	ready := make(chan struct{})
+	p := &Proxy{
+		Plan: plan, Capture: capture, Ready: func() { close(ready) },
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx) }()
+	<-ready
+
+	const clients = 3
+	replies := make(chan string, clients)
+	for i := range clients {
+		c, err := net.Dial("unix", plan.Listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "client %d\n", i)
+		go func() {
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			replies <- line
+		}()
+	}
+	// One proxied connection fills the backlog; the others must be waiting
+	// (or, the defect, dropped) before the server starts accepting.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		out := logs.String()
+		if strings.Contains(out, "client dropped") {
+			t.Fatalf("proxy dropped a client of a busy server:\n%s", out)
+		}
+		if strings.Count(out, "backlog is full") >= clients-1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy's connects never met the full backlog:\n%s", out)
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	got := map[string]bool{}
+	for range clients {
+		select {
+		case line := <-replies:
+			got[line] = true
+		case <-time.After(20 * time.Second):
+			t.Fatalf("echoes %v; log:\n%s", got, logs)
+		}
+	}
+	for i := range clients {
+		if !got[fmt.Sprintf("client %d\n", i)] {
+			t.Errorf("client %d got no echo (echoes %v); log:\n%s", i, got, logs)
+		}
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	capture.Close()
+}
+
+// TestProxyLetsGoOfIdleUnnamedDatagramClients: every process that writes
+// to a datagram socket like /dev/log from an unnamed socket is a client
+// of its own, with an upstream socket and a goroutine. Replies can never
+// reach such a client, so once it is idle they must be let go, or a long
+// capture grows by one socket per process that ever logged.
+func TestProxyLetsGoOfIdleUnnamedDatagramClients(t *testing.T) {
+	dir := t.TempDir()
+	srvPath := filepath.Join(dir, "log.sock")
+	srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: srvPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	received := make(chan string, 10)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := srv.ReadFromUnix(buf)
+			if err != nil {
+				return
+			}
+			received <- string(buf[:n])
+		}
+	}()
+	plan, err := NewPlan(Config{Socket: srvPath, Listen: filepath.Join(dir, "proxy.sock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	ready := make(chan struct{})
+	p := &Proxy{
+		Plan: plan, Hexdump: NewHexdump(io.Discard), Ready: func() { close(ready) },
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		now:    func() time.Time { return time.Unix(0, clock.Load()) },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx) }()
+	<-ready
+
+	client, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: plan.Listen, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	send := func(msg string) {
+		t.Helper()
+		if _, err := client.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-received:
+			if got != msg {
+				t.Fatalf("server received %q, want %q", got, msg)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%q never reached the server:\n%s", msg, logs)
+		}
+	}
+	send("first")
+	send("soon after")
+	if n := strings.Count(logs.String(), `msg="datagram client"`); n != 1 {
+		t.Fatalf("%d clients for one sender still active, want 1:\n%s", n, logs)
+	}
+	clock.Add(int64(2 * unnamedIdle))
+	send("much later")
+	if n := strings.Count(logs.String(), `msg="datagram client"`); n != 2 {
+		t.Errorf("an unnamed client idle for %v was kept (%d clients, want 2: the old one let go):\n%s", 2*unnamedIdle, n, logs)
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestProxySocketIsBoundWithoutPermissions: between bind(2) and the chmod
+// that copies the original's mode, the proxy's socket file must not let
+// anyone connect (with umask 0 it was srwxrwxrwx: any local user could
+// reach, say, docker.sock through the proxy in that moment).
+func TestProxySocketIsBoundWithoutPermissions(t *testing.T) {
+	for _, typ := range []SocketType{Stream, SeqPacket, Datagram} {
+		t.Run(typ.String(), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "proxy.sock")
+			ln, err := listenUnix(typ, path, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			st, err := os.Lstat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode().Perm() != 0 {
+				t.Errorf("proxy socket bound with mode %v, want no permissions until the original's are copied", st.Mode())
 			}
 		})
 	}

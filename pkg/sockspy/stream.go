@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,8 +28,7 @@ const seqpacketMax = 1 << 20
 func (p *Proxy) serveConn(client *net.UnixConn) {
 	id := int(p.connID.Add(1))
 	log := p.logger().With("conn", id)
-	network := p.Plan.Type.network()
-	server, err := net.DialUnix(network, nil, &net.UnixAddr{Name: p.Plan.Target, Net: network})
+	server, err := p.dialTarget(log)
 	if err != nil {
 		log.Warn("cannot connect to the socket; client dropped", "socket", p.Plan.Target, "err", unwrapOpError(err))
 		return
@@ -58,6 +59,7 @@ func (p *Proxy) serveConn(client *net.UnixConn) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer p.restoreOnPanic()
 			errs[i] = pm.run()
 			if errs[i] != nil {
 				// One side broke: the other has nothing left to do.
@@ -80,6 +82,25 @@ func (p *Proxy) serveConn(client *net.UnixConn) {
 		attrs = append(attrs, "err", err)
 	}
 	log.Info("client disconnected", attrs...)
+}
+
+// dialTarget connects to the captured socket. A listener whose backlog is
+// full refuses a non-blocking connect with EAGAIN where the client's own
+// blocking connect would have waited for the server to accept: wait the
+// same way, until the proxy stops.
+func (p *Proxy) dialTarget(log *slog.Logger) (*net.UnixConn, error) {
+	network := p.Plan.Type.network()
+	addr := &net.UnixAddr{Name: p.Plan.Target, Net: network}
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		c, err := net.DialUnix(network, nil, addr)
+		if !errors.Is(err, syscall.EAGAIN) || p.stopping() {
+			return c, err
+		}
+		if wait == time.Millisecond {
+			log.Debug("the socket's backlog is full; waiting for the server to accept", "socket", p.Plan.Target)
+		}
+		time.Sleep(wait)
+	}
 }
 
 // pump moves one direction of a connection.
@@ -204,7 +225,14 @@ func (pm *pump) spliceLoop() error {
 		if capPipe, err = newPipe(1 << 20); err != nil {
 			return err
 		}
-		defer pm.p.Capture.ClosePipe(capPipe)
+		defer func() {
+			// The write end is the pump's: once it is closed, a record cut
+			// short by an error ends in EOF for the writer instead of a
+			// wait for bytes that never come. The read end is the
+			// writer's, closed after the records queued before.
+			unix.Close(capPipe.w)
+			pm.p.Capture.ClosePipe(pipePair{capPipe.r, -1})
+		}()
 	}
 	var one [1]byte
 	var copyBuf []byte
