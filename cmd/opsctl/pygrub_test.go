@@ -442,7 +442,7 @@ func TestPygrubScanAgainstLibvirtd(t *testing.T) {
 	}
 
 	out, stderr, code = testenv.Run(t, "", "pygrub", "scan", "--connect", uri, "--check", "-o", "json")
-	if code != 1 || !strings.Contains(stderr, "2 of 3 pygrub guests would not boot") {
+	if code != 1 || !strings.Contains(stderr, "2 of 3 pygrub guests would not boot: brokenguest, oldhost") {
 		t.Errorf("scan --check: exit %d %s", code, stderr)
 	}
 	json.Unmarshal([]byte(out), &guests)
@@ -470,8 +470,10 @@ func TestPygrubScanAgainstLibvirtd(t *testing.T) {
 	if code != 75 || !strings.Contains(stderr, "no such file or directory") {
 		t.Errorf("unreachable libvirt: exit %d %s", code, stderr)
 	}
-	if _, _, code = testenv.Run(t, "", "pygrub", "scan", "--connect", "::bad"); code != 2 {
-		t.Errorf("bad URI: exit %d", code)
+	for _, bad := range []string{"::bad", "xen+bogus:///system"} {
+		if _, _, code = testenv.Run(t, "", "pygrub", "scan", "--connect", bad); code != 2 {
+			t.Errorf("bad URI %s: exit %d", bad, code)
+		}
 	}
 }
 
