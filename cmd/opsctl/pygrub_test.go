@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -310,9 +311,9 @@ func pygrubStartLibvirtd(t *testing.T) string {
 	t.Helper()
 	testenv.NeedRoot(t)
 	libvirtd := testenv.Need(t, "libvirtd", "libvirt-daemon")
-	pygrubEnsureLibvirtQemuUser(t)
 
-	// One libvirtd test at a time on this machine: they share /run/libvirt.
+	// One libvirtd test at a time on this machine: they share /run/libvirt
+	// (and would race to create the libvirt-qemu user).
 	lock, err := os.OpenFile("/tmp/opsctl-libvirtd-test.lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -321,6 +322,7 @@ func pygrubStartLibvirtd(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Flock(int(lock.Fd()), syscall.LOCK_UN); lock.Close() })
+	pygrubEnsureLibvirtQemuUser(t)
 
 	dir, err := os.MkdirTemp("", "opsctl-lv-")
 	if err != nil {
@@ -336,8 +338,11 @@ func pygrubStartLibvirtd(t *testing.T) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed when libvirtd has exited (waitErr set), so that both
+	// the start-up loop and the cleanup can see it.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
@@ -354,13 +359,15 @@ func pygrubStartLibvirtd(t *testing.T) string {
 	sock := filepath.Join(dir, "libvirt-sock")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := os.Stat(sock); err == nil {
+		// The socket file appears at bind(); wait until it accepts.
+		if conn, err := net.Dial("unix", sock); err == nil {
+			conn.Close()
 			return sock
 		}
 		select {
-		case err := <-exited:
+		case <-exited:
 			log, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("libvirtd exited: %v\n%s", err, log)
+			t.Fatalf("libvirtd exited: %v\n%s", waitErr, log)
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
