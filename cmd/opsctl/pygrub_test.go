@@ -265,8 +265,10 @@ func TestPygrubMenuLstCommand(t *testing.T) {
 
 	fromFile, _, code := testenv.Run(t, "", "pygrub", "menulst", "--grub-cfg", filepath.Join(root, "boot/grub2/grub.cfg"))
 	written, _ := os.ReadFile(target)
-	if code != 0 || fromFile != string(written) && !strings.Contains(fromFile, "default=1") {
-		t.Errorf("--grub-cfg: exit %d\n%s", code, fromFile)
+	// The same menu as from --root; only the header names another source.
+	body := func(s string) string { _, b, _ := strings.Cut(s, "\ndefault="); return b }
+	if code != 0 || body(fromFile) == "" || body(fromFile) != body(string(written)) {
+		t.Errorf("--grub-cfg: exit %d\n%s\nwant the entries of\n%s", code, fromFile, written)
 	}
 
 	out, _, code = testenv.Run(t, "", "pygrub", "menulst", "--kickstart")
