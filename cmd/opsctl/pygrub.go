@@ -361,12 +361,12 @@ func runPygrubScan(opts *pygrubScanOptions) error {
 		}
 		return fmt.Errorf("pygrub scan: %w", err)
 	}
-	failed := 0
+	var failed []string
 	if opts.Check {
 		for i := range guests {
 			pygrubfix.CheckGuest(context.Background(), &guests[i], opts.Pygrub)
 			if !guests[i].Check.Bootable {
-				failed++
+				failed = append(failed, guests[i].Domain)
 			}
 		}
 	}
@@ -394,8 +394,8 @@ func runPygrubScan(opts *pygrubScanOptions) error {
 		}
 		tw.Flush()
 	}
-	if failed > 0 {
-		fmt.Fprintf(opts.IO.ErrOut, "%d of %d pygrub guests would not boot\n", failed, len(guests))
+	if len(failed) > 0 {
+		fmt.Fprintf(opts.IO.ErrOut, "%d of %d pygrub guests would not boot: %s\n", len(failed), len(guests), strings.Join(failed, ", "))
 		return cli.Silent(cli.ExitFailure)
 	}
 	return nil

@@ -3,6 +3,7 @@ package pygrubfix
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -70,13 +71,28 @@ func (g guestRoot) exists(p string) bool {
 	return err == nil
 }
 
-// readFile reads the guest path p.
+// readFile reads the first MiB of the guest path p, as much as pygrub
+// reads of a config (FS_READ_MAX). The guest's content is not trusted: a
+// FIFO or a device node (a symlink to /dev/zero lands on the guest's own
+// /dev) is refused rather than read forever.
 func (g guestRoot) readFile(p string) ([]byte, error) {
 	host, err := g.resolve(p)
 	if err != nil {
 		return nil, err
 	}
-	return os.ReadFile(host)
+	fi, err := os.Stat(host)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", p)
+	}
+	f, err := os.Open(host)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, fsReadMax))
 }
 
 // bootFSType is the file system type /boot (or, without its own line, /)

@@ -84,7 +84,13 @@ func FindParsers(pygrub string) ([]string, error) {
 			return nil, fmt.Errorf("--pygrub %s: %w", pygrub, errors.Unwrap(err))
 		}
 		if filepath.Base(pygrub) == "GrubConf.py" {
-			return []string{pygrub}, nil
+			// Patch the file itself: renaming over a symlink would replace
+			// the link and leave the file it points to unpatched.
+			real, err := filepath.EvalSymlinks(pygrub)
+			if err != nil {
+				return nil, fmt.Errorf("--pygrub %s: %w", pygrub, err)
+			}
+			return []string{real}, nil
 		}
 		scripts = []string{pygrub}
 	} else {

@@ -192,3 +192,36 @@ func TestFindParsersPatchesAScriptHoldingTheRegex(t *testing.T) {
 		t.Errorf("missing --pygrub: %v", err)
 	}
 }
+
+// TestPatchThroughSymlinkedGrubConfPatchesTheTarget: --pygrub naming a
+// GrubConf.py that is a symlink (python-support style installs) patches
+// the file it points to and leaves the link in place.
+func TestPatchThroughSymlinkedGrubConfPatchesTheTarget(t *testing.T) {
+	_, grubConf := copyPygrub(t)
+	original := revertTo41(t, grubConf)
+	linkDir := t.TempDir()
+	link := filepath.Join(linkDir, "GrubConf.py")
+	if err := os.Symlink(grubConf, link); err != nil {
+		t.Fatal(err)
+	}
+	paths, err := FindParsers(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanPatch(paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plan.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the symlink %s was replaced by a file", link)
+	}
+	if got, _ := os.ReadFile(grubConf); string(got) != original {
+		t.Error("the symlink's target was not patched")
+	}
+	if backups, _ := filepath.Glob(filepath.Join(linkDir, "GrubConf.py.orig*")); len(backups) != 0 {
+		t.Errorf("backup beside the link, not beside the file: %v", backups)
+	}
+}

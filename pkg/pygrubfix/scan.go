@@ -46,11 +46,24 @@ func (e *ConnectError) Error() string   { return e.Err.Error() }
 func (e *ConnectError) Unwrap() error   { return e.Err }
 func (e *ConnectError) Temporary() bool { return true }
 
+// goLibvirtDials reports whether go-libvirt has a dialer for the URI
+// transport (the part of the scheme after "+").
+func goLibvirtDials(transport string) bool {
+	switch transport {
+	case "unix", "tcp", "tls", "ssh", "libssh", "libssh2":
+		return true
+	}
+	return false
+}
+
 // ParseURI checks a libvirt URI for scan.
 func ParseURI(uri string) (*url.URL, error) {
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme == "" {
 		return nil, fmt.Errorf("--connect %q: expected a libvirt URI such as xen:///system or test:///path/node.xml?socket=/run/libvirt/libvirt-sock", uri)
+	}
+	if _, transport, ok := strings.Cut(u.Scheme, "+"); ok && !goLibvirtDials(transport) {
+		return nil, fmt.Errorf("--connect %q: unsupported transport %q (expected unix, tcp, tls, ssh, libssh or libssh2)", uri, transport)
 	}
 	return u, nil
 }
@@ -80,22 +93,18 @@ func Scan(ctx context.Context, uri *url.URL) ([]Guest, error) {
 func scan(uri *url.URL) ([]Guest, error) {
 	l, err := libvirt.ConnectToURI(uri)
 	if err != nil {
-		var netErr *net.OpError
-		if errors.As(err, &netErr) {
-			return nil, &ConnectError{fmt.Errorf("libvirt %s: %w", uri.Redacted(), err)}
-		}
-		return nil, fmt.Errorf("libvirt %s: %w", uri.Redacted(), err)
+		return nil, connectionError(fmt.Errorf("libvirt %s: %w", uri.Redacted(), err))
 	}
 	defer l.Disconnect()
 	domains, _, err := l.ConnectListAllDomains(1, 0)
 	if err != nil {
-		return nil, fmt.Errorf("libvirt %s: list domains: %w", uri.Redacted(), err)
+		return nil, connectionError(fmt.Errorf("libvirt %s: list domains: %w", uri.Redacted(), err))
 	}
 	guests := []Guest{}
 	for _, d := range domains {
 		desc, err := l.DomainGetXMLDesc(d, 0)
 		if err != nil {
-			return nil, fmt.Errorf("domain %s: %w", d.Name, err)
+			return nil, connectionError(fmt.Errorf("domain %s: %w", d.Name, err))
 		}
 		var dom libvirtxml.Domain
 		if err := dom.Unmarshal(desc); err != nil {
@@ -116,6 +125,16 @@ func scan(uri *url.URL) ([]Guest, error) {
 	}
 	sort.Slice(guests, func(i, j int) bool { return guests[i].Domain < guests[j].Domain })
 	return guests, nil
+}
+
+// connectionError marks err as a ConnectError when libvirtd could not be
+// reached or hung up (restarting, over max_clients): a later try may work.
+func connectionError(err error) error {
+	var netErr *net.OpError
+	if errors.As(err, &netErr) || errors.Is(err, libvirt.ErrInterrupted) {
+		return &ConnectError{err}
+	}
+	return err
 }
 
 func isPygrub(bootloader string) bool {

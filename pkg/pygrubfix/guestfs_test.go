@@ -1,0 +1,34 @@
+package pygrubfix
+
+import (
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestCheckRootRefusesAConfigThatIsNotAFile: a guest whose grub.cfg is a
+// FIFO (or, through a symlink, a device node such as /dev/zero in a
+// mounted guest) is reported, not read forever.
+func TestCheckRootRefusesAConfigThatIsNotAFile(t *testing.T) {
+	root := guestTree(t, map[string]string{
+		"/boot/grub/grub.cfg": "->/dev/guestpipe",
+		"/etc/fstab":          "->/dev/guestpipe",
+		"/dev/.keep":          "",
+	})
+	if err := syscall.Mkfifo(filepath.Join(root, "dev/guestpipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []*Release{Xen417, Xen41} {
+		rep, err := Check(root, rel)
+		if err != nil {
+			t.Fatalf("%s: %v", rel.Name, err)
+		}
+		if rep.Bootable || !strings.Contains(problemText(rep), "not a regular file") {
+			t.Errorf("%s: %+v\n%s", rel.Name, rep, problemText(rep))
+		}
+	}
+	if _, err := MenuLstFromRoot(root); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("menulst --root: %v", err)
+	}
+}
