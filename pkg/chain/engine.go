@@ -327,6 +327,12 @@ func (e *Engine) applyToRun(tx *bolt.Tx, run *Run, u PipelineUpdate) (Outcome, e
 			// the run will create its own.
 			return Outcome{Reason: "project not reached by the run yet"}, nil
 		}
+		if (step.State == StepFailed || step.State == StepCanceled) && step.PipelineID == u.PipelineID {
+			// A delivery overtaken by the pipeline's end, or a retry of its
+			// jobs: the step stays stopped, so that a later success still
+			// finds and resumes this run, until the pipeline ends again.
+			return out, nil
+		}
 		step.State, step.Reason = StepRunning, ""
 	}
 	step.PipelineID, step.Updated = u.PipelineID, now

@@ -525,3 +525,26 @@ func TestReceiverHTTPRules(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+func TestLateRunningAfterAFailureKeepsTheRunResumable(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	fx.pipeline("ops/ruby", ruby.ID, "failed", hookOpts{runID: ruby.RunID})
+	// GitLab's "running" delivery of the same pipeline arrives late.
+	fx.pipeline("ops/ruby", ruby.ID, "running", hookOpts{runID: ruby.RunID})
+	run := fx.onlyRun()
+	if s := run.Steps["ops/ruby"]; s.State != StepFailed || run.Status != RunFailed {
+		t.Fatalf("after a late running: run %s, ruby %s", run.Status, s.State)
+	}
+	// The admin fixes ruby and runs a new pipeline by hand: the run resumes.
+	if code := fx.pipeline("ops/ruby", 77, "success", hookOpts{}); code != http.StatusOK {
+		t.Fatalf("manual success: HTTP %d", code)
+	}
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby", "ops/app")
+	if run := fx.onlyRun(); run.Steps["ops/ruby"].State != StepSucceeded {
+		t.Errorf("ruby %s after the resume", run.Steps["ops/ruby"].State)
+	}
+}
