@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +53,13 @@ type PermanentError struct{ Err error }
 
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
+
+// RunIDError: a run id that does not have the form NewRunID gives.
+type RunIDError struct{ ID string }
+
+func (e *RunIDError) Error() string {
+	return fmt.Sprintf("run id %q: expected the form YYYYMMDD-HHMMSS-xxxxxxxx (8 hex digits)", e.ID)
+}
 
 // PipelineUpdate is a pipeline's new status, from a webhook or the poller.
 type PipelineUpdate struct {
@@ -186,6 +194,15 @@ func NewRunID(now time.Time) string {
 	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
 }
 
+// runIDPattern is the form NewRunID gives. Only such ids are taken from a
+// pipeline's variable or a request: the id is a key of the state file whose
+// order says which run is newest (and so which one a success resumes), and
+// it is a path element of /runs/{id}.
+var runIDPattern = regexp.MustCompile(`^[0-9]{8}-[0-9]{6}-[0-9a-f]{8}$`)
+
+// ValidRunID reports whether id has the form of the ids NewRunID returns.
+func ValidRunID(id string) bool { return runIDPattern.MatchString(id) }
+
 // Statuses of GitLab pipelines, grouped by what they mean for a chain.
 func pipelineOutcome(status string) StepState {
 	switch status {
@@ -246,6 +263,9 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 	// Adopt the run id a pipeline carries (one created by `chain trigger`
 	// or `chain watch` without this receiver), unless that id is taken.
 	id := u.RunID
+	if !ValidRunID(id) {
+		id = ""
+	}
 	if id != "" {
 		if existing, err := loadRun(tx, id); err != nil || existing != nil {
 			id = ""
@@ -410,6 +430,9 @@ func (e *Engine) queueReady(tx *bolt.Tx, run *Run) ([]string, error) {
 // trigger` does). id may be empty for a new id; ref, when set, is the ref
 // of the roots' pipelines instead of their default branches.
 func (e *Engine) StartRun(roots []string, id, startedBy, ref string) (*Run, error) {
+	if id != "" && !ValidRunID(id) {
+		return nil, &RunIDError{ID: id}
+	}
 	var run *Run
 	err := e.db.Update(func(tx *bolt.Tx) error {
 		var err error

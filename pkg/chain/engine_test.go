@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -546,5 +547,38 @@ func TestLateRunningAfterAFailureKeepsTheRunResumable(t *testing.T) {
 	wantCreated(t, fx.api, "ops/ruby", "ops/app")
 	if run := fx.onlyRun(); run.Steps["ops/ruby"].State != StepSucceeded {
 		t.Errorf("ruby %s after the resume", run.Steps["ops/ruby"].State)
+	}
+}
+
+func TestOnlyRunIDsOfOpsctlsFormAreAdopted(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	const good = "20261126-101500-a1b2c3d4"
+	if code := fx.pipeline("ops/base", 30, "success", hookOpts{runID: good}); code != http.StatusOK {
+		t.Fatalf("success carrying %s: HTTP %d", good, code)
+	}
+	if run, err := fx.engine.Run(good); err != nil || run == nil {
+		t.Fatalf("the run id %s of a trigger was not adopted", good)
+	}
+	for i, bad := range []string{"zzz", "x/../y", "a\x00ops/ruby", good + "0", strings.Repeat("9", 4096)} {
+		id := int64(40 + i)
+		if code := fx.pipeline("ops/base", id, "success", hookOpts{runID: bad}); code != http.StatusOK {
+			t.Fatalf("success carrying %q: HTTP %d", bad, code)
+		}
+		if run, _ := fx.engine.Run(bad); run != nil {
+			t.Errorf("run id %q adopted from a pipeline variable", bad)
+		}
+	}
+	runs, _ := fx.engine.Runs(0)
+	for _, r := range runs {
+		if !regexp.MustCompile(`^[0-9]{8}-[0-9]{6}-[0-9a-f]{8}$`).MatchString(r.ID) {
+			t.Errorf("run id %q in the state", r.ID)
+		}
+	}
+	req := httptest.NewRequest("POST", "/runs", strings.NewReader(`{"project":"ops/base","run_id":"zzz"}`))
+	req.Header.Set("X-Gitlab-Token", "s3cret")
+	rec := httptest.NewRecorder()
+	fx.recv.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "run id") {
+		t.Errorf("POST /runs with run_id zzz: HTTP %d %s, want 400 naming the run id", rec.Code, rec.Body)
 	}
 }

@@ -233,7 +233,10 @@ func (rc *Receiver) startRun(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var unknown *UnknownProjectError
 		var cycle *CycleError
+		var badID *RunIDError
 		switch {
+		case errors.As(err, &badID):
+			httpError(w, http.StatusBadRequest, badID.Error())
 		case errors.As(err, &unknown), errors.As(err, &cycle):
 			httpError(w, http.StatusUnprocessableEntity, err.Error())
 		default:
