@@ -81,6 +81,10 @@ type Outcome struct {
 	Queued []string
 	// Reason says why an update was ignored.
 	Reason string
+	// committed are the logs and metrics of the decision, made once its
+	// transaction committed: bbolt's Batch may run the decision more than
+	// once, and may roll it back.
+	committed []func()
 }
 
 // Engine is the chain-run state machine over a bbolt state file, shared by
@@ -239,6 +243,10 @@ func (e *Engine) HandlePipeline(u PipelineUpdate) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, fmt.Errorf("pipeline %d of %s: %w", u.PipelineID, u.Project, err)
 	}
+	for _, f := range out.committed {
+		f()
+	}
+	out.committed = nil
 	if len(out.Queued) > 0 {
 		e.crash("queued")
 		e.notify()
@@ -290,8 +298,10 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 		return Outcome{}, err
 	}
 	run.updateStatus(e.now().UTC())
-	e.log.Info("chain run started", "run", run.ID, "by", run.StartedBy, "projects", len(run.Steps))
-	return Outcome{Acted: true, RunID: run.ID, Queued: queued}, saveRun(tx, run)
+	started := func() {
+		e.log.Info("chain run started", "run", run.ID, "by", run.StartedBy, "projects", len(run.Steps))
+	}
+	return Outcome{Acted: true, RunID: run.ID, Queued: queued, committed: []func(){started}}, saveRun(tx, run)
 }
 
 // findRun finds the run an update belongs to: the run of a pipeline the
@@ -368,11 +378,13 @@ func (e *Engine) applyToRun(tx *bolt.Tx, run *Run, u PipelineUpdate) (Outcome, e
 	}
 	before := run.Status
 	run.updateStatus(now)
-	if run.Status != before {
-		e.log.Info("chain run "+string(run.Status), "run", run.ID, "project", u.Project, "pipeline", u.PipelineID)
-		if run.Status == RunSucceeded && e.metrics != nil {
-			e.metrics.RunDuration.Observe(now.Sub(run.Created).Seconds())
-		}
+	if status := run.Status; status != before {
+		out.committed = append(out.committed, func() {
+			e.log.Info("chain run "+string(status), "run", run.ID, "project", u.Project, "pipeline", u.PipelineID)
+			if status == RunSucceeded && e.metrics != nil {
+				e.metrics.RunDuration.Observe(now.Sub(run.Created).Seconds())
+			}
+		})
 	}
 	return out, saveRun(tx, run)
 }

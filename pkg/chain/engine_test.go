@@ -15,6 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
 )
 
 // fakePipelines stands in for GitLab's pipeline API in the engine's unit
@@ -580,5 +583,50 @@ func TestOnlyRunIDsOfOpsctlsFormAreAdopted(t *testing.T) {
 	fx.recv.Handler().ServeHTTP(rec, req)
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "run id") {
 		t.Errorf("POST /runs with run_id zzz: HTTP %d %s, want 400 naming the run id", rec.Code, rec.Body)
+	}
+}
+
+// bbolt's Batch may run a decision more than once and roll it back: the
+// decision's metrics count only what was committed.
+func TestRolledBackDecisionObservesNoMetric(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	reg := prometheus.NewRegistry()
+	fx.engine.metrics = NewMetrics(reg)
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	u := PipelineUpdate{Project: "ops/ruby", DefaultBranch: "main", Ref: "main", PipelineID: ruby.ID, Status: "success", RunID: ruby.RunID}
+	errRollback := errors.New("rolled back")
+	for range 2 {
+		err := fx.engine.db.Update(func(tx *bolt.Tx) error {
+			if _, err := fx.engine.apply(tx, u); err != nil {
+				return err
+			}
+			return errRollback
+		})
+		if !errors.Is(err, errRollback) {
+			t.Fatal(err)
+		}
+	}
+	runDurations := func() uint64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "opsctl_chain_run_duration_seconds" {
+				return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+			}
+		}
+		return 0
+	}
+	if n := runDurations(); n != 0 {
+		t.Errorf("%d run durations observed by rolled-back decisions", n)
+	}
+	if _, err := fx.engine.HandlePipeline(u); err != nil {
+		t.Fatal(err)
+	}
+	if n := runDurations(); n != 1 {
+		t.Errorf("%d run durations observed for one finished run, want 1", n)
 	}
 }
