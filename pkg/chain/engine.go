@@ -70,6 +70,9 @@ type PipelineUpdate struct {
 	Tag           bool
 	PipelineID    int64
 	Status        string // GitLab's pipeline status
+	// Source is GitLab's object_attributes.source (push, schedule, api,
+	// parent_pipeline, ...).
+	Source string
 	// RunID is the value of RunVariable when the pipeline carries it.
 	RunID string
 }
@@ -255,6 +258,12 @@ func (e *Engine) HandlePipeline(u PipelineUpdate) (Outcome, error) {
 }
 
 func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
+	if u.Source == "parent_pipeline" {
+		// A child pipeline runs on its parent's project and ref, and may
+		// carry the parent's variables: it neither starts a run nor
+		// decides the step, its parent pipeline does.
+		return Outcome{Reason: "a child pipeline"}, nil
+	}
 	run, err := e.findRun(tx, u)
 	if err != nil {
 		return Outcome{}, err

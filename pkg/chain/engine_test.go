@@ -630,3 +630,36 @@ func TestRolledBackDecisionObservesNoMetric(t *testing.T) {
 		t.Errorf("%d run durations observed for one finished run, want 1", n)
 	}
 }
+
+// A child pipeline (trigger: include) of a project sends its own Pipeline
+// Hook, on the same project and ref: its parent speaks for the project.
+func TestChildPipelinesStartNoRunAndMoveNoStep(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	child := func(project string, id int64, status, runID string) int {
+		var ev map[string]any
+		json.Unmarshal(pipelineHook(t, project, id, status, hookOpts{runID: runID}), &ev)
+		ev["object_attributes"].(map[string]any)["source"] = "parent_pipeline"
+		body, _ := json.Marshal(ev)
+		return fx.deliver(body).Code
+	}
+	if code := child("ops/base", 30, "success", ""); code != http.StatusNoContent {
+		t.Errorf("child pipeline of base: HTTP %d, want 204", code)
+	}
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	// Children of the pipeline the engine created, with and without the
+	// run's variable forwarded.
+	child("ops/ruby", 500, "success", "")
+	child("ops/ruby", 501, "success", ruby.RunID)
+	fx.work()
+	run := fx.onlyRun()
+	if s := run.Steps["ops/ruby"]; s.State != StepTriggered || s.PipelineID != ruby.ID {
+		t.Errorf("ruby %s with pipeline %d after its children, want triggered with %d", s.State, s.PipelineID, ruby.ID)
+	}
+	wantCreated(t, fx.api, "ops/ruby")
+	fx.succeed("ops/ruby")
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby", "ops/app")
+	fx.onlyRun()
+}

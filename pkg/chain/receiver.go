@@ -150,6 +150,7 @@ func (rc *Receiver) pipelineHook(w http.ResponseWriter, body []byte) {
 		Tag:           ev.ObjectAttributes.Tag,
 		PipelineID:    ev.ObjectAttributes.ID,
 		Status:        ev.ObjectAttributes.Status,
+		Source:        ev.ObjectAttributes.Source,
 	}
 	for _, v := range ev.ObjectAttributes.Variables {
 		if v.Key == RunVariable {
