@@ -663,3 +663,31 @@ func TestChildPipelinesStartNoRunAndMoveNoStep(t *testing.T) {
 	wantCreated(t, fx.api, "ops/ruby", "ops/app")
 	fx.onlyRun()
 }
+
+// Once a project succeeded in a later run, that run rebuilds its
+// downstream: an older run in which it failed is not resumed by its next
+// success, which starts a run on the current graph.
+func TestAFailureSupersededByALaterRunIsNotResumed(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	first := fx.api.pipelineOf(t, "ops/ruby")
+	fx.pipeline("ops/ruby", first.ID, "failed", hookOpts{runID: first.RunID})
+	// The next night's run rebuilds ruby and app.
+	fx.pipeline("ops/base", 32, "success", hookOpts{})
+	fx.work()
+	fx.succeed("ops/ruby")
+	fx.work()
+	fx.succeed("ops/app")
+	wantCreated(t, fx.api, "ops/ruby", "ops/ruby", "ops/app")
+	// A project is added below ruby; later a push to ruby succeeds.
+	fx.engine.SetPlanner(testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby", "ops/tool: ops/ruby"))
+	if code := fx.pipeline("ops/ruby", 77, "success", hookOpts{}); code != http.StatusOK {
+		t.Fatalf("push pipeline of ruby: HTTP %d", code)
+	}
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby", "ops/ruby", "ops/app", "ops/app", "ops/tool")
+	if run, _ := fx.engine.Run(first.RunID); run.Status != RunFailed {
+		t.Errorf("the superseded run is %s", run.Status)
+	}
+}

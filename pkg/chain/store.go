@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -132,9 +133,15 @@ func saveRun(tx *bolt.Tx, r *Run) error {
 	stopped := tx.Bucket(bucketStopped)
 	for project, s := range r.Steps {
 		var err error
-		if s.State == StepFailed || s.State == StepCanceled {
+		switch s.State {
+		case StepFailed, StepCanceled:
 			err = stopped.Put(stoppedKey(project, r.ID), nil)
-		} else {
+		case StepSucceeded:
+			// This run builds the project's downstream now: the failures
+			// of the project in other runs are superseded, and its next
+			// success must not resume one of them on their old plans.
+			err = supersedeStops(stopped, project)
+		default:
 			err = stopped.Delete(stoppedKey(project, r.ID))
 		}
 		if err != nil {
@@ -145,6 +152,22 @@ func saveRun(tx *bolt.Tx, r *Run) error {
 		return tx.Bucket(bucketActive).Delete([]byte(r.ID))
 	}
 	return tx.Bucket(bucketActive).Put([]byte(r.ID), nil)
+}
+
+// supersedeStops removes every run's stop at project.
+func supersedeStops(stopped *bolt.Bucket, project string) error {
+	prefix := []byte(project + "\x00")
+	var keys [][]byte
+	c := stopped.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := stopped.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func appendEvent(tx *bolt.Tx, rec eventRecord) error {
