@@ -691,3 +691,11 @@ func TestAFailureSupersededByALaterRunIsNotResumed(t *testing.T) {
 		t.Errorf("the superseded run is %s", run.Status)
 	}
 }
+
+func TestUnwritableStateAnswers503(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	fx.engine.Close() // the receiver has no logger: the zero value logs nowhere
+	if code := fx.pipeline("ops/base", 31, "success", hookOpts{}); code != http.StatusServiceUnavailable {
+		t.Errorf("pipeline event on a closed state: HTTP %d, want 503", code)
+	}
+}

@@ -28,7 +28,8 @@ type Receiver struct {
 	Secret   string
 	Metrics  *Metrics
 	Gatherer prometheus.Gatherer
-	Log      *slog.Logger
+	// Log, when set, gets the errors of the state file.
+	Log *slog.Logger
 	// DepsChanged is called when a push to a default branch touches a
 	// dependency file: the graph should be scanned again.
 	DepsChanged func(project string)
@@ -159,7 +160,9 @@ func (rc *Receiver) pipelineHook(w http.ResponseWriter, body []byte) {
 	}
 	out, err := rc.Engine.HandlePipeline(u)
 	if err != nil {
-		rc.Log.Error("webhook not stored", "err", err)
+		if rc.Log != nil {
+			rc.Log.Error("webhook not stored", "err", err)
+		}
 		rc.count(event, "rejected")
 		httpError(w, http.StatusServiceUnavailable, "state not writable")
 		return
