@@ -314,3 +314,32 @@ func TestChainServeWatchExternalRebuildsTheChain(t *testing.T) {
 		t.Fatalf("pipelines %v, want img/base then img/app once\n%s", got, recv.stderr)
 	}
 }
+
+// TestChainWatchOnceWhenGitLabFailsTheTrigger: a change whose pipelines
+// could not be created is a temporary failure (75), and a later check
+// creates them, once.
+func TestChainWatchOnceWhenGitLabFailsTheTrigger(t *testing.T) {
+	fx := newWatchFixture(t, false)
+	if _, _, code := fx.watch(t); code != 0 {
+		t.Fatal("first watch failed")
+	}
+	fx.reg.push(t, "library/debian:bookworm", false)
+	fx.fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Status: 500})
+	res, stderr, code := fx.watch(t)
+	if code != 75 || len(res.Changed) != 1 || res.Changed[0].Run == "" || len(fx.ci.pl.All()) != 0 || !strings.Contains(stderr, "not created yet") {
+		t.Fatalf("GitLab failing the trigger: exit %d %+v, %d pipelines\n%s", code, res, len(fx.ci.pl.All()), stderr)
+	}
+	fx.fake.ClearFaults()
+	// The failed trigger is retried after its backoff (2 s).
+	deadline := time.Now().Add(30 * time.Second)
+	for code != 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		res, stderr, code = fx.watch(t)
+	}
+	if code != 0 || len(res.Changed) != 0 {
+		t.Fatalf("after GitLab recovered: exit %d %+v\n%s", code, res, stderr)
+	}
+	if got := fx.ci.apiPipelines(); fmt.Sprint(got) != "map[img/base:1]" {
+		t.Errorf("pipelines %v, want exactly one of img/base", got)
+	}
+}
