@@ -131,8 +131,23 @@ func runChainWatch(opts *chainWatchOptions) error {
 	scanner := chain.Scanner{Source: src.source, Registries: src.registries, Concurrency: opts.Source.Concurrency}
 	for {
 		res, pending, err := watchOnce(ctx, engine, watcher, scanner, api != nil && !opts.DryRun)
-		if err != nil {
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil // stopped by a signal
+		case err != nil && !opts.Once && cli.ExitCode(err) == cli.ExitTemporary:
+			// GitLab or the network failing for a while must not end the
+			// watcher: the next check scans again.
+			opts.Log.Error("chain watch: check failed, next check in "+opts.Interval.String(), "err", err)
+		case err != nil:
 			return chainError("chain watch", err)
+		}
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(opts.Interval):
+			}
+			continue
 		}
 		if err := writeWatchResult(opts.IO.Out, opts.Output, res); err != nil {
 			return err
