@@ -358,6 +358,9 @@ func (e *Engine) applyToRun(tx *bolt.Tx, run *Run, u PipelineUpdate) (Outcome, e
 	switch state := pipelineOutcome(u.Status); state {
 	case StepSucceeded:
 		step.State, step.Reason = StepSucceeded, ""
+		if err := supersedeStops(tx.Bucket(bucketStopped), u.Project); err != nil {
+			return Outcome{}, err
+		}
 	case StepFailed, StepCanceled:
 		step.State, step.Reason = state, fmt.Sprintf("pipeline %d %s", u.PipelineID, u.Status)
 	default:

@@ -699,3 +699,28 @@ func TestUnwritableStateAnswers503(t *testing.T) {
 		t.Errorf("pipeline event on a closed state: HTTP %d, want 503", code)
 	}
 }
+
+// Only a success after the failure supersedes it: a run in which the
+// project had succeeded earlier does not, however often it is saved later.
+func TestAnEarlierSuccessDoesNotSupersedeALaterFailure(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	fx.succeed("ops/ruby")
+	fx.work()
+	app := fx.api.pipelineOf(t, "ops/app") // app of the first run still building
+	fx.pipeline("ops/base", 32, "success", hookOpts{})
+	fx.work()
+	second := fx.api.pipelineOf(t, "ops/ruby")
+	fx.pipeline("ops/ruby", second.ID, "failed", hookOpts{runID: second.RunID})
+	fx.pipeline("ops/app", app.ID, "success", hookOpts{runID: app.RunID})
+	// The fixed ruby succeeds by hand: the second run continues.
+	fx.pipeline("ops/ruby", 77, "success", hookOpts{})
+	fx.work()
+	if runs, _ := fx.engine.Runs(0); len(runs) != 2 {
+		t.Fatalf("%d runs, want the two started by base", len(runs))
+	}
+	if run, _ := fx.engine.Run(second.RunID); run.Steps["ops/ruby"].State != StepSucceeded || run.Steps["ops/app"].State != StepTriggered {
+		t.Errorf("second run not resumed: %+v", run.Steps)
+	}
+}

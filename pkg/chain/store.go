@@ -133,15 +133,9 @@ func saveRun(tx *bolt.Tx, r *Run) error {
 	stopped := tx.Bucket(bucketStopped)
 	for project, s := range r.Steps {
 		var err error
-		switch s.State {
-		case StepFailed, StepCanceled:
+		if s.State == StepFailed || s.State == StepCanceled {
 			err = stopped.Put(stoppedKey(project, r.ID), nil)
-		case StepSucceeded:
-			// This run builds the project's downstream now: the failures
-			// of the project in other runs are superseded, and its next
-			// success must not resume one of them on their old plans.
-			err = supersedeStops(stopped, project)
-		default:
+		} else {
 			err = stopped.Delete(stoppedKey(project, r.ID))
 		}
 		if err != nil {
@@ -154,7 +148,9 @@ func saveRun(tx *bolt.Tx, r *Run) error {
 	return tx.Bucket(bucketActive).Put([]byte(r.ID), nil)
 }
 
-// supersedeStops removes every run's stop at project.
+// supersedeStops removes every run's stop at project: called when the
+// project succeeds in a run, which builds its downstream now, so that its
+// next success does not resume an older failed run on that run's old plan.
 func supersedeStops(stopped *bolt.Bucket, project string) error {
 	prefix := []byte(project + "\x00")
 	var keys [][]byte
