@@ -417,7 +417,10 @@ func receiverCall(ctx context.Context, method string, u *url.URL, path, secret s
 		data, _ := json.Marshal(body)
 		rd = bytes.NewReader(data)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.JoinPath(path).String(), rd)
+	p, query, _ := strings.Cut(path, "?")
+	target := u.JoinPath(p)
+	target.RawQuery = query
+	req, err := http.NewRequestWithContext(ctx, method, target.String(), rd)
 	if err != nil {
 		return err
 	}
@@ -567,7 +570,7 @@ func runChainStatus(opts *chainStatusOptions) error {
 				return err
 			}
 			one = &r
-		} else if err := receiverCall(ctx, http.MethodGet, u, "/runs", "", nil, &runs); err != nil {
+		} else if err := receiverCall(ctx, http.MethodGet, u, "/runs?limit="+strconv.Itoa(opts.Limit), "", nil, &runs); err != nil {
 			return err
 		}
 	}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/internal/fakegitlab"
 	"github.com/opsctl/opsctl/internal/testenv"
 	"github.com/opsctl/opsctl/pkg/chain"
@@ -489,5 +492,39 @@ func TestChainServeRescansTheGraph(t *testing.T) {
 	run := e.waitRunSucceeded(t)
 	if _, ok := run.Steps["img/late"]; !ok || e.ci.apiPipelines()["img/late"] != 1 {
 		t.Errorf("the project added after the start was not rebuilt: steps %v, pipelines %v", run.Steps, e.ci.apiPipelines())
+	}
+}
+
+// TestChainStatusLimitReachesTheReceiver: --limit 0 lists every run of the
+// receiver, not the receiver's default page.
+func TestChainStatusLimitReachesTheReceiver(t *testing.T) {
+	planner := &chain.GraphPlanner{
+		Graph: chain.NewGraph([]*chain.Project{{Path: "g/base", Source: chain.SourceDepsFile}, {Path: "g/app", Upstreams: []string{"g/base"}, Source: chain.SourceDepsFile}}, nil),
+		Refs:  map[string]chain.ProjectRef{"g/base": {Path: "g/base", ID: 1, DefaultBranch: "main"}, "g/app": {Path: "g/app", ID: 2, DefaultBranch: "main"}},
+	}
+	engine, err := chain.NewEngine(chain.EngineOptions{StatePath: filepath.Join(t.TempDir(), "chain.db"), Planner: planner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Close()
+	const runs = 105
+	for range runs {
+		if _, err := engine.StartRun([]string{"g/base"}, "", "test", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer((&chain.Receiver{Engine: engine}).Handler())
+	defer srv.Close()
+	for limit, want := range map[int]int{0: runs, 3: 3} {
+		var out bytes.Buffer
+		opts := &chainStatusOptions{IO: &cli.IOStreams{Out: &out, ErrOut: io.Discard}, Getenv: func(string) string { return "" },
+			Server: srv.URL, Limit: limit, Output: &cli.OutputFlag{Value: "json"}}
+		if err := runChainStatus(opts); err != nil {
+			t.Fatal(err)
+		}
+		var got []chain.Run
+		if err := json.Unmarshal(out.Bytes(), &got); err != nil || len(got) != want {
+			t.Errorf("status --limit %d: %d runs (%v), want %d", limit, len(got), err, want)
+		}
 	}
 }

@@ -130,9 +130,24 @@ func runChainWatch(opts *chainWatchOptions) error {
 	watcher := &chain.Watcher{Engine: engine, Digests: digests, DryRun: opts.DryRun}
 	scanner := chain.Scanner{Source: src.source, Registries: src.registries, Concurrency: opts.Source.Concurrency}
 	for {
-		res, err := watchOnce(ctx, engine, watcher, scanner, api != nil && !opts.DryRun)
-		if err != nil {
+		res, pending, err := watchOnce(ctx, engine, watcher, scanner, api != nil && !opts.DryRun)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil // stopped by a signal
+		case err != nil && !opts.Once && cli.ExitCode(err) == cli.ExitTemporary:
+			// GitLab or the network failing for a while must not end the
+			// watcher: the next check scans again.
+			opts.Log.Error("chain watch: check failed, next check in "+opts.Interval.String(), "err", err)
+		case err != nil:
 			return chainError("chain watch", err)
+		}
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(opts.Interval):
+			}
+			continue
 		}
 		if err := writeWatchResult(opts.IO.Out, opts.Output, res); err != nil {
 			return err
@@ -140,6 +155,9 @@ func runChainWatch(opts *chainWatchOptions) error {
 		if opts.Once {
 			if len(res.Errors) > 0 {
 				return cli.TemporaryError(fmt.Errorf("chain watch: %d of %d images could not be checked", len(res.Errors), res.Checked))
+			}
+			if pending > 0 {
+				return cli.TemporaryError(fmt.Errorf("chain watch: %d pipelines not created yet (GitLab failed, see the log); the next check creates them", pending))
 			}
 			return nil
 		}
@@ -152,23 +170,23 @@ func runChainWatch(opts *chainWatchOptions) error {
 }
 
 // watchOnce scans the graph, checks its external images, and creates the
-// pipelines of the runs it started (and of any left by an earlier crash).
-func watchOnce(ctx context.Context, engine *chain.Engine, w *chain.Watcher, scanner chain.Scanner, trigger bool) (*chain.WatchResult, error) {
+// pipelines of the runs it started (and of any left by an earlier crash);
+// pending is how many of those are still to be created.
+func watchOnce(ctx context.Context, engine *chain.Engine, w *chain.Watcher, scanner chain.Scanner, trigger bool) (res *chain.WatchResult, pending int, err error) {
 	planner, err := chain.ScanPlanner(ctx, scanner)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	engine.SetPlanner(planner)
-	res, err := w.Check(ctx, planner.Graph)
-	if err != nil {
-		return res, err
+	if res, err = w.Check(ctx, planner.Graph); err != nil {
+		return res, 0, err
 	}
 	if trigger {
-		if err := engine.FireDue(ctx); err != nil {
-			return res, err
+		if pending, err = engine.FireDue(ctx); err != nil {
+			return res, 0, err
 		}
 	}
-	return res, nil
+	return res, pending, nil
 }
 
 func writeWatchResult(w io.Writer, out *cli.OutputFlag, res *chain.WatchResult) error {

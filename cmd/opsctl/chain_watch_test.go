@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -312,5 +313,66 @@ func TestChainServeWatchExternalRebuildsTheChain(t *testing.T) {
 	}
 	if got := fx.ci.apiPipelines(); fmt.Sprint(got) != "map[img/app:1 img/base:1]" {
 		t.Fatalf("pipelines %v, want img/base then img/app once\n%s", got, recv.stderr)
+	}
+}
+
+// TestChainWatchOnceWhenGitLabFailsTheTrigger: a change whose pipelines
+// could not be created is a temporary failure (75), and a later check
+// creates them, once.
+func TestChainWatchOnceWhenGitLabFailsTheTrigger(t *testing.T) {
+	fx := newWatchFixture(t, false)
+	if _, _, code := fx.watch(t); code != 0 {
+		t.Fatal("first watch failed")
+	}
+	fx.reg.push(t, "library/debian:bookworm", false)
+	fx.fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Status: 500})
+	res, stderr, code := fx.watch(t)
+	if code != 75 || len(res.Changed) != 1 || res.Changed[0].Run == "" || len(fx.ci.pl.All()) != 0 || !strings.Contains(stderr, "not created yet") {
+		t.Fatalf("GitLab failing the trigger: exit %d %+v, %d pipelines\n%s", code, res, len(fx.ci.pl.All()), stderr)
+	}
+	fx.fake.ClearFaults()
+	// The failed trigger is retried after its backoff (2 s).
+	deadline := time.Now().Add(30 * time.Second)
+	for code != 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		res, stderr, code = fx.watch(t)
+	}
+	if code != 0 || len(res.Changed) != 0 {
+		t.Fatalf("after GitLab recovered: exit %d %+v\n%s", code, res, stderr)
+	}
+	if got := fx.ci.apiPipelines(); fmt.Sprint(got) != "map[img/base:1]" {
+		t.Errorf("pipelines %v, want exactly one of img/base", got)
+	}
+}
+
+// TestChainWatchKeepsWatchingWhenGitLabFailsACheck: without --once, a
+// check that GitLab failed is logged and the next one runs.
+func TestChainWatchKeepsWatchingWhenGitLabFailsACheck(t *testing.T) {
+	fx := newWatchFixture(t, false)
+	// The first scan's attempts (1 + 5 retries) all fail.
+	fx.fake.InjectFault(fakegitlab.Fault{Path: "/api/v4/groups/img", Status: 503, RetryAfter: "0", Times: 6})
+	args := slices.DeleteFunc(slices.Clone(fx.args), func(a string) bool { return a == "--once" })
+	cmd := exec.Command(testenv.Opsctl(t), append(args, "--interval", "100ms")...)
+	stdout, stderr := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() {
+		cmd.Process.Kill()
+		<-exited
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stdout.String(), `"checked": 2`) && time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			t.Fatalf("the watcher ended: %v\n%s", cmd.ProcessState, stderr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if !strings.Contains(stdout.String(), `"checked": 2`) || !strings.Contains(stderr.String(), "check failed") {
+		t.Fatalf("no check after the failed one:\n%s\n%s", stdout, stderr)
 	}
 }

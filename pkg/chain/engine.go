@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -53,6 +54,13 @@ type PermanentError struct{ Err error }
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
+// RunIDError: a run id that does not have the form NewRunID gives.
+type RunIDError struct{ ID string }
+
+func (e *RunIDError) Error() string {
+	return fmt.Sprintf("run id %q: expected the form YYYYMMDD-HHMMSS-xxxxxxxx (8 hex digits)", e.ID)
+}
+
 // PipelineUpdate is a pipeline's new status, from a webhook or the poller.
 type PipelineUpdate struct {
 	Project       string // path with namespace
@@ -62,6 +70,9 @@ type PipelineUpdate struct {
 	Tag           bool
 	PipelineID    int64
 	Status        string // GitLab's pipeline status
+	// Source is GitLab's object_attributes.source (push, schedule, api,
+	// parent_pipeline, ...).
+	Source string
 	// RunID is the value of RunVariable when the pipeline carries it.
 	RunID string
 }
@@ -73,6 +84,10 @@ type Outcome struct {
 	Queued []string
 	// Reason says why an update was ignored.
 	Reason string
+	// committed are the logs and metrics of the decision, made once its
+	// transaction committed: bbolt's Batch may run the decision more than
+	// once, and may roll it back.
+	committed []func()
 }
 
 // Engine is the chain-run state machine over a bbolt state file, shared by
@@ -186,6 +201,15 @@ func NewRunID(now time.Time) string {
 	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
 }
 
+// runIDPattern is the form NewRunID gives. Only such ids are taken from a
+// pipeline's variable or a request: the id is a key of the state file whose
+// order says which run is newest (and so which one a success resumes), and
+// it is a path element of /runs/{id}.
+var runIDPattern = regexp.MustCompile(`^[0-9]{8}-[0-9]{6}-[0-9a-f]{8}$`)
+
+// ValidRunID reports whether id has the form of the ids NewRunID returns.
+func ValidRunID(id string) bool { return runIDPattern.MatchString(id) }
+
 // Statuses of GitLab pipelines, grouped by what they mean for a chain.
 func pipelineOutcome(status string) StepState {
 	switch status {
@@ -222,6 +246,10 @@ func (e *Engine) HandlePipeline(u PipelineUpdate) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, fmt.Errorf("pipeline %d of %s: %w", u.PipelineID, u.Project, err)
 	}
+	for _, f := range out.committed {
+		f()
+	}
+	out.committed = nil
 	if len(out.Queued) > 0 {
 		e.crash("queued")
 		e.notify()
@@ -230,6 +258,12 @@ func (e *Engine) HandlePipeline(u PipelineUpdate) (Outcome, error) {
 }
 
 func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
+	if u.Source == "parent_pipeline" {
+		// A child pipeline runs on its parent's project and ref, and may
+		// carry the parent's variables: it neither starts a run nor
+		// decides the step, its parent pipeline does.
+		return Outcome{Reason: "a child pipeline"}, nil
+	}
 	run, err := e.findRun(tx, u)
 	if err != nil {
 		return Outcome{}, err
@@ -246,6 +280,9 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 	// Adopt the run id a pipeline carries (one created by `chain trigger`
 	// or `chain watch` without this receiver), unless that id is taken.
 	id := u.RunID
+	if !ValidRunID(id) {
+		id = ""
+	}
 	if id != "" {
 		if existing, err := loadRun(tx, id); err != nil || existing != nil {
 			id = ""
@@ -270,8 +307,10 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 		return Outcome{}, err
 	}
 	run.updateStatus(e.now().UTC())
-	e.log.Info("chain run started", "run", run.ID, "by", run.StartedBy, "projects", len(run.Steps))
-	return Outcome{Acted: true, RunID: run.ID, Queued: queued}, saveRun(tx, run)
+	started := func() {
+		e.log.Info("chain run started", "run", run.ID, "by", run.StartedBy, "projects", len(run.Steps))
+	}
+	return Outcome{Acted: true, RunID: run.ID, Queued: queued, committed: []func(){started}}, saveRun(tx, run)
 }
 
 // findRun finds the run an update belongs to: the run of a pipeline the
@@ -319,6 +358,9 @@ func (e *Engine) applyToRun(tx *bolt.Tx, run *Run, u PipelineUpdate) (Outcome, e
 	switch state := pipelineOutcome(u.Status); state {
 	case StepSucceeded:
 		step.State, step.Reason = StepSucceeded, ""
+		if err := supersedeStops(tx.Bucket(bucketStopped), u.Project); err != nil {
+			return Outcome{}, err
+		}
 	case StepFailed, StepCanceled:
 		step.State, step.Reason = state, fmt.Sprintf("pipeline %d %s", u.PipelineID, u.Status)
 	default:
@@ -326,6 +368,12 @@ func (e *Engine) applyToRun(tx *bolt.Tx, run *Run, u PipelineUpdate) (Outcome, e
 			// Someone else's pipeline of a project the run has not reached:
 			// the run will create its own.
 			return Outcome{Reason: "project not reached by the run yet"}, nil
+		}
+		if (step.State == StepFailed || step.State == StepCanceled) && step.PipelineID == u.PipelineID {
+			// A delivery overtaken by the pipeline's end, or a retry of its
+			// jobs: the step stays stopped, so that a later success still
+			// finds and resumes this run, until the pipeline ends again.
+			return out, nil
 		}
 		step.State, step.Reason = StepRunning, ""
 	}
@@ -342,11 +390,13 @@ func (e *Engine) applyToRun(tx *bolt.Tx, run *Run, u PipelineUpdate) (Outcome, e
 	}
 	before := run.Status
 	run.updateStatus(now)
-	if run.Status != before {
-		e.log.Info("chain run "+string(run.Status), "run", run.ID, "project", u.Project, "pipeline", u.PipelineID)
-		if run.Status == RunSucceeded && e.metrics != nil {
-			e.metrics.RunDuration.Observe(now.Sub(run.Created).Seconds())
-		}
+	if status := run.Status; status != before {
+		out.committed = append(out.committed, func() {
+			e.log.Info("chain run "+string(status), "run", run.ID, "project", u.Project, "pipeline", u.PipelineID)
+			if status == RunSucceeded && e.metrics != nil {
+				e.metrics.RunDuration.Observe(now.Sub(run.Created).Seconds())
+			}
+		})
 	}
 	return out, saveRun(tx, run)
 }
@@ -404,6 +454,9 @@ func (e *Engine) queueReady(tx *bolt.Tx, run *Run) ([]string, error) {
 // trigger` does). id may be empty for a new id; ref, when set, is the ref
 // of the roots' pipelines instead of their default branches.
 func (e *Engine) StartRun(roots []string, id, startedBy, ref string) (*Run, error) {
+	if id != "" && !ValidRunID(id) {
+		return nil, &RunIDError{ID: id}
+	}
 	var run *Run
 	err := e.db.Update(func(tx *bolt.Tx) error {
 		var err error

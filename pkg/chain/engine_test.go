@@ -9,11 +9,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
 )
 
 // fakePipelines stands in for GitLab's pipeline API in the engine's unit
@@ -524,4 +528,199 @@ func TestReceiverHTTPRules(t *testing.T) {
 		t.Errorf("GET /runs/%s: %v %s", run.ID, err, rec.Body)
 	}
 	_ = fmt.Sprint()
+}
+
+func TestLateRunningAfterAFailureKeepsTheRunResumable(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	fx.pipeline("ops/ruby", ruby.ID, "failed", hookOpts{runID: ruby.RunID})
+	// GitLab's "running" delivery of the same pipeline arrives late.
+	fx.pipeline("ops/ruby", ruby.ID, "running", hookOpts{runID: ruby.RunID})
+	run := fx.onlyRun()
+	if s := run.Steps["ops/ruby"]; s.State != StepFailed || run.Status != RunFailed {
+		t.Fatalf("after a late running: run %s, ruby %s", run.Status, s.State)
+	}
+	// The admin fixes ruby and runs a new pipeline by hand: the run resumes.
+	if code := fx.pipeline("ops/ruby", 77, "success", hookOpts{}); code != http.StatusOK {
+		t.Fatalf("manual success: HTTP %d", code)
+	}
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby", "ops/app")
+	if run := fx.onlyRun(); run.Steps["ops/ruby"].State != StepSucceeded {
+		t.Errorf("ruby %s after the resume", run.Steps["ops/ruby"].State)
+	}
+}
+
+func TestOnlyRunIDsOfOpsctlsFormAreAdopted(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	const good = "20261126-101500-a1b2c3d4"
+	if code := fx.pipeline("ops/base", 30, "success", hookOpts{runID: good}); code != http.StatusOK {
+		t.Fatalf("success carrying %s: HTTP %d", good, code)
+	}
+	if run, err := fx.engine.Run(good); err != nil || run == nil {
+		t.Fatalf("the run id %s of a trigger was not adopted", good)
+	}
+	for i, bad := range []string{"zzz", "x/../y", "a\x00ops/ruby", good + "0", strings.Repeat("9", 4096)} {
+		id := int64(40 + i)
+		if code := fx.pipeline("ops/base", id, "success", hookOpts{runID: bad}); code != http.StatusOK {
+			t.Fatalf("success carrying %q: HTTP %d", bad, code)
+		}
+		if run, _ := fx.engine.Run(bad); run != nil {
+			t.Errorf("run id %q adopted from a pipeline variable", bad)
+		}
+	}
+	runs, _ := fx.engine.Runs(0)
+	for _, r := range runs {
+		if !regexp.MustCompile(`^[0-9]{8}-[0-9]{6}-[0-9a-f]{8}$`).MatchString(r.ID) {
+			t.Errorf("run id %q in the state", r.ID)
+		}
+	}
+	req := httptest.NewRequest("POST", "/runs", strings.NewReader(`{"project":"ops/base","run_id":"zzz"}`))
+	req.Header.Set("X-Gitlab-Token", "s3cret")
+	rec := httptest.NewRecorder()
+	fx.recv.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "run id") {
+		t.Errorf("POST /runs with run_id zzz: HTTP %d %s, want 400 naming the run id", rec.Code, rec.Body)
+	}
+}
+
+// bbolt's Batch may run a decision more than once and roll it back: the
+// decision's metrics count only what was committed.
+func TestRolledBackDecisionObservesNoMetric(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	reg := prometheus.NewRegistry()
+	fx.engine.metrics = NewMetrics(reg)
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	u := PipelineUpdate{Project: "ops/ruby", DefaultBranch: "main", Ref: "main", PipelineID: ruby.ID, Status: "success", RunID: ruby.RunID}
+	errRollback := errors.New("rolled back")
+	for range 2 {
+		err := fx.engine.db.Update(func(tx *bolt.Tx) error {
+			if _, err := fx.engine.apply(tx, u); err != nil {
+				return err
+			}
+			return errRollback
+		})
+		if !errors.Is(err, errRollback) {
+			t.Fatal(err)
+		}
+	}
+	runDurations := func() uint64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "opsctl_chain_run_duration_seconds" {
+				return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+			}
+		}
+		return 0
+	}
+	if n := runDurations(); n != 0 {
+		t.Errorf("%d run durations observed by rolled-back decisions", n)
+	}
+	if _, err := fx.engine.HandlePipeline(u); err != nil {
+		t.Fatal(err)
+	}
+	if n := runDurations(); n != 1 {
+		t.Errorf("%d run durations observed for one finished run, want 1", n)
+	}
+}
+
+// A child pipeline (trigger: include) of a project sends its own Pipeline
+// Hook, on the same project and ref: its parent speaks for the project.
+func TestChildPipelinesStartNoRunAndMoveNoStep(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	child := func(project string, id int64, status, runID string) int {
+		var ev map[string]any
+		json.Unmarshal(pipelineHook(t, project, id, status, hookOpts{runID: runID}), &ev)
+		ev["object_attributes"].(map[string]any)["source"] = "parent_pipeline"
+		body, _ := json.Marshal(ev)
+		return fx.deliver(body).Code
+	}
+	if code := child("ops/base", 30, "success", ""); code != http.StatusNoContent {
+		t.Errorf("child pipeline of base: HTTP %d, want 204", code)
+	}
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	// Children of the pipeline the engine created, with and without the
+	// run's variable forwarded.
+	child("ops/ruby", 500, "success", "")
+	child("ops/ruby", 501, "success", ruby.RunID)
+	fx.work()
+	run := fx.onlyRun()
+	if s := run.Steps["ops/ruby"]; s.State != StepTriggered || s.PipelineID != ruby.ID {
+		t.Errorf("ruby %s with pipeline %d after its children, want triggered with %d", s.State, s.PipelineID, ruby.ID)
+	}
+	wantCreated(t, fx.api, "ops/ruby")
+	fx.succeed("ops/ruby")
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby", "ops/app")
+	fx.onlyRun()
+}
+
+// Once a project succeeded in a later run, that run rebuilds its
+// downstream: an older run in which it failed is not resumed by its next
+// success, which starts a run on the current graph.
+func TestAFailureSupersededByALaterRunIsNotResumed(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	first := fx.api.pipelineOf(t, "ops/ruby")
+	fx.pipeline("ops/ruby", first.ID, "failed", hookOpts{runID: first.RunID})
+	// The next night's run rebuilds ruby and app.
+	fx.pipeline("ops/base", 32, "success", hookOpts{})
+	fx.work()
+	fx.succeed("ops/ruby")
+	fx.work()
+	fx.succeed("ops/app")
+	wantCreated(t, fx.api, "ops/ruby", "ops/ruby", "ops/app")
+	// A project is added below ruby; later a push to ruby succeeds.
+	fx.engine.SetPlanner(testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby", "ops/tool: ops/ruby"))
+	if code := fx.pipeline("ops/ruby", 77, "success", hookOpts{}); code != http.StatusOK {
+		t.Fatalf("push pipeline of ruby: HTTP %d", code)
+	}
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby", "ops/ruby", "ops/app", "ops/app", "ops/tool")
+	if run, _ := fx.engine.Run(first.RunID); run.Status != RunFailed {
+		t.Errorf("the superseded run is %s", run.Status)
+	}
+}
+
+func TestUnwritableStateAnswers503(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	fx.engine.Close() // the receiver has no logger: the zero value logs nowhere
+	if code := fx.pipeline("ops/base", 31, "success", hookOpts{}); code != http.StatusServiceUnavailable {
+		t.Errorf("pipeline event on a closed state: HTTP %d, want 503", code)
+	}
+}
+
+// Only a success after the failure supersedes it: a run in which the
+// project had succeeded earlier does not, however often it is saved later.
+func TestAnEarlierSuccessDoesNotSupersedeALaterFailure(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	fx.succeed("ops/ruby")
+	fx.work()
+	app := fx.api.pipelineOf(t, "ops/app") // app of the first run still building
+	fx.pipeline("ops/base", 32, "success", hookOpts{})
+	fx.work()
+	second := fx.api.pipelineOf(t, "ops/ruby")
+	fx.pipeline("ops/ruby", second.ID, "failed", hookOpts{runID: second.RunID})
+	fx.pipeline("ops/app", app.ID, "success", hookOpts{runID: app.RunID})
+	// The fixed ruby succeeds by hand: the second run continues.
+	fx.pipeline("ops/ruby", 77, "success", hookOpts{})
+	fx.work()
+	if runs, _ := fx.engine.Runs(0); len(runs) != 2 {
+		t.Fatalf("%d runs, want the two started by base", len(runs))
+	}
+	if run, _ := fx.engine.Run(second.RunID); run.Steps["ops/ruby"].State != StepSucceeded || run.Steps["ops/app"].State != StepTriggered {
+		t.Errorf("second run not resumed: %+v", run.Steps)
+	}
 }

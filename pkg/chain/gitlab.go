@@ -171,6 +171,9 @@ func (g *GitLab) apiError(ctx context.Context, op, scopeHint string, resp *gitla
 		}
 		if status >= 500 {
 			apiErr.Hint = fmt.Sprintf("gave up after %d attempts; try again later", g.cfg.MaxRetries+1)
+			if er.Response != nil && er.Response.Request != nil && !repeatable(er.Response.Request.Method) {
+				apiErr.Hint = "not repeated, as GitLab may have acted on it; try again later"
+			}
 		}
 		return apiErr
 	}

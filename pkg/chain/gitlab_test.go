@@ -355,3 +355,19 @@ func TestGitLabDoesNotWaitForAnUnreasonableRetryAfter(t *testing.T) {
 		t.Errorf("%d attempts, want 1", n)
 	}
 }
+
+// A POST that failed with a 5xx is not repeated, and the error does not
+// claim it was.
+func TestGitLabFailedPOSTIsNotRepeatedAndSaysSo(t *testing.T) {
+	fake := newFake(t)
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "g/p"})
+	fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Status: 500})
+	api := newTestGitLab(t, fake, testToken)
+	_, err := api.CreatePipeline(context.Background(), "g/p", Target{Ref: "main"}, "20261126-101500-a1b2c3d4")
+	if err == nil || strings.Contains(err.Error(), "attempts") || !strings.Contains(err.Error(), "not repeated") {
+		t.Errorf("err = %v", err)
+	}
+	if n := fake.CountCalls("POST", "/api/v4/projects/"); n != 1 {
+		t.Errorf("%d POSTs, want 1", n)
+	}
+}

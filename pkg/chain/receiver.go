@@ -28,7 +28,8 @@ type Receiver struct {
 	Secret   string
 	Metrics  *Metrics
 	Gatherer prometheus.Gatherer
-	Log      *slog.Logger
+	// Log, when set, gets the errors of the state file.
+	Log *slog.Logger
 	// DepsChanged is called when a push to a default branch touches a
 	// dependency file: the graph should be scanned again.
 	DepsChanged func(project string)
@@ -150,6 +151,7 @@ func (rc *Receiver) pipelineHook(w http.ResponseWriter, body []byte) {
 		Tag:           ev.ObjectAttributes.Tag,
 		PipelineID:    ev.ObjectAttributes.ID,
 		Status:        ev.ObjectAttributes.Status,
+		Source:        ev.ObjectAttributes.Source,
 	}
 	for _, v := range ev.ObjectAttributes.Variables {
 		if v.Key == RunVariable {
@@ -158,7 +160,9 @@ func (rc *Receiver) pipelineHook(w http.ResponseWriter, body []byte) {
 	}
 	out, err := rc.Engine.HandlePipeline(u)
 	if err != nil {
-		rc.Log.Error("webhook not stored", "err", err)
+		if rc.Log != nil {
+			rc.Log.Error("webhook not stored", "err", err)
+		}
 		rc.count(event, "rejected")
 		httpError(w, http.StatusServiceUnavailable, "state not writable")
 		return
@@ -233,7 +237,10 @@ func (rc *Receiver) startRun(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var unknown *UnknownProjectError
 		var cycle *CycleError
+		var badID *RunIDError
 		switch {
+		case errors.As(err, &badID):
+			httpError(w, http.StatusBadRequest, badID.Error())
 		case errors.As(err, &unknown), errors.As(err, &cycle):
 			httpError(w, http.StatusUnprocessableEntity, err.Error())
 		default:

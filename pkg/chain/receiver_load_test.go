@@ -40,14 +40,19 @@ func loadReceiver(tb testing.TB, n, senders int) ([]time.Duration, *engineFixtur
 				start := time.Now()
 				resp, err := client.Do(req)
 				latencies[i] = time.Since(start)
-				if err != nil {
-					errs <- err
-					return
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("delivery %d: HTTP %d", i, resp.StatusCode)
+					}
 				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					errs <- fmt.Errorf("delivery %d: HTTP %d", i, resp.StatusCode)
-					return
+				if err != nil {
+					// Keep taking deliveries: a sender that quits would
+					// leave the feeder blocked once all of them quit.
+					select {
+					case errs <- err:
+					default:
+					}
 				}
 			}
 		}()

@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -145,6 +146,24 @@ func saveRun(tx *bolt.Tx, r *Run) error {
 		return tx.Bucket(bucketActive).Delete([]byte(r.ID))
 	}
 	return tx.Bucket(bucketActive).Put([]byte(r.ID), nil)
+}
+
+// supersedeStops removes every run's stop at project: called when the
+// project succeeds in a run, which builds its downstream now, so that its
+// next success does not resume an older failed run on that run's old plan.
+func supersedeStops(stopped *bolt.Bucket, project string) error {
+	prefix := []byte(project + "\x00")
+	var keys [][]byte
+	c := stopped.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := stopped.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func appendEvent(tx *bolt.Tx, rec eventRecord) error {

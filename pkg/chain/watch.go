@@ -174,9 +174,17 @@ func shortDigest(d string) string {
 	return d
 }
 
-// FireDue creates the pipelines that are due now and returns; for one-shot
-// commands that do not run Work.
-func (e *Engine) FireDue(ctx context.Context) error {
-	_, err := e.fireDue(ctx)
-	return err
+// FireDue creates the pipelines that are due now and returns how many the
+// engine still has to create (their API calls failed and will be tried
+// again, by the next FireDue or Work); for one-shot commands that do not
+// run Work.
+func (e *Engine) FireDue(ctx context.Context) (pending int, err error) {
+	if _, err := e.fireDue(ctx); err != nil {
+		return 0, err
+	}
+	err = e.db.View(func(tx *bolt.Tx) error {
+		pending = tx.Bucket(bucketIntents).Stats().KeyN
+		return nil
+	})
+	return pending, err
 }
