@@ -329,7 +329,7 @@ func runChainTrigger(opts *chainTriggerOptions) error {
 		return nil
 	}
 	if !opts.Follow {
-		id, err := src.gitlab.CreatePipeline(ctx, opts.Project, chain.Target{ProjectID: plan.Targets[opts.Project].ProjectID, Ref: ref}, runID)
+		id, err := src.gitlab.CreatePipeline(ctx, opts.Project, chain.Target{ProjectID: plan.Targets[opts.Project].ProjectID, Ref: ref}, runID, nil)
 		if err != nil {
 			return chainError("chain trigger", err)
 		}

@@ -376,3 +376,73 @@ func TestChainWatchKeepsWatchingWhenGitLabFailsACheck(t *testing.T) {
 		t.Fatalf("no check after the failed one:\n%s\n%s", stdout, stderr)
 	}
 }
+
+// TestChainWatchOnceWithAReceiverBuildsASharedDownstreamOnce: an image
+// used by two projects starts one run with two roots in `watch --once`;
+// the receiver adopts that run from the first root's success with both
+// roots, so the project below both is built once, after both.
+func TestChainWatchOnceWithAReceiverBuildsASharedDownstreamOnce(t *testing.T) {
+	reg := newTestRegistry(t, false)
+	reg.push(t, "library/debian:bookworm", false)
+	fake := fakegitlab.New()
+	t.Cleanup(fake.Close)
+	fake.AddToken(e2eToken, "api")
+	from := "FROM " + reg.host + "/library/debian:bookworm\n"
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/ruby", Files: map[string]string{"Containerfile": from}})
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/python", Files: map[string]string{"Containerfile": from}})
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/app", Files: map[string]string{".gitlab-deps": "img/ruby\nimg/python\n"}})
+	ci := newFakeCI(t, fake)
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte(e2eToken), 0o600)
+	secretFile := filepath.Join(dir, "secret")
+	os.WriteFile(secretFile, []byte(e2eSecret), 0o600)
+	source := []string{"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile}
+	addr := freeAddr(t)
+	for _, p := range []string{"img/ruby", "img/python", "img/app"} {
+		fake.AddHook(p, fakegitlab.Hook{URL: "http://" + addr + "/hook", PipelineEvents: true, Token: e2eSecret})
+	}
+	recv := &receiverProc{t: t, addr: addr, stderr: &testenv.SyncBuffer{}, args: append([]string{"chain", "serve", "--listen", addr,
+		"--state", filepath.Join(dir, "chain.db"), "--webhook-secret-file", secretFile}, source...)}
+	recv.start()
+	defer recv.kill()
+
+	watch := append([]string{"chain", "watch", "--once", "--state", filepath.Join(dir, "watch.db"), "-o", "json",
+		"--plain-http-registry", reg.host}, source...)
+	if _, stderr, code := opsctlEnv(t, nil, watch...); code != 0 {
+		t.Fatalf("first watch: exit %d %s", code, stderr)
+	}
+	reg.push(t, "library/debian:bookworm", false)
+	out, stderr, code := opsctlEnv(t, nil, watch...)
+	if code != 0 || !strings.Contains(out, `"img/python"`) || !strings.Contains(out, `"img/ruby"`) {
+		t.Fatalf("watch after the push: exit %d\n%s%s", code, out, stderr)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if runs := recv.runs(t); len(runs) == 1 && runs[0].Status == chain.RunSucceeded {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	runs := recv.runs(t)
+	if len(runs) != 1 || runs[0].Status != chain.RunSucceeded || len(runs[0].Roots) != 2 {
+		t.Fatalf("receiver runs: %+v\n%s", runs, recv.stderr)
+	}
+	if got := ci.apiPipelines(); fmt.Sprint(got) != "map[img/app:1 img/python:1 img/ruby:1]" {
+		t.Errorf("pipelines %v, want each project once", got)
+	}
+	var app fakegitlab.Pipeline
+	finished := map[string]time.Time{}
+	for _, p := range ci.pl.All() {
+		if p.Project == "img/app" {
+			app = p
+		} else {
+			finished[p.Project] = p.UpdatedAt
+		}
+	}
+	for _, up := range []string{"img/ruby", "img/python"} {
+		if !app.CreatedAt.After(finished[up]) {
+			t.Errorf("app created before %s succeeded", up)
+		}
+	}
+}

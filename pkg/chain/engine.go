@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -38,8 +39,9 @@ type RunPlan struct {
 // temporary (the engine tries again later).
 type PipelineAPI interface {
 	// CreatePipeline creates a pipeline of project on t.Ref carrying
-	// RunVariable=runID and returns its id.
-	CreatePipeline(ctx context.Context, project string, t Target, runID string) (int64, error)
+	// RunVariable=runID (and RootsVariable when roots has more than one
+	// project) and returns its id.
+	CreatePipeline(ctx context.Context, project string, t Target, runID string, roots []string) (int64, error)
 	// FindRunPipeline looks for a pipeline of project created since since
 	// that carries RunVariable=runID.
 	FindRunPipeline(ctx context.Context, project string, t Target, runID string, since time.Time) (id int64, found bool, err error)
@@ -75,6 +77,8 @@ type PipelineUpdate struct {
 	Source string
 	// RunID is the value of RunVariable when the pipeline carries it.
 	RunID string
+	// RunRoots is the value of RootsVariable, split.
+	RunRoots []string
 }
 
 // Outcome says what the engine did with an update.
@@ -293,9 +297,26 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 			return Outcome{}, err
 		}
 	}
-	run, reason, err := e.newRun(tx, id, []string{u.Project}, fmt.Sprintf("pipeline %d of %s", u.PipelineID, u.Project))
-	if err != nil || run == nil {
-		return Outcome{Reason: reason}, err
+	startedBy := fmt.Sprintf("pipeline %d of %s", u.PipelineID, u.Project)
+	var reason string
+	if id == u.RunID && len(u.RunRoots) > 1 && slices.Contains(u.RunRoots, u.Project) {
+		// A run with several roots started outside this receiver: the
+		// other roots' pipelines exist (or are being created) already.
+		if run, reason, err = e.newRun(tx, id, u.RunRoots, startedBy); err != nil {
+			return Outcome{}, err
+		}
+		if run != nil {
+			for _, r := range u.RunRoots {
+				if s := run.Steps[r]; s != nil && r != u.Project {
+					s.State, s.Updated = StepTriggered, e.now().UTC()
+				}
+			}
+		}
+	}
+	if run == nil {
+		if run, reason, err = e.newRun(tx, id, []string{u.Project}, startedBy); err != nil || run == nil {
+			return Outcome{Reason: reason}, err
+		}
 	}
 	root := run.Steps[u.Project]
 	root.State, root.PipelineID, root.Updated = StepSucceeded, u.PipelineID, e.now().UTC()
@@ -629,6 +650,7 @@ func (e *Engine) fireDue(ctx context.Context) (time.Time, error) {
 func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err error) {
 	key := intentKey(in.RunID, in.Project)
 	var reconcile, done bool
+	var roots []string
 	err = e.db.Update(func(tx *bolt.Tx) error {
 		var cur intent
 		ok, err := getJSON(tx.Bucket(bucketIntents), key, &cur)
@@ -639,6 +661,9 @@ func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err er
 		run, err := loadRun(tx, in.RunID)
 		if err != nil {
 			return err
+		}
+		if run != nil && len(run.Roots) > 1 && slices.Contains(run.Roots, in.Project) {
+			roots = run.Roots
 		}
 		if run == nil || run.Steps[in.Project] == nil || run.Steps[in.Project].PipelineID != 0 {
 			// A webhook already told us about the pipeline.
@@ -660,13 +685,14 @@ func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err er
 	result := "created"
 	if reconcile {
 		var found bool
-		id, found, err = e.api.FindRunPipeline(ctx, in.Project, in.Target, in.RunID, in.Created.Add(-time.Minute))
+		// An hour of slack: GitLab's clock may be behind ours.
+		id, found, err = e.api.FindRunPipeline(ctx, in.Project, in.Target, in.RunID, in.Created.Add(-time.Hour))
 		if err == nil && found {
 			result = "reconciled"
 		}
 	}
 	if err == nil && id == 0 {
-		id, err = e.api.CreatePipeline(ctx, in.Project, in.Target, in.RunID)
+		id, err = e.api.CreatePipeline(ctx, in.Project, in.Target, in.RunID, roots)
 	}
 	if err == nil {
 		e.crash("created")

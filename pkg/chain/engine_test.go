@@ -40,7 +40,7 @@ func newFakePipelines() *fakePipelines {
 	return &fakePipelines{nextID: 1000, failNext: map[string][]error{}}
 }
 
-func (f *fakePipelines) CreatePipeline(ctx context.Context, project string, t Target, runID string) (int64, error) {
+func (f *fakePipelines) CreatePipeline(ctx context.Context, project string, t Target, runID string, roots []string) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if errs := f.failNext[project]; len(errs) > 0 {

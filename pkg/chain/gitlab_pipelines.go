@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	gitlab "gitlab.com/gitlab-org/api/client-go/v2"
@@ -32,16 +33,19 @@ func permanent(err error) error {
 // CreatePipeline creates a pipeline of project on t.Ref with RunVariable
 // set to runID. A POST is not repeated after a 5xx or a time-out (GitLab
 // may have created the pipeline): the engine looks for it first.
-func (g *GitLab) CreatePipeline(ctx context.Context, project string, t Target, runID string) (int64, error) {
+func (g *GitLab) CreatePipeline(ctx context.Context, project string, t Target, runID string, roots []string) (int64, error) {
 	if t.Ref == "" {
 		return 0, &PermanentError{Err: fmt.Errorf("create pipeline of %s: the project has no default branch (empty repository?)", project)}
 	}
-	opt := &gitlab.CreatePipelineOptions{
-		Ref: gitlab.Ptr(t.Ref),
-		Variables: &[]*gitlab.PipelineVariableOptions{{
-			Key: gitlab.Ptr(RunVariable), Value: gitlab.Ptr(runID), VariableType: gitlab.Ptr(gitlab.EnvVariableType),
-		}},
+	vars := []*gitlab.PipelineVariableOptions{{
+		Key: gitlab.Ptr(RunVariable), Value: gitlab.Ptr(runID), VariableType: gitlab.Ptr(gitlab.EnvVariableType),
+	}}
+	if len(roots) > 1 {
+		vars = append(vars, &gitlab.PipelineVariableOptions{
+			Key: gitlab.Ptr(RootsVariable), Value: gitlab.Ptr(strings.Join(roots, ",")), VariableType: gitlab.Ptr(gitlab.EnvVariableType),
+		})
 	}
+	opt := &gitlab.CreatePipelineOptions{Ref: gitlab.Ptr(t.Ref), Variables: &vars}
 	p, resp, err := g.api.Pipelines.CreatePipeline(projectID(project, t), opt, gitlab.WithContext(ctx))
 	g.requests.Add(1)
 	if err != nil {

@@ -363,7 +363,7 @@ func TestGitLabFailedPOSTIsNotRepeatedAndSaysSo(t *testing.T) {
 	fake.AddProject(fakegitlab.ProjectSpec{Path: "g/p"})
 	fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Status: 500})
 	api := newTestGitLab(t, fake, testToken)
-	_, err := api.CreatePipeline(context.Background(), "g/p", Target{Ref: "main"}, "20261126-101500-a1b2c3d4")
+	_, err := api.CreatePipeline(context.Background(), "g/p", Target{Ref: "main"}, "20261126-101500-a1b2c3d4", nil)
 	if err == nil || strings.Contains(err.Error(), "attempts") || !strings.Contains(err.Error(), "not repeated") {
 		t.Errorf("err = %v", err)
 	}

@@ -154,6 +154,13 @@ func (rc *Receiver) pipelineHook(w http.ResponseWriter, body []byte) {
 		Source:        ev.ObjectAttributes.Source,
 	}
 	for _, v := range ev.ObjectAttributes.Variables {
+		if v.Key == RootsVariable {
+			for _, r := range strings.Split(v.Value, ",") {
+				if r = strings.TrimSpace(r); r != "" && ValidateProjectPath(r) == nil {
+					u.RunRoots = append(u.RunRoots, r)
+				}
+			}
+		}
 		if v.Key == RunVariable {
 			u.RunID = v.Value
 		}
