@@ -132,6 +132,21 @@ func confirm(env *lvmEnv, plan *lvmcache.Plan, yes bool) error {
 // to finish, and the plan stops before its next step. It is taken only
 // for Apply: until then nothing has changed, and Ctrl-C (at the
 // confirmation prompt, say) ends opsctl at once.
+// runPlan prints plan for --dry-run; otherwise it asks for confirmation
+// (unless yes) and applies it. applied reports whether it ran.
+func runPlan(ctx context.Context, env *lvmEnv, m *lvmcache.Manager, plan *lvmcache.Plan, dryRun, yes bool) (applied bool, err error) {
+	if dryRun {
+		printPlan(env.IO, plan)
+		return false, nil
+	}
+	if err := confirm(env, plan, yes); err != nil {
+		return false, err
+	}
+	ctx, stop := changeContext(ctx)
+	defer stop()
+	return true, m.Apply(ctx, plan)
+}
+
 func changeContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if ctx == nil {
 		ctx = context.Background()

@@ -84,16 +84,7 @@ func runLVMCacheCreate(cmd *cobra.Command, opts *lvmCacheCreateOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.DryRun {
-		printPlan(opts.Env.IO, plan)
-		return nil
-	}
-	if err := confirm(opts.Env, plan, opts.Yes); err != nil {
-		return err
-	}
-	ctx, stop := changeContext(cmd.Context())
-	defer stop()
-	if err := m.Apply(ctx, plan); err != nil {
+	if applied, err := runPlan(cmd.Context(), opts.Env, m, plan, opts.DryRun, opts.Yes); err != nil || !applied {
 		return err
 	}
 	fmt.Fprintf(opts.Env.IO.Out, "%s: cached by %s (%s %s on %s)\n", name, plan.Cache.Name,
@@ -193,16 +184,7 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 		fmt.Fprintf(opts.Env.IO.ErrOut, "opsctl: %s\n", strings.Join(plan.Notes, "; "))
 		return nil
 	}
-	if opts.DryRun {
-		printPlan(opts.Env.IO, plan)
-		return nil
-	}
-	if err := confirm(opts.Env, plan, opts.Yes); err != nil {
-		return err
-	}
-	ctx, stop := changeContext(ctx)
-	defer stop()
-	if err := m.Apply(ctx, plan); err != nil {
+	if applied, err := runPlan(ctx, opts.Env, m, plan, opts.DryRun, opts.Yes); err != nil || !applied {
 		return err
 	}
 	fmt.Fprintf(opts.Env.IO.Out, "%s: resized from %s to %s (%s", name, lvmcache.FormatBytes(plan.OriginalSizeBytes),
@@ -350,16 +332,7 @@ func runLVMCacheRemove(cmd *cobra.Command, opts *lvmCacheRemoveOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.DryRun {
-		printPlan(opts.Env.IO, plan)
-		return nil
-	}
-	if err := confirm(opts.Env, plan, opts.Yes); err != nil {
-		return err
-	}
-	ctx, stop := changeContext(cmd.Context())
-	defer stop()
-	if err := m.Apply(ctx, plan); err != nil {
+	if applied, err := runPlan(cmd.Context(), opts.Env, m, plan, opts.DryRun, opts.Yes); err != nil || !applied {
 		return err
 	}
 	step := plan.Steps[0]
