@@ -130,13 +130,20 @@ func saveRun(tx *bolt.Tx, r *Run) error {
 	if err := putJSON(tx.Bucket(bucketRuns), []byte(r.ID), r); err != nil {
 		return err
 	}
+	// Keep the index in step with the run, writing only what changed: a
+	// run of a thousand projects must not rewrite a thousand keys per event.
 	stopped := tx.Bucket(bucketStopped)
 	for project, s := range r.Steps {
+		key := stoppedKey(project, r.ID)
+		isStopped, indexed := s.State == StepFailed || s.State == StepCanceled, stopped.Get(key) != nil
 		var err error
-		if s.State == StepFailed || s.State == StepCanceled {
-			err = stopped.Put(stoppedKey(project, r.ID), nil)
-		} else {
-			err = stopped.Delete(stoppedKey(project, r.ID))
+		switch {
+		case isStopped && !indexed:
+			// Not an empty value: bbolt's Get answers nil for one within
+			// the transaction that put it.
+			err = stopped.Put(key, []byte{1})
+		case !isStopped && indexed:
+			err = stopped.Delete(key)
 		}
 		if err != nil {
 			return err
