@@ -123,8 +123,3 @@ func markUsageErrors(cmd *cobra.Command) {
 		markUsageErrors(sub)
 	}
 }
-
-// notImplemented is the RunE of a command group whose issue is not done yet.
-func notImplemented(cmd *cobra.Command, args []string) error {
-	return cli.Usagef("%s: not implemented yet", cmd.CommandPath())
-}

@@ -25,9 +25,8 @@ type Project struct {
 	Archived      bool
 	CreatedAt     time.Time
 	// Refs maps a branch to its files (path -> content).
-	Refs   map[string]map[string]string
-	Hooks  []*Hook
-	nextID int64
+	Refs  map[string]map[string]string
+	Hooks []*Hook
 }
 
 // ProjectSpec describes a project to add.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -570,7 +571,7 @@ func (e *Engine) Runs(limit int) ([]*Run, error) {
 		c := b.Cursor()
 		for k, v := c.Last(); k != nil && (limit == 0 || len(runs) < limit); k, v = c.Prev() {
 			var r Run
-			if err := jsonUnmarshal(v, &r); err != nil {
+			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("state: run %s: %w", k, err)
 			}
 			runs = append(runs, &r)
@@ -612,7 +613,7 @@ func (e *Engine) fireDue(ctx context.Context) (time.Time, error) {
 	err := e.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketIntents).ForEach(func(k, v []byte) error {
 			var in intent
-			if err := jsonUnmarshal(v, &in); err != nil {
+			if err := json.Unmarshal(v, &in); err != nil {
 				return fmt.Errorf("state: intent %q: %w", k, err)
 			}
 			intents = append(intents, in)

@@ -1,9 +1,6 @@
 package chain
 
-import (
-	"slices"
-	"time"
-)
+import "time"
 
 // RunVariable is the CI/CD variable every pipeline the engine creates
 // carries: the id of its chain run.
@@ -130,9 +127,4 @@ func (r *Run) projects() []string {
 		out = append(out, w...)
 	}
 	return out
-}
-
-func (r *Run) hasProject(path string) bool {
-	_, ok := r.Steps[path]
-	return ok && slices.Contains(r.projects(), path)
 }

@@ -186,5 +186,3 @@ func appendEvent(tx *bolt.Tx, rec eventRecord) error {
 	}
 	return putJSON(b, u64key(int64(seq)), rec)
 }
-
-func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
