@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -87,7 +88,7 @@ func TestIMAPAuthCheckReadsPasswordFromStdinAndDefersWithoutServer(t *testing.T)
 	opts.Server.server = "127.0.0.1:1" // nothing listens on port 1
 	opts.Server.tls = "implicit"
 	opts.Server.timeout = 2 * time.Second
-	err := runIMAPAuthCheck(nil, opts)
+	err := runIMAPAuthCheck(context.Background(), opts)
 	if out.String() != "defer\n" || cli.ExitCode(err) != cli.ExitTemporary {
 		t.Fatalf("stdout %q, exit %d (%v); want defer and 75", out.String(), cli.ExitCode(err), err)
 	}
@@ -116,7 +117,7 @@ func TestIMAPAuthCheckPrintsDeferWhenStdinFails(t *testing.T) {
 	opts.Server.server = "127.0.0.1:1"
 	opts.Server.tls = "implicit"
 	opts.Server.timeout = 2 * time.Second
-	err := runIMAPAuthCheck(nil, opts)
+	err := runIMAPAuthCheck(context.Background(), opts)
 	if out.String() != "defer\n" || cli.ExitCode(err) != cli.ExitTemporary || !strings.Contains(err.Error(), "stdin") {
 		t.Fatalf("stdout %q, exit %d (%v); want defer, 75 and a reason naming stdin", out.String(), cli.ExitCode(err), err)
 	}

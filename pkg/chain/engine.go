@@ -17,6 +17,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Planner gives the engine the plan of a new run. The engine asks it only
@@ -153,7 +154,7 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 func OpenReadOnly(path string) (*Engine, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("state file %s: in use by a running opsctl; ask it with --server", path)
 		}
 		return nil, fmt.Errorf("state file %s: %w", path, err)
@@ -299,11 +300,10 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 		}
 	}
 	startedBy := fmt.Sprintf("pipeline %d of %s", u.PipelineID, u.Project)
-	var reason string
 	if id == u.RunID && len(u.RunRoots) > 1 && slices.Contains(u.RunRoots, u.Project) {
 		// A run with several roots started outside this receiver: the
 		// other roots' pipelines exist (or are being created) already.
-		if run, reason, err = e.newRun(tx, id, u.RunRoots, startedBy); err != nil {
+		if run, _, err = e.newRun(tx, id, u.RunRoots, startedBy); err != nil {
 			return Outcome{}, err
 		}
 		if run != nil {
@@ -315,6 +315,7 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 		}
 	}
 	if run == nil {
+		var reason string
 		if run, reason, err = e.newRun(tx, id, []string{u.Project}, startedBy); err != nil || run == nil {
 			return Outcome{Reason: reason}, err
 		}

@@ -36,7 +36,7 @@ func (p *warmPool) take(ctx context.Context) (*session, bool) {
 		return nil, false
 	}
 	p.mu.Lock()
-	for len(p.ready) > 0 {
+	if len(p.ready) > 0 {
 		s := p.ready[len(p.ready)-1]
 		p.ready = p.ready[:len(p.ready)-1]
 		if time.Since(s.ready) < p.maxIdle {
@@ -44,7 +44,6 @@ func (p *warmPool) take(ctx context.Context) (*session, bool) {
 			return s, true
 		}
 		p.ready = append(p.ready, s) // expired: left for expired()
-		break
 	}
 	if p.closed || p.warming <= len(p.waiters) {
 		p.mu.Unlock()
