@@ -54,29 +54,20 @@ const snapLen = 65535
 // the forwarding goroutines: traffic slows down, packets are never dropped.
 const queueLen = 512
 
-type recordKind uint8
-
-const (
-	recPacket recordKind = iota
-	recClosePipe
-)
-
-// record is one packet waiting to be written, or a pipe to close once all
-// packets whose payload waits in it are written.
+// record is one packet waiting to be written.
 type record struct {
-	kind    recordKind
 	ts      time.Time
 	hdr     [40]byte // IPv4 + TCP, or IPv4 + UDP
 	hdrLen  uint8
 	payLen  int
 	data    []byte // payload in memory, or nil
 	pooled  bool   // data came from Capture.bufs
-	pipe    pipePair
 	comment string
-	// inPipe: the whole record (pcap header, packet, pcapng trailer) is
-	// in pipe, recLen bytes, or being written there (see tcpFlow.Spliced).
-	inPipe bool
-	recLen int
+	// inPipe: the payload waits in pipe, behind the payloads of the
+	// records queued before from that pipe (see tcpFlow.Spliced).
+	inPipe  bool
+	pipe    pipePair
+	release *stagePool // the pipe goes back here after this record
 }
 
 // Capture writes packets to a pcap or pcapng stream from a goroutine of
@@ -178,66 +169,28 @@ func (c *Capture) getBuf() []byte { return *(c.bufs.Get().(*[]byte)) }
 
 func (c *Capture) enqueue(r record) { c.queue <- r }
 
-// maxBatch bounds how many bytes of consecutive records from one pipe the
-// writer moves with a single splice(2).
-const maxBatch = 4 << 20
-
 func (c *Capture) run() {
 	defer close(c.done)
-	var pending *record
-	open := true
-	for open || pending != nil {
-		var r record
-		if pending != nil {
-			r, pending = *pending, nil
-		} else if r, open = <-c.queue; !open {
-			break
-		}
-		if r.kind == recPacket && r.inPipe {
-			// Records queued back to back from the same pipe lie back to
-			// back in it: one splice moves them all.
-			total, count := r.recLen, int64(1)
-		batch:
-			for total < maxBatch {
-				select {
-				case next, ok := <-c.queue:
-					if !ok {
-						open = false
-						break batch
-					}
-					if next.kind == recPacket && next.inPipe && next.pipe.r == r.pipe.r {
-						total += next.recLen
-						count++
-						continue
-					}
-					pending = &next
-					break batch
-				default:
-					break batch
-				}
-			}
-			if c.err == nil {
-				if err := c.copyFromPipe(r.pipe.r, total); err != nil {
-					c.fail(err)
-				} else {
-					c.packets += count
-					if err := c.flushIfStreaming(); err != nil {
-						c.fail(err)
-					}
-				}
-			} else {
-				c.drain(r.pipe.r, total)
-			}
-			continue
-		}
+	for r := range c.queue {
 		if c.err == nil {
-			if err := c.write(&r); err != nil {
+			var err error
+			if r.inPipe {
+				err = c.writeSpliced(&r)
+			} else {
+				err = c.write(&r)
+			}
+			if err != nil {
 				c.fail(err)
 			}
 		}
 		switch {
-		case r.kind == recClosePipe:
-			r.pipe.close()
+		case r.release != nil:
+			if c.err != nil {
+				// Whatever the failed write left in the pipe, and the
+				// payloads of the records skipped since.
+				c.emptyPipe(r.pipe.r)
+			}
+			r.release.put(r.pipe)
 		case r.pooled:
 			b := r.data[:cap(r.data)]
 			c.bufs.Put(&b)
@@ -255,15 +208,18 @@ func (c *Capture) fail(err error) {
 	close(c.failed)
 }
 
-// drain empties n bytes out of a pipe after a write error, so that the
-// forwarding side never waits for a writer that stopped.
-func (c *Capture) drain(fd, n int) {
-	for n > 0 {
-		k, err := retryEINTR(func() (int, error) { return unix.Read(fd, c.tmp[:min(n, len(c.tmp))]) })
-		if err != nil || k == 0 {
+// emptyPipe discards what waits in a pipe after a write error, so that
+// the forwarding side never waits for a writer that stopped. Only the
+// writer holds the pipe now: nothing is added while it is emptied.
+func (c *Capture) emptyPipe(fd int) {
+	for {
+		n, err := pipeLen(fd)
+		if err != nil || n == 0 {
 			return
 		}
-		n -= k
+		if _, err := retryEINTR(func() (int, error) { return unix.Read(fd, c.tmp[:min(n, len(c.tmp))]) }); err != nil {
+			return
+		}
 	}
 }
 
@@ -310,12 +266,22 @@ func (c *Capture) appendTrailer(b []byte, r *record) []byte {
 
 // write writes a record whose payload is in memory.
 func (c *Capture) write(r *record) error {
-	if r.kind != recPacket {
-		return nil
-	}
 	c.scratch = c.appendPrefix(c.scratch[:0], r)
 	c.bw.Write(c.scratch)
 	c.bw.Write(r.data[:r.payLen])
+	c.scratch = c.appendTrailer(c.scratch[:0], r)
+	c.bw.Write(c.scratch)
+	c.packets++
+	return c.flushIfStreaming()
+}
+
+// writeSpliced writes a record whose payload waits in a pipe.
+func (c *Capture) writeSpliced(r *record) error {
+	c.scratch = c.appendPrefix(c.scratch[:0], r)
+	c.bw.Write(c.scratch)
+	if err := c.copyFromPipe(r.pipe.r, r.payLen); err != nil {
+		return err
+	}
 	c.scratch = c.appendTrailer(c.scratch[:0], r)
 	c.bw.Write(c.scratch)
 	c.packets++

@@ -1,7 +1,6 @@
 package sockspy
 
 import (
-	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -165,39 +164,30 @@ func (f *tcpFlow) Data(dir Direction, payload []byte, pooled bool) {
 }
 
 // Spliced queues a segment of n <= maxSegment bytes that waits in the
-// pipe stage. The whole record goes into capPipe, the direction's capture
-// pipe: its header written, then the payload moved from stage with
-// splice(2), then the pcapng trailer; the writer moves it, with the
-// records queued after it, into the file with one splice. Writing into a
-// full capture pipe blocks until the writer catches up: backpressure.
-//
-// The record is queued before it is written: the payload may lie in more
-// pipe buffers (one per write the peer made) than capPipe has slots, so
-// the writer must empty the pipe while it is filled. Should filling it
-// fail, the caller closes capPipe's write end, and the writer finds the
-// record cut short instead of waiting for it.
-func (f *tcpFlow) Spliced(dir Direction, capPipe, stage pipePair, n int) error {
+// pipe stage, next after the segments queued before it from that pipe. The
+// writer writes the record's header, splices the payload from stage into
+// the file and writes the trailer. With release set, this is the pipe's
+// last segment: the writer gives the pipe back to release afterwards.
+func (f *tcpFlow) Spliced(dir Direction, stage pipePair, release *stagePool, n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	r := record{ts: time.Now(), payLen: n, pipe: capPipe, inPipe: true}
+	r := record{ts: time.Now(), payLen: n, pipe: stage, inPipe: true, release: release}
 	f.header(&r, dir, flagACK|flagPSH, f.next[dir], f.next[1-dir], nil, n)
-	f.scratch = f.capture.appendPrefix(f.scratch[:0], &r)
-	prefixLen := len(f.scratch)
-	f.scratch = f.capture.appendTrailer(f.scratch, &r)
-	prefix, trailer := f.scratch[:prefixLen], f.scratch[prefixLen:]
-	r.recLen = len(f.scratch) + n
 	f.capture.enqueue(r)
 	f.next[dir] += uint32(n)
-	if err := writeFull(capPipe.w, prefix); err != nil {
-		return fmt.Errorf("capture pipe: %w", err)
+}
+
+// SplicedChunk queues the n bytes waiting in stage as segments of at most
+// maxSegment bytes; the pipe goes back to pool after the last one.
+func (f *tcpFlow) SplicedChunk(dir Direction, stage pipePair, pool *stagePool, n int) {
+	for off := 0; off < n; off += maxSegment {
+		seg := min(maxSegment, n-off)
+		var release *stagePool
+		if off+seg == n {
+			release = pool
+		}
+		f.Spliced(dir, stage, release, seg)
 	}
-	if err := movePipe(stage.r, capPipe.w, n); err != nil {
-		return fmt.Errorf("capture pipe: %w", err)
-	}
-	if err := writeFull(capPipe.w, trailer); err != nil {
-		return fmt.Errorf("capture pipe: %w", err)
-	}
-	return nil
 }
 
 // Fin queues a FIN from dir and the other side's acknowledgement.
@@ -224,12 +214,6 @@ func (f *tcpFlow) Reset(dir Direction) {
 	}
 	f.closed = true
 	f.emit(dir, flagRST|flagACK, "")
-}
-
-// ClosePipe hands a pipe to the writer, which closes it after the packets
-// queued before.
-func (c *Capture) ClosePipe(p pipePair) {
-	c.enqueue(record{kind: recClosePipe, pipe: p})
 }
 
 // udpFlow turns the datagrams of one UNIX client address into UDP packets

@@ -3,8 +3,11 @@ package sockspy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,6 +217,75 @@ func FuzzFlowSegmenting(f *testing.F) {
 	})
 }
 
+// FuzzSplicedSegmenting sends the input through the spliced path, as the
+// forwarding does: chunks of random sizes in stage pipes, alternating
+// directions, into a capture file; the file must reassemble to the input.
+func FuzzSplicedSegmenting(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"), []byte{1, 2, 3}, false)
+	f.Add(bytes.Repeat([]byte{0xab}, 70000), []byte{255, 0, 17}, true)
+	f.Fuzz(func(t *testing.T, data, sizeBytes []byte, pcapng bool) {
+		var sizes []int
+		for _, b := range sizeBytes {
+			sizes = append(sizes, int(b)*int(b)*2+int(b)) // 0..~130 KiB
+		}
+		if len(data) > 0 && len(sizes) > 0 && slices.Min(sizes) >= 1000 {
+			data = bytes.Repeat(data, 1+200_000/len(data))
+		}
+		out, err := os.Create(t.TempDir() + "/cap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		format := FormatPcap
+		if pcapng {
+			format = FormatPcapng
+		}
+		c, err := NewCapture(out, CaptureOptions{Format: format, Interface: "/run/x.sock"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pools := [2]*stagePool{newStagePool(), newStagePool()}
+		defer pools[0].close()
+		defer pools[1].close()
+		fl := newTCPFlow(c, 40001, 80, 0xfffffff0)
+		fl.Open("pid=1")
+		rest := data
+		for i := 0; len(rest) > 0; i++ {
+			n := 1
+			if len(sizes) > 0 {
+				n = max(1, min(sizes[i%len(sizes)], len(rest)))
+			}
+			dir := Direction(i % 2)
+			stage, err := pools[dir].get()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := writeAll(stage.w, rest[:n]); err != nil {
+				t.Fatal(err)
+			}
+			fl.SplicedChunk(dir, stage, pools[dir], n)
+			rest = rest[n:]
+		}
+		fl.Fin(ToServer)
+		fl.Fin(ToClient)
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := os.ReadFile(out.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pcapng {
+			raw = pcapngToPcap(t, raw)
+		}
+		gotS, gotC := reassemble(t, readSegments(t, raw), 40001)
+		wantS, wantC := split(data, sizes)
+		if !bytes.Equal(gotS, wantS) || !bytes.Equal(gotC, wantC) {
+			t.Fatalf("reassembled %d/%d bytes, sent %d/%d", len(gotS), len(gotC), len(wantS), len(wantC))
+		}
+	})
+}
+
 func TestSplicedPayloadReachesTheFile(t *testing.T) {
 	out, err := os.Create(t.TempDir() + "/cap.pcap")
 	if err != nil {
@@ -224,38 +296,103 @@ func TestSplicedPayloadReachesTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := newPipe(1 << 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stage, err := newPipe(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stage.close()
+	pool := newStagePool()
 	f := newTCPFlow(c, 40002, 80, 1)
 	f.Open("")
-	want := bytes.Repeat([]byte("0123456789"), 5000)
+	want := bytes.Repeat([]byte("0123456789"), 50000)
 	for rest := want; len(rest) > 0; {
-		n := min(len(rest), 30000)
+		// More chunks than maxStaged: get waits for the writer to
+		// return pipes.
+		stage, err := pool.get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := min(len(rest), 150000) // three segments, the last one short
 		if _, err := writeAll(stage.w, rest[:n]); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.Spliced(ToServer, p, stage, n); err != nil {
-			t.Fatal(err)
+		for off := 0; off < n; off += maxSegment {
+			seg := min(maxSegment, n-off)
+			var release *stagePool
+			if off+seg == n {
+				release = pool
+			}
+			f.Spliced(ToServer, stage, release, seg)
 		}
 		rest = rest[n:]
 	}
 	f.Fin(ToServer)
-	c.ClosePipe(p)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
+	pool.close()
 	raw, _ := os.ReadFile(out.Name())
-	got, _ := reassemble(t, readSegments(t, raw), 40002)
+	segs := readSegments(t, raw)
+	got, _ := reassemble(t, segs, 40002)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("file holds %d bytes of payload, want %d", len(got), len(want))
 	}
+	if pool.created > maxStaged {
+		t.Fatalf("%d stage pipes made, at most %d allowed", pool.created, maxStaged)
+	}
+}
+
+// TestSplicedAfterAWriteErrorKeepsForwarding: once the capture cannot be
+// written, the writer still empties and returns every stage pipe, so the
+// forwarding (which waits for a free pipe) never stalls on it.
+func TestSplicedAfterAWriteErrorKeepsForwarding(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCapture(w, CaptureOptions{Format: FormatPcap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close() // every write from now on fails with EPIPE
+	pool := newStagePool()
+	f := newTCPFlow(c, 40004, 80, 1)
+	f.Open("")
+	chunk := bytes.Repeat([]byte("x"), 100000)
+	done := make(chan error, 1)
+	go func() {
+		for range 10 * maxStaged {
+			stage, err := pool.get()
+			if err != nil {
+				done <- err
+				return
+			}
+			if n, err := pipeLen(stage.r); err != nil || n != 0 {
+				done <- fmt.Errorf("a pipe came back holding %d bytes (%v)", n, err)
+				return
+			}
+			if _, err := writeAll(stage.w, chunk); err != nil {
+				done <- err
+				return
+			}
+			f.Spliced(ToServer, stage, nil, maxSegment)
+			f.Spliced(ToServer, stage, pool, len(chunk)-maxSegment)
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the forwarding waited for a stage pipe that the failed writer never returned")
+	}
+	select {
+	case <-c.Failed():
+	default:
+		t.Fatal("Failed() not closed after writes to a closed pipe")
+	}
+	if err := c.Close(); !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("Close: %v, want EPIPE", err)
+	}
+	pool.close()
+	w.Close()
 }
 
 func writeAll(fd int, b []byte) (int, error) {
@@ -270,12 +407,10 @@ func writeAll(fd int, b []byte) (int, error) {
 	return done, nil
 }
 
-// TestSplicedSegmentInMoreBuffersThanTheCapturePipeHolds: a chunk read from
-// a socket that queued many small writes lies in one pipe buffer per write.
-// The capture pipe may then not hold the record's header and all of its
-// buffers at once; the writer must empty it while it is filled, or the
-// connection stalls for good (and with it the shutdown).
-func TestSplicedSegmentInMoreBuffersThanTheCapturePipeHolds(t *testing.T) {
+// TestSplicedSegmentInManyPipeBuffers: a chunk read from a socket that
+// queued many small writes lies in one pipe buffer per write; the writer
+// must move all of them, record by record, into the file.
+func TestSplicedSegmentInManyPipeBuffers(t *testing.T) {
 	dir := t.TempDir()
 	src, err := os.Create(dir + "/small-writes")
 	if err != nil {
@@ -286,12 +421,9 @@ func TestSplicedSegmentInMoreBuffersThanTheCapturePipeHolds(t *testing.T) {
 	if _, err := src.Write(content); err != nil {
 		t.Fatal(err)
 	}
-	stage, err := newPipe(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stage.close()
-	capPipe, err := newPipe(0) // as large as stage
+	pool := newStagePool()
+	defer pool.close()
+	stage, err := pool.get()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,6 +440,9 @@ func TestSplicedSegmentInMoreBuffersThanTheCapturePipeHolds(t *testing.T) {
 		}
 	}
 	n := int(off)
+	if n < 1000 {
+		t.Fatalf("only %d bytes in the stage pipe", n)
+	}
 	out, err := os.Create(dir + "/cap.pcap")
 	if err != nil {
 		t.Fatal(err)
@@ -319,20 +454,10 @@ func TestSplicedSegmentInMoreBuffersThanTheCapturePipeHolds(t *testing.T) {
 	}
 	f := newTCPFlow(c, 40003, 80, 7)
 	f.Open("")
-	spliced := make(chan error, 1)
-	go func() { spliced <- f.Spliced(ToServer, capPipe, stage, n) }()
-	select {
-	case err := <-spliced:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(60 * time.Second):
-		// Microseconds of work: a minute means it waits for itself.
-		t.Fatalf("Spliced of %d bytes in %d pipe buffers never returned: deadlocked on the capture pipe", n, n/10)
-	}
+	half := n / 2
+	f.Spliced(ToServer, stage, nil, half)
+	f.Spliced(ToServer, stage, pool, n-half)
 	f.Fin(ToServer)
-	unix.Close(capPipe.w)
-	c.ClosePipe(pipePair{capPipe.r, -1})
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -340,5 +465,32 @@ func TestSplicedSegmentInMoreBuffersThanTheCapturePipeHolds(t *testing.T) {
 	got, _ := reassemble(t, readSegments(t, raw), 40003)
 	if !bytes.Equal(got, content[:n]) {
 		t.Fatalf("file holds %d bytes of payload, want %d", len(got), n)
+	}
+}
+
+// pcapngToPcap reads a pcapng capture with gopacket's reader and writes
+// its packets out as pcap, for readSegments.
+func pcapngToPcap(t testing.TB, ng []byte) []byte {
+	t.Helper()
+	r, err := pcapgo.NewNgReader(bytes.NewReader(ng), pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("pcapng header: %v", err)
+	}
+	var out bytes.Buffer
+	w := pcapgo.NewWriterNanos(&out)
+	if err := w.WriteFileHeader(snapLen, layers.LinkTypeRaw); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		data, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			return out.Bytes()
+		}
+		if err != nil {
+			t.Fatalf("pcapng packet: %v", err)
+		}
+		if err := w.WritePacket(ci, data); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

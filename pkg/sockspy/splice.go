@@ -3,7 +3,7 @@ package sockspy
 import (
 	"errors"
 	"fmt"
-	"io"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -112,21 +112,80 @@ func writeFull(fd int, b []byte) error {
 	return nil
 }
 
-// movePipe moves n bytes from one pipe to another with splice(2): the
-// pages change hands, nothing is copied.
-func movePipe(from, to, n int) error {
-	for n > 0 {
-		k, err := retryEINTR(func() (int, error) {
-			k, err := unix.Splice(from, nil, to, nil, n, unix.SPLICE_F_MOVE)
-			return int(k), err
-		})
-		if err != nil {
-			return err
-		}
-		if k == 0 {
-			return io.ErrUnexpectedEOF
-		}
-		n -= k
+// maxStaged is how many stage pipes one direction of a connection may
+// have waiting for the capture writer: while the writer empties one into
+// the file, the forwarding fills the next. Beyond that the forwarding
+// waits: backpressure, bounded at maxStaged pipes of payload.
+const maxStaged = 4
+
+// stagePool holds the stage pipes of one direction of a connection. A pipe
+// belongs either to the forwarding goroutine (free, or being filled) or to
+// the capture writer (queued); never to both, so neither ever waits on
+// the other's pipe lock. The writer returns each pipe once it has written
+// the records whose payload lies in it.
+type stagePool struct {
+	free    chan pipePair
+	mu      sync.Mutex
+	created int
+	closed  bool
+}
+
+func newStagePool() *stagePool {
+	return &stagePool{free: make(chan pipePair, maxStaged)}
+}
+
+// get returns an empty pipe: a free one, a new one while fewer than
+// maxStaged exist, or else the next one the writer returns.
+func (s *stagePool) get() (pipePair, error) {
+	select {
+	case p := <-s.free:
+		return p, nil
+	default:
 	}
-	return nil
+	s.mu.Lock()
+	if s.created < maxStaged {
+		s.created++
+		s.mu.Unlock()
+		p, err := newPipe(1 << 20)
+		if err != nil {
+			s.mu.Lock()
+			s.created--
+			s.mu.Unlock()
+		}
+		return p, err
+	}
+	s.mu.Unlock()
+	return <-s.free, nil
+}
+
+// put gives an empty pipe back; after close it is closed instead.
+func (s *stagePool) put(p pipePair) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		p.close()
+		return
+	}
+	s.free <- p // never blocks: at most maxStaged pipes exist
+}
+
+// close closes the free pipes now and every queued one once the writer
+// returns it.
+func (s *stagePool) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for {
+		select {
+		case p := <-s.free:
+			p.close()
+		default:
+			return
+		}
+	}
+}
+
+// pipeLen is the number of bytes waiting in a pipe.
+func pipeLen(fd int) (int, error) {
+	return unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD
 }

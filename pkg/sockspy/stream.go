@@ -18,7 +18,10 @@ var oobSize = unix.CmsgSpace(253 * 4)
 
 // spliceChunk is the most one splice from a socket takes: several
 // segments, so that the syscalls per byte stay few.
-const spliceChunk = 256 << 10
+const spliceChunk = 1 << 20
+
+// sockBuf is the send buffer asked for on both of the proxy's sockets.
+var sockBuf = 4 << 20
 
 // seqpacketMax is the largest seqpacket message forwarded whole.
 const seqpacketMax = 1 << 20
@@ -39,6 +42,13 @@ func (p *Proxy) serveConn(client *net.UnixConn) {
 	}
 	defer p.untrack(server)
 
+	if p.Plan.Type == Stream {
+		// What opsctl sends waits in its own socket's send buffer; a deep
+		// one lets a whole spliced chunk go out in one call. Best effort:
+		// the kernel caps it at net.core.wmem_max.
+		_ = server.SetWriteBuffer(sockBuf)
+		_ = client.SetWriteBuffer(sockBuf)
+	}
 	rc, _ := client.SyscallConn()
 	peer, _ := peerOf(rc)
 	port := p.clientPort()
@@ -216,23 +226,11 @@ func (pm *pump) spliceLoop() error {
 		return err
 	}
 	defer fwd.close()
-	capPipe, stage := pipePair{-1, -1}, pipePair{-1, -1}
+	var staged *stagePool
 	if pm.flow != nil {
-		if stage, err = newPipe(1 << 20); err != nil {
-			return err
-		}
-		defer stage.close()
-		if capPipe, err = newPipe(1 << 20); err != nil {
-			return err
-		}
-		defer func() {
-			// The write end is the pump's: once it is closed, a record cut
-			// short by an error ends in EOF for the writer instead of a
-			// wait for bytes that never come. The read end is the
-			// writer's, closed after the records queued before.
-			unix.Close(capPipe.w)
-			pm.p.Capture.ClosePipe(pipePair{capPipe.r, -1})
-		}()
+		staged = newStagePool()
+		// Pipes still queued are closed once the writer is done with them.
+		defer staged.close()
 	}
 	var one [1]byte
 	var copyBuf []byte
@@ -293,36 +291,38 @@ func (pm *pump) spliceLoop() error {
 			}
 			continue
 		}
-		if err := pm.forward(fwd, capPipe, stage, dstRC, n); err != nil {
+		if err := pm.forward(fwd, staged, dstRC, n); err != nil {
 			return err
 		}
 	}
 }
 
-// forward moves n bytes that wait in fwd to the destination socket, after
-// tee(2) has duplicated them into stage for the capture. stage is empty
-// and as large as fwd, so tee takes everything; should it take less, the
-// chunk goes out as several segments.
-func (pm *pump) forward(fwd, capPipe, stage pipePair, dst syscall.RawConn, n int) error {
+// forward moves n bytes that wait in fwd to the destination socket. When
+// capturing, tee(2) first duplicates them into an empty stage pipe, which
+// goes to the capture writer with one record per segment. A stage pipe is
+// as large as fwd, so tee takes everything; should it take less, the
+// chunk goes out in several parts.
+func (pm *pump) forward(fwd pipePair, staged *stagePool, dst syscall.RawConn, n int) error {
 	for n > 0 {
 		k := n
-		if capPipe.w >= 0 {
+		if staged != nil {
+			stage, err := staged.get()
+			if err != nil {
+				return err
+			}
 			t, err := retryEINTR(func() (int, error) {
 				t, err := unix.Tee(fwd.r, stage.w, n, 0)
 				return int(t), err
 			})
-			if err != nil {
+			if err != nil || t == 0 {
+				staged.put(stage)
+				if err == nil {
+					err = io.ErrUnexpectedEOF
+				}
 				return fmt.Errorf("tee: %w", err)
 			}
-			if t == 0 {
-				return fmt.Errorf("tee: %w", io.ErrUnexpectedEOF)
-			}
 			k = t
-			for off := 0; off < k; off += maxSegment {
-				if err := pm.flow.Spliced(pm.dir, capPipe, stage, min(maxSegment, k-off)); err != nil {
-					return err
-				}
-			}
+			pm.flow.SplicedChunk(pm.dir, stage, staged, k)
 		}
 		if err := spliceToSocket(fwd.r, dst, k); err != nil {
 			return err

@@ -283,7 +283,8 @@ func viaOpsctl(bin, dir, srv string, s *sink, size int64, conns int, noSplice bo
 	if err != nil {
 		return 0, "", err
 	}
-	return mbs, fmt.Sprintf("pcap %d MB, complete %v after SIGINT", st.Size()/1e6, time.Since(stopAt).Round(time.Millisecond)), nil
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return mbs, fmt.Sprintf("pcap %d MB, complete %v after SIGINT; opsctl used %.2f CPU-s", st.Size()/1e6, time.Since(stopAt).Round(time.Millisecond), cpu.Seconds()), nil
 }
 
 func viaSocat(dir, srv string, s *sink, size int64, conns int) (float64, string, error) {
