@@ -21,7 +21,7 @@ var oobSize = unix.CmsgSpace(253 * 4)
 const spliceChunk = 1 << 20
 
 // sockBuf is the send buffer asked for on both of the proxy's sockets.
-var sockBuf = 4 << 20
+var sockBuf = 1 << 20
 
 // seqpacketMax is the largest seqpacket message forwarded whole.
 const seqpacketMax = 1 << 20

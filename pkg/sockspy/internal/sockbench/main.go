@@ -32,6 +32,7 @@ func main() {
 	skipSocat := flag.Bool("no-socat", false, "skip the socat chain")
 	outDir := flag.String("out", "", "folder for the capture files (default: a temporary folder)")
 	withCopy := flag.Bool("copy", true, "also measure opsctl with splice disabled (OPSCTL_SOCK_NOSPLICE=1)")
+	flag.BoolVar(&warmUp, "warm", true, "before each run that fills a file, write and delete as much in the same folder")
 	flag.Parse()
 	size, err := parseSize(*sizeFlag)
 	if err != nil {
@@ -66,11 +67,13 @@ func main() {
 		var socat float64
 		var socatNote string
 		if !*skipSocat {
+			warm(size)
 			socat, socatNote, err = viaSocat(dir, srv, sink, size, conns)
 			if err != nil {
 				fail(fmt.Errorf("socat chain: %w", err))
 			}
 		}
+		warm(size)
 		ops, opsNote, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, false, "")
 		if err != nil {
 			fail(fmt.Errorf("opsctl: %w", err))
@@ -87,17 +90,19 @@ func main() {
 			row("socat chain + tcpdump", socat, socatNote)
 		}
 		row("opsctl capture (splice)", ops, opsNote)
-		null, _, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, false, "/dev/null")
+		null, nullNote, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, false, "/dev/null")
 		if err != nil {
 			fail(fmt.Errorf("opsctl to /dev/null: %w", err))
 		}
-		row("opsctl -w /dev/null", null, "forwarding alone, no file to fill")
+		row("opsctl -w /dev/null", null, "forwarding alone, no file to fill; "+nullNote[strings.Index(nullNote, "opsctl used"):])
+		warm(size)
 		ceiling, err := fileWrite(size)
 		if err != nil {
 			fail(fmt.Errorf("file write: %w", err))
 		}
 		row("file write, 1 MiB blocks", ceiling, "ceiling of any capture: one copy into the page cache")
 		if *withCopy {
+			warm(size)
 			cp, cpNote, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, true, "")
 			if err != nil {
 				fail(fmt.Errorf("opsctl copy: %w", err))
@@ -110,6 +115,21 @@ func main() {
 
 // captures is the folder the capture files go to.
 var captures string
+
+// warmUp: every run that fills a file first gets memory that was recently
+// used. On a virtual machine whose host backs guest memory lazily, writing
+// into pages the guest has not touched lately runs many times slower than
+// into recycled ones (here 0.4 against 3 GB/s), and whichever run came
+// first would pay for the others.
+var warmUp bool
+
+func warm(size int64) {
+	if warmUp {
+		if _, err := fileWrite(size); err != nil {
+			fail(fmt.Errorf("warm-up write: %w", err))
+		}
+	}
+}
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "sockbench:", err)
