@@ -90,7 +90,20 @@ type Capture struct {
 	packets int64     // written; read after Close
 	bufs    sync.Pool // *[]byte of maxSegment bytes
 	tmp     []byte
+
+	// gather is the writer's own pipe, non-blocking: the records of
+	// spliced payloads are assembled in it (headers written, payload
+	// pages moved from the stage pipes) and go into the file with one
+	// splice per pipeful, not two writes per segment. Large writes let
+	// the file system allocate its page cache in large folios. Absent
+	// (fd -1) when the output cannot be spliced to.
+	gather    pipePair
+	gathered  int // bytes waiting in gather
 }
+
+// gatherSize is asked for the gather pipe; without the privilege to exceed
+// /proc/sys/fs/pipe-max-size the kernel's default pipe is kept.
+const gatherSize = 4 << 20
 
 // CaptureOptions describe the output of a capture.
 type CaptureOptions struct {
@@ -115,12 +128,14 @@ func NewCapture(out io.Writer, opts CaptureOptions) (*Capture, error) {
 		done:      make(chan struct{}),
 		failed:    make(chan struct{}),
 		tmp:       make([]byte, 64<<10),
+		gather:    pipePair{-1, -1},
 	}
 	c.bufs.New = func() any { b := make([]byte, maxSegment); return &b }
 	if f, ok := out.(*os.File); ok {
 		// Fd puts the file in blocking mode, which is what a writer
 		// goroutine of its own wants.
 		c.outFD = int(f.Fd())
+		c.openGather()
 	}
 	if err := c.writeFileHeader(opts.Interface); err != nil {
 		return nil, fmt.Errorf("writing capture header: %w", err)
@@ -195,12 +210,97 @@ func (c *Capture) run() {
 			b := r.data[:cap(r.data)]
 			c.bufs.Put(&b)
 		}
+		if len(c.queue) == 0 && c.err == nil {
+			// Nothing more to add right now: out with what is gathered.
+			if err := c.flushGather(); err != nil {
+				c.fail(err)
+			}
+		}
 	}
 	if c.err == nil {
-		if err := c.bw.Flush(); err != nil {
+		if err := c.flushGather(); err != nil {
+			c.err = err
+		} else if err := c.bw.Flush(); err != nil {
 			c.err = err
 		}
 	}
+	c.gather.close()
+}
+
+func (c *Capture) openGather() {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return // records are then written one by one
+	}
+	c.gather = pipePair{fds[0], fds[1]}
+	// Only the write end: splice(2) from a non-blocking pipe into another
+	// pipe (a `-w -` reader) would not wait for that reader either.
+	if err := unix.SetNonblock(fds[1], true); err != nil {
+		c.gather.close()
+		c.gather = pipePair{-1, -1}
+		return
+	}
+	for size := gatherSize; size >= 1<<20; size /= 2 {
+		if _, err := unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, size); err == nil {
+			break
+		}
+	}
+}
+
+// flushGather splices what waits in the gather pipe into the file.
+func (c *Capture) flushGather() error {
+	if c.gathered == 0 {
+		return nil
+	}
+	n := c.gathered
+	c.gathered = 0
+	return c.copyFromPipe(c.gather.r, n)
+}
+
+// toGather writes b into the gather pipe, emptying the pipe into the file
+// whenever it is full.
+func (c *Capture) toGather(b []byte) error {
+	for len(b) > 0 {
+		k, err := unix.Write(c.gather.w, b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN && c.gathered > 0:
+			if err := c.flushGather(); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("capture gather pipe: %w", err)
+		}
+		c.gathered += k
+		b = b[k:]
+	}
+	return nil
+}
+
+// moveToGather moves n payload bytes from a stage pipe into the gather
+// pipe: the pages change hands, nothing is copied.
+func (c *Capture) moveToGather(from, n int) error {
+	for n > 0 {
+		k, err := unix.Splice(from, nil, c.gather.w, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN && c.gathered > 0:
+			if err := c.flushGather(); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("capture gather pipe: %w", err)
+		case k == 0:
+			return fmt.Errorf("capture gather pipe: %w", io.ErrUnexpectedEOF)
+		}
+		c.gathered += int(k)
+		n -= int(k)
+	}
+	return nil
 }
 
 func (c *Capture) fail(err error) {
@@ -266,6 +366,9 @@ func (c *Capture) appendTrailer(b []byte, r *record) []byte {
 
 // write writes a record whose payload is in memory.
 func (c *Capture) write(r *record) error {
+	if err := c.flushGather(); err != nil {
+		return err
+	}
 	c.scratch = c.appendPrefix(c.scratch[:0], r)
 	c.bw.Write(c.scratch)
 	c.bw.Write(r.data[:r.payLen])
@@ -277,6 +380,27 @@ func (c *Capture) write(r *record) error {
 
 // writeSpliced writes a record whose payload waits in a pipe.
 func (c *Capture) writeSpliced(r *record) error {
+	if c.gather.w >= 0 && c.outFD >= 0 {
+		if err := c.bw.Flush(); err != nil {
+			return err
+		}
+		c.scratch = c.appendPrefix(c.scratch[:0], r)
+		if err := c.toGather(c.scratch); err != nil {
+			return err
+		}
+		if err := c.moveToGather(r.pipe.r, r.payLen); err != nil {
+			return err
+		}
+		c.scratch = c.appendTrailer(c.scratch[:0], r)
+		if err := c.toGather(c.scratch); err != nil {
+			return err
+		}
+		c.packets++
+		if c.streaming {
+			return c.flushGather()
+		}
+		return nil
+	}
 	c.scratch = c.appendPrefix(c.scratch[:0], r)
 	c.bw.Write(c.scratch)
 	if err := c.copyFromPipe(r.pipe.r, r.payLen); err != nil {
