@@ -97,13 +97,13 @@ type Capture struct {
 	// splice per pipeful, not two writes per segment. Large writes let
 	// the file system allocate its page cache in large folios. Absent
 	// (fd -1) when the output cannot be spliced to.
-	gather    pipePair
-	gathered  int // bytes waiting in gather
+	gather   pipePair
+	gathered int // bytes waiting in gather
 }
 
 // gatherSize is asked for the gather pipe; without the privilege to exceed
-// /proc/sys/fs/pipe-max-size the kernel's default pipe is kept.
-const gatherSize = 4 << 20
+// /proc/sys/fs/pipe-max-size, 1 MiB, and failing that the kernel's default.
+var gatherSize = 4 << 20
 
 // CaptureOptions describe the output of a capture.
 type CaptureOptions struct {
@@ -240,10 +240,8 @@ func (c *Capture) openGather() {
 		c.gather = pipePair{-1, -1}
 		return
 	}
-	for size := gatherSize; size >= 1<<20; size /= 2 {
-		if _, err := unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, size); err == nil {
-			break
-		}
+	if _, err := unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, gatherSize); err != nil {
+		_, _ = unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, min(gatherSize, 1<<20))
 	}
 }
 

@@ -231,59 +231,83 @@ func FuzzSplicedSegmenting(f *testing.F) {
 		if len(data) > 0 && len(sizes) > 0 && slices.Min(sizes) >= 1000 {
 			data = bytes.Repeat(data, 1+200_000/len(data))
 		}
-		out, err := os.Create(t.TempDir() + "/cap")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer out.Close()
-		format := FormatPcap
-		if pcapng {
-			format = FormatPcapng
-		}
-		c, err := NewCapture(out, CaptureOptions{Format: format, Interface: "/run/x.sock"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pools := [2]*stagePool{newStagePool(), newStagePool()}
-		defer pools[0].close()
-		defer pools[1].close()
-		fl := newTCPFlow(c, 40001, 80, 0xfffffff0)
-		fl.Open("pid=1")
-		rest := data
-		for i := 0; len(rest) > 0; i++ {
-			n := 1
-			if len(sizes) > 0 {
-				n = max(1, min(sizes[i%len(sizes)], len(rest)))
-			}
-			dir := Direction(i % 2)
-			stage, err := pools[dir].get()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := writeAll(stage.w, rest[:n]); err != nil {
-				t.Fatal(err)
-			}
-			fl.SplicedChunk(dir, stage, pools[dir], n)
-			rest = rest[n:]
-		}
-		fl.Fin(ToServer)
-		fl.Fin(ToClient)
-		if err := c.Close(); err != nil {
-			t.Fatal(err)
-		}
-		raw, err := os.ReadFile(out.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if pcapng {
-			raw = pcapngToPcap(t, raw)
-		}
-		gotS, gotC := reassemble(t, readSegments(t, raw), 40001)
-		wantS, wantC := split(data, sizes)
-		if !bytes.Equal(gotS, wantS) || !bytes.Equal(gotC, wantC) {
-			t.Fatalf("reassembled %d/%d bytes, sent %d/%d", len(gotS), len(gotC), len(wantS), len(wantC))
-		}
+		splicedRoundTrip(t, data, sizes, pcapng)
 	})
+}
+
+// TestGatherPipeSmallerThanARecord: with a one-page gather pipe every
+// record is split over several splices into the file, and consecutive
+// records share them; the file must still hold each record whole, in
+// order.
+func TestGatherPipeSmallerThanARecord(t *testing.T) {
+	defer func(size int) { gatherSize = size }(gatherSize)
+	gatherSize = 4096
+	data := make([]byte, 600_000)
+	for i := range data {
+		data[i] = byte(i * 7 / 5)
+	}
+	for _, pcapng := range []bool{false, true} {
+		splicedRoundTrip(t, data, []int{70_000, 3, 200_000, 65_495, 1}, pcapng)
+	}
+}
+
+// splicedRoundTrip sends data through the spliced path, as the forwarding
+// does: chunks of the given sizes in stage pipes, alternating directions,
+// into a capture file, which must reassemble to data.
+func splicedRoundTrip(t *testing.T, data []byte, sizes []int, pcapng bool) {
+	t.Helper()
+	out, err := os.Create(t.TempDir() + "/cap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	format := FormatPcap
+	if pcapng {
+		format = FormatPcapng
+	}
+	c, err := NewCapture(out, CaptureOptions{Format: format, Interface: "/run/x.sock"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pools := [2]*stagePool{newStagePool(), newStagePool()}
+	defer pools[0].close()
+	defer pools[1].close()
+	fl := newTCPFlow(c, 40001, 80, 0xfffffff0)
+	fl.Open("pid=1")
+	rest := data
+	for i := 0; len(rest) > 0; i++ {
+		n := 1
+		if len(sizes) > 0 {
+			n = max(1, min(sizes[i%len(sizes)], len(rest)))
+		}
+		dir := Direction(i % 2)
+		stage, err := pools[dir].get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := writeAll(stage.w, rest[:n]); err != nil {
+			t.Fatal(err)
+		}
+		fl.SplicedChunk(dir, stage, pools[dir], n)
+		rest = rest[n:]
+	}
+	fl.Fin(ToServer)
+	fl.Fin(ToClient)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(out.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pcapng {
+		raw = pcapngToPcap(t, raw)
+	}
+	gotS, gotC := reassemble(t, readSegments(t, raw), 40001)
+	wantS, wantC := split(data, sizes)
+	if !bytes.Equal(gotS, wantS) || !bytes.Equal(gotC, wantC) {
+		t.Fatalf("reassembled %d/%d bytes, sent %d/%d", len(gotS), len(gotC), len(wantS), len(wantC))
+	}
 }
 
 func TestSplicedPayloadReachesTheFile(t *testing.T) {
