@@ -60,7 +60,9 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
+		cpu0 := selfCPU()
 		direct, err := transfer(srv, sink, size, conns)
+		directCPU := selfCPU() - cpu0
 		if err != nil {
 			fail(fmt.Errorf("direct: %w", err))
 		}
@@ -85,7 +87,7 @@ func main() {
 			}
 			fmt.Printf("%-28s %5d %10.0f %8.0f%% %9s  %s\n", name, conns, mbs, 100*mbs/direct, vsSocat, note)
 		}
-		row("direct", direct, "")
+		row("direct", direct, fmt.Sprintf("client and server used %.2f CPU-s", directCPU.Seconds()))
 		if socat > 0 {
 			row("socat chain + tcpdump", socat, socatNote)
 		}
@@ -111,6 +113,16 @@ func main() {
 		}
 		sink.ln.Close()
 	}
+}
+
+// selfCPU is the CPU time this process (the benchmark's clients and
+// server) has used so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // captures is the folder the capture files go to.
@@ -289,7 +301,9 @@ func viaOpsctl(bin, dir, srv string, s *sink, size int64, conns int, noSplice bo
 		return 0, "", err
 	}
 	drainProbe(s)
+	cpu0 := selfCPU()
 	mbs, err := transfer(proxy, s, size, conns)
+	benchCPU := selfCPU() - cpu0
 	stopAt := time.Now()
 	cmd.Process.Signal(os.Interrupt)
 	waitErr := cmd.Wait()
@@ -304,7 +318,7 @@ func viaOpsctl(bin, dir, srv string, s *sink, size int64, conns int, noSplice bo
 		return 0, "", err
 	}
 	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	return mbs, fmt.Sprintf("pcap %d MB, complete %v after SIGINT; opsctl used %.2f CPU-s", st.Size()/1e6, time.Since(stopAt).Round(time.Millisecond), cpu.Seconds()), nil
+	return mbs, fmt.Sprintf("pcap %d MB, complete %v after SIGINT; opsctl used %.2f CPU-s, client and server %.2f", st.Size()/1e6, time.Since(stopAt).Round(time.Millisecond), cpu.Seconds(), benchCPU.Seconds()), nil
 }
 
 func viaSocat(dir, srv string, s *sink, size int64, conns int) (float64, string, error) {
@@ -358,7 +372,9 @@ func viaSocat(dir, srv string, s *sink, size int64, conns int) (float64, string,
 		return 0, "", err
 	}
 	drainProbe(s)
+	cpu0 := selfCPU()
 	mbs, err := transfer(proxy, s, size, conns)
+	benchCPU := selfCPU() - cpu0
 	if err != nil {
 		return 0, "", err
 	}
@@ -379,7 +395,7 @@ func viaSocat(dir, srv string, s *sink, size int64, conns int) (float64, string,
 			note += strings.TrimSpace(l) + "; "
 		}
 	}
-	return mbs, strings.TrimSuffix(note, "; "), nil
+	return mbs, note + fmt.Sprintf("client and server used %.2f CPU-s", benchCPU.Seconds()), nil
 }
 
 // fileWrite writes size bytes to a new file in the captures folder with
