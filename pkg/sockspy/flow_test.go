@@ -15,6 +15,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
+
+	"github.com/opsctl/opsctl/internal/testenv"
 )
 
 // segment is one TCP packet read back from a capture.
@@ -231,7 +233,7 @@ func FuzzSplicedSegmenting(f *testing.F) {
 		if len(data) > 0 && len(sizes) > 0 && slices.Min(sizes) >= 1000 {
 			data = bytes.Repeat(data, 1+200_000/len(data))
 		}
-		splicedRoundTrip(t, data, sizes, pcapng)
+		splicedRoundTrip(t, t.TempDir(), data, sizes, pcapng)
 	})
 }
 
@@ -247,16 +249,39 @@ func TestGatherPipeSmallerThanARecord(t *testing.T) {
 		data[i] = byte(i * 7 / 5)
 	}
 	for _, pcapng := range []bool{false, true} {
-		splicedRoundTrip(t, data, []int{70_000, 3, 200_000, 65_495, 1}, pcapng)
+		splicedRoundTrip(t, t.TempDir(), data, []int{70_000, 3, 200_000, 65_495, 1}, pcapng)
+	}
+}
+
+// TestPreallocationIsGivenBackOnExt4: on ext4 the writer reserves the
+// file's blocks ahead of its writes; the file ends up holding exactly the
+// records (no reserved zeros in it) and no reserved blocks beyond them.
+func TestPreallocationIsGivenBackOnExt4(t *testing.T) {
+	dir := t.TempDir()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil || fs.Type != unix.EXT4_SUPER_MAGIC {
+		testenv.Missing(t, dir+" is not on ext4, where captures preallocate")
+	}
+	data := bytes.Repeat([]byte("preallocated "), 100_000)
+	c := splicedRoundTrip(t, dir, data, []int{200_000, 65_495, 7}, false)
+	if c.allocEnd < preallocStep {
+		t.Fatalf("reserved up to %d bytes, want at least %d", c.allocEnd, preallocStep)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir+"/cap", &st); err != nil {
+		t.Fatal(err)
+	}
+	if used := st.Blocks * 512; used > st.Size+1<<20 {
+		t.Fatalf("the %d-byte capture still holds %d bytes of blocks", st.Size, used)
 	}
 }
 
 // splicedRoundTrip sends data through the spliced path, as the forwarding
 // does: chunks of the given sizes in stage pipes, alternating directions,
 // into a capture file, which must reassemble to data.
-func splicedRoundTrip(t *testing.T, data []byte, sizes []int, pcapng bool) {
+func splicedRoundTrip(t *testing.T, dir string, data []byte, sizes []int, pcapng bool) *Capture {
 	t.Helper()
-	out, err := os.Create(t.TempDir() + "/cap")
+	out, err := os.Create(dir + "/cap")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,6 +333,7 @@ func splicedRoundTrip(t *testing.T, data []byte, sizes []int, pcapng bool) {
 	if !bytes.Equal(gotS, wantS) || !bytes.Equal(gotC, wantC) {
 		t.Fatalf("reassembled %d/%d bytes, sent %d/%d", len(gotS), len(gotC), len(wantS), len(wantC))
 	}
+	return c
 }
 
 func TestSplicedPayloadReachesTheFile(t *testing.T) {
