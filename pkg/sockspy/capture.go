@@ -104,6 +104,7 @@ type Capture struct {
 	// the writes, up to allocEnd (see preallocates).
 	prealloc bool
 	allocEnd int64
+	fileFD   int // the file's descriptor, kept when outFD gives up splicing
 }
 
 // gatherSize is asked for the gather pipe; without the privilege to exceed
@@ -141,7 +142,9 @@ func NewCapture(out io.Writer, opts CaptureOptions) (*Capture, error) {
 		// goroutine of its own wants.
 		c.outFD = int(f.Fd())
 		c.openGather()
-		c.prealloc = preallocates(c.outFD)
+		if preallocates(c.outFD) {
+			c.prealloc, c.fileFD = true, c.outFD
+		}
 	}
 	if err := c.writeFileHeader(opts.Interface); err != nil {
 		return nil, fmt.Errorf("writing capture header: %w", err)
@@ -257,7 +260,7 @@ func preallocates(fd int) bool {
 // (ENOSPC with less than the step left), preallocation stops and the
 // writes go on as before.
 func (c *Capture) preallocate(n int) {
-	pos, err := unix.Seek(c.outFD, 0, io.SeekCurrent)
+	pos, err := unix.Seek(c.fileFD, 0, io.SeekCurrent)
 	if err != nil || pos+int64(n) <= c.allocEnd {
 		if err != nil {
 			c.prealloc = false
@@ -266,7 +269,7 @@ func (c *Capture) preallocate(n int) {
 	}
 	from := max(pos, c.allocEnd)
 	end := pos + int64(n) + preallocStep
-	if err := unix.Fallocate(c.outFD, unix.FALLOC_FL_KEEP_SIZE, from, end-from); err != nil {
+	if err := unix.Fallocate(c.fileFD, unix.FALLOC_FL_KEEP_SIZE, from, end-from); err != nil {
 		c.prealloc = false
 		return
 	}
@@ -280,8 +283,8 @@ func (c *Capture) releasePrealloc() {
 		return
 	}
 	var st unix.Stat_t
-	if unix.Fstat(c.outFD, &st) == nil && st.Size < c.allocEnd {
-		_ = unix.Ftruncate(c.outFD, st.Size)
+	if unix.Fstat(c.fileFD, &st) == nil && st.Size < c.allocEnd {
+		_ = unix.Ftruncate(c.fileFD, st.Size)
 	}
 }
 

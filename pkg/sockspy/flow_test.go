@@ -276,12 +276,36 @@ func TestPreallocationIsGivenBackOnExt4(t *testing.T) {
 	}
 }
 
+// TestCaptureIntoAnAppendOnlyFile: splice(2) refuses O_APPEND files; the
+// writer then copies through user space, from the gather pipe on, and
+// still gives back what it reserved.
+func TestCaptureIntoAnAppendOnlyFile(t *testing.T) {
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("appended "), 100_000)
+	c := splicedRoundTripFlags(t, dir, os.O_CREATE|os.O_APPEND|os.O_WRONLY, data, []int{200_000, 9}, true)
+	if c.outFD != -1 {
+		t.Fatalf("the writer still splices into an O_APPEND file (fd %d)", c.outFD)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir+"/cap", &st); err != nil {
+		t.Fatal(err)
+	}
+	if used := st.Blocks * 512; used > st.Size+1<<20 {
+		t.Fatalf("the %d-byte capture still holds %d bytes of blocks", st.Size, used)
+	}
+}
+
 // splicedRoundTrip sends data through the spliced path, as the forwarding
 // does: chunks of the given sizes in stage pipes, alternating directions,
 // into a capture file, which must reassemble to data.
 func splicedRoundTrip(t *testing.T, dir string, data []byte, sizes []int, pcapng bool) *Capture {
 	t.Helper()
-	out, err := os.Create(dir + "/cap")
+	return splicedRoundTripFlags(t, dir, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, data, sizes, pcapng)
+}
+
+func splicedRoundTripFlags(t *testing.T, dir string, flags int, data []byte, sizes []int, pcapng bool) *Capture {
+	t.Helper()
+	out, err := os.OpenFile(dir+"/cap", flags, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
