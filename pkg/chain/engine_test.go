@@ -724,3 +724,19 @@ func TestAnEarlierSuccessDoesNotSupersedeALaterFailure(t *testing.T) {
 		t.Errorf("second run not resumed: %+v", run.Steps)
 	}
 }
+
+func TestEventLabelIsTheHeaderForGitLabsEventsOnly(t *testing.T) {
+	for event, want := range map[string]string{
+		"Pipeline Hook":              "Pipeline Hook",
+		"Emoji Hook":                 "Emoji Hook",
+		"Resource Access Token Hook": "Resource Access Token Hook",
+		"System Hook":                "System Hook",
+		"pipeline hook":              "other", // GitLab's spelling only
+		"":                           "other",
+		"Pipeline Hook\x00x":         "other",
+	} {
+		if got := eventLabel(event); got != want {
+			t.Errorf("eventLabel(%q) = %q, want %q", event, got, want)
+		}
+	}
+}

@@ -49,10 +49,17 @@ func (rc *Receiver) Handler() http.Handler {
 	return mux
 }
 
-// knownEvents bounds the label values of the events metric.
+// knownEvents are the X-Gitlab-Event values GitLab sends from project,
+// group and system hooks: the label of the events metric is the header's
+// value for these and "other" for anything else, so that whoever can reach
+// the receiver cannot grow the metric without bound.
 var knownEvents = []string{
-	"Pipeline Hook", "Push Hook", "Tag Push Hook", "Job Hook", "Merge Request Hook",
-	"Issue Hook", "Note Hook", "Deployment Hook", "Release Hook", "System Hook",
+	"Push Hook", "Tag Push Hook", "Issue Hook", "Confidential Issue Hook",
+	"Note Hook", "Confidential Note Hook", "Merge Request Hook", "Wiki Page Hook",
+	"Pipeline Hook", "Job Hook", "Deployment Hook", "Feature Flag Hook",
+	"Release Hook", "Milestone Hook", "Emoji Hook", "Resource Access Token Hook",
+	"Resource Deploy Token Hook", "Vulnerability Hook", "Member Hook",
+	"Project Hook", "Subgroup Hook", "System Hook",
 }
 
 func eventLabel(event string) string {
