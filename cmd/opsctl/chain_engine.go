@@ -164,7 +164,10 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn)}
 
 	done := make(chan error, 4)
-	go func() { done <- engine.Work(ctx) }()
+	// Work outlives ctx by at most the engine's grace for a pipeline
+	// creation under way; the engine is closed only after it returned.
+	workDone := make(chan error, 1)
+	go func() { workDone <- engine.Work(ctx) }()
 	if opts.WatchExternal > 0 {
 		go externalWatchLoop(ctx, opts.Log, engine, &chain.Watcher{Engine: engine, Digests: digests}, opts.WatchExternal)
 	}
@@ -182,11 +185,18 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 	select {
 	case <-ctx.Done():
 	case err = <-done:
+	case err = <-workDone:
+		workDone = nil
 	}
 	stop()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	server.Shutdown(shutdownCtx)
+	if workDone != nil {
+		if werr := <-workDone; err == nil {
+			err = werr
+		}
+	}
 	opts.Log.Info("chain receiver stopped")
 	return err
 }

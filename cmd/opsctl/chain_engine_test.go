@@ -528,3 +528,33 @@ func TestChainStatusLimitReachesTheReceiver(t *testing.T) {
 		}
 	}
 }
+
+// TestChainServeStopFinishesTheCreationUnderWay: SIGINT while GitLab is
+// still creating a pipeline; the receiver waits for the answer and records
+// it before it exits, instead of leaving the step to be reconciled.
+func TestChainServeStopFinishesTheCreationUnderWay(t *testing.T) {
+	e := newChainE2E(t)
+	e.recv.start()
+	e.fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Delay: 1500 * time.Millisecond, Times: 1})
+	base := e.ci.pl.Start("img/base", "main", "schedule")
+	e.ci.deliver(base, "success")
+	time.Sleep(300 * time.Millisecond) // the first create is under way
+	stopped := time.Now()
+	e.recv.cmd.Process.Signal(os.Interrupt)
+	if !e.recv.waitExit(15 * time.Second) {
+		t.Fatal("receiver did not stop on SIGINT")
+	}
+	if code := e.recv.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("receiver exit %d after SIGINT:\n%s", code, e.recv.stderr)
+	}
+	if waited := time.Since(stopped); waited < time.Second {
+		t.Errorf("the receiver exited %v after SIGINT, before GitLab answered the create", waited)
+	}
+	if n := len(e.ci.apiPipelines()); n != 1 {
+		t.Fatalf("%d pipelines created before the receiver exited, want the 1 under way:\n%s", n, e.recv.stderr)
+	}
+	// Restarted, it carries on without creating that one again.
+	e.recv.start()
+	e.waitRunSucceeded(t)
+	wantEachDownstreamOnce(t, e.ci)
+}

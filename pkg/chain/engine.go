@@ -586,8 +586,10 @@ func (e *Engine) Runs(limit int) ([]*Run, error) {
 // HandlePipeline or StartRun queued some, and again for those whose API
 // call failed, with backoff.
 func (e *Engine) Work(ctx context.Context) error {
+	calls, release := callContext(ctx)
+	defer release()
 	for {
-		next, err := e.fireDue(ctx)
+		next, err := e.fireDue(ctx, calls)
 		if err != nil {
 			return err
 		}
@@ -607,9 +609,25 @@ func (e *Engine) Work(ctx context.Context) error {
 	}
 }
 
+// shutdownGrace is how long a pipeline creation already under way may go
+// on after the context of Work, Follow or FireDue has ended, so that a stop
+// rarely falls between GitLab creating the pipeline and the state file
+// recording it (an intent the next start must reconcile with a look-up).
+var shutdownGrace = 10 * time.Second
+
+// callContext returns the context for GitLab API calls: it ends
+// shutdownGrace after ctx does. release must be called.
+func callContext(ctx context.Context) (context.Context, func()) {
+	grace := shutdownGrace
+	calls, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return calls, func() { stop(); cancel() }
+}
+
 // fireDue creates the pipelines of every intent that is due and returns
-// when the next one is.
-func (e *Engine) fireDue(ctx context.Context) (time.Time, error) {
+// when the next one is. It starts no intent after ctx has ended; the API
+// calls of the one under way use calls (see callContext).
+func (e *Engine) fireDue(ctx, calls context.Context) (time.Time, error) {
 	var intents []intent
 	err := e.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketIntents).ForEach(func(k, v []byte) error {
@@ -636,7 +654,7 @@ func (e *Engine) fireDue(ctx context.Context) (time.Time, error) {
 			}
 			continue
 		}
-		retryAt, err := e.fire(ctx, in)
+		retryAt, err := e.fire(calls, in)
 		if err != nil {
 			return time.Time{}, err
 		}

@@ -141,7 +141,7 @@ func (fx *engineFixture) reopen() {
 // work creates every queued pipeline that is due.
 func (fx *engineFixture) work() {
 	fx.t.Helper()
-	if _, err := fx.engine.fireDue(context.Background()); err != nil {
+	if _, err := fx.engine.fireDue(context.Background(), context.Background()); err != nil {
 		fx.t.Fatal(err)
 	}
 }
@@ -433,7 +433,7 @@ func TestAPIErrorsRetryOrFailTheStep(t *testing.T) {
 	fx.api.failNext["ops/ruby"] = []error{&APIError{Op: "create", Status: 502}}
 	fx.api.failNext["ops/python"] = []error{&APIError{Op: "create", Status: 403, Hint: "needs api scope"}}
 	fx.pipeline("ops/base", 31, "success", hookOpts{})
-	next, err := fx.engine.fireDue(context.Background())
+	next, err := fx.engine.fireDue(context.Background(), context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -739,4 +739,78 @@ func TestEventLabelIsTheHeaderForGitLabsEventsOnly(t *testing.T) {
 			t.Errorf("eventLabel(%q) = %q, want %q", event, got, want)
 		}
 	}
+}
+
+// blockingPipelines holds CreatePipeline until released, or until the
+// call's context ends, as an HTTP client would.
+type blockingPipelines struct {
+	*fakePipelines
+	entered, release chan struct{}
+}
+
+func (b *blockingPipelines) CreatePipeline(ctx context.Context, project string, t Target, runID string, roots []string) (int64, error) {
+	b.entered <- struct{}{}
+	select {
+	case <-b.release:
+		return b.fakePipelines.CreatePipeline(ctx, project, t, runID, roots)
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func TestStopLetsThePipelineCreationUnderWayFinish(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	api := &blockingPipelines{fakePipelines: fx.api, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	fx.engine.api = api
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	ctx, stop := context.WithCancel(context.Background())
+	worked := make(chan error, 1)
+	go func() { worked <- fx.engine.Work(ctx) }()
+	<-api.entered
+	stop() // SIGTERM while GitLab is creating ruby's pipeline
+	time.Sleep(50 * time.Millisecond)
+	close(api.release)
+	select {
+	case err := <-worked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Work did not return after the stop")
+	}
+	wantCreated(t, fx.api, "ops/ruby")
+	if s := fx.onlyRun().Steps["ops/ruby"]; s.State != StepTriggered || s.PipelineID == 0 {
+		t.Errorf("ruby after the stop: %+v, want triggered with its pipeline recorded", s)
+	}
+}
+
+func TestStopGivesUpACreationAfterTheGrace(t *testing.T) {
+	defer func(d time.Duration) { shutdownGrace = d }(shutdownGrace)
+	shutdownGrace = 100 * time.Millisecond
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	api := &blockingPipelines{fakePipelines: fx.api, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	fx.engine.api = api
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	ctx, stop := context.WithCancel(context.Background())
+	worked := make(chan error, 1)
+	go func() { worked <- fx.engine.Work(ctx) }()
+	<-api.entered
+	stopped := time.Now()
+	stop()
+	select {
+	case err := <-worked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Work waited past the grace for a creation that never ends")
+	}
+	if waited := time.Since(stopped); waited < shutdownGrace {
+		t.Errorf("Work returned %v after the stop, before the %v grace", waited, shutdownGrace)
+	}
+	// Not created, still to do: the next start creates (or finds) it.
+	wantCreated(t, fx.api)
+	fx.reopen()
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby")
 }

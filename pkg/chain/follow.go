@@ -25,8 +25,10 @@ func (e *RunFailedError) Error() string {
 // uses, until the run succeeded or a project failed (*RunFailedError).
 // progress, when set, is called with the run after every round.
 func (e *Engine) Follow(ctx context.Context, runID string, interval time.Duration, progress func(*Run)) (*Run, error) {
+	calls, release := callContext(ctx)
+	defer release()
 	for {
-		if _, err := e.fireDue(ctx); err != nil {
+		if _, err := e.fireDue(ctx, calls); err != nil {
 			return nil, err
 		}
 		run, err := e.Run(runID)

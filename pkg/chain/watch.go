@@ -179,7 +179,9 @@ func shortDigest(d string) string {
 // again, by the next FireDue or Work); for one-shot commands that do not
 // run Work.
 func (e *Engine) FireDue(ctx context.Context) (pending int, err error) {
-	if _, err := e.fireDue(ctx); err != nil {
+	calls, release := callContext(ctx)
+	defer release()
+	if _, err := e.fireDue(ctx, calls); err != nil {
 		return 0, err
 	}
 	err = e.db.View(func(tx *bolt.Tx) error {
