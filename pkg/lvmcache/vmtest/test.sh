@@ -241,4 +241,25 @@ step remove $OPSCTL lvm cache remove $VG/$LV -y $S
 step status-removed $OPSCTL lvm cache status $VG/$LV -o json $S
 step status-all $OPSCTL lvm cache status -o json $S
 capture lvs-final lvm lvs -a --reportformat json --units b --nosuffix -o lv_name,vg_name,lv_size,segtype,devices $VG
+
+# Stale signatures on the SSD's free extents, as an LV removed earlier
+# leaves them (a swap area here, at every MiB): the cache's new LVs start on
+# them, and lvcreate must not stop at a "Wipe it? [y/n]" that nobody answers.
+lvm lvcreate -q -y -n junk -l 100%FREE $VG /dev/loop1 </dev/null >/dev/null
+dd if=/dev/zero of=/tmp/swaphdr bs=64k count=1 2>/dev/null
+mkswap /tmp/swaphdr >/dev/null
+junk_mb=$(($(blockdev --getsize64 /dev/$VG/junk) / 1048576))
+i=0
+while [ $i -lt $junk_mb ]; do
+	dd if=/tmp/swaphdr of=/dev/$VG/junk bs=4096 count=1 seek=$((i * 256)) conv=notrunc 2>/dev/null
+	i=$((i + 1))
+done
+sync
+lvm lvremove -q -y $VG/junk >/dev/null
+# Proof that lvm2 sees them: a plain lvcreate on that space asks, and with
+# nobody to answer, leaves the signature.
+echo "@@SIGNATURES $(lvm lvcreate -n probe -L 4M $VG /dev/loop1 </dev/null 2>&1 | base64 -w0)"
+lvm lvremove -q -y $VG/probe >/dev/null 2>&1
+step create-over-stale-signatures $OPSCTL lvm cache create $VG/$LV --size 16M --cache-pv /dev/loop1 -y $S
+step status-over-stale-signatures $OPSCTL lvm cache status $VG/$LV -o json $S
 echo "@@END"

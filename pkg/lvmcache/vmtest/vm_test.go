@@ -40,6 +40,9 @@ type vmResults struct {
 	journals map[string]string
 	captures map[string][]byte
 	ended    bool
+	// signatures is what a plain lvcreate said on the SSD's free space
+	// before the create over stale signatures.
+	signatures string
 }
 
 func parseConsole(console []byte) (*vmResults, error) {
@@ -97,6 +100,11 @@ func parseConsole(console []byte) (*vmResults, error) {
 				if err == nil {
 					res.captures[fields[1]] = decoded
 				}
+			}
+		case "@@SIGNATURES":
+			if len(fields) >= 2 {
+				decoded, _ := base64.StdEncoding.DecodeString(fields[1])
+				res.signatures = string(decoded)
 			}
 		case "@@END":
 			res.ended = true
@@ -404,6 +412,19 @@ func TestLVMCacheOnRealLVM2InVM(t *testing.T) {
 	}
 	if final := string(res.captures["lvs-final"]); strings.Contains(final, "cpool") || strings.Contains(final, "cache") {
 		t.Errorf("after remove, cache LVs are left: %s", final)
+	}
+
+	// A cache created over stale signatures (a removed LV's swap areas on
+	// the SSD): lvcreate wipes them without a prompt nobody would answer.
+	if !strings.Contains(res.signatures, "swap signature detected") {
+		t.Errorf("lvm2 did not see the stale swap signatures (a plain lvcreate said %q): the step below proves nothing", res.signatures)
+	}
+	t.Logf("a plain lvcreate over the stale signatures: %q", res.signatures)
+	if r := get("create-over-stale-signatures"); r.Code != 0 || !strings.Contains(r.Stdout, "storage/slowlv: cached by slowlv_cache") {
+		t.Errorf("create over stale signatures: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if st := status(t, get("status-over-stale-signatures")); !st.Cached {
+		t.Errorf("after the create over stale signatures: %+v", st)
 	}
 
 	// Journals: gone after a failure that was rolled back and after a
