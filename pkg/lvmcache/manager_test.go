@@ -105,6 +105,30 @@ func TestPlansBuildTheExactLVM2Commands(t *testing.T) {
 	}
 }
 
+// TestRecacheNeverGrowsOntoTheCachePVs: an origin that already has extents
+// on the cache's PV must not grow there in a recache, where the uncache has
+// just freed the cache's extents: the re-created cache would not fit.
+func TestRecacheNeverGrowsOntoTheCachePVs(t *testing.T) {
+	m, _ := newFake(t, func(s *fakeState) { s.LVs[0].PV = "/dev/fast" })
+	ctx := context.Background()
+	plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 8 * mib, Relative: true}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(plan.Steps[1].Args, " "); got != "lvresize --size 104M storage/slowlv /dev/slow" {
+		t.Errorf("recache grows with %q, want it kept off /dev/fast", got)
+	}
+	// Online, the cache keeps its extents: the origin may grow where it
+	// already lives.
+	plan, err = m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 8 * mib, Relative: true}, Strategy: StrategyOnline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(plan.Steps[0].Args, " "); got != "lvresize --size 104M storage/slowlv" {
+		t.Errorf("online grows with %q, want lvresize's own choice", got)
+	}
+}
+
 func TestAutoPicksRecacheOnOldLVM2AndOnlineIsRefused(t *testing.T) {
 	m, _ := newFake(t, func(s *fakeState) { s.Version = "2.03.11" })
 	ctx := context.Background()

@@ -231,8 +231,10 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 	}
 	// The LV grows on PVs that do not hold only the cache: after an uncache
 	// lvm2 would otherwise happily extend the origin onto the freed fast
-	// PV, and the cache would no longer fit.
-	growPVs, free := growthPVs(vg, lv)
+	// PV, and the cache would no longer fit. For a recache that holds for
+	// every cache PV, also one that holds part of the origin: the uncache
+	// frees the cache's extents there before lvresize runs.
+	growPVs, free := growthPVs(vg, lv, strategy == StrategyRecache)
 	needed := (target - lv.SizeBytes) / vg.ExtentSizeBytes
 	if needed > free {
 		return fail(fmt.Errorf("not enough free space to grow by %s: it needs %d extents of %s on PVs other than the cache's (%s), %d are free",
@@ -271,16 +273,17 @@ func recordCache(c *Cache) *Cache {
 }
 
 // growthPVs are the PVs an LV may grow on: the VG's allocatable PVs, except
-// those that hold only its cache. It returns nil (lvresize's own choice)
-// when that is every PV, and the free extents on them.
-func growthPVs(vg *VG, lv *LV) ([]string, int64) {
+// those that hold only its cache, or with recache every PV of its cache. It
+// returns nil (lvresize's own choice) when that is every PV, and the free
+// extents on them.
+func growthPVs(vg *VG, lv *LV, recache bool) ([]string, int64) {
 	var pvs []string
 	var free int64
 	for _, pv := range vg.PVs {
 		if !pv.Allocatable {
 			continue
 		}
-		if contains(lv.Cache.PVs, pv.Name) && !contains(lv.PVs, pv.Name) {
+		if contains(lv.Cache.PVs, pv.Name) && (recache || !contains(lv.PVs, pv.Name)) {
 			continue
 		}
 		pvs = append(pvs, pv.Name)
