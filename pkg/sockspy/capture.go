@@ -460,6 +460,11 @@ func (c *Capture) writeSpliced(r *record) error {
 		}
 		return nil
 	}
+	// The output may have refused splice(2) in the middle of a record
+	// whose rest went on into the gather pipe: that comes first.
+	if err := c.flushGather(); err != nil {
+		return err
+	}
 	c.scratch = c.appendPrefix(c.scratch[:0], r)
 	c.bw.Write(c.scratch)
 	if err := c.copyFromPipe(r.pipe.r, r.payLen); err != nil {

@@ -568,3 +568,22 @@ func pcapngToPcap(t testing.TB, ng []byte) []byte {
 		}
 	}
 }
+
+// TestAppendOnlyFileWithRecordsSplitInTheGatherPipe: the first splice
+// into an O_APPEND file, refused, can come in the middle of a record that
+// does not fit the gather pipe; the rest of that record still goes through
+// the gather pipe, and must reach the file before the next record.
+func TestAppendOnlyFileWithRecordsSplitInTheGatherPipe(t *testing.T) {
+	defer func(size int) { gatherSize = size }(gatherSize)
+	gatherSize = 4096
+	data := make([]byte, 400_000)
+	for i := range data {
+		data[i] = byte(i * 7 / 5)
+	}
+	for _, pcapng := range []bool{false, true} {
+		c := splicedRoundTripFlags(t, t.TempDir(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, data, []int{70_000, 3, 65_495, 1}, pcapng)
+		if c.outFD != -1 {
+			t.Fatalf("the writer still splices into an O_APPEND file (fd %d)", c.outFD)
+		}
+	}
+}
