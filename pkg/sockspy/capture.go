@@ -258,7 +258,7 @@ func preallocates(fd int) bool {
 // preallocate reserves the blocks for the next n bytes and preallocStep
 // beyond, without changing the file's size. Should the file system refuse
 // (ENOSPC with less than the step left), preallocation stops and the
-// writes go on as before.
+// writes go on as before; blocks it reserved in part are given back.
 func (c *Capture) preallocate(n int) {
 	pos, err := unix.Seek(c.fileFD, 0, io.SeekCurrent)
 	if err != nil || pos+int64(n) <= c.allocEnd {
@@ -269,12 +269,20 @@ func (c *Capture) preallocate(n int) {
 	}
 	from := max(pos, c.allocEnd)
 	end := pos + int64(n) + preallocStep
-	if err := unix.Fallocate(c.fileFD, unix.FALLOC_FL_KEEP_SIZE, from, end-from); err != nil {
+	if err := fallocate(c.fileFD, unix.FALLOC_FL_KEEP_SIZE, from, end-from); err != nil {
+		// ext4 keeps what it did reserve before running out of space,
+		// maybe all the free space: give it back now, not only at the
+		// end, so that the disk does not stay full meanwhile.
 		c.prealloc = false
+		c.allocEnd = end
+		c.releasePrealloc()
 		return
 	}
 	c.allocEnd = end
 }
+
+// fallocate is unix.Fallocate; tests make it fail.
+var fallocate = unix.Fallocate
 
 // releasePrealloc gives back the blocks reserved beyond the end of the
 // file: ext4 frees them on a truncate to the file's own size.

@@ -587,3 +587,31 @@ func TestAppendOnlyFileWithRecordsSplitInTheGatherPipe(t *testing.T) {
 		}
 	}
 }
+
+// TestPreallocationRefusedIsGivenBack: ext4 keeps the blocks it did
+// reserve when fallocate(2) fails with ENOSPC (all the free space, on a
+// nearly full disk); the capture must give those back too.
+func TestPreallocationRefusedIsGivenBack(t *testing.T) {
+	dir := t.TempDir()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil || fs.Type != unix.EXT4_SUPER_MAGIC {
+		testenv.Missing(t, dir+" is not on ext4, where captures preallocate")
+	}
+	defer func(f func(int, uint32, int64, int64) error) { fallocate = f }(fallocate)
+	fallocate = func(fd int, mode uint32, off, n int64) error {
+		// What ext4 does on a disk with n/2 bytes free.
+		if err := unix.Fallocate(fd, mode, off, n/2); err != nil {
+			return err
+		}
+		return unix.ENOSPC
+	}
+	data := bytes.Repeat([]byte("no space "), 100_000)
+	splicedRoundTrip(t, dir, data, []int{200_000, 65_495, 7}, false)
+	var st unix.Stat_t
+	if err := unix.Stat(dir+"/cap", &st); err != nil {
+		t.Fatal(err)
+	}
+	if used := st.Blocks * 512; used > st.Size+1<<20 {
+		t.Fatalf("the %d-byte capture still holds %d bytes of blocks", st.Size, used)
+	}
+}
