@@ -146,10 +146,12 @@ func NewCapture(out io.Writer, opts CaptureOptions) (*Capture, error) {
 			c.prealloc, c.fileFD = true, c.outFD
 		}
 	}
-	if err := c.writeFileHeader(opts.Interface); err != nil {
-		return nil, fmt.Errorf("writing capture header: %w", err)
+	err := c.writeFileHeader(opts.Interface)
+	if err == nil {
+		err = c.bw.Flush()
 	}
-	if err := c.bw.Flush(); err != nil {
+	if err != nil {
+		c.gather.close()
 		return nil, fmt.Errorf("writing capture header: %w", err)
 	}
 	go c.run()

@@ -615,3 +615,32 @@ func TestPreallocationRefusedIsGivenBack(t *testing.T) {
 		t.Fatalf("the %d-byte capture still holds %d bytes of blocks", st.Size, used)
 	}
 }
+
+// TestNewCaptureFailingClosesItsPipe: when the file header cannot be
+// written, NewCapture fails and keeps no descriptor open.
+func TestNewCaptureFailingClosesItsPipe(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r.Close() // the header's write fails with EPIPE
+	before := openFDs(t)
+	for range 10 {
+		if _, err := NewCapture(w, CaptureOptions{Format: FormatPcap}); !errors.Is(err, syscall.EPIPE) {
+			t.Fatalf("NewCapture: %v, want EPIPE", err)
+		}
+	}
+	if after := openFDs(t); after > before {
+		t.Fatalf("%d descriptors open after 10 failed NewCapture, %d before", after, before)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip(err)
+	}
+	return len(ents)
+}
