@@ -38,13 +38,8 @@ type dgramClient struct {
 // serveDatagrams forwards datagrams from clients to the target, each
 // client through its own autobound upstream socket, and replies back.
 func (p *Proxy) serveDatagrams(ctx context.Context, ln *net.UnixConn) error {
-	rc, err := ln.SyscallConn()
-	if err != nil {
-		return err
-	}
-	// SCM_CREDENTIALS on every datagram: who sent it.
-	rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1) })
-
+	// SCM_CREDENTIALS come with every datagram (SO_PASSCRED, set by
+	// listenUnix before bind): who sent it.
 	clients := map[string]*dgramClient{}
 	var replies sync.WaitGroup
 	defer func() {

@@ -287,12 +287,24 @@ func (p *Proxy) unbind(b *boundFile) error {
 // close: the proxy decides what happens to the file. With private the file
 // is created without permissions (fchmod before bind(2)), so that nobody
 // can connect before the caller gives it the original socket's mode.
+//
+// A datagram socket gets SO_PASSCRED before bind(2) as well: a datagram
+// queued before it is set carries no credentials (pid 0, uid 65534), and
+// its sender would be taken for another client.
 func listenUnix(t SocketType, name string, private bool) (io.Closer, error) {
 	var lc net.ListenConfig
-	if private {
+	if private || t == Datagram {
 		lc.Control = func(_, _ string, c syscall.RawConn) error {
 			var err error
-			if cerr := c.Control(func(fd uintptr) { err = unix.Fchmod(int(fd), 0) }); cerr != nil {
+			cerr := c.Control(func(fd uintptr) {
+				if t == Datagram {
+					err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+				}
+				if err == nil && private {
+					err = unix.Fchmod(int(fd), 0)
+				}
+			})
+			if cerr != nil {
 				return cerr
 			}
 			return err

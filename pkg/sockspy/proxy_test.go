@@ -417,3 +417,45 @@ func TestProxySocketIsBoundWithoutPermissions(t *testing.T) {
 		})
 	}
 }
+
+// TestDatagramSocketPassesCredentialsFromTheStart: a datagram sent as soon
+// as the proxy's socket exists must carry its sender's credentials; one
+// queued before SO_PASSCRED was set came as pid 0, uid 65534, and was taken
+// for a client of its own.
+func TestDatagramSocketPassesCredentialsFromTheStart(t *testing.T) {
+	for _, private := range []bool{false, true} {
+		path := filepath.Join(t.TempDir(), "proxy.sock")
+		ln, err := listenUnix(Datagram, path, private)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		if private {
+			if err := os.Chmod(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		client, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		if _, err := client.Write([]byte("first")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 16)
+		oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+		_, oobn, _, _, err := ln.(*net.UnixConn).ReadMsgUnix(buf, oob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("private=%v: the first datagram came with %d control messages (%v), want its credentials", private, len(msgs), err)
+		}
+		cred, err := unix.ParseUnixCredentials(&msgs[0])
+		if err != nil || int(cred.Pid) != os.Getpid() {
+			t.Fatalf("private=%v: the first datagram came from pid %v (%v), want %d", private, cred, err, os.Getpid())
+		}
+	}
+}
