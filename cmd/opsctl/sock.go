@@ -41,6 +41,9 @@ type sockCaptureOptions struct {
 	DryRun  bool
 
 	NoSplice bool
+	// StopAgain, when set, receives the stop signals that arrive while
+	// the capture is being finished after the first one.
+	StopAgain <-chan os.Signal
 }
 
 func newCmdSockCapture(f *cli.Factory, runF func(*sockCaptureOptions) error) *cobra.Command {
@@ -93,6 +96,10 @@ Stop with Ctrl-C: every packet is written and the file is complete.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 			defer stop()
+			again := make(chan os.Signal, 1)
+			context.AfterFunc(ctx, func() { signal.Notify(again, stopSignals...) })
+			defer signal.Stop(again)
+			opts.StopAgain = again
 			// Without a handler, Go kills the process with SIGPIPE on a
 			// write to a broken stdout or stderr (-w - | wireshark, then
 			// Wireshark closed), before the socket is put back. With one,
@@ -209,6 +216,29 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 	if o.Hexdump {
 		proxy.Hexdump = sockspy.NewHexdump(o.IO.ErrOut)
 	}
+	finished := make(chan error, 1)
+	go func() { finished <- runProxyAndFinish(ctx, o, proxy, capture, file) }()
+	select {
+	case err := <-finished:
+		return err
+	case <-ctx.Done():
+	}
+	// Stopping. Finishing the capture may wait for a reader of -w - that
+	// stopped reading without going away; asked to stop again, opsctl
+	// puts the socket back and leaves without waiting.
+	select {
+	case err := <-finished:
+		return err
+	case <-o.StopAgain:
+		restoreErr := proxy.Restore()
+		return errors.Join(fmt.Errorf("sock capture: stopped again while the capture was being finished: %s may lack its last packets", outputName(o.Output)), restoreErr)
+	}
+}
+
+// runProxyAndFinish serves until ctx ends, then writes what the capture
+// still holds and closes the file.
+func runProxyAndFinish(ctx context.Context, o *sockCaptureOptions, proxy *sockspy.Proxy, capture *sockspy.Capture, file *os.File) error {
+	log := o.Logger()
 	runErr := proxy.Run(ctx)
 	var capErr error
 	if capture != nil {

@@ -22,6 +22,8 @@ import (
 
 	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/internal/testenv"
+
+	"golang.org/x/sys/unix"
 )
 
 // capture is a running `opsctl sock capture`.
@@ -1021,5 +1023,100 @@ func TestSockCaptureDryRunChangesNothing(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Errorf("dry run changed the folder: %v", entries)
+	}
+}
+
+// TestSockCaptureSecondStopLeavesAStalledReader: a reader of -w - that
+// stops reading without going away holds the capture; the first SIGINT puts
+// the socket back and waits for the capture to be finished, a second one
+// ends opsctl without waiting (exit 1, saying the capture may be short).
+func TestSockCaptureSecondStopLeavesAStalledReader(t *testing.T) {
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "app.sock")
+	startHTTPServer(t, srv)
+	before, _ := os.Stat(srv)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close() // open, never read after the header: the stalled reader
+	stderr := &syncBuffer{}
+	cmd := exec.Command(testenv.Opsctl(t), "sock", "capture", "--socket", srv, "--swap", "-w", "-")
+	cmd.Stdout, cmd.Stderr = pw, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	defer func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+	if _, err := io.ReadFull(pr, make([]byte, 24)); err != nil {
+		t.Fatalf("no pcap header on stdout: %v: %s", err, stderr)
+	}
+	for !strings.Contains(stderr.String(), "capturing; stop with Ctrl-C") {
+		select {
+		case <-done:
+			t.Fatalf("opsctl exited early: %s", stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// A client sends far more than stdout's pipe holds.
+	conn, err := net.Dial("unix", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	go func() {
+		fmt.Fprintf(conn, "POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 64<<20)
+		conn.Write(make([]byte, 64<<20))
+	}()
+	// Wait until the stalled reader holds the capture: stdout's pipe full.
+	for {
+		var n int
+		if n, err = unix.IoctlGetInt(int(pr.Fd()), unix.TIOCINQ); err != nil {
+			t.Fatal(err)
+		}
+		if n >= 60<<10 {
+			break
+		}
+		select {
+		case <-done:
+			t.Fatalf("opsctl exited early: %s", stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cmd.Process.Signal(os.Interrupt)
+	// The socket is put back although the capture cannot be finished.
+	for {
+		if after, err := os.Stat(srv); err == nil && os.SameFile(before, after) {
+			break
+		}
+		select {
+		case <-done:
+			t.Fatalf("opsctl exited after the first SIGINT with a stalled reader: %s", stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("opsctl still waits for the stalled reader after a second SIGINT: %s", stderr)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailure || !strings.Contains(stderr.String(), "stopped again while the capture was being finished: stdout may lack its last packets") {
+		t.Errorf("exit %d, want 1 saying the capture may be short: %s", code, stderr)
+	}
+	if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
+		t.Fatalf("original socket not restored: %v\n%s", err, stderr)
+	}
+	if _, err := os.Lstat(srv + ".opsctl-orig"); !os.IsNotExist(err) {
+		t.Errorf("moved-aside name left behind: %v", err)
 	}
 }

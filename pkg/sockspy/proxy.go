@@ -42,7 +42,11 @@ type Proxy struct {
 
 	now func() time.Time // the clock; nil means time.Now (a seam for tests)
 
+	// bindMu orders binding against Restore from another goroutine: once
+	// restored, Run binds nothing any more.
+	bindMu      sync.Mutex
 	bound       *boundFile // set by Run before any goroutine starts
+	restored    bool
 	restoreOnce sync.Once
 	restoreErr  error
 }
@@ -117,11 +121,17 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Lock()
 	p.open = map[io.Closer]struct{}{}
 	p.mu.Unlock()
+	p.bindMu.Lock()
+	if p.restored {
+		p.bindMu.Unlock()
+		return errors.New("stopped before it started")
+	}
 	ln, bound, err := p.listen()
+	p.bound = bound
+	p.bindMu.Unlock()
 	if err != nil {
 		return err
 	}
-	p.bound = bound
 	defer p.restoreOnPanic()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -166,9 +176,17 @@ func (p *Proxy) Run(ctx context.Context) error {
 	return errors.Join(serveErr, restoreErr)
 }
 
+// Restore puts the original socket back (swap) or removes the proxy's
+// (listen), once: Run does it when it stops; a caller that cannot wait for
+// Run to return may do it itself. Safe to call from any goroutine.
+func (p *Proxy) Restore() error { return p.restore() }
+
 // restore puts the original socket back (swap) or removes the proxy's
 // (listen), once.
 func (p *Proxy) restore() error {
+	p.bindMu.Lock()
+	defer p.bindMu.Unlock()
+	p.restored = true
 	p.restoreOnce.Do(func() { p.restoreErr = p.unbind(p.bound) })
 	return p.restoreErr
 }
