@@ -535,11 +535,14 @@ func TestChainStatusLimitReachesTheReceiver(t *testing.T) {
 func TestChainServeStopFinishesTheCreationUnderWay(t *testing.T) {
 	e := newChainE2E(t)
 	e.recv.start()
-	e.fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Delay: 1500 * time.Millisecond, Times: 1})
+	// Longer than the test needs to send the signal once the create is on
+	// its way, shorter than the receiver's 10 s grace.
+	e.fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Delay: 3 * time.Second, Times: 1})
 	base := e.ci.pl.Start("img/base", "main", "schedule")
 	e.ci.deliver(base, "success")
-	time.Sleep(300 * time.Millisecond) // the first create is under way
-	stopped := time.Now()
+	// The client logs each request at debug level just before sending it.
+	waitLog(t, e.recv.stderr, `msg="performing request" method=POST`, 15*time.Second)
+	signalled := len(e.recv.stderr.String())
 	e.recv.cmd.Process.Signal(os.Interrupt)
 	if !e.recv.waitExit(15 * time.Second) {
 		t.Fatal("receiver did not stop on SIGINT")
@@ -547,14 +550,29 @@ func TestChainServeStopFinishesTheCreationUnderWay(t *testing.T) {
 	if code := e.recv.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("receiver exit %d after SIGINT:\n%s", code, e.recv.stderr)
 	}
-	if waited := time.Since(stopped); waited < time.Second {
-		t.Errorf("the receiver exited %v after SIGINT, before GitLab answered the create", waited)
+	log := e.recv.stderr.String()
+	if created := strings.Index(log, `msg="pipeline created"`); created < signalled {
+		t.Fatalf("the creation under way was not answered and recorded after SIGINT (at byte %d of the log):\n%s", signalled, log)
 	}
 	if n := len(e.ci.apiPipelines()); n != 1 {
-		t.Fatalf("%d pipelines created before the receiver exited, want the 1 under way:\n%s", n, e.recv.stderr)
+		t.Fatalf("%d pipelines created before the receiver exited, want the 1 under way:\n%s", n, log)
 	}
-	// Restarted, it carries on without creating that one again.
+	// Restarted, it carries on without creating that one again, and without
+	// having to look for it.
 	e.recv.start()
 	e.waitRunSucceeded(t)
 	wantEachDownstreamOnce(t, e.ci)
+	if strings.Contains(e.recv.stderr.String()[len(log):], "pipeline reconciled") {
+		t.Errorf("the restarted receiver reconciled a pipeline the stop should have recorded:\n%s", e.recv.stderr)
+	}
+}
+
+// waitLog waits until log holds want.
+func waitLog(t *testing.T, log *testenv.SyncBuffer, want string, d time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !strings.Contains(log.String(), want); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log within %v:\n%s", want, d, log)
+		}
+	}
 }
