@@ -576,3 +576,45 @@ func waitLog(t *testing.T, log *testenv.SyncBuffer, want string, d time.Duration
 		}
 	}
 }
+
+// TestChainTriggerFollowSecondInterruptStopsAtOnce: the first SIGINT gives
+// a pipeline creation under way its grace; a second one ends opsctl at
+// once, as it did before there was a grace.
+func TestChainTriggerFollowSecondInterruptStopsAtOnce(t *testing.T) {
+	fake := fakeImages(t)
+	newFakeCI(t, fake)
+	fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Delay: time.Minute, Times: 1})
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
+	stderr := &testenv.SyncBuffer{}
+	cmd := exec.Command(testenv.Opsctl(t), "chain", "trigger", "img/base", "--follow", "--interval", "50ms",
+		"--state", filepath.Join(dir, "follow.db"), "--log-level", "debug",
+		"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile)
+	cmd.Env = append(os.Environ(), "GITLAB_TOKEN=")
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	waitLog(t, stderr, `msg="performing request" method=POST`, 15*time.Second)
+	// Interrupted again and again, as an impatient person would: the first
+	// starts the grace, a later one must end it.
+	stopped := time.Now()
+	for {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Since(stopped) > 5*time.Second {
+			t.Fatalf("trigger --follow still running %v after repeated SIGINTs:\n%s", time.Since(stopped), stderr)
+		}
+	}
+}
