@@ -535,11 +535,14 @@ func TestChainStatusLimitReachesTheReceiver(t *testing.T) {
 func TestChainServeStopFinishesTheCreationUnderWay(t *testing.T) {
 	e := newChainE2E(t)
 	e.recv.start()
-	e.fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Delay: 1500 * time.Millisecond, Times: 1})
+	// Longer than the test needs to send the signal once the create is on
+	// its way, shorter than the receiver's 10 s grace.
+	e.fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Delay: 3 * time.Second, Times: 1})
 	base := e.ci.pl.Start("img/base", "main", "schedule")
 	e.ci.deliver(base, "success")
-	time.Sleep(300 * time.Millisecond) // the first create is under way
-	stopped := time.Now()
+	// The client logs each request at debug level just before sending it.
+	waitLog(t, e.recv.stderr, `msg="performing request" method=POST`, 15*time.Second)
+	signalled := len(e.recv.stderr.String())
 	e.recv.cmd.Process.Signal(os.Interrupt)
 	if !e.recv.waitExit(15 * time.Second) {
 		t.Fatal("receiver did not stop on SIGINT")
@@ -547,14 +550,71 @@ func TestChainServeStopFinishesTheCreationUnderWay(t *testing.T) {
 	if code := e.recv.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("receiver exit %d after SIGINT:\n%s", code, e.recv.stderr)
 	}
-	if waited := time.Since(stopped); waited < time.Second {
-		t.Errorf("the receiver exited %v after SIGINT, before GitLab answered the create", waited)
+	log := e.recv.stderr.String()
+	if created := strings.Index(log, `msg="pipeline created"`); created < signalled {
+		t.Fatalf("the creation under way was not answered and recorded after SIGINT (at byte %d of the log):\n%s", signalled, log)
 	}
 	if n := len(e.ci.apiPipelines()); n != 1 {
-		t.Fatalf("%d pipelines created before the receiver exited, want the 1 under way:\n%s", n, e.recv.stderr)
+		t.Fatalf("%d pipelines created before the receiver exited, want the 1 under way:\n%s", n, log)
 	}
-	// Restarted, it carries on without creating that one again.
+	// Restarted, it carries on without creating that one again, and without
+	// having to look for it.
 	e.recv.start()
 	e.waitRunSucceeded(t)
 	wantEachDownstreamOnce(t, e.ci)
+	if strings.Contains(e.recv.stderr.String()[len(log):], "pipeline reconciled") {
+		t.Errorf("the restarted receiver reconciled a pipeline the stop should have recorded:\n%s", e.recv.stderr)
+	}
+}
+
+// waitLog waits until log holds want.
+func waitLog(t *testing.T, log *testenv.SyncBuffer, want string, d time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !strings.Contains(log.String(), want); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log within %v:\n%s", want, d, log)
+		}
+	}
+}
+
+// TestChainTriggerFollowSecondInterruptStopsAtOnce: the first SIGINT gives
+// a pipeline creation under way its grace; a second one ends opsctl at
+// once, as it did before there was a grace.
+func TestChainTriggerFollowSecondInterruptStopsAtOnce(t *testing.T) {
+	fake := fakeImages(t)
+	newFakeCI(t, fake)
+	fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Delay: time.Minute, Times: 1})
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
+	stderr := &testenv.SyncBuffer{}
+	cmd := exec.Command(testenv.Opsctl(t), "chain", "trigger", "img/base", "--follow", "--interval", "50ms",
+		"--state", filepath.Join(dir, "follow.db"), "--log-level", "debug",
+		"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile)
+	cmd.Env = append(os.Environ(), "GITLAB_TOKEN=")
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	waitLog(t, stderr, `msg="performing request" method=POST`, 15*time.Second)
+	// Interrupted again and again, as an impatient person would: the first
+	// starts the grace, a later one must end it.
+	stopped := time.Now()
+	for {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Since(stopped) > 5*time.Second {
+			t.Fatalf("trigger --follow still running %v after repeated SIGINTs:\n%s", time.Since(stopped), stderr)
+		}
+	}
 }

@@ -742,7 +742,8 @@ func TestEventLabelIsTheHeaderForGitLabsEventsOnly(t *testing.T) {
 }
 
 // blockingPipelines holds CreatePipeline until released, or until the
-// call's context ends, as an HTTP client would.
+// call's context ends, as an HTTP client would: a call whose context has
+// ended by the time it is released fails too, whichever came first.
 type blockingPipelines struct {
 	*fakePipelines
 	entered, release chan struct{}
@@ -752,6 +753,9 @@ func (b *blockingPipelines) CreatePipeline(ctx context.Context, project string, 
 	b.entered <- struct{}{}
 	select {
 	case <-b.release:
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
 		return b.fakePipelines.CreatePipeline(ctx, project, t, runID, roots)
 	case <-ctx.Done():
 		return 0, ctx.Err()

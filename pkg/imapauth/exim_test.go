@@ -301,11 +301,25 @@ func TestEximAuthenticatesThroughServe(t *testing.T) {
 // $auth2 and $auth3 are accepted and arrive whole.
 func TestEximRunRecipe(t *testing.T) {
 	d, pki := dovecotWithAllCerts(t)
+	// Exim runs the check as Debian-exim: the binary and the CA file go
+	// where that user can reach them, wherever the test's own copies live
+	// (a build in a 0700 temporary folder, a checkout under /root).
+	runDir := worldReadableTempDir(t)
+	binary, caFile := filepath.Join(runDir, "opsctl"), filepath.Join(runDir, "ca.pem")
+	for from, to := range map[string]string{testenv.Opsctl(t): binary, pki.CAFile: caFile} {
+		raw, err := os.ReadFile(from)
+		if err == nil {
+			err = os.WriteFile(to, raw, 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	start := func(server string) *exim {
 		condition := docBlock(t, "## Exim with ${run}")
 		for old, new := range map[string]string{
-			"/usr/local/bin/opsctl":     testenv.Opsctl(t),
-			"--server imap.example.org": "--server " + server + " --ca-file " + pki.CAFile,
+			"/usr/local/bin/opsctl":     binary,
+			"--server imap.example.org": "--server " + server + " --ca-file " + caFile,
 		} {
 			if !strings.Contains(condition, old) {
 				t.Fatalf("the documented ${run} condition lacks %q:\n%s", old, condition)
