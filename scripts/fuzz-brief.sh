@@ -17,8 +17,8 @@ count=0
 
 # deadline_flake tells whether the log is only the coordinator's race.
 deadline_flake() {
-  grep -q 'context deadline exceeded' "$log" &&
-    ! grep -qE 'Failing input written|panic:|_test\.go:[0-9]+:' "$log"
+  grep -qx '    context deadline exceeded' "$log" &&
+    ! grep -qE 'Failing input written|panic:|fatal error:|_test\.go:[0-9]+:' "$log"
 }
 
 for pkg in $($go list ./...); do

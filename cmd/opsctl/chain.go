@@ -173,9 +173,14 @@ func (s *chainSource) scan(ctx context.Context, f *cli.Factory, concurrency int)
 	return g, nil
 }
 
-// signalContext is cancelled by SIGINT and SIGTERM.
+// signalContext is cancelled by SIGINT and SIGTERM. From the first one on
+// the signals are no longer caught: while a command finishes what is under
+// way (a pipeline creation gets a grace, see chain.Engine), a second one
+// ends opsctl at once.
 func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+	return ctx, stop
 }
 
 // chainError turns errors of pkg/chain into exit codes: an unknown root

@@ -303,10 +303,6 @@ func runChainTrigger(opts *chainTriggerOptions) error {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	// The first signal gives a pipeline creation under way its grace (see
-	// chain.Engine.Follow); from then on the signals are no longer caught,
-	// so a second one ends opsctl at once.
-	context.AfterFunc(ctx, stop)
 	if opts.Server != "" {
 		if opts.DryRun {
 			return cli.Usagef("--dry-run cannot be combined with --server (the receiver plans the run)")
