@@ -334,9 +334,7 @@ func splicedRoundTripFlags(t *testing.T, dir string, flags int, data []byte, siz
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := writeAll(stage.w, rest[:n]); err != nil {
-			t.Fatal(err)
-		}
+		fillStage(t, stage, rest[:n])
 		fl.SplicedChunk(dir, stage, pools[dir], n)
 		rest = rest[n:]
 	}
@@ -382,9 +380,7 @@ func TestSplicedPayloadReachesTheFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := min(len(rest), 150000) // three segments, the last one short
-		if _, err := writeAll(stage.w, rest[:n]); err != nil {
-			t.Fatal(err)
-		}
+		fillStage(t, stage, rest[:n])
 		for off := 0; off < n; off += maxSegment {
 			seg := min(maxSegment, n-off)
 			var release *stagePool
@@ -440,6 +436,10 @@ func TestSplicedAfterAWriteErrorKeepsForwarding(t *testing.T) {
 				done <- fmt.Errorf("a pipe came back holding %d bytes (%v)", n, err)
 				return
 			}
+			if room, _ := unix.FcntlInt(uintptr(stage.w), unix.F_GETPIPE_SZ, 0); room < len(chunk) {
+				done <- fmt.Errorf("the stage pipe holds %d bytes, the test writes %d", room, len(chunk))
+				return
+			}
 			if _, err := writeAll(stage.w, chunk); err != nil {
 				done <- err
 				return
@@ -467,6 +467,23 @@ func TestSplicedAfterAWriteErrorKeepsForwarding(t *testing.T) {
 	}
 	pool.close()
 	w.Close()
+}
+
+// fillStage writes b into an empty stage pipe; a pipe too small for it
+// (pipes refused their size by an unprivileged user's quota) fails the
+// test instead of blocking it for good.
+func fillStage(t testing.TB, stage pipePair, b []byte) {
+	t.Helper()
+	room, err := unix.FcntlInt(uintptr(stage.w), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if room < len(b) {
+		t.Fatalf("the stage pipe holds %d bytes, the test writes %d (pipe quota of an unprivileged user? see /proc/sys/fs/pipe-user-pages-soft)", room, len(b))
+	}
+	if _, err := writeAll(stage.w, b); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func writeAll(fd int, b []byte) (int, error) {
