@@ -366,51 +366,68 @@ func TestSockCaptureSwapRestoresOnEveryStopSignal(t *testing.T) {
 	}
 }
 
+// liveCapture is `opsctl sock capture --swap -w -` with its stdout in a pipe
+// whose reader (pr) the test holds, as Wireshark would.
+type liveCapture struct {
+	srv    string
+	before os.FileInfo // the original socket
+	cmd    *exec.Cmd
+	pr     *os.File
+	stderr *syncBuffer
+	done   chan struct{} // closed when opsctl exited
+}
+
+// startSwapToPipe starts a live capture of an HTTP server's socket and
+// returns once opsctl serves and the file header was read from the pipe.
+// opsctl is killed at the end of the test if it still runs.
+func startSwapToPipe(t *testing.T) *liveCapture {
+	t.Helper()
+	lc := &liveCapture{srv: filepath.Join(t.TempDir(), "app.sock"), stderr: &syncBuffer{}, done: make(chan struct{})}
+	startHTTPServer(t, lc.srv)
+	lc.before, _ = os.Stat(lc.srv)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc.pr = pr
+	t.Cleanup(func() { pr.Close() })
+	lc.cmd = exec.Command(testenv.Opsctl(t), "sock", "capture", "--socket", lc.srv, "--swap", "-w", "-")
+	lc.cmd.Stdout, lc.cmd.Stderr = pw, lc.stderr
+	if err := lc.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	go func() { lc.cmd.Wait(); close(lc.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-lc.done:
+		default:
+			lc.cmd.Process.Kill()
+			<-lc.done
+		}
+	})
+	// The file header is written before opsctl serves.
+	if _, err := io.ReadFull(pr, make([]byte, 24)); err != nil {
+		t.Fatalf("no pcap header on stdout: %v: %s", err, lc.stderr)
+	}
+	for !strings.Contains(lc.stderr.String(), "capturing; stop with Ctrl-C") {
+		select {
+		case <-lc.done:
+			t.Fatalf("opsctl exited early: %s", lc.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return lc
+}
+
 // TestSockCaptureSwapRestoresWhenTheLiveReaderQuits: with -w - piped into
 // Wireshark, closing Wireshark breaks the pipe. opsctl must stop with an
 // error and put the socket back, not die of SIGPIPE with the socket moved
 // aside.
 func TestSockCaptureSwapRestoresWhenTheLiveReaderQuits(t *testing.T) {
-	dir := t.TempDir()
-	srv := filepath.Join(dir, "app.sock")
-	startHTTPServer(t, srv)
-	before, _ := os.Stat(srv)
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
-	stderr := &syncBuffer{}
-	cmd := exec.Command(testenv.Opsctl(t), "sock", "capture", "--socket", srv, "--swap", "-w", "-")
-	cmd.Stdout, cmd.Stderr = pw, stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	defer func() {
-		select {
-		case <-done:
-		default:
-			cmd.Process.Kill()
-			<-done
-		}
-	}()
-	// The file header is written before opsctl serves; once it is read,
-	// the reader quits.
-	header := make([]byte, 24)
-	if _, err := io.ReadFull(pr, header); err != nil {
-		t.Fatalf("no pcap header on stdout: %v: %s", err, stderr)
-	}
+	lc := startSwapToPipe(t)
+	srv, before, cmd, pr, stderr, done := lc.srv, lc.before, lc.cmd, lc.pr, lc.stderr, lc.done
 	pr.Close()
-	for !strings.Contains(stderr.String(), "capturing; stop with Ctrl-C") {
-		select {
-		case <-done:
-			t.Fatalf("opsctl exited early: %s", stderr)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 	// A client makes opsctl write to the broken pipe.
 	if conn, err := net.Dial("unix", srv); err == nil {
 		fmt.Fprint(conn, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -1031,42 +1048,8 @@ func TestSockCaptureDryRunChangesNothing(t *testing.T) {
 // the socket back and waits for the capture to be finished, a second one
 // ends opsctl without waiting (exit 1, saying the capture may be short).
 func TestSockCaptureSecondStopLeavesAStalledReader(t *testing.T) {
-	dir := t.TempDir()
-	srv := filepath.Join(dir, "app.sock")
-	startHTTPServer(t, srv)
-	before, _ := os.Stat(srv)
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close() // open, never read after the header: the stalled reader
-	stderr := &syncBuffer{}
-	cmd := exec.Command(testenv.Opsctl(t), "sock", "capture", "--socket", srv, "--swap", "-w", "-")
-	cmd.Stdout, cmd.Stderr = pw, stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	defer func() {
-		select {
-		case <-done:
-		default:
-			cmd.Process.Kill()
-			<-done
-		}
-	}()
-	if _, err := io.ReadFull(pr, make([]byte, 24)); err != nil {
-		t.Fatalf("no pcap header on stdout: %v: %s", err, stderr)
-	}
-	for !strings.Contains(stderr.String(), "capturing; stop with Ctrl-C") {
-		select {
-		case <-done:
-			t.Fatalf("opsctl exited early: %s", stderr)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	lc := startSwapToPipe(t)
+	srv, before, cmd, pr, stderr, done := lc.srv, lc.before, lc.cmd, lc.pr, lc.stderr, lc.done
 	// A client sends far more than stdout's pipe holds.
 	conn, err := net.Dial("unix", srv)
 	if err != nil {

@@ -762,15 +762,25 @@ func (b *blockingPipelines) CreatePipeline(ctx context.Context, project string, 
 	}
 }
 
-func TestStopLetsThePipelineCreationUnderWayFinish(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
-	api := &blockingPipelines{fakePipelines: fx.api, entered: make(chan struct{}, 1), release: make(chan struct{})}
+// workBlockedOnCreate runs Work on a chain base -> ruby after base
+// succeeded, and returns once ruby's pipeline creation is under way (held
+// by api until released); stop ends Work's context.
+func workBlockedOnCreate(t *testing.T) (fx *engineFixture, api *blockingPipelines, stop context.CancelFunc, worked chan error) {
+	t.Helper()
+	fx = newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	api = &blockingPipelines{fakePipelines: fx.api, entered: make(chan struct{}, 1), release: make(chan struct{})}
 	fx.engine.api = api
 	fx.pipeline("ops/base", 31, "success", hookOpts{})
 	ctx, stop := context.WithCancel(context.Background())
-	worked := make(chan error, 1)
+	t.Cleanup(stop)
+	worked = make(chan error, 1)
 	go func() { worked <- fx.engine.Work(ctx) }()
 	<-api.entered
+	return fx, api, stop, worked
+}
+
+func TestStopLetsThePipelineCreationUnderWayFinish(t *testing.T) {
+	fx, api, stop, worked := workBlockedOnCreate(t)
 	stop() // SIGTERM while GitLab is creating ruby's pipeline
 	time.Sleep(50 * time.Millisecond)
 	close(api.release)
@@ -791,14 +801,7 @@ func TestStopLetsThePipelineCreationUnderWayFinish(t *testing.T) {
 func TestStopGivesUpACreationAfterTheGrace(t *testing.T) {
 	defer func(d time.Duration) { shutdownGrace = d }(shutdownGrace)
 	shutdownGrace = 100 * time.Millisecond
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
-	api := &blockingPipelines{fakePipelines: fx.api, entered: make(chan struct{}, 1), release: make(chan struct{})}
-	fx.engine.api = api
-	fx.pipeline("ops/base", 31, "success", hookOpts{})
-	ctx, stop := context.WithCancel(context.Background())
-	worked := make(chan error, 1)
-	go func() { worked <- fx.engine.Work(ctx) }()
-	<-api.entered
+	fx, _, stop, worked := workBlockedOnCreate(t)
 	stopped := time.Now()
 	stop()
 	select {

@@ -114,23 +114,8 @@ rcpt:
 	if out, err := exec.Command(binary, "-C", confPath, "-bV").CombinedOutput(); err != nil {
 		t.Fatalf("exim -bV refuses the configuration: %v\n%s\n%s", err, out, conf)
 	}
-	stderr := &testenv.SyncBuffer{}
-	cmd := exec.Command(binary, "-C", confPath, "-bdf")
-	cmd.Stdout, cmd.Stderr = stderr, stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
+	daemon := startServe(t, exec.Command(binary, "-C", confPath, "-bdf"))
+	stderr, exited := daemon.stderr, daemon.exited
 	for deadline := time.Now().Add(15 * time.Second); ; {
 		if c, err := net.Dial("tcp", e.addr); err == nil {
 			c.Close()

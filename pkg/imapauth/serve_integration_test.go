@@ -18,15 +18,16 @@ import (
 	"github.com/opsctl/opsctl/internal/testenv"
 )
 
-// daemonProcess is a running `opsctl imap-auth serve`.
+// daemonProcess is a daemon a test started: `opsctl imap-auth serve`, or
+// Exim.
 type daemonProcess struct {
 	cmd    *exec.Cmd
 	stderr *testenv.SyncBuffer
 	exited chan struct{}
 }
 
-// startServe starts the daemon through cmd (already set up) and stops it
-// at the end of the test if the test did not.
+// startServe starts the daemon through cmd (already set up; its stderr is
+// collected) and stops it at the end of the test if the test did not.
 func startServe(t *testing.T, cmd *exec.Cmd) *daemonProcess {
 	t.Helper()
 	p := &daemonProcess{cmd: cmd, stderr: &testenv.SyncBuffer{}, exited: make(chan struct{})}

@@ -326,33 +326,29 @@ func (c *Capture) flushGather() error {
 	return c.copyFromPipe(c.gather.r, n)
 }
 
-// toGather writes b into the gather pipe, emptying the pipe into the file
-// whenever it is full.
+// toGather writes b into the gather pipe.
 func (c *Capture) toGather(b []byte) error {
-	for len(b) > 0 {
-		k, err := unix.Write(c.gather.w, b)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN && c.gathered > 0:
-			if err := c.flushGather(); err != nil {
-				return err
-			}
-			continue
-		case err != nil:
-			return fmt.Errorf("capture gather pipe: %w", err)
-		}
-		c.gathered += k
-		b = b[k:]
-	}
-	return nil
+	return c.intoGather(len(b), func(n int) (int, error) {
+		k, err := unix.Write(c.gather.w, b[len(b)-n:])
+		return max(k, 0), err
+	})
 }
 
 // moveToGather moves n payload bytes from a stage pipe into the gather
 // pipe: the pages change hands, nothing is copied.
 func (c *Capture) moveToGather(from, n int) error {
-	for n > 0 {
+	return c.intoGather(n, func(n int) (int, error) {
 		k, err := unix.Splice(from, nil, c.gather.w, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		return int(k), err
+	})
+}
+
+// intoGather calls put, which adds at most n bytes to the non-blocking
+// gather pipe, until n bytes are in; whenever the pipe is full, what it
+// holds goes into the file first.
+func (c *Capture) intoGather(n int, put func(n int) (int, error)) error {
+	for n > 0 {
+		k, err := put(n)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -366,8 +362,8 @@ func (c *Capture) moveToGather(from, n int) error {
 		case k == 0:
 			return fmt.Errorf("capture gather pipe: %w", io.ErrUnexpectedEOF)
 		}
-		c.gathered += int(k)
-		n -= int(k)
+		c.gathered += k
+		n -= k
 	}
 	return nil
 }
