@@ -84,7 +84,9 @@ var buildOnce struct {
 
 // Opsctl returns the path of the opsctl binary under test: $OPSCTL_BIN when
 // set (make test sets it to bin/opsctl), otherwise one built once per test
-// process into a temporary folder, static as `make` builds it.
+// process, static as `make` builds it, into the user's cache folder
+// (opsctl-test-bin/opsctl there, replaced by each build: no copy per test
+// run is left behind).
 func Opsctl(t testing.TB) string {
 	t.Helper()
 	if bin := os.Getenv("OPSCTL_BIN"); bin != "" {
@@ -93,24 +95,42 @@ func Opsctl(t testing.TB) string {
 		}
 		return bin
 	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "opsctl-test-bin-")
-		if err != nil {
-			buildOnce.err = err
-			return
-		}
-		buildOnce.path = filepath.Join(dir, "opsctl")
-		cmd := exec.Command("go", "build", "-o", buildOnce.path, "./cmd/opsctl")
-		cmd.Dir = ModuleRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildOnce.err = fmt.Errorf("go build ./cmd/opsctl: %v\n%s", err, out)
-		}
-	})
+	buildOnce.Do(func() { buildOnce.path, buildOnce.err = buildOpsctl() })
 	if buildOnce.err != nil {
 		t.Fatal(buildOnce.err)
 	}
 	return buildOnce.path
+}
+
+// buildOpsctl builds the binary under a name of its own and renames it into
+// place, so that test processes building at the same time never run a
+// half-written file.
+func buildOpsctl() (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("building opsctl for the tests: %w", err)
+	}
+	dir := filepath.Join(cache, "opsctl-test-bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("building opsctl for the tests: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, "opsctl-*")
+	if err != nil {
+		return "", fmt.Errorf("building opsctl for the tests: %w", err)
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name()) // after a failed build; a no-op after the rename
+	cmd := exec.Command("go", "build", "-o", tmp.Name(), "./cmd/opsctl")
+	cmd.Dir = ModuleRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/opsctl: %v\n%s", err, out)
+	}
+	path := filepath.Join(dir, "opsctl")
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", fmt.Errorf("building opsctl for the tests: %w", err)
+	}
+	return path, nil
 }
 
 // ModuleRoot is the folder holding go.mod.
