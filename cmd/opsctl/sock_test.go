@@ -30,38 +30,15 @@ import (
 type capture struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stderr *syncBuffer
-	stdout *syncBuffer
+	stderr *testenv.SyncBuffer
+	stdout *testenv.SyncBuffer
 	done   chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
 }
 
 // startCapture runs opsctl with args and waits until it serves.
 func startCapture(t *testing.T, args ...string) *capture {
 	t.Helper()
-	c := &capture{t: t, stderr: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan struct{})}
+	c := &capture{t: t, stderr: &testenv.SyncBuffer{}, stdout: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	c.cmd = exec.Command(testenv.Opsctl(t), append([]string{"sock", "capture"}, args...)...)
 	c.cmd.Stderr = c.stderr
 	c.cmd.Stdout = c.stdout
@@ -373,7 +350,7 @@ type liveCapture struct {
 	before os.FileInfo // the original socket
 	cmd    *exec.Cmd
 	pr     *os.File
-	stderr *syncBuffer
+	stderr *testenv.SyncBuffer
 	done   chan struct{} // closed when opsctl exited
 }
 
@@ -382,7 +359,7 @@ type liveCapture struct {
 // opsctl is killed at the end of the test if it still runs.
 func startSwapToPipe(t *testing.T) *liveCapture {
 	t.Helper()
-	lc := &liveCapture{srv: filepath.Join(t.TempDir(), "app.sock"), stderr: &syncBuffer{}, done: make(chan struct{})}
+	lc := &liveCapture{srv: filepath.Join(t.TempDir(), "app.sock"), stderr: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	startHTTPServer(t, lc.srv)
 	lc.before, _ = os.Stat(lc.srv)
 	pr, pw, err := os.Pipe()

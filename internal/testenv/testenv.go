@@ -178,3 +178,6 @@ func (s *SyncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Bytes is a copy of what was written so far.
+func (s *SyncBuffer) Bytes() []byte { return []byte(s.String()) }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/opsctl/opsctl/internal/testenv"
 )
 
 // TestProxyRecordsConcurrentEchoConnections runs the proxy in-process (so
@@ -198,24 +200,6 @@ func TestSwapPutsTheSocketBackWhenAConnectionGoroutinePanics(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects the proxy's log lines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestProxyWaitsForAServerWhoseBacklogIsFull: a client connecting directly
 // to a busy server waits in connect(2). Through the proxy it must wait
 // too, not be dropped because the proxy's non-blocking connect got EAGAIN.
@@ -248,7 +232,7 @@ func TestProxyWaitsForAServerWhoseBacklogIsFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testenv.SyncBuffer{}
 	ready := make(chan struct{})
 	p := &Proxy{
 		Plan: plan, Capture: capture, Ready: func() { close(ready) },
@@ -345,7 +329,7 @@ func TestProxyLetsGoOfIdleUnnamedDatagramClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testenv.SyncBuffer{}
 	var clock atomic.Int64
 	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	ready := make(chan struct{})
