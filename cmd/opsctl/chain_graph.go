@@ -49,15 +49,9 @@ not a project) go to stderr, or into the JSON.`,
 
 func runChainScan(opts *ChainScanOptions) error {
 	f := opts.Factory
-	src, err := opts.Source.build(f, false)
+	g, err := opts.Source.scanGraph(f, "chain scan")
 	if err != nil {
 		return err
-	}
-	ctx, cancel := signalContext()
-	defer cancel()
-	g, err := src.scan(ctx, f, opts.Source.Concurrency)
-	if err != nil {
-		return chainError("chain scan", err)
 	}
 	out := f.IO.Out
 	switch opts.Output.Value {
@@ -134,15 +128,9 @@ func runChainPlan(opts *ChainPlanOptions) error {
 			return cli.Usagef("chain plan: ROOT %v", err)
 		}
 	}
-	src, err := opts.Source.build(f, false)
+	g, err := opts.Source.scanGraph(f, "chain plan")
 	if err != nil {
 		return err
-	}
-	ctx, cancel := signalContext()
-	defer cancel()
-	g, err := src.scan(ctx, f, opts.Source.Concurrency)
-	if err != nil {
-		return chainError("chain plan", err)
 	}
 	writeWarnings(f.IO.ErrOut, g.Warnings)
 	plan, err := g.Plan(opts.Roots)
@@ -158,4 +146,20 @@ func runChainPlan(opts *ChainPlanOptions) error {
 		return fmt.Errorf("chain plan: write output: %w", err)
 	}
 	return nil
+}
+
+// scanGraph builds the graph from the source flags; SIGINT or SIGTERM stops
+// the scan. Errors name cmd.
+func (o *chainSourceOptions) scanGraph(f *cli.Factory, cmd string) (*chain.Graph, error) {
+	src, err := o.build(f, false)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	g, err := src.scan(ctx, f, o.Concurrency)
+	if err != nil {
+		return nil, chainError(cmd, err)
+	}
+	return g, nil
 }
