@@ -110,7 +110,7 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 		if ctx.Err() != nil {
 			return interrupted()
 		}
-		lv, err := m.inspectLV(ctx, name)
+		_, lv, err := m.inspectLV(ctx, name)
 		if err != nil {
 			if ctx.Err() != nil {
 				return interrupted()
@@ -170,7 +170,7 @@ func (m *Manager) SkipDoneSteps(ctx context.Context, plan *Plan) error {
 		}
 		if lv == nil {
 			var err error
-			if lv, err = m.inspectLV(ctx, plan.Name()); err != nil {
+			if _, lv, err = m.inspectLV(ctx, plan.Name()); err != nil {
 				return fmt.Errorf("lvm cache %s %s: %w", plan.Op, plan.Name(), err)
 			}
 		}
@@ -205,7 +205,7 @@ func (m *Manager) recover(ctx context.Context, plan *Plan, failed *Step, stepErr
 		}
 		recache.Started, recache.Finished = &started, &finished
 	}
-	lv, inspectErr := m.inspectLV(context.WithoutCancel(ctx), name)
+	_, lv, inspectErr := m.inspectLV(context.WithoutCancel(ctx), name)
 	if inspectErr == nil && lv.Cached() && lv.SizeBytes == plan.OriginalSizeBytes {
 		if err := m.removeJournal(name); err != nil {
 			return fmt.Errorf("%s: %w (and %v)", prefix, stepErr, err)
@@ -234,12 +234,14 @@ func stepDone(step *Step, lv *LV, plan *Plan) bool {
 	return false
 }
 
-func (m *Manager) inspectLV(ctx context.Context, name Name) (*LV, error) {
+// inspectLV reads the VG of name from lvm2 and finds the LV in it.
+func (m *Manager) inspectLV(ctx context.Context, name Name) (*VG, *LV, error) {
 	vg, err := m.Runner.InspectVG(ctx, name.VG)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return vg.LV(name.LV)
+	lv, err := vg.LV(name.LV)
+	return vg, lv, err
 }
 
 // runStep runs one lvm2 command. An uncache of a cache with dirty blocks

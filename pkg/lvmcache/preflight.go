@@ -64,11 +64,7 @@ func (m *Manager) PlanCreate(ctx context.Context, req CreateRequest) (*Plan, err
 	if err := m.checkNoJournal(req.LV); err != nil {
 		return fail(err)
 	}
-	vg, err := m.Runner.InspectVG(ctx, req.LV.VG)
-	if err != nil {
-		return fail(err)
-	}
-	lv, err := vg.LV(req.LV.LV)
+	vg, lv, err := m.inspectLV(ctx, req.LV)
 	if err != nil {
 		return fail(err)
 	}
@@ -191,11 +187,7 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 	case strategy == StrategyAuto:
 		strategy = StrategyRecache
 	}
-	vg, err := m.Runner.InspectVG(ctx, req.LV.VG)
-	if err != nil {
-		return fail(err)
-	}
-	lv, err := vg.LV(req.LV.LV)
+	vg, lv, err := m.inspectLV(ctx, req.LV)
 	if err != nil {
 		return fail(err)
 	}
@@ -303,11 +295,7 @@ func (m *Manager) PlanRemove(ctx context.Context, name Name) (*Plan, error) {
 	if err := m.checkNoJournal(name); err != nil {
 		return fail(err)
 	}
-	vg, err := m.Runner.InspectVG(ctx, name.VG)
-	if err != nil {
-		return fail(err)
-	}
-	lv, err := vg.LV(name.LV)
+	_, lv, err := m.inspectLV(ctx, name)
 	if err != nil {
 		return fail(err)
 	}

@@ -44,11 +44,7 @@ func StatusOf(lv *LV) Status {
 
 // Status reports the cache of one LV.
 func (m *Manager) Status(ctx context.Context, name Name) (Status, error) {
-	vg, err := m.Runner.InspectVG(ctx, name.VG)
-	if err != nil {
-		return Status{}, fmt.Errorf("lvm cache status %s: %w", name, err)
-	}
-	lv, err := vg.LV(name.LV)
+	_, lv, err := m.inspectLV(ctx, name)
 	if err != nil {
 		return Status{}, fmt.Errorf("lvm cache status %s: %w", name, err)
 	}
