@@ -386,10 +386,7 @@ func TestResumeAfterACrashBetweenSteps(t *testing.T) {
 
 func TestInterruptedPlanStopsBeforeTheNextStep(t *testing.T) {
 	m, path := newFake(t, nil)
-	plan, err := m.PlanResize(context.Background(), ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := planRecacheBy4MiB(t, m)
 	// Ctrl-C arrives while lvm2 flushes: the uncache finishes, lvresize
 	// does not start.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -415,10 +412,7 @@ func TestInterruptedPlanStopsBeforeTheNextStep(t *testing.T) {
 
 func TestResizeInterruptedBeforeItsFirstStepLeavesNoJournal(t *testing.T) {
 	m, path := newFake(t, nil)
-	plan, err := m.PlanResize(context.Background(), ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := planRecacheBy4MiB(t, m)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "--resume") {
@@ -439,10 +433,7 @@ func TestResizeInterruptedBeforeItsFirstStepLeavesNoJournal(t *testing.T) {
 func TestEveryLVM2CallHasLCALLCAndNoForce(t *testing.T) {
 	ctx := context.Background()
 	m, path := newFake(t, nil)
-	plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := planRecacheBy4MiB(t, m)
 	if err := m.Apply(ctx, plan); err != nil {
 		t.Fatal(err)
 	}
@@ -610,10 +601,7 @@ func TestChangeIsRefusedWhenAResizeWasJournaledAfterItsPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Meanwhile another opsctl starts a resize and is interrupted.
-	resize, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	resize := planRecacheBy4MiB(t, m)
 	if err := m.saveJournal(resize); err != nil {
 		t.Fatal(err)
 	}
@@ -628,10 +616,7 @@ func TestChangeIsRefusedWhenAResizeWasJournaledAfterItsPlan(t *testing.T) {
 
 func TestResumeOfAJournalAnotherOpsctlFinishedChangesNothing(t *testing.T) {
 	m, path := newFake(t, nil)
-	plan, err := m.PlanResize(context.Background(), ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := planRecacheBy4MiB(t, m)
 	// Interrupted during the flush: the journal waits for --resume.
 	interrupted, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -667,10 +652,7 @@ func TestResumeOfAJournalAnotherOpsctlFinishedChangesNothing(t *testing.T) {
 func TestAFailedReportMidResizePointsToResume(t *testing.T) {
 	ctx := context.Background()
 	m, path := newFake(t, nil)
-	plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := planRecacheBy4MiB(t, m)
 	// The uncache is done; lvm2 cannot report the LV before lvresize.
 	plan.Steps[0].State = StateDone
 	if err := m.saveJournal(plan); err != nil {
@@ -723,4 +705,15 @@ func TestResizeRefusesSizesBeyondLVM2sRange(t *testing.T) {
 	if ran := changesSince(t, path, 0); len(ran) != 0 {
 		t.Errorf("ran %v", ran)
 	}
+}
+
+// planRecacheBy4MiB plans growing slowlv by 4 MiB by recache: uncache,
+// lvresize, re-create.
+func planRecacheBy4MiB(t *testing.T, m *Manager) *Plan {
+	t.Helper()
+	plan, err := m.PlanResize(context.Background(), ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
 }
