@@ -124,24 +124,22 @@ func (s *Server) projectLocked(path string) *Project {
 // findProject resolves an id of the API: a number or a full path (the
 // client sends it URL-encoded; routing has unescaped it).
 func (s *Server) findProject(id string) *Project {
-	if n, err := strconv.ParseInt(id, 10, 64); err == nil {
-		return s.projects[n]
-	}
-	for _, p := range s.projects {
-		if strings.EqualFold(p.FullPath, id) {
-			return p
-		}
-	}
-	return nil
+	return findByID(s.projects, id, func(p *Project) string { return p.FullPath })
 }
 
 func (s *Server) findGroup(id string) *Group {
+	return findByID(s.groups, id, func(g *Group) string { return g.FullPath })
+}
+
+// findByID resolves an id of the API, a number or a full path (GitLab
+// compares paths without regard to case), in all.
+func findByID[T any](all map[int64]*T, id string, fullPath func(*T) string) *T {
 	if n, err := strconv.ParseInt(id, 10, 64); err == nil {
-		return s.groups[n]
+		return all[n]
 	}
-	for _, g := range s.groups {
-		if strings.EqualFold(g.FullPath, id) {
-			return g
+	for _, x := range all {
+		if strings.EqualFold(fullPath(x), id) {
+			return x
 		}
 	}
 	return nil
