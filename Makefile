@@ -1,5 +1,7 @@
 # opsctl: `make` builds bin/opsctl, `make test` runs every test.
 GO      ?= go
+# bash: recipes use pipefail.
+SHELL   := /bin/bash
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 5s
@@ -44,7 +46,8 @@ fmt-check:
 
 unit:
 	@rm -f $(SKIP_LOG)
-	OPSCTL_BIN=$(CURDIR)/bin/opsctl OPSCTL_SKIP_LOG=$(SKIP_LOG) $(GO) test -count=1 -timeout 18m ./...
+	@OPSCTL_BIN=$(CURDIR)/bin/opsctl OPSCTL_SKIP_LOG=$(SKIP_LOG) $(GO) test -count=1 -timeout 18m ./... || { \
+	  if [ -s $(SKIP_LOG) ]; then echo "SKIPPED TESTS (component missing):"; cat $(SKIP_LOG); fi; exit 1; }
 
 fuzz:
 	@FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz-brief.sh

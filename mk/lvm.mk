@@ -21,4 +21,4 @@ lvm-vm-test: build lvm-vm-assets
 LVM_MEASURE_MB ?= 128
 LVM_MEASURE_DELAY_MS ?= 10
 bench-lvm: build lvm-vm-assets
-	@OPSCTL_BIN=$(CURDIR)/bin/opsctl OPSCTL_LVM_MEASURE=$(LVM_MEASURE_MB) OPSCTL_LVM_MEASURE_DELAY_MS=$(LVM_MEASURE_DELAY_MS) $(GO) test -count=1 -v -run TestMeasureRecacheVsOnline ./pkg/lvmcache/vmtest/ | grep -E '^(measure|--- FAIL|FAIL|ok)'
+	@set -o pipefail; OPSCTL_BIN=$(CURDIR)/bin/opsctl OPSCTL_LVM_MEASURE=$(LVM_MEASURE_MB) OPSCTL_LVM_MEASURE_DELAY_MS=$(LVM_MEASURE_DELAY_MS) $(GO) test -count=1 -v -run TestMeasureRecacheVsOnline ./pkg/lvmcache/vmtest/ | grep -E '^(measure|--- FAIL|FAIL|ok)'

@@ -1,5 +1,5 @@
 // Package testenv gives integration tests the real components they run
-// against (Dovecot, tshark, libvirtd, pygrub, qemu) and the built opsctl
+// against (Dovecot, Exim, tshark, libvirtd, pygrub, qemu, lvm2, ...) and the built opsctl
 // binary, with one policy for a missing component: under CI=true the test
 // fails with a line naming the Debian package; elsewhere it is skipped and
 // the skip is recorded for the summary that `make test` prints at its end.
