@@ -318,7 +318,7 @@ func splicedRoundTripFlags(t *testing.T, dir string, flags int, data []byte, siz
 	if err != nil {
 		t.Fatal(err)
 	}
-	pools := [2]*stagePool{newStagePool(), newStagePool()}
+	pools := [2]*stagePool{newStagePool(pipeFull), newStagePool(pipeFull)}
 	defer pools[0].close()
 	defer pools[1].close()
 	fl := newTCPFlow(c, 40001, 80, 0xfffffff0)
@@ -368,7 +368,7 @@ func TestSplicedPayloadReachesTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := newStagePool()
+	pool := newStagePool(pipeFull)
 	f := newTCPFlow(c, 40002, 80, 1)
 	f.Open("")
 	want := bytes.Repeat([]byte("0123456789"), 50000)
@@ -420,7 +420,7 @@ func TestSplicedAfterAWriteErrorKeepsForwarding(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close() // every write from now on fails with EPIPE
-	pool := newStagePool()
+	pool := newStagePool(pipeFull)
 	f := newTCPFlow(c, 40004, 80, 1)
 	f.Open("")
 	chunk := bytes.Repeat([]byte("x"), 100000)
@@ -512,7 +512,7 @@ func TestSplicedSegmentInManyPipeBuffers(t *testing.T) {
 	if _, err := src.Write(content); err != nil {
 		t.Fatal(err)
 	}
-	pool := newStagePool()
+	pool := newStagePool(pipeFull)
 	defer pool.close()
 	stage, err := pool.get()
 	if err != nil {

@@ -23,12 +23,34 @@ func newPipe(size int) (pipePair, error) {
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
 		return pipePair{-1, -1}, fmt.Errorf("pipe: %w", err)
 	}
+	p := pipePair{fds[0], fds[1]}
 	if size > 0 {
-		// Best effort: an unprivileged user's pipe quota may refuse it,
-		// and the default 64 KiB pipe still works, only slower.
-		_, _ = unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, size)
+		p.grow(size)
 	}
-	return pipePair{fds[0], fds[1]}, nil
+	return p, nil
+}
+
+// pipeFull is the size a connection's pipes grow to once a chunk fills
+// them. They start at the kernel's default (64 KiB): pipe pages count
+// against a per-user quota (/proc/sys/fs/pipe-user-pages-soft) beyond which
+// an unprivileged user's new pipes get two pages, so connections that
+// never send much must not hold megabytes of it.
+const pipeFull = 1 << 20
+
+// grow asks for a pipe of size bytes. Best effort: an unprivileged user's
+// pipe quota may refuse it, and the smaller pipe still works, only slower.
+func (p pipePair) grow(size int) bool {
+	_, err := unix.FcntlInt(uintptr(p.w), unix.F_SETPIPE_SZ, size)
+	return err == nil
+}
+
+// size is the capacity of the pipe in bytes.
+func (p pipePair) size() int {
+	n, err := unix.FcntlInt(uintptr(p.w), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 func (p pipePair) close() {
@@ -128,34 +150,58 @@ type stagePool struct {
 	mu      sync.Mutex
 	created int
 	closed  bool
+	// want is the size the pipes should have: that of the forwarding
+	// pipe, whose chunks they take whole. sizes holds what each pipe
+	// (by its write end) was made or grown to.
+	want  int
+	sizes map[int]int
 }
 
-func newStagePool() *stagePool {
-	return &stagePool{free: make(chan pipePair, maxStaged)}
+func newStagePool(size int) *stagePool {
+	return &stagePool{free: make(chan pipePair, maxStaged), want: size, sizes: make(map[int]int, maxStaged)}
 }
 
 // get returns an empty pipe: a free one, a new one while fewer than
-// maxStaged exist, or else the next one the writer returns.
+// maxStaged exist, or else the next one the writer returns. A pipe made
+// before the forwarding pipe grew is grown first.
 func (s *stagePool) get() (pipePair, error) {
+	var p pipePair
 	select {
-	case p := <-s.free:
-		return p, nil
+	case p = <-s.free:
 	default:
+		s.mu.Lock()
+		if s.created < maxStaged {
+			s.created++
+			want := s.want
+			s.mu.Unlock()
+			p, err := newPipe(want)
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if err != nil {
+				s.created--
+				return p, err
+			}
+			s.sizes[p.w] = want
+			return p, nil
+		}
+		s.mu.Unlock()
+		p = <-s.free
 	}
 	s.mu.Lock()
-	if s.created < maxStaged {
-		s.created++
-		s.mu.Unlock()
-		p, err := newPipe(1 << 20)
-		if err != nil {
-			s.mu.Lock()
-			s.created--
-			s.mu.Unlock()
-		}
-		return p, err
+	defer s.mu.Unlock()
+	if s.sizes[p.w] < s.want {
+		// Once: a refusal is not asked again.
+		p.grow(s.want)
+		s.sizes[p.w] = s.want
 	}
-	s.mu.Unlock()
-	return <-s.free, nil
+	return p, nil
+}
+
+// grow makes the pipes the pool hands out from now on size bytes large.
+func (s *stagePool) grow(size int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.want = max(s.want, size)
 }
 
 // put gives an empty pipe back; after close it is closed instead.

@@ -221,14 +221,15 @@ func (pm *pump) spliceLoop() error {
 	if err != nil {
 		return err
 	}
-	fwd, err := newPipe(1 << 20)
+	fwd, err := newPipe(0)
 	if err != nil {
 		return err
 	}
 	defer fwd.close()
+	fwdSize := fwd.size()
 	var staged *stagePool
 	if pm.flow != nil {
-		staged = newStagePool()
+		staged = newStagePool(fwdSize)
 		// Pipes still queued are closed once the writer is done with them.
 		defer staged.close()
 	}
@@ -236,7 +237,7 @@ func (pm *pump) spliceLoop() error {
 	var copyBuf []byte
 	for {
 		var n int
-		var eof, withFDs bool
+		var eof, withFDs, full bool
 		var opErr error
 		err := srcRC.Read(func(fd uintptr) bool {
 			q, err := inQueue(int(fd))
@@ -262,11 +263,13 @@ func (pm *pump) spliceLoop() error {
 			}
 			// At most q bytes: all were queued before the peek above found
 			// no descriptors, so the splice cannot swallow any.
-			k, err := unix.Splice(int(fd), nil, fwd.w, nil, min(q, spliceChunk), unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			want := min(q, spliceChunk)
+			k, err := unix.Splice(int(fd), nil, fwd.w, nil, want, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
 			if err == unix.EAGAIN {
 				return false
 			}
 			n, opErr = int(k), err
+			full = err == nil && int(k) < want
 			return true
 		})
 		if err != nil {
@@ -293,6 +296,18 @@ func (pm *pump) spliceLoop() error {
 		}
 		if err := pm.forward(fwd, staged, dstRC, n); err != nil {
 			return err
+		}
+		if full && fwdSize < pipeFull {
+			// More was queued than the pipe took: this connection is
+			// busy, its pipes grow (once; a refusal is not asked again).
+			if fwd.grow(pipeFull) {
+				fwdSize = fwd.size()
+				if staged != nil {
+					staged.grow(fwdSize)
+				}
+			} else {
+				fwdSize = pipeFull
+			}
 		}
 	}
 }

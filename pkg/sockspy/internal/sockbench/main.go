@@ -7,7 +7,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -29,6 +28,7 @@ func main() {
 	opsctl := flag.String("opsctl", "bin/opsctl", "opsctl binary")
 	sizeFlag := flag.String("size", "1GiB", "bytes sent per run, split over the connections (k/M/GiB suffixes)")
 	connsFlag := flag.String("conns", "1,4", "comma-separated connection counts")
+	ioFlag := flag.String("io", "256KiB,64KiB,8KiB", "comma-separated sizes of the clients' writes and the server's reads (at most 1MiB)")
 	skipSocat := flag.Bool("no-socat", false, "skip the socat chain")
 	outDir := flag.String("out", "", "folder for the capture files (default: a temporary folder)")
 	withCopy := flag.Bool("copy", true, "also measure opsctl with splice disabled (OPSCTL_SOCK_NOSPLICE=1)")
@@ -48,71 +48,90 @@ func main() {
 	}
 	captures = *outDir
 
-	fmt.Printf("sockbench: %s per run, %s; GOMAXPROCS host CPUs=%d\n", *sizeFlag, dir, numCPU())
-	fmt.Printf("%-28s %5s %10s %9s %9s  %s\n", "path", "conns", "MB/s", "/direct", "/socat", "notes")
-	for _, f := range strings.Split(*connsFlag, ",") {
-		conns, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || conns < 1 {
-			fail(fmt.Errorf("-conns %q: expected positive numbers", *connsFlag))
+	var ioSizes []int
+	for _, f := range strings.Split(*ioFlag, ",") {
+		n, err := parseSize(strings.TrimSpace(f))
+		if err != nil || n > int64(len(payload)) {
+			fail(fmt.Errorf("-io %q: expected sizes of at most 1MiB", *ioFlag))
 		}
-		srv := filepath.Join(dir, "srv.sock")
-		sink, err := startSink(srv)
-		if err != nil {
-			fail(err)
-		}
-		cpu0 := selfCPU()
-		direct, err := transfer(srv, sink, size, conns)
-		directCPU := selfCPU() - cpu0
-		if err != nil {
-			fail(fmt.Errorf("direct: %w", err))
-		}
-		var socat float64
-		var socatNote string
-		if !*skipSocat {
-			warm(size)
-			socat, socatNote, err = viaSocat(dir, srv, sink, size, conns)
-			if err != nil {
-				fail(fmt.Errorf("socat chain: %w", err))
-			}
-		}
-		warm(size)
-		ops, opsNote, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, false, "")
-		if err != nil {
-			fail(fmt.Errorf("opsctl: %w", err))
-		}
-		row := func(name string, mbs float64, note string) {
-			vsSocat := "-"
-			if socat > 0 {
-				vsSocat = fmt.Sprintf("%.2fx", mbs/socat)
-			}
-			fmt.Printf("%-28s %5d %10.0f %8.0f%% %9s  %s\n", name, conns, mbs, 100*mbs/direct, vsSocat, note)
-		}
-		row("direct", direct, fmt.Sprintf("client and server used %.2f CPU-s", directCPU.Seconds()))
-		if socat > 0 {
-			row("socat chain + tcpdump", socat, socatNote)
-		}
-		row("opsctl capture (splice)", ops, opsNote)
-		null, nullNote, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, false, "/dev/null")
-		if err != nil {
-			fail(fmt.Errorf("opsctl to /dev/null: %w", err))
-		}
-		row("opsctl -w /dev/null", null, "forwarding alone, no file to fill; "+nullNote[strings.Index(nullNote, "opsctl used"):])
-		warm(size)
-		ceiling, err := fileWrite(size)
-		if err != nil {
-			fail(fmt.Errorf("file write: %w", err))
-		}
-		row("file write, 1 MiB blocks", ceiling, "ceiling of any capture: one copy into the page cache")
-		if *withCopy {
-			warm(size)
-			cp, cpNote, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, true, "")
-			if err != nil {
-				fail(fmt.Errorf("opsctl copy: %w", err))
-			}
-			row("opsctl capture (copy)", cp, cpNote)
-		}
-		sink.ln.Close()
+		ioSizes = append(ioSizes, int(n))
 	}
+
+	fmt.Printf("sockbench: %s per run, %s; GOMAXPROCS host CPUs=%d\n", *sizeFlag, dir, numCPU())
+	for _, ioSize := range ioSizes {
+		fmt.Printf("\nclients write and the server reads %s at a time\n", ioSizeName(ioSize))
+		fmt.Printf("%-28s %5s %10s %9s %9s  %s\n", "path", "conns", "MB/s", "/direct", "/socat", "notes")
+		for _, f := range strings.Split(*connsFlag, ",") {
+			conns, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || conns < 1 {
+				fail(fmt.Errorf("-conns %q: expected positive numbers", *connsFlag))
+			}
+			srv := filepath.Join(dir, "srv.sock")
+			sink, err := startSink(srv, ioSize)
+			if err != nil {
+				fail(err)
+			}
+			cpu0 := selfCPU()
+			direct, err := transfer(srv, sink, size, conns)
+			directCPU := selfCPU() - cpu0
+			if err != nil {
+				fail(fmt.Errorf("direct: %w", err))
+			}
+			var socat float64
+			var socatNote string
+			if !*skipSocat {
+				warm(size)
+				socat, socatNote, err = viaSocat(dir, srv, sink, size, conns)
+				if err != nil {
+					fail(fmt.Errorf("socat chain: %w", err))
+				}
+			}
+			warm(size)
+			ops, opsNote, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, false, "")
+			if err != nil {
+				fail(fmt.Errorf("opsctl: %w", err))
+			}
+			row := func(name string, mbs float64, note string) {
+				vsSocat := "-"
+				if socat > 0 {
+					vsSocat = fmt.Sprintf("%.2fx", mbs/socat)
+				}
+				fmt.Printf("%-28s %5d %10.0f %8.0f%% %9s  %s\n", name, conns, mbs, 100*mbs/direct, vsSocat, note)
+			}
+			row("direct", direct, fmt.Sprintf("client and server used %.2f CPU-s", directCPU.Seconds()))
+			if socat > 0 {
+				row("socat chain + tcpdump", socat, socatNote)
+			}
+			row("opsctl capture (splice)", ops, opsNote)
+			null, nullNote, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, false, "/dev/null")
+			if err != nil {
+				fail(fmt.Errorf("opsctl to /dev/null: %w", err))
+			}
+			row("opsctl -w /dev/null", null, "forwarding alone, no file to fill; "+nullNote[strings.Index(nullNote, "opsctl used"):])
+			warm(size)
+			ceiling, err := fileWrite(size)
+			if err != nil {
+				fail(fmt.Errorf("file write: %w", err))
+			}
+			row("file write, 1 MiB blocks", ceiling, "ceiling of any capture: one copy into the page cache")
+			if *withCopy {
+				warm(size)
+				cp, cpNote, err := viaOpsctl(*opsctl, dir, srv, sink, size, conns, true, "")
+				if err != nil {
+					fail(fmt.Errorf("opsctl copy: %w", err))
+				}
+				row("opsctl capture (copy)", cp, cpNote)
+			}
+			sink.ln.Close()
+		}
+	}
+}
+
+func ioSizeName(n int) string {
+	if n%(1<<10) == 0 {
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // selfCPU is the CPU time this process (the benchmark's clients and
@@ -171,20 +190,22 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// sink is the server: it reads every connection to its end and reports
-// the bytes received.
+// sink is the server: it reads every connection to its end, io bytes at
+// a time, and reports the bytes received. The clients write io bytes at a
+// time too.
 type sink struct {
 	ln   *net.UnixListener
 	done chan int64
+	io   int
 }
 
-func startSink(path string) (*sink, error) {
+func startSink(path string, io int) (*sink, error) {
 	os.Remove(path)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, err
 	}
-	s := &sink{ln: ln, done: make(chan int64, 64)}
+	s := &sink{ln: ln, done: make(chan int64, 64), io: io}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -193,7 +214,7 @@ func startSink(path string) (*sink, error) {
 			}
 			go func() {
 				defer c.Close()
-				buf := make([]byte, 256<<10)
+				buf := make([]byte, s.io)
 				var n int64
 				for {
 					k, err := c.Read(buf)
@@ -210,7 +231,7 @@ func startSink(path string) (*sink, error) {
 }
 
 var payload = func() []byte {
-	b := make([]byte, 256<<10)
+	b := make([]byte, 1<<20)
 	rand.Read(b)
 	return b
 }()
@@ -231,7 +252,7 @@ func transfer(path string, s *sink, size int64, conns int) (float64, error) {
 			defer c.Close()
 			left := per
 			for left > 0 {
-				k := min(left, int64(len(payload)))
+				k := min(left, int64(s.io))
 				if _, err := c.Write(payload[:k]); err != nil {
 					errs <- err
 					return
@@ -408,7 +429,7 @@ func fileWrite(size int64) (float64, error) {
 	}
 	defer os.Remove(path)
 	defer f.Close()
-	block := bytes.Repeat(payload, 4)
+	block := payload
 	start := time.Now()
 	for left := size; left > 0; left -= int64(len(block)) {
 		if _, err := f.Write(block[:min(left, int64(len(block)))]); err != nil {

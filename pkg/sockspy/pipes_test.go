@@ -1,0 +1,158 @@
+package sockspy
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pipeSizes maps this process's pipe descriptors to their sizes.
+func pipeSizes(t *testing.T) map[int]int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[int]int{}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		link, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err != nil || !strings.HasPrefix(link, "pipe:") {
+			continue
+		}
+		if n, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0); err == nil {
+			sizes[fd] = n
+		}
+	}
+	return sizes
+}
+
+// TestConnectionPipesGrowOnlyWhenBusy: a connection that sends little
+// keeps pipes of the kernel's default size (pipe pages count against a
+// per-user quota), one that sends more than a pipe holds gets 1 MiB ones.
+func TestConnectionPipesGrowOnlyWhenBusy(t *testing.T) {
+	dir := t.TempDir()
+	srvPath := filepath.Join(dir, "sink.sock")
+	ln, err := net.Listen("unix", srvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	received := make(chan int, 1024)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						received <- n
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	waitReceived := func(want int) {
+		t.Helper()
+		timeout := time.After(20 * time.Second)
+		for got := 0; got < want; {
+			select {
+			case n := <-received:
+				got += n
+			case <-timeout:
+				t.Fatalf("the server received %d of %d bytes", got, want)
+			}
+		}
+	}
+
+	plan, err := NewPlan(Config{Socket: srvPath, Listen: filepath.Join(dir, "proxy.sock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(dir, "cap.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	capture, err := NewCapture(out, CaptureOptions{Format: FormatPcap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := pipeSizes(t)
+	ready := make(chan struct{})
+	p := &Proxy{Plan: plan, Capture: capture, Ready: func() { close(ready) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx) }()
+	<-ready
+	// The connections' pipes: new since the start, not the writer's own.
+	connPipes := func() (small, full int) {
+		for fd, size := range pipeSizes(t) {
+			if _, old := before[fd]; old || fd == capture.gather.r || fd == capture.gather.w {
+				continue
+			}
+			if size >= pipeFull {
+				full++
+			} else {
+				small++
+			}
+		}
+		return small, full
+	}
+
+	quiet, err := net.Dial("unix", plan.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	if _, err := quiet.Write([]byte("GET / HTTP/1.0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitReceived(18)
+	// Both directions' forwarding pipes and the stage pipe of the request.
+	if small, full := connPipes(); small < 3 || full != 0 {
+		t.Fatalf("a connection that sent 18 bytes: %d pipes of less than 1 MiB, %d of 1 MiB; want 3 or more and none", small, full)
+	}
+
+	busy, err := net.Dial("unix", plan.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	const size = 16 << 20
+	go busy.Write(make([]byte, size))
+	waitReceived(size)
+	// Its forwarding pipe and stage pipes to the server grew; the quiet
+	// connection's did not, nor the busy one's idle direction.
+	if small, full := connPipes(); small < 4 || full < 2 {
+		t.Fatalf("after a connection sent 16 MiB: %d pipes of less than 1 MiB, %d of 1 MiB; want 4 or more and 2 or more", small, full)
+	}
+
+	quiet.Close()
+	busy.Close()
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	if err := capture.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
