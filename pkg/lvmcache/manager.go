@@ -271,6 +271,9 @@ func (m *Manager) runStep(ctx context.Context, plan *Plan, step *Step, lv *LV) e
 	stopPolling()
 	<-polled
 	if err == nil {
+		// The uncache wrote every dirty block back, whether or not a poll
+		// saw the last of them before it returned.
+		progress.Update(step.DirtyBlocks)
 		progress.Done()
 	}
 	return err

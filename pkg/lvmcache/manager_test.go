@@ -552,6 +552,28 @@ func TestFlushProgressFollowsTheDirtyBlocks(t *testing.T) {
 	}
 }
 
+// TestFlushProgressEndsAtTheTotal: an uncache that returns before any poll
+// saw its last dirty blocks go still leaves the display at the total.
+func TestFlushProgressEndsAtTheTotal(t *testing.T) {
+	m, _ := newFake(t, nil)
+	var progress *recordedProgress
+	m.NewProgress = func(label string, total int64) Progress {
+		progress = &recordedProgress{label: label, total: total}
+		return progress
+	}
+	m.PollInterval = time.Hour
+	plan, err := m.PlanRemove(context.Background(), slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(context.Background(), plan); err != nil {
+		t.Fatal(err)
+	}
+	if progress == nil || !progress.ended || fmt.Sprint(progress.done) != "[0 300]" {
+		t.Fatalf("progress %+v: want updates [0 300], then done", progress)
+	}
+}
+
 // changesSince lists the lvm2 commands other than reports that the fake ran
 // after the first n calls.
 func changesSince(t *testing.T, path string, n int) []string {

@@ -1,7 +1,6 @@
 package sockspy
 
 import (
-	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -43,33 +42,20 @@ func pipeSizes(t *testing.T) map[int]int {
 func TestConnectionPipesGrowOnlyWhenBusy(t *testing.T) {
 	dir := t.TempDir()
 	srvPath := filepath.Join(dir, "sink.sock")
-	ln, err := net.Listen("unix", srvPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	received := make(chan int, 1024)
-	go func() {
+	serveStream(t, srvPath, func(c net.Conn) {
+		defer c.Close()
+		buf := make([]byte, 64<<10)
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(buf)
+			if n > 0 {
+				received <- n
+			}
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						received <- n
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 	waitReceived := func(want int) {
 		t.Helper()
 		timeout := time.After(20 * time.Second)
@@ -97,12 +83,7 @@ func TestConnectionPipesGrowOnlyWhenBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := pipeSizes(t)
-	ready := make(chan struct{})
-	p := &Proxy{Plan: plan, Capture: capture, Ready: func() { close(ready) }}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- p.Run(ctx) }()
-	<-ready
+	stop := runProxy(&Proxy{Plan: plan, Capture: capture})
 	// The connections' pipes: new since the start, not the writer's own.
 	connPipes := func() (small, full int) {
 		for fd, size := range pipeSizes(t) {
@@ -148,8 +129,7 @@ func TestConnectionPipesGrowOnlyWhenBusy(t *testing.T) {
 
 	quiet.Close()
 	busy.Close()
-	cancel()
-	if err := <-ran; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if err := capture.Close(); err != nil {

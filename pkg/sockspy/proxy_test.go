@@ -35,20 +35,7 @@ func TestProxyRecordsConcurrentEchoConnections(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			srvPath := filepath.Join(dir, "echo.sock")
-			ln, err := net.Listen("unix", srvPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() { io.Copy(c, c); c.Close() }()
-				}
-			}()
+			serveStream(t, srvPath, func(c net.Conn) { io.Copy(c, c); c.Close() })
 			plan, err := NewPlan(Config{Socket: srvPath, Listen: filepath.Join(dir, "proxy.sock")})
 			if err != nil {
 				t.Fatal(err)
@@ -62,12 +49,7 @@ func TestProxyRecordsConcurrentEchoConnections(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ready := make(chan struct{})
-			p := &Proxy{Plan: plan, Capture: capture, Copy: copyMode, Ready: func() { close(ready) }}
-			ctx, cancel := context.WithCancel(context.Background())
-			ran := make(chan error, 1)
-			go func() { ran <- p.Run(ctx) }()
-			<-ready
+			stop := runProxy(&Proxy{Plan: plan, Capture: capture, Copy: copyMode})
 
 			const conns = 6
 			sent := make([][]byte, conns)
@@ -100,8 +82,7 @@ func TestProxyRecordsConcurrentEchoConnections(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			cancel()
-			if err := <-ran; err != nil {
+			if err := stop(); err != nil {
 				t.Fatal(err)
 			}
 			if err := capture.Close(); err != nil {
@@ -152,20 +133,7 @@ func TestSwapPutsTheSocketBackWhenAConnectionGoroutinePanics(t *testing.T) {
 	}
 	dir := t.TempDir()
 	srv := filepath.Join(dir, "app.sock")
-	ln, err := net.Listen("unix", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
+	serveStream(t, srv, func(c net.Conn) { io.Copy(io.Discard, c); c.Close() })
 	before, _ := os.Stat(srv)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSwapPutsTheSocketBackWhenAConnectionGoroutinePanics$")
 	cmd.Env = append(os.Environ(), "SOCKSPY_TEST_PANIC_SOCKET="+srv)
@@ -233,15 +201,10 @@ func TestProxyWaitsForAServerWhoseBacklogIsFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &testenv.SyncBuffer{}
-	ready := make(chan struct{})
-	p := &Proxy{
-		Plan: plan, Capture: capture, Ready: func() { close(ready) },
+	stop := runProxy(&Proxy{
+		Plan: plan, Capture: capture,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- p.Run(ctx) }()
-	<-ready
+	})
 
 	const clients = 3
 	replies := make(chan string, clients)
@@ -294,8 +257,7 @@ func TestProxyWaitsForAServerWhoseBacklogIsFull(t *testing.T) {
 			t.Errorf("client %d got no echo (echoes %v); log:\n%s", i, got, logs)
 		}
 	}
-	cancel()
-	if err := <-ran; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	capture.Close()
@@ -332,16 +294,11 @@ func TestProxyLetsGoOfIdleUnnamedDatagramClients(t *testing.T) {
 	logs := &testenv.SyncBuffer{}
 	var clock atomic.Int64
 	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	ready := make(chan struct{})
-	p := &Proxy{
-		Plan: plan, Hexdump: NewHexdump(io.Discard), Ready: func() { close(ready) },
+	stop := runProxy(&Proxy{
+		Plan: plan, Hexdump: NewHexdump(io.Discard),
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
 		now:    func() time.Time { return time.Unix(0, clock.Load()) },
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- p.Run(ctx) }()
-	<-ready
+	})
 
 	client, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: plan.Listen, Net: "unixgram"})
 	if err != nil {
@@ -372,8 +329,7 @@ func TestProxyLetsGoOfIdleUnnamedDatagramClients(t *testing.T) {
 	if n := strings.Count(logs.String(), `msg="datagram client"`); n != 2 {
 		t.Errorf("an unnamed client idle for %v was kept (%d clients, want 2: the old one let go):\n%s", 2*unnamedIdle, n, logs)
 	}
-	cancel()
-	if err := <-ran; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 }

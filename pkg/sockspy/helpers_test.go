@@ -1,0 +1,48 @@
+package sockspy
+
+import (
+	"context"
+	"net"
+	"testing"
+)
+
+// serveStream listens on a UNIX stream socket at path and runs handle on
+// a goroutine of its own for every connection, until the test ends.
+// handle closes the connection.
+func serveStream(t *testing.T, path string, handle func(net.Conn)) {
+	t.Helper()
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+}
+
+// runProxy starts p in-process (so the race detector sees it) and returns
+// once it serves. stop ends it and returns what Run returned.
+func runProxy(p *Proxy) (stop func() error) {
+	ready := make(chan struct{})
+	p.Ready = func() { close(ready) }
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx) }()
+	select {
+	case <-ready:
+	case err := <-ran:
+		cancel()
+		return func() error { return err }
+	}
+	return func() error {
+		cancel()
+		return <-ran
+	}
+}
