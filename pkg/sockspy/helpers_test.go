@@ -3,6 +3,8 @@ package sockspy
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -45,4 +47,24 @@ func runProxy(p *Proxy) (stop func() error) {
 		cancel()
 		return <-ran
 	}
+}
+
+// proxyToFile plans a proxy at dir/proxy.sock for the socket target and a
+// pcap capture into dir/cap.pcap, which the test closes.
+func proxyToFile(t *testing.T, dir, target string) (*Plan, *Capture, *os.File) {
+	t.Helper()
+	plan, err := NewPlan(Config{Socket: target, Listen: filepath.Join(dir, "proxy.sock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(dir, "cap.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	capture, err := NewCapture(out, CaptureOptions{Format: FormatPcap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan, capture, out
 }

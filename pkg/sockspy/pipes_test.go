@@ -69,19 +69,7 @@ func TestConnectionPipesGrowOnlyWhenBusy(t *testing.T) {
 		}
 	}
 
-	plan, err := NewPlan(Config{Socket: srvPath, Listen: filepath.Join(dir, "proxy.sock")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.Create(filepath.Join(dir, "cap.pcap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	capture, err := NewCapture(out, CaptureOptions{Format: FormatPcap})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan, capture, _ := proxyToFile(t, dir, srvPath)
 	before := pipeSizes(t)
 	stop := runProxy(&Proxy{Plan: plan, Capture: capture})
 	// The connections' pipes: new since the start, not the writer's own.

@@ -36,19 +36,7 @@ func TestProxyRecordsConcurrentEchoConnections(t *testing.T) {
 			dir := t.TempDir()
 			srvPath := filepath.Join(dir, "echo.sock")
 			serveStream(t, srvPath, func(c net.Conn) { io.Copy(c, c); c.Close() })
-			plan, err := NewPlan(Config{Socket: srvPath, Listen: filepath.Join(dir, "proxy.sock")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, err := os.Create(filepath.Join(dir, "cap.pcap"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer out.Close()
-			capture, err := NewCapture(out, CaptureOptions{Format: FormatPcap})
-			if err != nil {
-				t.Fatal(err)
-			}
+			plan, capture, out := proxyToFile(t, dir, srvPath)
 			stop := runProxy(&Proxy{Plan: plan, Capture: capture, Copy: copyMode})
 
 			const conns = 6
