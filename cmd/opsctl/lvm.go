@@ -9,11 +9,10 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/spf13/cobra"
-	"golang.org/x/term"
-
 	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/pkg/lvmcache"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 // lvmFlags are the flags every lvm command shares.
@@ -152,4 +151,334 @@ func changeContext(ctx context.Context) (context.Context, context.CancelFunc) {
 		ctx = context.Background()
 	}
 	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
+
+type lvmCacheCreateOptions struct {
+	Env       *lvmEnv
+	LV        string
+	Size      string
+	CachePVs  []string
+	CacheMode string
+	Name      string
+	DryRun    bool
+	Yes       bool
+}
+
+func newCmdLVMCacheCreate(env *lvmEnv, runF func(*lvmCacheCreateOptions) error) *cobra.Command {
+	opts := &lvmCacheCreateOptions{Env: env}
+	cmd := &cobra.Command{
+		Use:   "create VG/LV --size SIZE --cache-pv PV [--cache-pv PV]...",
+		Short: "Put a cache on a fast PV in front of an LV",
+		Long: `Create a cache pool of SIZE on the given PVs and attach it to VG/LV:
+
+  lvcreate --type cache --cachemode writeback --name NAME --size SIZE VG/LV PV...
+
+Checked first: VG/LV exists and is not cached, the PVs belong to the VG, and
+they have room for SIZE and the cache metadata.
+
+SIZE is a number with an optional unit b k m g t p (powers of 1024, like
+lvm2); no unit means MiB.`,
+		Example: `  # 100 GiB writeback cache on the NVMe mirror /dev/md3
+  opsctl lvm cache create storage/slowlv --size 100G --cache-pv /dev/md3 -y
+
+  # see the lvm2 command without running it
+  opsctl lvm cache create storage/slowlv --size 100G --cache-pv /dev/md3 --dry-run`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.LV = args[0]
+			if runF != nil {
+				return runF(opts)
+			}
+			return runLVMCacheCreate(cmd, opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Size, "size", "", "cache size: SIZE (required)")
+	cmd.Flags().StringArrayVar(&opts.CachePVs, "cache-pv", nil, "fast PV of the VG to hold the cache (required, repeatable)")
+	cmd.Flags().StringVar(&opts.CacheMode, "cachemode", "writeback", "writeback or writethrough")
+	cmd.Flags().StringVar(&opts.Name, "name", "", "name of the cache pool LV (default LV_cache)")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the lvm2 command instead of running it")
+	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
+}
+
+func runLVMCacheCreate(cmd *cobra.Command, opts *lvmCacheCreateOptions) error {
+	name, err := parseLVArg(opts.LV)
+	if err != nil {
+		return err
+	}
+	if opts.Size == "" {
+		return cli.Usagef("lvm cache create %s: --size is required", name)
+	}
+	size, err := lvmcache.ParseSize(opts.Size)
+	if err != nil {
+		return cli.UsageError(fmt.Errorf("--size: %w", err))
+	}
+	if len(opts.CachePVs) == 0 {
+		return cli.Usagef("lvm cache create %s: --cache-pv is required (the fast PV of the VG)", name)
+	}
+	if opts.CacheMode != "writeback" && opts.CacheMode != "writethrough" {
+		return cli.Usagef("--cachemode %q: expected writeback or writethrough", opts.CacheMode)
+	}
+	if opts.Name != "" && !lvmcache.ValidLVName(opts.Name) {
+		return cli.Usagef("--name %q: expected an LV name (letters, digits, + _ . -)", opts.Name)
+	}
+	m := opts.Env.Manager()
+	plan, err := m.PlanCreate(cmd.Context(), lvmcache.CreateRequest{LV: name, SizeBytes: size, PVs: opts.CachePVs, Mode: opts.CacheMode, CacheName: opts.Name})
+	if err != nil {
+		return err
+	}
+	if applied, err := runPlan(cmd.Context(), opts.Env, m, plan, opts.DryRun, opts.Yes); err != nil || !applied {
+		return err
+	}
+	fmt.Fprintf(opts.Env.IO.Out, "%s: cached by %s (%s %s on %s)\n", name, plan.Cache.Name,
+		lvmcache.FormatBytes(plan.Cache.SizeBytes), plan.Cache.Mode, strings.Join(plan.Cache.PVs, ", "))
+	return nil
+}
+
+type lvmCacheResizeOptions struct {
+	Env      *lvmEnv
+	LV       string
+	Size     string
+	Strategy string
+	Resume   bool
+	DryRun   bool
+	Yes      bool
+}
+
+func newCmdLVMCacheResize(env *lvmEnv, runF func(*lvmCacheResizeOptions) error) *cobra.Command {
+	opts := &lvmCacheResizeOptions{Env: env}
+	cmd := &cobra.Command{
+		Use:   "resize VG/LV --size [+]SIZE [--strategy auto|online|recache]",
+		Short: "Grow a cached LV, keeping its cache",
+		Long: `Grow a cached LV to SIZE, or by +SIZE.
+
+Strategies:
+  online   lvresize the cached LV in place (lvm2 2.03.12 and newer); no flush
+  recache  the classic way: record the cache (size, mode, policy, chunk size,
+           PVs), uncache it (dirty blocks are written back, with a progress
+           bar), lvresize, and re-create the identical cache
+  auto     online where lvm2 supports it, recache otherwise (the default)
+
+A resize is journaled in --state-dir before each step. If opsctl is stopped
+half-way, --resume finishes it. If lvresize fails after the uncache, the cache
+is re-attached before opsctl exits non-zero. Shrinking is refused.`,
+		Example: `  # add 200 GiB, the way lvm2 on this host supports best
+  opsctl lvm cache resize storage/slowlv --size +200G -y
+
+  # the classic uncache / lvresize / re-create, shown first
+  opsctl lvm cache resize storage/slowlv --size 1T --strategy recache --dry-run
+
+  # finish a resize that was interrupted
+  opsctl lvm cache resize storage/slowlv --resume -y`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.LV = args[0]
+			if runF != nil {
+				return runF(opts)
+			}
+			return runLVMCacheResize(cmd, opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Size, "size", "", "new size SIZE, or +SIZE to grow by (required unless --resume)")
+	cmd.Flags().StringVar(&opts.Strategy, "strategy", lvmcache.StrategyAuto, "auto, online or recache")
+	cmd.Flags().BoolVar(&opts.Resume, "resume", false, "finish the interrupted resize journaled in --state-dir")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the lvm2 commands instead of running them")
+	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
+}
+
+func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
+	name, err := parseLVArg(opts.LV)
+	if err != nil {
+		return err
+	}
+	switch opts.Strategy {
+	case lvmcache.StrategyAuto, lvmcache.StrategyOnline, lvmcache.StrategyRecache:
+	default:
+		return cli.Usagef("--strategy %q: expected auto, online or recache", opts.Strategy)
+	}
+	var size lvmcache.Size
+	switch {
+	case opts.Resume && opts.Size != "":
+		return cli.Usagef("lvm cache resize %s: --resume takes the size from the journal; leave out --size", name)
+	case opts.Resume && cmd.Flags().Changed("strategy"):
+		return cli.Usagef("lvm cache resize %s: --resume takes the strategy from the journal; leave out --strategy", name)
+	case !opts.Resume && opts.Size == "":
+		return cli.Usagef("lvm cache resize %s: --size is required (SIZE or +SIZE)", name)
+	case !opts.Resume:
+		if size, err = lvmcache.ParseResizeSize(opts.Size); err != nil {
+			return cli.UsageError(fmt.Errorf("--size: %w", err))
+		}
+	}
+	ctx := cmd.Context()
+	m := opts.Env.Manager()
+	var plan *lvmcache.Plan
+	if opts.Resume {
+		if plan, err = m.LoadJournal(name); err == nil {
+			err = m.SkipDoneSteps(ctx, plan)
+		}
+	} else {
+		plan, err = m.PlanResize(ctx, lvmcache.ResizeRequest{LV: name, Size: size, Strategy: opts.Strategy})
+	}
+	if err != nil {
+		return err
+	}
+	if len(plan.Steps) == 0 {
+		fmt.Fprintf(opts.Env.IO.ErrOut, "opsctl: %s\n", strings.Join(plan.Notes, "; "))
+		return nil
+	}
+	if applied, err := runPlan(ctx, opts.Env, m, plan, opts.DryRun, opts.Yes); err != nil || !applied {
+		return err
+	}
+	fmt.Fprintf(opts.Env.IO.Out, "%s: resized from %s to %s (%s", name, lvmcache.FormatBytes(plan.OriginalSizeBytes),
+		lvmcache.FormatBytes(plan.TargetSizeBytes), plan.Strategy)
+	for _, step := range plan.Steps {
+		if step.Skipped {
+			fmt.Fprintf(opts.Env.IO.Out, ", %s already done", step.Kind)
+			continue
+		}
+		earlier := ""
+		if step.Earlier {
+			earlier = " (before --resume)"
+		}
+		fmt.Fprintf(opts.Env.IO.Out, ", %s%s %.2fs", step.Kind, earlier, step.Duration().Seconds())
+		if step.Kind == lvmcache.StepUncache {
+			fmt.Fprintf(opts.Env.IO.Out, " flushing %d dirty blocks", step.DirtyBlocks)
+		}
+	}
+	fmt.Fprintln(opts.Env.IO.Out, ")")
+	return nil
+}
+
+type lvmCacheStatusOptions struct {
+	Env    *lvmEnv
+	LV     string
+	Output *cli.OutputFlag
+}
+
+func newCmdLVMCacheStatus(env *lvmEnv, runF func(*lvmCacheStatusOptions) error) *cobra.Command {
+	opts := &lvmCacheStatusOptions{Env: env}
+	cmd := &cobra.Command{
+		Use:   "status [VG/LV]",
+		Short: "Show a cache: mode, policy, size, use, dirty blocks, hits and misses",
+		Long: `Show the cache of VG/LV, or of every cached LV when none is named.
+
+JSON (-o json) is one object for a named LV (cached false when it has no
+cache), a list otherwise.`,
+		Example: `  opsctl lvm cache status storage/slowlv
+  opsctl lvm cache status -o json | jq '.[] | {lv, dirty_blocks}'`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				opts.LV = args[0]
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return runLVMCacheStatus(cmd, opts)
+		},
+	}
+	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json")
+	return cmd
+}
+
+func runLVMCacheStatus(cmd *cobra.Command, opts *lvmCacheStatusOptions) error {
+	ctx := cmd.Context()
+	m := opts.Env.Manager()
+	out := opts.Env.IO.Out
+	if opts.LV != "" {
+		name, err := parseLVArg(opts.LV)
+		if err != nil {
+			return err
+		}
+		status, err := m.Status(ctx, name)
+		if err != nil {
+			return err
+		}
+		if opts.Output.JSON() {
+			return cli.WriteJSON(out, status)
+		}
+		writeStatusText(opts.Env.IO, status)
+		return nil
+	}
+	all, err := m.StatusAll(ctx)
+	if err != nil {
+		return err
+	}
+	if opts.Output.JSON() {
+		return cli.WriteJSON(out, all)
+	}
+	if len(all) == 0 {
+		fmt.Fprintln(out, "no cached LV")
+	}
+	for i, status := range all {
+		if i > 0 {
+			fmt.Fprintln(out)
+		}
+		writeStatusText(opts.Env.IO, status)
+	}
+	return nil
+}
+
+func writeStatusText(io *cli.IOStreams, s lvmcache.Status) {
+	w := io.Out
+	if !s.Cached {
+		fmt.Fprintf(w, "%s: not cached (%s)\n", s.LV, lvmcache.FormatBytes(s.OriginSizeBytes))
+		return
+	}
+	fmt.Fprintf(w, "%s: cached, %s, policy %s\n", s.LV, s.Mode, s.Policy)
+	fmt.Fprintf(w, "  origin size   %s\n", lvmcache.FormatBytes(s.OriginSizeBytes))
+	fmt.Fprintf(w, "  cache size    %s on %s, chunk %s\n", lvmcache.FormatBytes(s.CacheSizeBytes), strings.Join(s.CachePVs, ", "), lvmcache.FormatBytes(s.ChunkSizeBytes))
+	fmt.Fprintf(w, "  blocks        %d used of %d, %d dirty\n", s.UsedBlocks, s.TotalBlocks, s.DirtyBlocks)
+	fmt.Fprintf(w, "  reads         %d hits, %d misses\n", s.ReadHits, s.ReadMisses)
+	fmt.Fprintf(w, "  writes        %d hits, %d misses\n", s.WriteHits, s.WriteMisses)
+}
+
+type lvmCacheRemoveOptions struct {
+	Env    *lvmEnv
+	LV     string
+	DryRun bool
+	Yes    bool
+}
+
+func newCmdLVMCacheRemove(env *lvmEnv, runF func(*lvmCacheRemoveOptions) error) *cobra.Command {
+	opts := &lvmCacheRemoveOptions{Env: env}
+	cmd := &cobra.Command{
+		Use:   "remove VG/LV",
+		Short: "Flush and delete the cache of an LV, leaving it plain",
+		Long: `Write the dirty blocks back to the origin (with a progress bar), detach the
+cache and delete the cache pool: lvconvert --uncache VG/LV. Never --force: that
+could drop dirty blocks.`,
+		Example: `  opsctl lvm cache remove storage/slowlv -y
+  opsctl lvm cache remove storage/slowlv --dry-run`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.LV = args[0]
+			if runF != nil {
+				return runF(opts)
+			}
+			return runLVMCacheRemove(cmd, opts)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the lvm2 command instead of running it")
+	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
+}
+
+func runLVMCacheRemove(cmd *cobra.Command, opts *lvmCacheRemoveOptions) error {
+	name, err := parseLVArg(opts.LV)
+	if err != nil {
+		return err
+	}
+	m := opts.Env.Manager()
+	plan, err := m.PlanRemove(cmd.Context(), name)
+	if err != nil {
+		return err
+	}
+	if applied, err := runPlan(cmd.Context(), opts.Env, m, plan, opts.DryRun, opts.Yes); err != nil || !applied {
+		return err
+	}
+	step := plan.Steps[0]
+	fmt.Fprintf(opts.Env.IO.Out, "%s: cache %s removed (%d dirty blocks flushed, %.2fs)\n", name, plan.Cache.Pool, step.DirtyBlocks, step.Duration().Seconds())
+	return nil
 }

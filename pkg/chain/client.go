@@ -1,0 +1,139 @@
+package chain
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client talks to the HTTP API of a running receiver (`opsctl chain
+// serve`): starting runs and reading them.
+type Client struct {
+	// URL is the receiver's base URL, e.g. http://127.0.0.1:8686.
+	URL *url.URL
+	// Secret is the webhook secret, sent as X-Gitlab-Token to start a
+	// run; reading runs needs none.
+	Secret string
+	// HTTP defaults to a client with a 30 s timeout.
+	HTTP *http.Client
+}
+
+// ReceiverError is an answer of the receiver other than success. Those of
+// status 500 and up are temporary: the same call may succeed later.
+type ReceiverError struct {
+	Host, Method, Path string
+	Status             string // "404 Not Found"
+	Code               int
+	Message            string // the receiver's {"error": ...}
+}
+
+func (e *ReceiverError) Error() string {
+	return fmt.Sprintf("receiver %s: %s %s: %s: %s", e.Host, e.Method, e.Path, e.Status, e.Message)
+}
+
+// Temporary reports whether the receiver failed rather than refused.
+func (e *ReceiverError) Temporary() bool { return e.Code >= 500 }
+
+// unreachableError: the receiver could not be asked at all.
+type unreachableError struct {
+	host string
+	err  error
+}
+
+func (e *unreachableError) Error() string   { return fmt.Sprintf("receiver %s: %v", e.host, e.err) }
+func (e *unreachableError) Unwrap() error   { return e.err }
+func (e *unreachableError) Temporary() bool { return true }
+
+// StartRun asks the receiver to start (or resume) a run from req.Project.
+func (c *Client) StartRun(ctx context.Context, req StartRunRequest) (*Run, error) {
+	var run Run
+	if err := c.call(ctx, http.MethodPost, "/runs", nil, req, &run); err != nil {
+		return nil, err
+	}
+	return &run, nil
+}
+
+// Run reads one run.
+func (c *Client) Run(ctx context.Context, id string) (*Run, error) {
+	var run Run
+	if err := c.call(ctx, http.MethodGet, "/runs/"+url.PathEscape(id), nil, nil, &run); err != nil {
+		return nil, err
+	}
+	return &run, nil
+}
+
+// Runs lists the newest runs first, at most limit of them (0 for all).
+func (c *Client) Runs(ctx context.Context, limit int) ([]*Run, error) {
+	var runs []*Run
+	query := url.Values{"limit": {strconv.Itoa(limit)}}
+	if err := c.call(ctx, http.MethodGet, "/runs", query, nil, &runs); err != nil {
+		return nil, err
+	}
+	return runs, nil
+}
+
+// call sends one request and decodes the JSON answer into out.
+func (c *Client) call(ctx context.Context, method, path string, query url.Values, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(data)
+	}
+	target := c.URL.JoinPath(path)
+	target.RawQuery = query.Encode()
+	req, err := http.NewRequestWithContext(ctx, method, target.String(), rd)
+	if err != nil {
+		return err
+	}
+	if c.Secret != "" && method != http.MethodGet {
+		req.Header.Set("X-Gitlab-Token", c.Secret)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return &unreachableError{host: c.URL.Host, err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return &unreachableError{host: c.URL.Host, err: err}
+	}
+	if resp.StatusCode >= 300 {
+		var e struct{ Error string }
+		_ = json.Unmarshal(data, &e)
+		return &ReceiverError{Host: c.URL.Host, Method: method, Path: path, Status: resp.Status, Code: resp.StatusCode, Message: strings.TrimSpace(e.Error)}
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("receiver %s: %s %s: answer is not the expected JSON: %w", c.URL.Host, method, path, err)
+	}
+	return nil
+}
+
+// Summary is one line of progress: how many projects are in each state.
+func (r *Run) Summary() string {
+	counts := map[StepState]int{}
+	for _, s := range r.Steps {
+		counts[s.State]++
+	}
+	var parts []string
+	for _, st := range []StepState{StepSucceeded, StepRunning, StepTriggered, StepQueued, StepWaiting, StepFailed, StepCanceled} {
+		if counts[st] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[st], st))
+		}
+	}
+	return fmt.Sprintf("run %s %s: %s", r.ID, r.Status, strings.Join(parts, ", "))
+}
