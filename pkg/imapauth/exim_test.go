@@ -280,6 +280,23 @@ func TestEximAuthenticatesThroughServe(t *testing.T) {
 	}
 }
 
+// TestEximAnswersTemporaryWhenTheDaemonRefusesItsUID: with --allow-uid
+// naming someone else than Exim's user (a typo, another distribution's
+// user name), every login must be a temporary error, not "wrong password".
+func TestEximAnswersTemporaryWhenTheDaemonRefusesItsUID(t *testing.T) {
+	d, pki := dovecotWithAllCerts(t)
+	socket := filepath.Join(worldReadableTempDir(t), "imap-auth.sock")
+	cmd := exec.Command(testenv.Opsctl(t), "imap-auth", "serve", "--socket", socket,
+		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile, "--allow-uid", "nobody")
+	p := startServe(t, cmd)
+	waitForSocket(t, p, socket)
+	authenticators := docBlock(t, "## Exim with ${readsocket}")
+	e := startExim(t, pki, strings.ReplaceAll(authenticators, "/run/opsctl-imap-auth.sock", socket))
+	if got := e.login(t, smtp.PlainAuth("", "alice", dovecotUsers["alice"], "127.0.0.1")); got != 435 {
+		t.Errorf("Exim's uid not allowed: AUTH answered %d, want 435 (temporary)\n%s\n%s", got, e.log(), p.stderr)
+	}
+}
+
 // TestEximRunRecipe runs the ${run} recipe of docs/imap-auth.md in Exim:
 // `opsctl imap-auth check` started per login, the credentials passed as
 // arguments. Exim 4.96 expands each argument on its own, so tainted

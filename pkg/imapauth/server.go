@@ -146,18 +146,18 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 	uc, ok := conn.(*net.UnixConn)
 	if !ok {
 		s.Logger.Warn("refused a client: not on a UNIX socket, its uid cannot be checked", "network", conn.LocalAddr().Network())
-		s.Metrics.refusedClient()
+		s.refuse(conn)
 		return
 	}
 	client, err := peerOf(uc)
 	if err != nil {
 		s.Logger.Warn("refused a client whose uid is unknown", "err", err)
-		s.Metrics.refusedClient()
+		s.refuse(conn)
 		return
 	}
 	if !slices.Contains(s.AllowUIDs, client.uid) {
 		s.Logger.Warn("refused a client: uid not allowed (see --allow-uid)", "uid", client.uid, "pid", client.pid)
-		s.Metrics.refusedClient()
+		s.refuse(conn)
 		return
 	}
 
@@ -195,6 +195,26 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 		conn.SetReadDeadline(time.Now().Add(time.Second))
 		io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
 	}
+}
+
+// refuse answers a client that may not ask with "defer", unread. No reply
+// at all would reach ${readsocket} as an empty string, which Exim's
+// server_condition takes as a failed authentication (535): a wrong
+// --allow-uid would turn every login into "wrong password". "defer" is a
+// temporary error and says nothing about any credentials.
+func (s *Server) refuse(conn net.Conn) {
+	s.Metrics.refusedClient()
+	conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+	if _, err := io.WriteString(conn, Defer.String()); err != nil {
+		return
+	}
+	// As in handle: end our side, then swallow the unread request briefly,
+	// so that closing does not reset the connection before the reply is read.
+	if halfCloser, ok := conn.(interface{ CloseWrite() error }); ok {
+		halfCloser.CloseWrite()
+	}
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	io.Copy(io.Discard, io.LimitReader(conn, MaxRequestLine))
 }
 
 func (s *Server) malformed(err error) {
