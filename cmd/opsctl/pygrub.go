@@ -231,8 +231,8 @@ func newCmdPygrubMenuLst(f *cli.Factory, runF func(*pygrubMenuLstOptions) error)
 		Use:   "menulst (--root DIR | --grub-cfg FILE) [-w FILE] | --kickstart",
 		Short: "Write the grub-legacy menu.lst that old pygrub reads",
 		Long: `Write a grub-legacy menu.lst from a guest's grub2 entries (title, root,
-kernel, initrd, args; the default from grubenv's saved_entry when it names an
-entry). pygrub of Xen 4.1 reads /boot/grub/menu.lst before anything else.
+kernel, initrd, args; the default from grubenv's saved_entry when grub.cfg
+boots ${saved_entry} and it names an entry). pygrub of Xen 4.1 reads /boot/grub/menu.lst before anything else.
 The result is read back through pygrub's grub-legacy parser before it is
 written. Without -w it goes to stdout.
 

@@ -18,6 +18,10 @@ type Config struct {
 	RawDefault string
 	// defaultIsTitle records that a non-numeric default was given.
 	defaultIsTitle bool
+	// defaultSaved records that the default in force is grub2's
+	// ${saved_entry} (GRUB_DEFAULT=saved): only then does grub2 boot what
+	// grubenv names.
+	defaultSaved bool
 }
 
 // Entry is one boot entry.

@@ -113,6 +113,7 @@ func parseGrub2(lines []string, rel *Release) (*Config, error) {
 		switch com {
 		case "set:default":
 			val := pyStrip(arg)
+			cfg.defaultSaved = val == "${saved_entry}"
 			if rel.savedEntry && (val == "${saved_entry}" || val == "${next_entry}") {
 				val = "0"
 			}

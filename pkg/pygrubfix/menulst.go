@@ -71,7 +71,10 @@ func newMenuLst(source string, data, grubenv []byte) (*MenuLst, error) {
 		return nil, fmt.Errorf("%s: no entry with a kernel", source)
 	}
 	def := cfg.Default
-	if saved := savedEntry(grubenv); saved != "" {
+	// grubenv counts only when the config boots ${saved_entry}: with a
+	// fixed default (GRUB_DEFAULT=0) grub2 ignores a saved_entry left by
+	// the installer or an old grub2-set-default.
+	if saved := savedEntry(grubenv); saved != "" && cfg.defaultSaved {
 		if n, err := strconv.Atoi(saved); err == nil {
 			def = n
 		} else {

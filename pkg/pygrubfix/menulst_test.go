@@ -52,6 +52,36 @@ func TestMenuLstFromEL7RootBootsOnOldAndNewPygrub(t *testing.T) {
 	}
 }
 
+// With GRUB_DEFAULT=0 (or any fixed value) grub2-mkconfig writes
+// set default="0" and grub2 never reads saved_entry, which grubenv still
+// holds from the installer or an old grub2-set-default: menu.lst must boot
+// what grub2 boots, not the entry grubenv names.
+func TestMenuLstIgnoresGrubenvWhenTheConfigHasAFixedDefault(t *testing.T) {
+	cfg := corpus(t, "centos7.cfg")
+	fixed := strings.Replace(cfg, `set default="${saved_entry}"`, `set default="0"`, 1)
+	if fixed == cfg {
+		t.Fatal(`centos7.cfg has no set default="${saved_entry}" line`)
+	}
+	grubenv := "# GRUB Environment Block\nsaved_entry=CentOS Linux (0-rescue-8f2c1b7d5e4a4c3b9a6d0e1f2a3b4c5d) 7 (Core)\n######\n"
+	cases := []struct {
+		name, cfg   string
+		wantDefault int
+	}{
+		{"saved_entry", cfg, 1},
+		{"fixed default", fixed, 0},
+	}
+	for _, c := range cases {
+		root := guestTree(t, map[string]string{"/grub2/grub.cfg": c.cfg, "/grub2/grubenv": grubenv})
+		m, err := MenuLstFromRoot(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Default != c.wantDefault {
+			t.Errorf("%s: menu.lst default %d, want %d", c.name, m.Default, c.wantDefault)
+		}
+	}
+}
+
 func TestLegacyRoot(t *testing.T) {
 	for in, want := range map[string]string{"hd0,msdos1": "(hd0,0)", "hd0,gpt2": "(hd0,1)", "(hd1,3)": "(hd1,2)", "lvmid/x": "", "": "", "hd0,0": ""} {
 		if got := legacyRoot(in); got != want {
