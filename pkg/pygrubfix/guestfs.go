@@ -61,6 +61,18 @@ func (g guestRoot) resolve(p string) (string, error) {
 	return filepath.Join(string(g), filepath.FromSlash(cur)), nil
 }
 
+// realDir is the guest folder that really holds the guest path p, its
+// symlinks followed: grub2 keeps grubenv beside the real grub.cfg, not
+// beside a link to it such as /boot/grub/grub.cfg -> ../grub2/grub.cfg.
+func (g guestRoot) realDir(p string) string {
+	if host, err := g.resolve(p); err == nil {
+		if rel, err := filepath.Rel(filepath.Clean(string(g)), host); err == nil && !strings.HasPrefix(rel, "..") {
+			return path.Dir("/" + filepath.ToSlash(rel))
+		}
+	}
+	return path.Dir(p)
+}
+
 // exists reports whether the guest path p exists.
 func (g guestRoot) exists(p string) bool {
 	host, err := g.resolve(p)

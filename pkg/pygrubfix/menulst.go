@@ -35,21 +35,31 @@ func MenuLstFromRoot(root string) (*MenuLst, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s%s: %w", root, c.Path, err)
 		}
-		env, _ := g.readFile(path2dir(c.Path) + "/grubenv")
+		env, _ := g.readFile(g.realDir(c.Path) + "/grubenv")
 		return newMenuLst(c.Path, data, env)
 	}
 	return nil, fmt.Errorf("--root %s: no grub2 config (looked for /boot/grub/grub.cfg, /grub/grub.cfg, /boot/grub2/grub.cfg, /grub2/grub.cfg)", root)
 }
 
-func path2dir(p string) string { return p[:strings.LastIndexByte(p, '/')] }
-
-// MenuLstFromFile reads a grub2 config file and the grubenv beside it.
+// MenuLstFromFile reads a grub2 config file and the grubenv beside it (beside
+// the file a symlink such as /etc/grub2.cfg points to).
 func MenuLstFromFile(file string) (*MenuLst, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("--grub-cfg %s: %w", file, errors.Unwrap(err))
 	}
-	env, _ := os.ReadFile(filepath.Join(filepath.Dir(file), "grubenv"))
+	// grubenv is beside the real grub.cfg. Only relative links are
+	// followed: an absolute one in a mounted guest (/boot/grub2/grub.cfg)
+	// would lead to the host's grubenv.
+	real := file
+	for range maxSymlinks {
+		link, err := os.Readlink(real)
+		if err != nil || filepath.IsAbs(link) {
+			break
+		}
+		real = filepath.Join(filepath.Dir(real), link)
+	}
+	env, _ := os.ReadFile(filepath.Join(filepath.Dir(real), "grubenv"))
 	return newMenuLst(file, data, env)
 }
 

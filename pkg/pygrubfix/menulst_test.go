@@ -82,6 +82,38 @@ func TestMenuLstIgnoresGrubenvWhenTheConfigHasAFixedDefault(t *testing.T) {
 	}
 }
 
+// The fix check suggests, /boot/grub/grub.cfg -> ../grub2/grub.cfg, makes
+// /boot/grub/grub.cfg the first config found; grub2 still keeps grubenv in
+// /boot/grub2, beside the real file.
+func TestMenuLstReadsGrubenvBesideALinkedGrubCfg(t *testing.T) {
+	root := guestTree(t, map[string]string{
+		"/boot/grub2/grub.cfg": corpus(t, "centos7.cfg"),
+		"/boot/grub2/grubenv":  "# GRUB Environment Block\nsaved_entry=CentOS Linux (0-rescue-8f2c1b7d5e4a4c3b9a6d0e1f2a3b4c5d) 7 (Core)\n######\n",
+		"/boot/grub/grub.cfg":  "->../grub2/grub.cfg",
+	})
+	m, err := MenuLstFromRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Default != 1 {
+		t.Errorf("menu.lst default %d, want 1 (grubenv's saved_entry, the rescue entry)", m.Default)
+	}
+	// EL7's /etc/grub2.cfg -> ../boot/grub2/grub.cfg, given as --grub-cfg.
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../boot/grub2/grub.cfg", filepath.Join(root, "etc/grub2.cfg")); err != nil {
+		t.Fatal(err)
+	}
+	m, err = MenuLstFromFile(filepath.Join(root, "etc/grub2.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Default != 1 {
+		t.Errorf("--grub-cfg through a link: menu.lst default %d, want 1", m.Default)
+	}
+}
+
 func TestLegacyRoot(t *testing.T) {
 	for in, want := range map[string]string{"hd0,msdos1": "(hd0,0)", "hd0,gpt2": "(hd0,1)", "(hd1,3)": "(hd1,2)", "lvmid/x": "", "": "", "hd0,0": ""} {
 		if got := legacyRoot(in); got != want {
