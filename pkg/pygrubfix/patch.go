@@ -166,6 +166,10 @@ var (
 	fixedTitle    = `["\'](.*?)["\'] (.*){`
 	linuxCommand  = regexp.MustCompile(`(?m)^([ \t]*)'linux':[ \t]*'kernel',[ \t]*$`)
 	initrdCommand = regexp.MustCompile(`(?m)^([ \t]*)'initrd':[ \t]*'initrd',[ \t]*$`)
+	// A dictionary entry for linux16 or initrd16 on a line of code, not
+	// a mention in a comment.
+	linux16Entry  = regexp.MustCompile(`(?m)^[^#\n]*'linux16'[ \t]*:`)
+	initrd16Entry = regexp.MustCompile(`(?m)^[^#\n]*'initrd16'[ \t]*:`)
 )
 
 // PlanPatch reads each file and works out its patch, or refuses.
@@ -220,12 +224,13 @@ func patchSource(path, src string) (FilePatch, error) {
 		re       *regexp.Regexp
 		anchor   string
 		known    string
+		present  *regexp.Regexp
 		newEntry string
 	}{
-		{linuxCommand, "'linux': 'kernel',", "'linux16'", "'linux16': 'kernel',"},
-		{initrdCommand, "'initrd': 'initrd',", "'initrd16'", "'initrd16': 'initrd',"},
+		{linuxCommand, "'linux': 'kernel',", "'linux16'", linux16Entry, "'linux16': 'kernel',"},
+		{initrdCommand, "'initrd': 'initrd',", "'initrd16'", initrd16Entry, "'initrd16': 'initrd',"},
 	} {
-		if strings.Contains(fp.New, add.known) {
+		if add.present.MatchString(fp.New) {
 			continue
 		}
 		locs := add.re.FindAllStringSubmatchIndex(fp.New, -1)

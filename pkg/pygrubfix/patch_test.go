@@ -225,3 +225,38 @@ func TestPatchThroughSymlinkedGrubConfPatchesTheTarget(t *testing.T) {
 		t.Errorf("backup beside the link, not beside the file: %v", backups)
 	}
 }
+
+// TestPatchAddsLinux16WhenOnlyACommentNamesIt: a GrubConf.py that mentions
+// 'linux16' in a comment but has no such command still gets the entries;
+// the patch must not report it up to date.
+func TestPatchAddsLinux16WhenOnlyACommentNamesIt(t *testing.T) {
+	script, grubConf := copyPygrub(t)
+	revertTo41(t, grubConf)
+	data, _ := os.ReadFile(grubConf)
+	commented := strings.Replace(string(data), "                'linux': 'kernel',\n",
+		"                # EL7 writes 'linux16' and 'initrd16': local note\n                'linux': 'kernel',\n", 1)
+	if err := os.WriteFile(grubConf, []byte(commented), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	paths, err := FindParsers(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanPatch(paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff := plan.Diff()
+	for _, want := range []string{"+                'linux16': 'kernel',", "+                'initrd16': 'initrd',"} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("diff lacks %q:\n%s", want, diff)
+		}
+	}
+	if _, err := plan.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	el7, _ := filepath.Abs("testdata/corpus/centos7.cfg")
+	if got, want := runIsconfig(t, script, el7), runIsconfig(t, pygrub417, el7); !got.ok || got != want {
+		t.Errorf("patched copy on EL7: %+v; system pygrub: %+v", got, want)
+	}
+}
