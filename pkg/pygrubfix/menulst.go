@@ -167,15 +167,16 @@ func (m *MenuLst) Text() (string, error) {
 // existing one keeps its mode and owner.
 func WriteFile(path, text string) error {
 	fi, err := os.Stat(path)
+	xattrsOf := path
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return err
 		}
-		fi = newFileInfo{mode: 0o644}
+		fi, xattrsOf = newFileInfo{mode: 0o644}, ""
 	} else if err != nil {
 		return err
 	}
-	return writeAtomic(path, []byte(text), fi)
+	return writeAtomic(path, []byte(text), fi, xattrsOf)
 }
 
 type newFileInfo struct{ mode fs.FileMode }

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // PatchPlan is what `opsctl pygrub patch` would change: one entry per
@@ -270,11 +272,11 @@ func (p *PatchPlan) Apply() ([]string, error) {
 		if err != nil {
 			return backups, err
 		}
-		if err := writeAtomic(backup, cur, fi); err != nil {
+		if err := writeAtomic(backup, cur, fi, f.Path); err != nil {
 			return backups, fmt.Errorf("backup %s: %w", backup, err)
 		}
 		backups = append(backups, backup)
-		if err := writeAtomic(f.Path, []byte(f.New), fi); err != nil {
+		if err := writeAtomic(f.Path, []byte(f.New), fi, f.Path); err != nil {
 			return backups, fmt.Errorf("%s: %w", f.Path, err)
 		}
 	}
@@ -293,8 +295,10 @@ func freeBackupName(path string) (string, error) {
 }
 
 // writeAtomic writes data to path through a temporary file in the same
-// folder, with the mode and owner of like, synced before the rename.
-func writeAtomic(path string, data []byte, like fs.FileInfo) error {
+// folder, with the mode and owner of like and, unless xattrsOf is empty,
+// the extended attributes of the file xattrsOf (its SELinux label, ACLs),
+// synced before the rename.
+func writeAtomic(path string, data []byte, like fs.FileInfo, xattrsOf string) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".opsctl-*")
 	if err != nil {
 		return err
@@ -314,6 +318,12 @@ func writeAtomic(path string, data []byte, like fs.FileInfo) error {
 			return err
 		}
 	}
+	if xattrsOf != "" {
+		if err := copyXattrs(xattrsOf, tmp); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return err
@@ -329,4 +339,53 @@ func writeAtomic(path string, data []byte, like fs.FileInfo) error {
 		dir.Close()
 	}
 	return nil
+}
+
+// copyXattrs gives to the extended attributes of the file from: a file
+// replaced by a new one must keep, say, its security.selinux label on a
+// RHEL host, or programs confined by SELinux can no longer read it.
+func copyXattrs(from string, to *os.File) error {
+	names, err := xattrNames(from)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		size, err := unix.Getxattr(from, name, nil)
+		if err != nil {
+			return fmt.Errorf("%s: reading attribute %s: %w", from, name, err)
+		}
+		value := make([]byte, size)
+		n, err := unix.Getxattr(from, name, value)
+		if err != nil {
+			return fmt.Errorf("%s: reading attribute %s: %w", from, name, err)
+		}
+		if err := unix.Fsetxattr(int(to.Fd()), name, value[:n], 0); err != nil {
+			return fmt.Errorf("%s: keeping attribute %s: %w", from, name, err)
+		}
+	}
+	return nil
+}
+
+// xattrNames lists the extended attributes of path; none where the file
+// system has no such thing.
+func xattrNames(path string) ([]string, error) {
+	size, err := unix.Listxattr(path, nil)
+	if errors.Is(err, unix.ENOTSUP) || size == 0 {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: listing attributes: %w", path, err)
+	}
+	buf := make([]byte, size)
+	n, err := unix.Listxattr(path, buf)
+	if err != nil {
+		return nil, fmt.Errorf("%s: listing attributes: %w", path, err)
+	}
+	var names []string
+	for _, name := range strings.Split(string(buf[:n]), "\x00") {
+		if name != "" {
+			names = append(names, name)
+		}
+	}
+	return names, nil
 }

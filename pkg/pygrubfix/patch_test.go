@@ -2,11 +2,16 @@ package pygrubfix
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/opsctl/opsctl/internal/testenv"
 )
 
 // copyPygrub copies the installed pygrub 4.17 (script and grub module,
@@ -258,5 +263,59 @@ func TestPatchAddsLinux16WhenOnlyACommentNamesIt(t *testing.T) {
 	el7, _ := filepath.Abs("testdata/corpus/centos7.cfg")
 	if got, want := runIsconfig(t, script, el7), runIsconfig(t, pygrub417, el7); !got.ok || got != want {
 		t.Errorf("patched copy on EL7: %+v; system pygrub: %+v", got, want)
+	}
+}
+
+// TestPatchKeepsTheFilesExtendedAttributes: the patched file and its backup
+// keep the original's extended attributes, the SELinux label among them
+// (on a RHEL host a file that lost it can no longer be read by confined
+// programs).
+func TestPatchKeepsTheFilesExtendedAttributes(t *testing.T) {
+	script, grubConf := copyPygrub(t)
+	revertTo41(t, grubConf)
+	attrs := map[string]string{"user.opsctl-test": "keep me"}
+	if err := unix.Setxattr(grubConf, "user.opsctl-test", []byte("keep me"), 0); err != nil {
+		testenv.Missing(t, fmt.Sprintf("the test folder takes no user extended attributes: %v", err))
+	}
+	// Settable by root on ext4 even without SELinux loaded.
+	if err := unix.Setxattr(grubConf, "security.selinux", []byte("system_u:object_r:lib_t:s0"), 0); err == nil {
+		attrs["security.selinux"] = "system_u:object_r:lib_t:s0"
+	}
+	paths, err := FindParsers(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanPatch(paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backups, err := plan.Apply()
+	if err != nil || len(backups) != 1 {
+		t.Fatalf("apply: %v %v", backups, err)
+	}
+	for _, file := range []string{grubConf, backups[0]} {
+		for name, want := range attrs {
+			buf := make([]byte, 256)
+			n, err := unix.Getxattr(file, name, buf)
+			if err != nil || string(buf[:n]) != want {
+				t.Errorf("%s: attribute %s = %q, %v; want %q", file, name, buf[:max(n, 0)], err, want)
+			}
+		}
+	}
+
+	// menu.lst rewritten in place keeps its attributes too.
+	menu := filepath.Join(t.TempDir(), "menu.lst")
+	if err := WriteFile(menu, "default 0\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(menu, "user.opsctl-test", []byte("keep me"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(menu, "default 1\n"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if n, err := unix.Getxattr(menu, "user.opsctl-test", buf); err != nil || string(buf[:n]) != "keep me" {
+		t.Errorf("menu.lst lost its attribute: %q, %v", buf[:max(n, 0)], err)
 	}
 }
