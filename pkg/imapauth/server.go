@@ -175,9 +175,13 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 			return // a connection opened and closed: nothing to answer
 		}
 		s.malformed(errors.New("request ended without a newline"))
+	case errors.Is(readErr, os.ErrDeadlineExceeded):
+		// Too slow: answer defer rather than nothing, which ${readsocket}
+		// would hand to server_condition as an empty string (535).
+		s.malformed(fmt.Errorf("no complete request within %s", s.ReadTimeout))
 	default:
 		s.Logger.Warn("reading request", "err", readErr)
-		return // the client is gone or too slow: nobody to answer
+		return // the client is gone: nobody to answer
 	}
 
 	conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
