@@ -164,6 +164,10 @@ func TestPreflightRefusesWithOneClearLine(t *testing.T) {
 			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: 180 * mib, PVs: []string{"/dev/fast"}})
 			return err
 		}, "not enough free space on /dev/fast for a 180.00 MiB cache: it needs 47 extents of 4.00 MiB (data and metadata), 46 are free"},
+		{"create with a cache PV the LV itself lives on", func(m *Manager) error {
+			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: mib, PVs: []string{"/dev/fast", "/dev/slow"}})
+			return err
+		}, "PV /dev/slow holds data of storage/plainlv itself"},
 		{"create on an unknown LV", func(m *Manager) error {
 			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "nolv"}, SizeBytes: mib, PVs: []string{"/dev/fast"}})
 			return err

@@ -92,6 +92,11 @@ func (m *Manager) PlanCreate(ctx context.Context, req CreateRequest) (*Plan, err
 		if !pv.Allocatable {
 			return fail(fmt.Errorf("PV %s is not allocatable (pvchange -x y %s allows it)", pv.Name, pv.Name))
 		}
+		// A cache on the PV the LV already lives on caches the slow disks
+		// with themselves, and a later recache could not grow the LV there.
+		if contains(lv.PVs, pv.Name) {
+			return fail(fmt.Errorf("PV %s holds data of %s itself; expected a separate fast PV for the cache (%s is on %s)", pv.Name, req.LV, req.LV, strings.Join(lv.PVs, ", ")))
+		}
 		pvs = append(pvs, pv.Name)
 		free += pv.FreeBytes / vg.ExtentSizeBytes
 	}
