@@ -122,6 +122,19 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 			return failf("before %s: %w; the journal %s records the remaining steps, run `opsctl lvm cache resize %s --resume` once the cause is fixed",
 				step.Kind, err, m.journalPath(name), name)
 		}
+		// The plan was made before the lock: another opsctl (or an admin's
+		// lvm2 command) may have changed the LV since. A plan for a state
+		// that is gone is not carried out.
+		if !plan.Resumed && !plan.started() {
+			if changed := changedSincePlan(plan, lv); changed != "" {
+				if journaled {
+					if err := m.removeJournal(name); err != nil {
+						return failf("%s changed since the plan was made: %s; nothing was changed (%v)", name, changed, err)
+					}
+				}
+				return failf("%s changed since the plan was made: %s; nothing was changed, run the command again", name, changed)
+			}
+		}
 		if stepDone(step, lv, plan) {
 			step.State, step.Skipped = StateDone, true
 			m.logger().Info("step already done", "lv", name.String(), "step", step.Kind)
@@ -219,6 +232,23 @@ func (m *Manager) recover(ctx context.Context, plan *Plan, failed *Step, stepErr
 	_ = save()
 	return fmt.Errorf("%s: %w; the journal %s records the remaining steps, run `opsctl lvm cache resize %s --resume` once the cause is fixed",
 		prefix, stepErr, m.journalPath(name), name)
+}
+
+// changedSincePlan says how lv differs from what plan was made for, ""
+// when it does not.
+func changedSincePlan(plan *Plan, lv *LV) string {
+	if lv.SizeBytes != plan.OriginalSizeBytes {
+		return fmt.Sprintf("its size is %s, the plan was made for %s", FormatBytes(lv.SizeBytes), FormatBytes(plan.OriginalSizeBytes))
+	}
+	switch {
+	case plan.Op == OpCreate && lv.Cached():
+		return "it is cached by " + lv.Cache.Pool + " now"
+	case plan.Op != OpCreate && !lv.Cached():
+		return "it is not cached any more"
+	case plan.Op != OpCreate && plan.Cache != nil && lv.Cache.Pool != plan.Cache.Pool:
+		return "it is cached by " + lv.Cache.Pool + " now, the plan was made for " + plan.Cache.Pool
+	}
+	return ""
 }
 
 // stepDone reports whether the effect of step is already there.

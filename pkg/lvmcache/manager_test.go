@@ -743,3 +743,65 @@ func planRecacheBy4MiB(t *testing.T, m *Manager) *Plan {
 	}
 	return plan
 }
+
+// TestAPlanOvertakenByASecondOpsctlIsRefused: two admins plan the same
+// change; the second confirms after the first has finished. Its plan was
+// made from a state that is gone: under the lock it must change nothing
+// (no second flush and re-create, no "cached" report for a cache it did
+// not make) and say why.
+func TestAPlanOvertakenByASecondOpsctlIsRefused(t *testing.T) {
+	ctx := context.Background()
+	plain := Name{"storage", "plainlv"}
+	cases := []struct {
+		name  string
+		plan  func(m *Manager) (*Plan, error)
+		first func(m *Manager) (*Plan, error)
+	}{
+		{"resize after the same resize",
+			func(m *Manager) (*Plan, error) {
+				return m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+			},
+			func(m *Manager) (*Plan, error) {
+				return m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+			}},
+		{"create after another create",
+			func(m *Manager) (*Plan, error) {
+				return m.PlanCreate(ctx, CreateRequest{LV: plain, SizeBytes: 100 * mib, PVs: []string{"/dev/fast"}})
+			},
+			func(m *Manager) (*Plan, error) {
+				return m.PlanCreate(ctx, CreateRequest{LV: plain, SizeBytes: 8 * mib, PVs: []string{"/dev/fast"}, Mode: "writethrough"})
+			}},
+		{"remove after a recache",
+			func(m *Manager) (*Plan, error) { return m.PlanRemove(ctx, slowlv) },
+			func(m *Manager) (*Plan, error) {
+				return m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, path := newFake(t, func(s *fakeState) { s.LVs[1].Extents = 2 })
+			late, err := tc.plan(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, err := tc.first(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Apply(ctx, first); err != nil {
+				t.Fatal(err)
+			}
+			calls := len(readFake(t, path).Calls)
+			err = m.Apply(ctx, late)
+			if err == nil || !strings.Contains(err.Error(), "changed since") || !strings.Contains(err.Error(), "nothing was changed") {
+				t.Errorf("Apply of the overtaken plan: %v; want it refused as changed since the plan", err)
+			}
+			if ran := changesSince(t, path, calls); len(ran) != 0 {
+				t.Errorf("the overtaken plan ran %v", ran)
+			}
+			if _, err := os.Stat(m.journalPath(late.Name())); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("journal left behind: %v", err)
+			}
+		})
+	}
+}
