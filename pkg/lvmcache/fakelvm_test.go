@@ -29,6 +29,9 @@ type fakeCache struct {
 	MetaExtents int64  `json:"meta_extents"`
 	PV          string `json:"pv"`
 	Dirty       int64  `json:"dirty"`
+	// MirrorPV makes the cache data LV a raid1 of PV and MirrorPV, as
+	// lvconvert --type cache-pool of a raid1 LV leaves it.
+	MirrorPV string `json:"mirror_pv,omitempty"`
 }
 
 type fakeLV struct {
@@ -363,8 +366,15 @@ func (s *fakeState) lvRows() []Row {
 		for k, v := range counters {
 			main[k], poolRow[k] = v, v
 		}
-		rows = append(rows, fakeRow(main), fakeRow(poolRow),
-			fakeRow(map[string]string{"lv_name": "[" + pool + "_cdata]", "vg_name": s.VG, "lv_size": itoa(c.DataExtents * s.ExtentSize), "segtype": "linear", "lv_layout": "linear", "lv_attr": "Cwi-ao----", "devices": c.PV + "(4)"}),
+		cdata := map[string]string{"lv_name": "[" + pool + "_cdata]", "vg_name": s.VG, "lv_size": itoa(c.DataExtents * s.ExtentSize), "segtype": "linear", "lv_layout": "linear", "lv_attr": "Cwi-ao----", "devices": c.PV + "(4)"}
+		if c.MirrorPV != "" {
+			cdata["segtype"], cdata["lv_layout"], cdata["lv_attr"] = "raid1", "raid,raid1", "Cwi-aor---"
+			cdata["devices"] = "[" + pool + "_cdata_rimage_0](0),[" + pool + "_cdata_rimage_1](0)"
+			for i, pv := range []string{c.PV, c.MirrorPV} {
+				rows = append(rows, fakeRow(map[string]string{"lv_name": fmt.Sprintf("[%s_cdata_rimage_%d]", pool, i), "vg_name": s.VG, "lv_size": itoa(c.DataExtents * s.ExtentSize), "segtype": "linear", "lv_layout": "linear", "lv_attr": "iwi-aor---", "devices": pv + "(5)"}))
+			}
+		}
+		rows = append(rows, fakeRow(main), fakeRow(poolRow), fakeRow(cdata),
 			fakeRow(map[string]string{"lv_name": "[" + pool + "_cmeta]", "vg_name": s.VG, "lv_size": itoa(c.MetaExtents * s.ExtentSize), "segtype": "linear", "lv_layout": "linear", "lv_attr": "ewi-ao----", "devices": c.PV + "(2)"}),
 			fakeRow(map[string]string{"lv_name": "[" + lv.Name + "_corig]", "vg_name": s.VG, "lv_size": size, "segtype": "linear", "lv_layout": "linear", "lv_attr": "owi-aoC---", "devices": lv.PV + "(0)"}),
 		)

@@ -81,6 +81,9 @@ type Cache struct {
 	SizeBytes         int64    `json:"size_bytes"`
 	MetadataSizeBytes int64    `json:"metadata_size_bytes"`
 	PVs               []string `json:"pvs"`
+	// NotRecreatable says why lvcreate --type cache cannot make this cache
+	// again ("its data LV is raid1", "it is a cachevol"), "" when it can.
+	NotRecreatable string `json:"-"`
 
 	TotalBlocks int64 `json:"-"`
 	UsedBlocks  int64 `json:"-"`
@@ -242,10 +245,16 @@ func buildCache(lvRow Row, rows map[string]Row) (*Cache, error) {
 	if c.SizeBytes, err = poolRow.Int("lv_size"); err != nil {
 		return nil, err
 	}
+	if segtype := poolRow["segtype"]; segtype != "" && segtype != "cache-pool" {
+		c.NotRecreatable = "it is a cachevol (" + segtype + " LV " + pool + "), not a cache pool"
+	}
 	var parts []string
 	if data := hiddenName(poolRow["data_lv"]); data != "" {
 		parts = append(parts, data)
 		if dataRow, ok := rows[data]; ok {
+			if segtype := dataRow["segtype"]; segtype != "" && segtype != "linear" && segtype != "striped" {
+				c.NotRecreatable = "its data LV " + data + " is " + segtype
+			}
 			// The data LV's own size: a cache pool reports it as its size,
 			// a cachevol reports the whole LV.
 			if c.SizeBytes, err = dataRow.Int("lv_size"); err != nil {
@@ -256,6 +265,9 @@ func buildCache(lvRow Row, rows map[string]Row) (*Cache, error) {
 	if meta := hiddenName(poolRow["metadata_lv"]); meta != "" {
 		parts = append(parts, meta)
 		if metaRow, ok := rows[meta]; ok {
+			if segtype := metaRow["segtype"]; segtype != "" && segtype != "linear" && segtype != "striped" && c.NotRecreatable == "" {
+				c.NotRecreatable = "its metadata LV " + meta + " is " + segtype
+			}
 			if c.MetadataSizeBytes, err = metaRow.Int("lv_size"); err != nil {
 				return nil, err
 			}

@@ -805,3 +805,39 @@ func TestAPlanOvertakenByASecondOpsctlIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestRecacheRefusesACacheItCannotRecreate: lvcreate --type cache makes a
+// linear cache pool. A writeback cache whose data is an lvm raid1 of two
+// SSDs would come back from a recache on one SSD, without its mirror:
+// refused before anything changes, online stays allowed.
+func TestRecacheRefusesACacheItCannotRecreate(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, func(s *fakeState) {
+		s.PVs = append(s.PVs, fakePV{Name: "/dev/fast2", Extents: 64})
+		s.LVs[0].Cache.MirrorPV = "/dev/fast2"
+	})
+	for _, strategy := range []string{StrategyRecache, StrategyAuto} {
+		if strategy == StrategyAuto {
+			s := readFake(t, path)
+			s.Version = "2.03.11"
+			writeFake(t, path, s)
+		}
+		_, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: strategy})
+		if err == nil || !strings.Contains(err.Error(), "raid1") {
+			t.Errorf("%s of a raid1 cache: %v; want it refused naming raid1", strategy, err)
+		}
+	}
+	if ran := changesSince(t, path, 0); len(ran) != 0 {
+		t.Errorf("ran %v", ran)
+	}
+	s := readFake(t, path)
+	s.Version = "2.03.16"
+	writeFake(t, path, s)
+	if _, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyOnline}); err != nil {
+		t.Errorf("online resize of a raid1 cache: %v", err)
+	}
+	st, err := m.Status(ctx, slowlv)
+	if err != nil || strings.Join(st.CachePVs, ",") != "/dev/fast,/dev/fast2" {
+		t.Errorf("status: %v %v", st.CachePVs, err)
+	}
+}

@@ -199,6 +199,16 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 	if !lv.Cached() {
 		return fail(fmt.Errorf("is not cached; resize it with lvresize, or cache it with opsctl lvm cache create"))
 	}
+	// A recache re-creates the cache with lvcreate --type cache: a linear
+	// cache pool. A cache of another shape (an lvm raid1 of two SSDs) would
+	// come back without its redundancy, or not fit.
+	if strategy == StrategyRecache && lv.Cache.NotRecreatable != "" {
+		hint := "resize it with --strategy online (lvm2 " + OnlineResizeVersion.String() + " or newer)"
+		if version != (Version{}) && !version.SupportsOnlineResize() {
+			hint = "lvm2 " + version.String() + " cannot resize it online; uncache, lvresize and re-create that cache by hand"
+		}
+		return fail(fmt.Errorf("the cache %s cannot be re-created as it is: %s, and lvcreate --type cache makes a linear cache pool; %s", lv.Cache.Pool, lv.Cache.NotRecreatable, hint))
+	}
 	target := req.Size.Bytes
 	if req.Size.Relative {
 		target = lv.SizeBytes + req.Size.Bytes
