@@ -245,8 +245,21 @@ func TestCacheMetadataEstimateMatchesLVM2(t *testing.T) {
 			t.Errorf("metadata of %d MiB: %d extents, want %d", tc.data/mib, got, tc.extents)
 		}
 	}
-	if got := cacheMetadataBytes(1 << 40); got < 20*mib || got > 40*mib {
-		t.Errorf("metadata of 1 TiB: %d MiB", got/mib)
+	// Beyond a million 64 KiB chunks lvm2 takes the smallest multiple of
+	// 32 KiB that keeps the cache under a million chunks
+	// (update_cache_pool_params), not the next power of two: 160 KiB for
+	// 150 GiB, 1088 KiB for 1 TiB. A power of two underestimated the
+	// metadata by a third, and the preflight passed caches lvcreate then
+	// refused for want of space.
+	for _, tc := range []struct{ data, want int64 }{
+		{100 << 30, (8192 + 819200*44/512) * 512},                 // 128 KiB chunks
+		{150 << 30, (8192 + 983040*44/512) * 512},                 // 160 KiB chunks
+		{1 << 40, (8192 + (986895*44+511)/512) * 512},             // 1088 KiB chunks
+		{61 << 30, (8192 + ((61<<30)/(64<<10)*44+511)/512) * 512}, // 64 KiB, the default, still fits
+	} {
+		if got := cacheMetadataBytes(tc.data); got != tc.want {
+			t.Errorf("metadata of %d GiB: %d bytes, want lvm2's %d", tc.data>>30, got, tc.want)
+		}
 	}
 }
 

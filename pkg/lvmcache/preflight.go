@@ -140,12 +140,16 @@ func (vg *VG) spareExtents() int64 {
 // cacheMetadataBytes estimates the cache pool metadata lvm2 allocates for
 // a cache of dataBytes with its default chunk size, after lvm2's rule: 4 MiB
 // of transaction overhead plus 44 bytes (mapping, hint and its overhead)
-// per chunk, with the chunk size grown until there are at most a million
-// chunks.
+// per chunk, with the default chunk size of 64 KiB grown, when that makes
+// more than a million chunks, to the smallest multiple of 32 KiB that does
+// not (update_cache_pool_params; lvm2 counts in sectors).
 func cacheMetadataBytes(dataBytes int64) int64 {
+	const maxChunks = 1_000_000
+	const minChunkSectors = (32 << 10) / 512
+	dataSectors := ceilDiv(dataBytes, 512)
 	chunk := int64(64 << 10)
-	for dataBytes/chunk > 1_000_000 {
-		chunk *= 2
+	if minChunk := ceilDiv(ceilDiv(dataSectors, maxChunks), minChunkSectors) * minChunkSectors * 512; minChunk > chunk {
+		chunk = minChunk
 	}
 	perChunk := int64(16 + 20 + 8)
 	sectors := ceilDiv((dataBytes/chunk)*perChunk, 512) + 4096*2
