@@ -32,6 +32,9 @@ type fakeCache struct {
 	// MirrorPV makes the cache data LV a raid1 of PV and MirrorPV, as
 	// lvconvert --type cache-pool of a raid1 LV leaves it.
 	MirrorPV string `json:"mirror_pv,omitempty"`
+	// Health is the 9th letter of the cached LV's lv_attr: "F" when
+	// dm-cache has failed (no counters then), "M" for read-only metadata.
+	Health string `json:"health,omitempty"`
 }
 
 type fakeLV struct {
@@ -365,6 +368,14 @@ func (s *fakeState) lvRows() []Row {
 			"lv_layout": "cache,pool", "lv_attr": "Cwi---C---", "data_lv": "[" + pool + "_cdata]", "metadata_lv": "[" + pool + "_cmeta]", "devices": pool + "_cdata(0)"}
 		for k, v := range counters {
 			main[k], poolRow[k] = v, v
+		}
+		if c.Health != "" {
+			main["lv_attr"] = "Cwi-a-C-" + c.Health + "-"
+		}
+		if c.Health == "F" {
+			for _, k := range []string{"cache_total_blocks", "cache_used_blocks", "cache_dirty_blocks", "cache_read_hits", "cache_read_misses", "cache_write_hits", "cache_write_misses"} {
+				main[k], poolRow[k] = "", ""
+			}
 		}
 		cdata := map[string]string{"lv_name": "[" + pool + "_cdata]", "vg_name": s.VG, "lv_size": itoa(c.DataExtents * s.ExtentSize), "segtype": "linear", "lv_layout": "linear", "lv_attr": "Cwi-ao----", "devices": c.PV + "(4)"}
 		if c.MirrorPV != "" {

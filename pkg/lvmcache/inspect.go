@@ -84,6 +84,9 @@ type Cache struct {
 	// NotRecreatable says why lvcreate --type cache cannot make this cache
 	// again ("its data LV is raid1", "it is a cachevol"), "" when it can.
 	NotRecreatable string `json:"-"`
+	// Health is what the 9th letter of the cached LV's lv_attr says about
+	// dm-cache: "failed" (F), "metadata read-only" (M), "" when neither.
+	Health string `json:"-"`
 
 	TotalBlocks int64 `json:"-"`
 	UsedBlocks  int64 `json:"-"`
@@ -227,6 +230,14 @@ func buildCache(lvRow Row, rows map[string]Row) (*Cache, error) {
 		Mode:     lvRow["cache_mode"],
 		Policy:   lvRow["cache_policy"],
 		Settings: lvRow["cache_settings"],
+	}
+	if attr := lvRow["lv_attr"]; len(attr) > 8 {
+		switch attr[8] {
+		case 'F':
+			c.Health = "failed"
+		case 'M':
+			c.Health = "metadata read-only"
+		}
 	}
 	var err error
 	for field, dst := range map[string]*int64{
@@ -379,4 +390,16 @@ func isCachedRow(row Row) bool {
 		return segtype == "cache"
 	}
 	return strings.HasPrefix(row["lv_attr"], "C") && row["pool_lv"] != ""
+}
+
+// uncacheLoses says why lvconvert --uncache of c could lose data, "" when
+// it cannot. lvm2 skips the flush of a failed cache and deletes it with its
+// dirty blocks; with read-only metadata no block can be marked clean. Only
+// a writeback cache holds dirty blocks.
+func (c *Cache) uncacheLoses() string {
+	if c.Health == "" || c.Mode == "writethrough" || c.Mode == "passthrough" {
+		return ""
+	}
+	return fmt.Sprintf("the %s cache %s is %s (lv_attr health %s): lvconvert --uncache would not write its dirty blocks back; check the fast PV and the cache (lvmcache(7)) before the cache is removed",
+		c.Mode, c.Pool, c.Health, map[string]string{"failed": "F", "metadata read-only": "M"}[c.Health])
 }

@@ -284,6 +284,11 @@ func (m *Manager) runStep(ctx context.Context, plan *Plan, step *Step, lv *LV) e
 		_, err := m.Runner.Run(runCtx, step.Args...)
 		return err
 	}
+	// Checked by the plan, and again here: a resumed plan or a cache that
+	// failed since must not lose its dirty blocks either.
+	if why := lv.Cache.uncacheLoses(); why != "" {
+		return errors.New(why)
+	}
 	step.DirtyBlocks = lv.Cache.DirtyBlocks
 	if step.DirtyBlocks == 0 || m.NewProgress == nil {
 		_, err := m.Runner.Run(runCtx, step.Args...)

@@ -841,3 +841,44 @@ func TestRecacheRefusesACacheItCannotRecreate(t *testing.T) {
 		t.Errorf("status: %v %v", st.CachePVs, err)
 	}
 }
+
+// TestUncacheOfAFailedWritebackCacheIsRefused: when dm-cache has failed
+// (lv_attr health F) lvconvert --uncache skips the flush ("Skipping flush
+// for failed cache") and deletes the cache with its dirty blocks; with
+// read-only metadata (M) the flush cannot mark a block clean. remove and
+// recache must refuse before anything changes; a writethrough cache holds
+// no dirty block and may go.
+func TestUncacheOfAFailedWritebackCacheIsRefused(t *testing.T) {
+	ctx := context.Background()
+	for _, health := range []string{"F", "M"} {
+		m, path := newFake(t, func(s *fakeState) { s.LVs[0].Cache.Health = health })
+		if _, err := m.PlanRemove(ctx, slowlv); err == nil || !strings.Contains(err.Error(), "dirty blocks") {
+			t.Errorf("remove of a writeback cache with health %s: %v; want it refused", health, err)
+		}
+		if _, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache}); err == nil || !strings.Contains(err.Error(), "dirty blocks") {
+			t.Errorf("recache of a writeback cache with health %s: %v; want it refused", health, err)
+		}
+		if ran := changesSince(t, path, 0); len(ran) != 0 {
+			t.Errorf("ran %v", ran)
+		}
+	}
+	// The cache fails between the plan and the confirmation.
+	m, path := newFake(t, nil)
+	plan, err := m.PlanRemove(ctx, slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := readFake(t, path)
+	s.LVs[0].Cache.Health = "F"
+	writeFake(t, path, s)
+	if err := m.Apply(ctx, plan); err == nil || !strings.Contains(err.Error(), "dirty blocks") {
+		t.Errorf("Apply of a remove after the cache failed: %v; want it refused", err)
+	}
+	if ran := changesSince(t, path, 0); len(ran) != 0 {
+		t.Errorf("ran %v", ran)
+	}
+	m, _ = newFake(t, func(s *fakeState) { s.LVs[0].Cache.Health, s.LVs[0].Cache.Mode = "F", "writethrough" })
+	if _, err := m.PlanRemove(ctx, slowlv); err != nil {
+		t.Errorf("remove of a failed writethrough cache: %v", err)
+	}
+}

@@ -206,6 +206,9 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 	// A recache re-creates the cache with lvcreate --type cache: a linear
 	// cache pool. A cache of another shape (an lvm raid1 of two SSDs) would
 	// come back without its redundancy, or not fit.
+	if why := lv.Cache.uncacheLoses(); strategy == StrategyRecache && why != "" {
+		return fail(fmt.Errorf("%s", why))
+	}
 	if strategy == StrategyRecache && lv.Cache.NotRecreatable != "" {
 		hint := "resize it with --strategy online (lvm2 " + OnlineResizeVersion.String() + " or newer)"
 		if version != (Version{}) && !version.SupportsOnlineResize() {
@@ -320,6 +323,9 @@ func (m *Manager) PlanRemove(ctx context.Context, name Name) (*Plan, error) {
 	}
 	if !lv.Cached() {
 		return fail(fmt.Errorf("is not cached: nothing to remove"))
+	}
+	if why := lv.Cache.uncacheLoses(); why != "" {
+		return fail(fmt.Errorf("%s", why))
 	}
 	now := m.now()
 	return &Plan{
