@@ -290,6 +290,10 @@ func (s *fakeState) run(args []string) int {
 		return 0
 	case "lvresize":
 		lv := s.lv(strings.TrimPrefix(positional[0], s.VG+"/"))
+		if lv.Cache != nil && s.Version < "2.03.12" {
+			fmt.Fprintf(os.Stderr, "  Unable to resize logical volumes of cache type.\n")
+			return 5
+		}
 		size, _ := parseBytes(flags["--size"])
 		grow := ceilDiv(size, s.ExtentSize) - lv.Extents
 		pvs := positional[1:]

@@ -87,7 +87,8 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 	if err := save(); err != nil {
 		return fmt.Errorf("lvm cache %s %s: %w", plan.Op, name, err)
 	}
-	for i := range plan.Steps {
+	reopened := false
+	for i := 0; i < len(plan.Steps); i++ {
 		step := &plan.Steps[i]
 		if step.State == StateDone {
 			continue
@@ -135,6 +136,16 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 				return failf("%s changed since the plan was made: %s; nothing was changed, run the command again", name, changed)
 			}
 		}
+		if plan.Resumed && step.Kind == StepResize && !reopened && reopenUncache(plan, lv) {
+			reopened = true
+			m.logger().Warn("the LV is cached again before lvresize; uncaching it again", "lv", name.String())
+			for j := range plan.Steps {
+				if plan.Steps[j].Kind == StepUncache {
+					i = j - 1
+				}
+			}
+			continue
+		}
 		if stepDone(step, lv, plan) {
 			step.State, step.Skipped = StateDone, true
 			m.logger().Info("step already done", "lv", name.String(), "step", step.Kind)
@@ -176,6 +187,13 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 // commands Apply will really run. Apply checks each step again.
 func (m *Manager) SkipDoneSteps(ctx context.Context, plan *Plan) error {
 	var lv *LV
+	if plan.Resumed && plan.step(StepUncache) != nil {
+		var err error
+		if _, lv, err = m.inspectLV(ctx, plan.Name()); err != nil {
+			return fmt.Errorf("lvm cache %s %s: %w", plan.Op, plan.Name(), err)
+		}
+		reopenUncache(plan, lv)
+	}
 	for i := range plan.Steps {
 		step := &plan.Steps[i]
 		if step.State == StateDone {
@@ -249,6 +267,22 @@ func changedSincePlan(plan *Plan, lv *LV) string {
 		return "it is cached by " + lv.Cache.Pool + " now, the plan was made for " + plan.Cache.Pool
 	}
 	return ""
+}
+
+// reopenUncache puts the uncache of a resumed recache back to pending when
+// the journal has it done but the LV, not yet grown, is cached again (opsctl
+// was killed after re-attaching the cache, before it removed the journal):
+// lvresize needs the LV uncached, on an lvm2 that cannot resize a cached LV.
+// It reports whether it did.
+func reopenUncache(plan *Plan, lv *LV) bool {
+	uncache, resize := plan.step(StepUncache), plan.step(StepResize)
+	if plan.Strategy != StrategyRecache || uncache == nil || resize == nil || uncache.State != StateDone ||
+		resize.State == StateDone || !lv.Cached() || lv.SizeBytes >= plan.TargetSizeBytes {
+		return false
+	}
+	uncache.State, uncache.Earlier, uncache.Skipped = StatePending, false, false
+	uncache.Started, uncache.Finished = nil, nil
+	return true
 }
 
 // stepDone reports whether the effect of step is already there.

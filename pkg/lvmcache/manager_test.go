@@ -882,3 +882,39 @@ func TestUncacheOfAFailedWritebackCacheIsRefused(t *testing.T) {
 		t.Errorf("remove of a failed writethrough cache: %v", err)
 	}
 }
+
+// TestResumeAfterTheCacheCameBackUncachesAgain: the journal says the
+// uncache is done and lvresize failed, but the LV is cached again (opsctl
+// was killed after re-attaching the cache, before it removed the journal).
+// On an lvm2 that cannot resize a cached LV, --resume must uncache again
+// rather than fail at lvresize and then at re-attaching a cache that is
+// there, for ever.
+func TestResumeAfterTheCacheCameBackUncachesAgain(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, func(s *fakeState) { s.Version = "2.03.11" })
+	plan := planRecacheBy4MiB(t, m)
+	plan.Steps[0].State = StateDone
+	plan.Steps[1].State = StateFailed
+	if err := m.saveJournal(plan); err != nil {
+		t.Fatal(err)
+	}
+	resumed, err := m.LoadJournal(slowlv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SkipDoneSteps(ctx, resumed); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(resumed.Commands(), "\n"); !strings.Contains(got, "--uncache") {
+		t.Errorf("resume --dry-run shows:\n%s\nwant the uncache again", got)
+	}
+	if err := m.Apply(ctx, resumed); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if lv := slowlvOf(t, path); lv.Extents != 25 || lv.Cache == nil || lv.Cache.DataExtents != 16 {
+		t.Errorf("after resume: %+v", lv)
+	}
+	if _, err := os.Stat(m.journalPath(slowlv)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("journal left: %v", err)
+	}
+}
