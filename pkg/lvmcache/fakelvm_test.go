@@ -50,16 +50,18 @@ type fakePV struct {
 }
 
 type fakeState struct {
-	Version    string     `json:"version"`
-	VG         string     `json:"vg"`
-	ExtentSize int64      `json:"extent_size"`
-	PVs        []fakePV   `json:"pvs"`
-	LVs        []*fakeLV  `json:"lvs"`
-	FailOn     string     `json:"fail_on,omitempty"`    // subcommand to fail once
-	FailAfter  bool       `json:"fail_after,omitempty"` // fail after doing the change
-	FailCount  int        `json:"fail_count,omitempty"` // how many times (default 1)
-	Calls      [][]string `json:"calls"`
-	Env        []string   `json:"env"`
+	Version    string    `json:"version"`
+	VG         string    `json:"vg"`
+	ExtentSize int64     `json:"extent_size"`
+	PVs        []fakePV  `json:"pvs"`
+	LVs        []*fakeLV `json:"lvs"`
+	FailOn     string    `json:"fail_on,omitempty"`    // subcommand to fail once
+	FailAfter  bool      `json:"fail_after,omitempty"` // fail after doing the change
+	FailCount  int       `json:"fail_count,omitempty"` // how many times (default 1)
+	// AlsoFailAfter is a second subcommand that fails once after its change.
+	AlsoFailAfter string     `json:"also_fail_after,omitempty"`
+	Calls         [][]string `json:"calls"`
+	Env           []string   `json:"env"`
 	// FlushInSteps makes an uncache write back a quarter of the dirty
 	// blocks at a time, saving the state each time and going on only once
 	// a progress poll (lvs --nolocking) has read the dirty blocks left:
@@ -179,6 +181,10 @@ func fakeLVMMain(statePath string, args []string) int {
 			fmt.Fprintf(os.Stderr, "  injected failure of %s\n", cmd)
 			return 5
 		}
+	}
+	if !fail && s.AlsoFailAfter == cmd {
+		s.AlsoFailAfter = ""
+		fail = true
 	}
 	rc := s.run(args)
 	if fail && rc == 0 {

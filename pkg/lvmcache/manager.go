@@ -229,6 +229,15 @@ func (m *Manager) recover(ctx context.Context, plan *Plan, failed *Step, stepErr
 		_, reErr := m.Runner.Run(context.WithoutCancel(ctx), recache.Args...)
 		finished := m.now()
 		if reErr != nil {
+			// lvm2 may exit non-zero after the cache was attached (a
+			// warning turned error, a udev timeout): look before saying
+			// the LV is not cached.
+			if _, lv, err := m.inspectLV(context.WithoutCancel(ctx), name); err == nil && lv.Cached() {
+				m.logger().Warn("the re-attach exited non-zero, but the LV is cached", "lv", name.String(), "error", reErr)
+				reErr = nil
+			}
+		}
+		if reErr != nil {
 			recache.Error = "re-attach after the failed lvresize: " + reErr.Error()
 			_ = save()
 			return fmt.Errorf("%s: %w; re-attaching the cache failed too (%v): %s is NOT cached, its data is intact; the journal %s keeps the cache settings, run `opsctl lvm cache resize %s --resume` once the cause is fixed",

@@ -918,3 +918,27 @@ func TestResumeAfterTheCacheCameBackUncachesAgain(t *testing.T) {
 		t.Errorf("journal left: %v", err)
 	}
 }
+
+// TestAReattachThatFailedAfterAttachingSaysSo: lvresize fails, and the
+// lvcreate that re-attaches the cache exits non-zero after attaching it.
+// The LV is cached at its old size: opsctl must not tell the admin it is
+// NOT cached, and need not keep a journal.
+func TestAReattachThatFailedAfterAttachingSaysSo(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, nil)
+	plan := planRecacheBy4MiB(t, m)
+	failNext(t, path, "lvresize", false, 1)
+	s := readFake(t, path)
+	s.AlsoFailAfter = "lvcreate"
+	writeFake(t, path, s)
+	err := m.Apply(ctx, plan)
+	if err == nil || strings.Contains(err.Error(), "NOT cached") || !strings.Contains(err.Error(), "is as before") {
+		t.Errorf("Apply: %v; want the lvresize error and the LV as before, not NOT cached", err)
+	}
+	if lv := slowlvOf(t, path); lv.Cache == nil || lv.Extents != 24 {
+		t.Errorf("after: %+v", lv)
+	}
+	if _, err := os.Stat(m.journalPath(slowlv)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("journal kept for an LV that is as before: %v", err)
+	}
+}
