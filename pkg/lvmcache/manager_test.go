@@ -942,3 +942,24 @@ func TestAReattachThatFailedAfterAttachingSaysSo(t *testing.T) {
 		t.Errorf("journal kept for an LV that is as before: %v", err)
 	}
 }
+
+// TestResizeNeverGrowsOntoAnotherLVsCachePV: in a VG with one SSD per
+// cached LV, growing slowlv must not put its extents on the SSD of
+// plainlv's cache: that SSD would then be short for plainlv's own recache,
+// and slowlv would live partly on a cache disk.
+func TestResizeNeverGrowsOntoAnotherLVsCachePV(t *testing.T) {
+	ctx := context.Background()
+	m, _ := newFake(t, func(s *fakeState) {
+		s.PVs = append(s.PVs, fakePV{Name: "/dev/fast2", Extents: 64})
+		s.LVs[1].Cache = &fakeCache{Name: "plainlv_cache", Mode: "writeback", Policy: "smq", Chunk: 65536, DataExtents: 8, MetaExtents: 2, PV: "/dev/fast2"}
+	})
+	for _, strategy := range []string{StrategyRecache, StrategyOnline} {
+		plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: strategy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(plan.step(StepResize).Args, " "); got != "lvresize --size 100M storage/slowlv /dev/slow" {
+			t.Errorf("%s grows with %q, want it kept off every cache PV", strategy, got)
+		}
+	}
+}

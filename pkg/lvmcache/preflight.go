@@ -287,10 +287,19 @@ func recordCache(c *Cache) *Cache {
 }
 
 // growthPVs are the PVs an LV may grow on: the VG's allocatable PVs, except
-// those that hold only its cache, or with recache every PV of its cache. It
-// returns nil (lvresize's own choice) when that is every PV, and the free
-// extents on them.
+// those that hold only its cache, or with recache every PV of its cache,
+// and those that hold the cache of another LV of the VG (and none of this
+// LV): that cache's own recache needs the room. It returns nil (lvresize's
+// own choice) when that is every PV, and the free extents on them.
 func growthPVs(vg *VG, lv *LV, recache bool) ([]string, int64) {
+	otherCaches := map[string]bool{}
+	for _, other := range vg.LVs {
+		if other != lv && other.Cache != nil {
+			for _, pv := range other.Cache.PVs {
+				otherCaches[pv] = true
+			}
+		}
+	}
 	var pvs []string
 	var free int64
 	for _, pv := range vg.PVs {
@@ -298,6 +307,9 @@ func growthPVs(vg *VG, lv *LV, recache bool) ([]string, int64) {
 			continue
 		}
 		if contains(lv.Cache.PVs, pv.Name) && (recache || !contains(lv.PVs, pv.Name)) {
+			continue
+		}
+		if otherCaches[pv.Name] && !contains(lv.PVs, pv.Name) && !contains(lv.Cache.PVs, pv.Name) {
 			continue
 		}
 		pvs = append(pvs, pv.Name)
