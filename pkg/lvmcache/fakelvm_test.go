@@ -42,6 +42,9 @@ type fakeLV struct {
 	Extents int64      `json:"extents"`
 	PV      string     `json:"pv"`
 	Cache   *fakeCache `json:"cache,omitempty"`
+	// MirrorPV makes the LV (the origin, when cached) an lvm raid1 of PV
+	// and MirrorPV.
+	MirrorPV string `json:"mirror_pv,omitempty"`
 }
 
 type fakePV struct {
@@ -104,7 +107,7 @@ func TestMain(m *testing.M) {
 func (s *fakeState) used(pv string) int64 {
 	var n int64
 	for _, lv := range s.LVs {
-		if lv.PV == pv {
+		if lv.PV == pv || lv.MirrorPV == pv {
 			n += lv.Extents
 		}
 		if lv.Cache != nil && lv.Cache.PV == pv {
@@ -397,8 +400,16 @@ func (s *fakeState) lvRows() []Row {
 		}
 		rows = append(rows, fakeRow(main), fakeRow(poolRow), fakeRow(cdata),
 			fakeRow(map[string]string{"lv_name": "[" + pool + "_cmeta]", "vg_name": s.VG, "lv_size": itoa(c.MetaExtents * s.ExtentSize), "segtype": "linear", "lv_layout": "linear", "lv_attr": "ewi-ao----", "devices": c.PV + "(2)"}),
-			fakeRow(map[string]string{"lv_name": "[" + lv.Name + "_corig]", "vg_name": s.VG, "lv_size": size, "segtype": "linear", "lv_layout": "linear", "lv_attr": "owi-aoC---", "devices": lv.PV + "(0)"}),
 		)
+		corig := map[string]string{"lv_name": "[" + lv.Name + "_corig]", "vg_name": s.VG, "lv_size": size, "segtype": "linear", "lv_layout": "linear", "lv_attr": "owi-aoC---", "devices": lv.PV + "(0)"}
+		if lv.MirrorPV != "" {
+			corig["segtype"], corig["lv_layout"] = "raid1", "raid,raid1"
+			corig["devices"] = "[" + lv.Name + "_corig_rimage_0](0),[" + lv.Name + "_corig_rimage_1](0)"
+			for i, pv := range []string{lv.PV, lv.MirrorPV} {
+				rows = append(rows, fakeRow(map[string]string{"lv_name": fmt.Sprintf("[%s_corig_rimage_%d]", lv.Name, i), "vg_name": s.VG, "lv_size": size, "segtype": "linear", "lv_layout": "linear", "lv_attr": "iwi-aor---", "devices": pv + "(1)"}))
+			}
+		}
+		rows = append(rows, fakeRow(corig))
 	}
 	if hasPool {
 		rows = append([]Row{fakeRow(map[string]string{"lv_name": "[lvol0_pmspare]", "vg_name": s.VG, "lv_size": itoa(2 * s.ExtentSize), "segtype": "linear", "lv_layout": "linear", "lv_attr": "ewi-------", "devices": "/dev/fast(0)"})}, rows...)

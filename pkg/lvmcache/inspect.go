@@ -61,6 +61,10 @@ type LV struct {
 	// sub-LVs (a cached LV's origin, say); the cache's own PVs are not
 	// included.
 	PVs []string
+	// Copies is how many extents growing the LV's data by one extent
+	// takes at least: the images of an lvm raid1 or mirror origin, 2 for
+	// raid10, 1 otherwise.
+	Copies int64
 }
 
 // Cached reports whether a dm-cache is attached.
@@ -207,6 +211,7 @@ func buildVG(vgName string, pvReport, lvReport Report) (*VG, error) {
 			vg.LVs[name].PVs = append(vg.LVs[name].PVs, pv)
 		}
 		sort.Strings(vg.LVs[name].PVs)
+		vg.LVs[name].Copies = dataCopies(name, rows, 0)
 	}
 	for _, name := range order {
 		row := rows[name]
@@ -296,6 +301,32 @@ func buildCache(lvRow Row, rows map[string]Row) (*Cache, error) {
 	}
 	sort.Strings(c.PVs)
 	return c, nil
+}
+
+// dataCopies is how many extents one more extent of the LV's data takes:
+// a cached LV is looked through to its origin; an lvm raid1 or mirror keeps
+// one per image, raid10 at least two.
+func dataCopies(lvName string, rows map[string]Row, depth int) int64 {
+	row, ok := rows[lvName]
+	if !ok || depth > 8 {
+		return 1
+	}
+	devices := Devices(row["devices"])
+	switch row["segtype"] {
+	case "cache", "writecache":
+		if len(devices) > 0 {
+			return dataCopies(hiddenName(devices[0]), rows, depth+1)
+		}
+	case "raid1", "mirror":
+		images := map[string]bool{}
+		for _, dev := range devices {
+			images[dev] = true
+		}
+		return max(int64(len(images)), 1)
+	case "raid10":
+		return 2
+	}
+	return 1
 }
 
 // collectPVs follows the devices of an LV down to PVs: a sub-LV (a raid

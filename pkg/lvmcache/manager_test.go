@@ -963,3 +963,26 @@ func TestResizeNeverGrowsOntoAnotherLVsCachePV(t *testing.T) {
 		}
 	}
 }
+
+// TestResizeCountsEveryMirrorOfAnLVMRaid1Origin: growing a raid1 origin by
+// N extents takes N extents on each of its images. A preflight that counted
+// N once let a recache flush the whole cache and then fail at lvresize.
+func TestResizeCountsEveryMirrorOfAnLVMRaid1Origin(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, func(s *fakeState) {
+		s.PVs = append(s.PVs, fakePV{Name: "/dev/slow2", Extents: 64})
+		s.LVs[0].MirrorPV = "/dev/slow2"
+	})
+	// Free outside the cache: 102 extents on /dev/slow, 40 on /dev/slow2.
+	_, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 100 * 4 * mib, Relative: true}, Strategy: StrategyRecache})
+	want := "it needs 200 extents of 4.00 MiB"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("growing a raid1 origin by 100 extents: %v; want %q", err, want)
+	}
+	if ran := changesSince(t, path, 0); len(ran) != 0 {
+		t.Errorf("ran %v", ran)
+	}
+	if _, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 40 * 4 * mib, Relative: true}, Strategy: StrategyRecache}); err != nil {
+		t.Errorf("growing a raid1 origin by 40 extents, 80 of 142 free: %v", err)
+	}
+}

@@ -249,7 +249,8 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 	// every cache PV, also one that holds part of the origin: the uncache
 	// frees the cache's extents there before lvresize runs.
 	growPVs, free := growthPVs(vg, lv, strategy == StrategyRecache)
-	needed := (target - lv.SizeBytes) / vg.ExtentSizeBytes
+	// An lvm raid1 origin grows on each of its images.
+	needed := (target - lv.SizeBytes) / vg.ExtentSizeBytes * max(lv.Copies, 1)
 	if needed > free {
 		return fail(fmt.Errorf("not enough free space to grow by %s: it needs %d extents of %s on PVs other than the cache's (%s), %d are free",
 			FormatBytes(target-lv.SizeBytes), needed, FormatBytes(vg.ExtentSizeBytes), strings.Join(lv.Cache.PVs, ", "), free))
