@@ -61,6 +61,9 @@ type fakeState struct {
 	FailOn     string    `json:"fail_on,omitempty"`    // subcommand to fail once
 	FailAfter  bool      `json:"fail_after,omitempty"` // fail after doing the change
 	FailCount  int       `json:"fail_count,omitempty"` // how many times (default 1)
+	// ExportedVG is a second VG, exported (vgexport): vgs lists it, lvs
+	// refuses it.
+	ExportedVG string `json:"exported_vg,omitempty"`
 	// AlsoFailAfter is a second subcommand that fails once after its change.
 	AlsoFailAfter string     `json:"also_fail_after,omitempty"`
 	Calls         [][]string `json:"calls"`
@@ -204,7 +207,11 @@ func (s *fakeState) run(args []string) int {
 		fmt.Printf("  LVM version:     %s(2) (2022-05-18)\n  Library version: 1.02.185 (2022-05-18)\n", s.Version)
 		return 0
 	case "vgs":
-		fakeReport("vg", []Row{{"vg_name": s.VG}})
+		rows := []Row{{"vg_name": s.VG, "vg_attr": "wz--n-"}}
+		if s.ExportedVG != "" {
+			rows = append(rows, Row{"vg_name": s.ExportedVG, "vg_attr": "wzx-n-"})
+		}
+		fakeReport("vg", rows)
 		return 0
 	case "pvs":
 		var rows []Row
@@ -217,6 +224,11 @@ func (s *fakeState) run(args []string) int {
 	case "lvs":
 		target := positional[0]
 		vg, lvName, _ := strings.Cut(target, "/")
+		if vg == s.ExportedVG && vg != "" {
+			fakeReport("lv", nil)
+			fmt.Fprintf(os.Stderr, "  Volume group \"%s\" is exported\n", vg)
+			return 5
+		}
 		if vg != s.VG {
 			fakeReport("lv", nil)
 			fmt.Fprintf(os.Stderr, "  Volume group \"%s\" not found\n  Cannot process volume group %s\n", vg, vg)

@@ -986,3 +986,14 @@ func TestResizeCountsEveryMirrorOfAnLVMRaid1Origin(t *testing.T) {
 		t.Errorf("growing a raid1 origin by 40 extents, 80 of 142 free: %v", err)
 	}
 }
+
+// TestStatusOfEveryLVSkipsAnExportedVG: vgs lists an exported VG (one made
+// ready to move to another host), lvs refuses it. status without an LV
+// must still report the caches of the other VGs.
+func TestStatusOfEveryLVSkipsAnExportedVG(t *testing.T) {
+	m, _ := newFake(t, func(s *fakeState) { s.ExportedVG = "moving" })
+	all, err := m.StatusAll(context.Background())
+	if err != nil || len(all) != 1 || all[0].LV != "storage/slowlv" {
+		t.Errorf("StatusAll with an exported VG: %v, %v; want storage/slowlv", all, err)
+	}
+}

@@ -51,12 +51,24 @@ func (m *Manager) Status(ctx context.Context, name Name) (Status, error) {
 	return StatusOf(lv), nil
 }
 
-// StatusAll reports every cached LV of every VG, sorted by name.
+// StatusAll reports every cached LV of every VG, sorted by name. An
+// exported VG (vgexport) is skipped: vgs lists it, but lvs refuses it, and
+// none of its LVs can be active.
 func (m *Manager) StatusAll(ctx context.Context) ([]Status, error) {
-	vgNames, err := m.Runner.VGNames(ctx)
+	report, err := m.Runner.Report(ctx, "vgs", "-o", "vg_name,vg_attr")
 	if err != nil {
-		return nil, fmt.Errorf("lvm cache status: %w", err)
+		return nil, fmt.Errorf("lvm cache status: vgs: %w", err)
 	}
+	var vgNames []string
+	for _, row := range report["vg"] {
+		// vg_attr "wzx-n-": the third letter is "x" when exported.
+		if attr := row["vg_attr"]; len(attr) > 2 && attr[2] == 'x' {
+			m.logger().Debug("skipping exported volume group", "vg", row["vg_name"])
+			continue
+		}
+		vgNames = append(vgNames, row["vg_name"])
+	}
+	sort.Strings(vgNames)
 	all := []Status{}
 	for _, vgName := range vgNames {
 		vg, err := m.Runner.InspectVG(ctx, vgName)
