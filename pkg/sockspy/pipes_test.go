@@ -12,14 +12,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pipeSizes maps this process's pipe descriptors to their sizes.
-func pipeSizes(t *testing.T) map[int]int {
+// pipeSizes maps the pipes this process holds, by inode (both ends of a
+// pipe are one pipe), to their sizes.
+func pipeSizes(t *testing.T) map[string]int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sizes := map[int]int{}
+	sizes := map[string]int{}
 	for _, e := range entries {
 		fd, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -30,7 +31,7 @@ func pipeSizes(t *testing.T) map[int]int {
 			continue
 		}
 		if n, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0); err == nil {
-			sizes[fd] = n
+			sizes[link] = n
 		}
 	}
 	return sizes
@@ -71,11 +72,15 @@ func TestConnectionPipesGrowOnlyWhenBusy(t *testing.T) {
 
 	plan, capture, _ := proxyToFile(t, dir, srvPath)
 	before := pipeSizes(t)
+	gather, err := os.Readlink(filepath.Join("/proc/self/fd", strconv.Itoa(capture.gather.r)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	stop := runProxy(&Proxy{Plan: plan, Capture: capture})
 	// The connections' pipes: new since the start, not the writer's own.
 	connPipes := func() (small, full int) {
-		for fd, size := range pipeSizes(t) {
-			if _, old := before[fd]; old || fd == capture.gather.r || fd == capture.gather.w {
+		for pipe, size := range pipeSizes(t) {
+			if _, old := before[pipe]; old || pipe == gather {
 				continue
 			}
 			if size >= pipeFull {
@@ -85,6 +90,17 @@ func TestConnectionPipesGrowOnlyWhenBusy(t *testing.T) {
 			}
 		}
 		return small, full
+	}
+	// pipesAre waits, a while, for the connections' pipes to be what ok
+	// says: each direction's goroutine makes its forwarding pipe when it
+	// starts, which may come after the other direction forwarded.
+	pipesAre := func(ok func(small, full int) bool) (small, full int) {
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			small, full = connPipes()
+			if ok(small, full) || time.Now().After(deadline) {
+				return small, full
+			}
+		}
 	}
 
 	quiet, err := net.Dial("unix", plan.Listen)
@@ -97,8 +113,8 @@ func TestConnectionPipesGrowOnlyWhenBusy(t *testing.T) {
 	}
 	waitReceived(18)
 	// Both directions' forwarding pipes and the stage pipe of the request.
-	if small, full := connPipes(); small < 3 || full != 0 {
-		t.Fatalf("a connection that sent 18 bytes: %d pipes of less than 1 MiB, %d of 1 MiB; want 3 or more and none", small, full)
+	if small, full := pipesAre(func(small, full int) bool { return small == 3 && full == 0 }); small != 3 || full != 0 {
+		t.Fatalf("a connection that sent 18 bytes: %d pipes of less than 1 MiB, %d of 1 MiB; want 3 and none", small, full)
 	}
 
 	busy, err := net.Dial("unix", plan.Listen)
@@ -109,10 +125,11 @@ func TestConnectionPipesGrowOnlyWhenBusy(t *testing.T) {
 	const size = 16 << 20
 	go busy.Write(make([]byte, size))
 	waitReceived(size)
-	// Its forwarding pipe and stage pipes to the server grew; the quiet
+	// Its forwarding pipe and every stage pipe to the server grew, the
+	// one made before the forwarding pipe grew too; the quiet
 	// connection's did not, nor the busy one's idle direction.
-	if small, full := connPipes(); small < 4 || full < 2 {
-		t.Fatalf("after a connection sent 16 MiB: %d pipes of less than 1 MiB, %d of 1 MiB; want 4 or more and 2 or more", small, full)
+	if small, full := pipesAre(func(small, full int) bool { return small == 4 && full >= 2 }); small != 4 || full < 2 {
+		t.Fatalf("after a connection sent 16 MiB: %d pipes of less than 1 MiB, %d of 1 MiB; want 4 and 2 or more", small, full)
 	}
 
 	quiet.Close()
