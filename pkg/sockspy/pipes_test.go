@@ -129,7 +129,7 @@ func TestConnectionPipesGrowOnlyWhenBusy(t *testing.T) {
 	// one made before the forwarding pipe grew too; the quiet
 	// connection's did not, nor the busy one's idle direction.
 	if small, full := pipesAre(func(small, full int) bool { return small == 4 && full >= 2 }); small != 4 || full < 2 {
-		t.Fatalf("after a connection sent 16 MiB: %d pipes of less than 1 MiB, %d of 1 MiB; want 4 and 2 or more", small, full)
+		t.Fatalf("after a connection sent 16 MiB: %d pipes of less than 1 MiB, %d of 1 MiB; want 4 and 2 or more (pipes cannot grow for a user over /proc/sys/fs/pipe-user-pages-soft)", small, full)
 	}
 
 	quiet.Close()
@@ -139,5 +139,22 @@ func TestConnectionPipesGrowOnlyWhenBusy(t *testing.T) {
 	}
 	if err := capture.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestBusyConnectionIsAPipefulWaiting(t *testing.T) {
+	for _, c := range []struct {
+		took, queued, pipe int
+		want               bool
+	}{
+		{took: 65536, queued: 200 << 10, pipe: 65536, want: true}, // bulk transfer
+		{took: 800, queued: 3200, pipe: 65536, want: false},       // 64 writes of 50 bytes: 16 buffers took 800
+		{took: 3200, queued: 3200, pipe: 65536, want: false},      // all taken
+		{took: 40000, queued: 65536, pipe: 65536, want: true},     // small writes, a pipeful waiting
+		{took: 1 << 20, queued: 2 << 20, pipe: 1 << 20, want: true},
+	} {
+		if got := busyConnection(c.took, c.queued, c.pipe); got != c.want {
+			t.Errorf("took %d of %d queued into a %d-byte pipe: busy = %v, want %v", c.took, c.queued, c.pipe, got, c.want)
+		}
 	}
 }

@@ -151,8 +151,9 @@ type stagePool struct {
 	created int
 	closed  bool
 	// want is the size the pipes should have: that of the forwarding
-	// pipe, whose chunks they take whole. sizes holds what each pipe
-	// (by its write end) was made or grown to.
+	// pipe, whose chunks they take whole. sizes holds, by write end, the
+	// size each pipe was last asked for (made or grown to, or refused:
+	// a pipe is asked once).
 	want  int
 	sizes map[int]int
 }

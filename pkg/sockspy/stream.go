@@ -237,7 +237,7 @@ func (pm *pump) spliceLoop() error {
 	var copyBuf []byte
 	for {
 		var n int
-		var eof, withFDs, full bool
+		var eof, withFDs, busy bool
 		var opErr error
 		err := srcRC.Read(func(fd uintptr) bool {
 			q, err := inQueue(int(fd))
@@ -269,7 +269,7 @@ func (pm *pump) spliceLoop() error {
 				return false
 			}
 			n, opErr = int(k), err
-			full = err == nil && int(k) < want
+			busy = err == nil && busyConnection(int(k), q, fwdSize)
 			return true
 		})
 		if err != nil {
@@ -297,9 +297,8 @@ func (pm *pump) spliceLoop() error {
 		if err := pm.forward(fwd, staged, dstRC, n); err != nil {
 			return err
 		}
-		if full && fwdSize < pipeFull {
-			// More was queued than the pipe took: this connection is
-			// busy, its pipes grow (once; a refusal is not asked again).
+		if busy && fwdSize < pipeFull {
+			// Its pipes grow (once; a refusal is not asked again).
 			if fwd.grow(pipeFull) {
 				fwdSize = fwd.size()
 				if staged != nil {
@@ -310,6 +309,16 @@ func (pm *pump) spliceLoop() error {
 			}
 		}
 	}
+}
+
+// busyConnection tells from one splice of took bytes out of queued
+// waiting in the socket, into a pipe of pipeSize bytes, whether the
+// connection's pipes should grow: a pipeful or more was waiting and the
+// pipe could not take it all. A pipe fills by buffers, not bytes (one per
+// client write here): many small writes fill it with a few kilobytes,
+// which is no reason to take pipe quota.
+func busyConnection(took, queued, pipeSize int) bool {
+	return took < queued && queued >= pipeSize
 }
 
 // forward moves n bytes that wait in fwd to the destination socket. When
