@@ -183,8 +183,12 @@ func discover(ctx context.Context, src Source, ref ProjectRef) (*discovery, erro
 // image, and builds the graph.
 func resolve(found []*discovery, registries *Registries) *Graph {
 	known := make(map[string]bool, len(found))
+	// GitLab's registry names a project's images by its path in lower
+	// case: Infra/Base builds registry.example.com/infra/base.
+	byImagePath := make(map[string]string, len(found))
 	for _, d := range found {
 		known[d.ref.Path] = true
+		byImagePath[strings.ToLower(d.ref.Path)] = d.ref.Path
 	}
 	var warnings []string
 	projects := make([]*Project, 0, len(found))
@@ -211,7 +215,7 @@ func resolve(found []*discovery, registries *Registries) *Graph {
 				p.External = append(p.External, ref.String())
 				continue
 			}
-			owner := longestProjectPrefix(ref.Path, known)
+			owner := longestProjectPrefix(ref.Path, byImagePath)
 			switch owner {
 			case "":
 				warnings = append(warnings, fmt.Sprintf("%s: %s line %d: %s is on a project registry but no project of the scan has a path that prefixes %s; listed as external", p.Path, d.source, base.Line, ref, ref.Path))
@@ -229,13 +233,14 @@ func resolve(found []*discovery, registries *Registries) *Graph {
 	return NewGraph(projects, warnings)
 }
 
-// longestProjectPrefix returns the longest project path that is the
-// repository path or a prefix of it ending at a slash: GitLab registry
-// images are group/project or group/project/name.
-func longestProjectPrefix(repo string, known map[string]bool) string {
+// longestProjectPrefix returns the longest project path whose image path
+// (the project path in lower case, see resolve) is the repository path or a
+// prefix of it ending at a slash: GitLab registry images are group/project
+// or group/project/name.
+func longestProjectPrefix(repo string, byImagePath map[string]string) string {
 	for candidate := repo; candidate != ""; {
-		if known[candidate] {
-			return candidate
+		if project, ok := byImagePath[candidate]; ok {
+			return project
 		}
 		i := strings.LastIndexByte(candidate, '/')
 		if i < 0 {

@@ -157,3 +157,17 @@ func TestDirSourceSkipsHiddenFolders(t *testing.T) {
 		t.Errorf("projects = %v", g.Projects)
 	}
 }
+
+// GitLab's container registry lower-cases the project path: the image of
+// project Infra/Base is registry.example.com/infra/base.
+func TestScanMapsRegistryImagesOfMixedCaseProjects(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"Infra/Base/Containerfile": "FROM debian:bookworm\n",
+		"Infra/App/Containerfile":  "FROM registry.example.com/infra/base/runtime:1\n",
+	})
+	g := scanDir(t, root, NewRegistries("registry.example.com"))
+	app := g.Project("Infra/App")
+	if !reflect.DeepEqual(app.Upstreams, []string{"Infra/Base"}) || len(app.External) != 0 {
+		t.Errorf("Infra/App: upstreams %q, external %q; want upstream Infra/Base (warnings %q)", app.Upstreams, app.External, g.Warnings)
+	}
+}
