@@ -588,18 +588,26 @@ func (e *Engine) Runs(limit int) ([]*Run, error) {
 
 // Work creates the queued pipelines until ctx ends: at once when
 // HandlePipeline or StartRun queued some, and again for those whose API
-// call failed, with backoff.
+// call failed, with backoff. When it starts and every pollEvery it asks
+// GitLab for the pipelines that unfinished runs wait for (pollUnfinished).
 func (e *Engine) Work(ctx context.Context) error {
 	calls, release := callContext(ctx)
 	defer release()
+	nextPoll := e.now()
 	for {
+		if !e.now().Before(nextPoll) {
+			if err := e.pollUnfinished(ctx); err != nil {
+				return err
+			}
+			nextPoll = e.now().Add(pollEvery)
+		}
 		next, err := e.fireDue(ctx, calls)
 		if err != nil {
 			return err
 		}
-		wait := time.Hour
+		wait := max(nextPoll.Sub(e.now()), 10*time.Millisecond)
 		if !next.IsZero() {
-			wait = max(next.Sub(e.now()), 10*time.Millisecond)
+			wait = min(wait, max(next.Sub(e.now()), 10*time.Millisecond))
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -611,6 +619,65 @@ func (e *Engine) Work(ctx context.Context) error {
 		}
 		timer.Stop()
 	}
+}
+
+// pollEvery is how often Work asks GitLab for the pipelines that unfinished
+// runs wait for (and once when it starts): GitLab does not deliver a
+// webhook again that found the receiver down or unreachable, so without a
+// look the run would wait for ever.
+var pollEvery = 5 * time.Minute
+
+// pollUnfinished asks GitLab for the status of every pipeline a run that
+// has not succeeded waits for (triggered or running) and feeds the ended
+// ones to HandlePipeline, as if their webhook had come. API errors are
+// logged and asked again at the next poll; an error of the state file is
+// returned.
+func (e *Engine) pollUnfinished(ctx context.Context) error {
+	type waiting struct {
+		runID, project string
+		target         Target
+		pipelineID     int64
+	}
+	var todo []waiting
+	err := e.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketActive).ForEach(func(k, _ []byte) error {
+			run, err := loadRun(tx, string(k))
+			if err != nil || run == nil {
+				return err
+			}
+			for _, p := range run.projects() {
+				if s := run.Steps[p]; s.PipelineID != 0 && (s.State == StepTriggered || s.State == StepRunning) {
+					todo = append(todo, waiting{run.ID, p, run.Targets[p], s.PipelineID})
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, w := range todo {
+		if ctx.Err() != nil {
+			return nil
+		}
+		status, err := e.api.PipelineStatus(ctx, w.project, w.target, w.pipelineID)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Warn("pipeline status not read, will ask again", "run", w.runID, "project", w.project, "pipeline", w.pipelineID, "err", err)
+			}
+			continue
+		}
+		if pipelineOutcome(status) == StepRunning {
+			continue // its webhook will come, or the next poll
+		}
+		u := PipelineUpdate{Project: w.project, ProjectID: w.target.ProjectID, Ref: w.target.Ref, DefaultBranch: w.target.Ref,
+			PipelineID: w.pipelineID, Status: status, RunID: w.runID}
+		if _, err := e.HandlePipeline(u); err != nil {
+			return err
+		}
+		e.log.Info("pipeline ended while no webhook came", "run", w.runID, "project", w.project, "pipeline", w.pipelineID, "status", status)
+	}
+	return nil
 }
 
 // shutdownGrace is how long a pipeline creation already under way may go

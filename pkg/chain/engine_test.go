@@ -29,6 +29,8 @@ type fakePipelines struct {
 	// failNext makes the next CreatePipeline calls of a project fail.
 	failNext map[string][]error
 	finds    int
+	// statuses are what PipelineStatus answers, by pipeline id.
+	statuses map[int64]string
 }
 
 type createdPipeline struct {
@@ -37,7 +39,7 @@ type createdPipeline struct {
 }
 
 func newFakePipelines() *fakePipelines {
-	return &fakePipelines{nextID: 1000, failNext: map[string][]error{}}
+	return &fakePipelines{nextID: 1000, failNext: map[string][]error{}, statuses: map[int64]string{}}
 }
 
 func (f *fakePipelines) CreatePipeline(ctx context.Context, project string, t Target, runID string, roots []string) (int64, error) {
@@ -65,7 +67,18 @@ func (f *fakePipelines) FindRunPipeline(ctx context.Context, project string, t T
 }
 
 func (f *fakePipelines) PipelineStatus(ctx context.Context, project string, t Target, id int64) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if status, ok := f.statuses[id]; ok {
+		return status, nil
+	}
 	return "", errors.New("not used")
+}
+
+func (f *fakePipelines) setStatus(id int64, status string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.statuses[id] = status
 }
 
 func (f *fakePipelines) projects() []string {
@@ -820,4 +833,34 @@ func TestStopGivesUpACreationAfterTheGrace(t *testing.T) {
 	fx.reopen()
 	fx.work()
 	wantCreated(t, fx.api, "ops/ruby")
+}
+
+// GitLab does not deliver a webhook again when the receiver was down: a
+// pipeline of a run that ended meanwhile is asked for its status when the
+// receiver starts, and the run goes on.
+func TestRestartLearnsTheOutcomeOfPipelinesWhoseWebhookWasMissed(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby")
+	// The receiver is down while ruby's pipeline succeeds.
+	fx.reopen()
+	fx.api.setStatus(fx.api.pipelineOf(t, "ops/ruby").ID, "success")
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	worked := make(chan error, 1)
+	go func() { worked <- fx.engine.Work(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(fx.api.projects()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	if err := <-worked; err != nil {
+		t.Fatal(err)
+	}
+	wantCreated(t, fx.api, "ops/ruby", "ops/app")
+	if s := fx.onlyRun().Steps["ops/ruby"]; s.State != StepSucceeded {
+		t.Errorf("ruby after the restart: %+v, want succeeded", s)
+	}
 }
