@@ -311,8 +311,11 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 			return Outcome{}, err
 		}
 		if run != nil {
+			// The starter created the pipelines of the roots that were
+			// ready at once; a root below another root waits for it, here
+			// as there.
 			for _, r := range u.RunRoots {
-				if s := run.Steps[r]; s != nil && r != u.Project {
+				if s := run.Steps[r]; s != nil && r != u.Project && len(run.Upstreams[r]) == 0 {
 					s.State, s.Updated = StepTriggered, e.now().UTC()
 				}
 			}

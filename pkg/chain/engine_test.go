@@ -162,6 +162,7 @@ func (fx *engineFixture) work() {
 type hookOpts struct {
 	ref, defaultBranch, runID string
 	tag                       bool
+	roots                     string // RootsVariable
 }
 
 // pipelineHook returns the recorded GitLab Pipeline Hook payload, changed
@@ -185,7 +186,11 @@ func pipelineHook(t testing.TB, project string, id int64, status string, o hookO
 	attrs["id"], attrs["status"], attrs["ref"], attrs["tag"] = id, status, o.ref, o.tag
 	proj["path_with_namespace"], proj["default_branch"] = project, o.defaultBranch
 	if o.runID != "" {
-		attrs["variables"] = []map[string]string{{"key": RunVariable, "value": o.runID}}
+		vars := []map[string]string{{"key": RunVariable, "value": o.runID}}
+		if o.roots != "" {
+			vars = append(vars, map[string]string{"key": RootsVariable, "value": o.roots})
+		}
+		attrs["variables"] = vars
 	}
 	out, _ := json.Marshal(ev)
 	return out
@@ -862,5 +867,27 @@ func TestRestartLearnsTheOutcomeOfPipelinesWhoseWebhookWasMissed(t *testing.T) {
 	wantCreated(t, fx.api, "ops/ruby", "ops/app")
 	if s := fx.onlyRun().Steps["ops/ruby"]; s.State != StepSucceeded {
 		t.Errorf("ruby after the restart: %+v, want succeeded", s)
+	}
+}
+
+// A run with several roots started without the receiver (`chain watch
+// --once` after debian changed, used by base and by tools, which also
+// builds on base): the starter created only base's pipeline, since tools
+// waits for base. The receiver that adopts the run builds tools after base,
+// then app.
+func TestAdoptedRunWithARootBelowAnotherRootBuildsIt(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/tools: ops/base", "ops/app: ops/tools"))
+	runID := NewRunID(time.Now())
+	if code := fx.pipeline("ops/base", 31, "success", hookOpts{runID: runID, roots: "ops/base,ops/tools"}); code != http.StatusOK {
+		t.Fatalf("success of base: HTTP %d", code)
+	}
+	fx.work()
+	wantCreated(t, fx.api, "ops/tools")
+	fx.succeed("ops/tools")
+	fx.work()
+	wantCreated(t, fx.api, "ops/tools", "ops/app")
+	fx.succeed("ops/app")
+	if run := fx.onlyRun(); run.ID != runID || run.Status != RunSucceeded {
+		t.Errorf("run %s %s, want %s succeeded", run.ID, run.Status, runID)
 	}
 }
