@@ -182,12 +182,10 @@ func discover(ctx context.Context, src Source, ref ProjectRef) (*discovery, erro
 // resolve maps every dependency to a project of the set or an external
 // image, and builds the graph.
 func resolve(found []*discovery, registries *Registries) *Graph {
-	known := make(map[string]bool, len(found))
 	// GitLab's registry names a project's images by its path in lower
 	// case: Infra/Base builds registry.example.com/infra/base.
 	byImagePath := make(map[string]string, len(found))
 	for _, d := range found {
-		known[d.ref.Path] = true
 		byImagePath[strings.ToLower(d.ref.Path)] = d.ref.Path
 	}
 	var warnings []string
@@ -196,13 +194,15 @@ func resolve(found []*discovery, registries *Registries) *Graph {
 		p := &Project{Path: d.ref.Path, Source: d.source, Upstreams: []string{}, External: []string{}}
 		warnings = append(warnings, d.warnings...)
 		for _, dep := range d.deps {
+			// GitLab's project paths are case-insensitive.
+			project, isKnown := byImagePath[strings.ToLower(dep)]
 			switch {
-			case dep == p.Path:
+			case project == p.Path:
 				warnings = append(warnings, fmt.Sprintf("%s: %s names the project itself; ignored", p.Path, DepsFileName))
-			case !known[dep]:
+			case !isKnown:
 				warnings = append(warnings, fmt.Sprintf("%s: %s names %s, which is not a project of the scan; ignored", p.Path, DepsFileName, dep))
 			default:
-				p.Upstreams = append(p.Upstreams, dep)
+				p.Upstreams = append(p.Upstreams, project)
 			}
 		}
 		for _, base := range d.bases {

@@ -171,3 +171,17 @@ func TestScanMapsRegistryImagesOfMixedCaseProjects(t *testing.T) {
 		t.Errorf("Infra/App: upstreams %q, external %q; want upstream Infra/Base (warnings %q)", app.Upstreams, app.External, g.Warnings)
 	}
 }
+
+// GitLab's project paths are case-insensitive (gitlab.example.com/infra/base
+// is project Infra/Base): a .gitlab-deps line names the project whatever
+// its case.
+func TestScanResolvesDepsFileLinesWhateverTheirCase(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"Infra/Base/Containerfile": "FROM debian:bookworm\n",
+		"Infra/App/.gitlab-deps":   "infra/base\n",
+	})
+	g := scanDir(t, root, AnyRegistry())
+	if app := g.Project("Infra/App"); !reflect.DeepEqual(app.Upstreams, []string{"Infra/Base"}) {
+		t.Errorf("Infra/App: upstreams %q, want Infra/Base (warnings %q)", app.Upstreams, g.Warnings)
+	}
+}
