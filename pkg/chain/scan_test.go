@@ -185,3 +185,20 @@ func TestScanResolvesDepsFileLinesWhateverTheirCase(t *testing.T) {
 		t.Errorf("Infra/App: upstreams %q, want Infra/Base (warnings %q)", app.Upstreams, g.Warnings)
 	}
 }
+
+// --dir naming a symbolic link to the tree (/srv/images -> releases/42) is
+// the tree: only links below it are not followed.
+func TestDirSourceFollowsALinkGivenAsDir(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"ops/base/Containerfile": "FROM debian:bookworm\n",
+		"ops/app/Containerfile":  "FROM registry.example.com/ops/base\n",
+	})
+	link := filepath.Join(t.TempDir(), "images")
+	if err := os.Symlink(root, link); err != nil {
+		t.Fatal(err)
+	}
+	g := scanDir(t, link, AnyRegistry())
+	if len(g.Projects) != 2 || g.Project("ops/app") == nil || !reflect.DeepEqual(g.Project("ops/app").Upstreams, []string{"ops/base"}) {
+		t.Errorf("scan of a link to the tree: %d projects, want ops/base and ops/app", len(g.Projects))
+	}
+}

@@ -31,8 +31,14 @@ func (s *DirSource) ListProjects(ctx context.Context) ([]ProjectRef, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("--dir %s: not a folder", s.Root)
 	}
+	// WalkDir does not enter a root that is a symbolic link: walk what it
+	// names (links below the root stay unfollowed).
+	walkRoot, err := filepath.EvalSymlinks(s.Root)
+	if err != nil {
+		return nil, fmt.Errorf("--dir %s: %w", s.Root, err)
+	}
 	var refs []ProjectRef
-	err = filepath.WalkDir(s.Root, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(walkRoot, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("--dir %s: %w", s.Root, err)
 		}
@@ -42,7 +48,7 @@ func (s *DirSource) ListProjects(ctx context.Context) ([]ProjectRef, error) {
 		if !d.IsDir() {
 			return nil
 		}
-		rel, _ := filepath.Rel(s.Root, path)
+		rel, _ := filepath.Rel(walkRoot, path)
 		if rel != "." && strings.HasPrefix(d.Name(), ".") {
 			return filepath.SkipDir
 		}
