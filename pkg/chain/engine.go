@@ -665,8 +665,17 @@ func (e *Engine) pollUnfinished(ctx context.Context) error {
 		}
 		status, err := e.api.PipelineStatus(ctx, w.project, w.target, w.pipelineID)
 		if err != nil {
-			if ctx.Err() == nil {
-				e.log.Warn("pipeline status not read, will ask again", "run", w.runID, "project", w.project, "pipeline", w.pipelineID, "err", err)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if e.metrics != nil {
+				e.metrics.APIErrors.Inc()
+			}
+			e.log.Warn("pipeline status not read, will ask again", "run", w.runID, "project", w.project, "pipeline", w.pipelineID, "err", err)
+			if !isPermanent(err) {
+				// GitLab is down or overloaded: the queued pipelines must
+				// not wait for a look at every other one.
+				return nil
 			}
 			continue
 		}

@@ -30,7 +30,8 @@ type fakePipelines struct {
 	failNext map[string][]error
 	finds    int
 	// statuses are what PipelineStatus answers, by pipeline id.
-	statuses map[int64]string
+	statuses    map[int64]string
+	statusCalls int
 }
 
 type createdPipeline struct {
@@ -69,6 +70,7 @@ func (f *fakePipelines) FindRunPipeline(ctx context.Context, project string, t T
 func (f *fakePipelines) PipelineStatus(ctx context.Context, project string, t Target, id int64) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.statusCalls++
 	if status, ok := f.statuses[id]; ok {
 		return status, nil
 	}
@@ -889,5 +891,22 @@ func TestAdoptedRunWithARootBelowAnotherRootBuildsIt(t *testing.T) {
 	fx.succeed("ops/app")
 	if run := fx.onlyRun(); run.ID != runID || run.Status != RunSucceeded {
 		t.Errorf("run %s %s, want %s succeeded", run.ID, run.Status, runID)
+	}
+}
+
+// While GitLab is down, the look at the pipelines of unfinished runs stops
+// at the first failure instead of waiting for every one in turn before the
+// queued pipelines are created.
+func TestPollingStopsAtTheFirstTemporaryError(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/python: ops/base"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	wantCreated(t, fx.api, "ops/python", "ops/ruby")
+	fx.api.statusCalls = 0
+	if err := fx.engine.pollUnfinished(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if fx.api.statusCalls != 1 {
+		t.Errorf("%d status calls while GitLab fails, want 1", fx.api.statusCalls)
 	}
 }
