@@ -281,11 +281,18 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 	if run != nil {
 		return e.applyToRun(tx, run, u)
 	}
-	if u.Tag || u.Ref != u.DefaultBranch {
-		return Outcome{Reason: "not the default branch"}, nil
-	}
 	if pipelineOutcome(u.Status) != StepSucceeded {
 		return Outcome{Reason: "not part of a run"}, nil
+	}
+	if u.Tag || u.Ref != u.DefaultBranch {
+		// Off the default branch, only the root pipeline of a run that
+		// opsctl started (`chain trigger --ref`) starts a run.
+		if !ValidRunID(u.RunID) {
+			return Outcome{Reason: "not the default branch"}, nil
+		}
+		if existing, err := loadRun(tx, u.RunID); err != nil || existing != nil {
+			return Outcome{Reason: "not the default branch"}, err
+		}
 	}
 	// Adopt the run id a pipeline carries (one created by `chain trigger`
 	// or `chain watch` without this receiver), unless that id is taken.

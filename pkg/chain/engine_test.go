@@ -910,3 +910,23 @@ func TestPollingStopsAtTheFirstTemporaryError(t *testing.T) {
 		t.Errorf("%d status calls while GitLab fails, want 1", fx.api.statusCalls)
 	}
 }
+
+// `chain trigger PROJECT --ref REF` without --server or --follow creates
+// PROJECT's pipeline on REF carrying the run id, and "a receiver continues
+// the run when it succeeds" (docs/chain.md), as it does on the default
+// branch. Without a run id of opsctl's form, such a success starts nothing.
+func TestTriggerOnAnotherRefIsContinuedByTheReceiver(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	runID := NewRunID(time.Now())
+	if code := fx.pipeline("ops/base", 31, "success", hookOpts{ref: "v2", runID: runID}); code != http.StatusOK {
+		t.Fatalf("success of the triggered pipeline on v2: HTTP %d, want 200", code)
+	}
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby")
+	if run := fx.onlyRun(); run.ID != runID {
+		t.Errorf("run %s, want the trigger's %s", run.ID, runID)
+	}
+	if code := fx.pipeline("ops/base", 33, "success", hookOpts{ref: "feature", runID: "20261126-101500-zzzzzzzz"}); code != http.StatusNoContent {
+		t.Errorf("a success on a feature branch without a run id of opsctl's: HTTP %d, want 204", code)
+	}
+}
