@@ -20,7 +20,11 @@ type Hook struct {
 	JobEvents             bool
 	EnableSSLVerification bool
 	Token                 string
-	CreatedAt             time.Time
+	// AlertStatus is "" (executable), "temporarily_disabled" or
+	// "disabled": GitLab disables a hook whose deliveries keep failing,
+	// and editing the hook does not enable it again.
+	AlertStatus string
+	CreatedAt   time.Time
 }
 
 // Hooks returns copies of the hooks of a project, tokens included.
@@ -67,10 +71,17 @@ func (h *Hook) json(projectID int64) map[string]any {
 		"deployment_events":          false,
 		"releases_events":            false,
 		"enable_ssl_verification":    h.EnableSSLVerification,
-		"alert_status":               "executable",
+		"alert_status":               h.alertStatus(),
 		"disabled_until":             nil,
 		"created_at":                 h.CreatedAt.Format(time.RFC3339),
 	}
+}
+
+func (h *Hook) alertStatus() string {
+	if h.AlertStatus == "" {
+		return "executable"
+	}
+	return h.AlertStatus
 }
 
 func (s *Server) registerHookRoutes() {

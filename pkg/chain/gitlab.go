@@ -279,6 +279,10 @@ type Hook struct {
 	PushEvents            bool
 	PipelineEvents        bool
 	EnableSSLVerification bool
+	// Disabled: GitLab disabled the hook after failed deliveries
+	// (alert_status disabled or temporarily_disabled); editing it does not
+	// enable it again.
+	Disabled bool
 }
 
 // HookSettings are the settings written to a hook.
@@ -303,7 +307,8 @@ func (g *GitLab) ProjectHooks(ctx context.Context, project ProjectRef) ([]Hook, 
 			return nil, g.apiError(ctx, op, hooksScopeHint, resp, err)
 		}
 		for _, h := range list {
-			hooks = append(hooks, Hook{ID: h.ID, URL: h.URL, PushEvents: h.PushEvents, PipelineEvents: h.PipelineEvents, EnableSSLVerification: h.EnableSSLVerification})
+			hooks = append(hooks, Hook{ID: h.ID, URL: h.URL, PushEvents: h.PushEvents, PipelineEvents: h.PipelineEvents, EnableSSLVerification: h.EnableSSLVerification,
+				Disabled: h.AlertStatus == "disabled" || h.AlertStatus == "temporarily_disabled"})
 		}
 		if resp.NextPage == 0 {
 			return hooks, nil

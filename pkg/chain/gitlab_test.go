@@ -371,3 +371,34 @@ func TestGitLabFailedPOSTIsNotRepeatedAndSaysSo(t *testing.T) {
 		t.Errorf("%d POSTs, want 1", n)
 	}
 }
+
+// GitLab disables a hook whose deliveries keep failing (the receiver was
+// down), and editing it does not enable it again: hooks sync replaces it.
+func TestHooksSyncReplacesAHookGitLabDisabled(t *testing.T) {
+	const url = "https://chain.example.com/hook"
+	fake := newFake(t)
+	for _, p := range []string{"g/off", "g/paused"} {
+		fake.AddProject(fakegitlab.ProjectSpec{Path: p})
+	}
+	fake.AddHook("g/off", fakegitlab.Hook{URL: url, PipelineEvents: true, EnableSSLVerification: true, AlertStatus: "disabled"})
+	fake.AddHook("g/paused", fakegitlab.Hook{URL: url, PipelineEvents: true, EnableSSLVerification: true, AlertStatus: "temporarily_disabled"})
+	api := newTestGitLab(t, fake, testToken)
+	ctx := context.Background()
+	projects, err := api.GroupProjects(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanHooks(ctx, api, projects, WantedHook(url, ""), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts, err := plan.Apply(ctx, api, 4); err != nil || counts.String() != "added 0, updated 2, unchanged 0" {
+		t.Fatalf("apply: %s, %v", counts, err)
+	}
+	for _, p := range []string{"g/off", "g/paused"} {
+		hooks := fake.Hooks(p)
+		if len(hooks) != 1 || hooks[0].URL != url || hooks[0].AlertStatus != "" || !hooks[0].PipelineEvents {
+			t.Errorf("%s: hooks %+v, want one enabled hook for %s", p, hooks, url)
+		}
+	}
+}

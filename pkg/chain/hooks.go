@@ -35,6 +35,9 @@ type HookAction struct {
 	Changes []string
 	// Duplicates are further hooks for the same URL, deleted by the update.
 	Duplicates []int64
+	// Replace: GitLab disabled the hook, which no edit enables again; the
+	// update adds a new hook, then deletes this one.
+	Replace bool
 }
 
 // HookPlan is the result of comparing every project's hooks with the
@@ -93,7 +96,11 @@ func decideHook(project ProjectRef, hooks []Hook, want HookSettings) HookAction 
 	diff("pipeline_events", match.PipelineEvents, want.PipelineEvents)
 	diff("push_events", match.PushEvents, want.PushEvents)
 	diff("enable_ssl_verification", match.EnableSSLVerification, want.EnableSSLVerification)
-	if want.Token != "" {
+	if match.Disabled {
+		// An edit leaves a hook disabled: replace it.
+		action.Replace = true
+		action.Changes = []string{"replace it: GitLab disabled it after failed deliveries"}
+	} else if want.Token != "" {
 		action.Changes = append(action.Changes, "token (GitLab never shows it, so it is always rewritten)")
 	}
 	for _, id := range action.Duplicates {
@@ -161,7 +168,16 @@ func (p *HookPlan) Apply(ctx context.Context, api HookAPI, concurrency int) (Hoo
 			}
 			added.Add(1)
 		case HookUpdate:
-			if err := api.EditProjectHook(ctx, a.Project, a.HookID, p.Want); err != nil {
+			if a.Replace {
+				// Add first: a failure in between leaves a duplicate,
+				// which the next sync deletes, never no hook.
+				if _, err := api.AddProjectHook(ctx, a.Project, p.Want); err != nil {
+					return err
+				}
+				if err := api.DeleteProjectHook(ctx, a.Project, a.HookID); err != nil {
+					return err
+				}
+			} else if err := api.EditProjectHook(ctx, a.Project, a.HookID, p.Want); err != nil {
 				return err
 			}
 			for _, id := range a.Duplicates {
