@@ -72,6 +72,7 @@ func (h *Hook) json(projectID int64) map[string]any {
 		"releases_events":            false,
 		"enable_ssl_verification":    h.EnableSSLVerification,
 		"alert_status":               h.alertStatus(),
+		"token_present":              h.Token != "",
 		"disabled_until":             nil,
 		"created_at":                 h.CreatedAt.Format(time.RFC3339),
 	}

@@ -283,6 +283,8 @@ type Hook struct {
 	// (alert_status disabled or temporarily_disabled); editing it does not
 	// enable it again.
 	Disabled bool
+	// HasToken: GitLab says the hook has a secret token (token_present).
+	HasToken bool
 }
 
 // HookSettings are the settings written to a hook.
@@ -308,7 +310,7 @@ func (g *GitLab) ProjectHooks(ctx context.Context, project ProjectRef) ([]Hook, 
 		}
 		for _, h := range list {
 			hooks = append(hooks, Hook{ID: h.ID, URL: h.URL, PushEvents: h.PushEvents, PipelineEvents: h.PipelineEvents, EnableSSLVerification: h.EnableSSLVerification,
-				Disabled: h.AlertStatus == "disabled" || h.AlertStatus == "temporarily_disabled"})
+				Disabled: h.AlertStatus == "disabled" || h.AlertStatus == "temporarily_disabled", HasToken: h.TokenPresent})
 		}
 		if resp.NextPage == 0 {
 			return hooks, nil

@@ -401,4 +401,24 @@ func TestHooksSyncReplacesAHookGitLabDisabled(t *testing.T) {
 			t.Errorf("%s: hooks %+v, want one enabled hook for %s", p, hooks, url)
 		}
 	}
+
+	// A disabled hook with a token is replaced only when the secret is
+	// given: a new hook without it would get 401 from the receiver.
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "g/secret"})
+	id := fake.AddHook("g/secret", fakegitlab.Hook{URL: url, PipelineEvents: true, EnableSSLVerification: true, Token: "old", AlertStatus: "disabled"})
+	projects, _ = api.GroupProjects(ctx, "g")
+	plan, _ = PlanHooks(ctx, api, projects, WantedHook(url, ""), 4)
+	if _, err := plan.Apply(ctx, api, 4); err != nil {
+		t.Fatal(err)
+	}
+	if hooks := fake.Hooks("g/secret"); len(hooks) != 1 || hooks[0].ID != id || hooks[0].Token != "old" {
+		t.Errorf("g/secret without the secret: %+v, want hook %d with its token", hooks, id)
+	}
+	plan, _ = PlanHooks(ctx, api, projects, WantedHook(url, "new"), 4)
+	if _, err := plan.Apply(ctx, api, 4); err != nil {
+		t.Fatal(err)
+	}
+	if hooks := fake.Hooks("g/secret"); len(hooks) != 1 || hooks[0].AlertStatus != "" || hooks[0].Token != "new" {
+		t.Errorf("g/secret with the secret: %+v, want one enabled hook with the token", hooks)
+	}
 }

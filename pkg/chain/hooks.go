@@ -96,11 +96,15 @@ func decideHook(project ProjectRef, hooks []Hook, want HookSettings) HookAction 
 	diff("pipeline_events", match.PipelineEvents, want.PipelineEvents)
 	diff("push_events", match.PushEvents, want.PushEvents)
 	diff("enable_ssl_verification", match.EnableSSLVerification, want.EnableSSLVerification)
-	if match.Disabled {
+	switch {
+	case match.Disabled && match.HasToken && want.Token == "":
+		// A new hook would lose the token, which cannot be read.
+		action.Changes = append(action.Changes, "GitLab disabled it after failed deliveries: give --webhook-secret-file to replace it")
+	case match.Disabled:
 		// An edit leaves a hook disabled: replace it.
 		action.Replace = true
 		action.Changes = []string{"replace it: GitLab disabled it after failed deliveries"}
-	} else if want.Token != "" {
+	case want.Token != "":
 		action.Changes = append(action.Changes, "token (GitLab never shows it, so it is always rewritten)")
 	}
 	for _, id := range action.Duplicates {
