@@ -155,7 +155,7 @@ func OpenReadOnly(path string) (*Engine, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("state file %s: in use by a running opsctl; ask it with --server", path)
+			return nil, &StateLockedError{Path: path, Msg: "in use by a running opsctl; ask it with --server"}
 		}
 		return nil, fmt.Errorf("state file %s: %w", path, err)
 	}

@@ -930,3 +930,19 @@ func TestTriggerOnAnotherRefIsContinuedByTheReceiver(t *testing.T) {
 		t.Errorf("a success on a feature branch without a run id of opsctl's: HTTP %d, want 204", code)
 	}
 }
+
+// A state file held by another opsctl (a `chain watch --once` timer that
+// overlaps the previous one) is a temporary failure, exit 75: a retry
+// later succeeds.
+func TestStateHeldByAnotherProcessIsTemporary(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:"))
+	_, err := OpenReadOnly(fx.path)
+	var temp interface{ Temporary() bool }
+	if err == nil || !errors.As(err, &temp) || !temp.Temporary() {
+		t.Errorf("OpenReadOnly of a held state file: %v, want a temporary error", err)
+	}
+	_, err = NewEngine(EngineOptions{StatePath: fx.path})
+	if err == nil || !errors.As(err, &temp) || !temp.Temporary() {
+		t.Errorf("NewEngine on a held state file: %v, want a temporary error", err)
+	}
+}

@@ -61,7 +61,7 @@ func openState(path string) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("state file %s: locked by another opsctl process", path)
+			return nil, &StateLockedError{Path: path, Msg: "locked by another opsctl process"}
 		}
 		return nil, fmt.Errorf("state file %s: %w", path, err)
 	}
@@ -79,6 +79,13 @@ func openState(path string) (*bolt.DB, error) {
 	}
 	return db, nil
 }
+
+// StateLockedError: another process holds the state file. It is
+// temporary: the same command succeeds once that process is done.
+type StateLockedError struct{ Path, Msg string }
+
+func (e *StateLockedError) Error() string   { return fmt.Sprintf("state file %s: %s", e.Path, e.Msg) }
+func (e *StateLockedError) Temporary() bool { return true }
 
 func u64key(n int64) []byte {
 	k := make([]byte, 8)
