@@ -888,7 +888,12 @@ func (e *Engine) fireFailed(ctx context.Context, in intent, apiErr error) (time.
 	if ctx.Err() != nil {
 		return time.Time{}, nil
 	}
-	retryAt := e.now().Add(intentBackoff(in.Attempts))
+	delay := intentBackoff(in.Attempts)
+	var apiError *APIError
+	if errors.As(apiErr, &apiError) && apiError.RetryAfter > delay {
+		delay = apiError.RetryAfter // GitLab said when
+	}
+	retryAt := e.now().Add(delay)
 	e.log.Warn("pipeline not created yet, will retry", "run", in.RunID, "project", in.Project, "at", retryAt.Format(time.RFC3339), "err", apiErr)
 	return retryAt, e.db.Update(func(tx *bolt.Tx) error {
 		var cur intent

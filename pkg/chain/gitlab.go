@@ -122,6 +122,9 @@ type APIError struct {
 	Status  int
 	Message string // GitLab's message, when it sent one
 	Hint    string // what a person can do about it
+	// RetryAfter is GitLab's Retry-After of a 429 or 503 (0: none): a
+	// later attempt waits at least that long.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -161,6 +164,9 @@ func (g *GitLab) apiError(ctx context.Context, op, scopeHint string, resp *gitla
 			status = resp.StatusCode
 		}
 		apiErr := &APIError{Op: op, Status: status, Message: gitlabMessage(er)}
+		if resp != nil && resp.Response != nil && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
+			apiErr.RetryAfter, _ = retryAfter(resp.Response)
+		}
 		switch status {
 		case http.StatusUnauthorized:
 			apiErr.Hint = "check the token of --token-file or GITLAB_TOKEN (expired or revoked?)"

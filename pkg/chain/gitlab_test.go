@@ -422,3 +422,34 @@ func TestHooksSyncReplacesAHookGitLabDisabled(t *testing.T) {
 		t.Errorf("g/secret with the secret: %+v, want one enabled hook with the token", hooks)
 	}
 }
+
+// A 429 whose Retry-After is longer than the client waits for ends the
+// call; the engine then waits what GitLab asked before it tries again,
+// not its own 2 s backoff.
+func TestEngineHonoursALongRetryAfter(t *testing.T) {
+	fake := newFake(t)
+	fakegitlab.NewPipelines(fake)
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "ops/base"})
+	rubyID := fake.AddProject(fakegitlab.ProjectSpec{Path: "ops/ruby"})
+	fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "/api/v4/projects", Status: http.StatusTooManyRequests, RetryAfter: "600", Times: 1})
+	api := newTestGitLab(t, fake, testToken)
+	graph := testGraph("ops/base:", "ops/ruby: ops/base")
+	graph.Refs["ops/ruby"] = ProjectRef{Path: "ops/ruby", ID: rubyID, DefaultBranch: "main"}
+	e, err := NewEngine(EngineOptions{StatePath: t.TempDir() + "/chain.db", API: api, Planner: graph})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	e.now = func() time.Time { return now }
+	if _, err := e.HandlePipeline(PipelineUpdate{Project: "ops/base", Ref: "main", DefaultBranch: "main", PipelineID: 31, Status: "success"}); err != nil {
+		t.Fatal(err)
+	}
+	next, err := e.fireDue(context.Background(), context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := now.Add(600 * time.Second); next.Before(want) {
+		t.Errorf("next try at %v, want not before %v (Retry-After: 600)", next, want)
+	}
+}
