@@ -647,6 +647,7 @@ func (e *Engine) pollUnfinished(ctx context.Context) error {
 		runID, project string
 		target         Target
 		pipelineID     int64
+		runCreated     time.Time
 	}
 	var todo []waiting
 	err := e.db.View(func(tx *bolt.Tx) error {
@@ -656,8 +657,11 @@ func (e *Engine) pollUnfinished(ctx context.Context) error {
 				return err
 			}
 			for _, p := range run.projects() {
-				if s := run.Steps[p]; s.PipelineID != 0 && (s.State == StepTriggered || s.State == StepRunning) {
-					todo = append(todo, waiting{run.ID, p, run.Targets[p], s.PipelineID})
+				// A triggered step without a pipeline id is another root of
+				// a run adopted from a pipeline: its pipeline is found by
+				// the run id.
+				if s := run.Steps[p]; s.State == StepTriggered || (s.State == StepRunning && s.PipelineID != 0) {
+					todo = append(todo, waiting{run.ID, p, run.Targets[p], s.PipelineID, run.Created})
 				}
 			}
 			return nil
@@ -670,7 +674,18 @@ func (e *Engine) pollUnfinished(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		status, err := e.api.PipelineStatus(ctx, w.project, w.target, w.pipelineID)
+		var status string
+		var err error
+		if w.pipelineID == 0 {
+			var found bool
+			w.pipelineID, found, err = e.api.FindRunPipeline(ctx, w.project, w.target, w.runID, w.runCreated.Add(-time.Hour))
+			if err == nil && !found {
+				continue
+			}
+		}
+		if err == nil {
+			status, err = e.api.PipelineStatus(ctx, w.project, w.target, w.pipelineID)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -946,3 +946,25 @@ func TestStateHeldByAnotherProcessIsTemporary(t *testing.T) {
 		t.Errorf("NewEngine on a held state file: %v, want a temporary error", err)
 	}
 }
+
+// The other root of a run adopted from a pipeline (`chain watch --once`
+// created both roots' pipelines) has no pipeline id in the state: when its
+// webhook was missed, the poll finds its pipeline by the run id.
+func TestPollFindsTheOtherRootsPipelineOfAnAdoptedRun(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/tools:", "ops/app: ops/base ops/tools"))
+	runID := NewRunID(time.Now())
+	if code := fx.pipeline("ops/base", 31, "success", hookOpts{runID: runID, roots: "ops/base,ops/tools"}); code != http.StatusOK {
+		t.Fatalf("success of base: HTTP %d", code)
+	}
+	// The starter created tools' pipeline; it succeeded while no webhook came.
+	fx.api.created = append(fx.api.created, createdPipeline{Project: "ops/tools", Ref: "main", RunID: runID, ID: 77})
+	fx.api.setStatus(77, "success")
+	if err := fx.engine.pollUnfinished(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fx.work()
+	wantCreated(t, fx.api, "ops/tools", "ops/app")
+	if s := fx.onlyRun().Steps["ops/tools"]; s.State != StepSucceeded || s.PipelineID != 77 {
+		t.Errorf("tools after the poll: %+v, want succeeded with pipeline 77", s)
+	}
+}
