@@ -968,3 +968,22 @@ func TestPollFindsTheOtherRootsPipelineOfAnAdoptedRun(t *testing.T) {
 		t.Errorf("tools after the poll: %+v, want succeeded with pipeline 77", s)
 	}
 }
+
+// GitLab's Push Hook lists at most 20 commits (total_commits_count tells
+// how many were pushed): a bigger push to the default branch may have
+// changed a dependency file in a commit it does not list.
+func TestABigPushRescans(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base"))
+	var rescanned []string
+	fx.recv.DepsChanged = func(p string) { rescanned = append(rescanned, p) }
+	commits := strings.TrimSuffix(strings.Repeat(`{"modified":["README.md"]},`, 20), ",")
+	body := `{"object_kind":"push","ref":"refs/heads/main","project":{"path_with_namespace":"ops/ruby","default_branch":"main"},"total_commits_count":35,"commits":[` + commits + `]}`
+	req := httptest.NewRequest("POST", "/hook", strings.NewReader(body))
+	req.Header.Set("X-Gitlab-Event", "Push Hook")
+	req.Header.Set("X-Gitlab-Token", "s3cret")
+	rec := httptest.NewRecorder()
+	fx.recv.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusAccepted || !slices.Equal(rescanned, []string{"ops/ruby"}) {
+		t.Errorf("push of 35 commits, 20 listed: HTTP %d, rescans %v; want 202 and a rescan", rec.Code, rescanned)
+	}
+}

@@ -203,6 +203,8 @@ func (rc *Receiver) pushHook(w http.ResponseWriter, body []byte) {
 	}
 	touched := false
 	if ev.Ref == "refs/heads/"+ev.Project.DefaultBranch {
+		// GitLab lists at most 20 commits: the others may have changed one.
+		touched = ev.TotalCommitsCount > int64(len(ev.Commits))
 		for _, c := range ev.Commits {
 			for _, list := range [][]string{c.Added, c.Modified, c.Removed} {
 				for _, f := range list {
