@@ -118,7 +118,9 @@ func (r *RegistryDigests) Digest(ctx context.Context, image ImageRef) (string, e
 	if err == nil {
 		return desc.Digest.String(), nil
 	}
-	if unreachable(err) || authFailure(err) {
+	if unreachable(err) || authFailure(err) || rateLimited(err) {
+		// A GET would fail the same way (and Docker Hub counts it as a
+		// pull).
 		return "", registryError(err)
 	}
 	// Some registries do not answer HEAD for manifests: ask with GET.
@@ -132,6 +134,11 @@ func (r *RegistryDigests) Digest(ctx context.Context, image ImageRef) (string, e
 func unreachable(err error) bool {
 	var opErr *net.OpError
 	return errors.As(err, &opErr) || errors.Is(err, context.DeadlineExceeded)
+}
+
+func rateLimited(err error) bool {
+	var terr *transport.Error
+	return errors.As(err, &terr) && terr.StatusCode == http.StatusTooManyRequests
 }
 
 func authFailure(err error) bool {

@@ -1,7 +1,11 @@
 package chain
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -74,4 +78,35 @@ func FuzzParseDockerConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A rate-limited HEAD is not followed by a GET: on Docker Hub a GET of a
+// manifest counts as a pull, and it is rate limited just the same.
+func TestRateLimitedHeadIsNotRetriedAsGet(t *testing.T) {
+	var gets atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+			w.WriteHeader(http.StatusOK)
+		case r.Method == http.MethodHead:
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusTooManyRequests)
+		default:
+			gets.Add(1)
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	r := &RegistryDigests{PlainHTTP: []string{host}, PerSecond: 1000, Burst: 1000}
+	ref, err := ParseImageRef(host + "/library/debian:bookworm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Digest(context.Background(), ref); err == nil || !strings.Contains(err.Error(), "429") {
+		t.Errorf("Digest: %v, want the 429", err)
+	}
+	if n := gets.Load(); n != 0 {
+		t.Errorf("%d GETs of the manifest after a rate-limited HEAD, want none", n)
+	}
 }
