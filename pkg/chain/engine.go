@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"regexp"
 	"slices"
 	"sort"
@@ -225,7 +226,7 @@ func pipelineOutcome(status string) StepState {
 	switch status {
 	case "success":
 		return StepSucceeded
-	case "failed":
+	case "failed", pipelineNotFound:
 		return StepFailed
 	case "canceled", "canceling", "skipped":
 		return StepCanceled
@@ -685,6 +686,11 @@ func (e *Engine) pollUnfinished(ctx context.Context) error {
 		}
 		if err == nil {
 			status, err = e.api.PipelineStatus(ctx, w.project, w.target, w.pipelineID)
+			if notFound(err) {
+				// Deleted (GitLab sends no webhook for that), or out of
+				// the token's sight: it will never end by itself.
+				status, err = pipelineNotFound, nil
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -858,6 +864,16 @@ func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err er
 // isPermanent: a *PermanentError, or an error that says it is not
 // temporary (an API error other than 429 and 5xx). Anything else, a network
 // error included, is worth another try.
+// pipelineNotFound stands for the status of a pipeline GitLab answers 404
+// for: the step's reason reads "pipeline N not found in GitLab".
+const pipelineNotFound = "not found in GitLab"
+
+// notFound reports whether GitLab answered 404.
+func notFound(err error) bool {
+	var apiErr *APIError
+	return errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound
+}
+
 func isPermanent(err error) bool {
 	var permanent *PermanentError
 	if errors.As(err, &permanent) {

@@ -72,10 +72,17 @@ func (f *fakePipelines) PipelineStatus(ctx context.Context, project string, t Ta
 	defer f.mu.Unlock()
 	f.statusCalls++
 	if status, ok := f.statuses[id]; ok {
+		if status == statusDeleted {
+			return "", permanent(&APIError{Op: fmt.Sprintf("get pipeline %d of %s", id, project), Status: http.StatusNotFound})
+		}
 		return status, nil
 	}
 	return "", errors.New("not used")
 }
+
+// statusDeleted as a status makes PipelineStatus answer as GitLab does for
+// a pipeline deleted since: 404.
+const statusDeleted = "(deleted)"
 
 func (f *fakePipelines) setStatus(id int64, status string) {
 	f.mu.Lock()
@@ -986,4 +993,26 @@ func TestABigPushRescans(t *testing.T) {
 	if rec.Code != http.StatusAccepted || !slices.Equal(rescanned, []string{"ops/ruby"}) {
 		t.Errorf("push of 35 commits, 20 listed: HTTP %d, rescans %v; want 202 and a rescan", rec.Code, rescanned)
 	}
+}
+
+// A pipeline deleted in GitLab while its run waited (GitLab sends no
+// webhook for a deletion) ends the step as failed at the next poll: the run
+// must not wait for ever, and a later success of the project resumes it.
+func TestPollEndsTheStepOfADeletedPipeline(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	fx.pipeline("ops/base", 31, "success", hookOpts{})
+	fx.work()
+	wantCreated(t, fx.api, "ops/ruby")
+	fx.api.setStatus(fx.api.pipelineOf(t, "ops/ruby").ID, statusDeleted)
+	if err := fx.engine.pollUnfinished(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	run := fx.onlyRun()
+	if s := run.Steps["ops/ruby"]; s.State != StepFailed || !strings.Contains(s.Reason, "not found in GitLab") {
+		t.Errorf("ruby after its pipeline was deleted: %+v, want failed, not found in GitLab", s)
+	}
+	if run.Status != RunFailed {
+		t.Errorf("run %s, want failed", run.Status)
+	}
+	wantCreated(t, fx.api, "ops/ruby")
 }
