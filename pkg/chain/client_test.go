@@ -55,6 +55,11 @@ func TestClientStartsAndReadsRunsOnAReceiver(t *testing.T) {
 		t.Fatalf("all runs: %d, %v; want 2", len(runs), err)
 	}
 
+	_, err = client.StartRun(ctx, StartRunRequest{Project: "ops/base", RunID: run.ID})
+	if !errors.As(err, &refused) || refused.Code != http.StatusConflict || refused.Temporary() {
+		t.Fatalf("start with the id of another run: %v; want a 409, not temporary", err)
+	}
+
 	_, err = anonymous.Run(ctx, "no-such-run")
 	if !errors.As(err, &refused) || refused.Code != http.StatusNotFound || errors.As(err, &temp) && temp.Temporary() {
 		t.Fatalf("unknown run: %v; want a 404, not temporary", err)

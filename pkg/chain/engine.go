@@ -59,6 +59,13 @@ type PermanentError struct{ Err error }
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
+// RunIDInUseError: a run was asked for with the id of another run.
+type RunIDInUseError struct{ ID string }
+
+func (e *RunIDInUseError) Error() string { return "run id " + e.ID + " is already used by another run" }
+
+const reasonRunIDUsed = "run id already used"
+
 // RunIDError: a run id that does not have the form NewRunID gives.
 type RunIDError struct{ ID string }
 
@@ -459,7 +466,7 @@ func (e *Engine) newRun(tx *bolt.Tx, id string, roots []string, startedBy string
 		return nil, "no downstream projects", nil
 	}
 	if existing, err := loadRun(tx, id); err != nil || existing != nil {
-		return nil, "run id already used", err
+		return nil, reasonRunIDUsed, err
 	}
 	now := e.now().UTC()
 	run := &Run{ID: id, Roots: roots, Status: RunRunning, Created: now, StartedBy: startedBy,
@@ -522,6 +529,9 @@ func (e *Engine) startRunTx(tx *bolt.Tx, roots []string, id, startedBy, ref stri
 		return nil, err
 	}
 	if run == nil {
+		if reason == reasonRunIDUsed {
+			return nil, &RunIDInUseError{ID: id}
+		}
 		// Keep the planner's typed error (unknown project, cycle).
 		if planner := e.currentPlanner(); planner != nil {
 			if _, perr := planner.PlanRun(roots); perr != nil {

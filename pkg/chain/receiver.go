@@ -254,9 +254,12 @@ func (rc *Receiver) startRun(w http.ResponseWriter, r *http.Request) {
 		var unknown *UnknownProjectError
 		var cycle *CycleError
 		var badID *RunIDError
+		var inUse *RunIDInUseError
 		switch {
 		case errors.As(err, &badID):
 			httpError(w, http.StatusBadRequest, badID.Error())
+		case errors.As(err, &inUse):
+			httpError(w, http.StatusConflict, inUse.Error())
 		case errors.As(err, &unknown), errors.As(err, &cycle):
 			httpError(w, http.StatusUnprocessableEntity, err.Error())
 		default:
