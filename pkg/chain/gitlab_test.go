@@ -453,3 +453,34 @@ func TestEngineHonoursALongRetryAfter(t *testing.T) {
 		t.Errorf("next try at %v, want not before %v (Retry-After: 600)", next, want)
 	}
 }
+
+// A hook whose URL differs from --url only by a trailing slash or the case
+// of the host is the same endpoint: it is corrected in place, never joined
+// by a second hook that would deliver every event twice.
+func TestHooksSyncTakesTheSameURLSpelledOtherwise(t *testing.T) {
+	const url = "https://chain.example.com/hook"
+	fake := newFake(t)
+	for _, p := range []string{"g/slash", "g/upper"} {
+		fake.AddProject(fakegitlab.ProjectSpec{Path: p})
+	}
+	fake.AddHook("g/slash", fakegitlab.Hook{URL: url + "/", PipelineEvents: true, EnableSSLVerification: true})
+	fake.AddHook("g/upper", fakegitlab.Hook{URL: "https://Chain.Example.com/hook", PipelineEvents: true, EnableSSLVerification: true})
+	api := newTestGitLab(t, fake, testToken)
+	ctx := context.Background()
+	projects, err := api.GroupProjects(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanHooks(ctx, api, projects, WantedHook(url, ""), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts, err := plan.Apply(ctx, api, 4); err != nil || counts.String() != "added 0, updated 2, unchanged 0" {
+		t.Fatalf("apply: %s, %v", counts, err)
+	}
+	for _, p := range []string{"g/slash", "g/upper"} {
+		if hooks := fake.Hooks(p); len(hooks) != 1 || hooks[0].URL != url {
+			t.Errorf("%s: hooks %+v, want one with URL %s", p, hooks, url)
+		}
+	}
+}

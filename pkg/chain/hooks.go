@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,11 +72,24 @@ func PlanHooks(ctx context.Context, api HookAPI, projects []ProjectRef, want Hoo
 	return plan, nil
 }
 
+// sameHookURL reports whether two hook URLs name the same receiver
+// endpoint: scheme and host in any case, a trailing slash or not.
+func sameHookURL(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host) &&
+		strings.TrimSuffix(ua.EscapedPath(), "/") == strings.TrimSuffix(ub.EscapedPath(), "/") &&
+		ua.RawQuery == ub.RawQuery
+}
+
 func decideHook(project ProjectRef, hooks []Hook, want HookSettings) HookAction {
 	action := HookAction{Project: project, Kind: HookAdd}
 	var match *Hook
 	for i := range hooks {
-		if hooks[i].URL != want.URL {
+		if !sameHookURL(hooks[i].URL, want.URL) {
 			continue
 		}
 		if match == nil {
@@ -92,6 +106,9 @@ func decideHook(project ProjectRef, hooks []Hook, want HookSettings) HookAction 
 		if have != wanted {
 			action.Changes = append(action.Changes, fmt.Sprintf("%s %t -> %t", name, have, wanted))
 		}
+	}
+	if match.URL != want.URL {
+		action.Changes = append(action.Changes, fmt.Sprintf("url %s -> %s", match.URL, want.URL))
 	}
 	diff("pipeline_events", match.PipelineEvents, want.PipelineEvents)
 	diff("push_events", match.PushEvents, want.PushEvents)
