@@ -24,10 +24,11 @@ type genDocsOptions struct {
 func newCmdGenDocs(f *cli.Factory) *cobra.Command {
 	opts := &genDocsOptions{IO: f.IO, Version: f.Version}
 	cmd := &cobra.Command{
-		Use:    "gen-docs --man DIR --completions DIR",
-		Short:  "Write man pages and shell completions (used by packaging)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
+		Use:     "gen-docs --man DIR --completions DIR",
+		Short:   "Write man pages and shell completions (used by packaging)",
+		Hidden:  true,
+		Example: `  opsctl gen-docs --man build/man --completions build/completions`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.ManDir == "" && opts.CompletionsDir == "" {
 				return cli.Usagef("gen-docs: expected --man DIR and/or --completions DIR")

@@ -34,6 +34,8 @@ ${run} (check) or ${readsocket} (serve). The server's certificate is always
 verified (chain and name, TLS 1.2 or newer); there is no switch to turn that
 off. The answer is yes, no (the server rejected the credentials) or defer
 (anything else: connection, certificate, protocol, time-out).`,
+		Example: `  printf '%s\n' "$PASSWORD" | opsctl imap-auth check --server imap.example.org --password-stdin alice
+  opsctl imap-auth serve --socket /run/opsctl/imap-auth.sock --server imap.example.org --allow-uid Debian-exim`,
 	}
 	cmd.AddCommand(newCmdIMAPAuthCheck(f, nil), newCmdIMAPAuthServe(f, nil))
 	return cmd

@@ -25,6 +25,10 @@ config. Old pygrub (Xen 4.1) cannot boot EL7 guests: it does not search
 and it cannot read XFS. These commands find out which guests are affected and
 fix them: patch the host's pygrub, or write a grub-legacy menu.lst into the
 guest.`,
+		Example: `  opsctl pygrub scan --check
+  opsctl pygrub check --xen 4.1 /mnt
+  opsctl pygrub patch --dry-run
+  opsctl pygrub menulst --root /mnt -w /mnt/boot/grub/menu.lst`,
 	}
 	cmd.AddCommand(
 		newCmdPygrubCheck(f, nil),

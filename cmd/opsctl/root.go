@@ -55,6 +55,11 @@ func newRootCmd(f *cli.Factory) *cobra.Command {
   imap-auth  authenticate SMTP users against IMAP, strictly verified
 
 Logs and progress go to stderr; results go to stdout.`,
+		Example: `  opsctl chain plan --dir examples/images
+  opsctl lvm cache status -o json
+  opsctl pygrub check --xen 4.1 /mnt
+  opsctl help chain
+  opsctl completion bash > /etc/bash_completion.d/opsctl`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -83,6 +88,10 @@ Logs and progress go to stderr; results go to stdout.`,
 		newCmdVersion(f),
 		newCmdGenDocs(f),
 	)
+	// cobra adds its completion command only when Execute runs, after
+	// markUsageErrors: add it now so that its usage errors exit 2 too.
+	root.InitDefaultCompletionCmd()
+	addCompletionExamples(root)
 	markUsageErrors(root)
 	return root
 }
@@ -121,5 +130,33 @@ func markUsageErrors(cmd *cobra.Command) {
 	}
 	for _, sub := range cmd.Commands() {
 		markUsageErrors(sub)
+	}
+}
+
+// addCompletionExamples gives cobra's completion commands the examples every
+// opsctl command has.
+func addCompletionExamples(root *cobra.Command) {
+	for _, cmd := range root.Commands() {
+		if cmd.Name() != "completion" {
+			continue
+		}
+		cmd.Example = `  opsctl completion bash > /etc/bash_completion.d/opsctl
+  opsctl completion zsh > "${fpath[1]}/_opsctl"
+  opsctl completion fish > ~/.config/fish/completions/opsctl.fish`
+		for _, shell := range cmd.Commands() {
+			switch shell.Name() {
+			case "bash":
+				shell.Example = `  source <(opsctl completion bash)
+  opsctl completion bash > /etc/bash_completion.d/opsctl`
+			case "zsh":
+				shell.Example = `  source <(opsctl completion zsh)
+  opsctl completion zsh > "${fpath[1]}/_opsctl"`
+			case "fish":
+				shell.Example = `  opsctl completion fish | source
+  opsctl completion fish > ~/.config/fish/completions/opsctl.fish`
+			case "powershell":
+				shell.Example = `  opsctl completion powershell | Out-String | Invoke-Expression`
+			}
+		}
 	}
 }

@@ -21,6 +21,8 @@ func newCmdSock(f *cli.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sock",
 		Short: "Capture the traffic of a UNIX socket into a pcap file",
+		Example: `  opsctl sock capture --socket /run/docker.sock --listen /tmp/docker.proxy -w docker.pcap
+  opsctl sock capture --socket /run/app.sock --swap -w - | wireshark -k -i -`,
 	}
 	cmd.AddCommand(newCmdSockCapture(f, nil))
 	return cmd

@@ -31,7 +31,9 @@ func newCmdVersion(f *cli.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version and Go build information",
-		Args:  cobra.NoArgs,
+		Example: `  opsctl version
+  opsctl version -o json | jq -r .version`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runVersion(opts)
 		},

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/internal/testenv"
+)
+
+// commandPaths lists every command of the tree the binary runs, hidden ones
+// and cobra's completion commands included, as argument lists.
+func commandPaths(t *testing.T) [][]string {
+	t.Helper()
+	f := &cli.Factory{IO: &cli.IOStreams{}, Getenv: func(string) string { return "" }, Logger: slog.New(slog.DiscardHandler)}
+	root := newRootCmd(f)
+	var paths [][]string
+	var walk func(cmd *cobra.Command, path []string)
+	walk = func(cmd *cobra.Command, path []string) {
+		paths = append(paths, path)
+		for _, sub := range cmd.Commands() {
+			if sub.Name() == "help" || strings.HasPrefix(sub.Name(), "__") {
+				continue
+			}
+			walk(sub, append(append([]string{}, path...), sub.Name()))
+		}
+	}
+	walk(root, nil)
+	return paths
+}
+
+// SPEC, Everywhere: `opsctl --help`, `opsctl COMMAND --help` with examples.
+func TestEveryCommandHelpHasExamples(t *testing.T) {
+	paths := commandPaths(t)
+	if len(paths) < 25 {
+		t.Fatalf("only %d commands found: %v", len(paths), paths)
+	}
+	for _, path := range paths {
+		out, stderr, code := testenv.Run(t, "", append(path, "--help")...)
+		if code != 0 {
+			t.Errorf("opsctl %s --help: exit %d %q", strings.Join(path, " "), code, stderr)
+			continue
+		}
+		_, examples, found := strings.Cut(out, "\nExamples:\n")
+		examples, _, _ = strings.Cut(examples, "\n\n")
+		if !found || !strings.Contains(examples, "opsctl ") {
+			t.Errorf("opsctl %s --help has no examples:\n%s", strings.Join(path, " "), out)
+		}
+	}
+}
+
+// SPEC, Everywhere: exit 2 for every usage error, the completion command
+// included (cobra adds it only when the command line is executed).
+func TestCompletionUsageErrorsExitTwo(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"completion"}, ""},
+		{[]string{"completion", "tcsh"}, `unknown command "tcsh" for "opsctl completion"`},
+		{[]string{"completion", "bash", "extra"}, "extra"},
+	}
+	for _, tc := range cases {
+		_, stderr, code := testenv.Run(t, "", tc.args...)
+		if code != cli.ExitUsage {
+			t.Errorf("opsctl %s: exit %d, want 2; stderr %q", strings.Join(tc.args, " "), code, stderr)
+		}
+		if !strings.Contains(stderr, tc.want) || (tc.want != "" && strings.Count(strings.TrimSpace(stderr), "\n") > 0) {
+			t.Errorf("opsctl %s: stderr %q, want one line with %q", strings.Join(tc.args, " "), stderr, tc.want)
+		}
+	}
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		out, stderr, code := testenv.Run(t, "", "completion", shell)
+		if code != 0 || out == "" {
+			t.Errorf("opsctl completion %s: exit %d %q", shell, code, stderr)
+		}
+	}
+}
