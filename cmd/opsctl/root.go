@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/opsctl/opsctl/internal/cli"
 )
@@ -76,7 +77,7 @@ Logs and progress go to stderr; results go to stdout.`,
 	root.SetErr(f.IO.ErrOut)
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return cli.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
+		return cli.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), explainFlagValueError(err)))
 	})
 
 	root.AddCommand(
@@ -96,6 +97,34 @@ Logs and progress go to stderr; results go to stdout.`,
 	return root
 }
 
+// explainFlagValueError turns pflag's report of a value its parser refused
+// (`invalid argument "abc" for "--concurrency" flag: strconv.ParseInt: ...`)
+// into one that names the flag, the value and what was expected.
+func explainFlagValueError(err error) error {
+	var invalid *pflag.InvalidValueError
+	if !errors.As(err, &invalid) {
+		return err
+	}
+	flag := invalid.GetFlag()
+	var expected string
+	switch flag.Value.Type() {
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		expected = "a whole number"
+	case "float32", "float64":
+		expected = "a number"
+	case "duration":
+		expected = "a duration like 30s, 15m or 6h"
+	case "bool":
+		expected = "true or false"
+	default:
+		if cause := errors.Unwrap(invalid); cause != nil && strings.HasPrefix(cause.Error(), "expected ") {
+			return fmt.Errorf("--%s %q: %w", flag.Name, invalid.GetValue(), cause)
+		}
+		return err
+	}
+	return fmt.Errorf("--%s %q: expected %s", flag.Name, invalid.GetValue(), expected)
+}
+
 func parseLogLevel(s string) (slog.Level, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
@@ -111,6 +140,10 @@ func markUsageErrors(cmd *cobra.Command) {
 	if args := cmd.Args; args != nil {
 		cmd.Args = func(c *cobra.Command, a []string) error {
 			if err := args(c, a); err != nil {
+				if !c.HasSubCommands() && len(a) > 0 && strings.HasPrefix(err.Error(), "unknown command ") {
+					// cobra.NoArgs calls an argument an unknown command.
+					return cli.Usagef("%s: takes no arguments, got %q", c.CommandPath(), a[0])
+				}
 				return cli.UsageError(fmt.Errorf("%s: %w", c.CommandPath(), err))
 			}
 			return nil

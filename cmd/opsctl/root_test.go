@@ -37,7 +37,7 @@ func TestExitCodesOfUsageErrors(t *testing.T) {
 	}{
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"unknown flag", []string{"version", "--bogus"}, "unknown flag: --bogus"},
-		{"extra argument", []string{"version", "extra"}, `unknown command "extra"`},
+		{"extra argument", []string{"version", "extra"}, `takes no arguments, got "extra"`},
 		{"bad output format", []string{"version", "-o", "yaml"}, "expected one of text, json"},
 		{"bad log level", []string{"--log-level", "loud", "version"}, `--log-level "loud"`},
 		{"no subcommand", []string{}, ""},

@@ -79,3 +79,48 @@ func TestCompletionUsageErrorsExitTwo(t *testing.T) {
 		}
 	}
 }
+
+// SPEC, Everywhere: bad input gets a one-line error that names the input and
+// what was expected, not the message of a Go parser.
+func TestBadFlagValuesSayWhatWasExpected(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"chain", "scan", "--dir", "examples", "--concurrency", "abc"}, `--concurrency "abc": expected a whole number`},
+		{[]string{"sock", "capture", "--socket", "/run/x.sock", "--listen", "/tmp/p", "--port", "http"}, `--port "http": expected a whole number`},
+		{[]string{"chain", "watch", "--state", "w.db", "--dir", "examples", "--interval", "daily"}, `--interval "daily": expected a duration like 30s, 15m or 6h`},
+		{[]string{"imap-auth", "check", "--server", "imap.example.org", "--timeout", "10", "alice", "pw"}, `--timeout "10": expected a duration like 30s, 15m or 6h`},
+		{[]string{"lvm", "cache", "remove", "vg/lv", "--dry-run=maybe"}, `--dry-run "maybe": expected true or false`},
+		{[]string{"version", "-o", "yaml"}, `--output "yaml": expected one of text, json`},
+	}
+	for _, tc := range cases {
+		out, stderr, code := testenv.Run(t, "", tc.args...)
+		if code != cli.ExitUsage || out != "" {
+			t.Errorf("opsctl %s: exit %d, stdout %q; want exit 2", strings.Join(tc.args, " "), code, out)
+		}
+		if !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 ||
+			strings.Contains(stderr, "strconv.") || strings.Contains(stderr, "time: ") {
+			t.Errorf("opsctl %s: stderr %q, want one line with %q", strings.Join(tc.args, " "), stderr, tc.want)
+		}
+	}
+}
+
+// An argument given to a command that takes none is named as such: it is
+// not an unknown command (cobra.NoArgs says so).
+func TestExtraArgumentIsNamedAsAnArgument(t *testing.T) {
+	cases := [][]string{
+		{"sock", "capture", "extra", "--socket", "/run/x.sock", "--listen", "/tmp/p"},
+		{"pygrub", "patch", "extra"},
+		{"pygrub", "scan", "extra"},
+		{"imap-auth", "serve", "extra", "--socket", "/tmp/x.sock", "--server", "imap.example.org"},
+		{"chain", "scan", "extra", "--dir", "examples"},
+		{"version", "extra"},
+	}
+	for _, args := range cases {
+		_, stderr, code := testenv.Run(t, "", args...)
+		if code != cli.ExitUsage || !strings.Contains(stderr, `takes no arguments, got "extra"`) || strings.Contains(stderr, "unknown command") {
+			t.Errorf("opsctl %s: exit %d, stderr %q; want exit 2 and `takes no arguments, got \"extra\"`", strings.Join(args, " "), code, stderr)
+		}
+	}
+}
