@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -1096,20 +1097,17 @@ func runChainWatch(opts *chainWatchOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(opts.State), 0o700); err != nil {
-		return fmt.Errorf("--state %s: %w", opts.State, err)
-	}
-	ctx, stop := signalContext()
-	defer stop()
 	var api chain.PipelineAPI
 	if src.gitlab != nil {
 		api = src.gitlab
 	}
-	engine, err := chain.NewEngine(chain.EngineOptions{StatePath: opts.State, API: api, Logger: opts.Log, Crash: crashHook(opts.Getenv)})
+	engine, closeState, err := openWatchState(opts, api)
 	if err != nil {
 		return err
 	}
-	defer engine.Close()
+	defer closeState()
+	ctx, stop := signalContext()
+	defer stop()
 	watcher := &chain.Watcher{Engine: engine, Digests: digests, DryRun: opts.DryRun}
 	scanner := chain.Scanner{Source: src.source, Registries: src.registries, Concurrency: opts.Source.Concurrency}
 	for {
@@ -1150,6 +1148,41 @@ func runChainWatch(opts *chainWatchOptions) error {
 		case <-time.After(opts.Interval):
 		}
 	}
+}
+
+// openWatchState opens the state file of `chain watch`. A dry run changes
+// nothing, the file included: it reads an existing state file read-only,
+// and works on a throw-away one when there is none yet.
+func openWatchState(opts *chainWatchOptions, api chain.PipelineAPI) (*chain.Engine, func(), error) {
+	if !opts.DryRun {
+		if err := os.MkdirAll(filepath.Dir(opts.State), 0o700); err != nil {
+			return nil, nil, fmt.Errorf("--state %s: %w", opts.State, err)
+		}
+		engine, err := chain.NewEngine(chain.EngineOptions{StatePath: opts.State, API: api, Logger: opts.Log, Crash: crashHook(opts.Getenv)})
+		if err != nil {
+			return nil, nil, err
+		}
+		return engine, func() { engine.Close() }, nil
+	}
+	if _, err := os.Stat(opts.State); err == nil {
+		engine, err := chain.OpenReadOnly(opts.State)
+		if err != nil {
+			return nil, nil, err
+		}
+		return engine, func() { engine.Close() }, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("--state %s: %w", opts.State, err)
+	}
+	dir, err := os.MkdirTemp("", "opsctl-watch-dry-run-")
+	if err != nil {
+		return nil, nil, err
+	}
+	engine, err := chain.NewEngine(chain.EngineOptions{StatePath: filepath.Join(dir, "state.db"), Logger: opts.Log})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return engine, func() { engine.Close(); os.RemoveAll(dir) }, nil
 }
 
 // watchOnce scans the graph, checks its external images, and creates the

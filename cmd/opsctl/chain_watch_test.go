@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -444,5 +445,39 @@ func TestChainWatchOnceWithAReceiverBuildsASharedDownstreamOnce(t *testing.T) {
 		if !app.CreatedAt.After(finished[up]) {
 			t.Errorf("app created before %s succeeded", up)
 		}
+	}
+}
+
+// SPEC, Everywhere: --dry-run changes nothing, and that includes not
+// creating the state file (or its folder) on the first check.
+func TestChainWatchDryRunCreatesNoStateFile(t *testing.T) {
+	fx := newWatchFixture(t, false)
+	state := filepath.Join(t.TempDir(), "sub", "watch.db")
+	args := append(append([]string{}, fx.args...), "--state", state, "--dry-run")
+	out, stderr, code := opsctlEnv(t, nil, args...)
+	var res chain.WatchResult
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Checked != 2 {
+		t.Fatalf("dry run on a new state file: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if _, err := os.Stat(filepath.Dir(state)); !os.IsNotExist(err) {
+		t.Errorf("--dry-run created %s (stat: %v)", filepath.Dir(state), err)
+	}
+	// On an existing state file, a dry run reads it and changes nothing.
+	if _, _, code := fx.watch(t); code != 0 {
+		t.Fatal("first watch failed")
+	}
+	stateFile := fx.args[4]
+	before, err := os.ReadFile(stateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.reg.push(t, "library/debian:bookworm", false)
+	res, stderr, code = fx.watch(t, "--dry-run")
+	if code != 0 || len(res.Changed) != 1 || res.Changed[0].Run != "" {
+		t.Fatalf("dry run after a push: exit %d %+v\n%s", code, res, stderr)
+	}
+	after, _ := os.ReadFile(stateFile)
+	if !bytes.Equal(before, after) {
+		t.Error("--dry-run changed the state file")
 	}
 }
