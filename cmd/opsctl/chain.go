@@ -758,6 +758,9 @@ func runChainTrigger(opts *chainTriggerOptions) error {
 	if ref == "" {
 		ref = plan.Targets[opts.Project].Ref
 	}
+	if opts.DryRun && opts.Output.JSON() {
+		return cli.WriteJSON(opts.IO.Out, map[string]any{"dry_run": true, "run": runID, "project": opts.Project, "ref": ref, "waves": plan.Waves})
+	}
 	if opts.DryRun {
 		fmt.Fprintf(opts.IO.Out, "would create a pipeline of %s on %s with %s=%s\n", opts.Project, ref, chain.RunVariable, runID)
 		for i, wave := range plan.Waves {

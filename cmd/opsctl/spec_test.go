@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -122,5 +124,27 @@ func TestExtraArgumentIsNamedAsAnArgument(t *testing.T) {
 		if code != cli.ExitUsage || !strings.Contains(stderr, `takes no arguments, got "extra"`) || strings.Contains(stderr, "unknown command") {
 			t.Errorf("opsctl %s: exit %d, stderr %q; want exit 2 and `takes no arguments, got \"extra\"`", strings.Join(args, " "), code, stderr)
 		}
+	}
+}
+
+// SPEC, Everywhere: -o json means JSON on stdout, --dry-run included.
+func TestChainTriggerDryRunJSONIsJSON(t *testing.T) {
+	images := filepath.Join(testenv.ModuleRoot(), "examples", "images")
+	out, stderr, code := testenv.Run(t, "", "chain", "trigger", "ops/base", "--dir", images, "--dry-run", "-o", "json")
+	var got struct {
+		DryRun  bool       `json:"dry_run"`
+		Run     string     `json:"run"`
+		Project string     `json:"project"`
+		Ref     string     `json:"ref"`
+		Waves   [][]string `json:"waves"`
+	}
+	if code != 0 {
+		t.Fatalf("exit %d %q", code, stderr)
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, out)
+	}
+	if !got.DryRun || got.Run == "" || got.Project != "ops/base" || len(got.Waves) != 4 || got.Waves[0][0] != "ops/base" {
+		t.Errorf("dry run JSON %+v", got)
 	}
 }
