@@ -300,9 +300,11 @@ once, in a wave after all its upstreams that are in the plan: the projects of
 one wave can build at the same time.
 
 A dependency cycle among the projects to build is an error (exit 1) that
-names the cycle.`,
+names the cycle. -o dot and -o mermaid draw the graph of the projects of the
+plan (without ROOT, the graph of 'chain scan').`,
 		Example: `  opsctl chain plan --dir examples/images
   opsctl chain plan --dir examples/images ops/ruby -o json
+  opsctl chain plan --dir examples/images ops/ruby -o dot | dot -Tsvg > plan.svg
   opsctl chain plan --gitlab-url https://gitlab.example.com --group images images/base`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Roots = args
@@ -313,7 +315,7 @@ names the cycle.`,
 		},
 	}
 	addChainSourceFlags(cmd.Flags(), &opts.Source)
-	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json")
+	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json", "dot", "mermaid")
 	return cmd
 }
 
@@ -333,9 +335,14 @@ func runChainPlan(opts *ChainPlanOptions) error {
 	if err != nil {
 		return chainError("chain plan", err)
 	}
-	if opts.Output.JSON() {
+	switch opts.Output.Value {
+	case "json":
 		err = cli.WriteJSON(f.IO.Out, plan)
-	} else {
+	case "dot":
+		err = g.Subgraph(plan).WriteDot(f.IO.Out)
+	case "mermaid":
+		err = g.Subgraph(plan).WriteMermaid(f.IO.Out)
+	default:
 		err = plan.WriteText(f.IO.Out)
 	}
 	if err != nil {

@@ -148,3 +148,28 @@ func TestChainTriggerDryRunJSONIsJSON(t *testing.T) {
 		t.Errorf("dry run JSON %+v", got)
 	}
 }
+
+// SPEC, Everywhere: the README's first example runs on a fresh checkout,
+// `chain plan --dir examples/images` and `-o dot` of the same graph.
+func TestReadmeFirstExampleRunsWithDot(t *testing.T) {
+	images := filepath.Join(testenv.ModuleRoot(), "examples", "images")
+	out, stderr, code := testenv.Run(t, "", "chain", "plan", "--dir", images)
+	if code != 0 || out != "1: ops/base tools/linter\n2: ops/python ops/ruby\n3: ops/app\n4: ops/deploy\n" {
+		t.Errorf("chain plan: exit %d\n%s%s", code, out, stderr)
+	}
+	out, stderr, code = testenv.Run(t, "", "chain", "plan", "--dir", images, "-o", "dot")
+	if code != 0 || !strings.HasPrefix(out, "digraph chain {") || !strings.Contains(out, `"ops/base" -> "ops/ruby";`) ||
+		!strings.Contains(out, `"ops/app" -> "ops/deploy";`) {
+		t.Errorf("chain plan -o dot: exit %d\n%s%s", code, out, stderr)
+	}
+	scan, _, _ := testenv.Run(t, "", "chain", "scan", "--dir", images, "-o", "dot")
+	if out != scan {
+		t.Errorf("chain plan -o dot without ROOT is not the graph of chain scan -o dot:\n%s\nscan:\n%s", out, scan)
+	}
+	// With a root, the graph of what the plan builds.
+	out, stderr, code = testenv.Run(t, "", "chain", "plan", "--dir", images, "ops/ruby", "-o", "dot")
+	if code != 0 || !strings.Contains(out, `"ops/ruby" -> "ops/app";`) || strings.Contains(out, `"ops/python"`) ||
+		strings.Contains(out, `"ops/base"`) {
+		t.Errorf("chain plan ops/ruby -o dot: exit %d\n%s%s", code, out, stderr)
+	}
+}

@@ -197,6 +197,29 @@ type Plan struct {
 	Waves [][]string `json:"waves"`
 }
 
+// Subgraph returns the graph of the projects of plan: each with its
+// upstreams that are in the plan and its external images. Without roots, a
+// plan holds every project, and its subgraph is g.
+func (g *Graph) Subgraph(plan *Plan) *Graph {
+	var projects []*Project
+	for _, wave := range plan.Waves {
+		for _, path := range wave {
+			projects = append(projects, g.index[path])
+		}
+	}
+	inPlan := make(map[string]bool, len(projects))
+	for _, p := range projects {
+		inPlan[p.Path] = true
+	}
+	sub := make([]*Project, 0, len(projects))
+	for _, p := range projects {
+		q := *p
+		q.Upstreams = slices.DeleteFunc(slices.Clone(p.Upstreams), func(up string) bool { return !inPlan[up] })
+		sub = append(sub, &q)
+	}
+	return NewGraph(sub, nil)
+}
+
 // Plan returns everything downstream of roots (the roots included) in
 // waves. Without roots, the roots are all projects without upstreams. A
 // cycle among the projects of the plan (or, without roots, anywhere in the
