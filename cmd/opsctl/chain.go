@@ -119,7 +119,7 @@ func (o *chainSourceOptions) build(f *cli.Factory, needGitLab bool) (*chainSourc
 	}
 	u, err := url.Parse(o.GitLabURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return nil, cli.Usagef("--gitlab-url %q: expected an http(s) URL without credentials, like https://gitlab.example.com", o.GitLabURL)
+		return nil, cli.Usagef("--gitlab-url %q: expected an http(s) URL without credentials, like https://gitlab.example.com", redactURL(o.GitLabURL))
 	}
 	group := strings.Trim(o.Group, "/")
 	if err := chain.ValidateProjectPath(group); err != nil {
@@ -351,6 +351,26 @@ func runChainPlan(opts *ChainPlanOptions) error {
 	return nil
 }
 
+// redactURL is raw with the password of its user info, if any, replaced:
+// error messages name the URL a person gave, never a secret in it.
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	scheme, rest, found := strings.Cut(raw, "://")
+	if !found {
+		scheme, rest = "", raw
+	} else {
+		scheme += "://"
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		if user, _, hasPassword := strings.Cut(rest[:at], ":"); hasPassword {
+			return scheme + user + ":xxxxx" + rest[at:]
+		}
+	}
+	return raw
+}
+
 // scanGraph builds the graph from the source flags; SIGINT or SIGTERM stops
 // the scan. Errors name cmd.
 func (o *chainSourceOptions) scanGraph(f *cli.Factory, cmd string) (*chain.Graph, error) {
@@ -427,7 +447,7 @@ func runChainHooksSync(opts *ChainHooksSyncOptions) error {
 		return cli.Usagef("chain hooks sync: --hook-url is required")
 	}
 	if u, err := url.Parse(opts.HookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return cli.Usagef("--hook-url %q: expected an http(s) URL like https://chain.example.com/hook", opts.HookURL)
+		return cli.Usagef("--hook-url %q: expected an http(s) URL like https://chain.example.com/hook", redactURL(opts.HookURL))
 	}
 	secret := ""
 	if opts.WebhookSecretFile != "" {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -171,5 +172,25 @@ func TestReadmeFirstExampleRunsWithDot(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"ops/ruby" -> "ops/app";`) || strings.Contains(out, `"ops/python"`) ||
 		strings.Contains(out, `"ops/base"`) {
 		t.Errorf("chain plan ops/ruby -o dot: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
+// SPEC, Everywhere: secrets never appear in error messages, not even the
+// password of a URL given where credentials are refused.
+func TestRefusedURLCredentialsAreNotEchoed(t *testing.T) {
+	for _, url := range []string{"https://user:s3cretpw@gitlab.example.com", "https://user:s3cretpw@gitlab.example.com:bad"} {
+		_, stderr, code := testenv.Run(t, "", "chain", "scan", "--gitlab-url", url, "--group", "g")
+		if code != cli.ExitUsage || !strings.Contains(stderr, "--gitlab-url") || strings.Contains(stderr, "s3cretpw") {
+			t.Errorf("--gitlab-url %s: exit %d, stderr %q; want exit 2, naming --gitlab-url, without the password", url, code, stderr)
+		}
+	}
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("glpat-test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := testenv.Run(t, "", "chain", "hooks", "sync", "--gitlab-url", "http://127.0.0.1:1", "--group", "g",
+		"--token-file", token, "--hook-url", "https://u:s3cretpw@chain.example.com:bad/hook", "--dry-run")
+	if code != cli.ExitUsage || !strings.Contains(stderr, "--hook-url") || strings.Contains(stderr, "s3cretpw") {
+		t.Errorf("bad --hook-url with a password: exit %d, stderr %q; want exit 2, naming --hook-url, without the password", code, stderr)
 	}
 }
