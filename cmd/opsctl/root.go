@@ -93,6 +93,8 @@ Logs and progress go to stderr; results go to stdout.`,
 	// markUsageErrors: add it now so that its usage errors exit 2 too.
 	root.InitDefaultCompletionCmd()
 	addCompletionExamples(root)
+	root.InitDefaultHelpCmd()
+	refuseUnknownHelpTopics(root)
 	markUsageErrors(root)
 	return root
 }
@@ -190,6 +192,26 @@ func addCompletionExamples(root *cobra.Command) {
 			case "powershell":
 				shell.Example = `  opsctl completion powershell | Out-String | Invoke-Expression`
 			}
+		}
+	}
+}
+
+// refuseUnknownHelpTopics makes `opsctl help NOSUCH` a usage error (cobra
+// prints the root usage and exits 0).
+func refuseUnknownHelpTopics(root *cobra.Command) {
+	for _, cmd := range root.Commands() {
+		if cmd.Name() != "help" || cmd.Run == nil {
+			continue
+		}
+		show := cmd.Run
+		cmd.Run = nil
+		cmd.Example = "  opsctl help chain plan"
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			if topic, rest, err := c.Root().Find(args); topic == nil || err != nil || len(rest) > 0 {
+				return cli.Usagef("help: unknown command %q; expected one of the commands opsctl --help lists", strings.Join(args, " "))
+			}
+			show(c, args)
+			return nil
 		}
 	}
 }

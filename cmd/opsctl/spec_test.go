@@ -65,6 +65,7 @@ func TestCompletionUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"completion"}, ""},
 		{[]string{"completion", "tcsh"}, `unknown command "tcsh" for "opsctl completion"`},
 		{[]string{"completion", "bash", "extra"}, "extra"},
+		{[]string{"help", "nosuch"}, `help: unknown command "nosuch"`},
 	}
 	for _, tc := range cases {
 		_, stderr, code := testenv.Run(t, "", tc.args...)
@@ -74,6 +75,9 @@ func TestCompletionUsageErrorsExitTwo(t *testing.T) {
 		if !strings.Contains(stderr, tc.want) || (tc.want != "" && strings.Count(strings.TrimSpace(stderr), "\n") > 0) {
 			t.Errorf("opsctl %s: stderr %q, want one line with %q", strings.Join(tc.args, " "), stderr, tc.want)
 		}
+	}
+	if out, stderr, code := testenv.Run(t, "", "help", "chain", "plan"); code != 0 || !strings.Contains(out, "opsctl chain plan [ROOT...]") {
+		t.Errorf("opsctl help chain plan: exit %d %q\n%s", code, stderr, out)
 	}
 	for _, shell := range []string{"bash", "zsh", "fish"} {
 		out, stderr, code := testenv.Run(t, "", "completion", shell)
