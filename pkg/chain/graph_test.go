@@ -126,3 +126,34 @@ func TestRenderFormats(t *testing.T) {
 		}
 	}
 }
+
+func TestSubgraphKeepsThePlannedProjectsAndTheirEdges(t *testing.T) {
+	g := graphOf(t, "base:", "ruby: base", "python: base", "app: ruby python", "other: base")
+	g.Project("base").External = []string{"docker.io/library/debian:bookworm"}
+	plan, err := g.Plan([]string{"ruby"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := g.Subgraph(plan)
+	got := map[string][]string{}
+	for _, p := range sub.Projects {
+		got[p.Path] = p.Upstreams
+	}
+	want := map[string][]string{"ruby": {}, "app": {"ruby"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("subgraph %v, want %v", got, want)
+	}
+	if ups := g.Project("app").Upstreams; len(ups) != 2 {
+		t.Errorf("Subgraph changed the graph: app's upstreams are %v", ups)
+	}
+	whole, err := g.Plan(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b strings.Builder
+	g.WriteDot(&a)
+	g.Subgraph(whole).WriteDot(&b)
+	if a.String() != b.String() {
+		t.Errorf("the subgraph of the whole plan is not the graph:\n%s\nvs\n%s", b.String(), a.String())
+	}
+}
