@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -196,5 +197,23 @@ func TestRefusedURLCredentialsAreNotEchoed(t *testing.T) {
 		"--token-file", token, "--hook-url", "https://u:s3cretpw@chain.example.com:bad/hook", "--dry-run")
 	if code != cli.ExitUsage || !strings.Contains(stderr, "--hook-url") || strings.Contains(stderr, "s3cretpw") {
 		t.Errorf("bad --hook-url with a password: exit %d, stderr %q; want exit 2, naming --hook-url, without the password", code, stderr)
+	}
+}
+
+// SPEC, Everywhere: bad input gets one line naming it and what was expected;
+// a missing lvm2 binary is not a Go exec error.
+func TestMissingLVMExecutableIsNamed(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "lvm")
+	_, stderr, code := testenv.Run(t, "", "lvm", "--lvm", missing, "cache", "status")
+	if code != cli.ExitFailure || !strings.Contains(stderr, `lvm2 executable "`+missing+`" not found`) ||
+		strings.Contains(stderr, "fork/exec") || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+		t.Errorf("--lvm %s: exit %d, stderr %q", missing, code, stderr)
+	}
+	cmd := exec.Command(testenv.Opsctl(t), "lvm", "cache", "status")
+	cmd.Env = append(os.Environ(), "PATH="+t.TempDir(), "OPSCTL_LVM=")
+	out, _ := cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != cli.ExitFailure || !strings.Contains(string(out), `lvm2 executable "lvm" not found on PATH`) ||
+		strings.Contains(string(out), "exec: ") {
+		t.Errorf("no lvm on PATH: exit %d, %q", cmd.ProcessState.ExitCode(), out)
 	}
 }

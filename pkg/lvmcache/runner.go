@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -31,6 +32,20 @@ func (r *Runner) Executable() string {
 		return "lvm"
 	}
 	return r.Path
+}
+
+// NotFoundError is an lvm2 executable that does not exist: not on PATH
+// when OnPath, else not at Path.
+type NotFoundError struct {
+	Path   string
+	OnPath bool
+}
+
+func (e *NotFoundError) Error() string {
+	if e.OnPath {
+		return fmt.Sprintf("lvm2 executable %q not found on PATH", e.Path)
+	}
+	return fmt.Sprintf("lvm2 executable %q not found", e.Path)
 }
 
 // CommandError is an lvm2 command that exited non-zero. Stderr holds what
@@ -80,6 +95,9 @@ func (r *Runner) Run(ctx context.Context, args ...string) ([]byte, error) {
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			return nil, &NotFoundError{Path: argv[0], OnPath: !strings.Contains(argv[0], "/")}
+		}
 		return nil, fmt.Errorf("run %s: %w", argv[0], err)
 	}
 	// A read-only report may be abandoned when ctx ends; a change never is.
