@@ -240,10 +240,12 @@ boots ${saved_entry} and it names an entry). pygrub of Xen 4.1 reads /boot/grub/
 The result is read back through pygrub's grub-legacy parser before it is
 written. Without -w it goes to stdout.
 
---kickstart prints a %post section for new EL7-style guests: it writes
-menu.lst at install time from the installed kernels and installs kernel hooks
-(/etc/kernel/postinst.d, /etc/kernel/prerm.d and a kernel-install plugin) that
-rewrite it at every kernel installation and removal.`,
+--kickstart prints a %post section for new EL7-style guests (or writes it to
+the -w FILE): it writes menu.lst at install time from the installed kernels
+and installs kernel hooks (/etc/kernel/postinst.d, /etc/kernel/prerm.d and a
+kernel-install plugin) that rewrite it at every kernel installation and
+removal. With --root DIR other than /, the section is a %post --nochroot
+working on the installed system at DIR (e.g. /mnt/sysimage).`,
 		Example: `  # Guest disk mounted on /mnt: write its menu.lst
   opsctl pygrub menulst --root /mnt -w /mnt/boot/grub/menu.lst
 
@@ -251,7 +253,10 @@ rewrite it at every kernel installation and removal.`,
   opsctl pygrub menulst --grub-cfg grub.cfg
 
   # Add to the kickstart of new guests
-  opsctl pygrub menulst --kickstart >> el7-xen.ks`,
+  opsctl pygrub menulst --kickstart >> el7-xen.ks
+
+  # The same as a %post --nochroot section, into a file
+  opsctl pygrub menulst --root /mnt/sysimage --kickstart -w post-menulst.ks`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -270,10 +275,21 @@ rewrite it at every kernel installation and removal.`,
 
 func runPygrubMenuLst(opts *pygrubMenuLstOptions) error {
 	if opts.Kickstart {
-		if opts.Root != "" || opts.GrubCfg != "" || opts.Write != "" {
-			return cli.Usagef("pygrub menulst: --kickstart takes no --root, --grub-cfg or -w")
+		if opts.GrubCfg != "" {
+			return cli.Usagef("pygrub menulst: --grub-cfg does not go with --kickstart: the %%post section writes menu.lst from the installed kernels (--root DIR says where the installed system is)")
 		}
-		fmt.Fprint(opts.IO.Out, pygrubfix.KickstartPost())
+		post := pygrubfix.KickstartPost(opts.Root)
+		switch {
+		case opts.Write == "":
+			fmt.Fprint(opts.IO.Out, post)
+		case opts.DryRun:
+			fmt.Fprintf(opts.IO.Out, "# would write %s:\n%s", opts.Write, post)
+		default:
+			if err := pygrubfix.WriteFile(opts.Write, post); err != nil {
+				return fmt.Errorf("pygrub menulst: %w", err)
+			}
+			fmt.Fprintf(opts.IO.ErrOut, "wrote %s: a %%post section\n", opts.Write)
+		}
 		return nil
 	}
 	if (opts.Root == "") == (opts.GrubCfg == "") {

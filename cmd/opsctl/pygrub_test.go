@@ -277,10 +277,21 @@ func TestPygrubMenuLstCommand(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "%post") || !strings.HasSuffix(out, "%end\n") || !strings.Contains(out, "/etc/kernel/postinst.d/") {
 		t.Errorf("--kickstart: exit %d\n%s", code, out)
 	}
+	// The contract's form: --kickstart beside --root DIR (the installed
+	// system as %post sees it) and -w FILE (where the section goes).
+	ksFile := filepath.Join(t.TempDir(), "post.ks")
+	if _, stderr, code := testenv.Run(t, "", "pygrub", "menulst", "--root", "/mnt/sysimage", "--kickstart", "-w", ksFile); code != 0 {
+		t.Errorf("--root /mnt/sysimage --kickstart -w: exit %d %s", code, stderr)
+	} else if ks, _ := os.ReadFile(ksFile); !strings.HasPrefix(string(ks), "%post --nochroot ") || !strings.Contains(string(ks), `R="${OPSCTL_MENULST_ROOT:-/mnt/sysimage}"`) {
+		t.Errorf("--root /mnt/sysimage --kickstart wrote:\n%s", ks)
+	}
+	if chrooted, _, code := testenv.Run(t, "", "pygrub", "menulst", "--root", "/", "--kickstart"); code != 0 || chrooted != out {
+		t.Errorf("--root / --kickstart: exit %d, not the same section as --kickstart alone", code)
+	}
 	for _, args := range [][]string{
 		{"pygrub", "menulst"},
 		{"pygrub", "menulst", "--root", root, "--grub-cfg", "x"},
-		{"pygrub", "menulst", "--kickstart", "--root", root},
+		{"pygrub", "menulst", "--kickstart", "--grub-cfg", "x"},
 	} {
 		if _, stderr, code := testenv.Run(t, "", args...); code != 2 {
 			t.Errorf("%v: exit %d %s", args, code, stderr)

@@ -17,18 +17,33 @@ import "strings"
 // of its own, and /etc/default/grub for GRUB_CMDLINE_LINUX. Every path is
 // prefixed with $OPSCTL_MENULST_ROOT (empty at install time), which lets
 // the section run against a folder.
-func KickstartPost() string {
-	return strings.ReplaceAll(kickstartTemplate, "@GENERATOR@", menulstGenerator)
+//
+// root is where the installed system is when the section runs: "" or "/"
+// for a %post inside it (the kickstart default), else a folder such as
+// /mnt/sysimage, and the section is a `%post --nochroot` working there.
+// The kernel hooks it installs always run inside the installed system.
+func KickstartPost(root string) string {
+	header, rootDefault := "%post --log=/root/opsctl-pygrub-menulst.log", ""
+	if root = strings.TrimRight(root, "/"); root != "" {
+		header = "%post --nochroot --log=" + root + "/root/opsctl-pygrub-menulst.log"
+		rootDefault = root
+	}
+	return strings.NewReplacer("@HEADER@", header, "@ROOT@", shellQuoteForDoubleQuotes(rootDefault), "@GENERATOR@", menulstGenerator).Replace(kickstartTemplate)
+}
+
+// shellQuoteForDoubleQuotes escapes s for use inside "..." in sh.
+func shellQuoteForDoubleQuotes(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "$", `\$`, "`", "\\`").Replace(s)
 }
 
 // GeneratorScript is the shell script the %post section installs as
 // /usr/local/sbin/opsctl-pygrub-menulst.
 func GeneratorScript() string { return menulstGenerator }
 
-const kickstartTemplate = `%post --log=/root/opsctl-pygrub-menulst.log
+const kickstartTemplate = `@HEADER@
 # Written by opsctl pygrub menulst --kickstart: keep /boot/grub/menu.lst
 # current for pygrub of Xen 4.1 hosts, which cannot read grub2.
-R="${OPSCTL_MENULST_ROOT:-}"
+R="${OPSCTL_MENULST_ROOT:-@ROOT@}"
 mkdir -p "$R/usr/local/sbin" "$R/etc/kernel/postinst.d" "$R/etc/kernel/prerm.d" "$R/etc/kernel/install.d" "$R/boot/grub"
 cat > "$R/usr/local/sbin/opsctl-pygrub-menulst" <<'OPSCTL_GENERATOR'
 @GENERATOR@OPSCTL_GENERATOR
@@ -55,7 +70,7 @@ exit 0
 OPSCTL_HOOK
 chmod 0755 "$R/etc/kernel/postinst.d/99-opsctl-pygrub-menulst" "$R/etc/kernel/prerm.d/99-opsctl-pygrub-menulst" "$R/etc/kernel/install.d/99-opsctl-pygrub-menulst.install"
 
-"$R/usr/local/sbin/opsctl-pygrub-menulst"
+OPSCTL_MENULST_ROOT="$R" "$R/usr/local/sbin/opsctl-pygrub-menulst"
 %end
 `
 

@@ -134,7 +134,7 @@ func TestKickstartPostKeepsMenuLstCurrent(t *testing.T) {
 		"/boot/vmlinuz-3.10.0-123.el7.x86_64":       "k",
 		"/boot/initramfs-3.10.0-123.el7.x86_64.img": "i",
 	})
-	post := KickstartPost()
+	post := KickstartPost("")
 	body := strings.TrimSuffix(strings.TrimPrefix(post[strings.Index(post, "\n")+1:], ""), "%end\n")
 	run := func(args ...string) {
 		t.Helper()
@@ -198,5 +198,38 @@ func TestKickstartPostKeepsMenuLstCurrent(t *testing.T) {
 	rep, err := Check(root, Xen41)
 	if err != nil || !rep.Bootable || rep.Config != "/boot/grub/menu.lst" {
 		t.Errorf("4.1 check of the kickstarted guest: %+v %v\n%s", rep, err, problemText(rep))
+	}
+}
+
+// TestKickstartNoChrootWorksOnTheInstalledSystemsFolder: with a root, the
+// section is a %post --nochroot that writes menu.lst and the hooks under
+// that folder, with no environment set.
+func TestKickstartNoChrootWorksOnTheInstalledSystemsFolder(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := guestTree(t, map[string]string{
+		"/etc/fstab":                                "/dev/vda1 / ext4 defaults 0 0\n",
+		"/etc/default/grub":                         "GRUB_CMDLINE_LINUX=\"console=hvc0\"\n",
+		"/boot/vmlinuz-3.10.0-123.el7.x86_64":       "k",
+		"/boot/initramfs-3.10.0-123.el7.x86_64.img": "i",
+	})
+	post := KickstartPost(root + "/")
+	header, body, _ := strings.Cut(post, "\n")
+	if !strings.HasPrefix(header, "%post --nochroot --log="+root+"/root/") {
+		t.Fatalf("header %q", header)
+	}
+	cmd := exec.Command(sh, "-c", strings.TrimSuffix(body, "%end\n"))
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "boot/grub/menu.lst"))
+	if err != nil || !strings.Contains(string(data), "kernel /boot/vmlinuz-3.10.0-123.el7.x86_64 root=/dev/vda1 ro console=hvc0") {
+		t.Fatalf("menu.lst: %v\n%s", err, data)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/kernel/postinst.d/99-opsctl-pygrub-menulst")); err != nil {
+		t.Errorf("hook not installed under the root: %v", err)
 	}
 }
