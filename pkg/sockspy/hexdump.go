@@ -1,6 +1,7 @@
 package sockspy
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"sync"
@@ -10,7 +11,7 @@ import (
 // Hexdump prints traffic the way `socat -x -v` does: a header line per
 // chunk with its direction (> client to server, < server to client), time,
 // length and byte offsets within the connection, then hex and printable
-// characters, 16 bytes a line, then "--". The connection number follows
+// characters, 16 bytes a line (fewer when a newline ends it), then "--". The connection number follows
 // the offsets since several connections may be open at once.
 type Hexdump struct {
 	mu  sync.Mutex
@@ -46,7 +47,11 @@ const hexDigits = "0123456789abcdef"
 
 func appendHexLines(b, data []byte) []byte {
 	for len(data) > 0 {
+		// Like socat, a line ends after 16 bytes or after a newline.
 		line := data[:min(16, len(data))]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i+1]
+		}
 		data = data[len(line):]
 		for _, c := range line {
 			b = append(b, ' ', hexDigits[c>>4], hexDigits[c&15])
