@@ -1002,6 +1002,50 @@ func TestSockCaptureSwapWithoutRightsKeepsAnEarlierCapture(t *testing.T) {
 	}
 }
 
+func TestSockCaptureListenWithoutRightsKeepsAnEarlierCapture(t *testing.T) {
+	testenv.NeedRoot(t)
+	setpriv := testenv.Need(t, "setpriv", "util-linux")
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin, err := os.ReadFile(testenv.Opsctl(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsctl := filepath.Join(base, "opsctl")
+	if err := os.WriteFile(opsctl, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(base, "run") // root's: nobody cannot create the proxy there
+	out := filepath.Join(base, "out")
+	os.Mkdir(run, 0o755)
+	os.Mkdir(out, 0o755)
+	os.Chown(out, 65534, 65534)
+	srv := filepath.Join(out, "app.sock")
+	startHTTPServer(t, srv)
+	os.Chmod(srv, 0o666)
+	earlier := filepath.Join(out, "app.pcap")
+	if err := os.WriteFile(earlier, []byte("an earlier capture"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(earlier, 65534, 65534)
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+		opsctl, "sock", "capture", "--socket", srv, "--listen", filepath.Join(run, "proxy.sock"), "-w", earlier)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailure || !strings.Contains(stderr.String(), run) ||
+		strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+		t.Errorf("exit %d, stderr %q; want exit 1, one line naming the folder %s", code, stderr.String(), run)
+	}
+	if b, err := os.ReadFile(earlier); err != nil || string(b) != "an earlier capture" {
+		t.Errorf("earlier capture file lost: %q, %v", b, err)
+	}
+}
+
 func TestSockCaptureDryRunChangesNothing(t *testing.T) {
 	dir := t.TempDir()
 	srv := filepath.Join(dir, "srv.sock")

@@ -152,6 +152,10 @@ func NewPlan(cfg Config) (*Plan, error) {
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 				return nil, fmt.Errorf("--listen %s: folder %s does not exist", cfg.Listen, dir)
 			}
+			// Checked here, before anything (the -w file) is touched.
+			if unix.Access(dir, unix.W_OK) != nil {
+				return nil, fmt.Errorf("--listen %s: cannot create the proxy socket: no write permission on folder %s; choose another path", cfg.Listen, dir)
+			}
 		}
 	}
 	return p, nil
