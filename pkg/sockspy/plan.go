@@ -165,7 +165,7 @@ func NewPlan(cfg Config) (*Plan, error) {
 func (p *Plan) Steps() []string {
 	var steps []string
 	owner := ""
-	if p.HasOwner {
+	if p.HasOwner && !isAbstract(p.Listen) { // an abstract socket has no file to chmod
 		owner = fmt.Sprintf(" with mode %04o, owner %d:%d", p.Mode, p.UID, p.GID)
 	}
 	if p.Swap {
