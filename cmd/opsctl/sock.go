@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -200,8 +201,15 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 			}
 			out = file
 		}
+		// The file is read elsewhere: name the socket by its absolute path.
+		iface := plan.Socket
+		if !strings.HasPrefix(iface, "@") {
+			if abs, err := filepath.Abs(iface); err == nil {
+				iface = abs
+			}
+		}
 		capture, err = sockspy.NewCapture(out, sockspy.CaptureOptions{
-			Format: format, Interface: plan.Socket, Streaming: o.Output == "-",
+			Format: format, Interface: iface, Streaming: o.Output == "-",
 		})
 		if err != nil {
 			if file != nil {

@@ -1124,3 +1124,40 @@ func TestSockCaptureSecondStopLeavesAStalledReader(t *testing.T) {
 		t.Errorf("moved-aside name left behind: %v", err)
 	}
 }
+
+// The pcapng interface names the socket; a path given relative to where
+// opsctl ran means nothing to whoever opens the file elsewhere.
+func TestSockCapturePcapngNamesTheSocketByItsAbsolutePath(t *testing.T) {
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "srv.sock")
+	startHTTPServer(t, srv)
+	cmd := exec.Command(testenv.Opsctl(t), "sock", "capture", "--socket", "srv.sock", "--listen", "proxy.sock", "-w", "x.pcapng")
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if conn, err := net.Dial("unix", filepath.Join(dir, "proxy.sock")); err == nil {
+			fmt.Fprint(conn, "GET /abs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			io.ReadAll(conn)
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("proxy never served: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
+	names := tshark(t, "-r", filepath.Join(dir, "x.pcapng"), "-T", "fields", "-e", "frame.interface_name", "-e", "frame.interface_description", "-c", "1")
+	if fields := strings.Split(strings.TrimSpace(names), "\t"); len(fields) != 2 || fields[0] != srv || !strings.Contains(fields[1], srv) {
+		t.Errorf("interface name and description %q, want both to name %s", names, srv)
+	}
+}
