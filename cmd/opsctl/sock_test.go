@@ -883,6 +883,7 @@ func TestSockCaptureBadInput(t *testing.T) {
 		{"missing socket", []string{"--socket", filepath.Join(dir, "none.sock"), "--listen", "p", "-w", out}, cli.ExitFailure, "no such file"},
 		{"not a socket", []string{"--socket", regular, "--listen", "p", "-w", out}, cli.ExitFailure, "not a UNIX socket (it is a regular file)"},
 		{"listen on itself", []string{"--socket", srv, "--listen", srv, "-w", out}, cli.ExitFailure, "is the socket to capture"},
+		{"listen over a file", []string{"--socket", srv, "--listen", regular, "-w", out}, cli.ExitFailure, "--listen " + regular + ": already exists and is not a socket (it is a regular file)"},
 		{"swap abstract", []string{"--socket", "@nothing-here-opsctl", "--swap", "-w", out}, cli.ExitFailure, "@nothing-here-opsctl"},
 	}
 	for _, tc := range cases {

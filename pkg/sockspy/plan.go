@@ -144,7 +144,10 @@ func NewPlan(cfg Config) (*Plan, error) {
 			return nil, fmt.Errorf("--listen %s: is the socket to capture; choose another path or use --swap", cfg.Listen)
 		}
 		if st, err := os.Lstat(cfg.Listen); err == nil {
-			if st.Mode()&fs.ModeSocket == 0 || !stale(cfg.Listen, t) {
+			if st.Mode()&fs.ModeSocket == 0 {
+				return nil, fmt.Errorf("--listen %s: already exists and is not a socket (it is a %s); choose another path", cfg.Listen, describeMode(st.Mode()))
+			}
+			if !stale(cfg.Listen, t) {
 				return nil, fmt.Errorf("--listen %s: already exists and is in use; remove it or choose another path", cfg.Listen)
 			}
 		}
