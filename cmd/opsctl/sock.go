@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/pkg/sockspy"
@@ -228,6 +229,16 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 	if o.Hexdump {
 		proxy.Hexdump = sockspy.NewHexdump(o.IO.ErrOut)
 	}
+	// A write to stdout finds a reader gone (Wireshark closed) only when
+	// there is traffic: watch for it meanwhile, so that an idle capture
+	// stops too and puts a swapped socket back.
+	var readerGone <-chan struct{}
+	if out, ok := o.IO.Out.(*os.File); ok && o.Output == "-" {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		readerGone = watchReaderGone(ctx, out, cancel)
+	}
 	finished := make(chan error, 1)
 	go func() { finished <- runProxyAndFinish(ctx, o, proxy, capture, file) }()
 	select {
@@ -240,6 +251,13 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 	// puts the socket back and leaves without waiting.
 	select {
 	case err := <-finished:
+		select {
+		case <-readerGone:
+			if err == nil {
+				err = fmt.Errorf("sock capture: -w -: stdout: %w (its reader went away)", syscall.EPIPE)
+			}
+		default:
+		}
 		return err
 	case <-o.StopAgain:
 		restoreErr := proxy.Restore()
@@ -280,4 +298,28 @@ func outputName(w string) string {
 		return "stdout"
 	}
 	return w
+}
+
+// watchReaderGone closes the returned channel and calls stop when the
+// reader of out (a pipe or socket) goes away, until ctx ends.
+func watchReaderGone(ctx context.Context, out *os.File, stop func()) <-chan struct{} {
+	gone := make(chan struct{})
+	fd := int(out.Fd())
+	go func() {
+		for ctx.Err() == nil {
+			// No events asked: only POLLERR (a pipe without reader) or
+			// POLLHUP (a socket whose peer closed) wake it.
+			fds := []unix.PollFd{{Fd: int32(fd)}}
+			n, err := unix.Poll(fds, 200)
+			if err != nil && err != unix.EINTR {
+				return
+			}
+			if n > 0 && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
+				close(gone)
+				stop()
+				return
+			}
+		}
+	}()
+	return gone
 }

@@ -428,6 +428,25 @@ func TestSockCaptureSwapRestoresWhenTheLiveReaderQuits(t *testing.T) {
 	}
 }
 
+// TestSockCaptureSwapRestoresWhenTheLiveReaderQuitsWhileIdle: Wireshark
+// closed while no client talks. opsctl must notice the reader is gone
+// without waiting for traffic that may never come, and put the socket back.
+func TestSockCaptureSwapRestoresWhenTheLiveReaderQuitsWhileIdle(t *testing.T) {
+	lc := startSwapToPipe(t)
+	lc.pr.Close()
+	select {
+	case <-lc.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("opsctl still runs, socket still swapped, 10s after its reader went away: %s", lc.stderr)
+	}
+	if code := lc.cmd.ProcessState.ExitCode(); code != cli.ExitFailure || !strings.Contains(lc.stderr.String(), "broken pipe") {
+		t.Errorf("exit %d, want 1 naming the broken pipe: %s", code, lc.stderr)
+	}
+	if after, err := os.Stat(lc.srv); err != nil || !os.SameFile(lc.before, after) {
+		t.Fatalf("original socket not restored: %v\n%s", err, lc.stderr)
+	}
+}
+
 // deadSocket leaves a socket file at path that nobody serves.
 func deadSocket(t *testing.T, path string) {
 	t.Helper()
