@@ -156,7 +156,13 @@ func (f *tcpFlow) Data(dir Direction, payload []byte, pooled bool) {
 		r := record{ts: time.Now(), payLen: n, data: payload[:n]}
 		// A pooled buffer goes back to the pool only whole.
 		r.pooled = pooled && first && n == len(payload)
-		f.header(&r, dir, flagACK|flagPSH, f.next[dir], f.next[1-dir], payload, n)
+		// PSH ends what was read at once (a seqpacket message): only
+		// on its last segment.
+		flags := flagACK
+		if n == len(payload) {
+			flags |= flagPSH
+		}
+		f.header(&r, dir, flags, f.next[dir], f.next[1-dir], payload, n)
 		f.capture.enqueue(r)
 		f.next[dir] += uint32(n)
 		payload = payload[n:]

@@ -661,3 +661,39 @@ func openFDs(t *testing.T) int {
 	}
 	return len(ents)
 }
+
+// A seqpacket message longer than a segment is split; only its last
+// segment may carry PSH, which is how the capture marks where a message
+// ends.
+func TestFlowMarksOnlyTheLastSegmentOfAMessageWithPSH(t *testing.T) {
+	var buf bytes.Buffer
+	c, err := NewCapture(&buf, CaptureOptions{Format: FormatPcap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newTCPFlow(c, 40001, 80, 1)
+	f.Open("")
+	f.Data(ToServer, make([]byte, 2*maxSegment+10), false) // one message, three segments
+	f.Data(ToServer, make([]byte, 5), false)               // the next message
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapgo.NewReader(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var psh []bool
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		pkt := gopacket.NewPacket(data, layers.LayerTypeIPv4, gopacket.Default)
+		if tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP); tcp != nil && len(tcp.Payload) > 0 {
+			psh = append(psh, tcp.PSH)
+		}
+	}
+	if want := []bool{false, false, true, true}; fmt.Sprint(psh) != fmt.Sprint(want) {
+		t.Errorf("PSH of the data segments %v, want %v", psh, want)
+	}
+}
