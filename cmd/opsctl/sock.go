@@ -110,9 +110,11 @@ Stop with Ctrl-C: every packet is written and the file is complete.`,
 			// write to a broken stdout or stderr (-w - | wireshark, then
 			// Wireshark closed), before the socket is put back. With one,
 			// the write fails and the capture stops cleanly.
+			// Kept until the process exits: the error that main then
+			// prints to a broken stderr must not kill it either (exit
+			// status 1, not death by SIGPIPE).
 			sigpipe := make(chan os.Signal, 1)
 			signal.Notify(sigpipe, syscall.SIGPIPE)
-			defer signal.Stop(sigpipe)
 			return runSockCapture(ctx, opts)
 		},
 	}
@@ -232,12 +234,20 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 	// A write to stdout finds a reader gone (Wireshark closed) only when
 	// there is traffic: watch for it meanwhile, so that an idle capture
 	// stops too and puts a swapped socket back.
+	// The same for a --hexdump that is all there is to record (piped
+	// into less, which quit), as socat -x -v ends then.
 	var readerGone <-chan struct{}
-	if out, ok := o.IO.Out.(*os.File); ok && o.Output == "-" {
+	goneName := "-w -: stdout"
+	watched, watch := o.IO.Out.(*os.File)
+	watch = watch && o.Output == "-"
+	if errOut, ok := o.IO.ErrOut.(*os.File); ok && o.Hexdump && o.Output == "" {
+		watched, watch, goneName = errOut, true, "--hexdump: stderr"
+	}
+	if watch {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
 		defer cancel()
-		readerGone = watchReaderGone(ctx, out, cancel)
+		readerGone = watchReaderGone(ctx, watched, cancel)
 	}
 	finished := make(chan error, 1)
 	go func() { finished <- runProxyAndFinish(ctx, o, proxy, capture, file) }()
@@ -254,7 +264,7 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 		select {
 		case <-readerGone:
 			if err == nil {
-				err = fmt.Errorf("sock capture: -w -: stdout: %w (its reader went away)", syscall.EPIPE)
+				err = fmt.Errorf("sock capture: %s: %w (its reader went away)", goneName, syscall.EPIPE)
 			}
 		default:
 		}

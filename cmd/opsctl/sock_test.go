@@ -447,6 +447,55 @@ func TestSockCaptureSwapRestoresWhenTheLiveReaderQuitsWhileIdle(t *testing.T) {
 	}
 }
 
+// TestSockCaptureHexdumpStopsWhenItsReaderQuits: --hexdump alone, piped
+// into less or head, which then quits. Nothing is recorded any more, so
+// opsctl must stop and put the swapped socket back, as socat -x -v stops.
+func TestSockCaptureHexdumpStopsWhenItsReaderQuits(t *testing.T) {
+	srv := filepath.Join(t.TempDir(), "app.sock")
+	startHTTPServer(t, srv)
+	before, _ := os.Stat(srv)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(testenv.Opsctl(t), "sock", "capture", "--socket", srv, "--swap", "--hexdump")
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if !strings.Contains(line, "capturing") {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	pr.Close()
+	if conn, err := net.Dial("unix", srv); err == nil {
+		fmt.Fprint(conn, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+		defer conn.Close()
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("opsctl still runs 10s after the reader of its hexdump went away")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailure {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
+		t.Fatalf("original socket not restored: %v", err)
+	}
+}
+
 // deadSocket leaves a socket file at path that nobody serves.
 func deadSocket(t *testing.T, path string) {
 	t.Helper()
