@@ -496,6 +496,32 @@ func TestSockCaptureHexdumpStopsWhenItsReaderQuits(t *testing.T) {
 	}
 }
 
+// TestSockCaptureListenRefusesTheDeadProxyOfAKilledSwap: after a --swap
+// capture was killed, PATH is its dead proxy and the server sits at
+// PATH.opsctl-orig. --listen on PATH would forward every client into
+// nothing; it must refuse with the same recovery hint as --swap.
+func TestSockCaptureListenRefusesTheDeadProxyOfAKilledSwap(t *testing.T) {
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "app.sock")
+	startHTTPServer(t, srv)
+	if err := os.Link(srv, srv+".opsctl-orig"); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(srv)
+	deadSocket(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testenv.Opsctl(t), "sock", "capture", "--socket", srv, "--listen", filepath.Join(dir, "proxy.sock"), "-w", filepath.Join(dir, "x.pcap"))
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	cmd.Run()
+	stderr, code := errOut.String(), cmd.ProcessState.ExitCode()
+	want := "mv -f " + srv + ".opsctl-orig " + srv
+	if code != cli.ExitFailure || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Errorf("exit %d, stderr %q; want exit 1, one line with %q", code, stderr, want)
+	}
+}
+
 // deadSocket leaves a socket file at path that nobody serves.
 func deadSocket(t *testing.T, path string) {
 	t.Helper()

@@ -106,6 +106,16 @@ func NewPlan(cfg Config) (*Plan, error) {
 		return nil, err
 	}
 	p.Type = t
+	if !cfg.Swap && !isAbstract(cfg.Socket) {
+		// A --swap capture that was killed left its dead proxy at the
+		// socket's path and the server at the moved-aside name: forwarding
+		// to the dead proxy would drop every client.
+		aside := cfg.Socket + asideSuffix
+		if _, err := os.Lstat(aside); err == nil && !stale(aside, t) && stale(cfg.Socket, t) {
+			return nil, fmt.Errorf("--socket %s: nobody serves it; the server is at %s, left by an earlier --swap capture. "+
+				"If no capture is running, restore it with: mv -f %s %s", cfg.Socket, aside, shellQuote(aside), shellQuote(cfg.Socket))
+		}
+	}
 	if cfg.Swap {
 		if isAbstract(cfg.Socket) {
 			return nil, fmt.Errorf("--swap: %s is an abstract socket, which has no file to move aside; use --listen", cfg.Socket)
