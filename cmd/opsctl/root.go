@@ -77,7 +77,12 @@ Logs and progress go to stderr; results go to stdout.`,
 	root.SetErr(f.IO.ErrOut)
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return cli.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), explainFlagValueError(err)))
+		// "sock capture: ...": the line is printed after "opsctl: ".
+		path := strings.TrimPrefix(cmd.CommandPath(), root.Name()+" ")
+		if cmd == root {
+			return cli.UsageError(explainFlagValueError(err))
+		}
+		return cli.UsageError(fmt.Errorf("%s: %w", path, explainFlagValueError(err)))
 	})
 
 	root.AddCommand(

@@ -96,7 +96,9 @@ Stop with Ctrl-C: every packet is written and the file is complete.`,
 			// Every way of being asked to stop puts a swapped socket back:
 			// SIGHUP too (the terminal or ssh session went away), unless
 			// it is ignored (nohup).
-			stopSignals := []os.Signal{os.Interrupt, syscall.SIGTERM}
+			// SIGQUIT (Ctrl-\) too: Go's default would end opsctl at once
+			// and leave a swapped socket moved aside.
+			stopSignals := []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGQUIT}
 			if !signal.Ignored(syscall.SIGHUP) {
 				stopSignals = append(stopSignals, syscall.SIGHUP)
 			}

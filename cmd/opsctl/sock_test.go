@@ -318,11 +318,11 @@ func TestSockCaptureSwapServesInPlaceAndRestores(t *testing.T) {
 	}
 }
 
-// TestSockCaptureSwapRestoresOnEveryStopSignal: SIGTERM (service managers)
-// and SIGHUP (the terminal or ssh session that ran opsctl went away) must
-// put the socket back like Ctrl-C does.
+// TestSockCaptureSwapRestoresOnEveryStopSignal: SIGTERM (service managers),
+// SIGHUP (the terminal or ssh session that ran opsctl went away) and SIGQUIT
+// (Ctrl-\) must put the socket back like Ctrl-C does.
 func TestSockCaptureSwapRestoresOnEveryStopSignal(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			srv := filepath.Join(dir, "app.sock")

@@ -107,7 +107,7 @@ func TestBadFlagValuesSayWhatWasExpected(t *testing.T) {
 		if code != cli.ExitUsage || out != "" {
 			t.Errorf("opsctl %s: exit %d, stdout %q; want exit 2", strings.Join(tc.args, " "), code, out)
 		}
-		if !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 ||
+		if !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 || strings.HasPrefix(stderr, "opsctl: opsctl ") ||
 			strings.Contains(stderr, "strconv.") || strings.Contains(stderr, "time: ") {
 			t.Errorf("opsctl %s: stderr %q, want one line with %q", strings.Join(tc.args, " "), stderr, tc.want)
 		}
