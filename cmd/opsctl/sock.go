@@ -69,7 +69,7 @@ client's pid, uid and command.
 
 --listen PROXY serves at PROXY (mode and owner copied from PATH); point clients
 at PROXY. --swap serves at PATH itself, keeping the original at
-PATH.opsctl-orig, and puts it back on SIGINT, SIGTERM or SIGHUP: clients need no
+PATH.opsctl-orig, and puts it back on SIGINT, SIGTERM, SIGQUIT or SIGHUP: clients need no
 change. @name means an abstract socket. On the first signal the capture is
 finished and closed; a second one exits at once (status 1), for a reader of
 -w - that stopped reading.
