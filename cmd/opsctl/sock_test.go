@@ -1046,98 +1046,64 @@ func TestSockCaptureFileIsPrivateEvenWhenItExisted(t *testing.T) {
 	}
 }
 
-// TestSockCaptureSwapWithoutRightsKeepsAnEarlierCapture: --swap by a user
-// who may not write the socket's folder (sudo forgotten) fails in one line
-// before -w truncates (and then removes) an earlier capture of that name.
-func TestSockCaptureSwapWithoutRightsKeepsAnEarlierCapture(t *testing.T) {
+// TestSockCaptureWithoutRightsKeepsAnEarlierCapture: --swap or --listen by
+// a user who may not write the folder of the socket it must create (sudo
+// forgotten) fails in one line naming the folder, before -w truncates (and
+// then removes) an earlier capture of that name.
+func TestSockCaptureWithoutRightsKeepsAnEarlierCapture(t *testing.T) {
 	testenv.NeedRoot(t)
 	setpriv := testenv.Need(t, "setpriv", "util-linux")
-	base := t.TempDir()
-	for _, d := range []string{filepath.Dir(base), base} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin, err := os.ReadFile(testenv.Opsctl(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opsctl := filepath.Join(base, "opsctl")
-	if err := os.WriteFile(opsctl, bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	run := filepath.Join(base, "run")
-	out := filepath.Join(base, "out")
-	os.Mkdir(run, 0o755)
-	os.Mkdir(out, 0o755)
-	os.Chown(out, 65534, 65534)
-	srv := filepath.Join(run, "app.sock")
-	startHTTPServer(t, srv)
-	os.Chmod(srv, 0o666)
-	before, _ := os.Stat(srv)
-	earlier := filepath.Join(out, "app.pcap")
-	if err := os.WriteFile(earlier, []byte("an earlier capture"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(earlier, 65534, 65534)
-	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-		opsctl, "sock", "capture", "--socket", srv, "--swap", "-w", earlier)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.Run()
-	if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailure || !strings.Contains(stderr.String(), run) ||
-		strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
-		t.Errorf("exit %d, stderr %q; want exit 1, one line naming the folder %s", code, stderr.String(), run)
-	}
-	if b, err := os.ReadFile(earlier); err != nil || string(b) != "an earlier capture" {
-		t.Errorf("earlier capture file lost: %q, %v", b, err)
-	}
-	if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
-		t.Errorf("socket changed although the capture could not start")
-	}
-}
-
-func TestSockCaptureListenWithoutRightsKeepsAnEarlierCapture(t *testing.T) {
-	testenv.NeedRoot(t)
-	setpriv := testenv.Need(t, "setpriv", "util-linux")
-	base := t.TempDir()
-	for _, d := range []string{filepath.Dir(base), base} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin, err := os.ReadFile(testenv.Opsctl(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opsctl := filepath.Join(base, "opsctl")
-	if err := os.WriteFile(opsctl, bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	run := filepath.Join(base, "run") // root's: nobody cannot create the proxy there
-	out := filepath.Join(base, "out")
-	os.Mkdir(run, 0o755)
-	os.Mkdir(out, 0o755)
-	os.Chown(out, 65534, 65534)
-	srv := filepath.Join(out, "app.sock")
-	startHTTPServer(t, srv)
-	os.Chmod(srv, 0o666)
-	earlier := filepath.Join(out, "app.pcap")
-	if err := os.WriteFile(earlier, []byte("an earlier capture"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(earlier, 65534, 65534)
-	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-		opsctl, "sock", "capture", "--socket", srv, "--listen", filepath.Join(run, "proxy.sock"), "-w", earlier)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.Run()
-	if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailure || !strings.Contains(stderr.String(), run) ||
-		strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
-		t.Errorf("exit %d, stderr %q; want exit 1, one line naming the folder %s", code, stderr.String(), run)
-	}
-	if b, err := os.ReadFile(earlier); err != nil || string(b) != "an earlier capture" {
-		t.Errorf("earlier capture file lost: %q, %v", b, err)
+	for _, mode := range []string{"swap", "listen"} {
+		t.Run(mode, func(t *testing.T) {
+			base := t.TempDir()
+			for _, d := range []string{filepath.Dir(base), base} {
+				if err := os.Chmod(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			bin, err := os.ReadFile(testenv.Opsctl(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			opsctl := filepath.Join(base, "opsctl")
+			if err := os.WriteFile(opsctl, bin, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			run := filepath.Join(base, "run") // root's: nobody cannot create a socket there
+			out := filepath.Join(base, "out") // nobody's
+			os.Mkdir(run, 0o755)
+			os.Mkdir(out, 0o755)
+			os.Chown(out, 65534, 65534)
+			srv := filepath.Join(run, "app.sock")
+			args := []string{"--swap"}
+			if mode == "listen" {
+				srv = filepath.Join(out, "app.sock")
+				args = []string{"--listen", filepath.Join(run, "proxy.sock")}
+			}
+			startHTTPServer(t, srv)
+			os.Chmod(srv, 0o666)
+			before, _ := os.Stat(srv)
+			earlier := filepath.Join(out, "app.pcap")
+			if err := os.WriteFile(earlier, []byte("an earlier capture"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			os.Chown(earlier, 65534, 65534)
+			cmd := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups",
+				opsctl, "sock", "capture", "--socket", srv, "-w", earlier}, args...)...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			cmd.Run()
+			if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailure || !strings.Contains(stderr.String(), run) ||
+				strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+				t.Errorf("exit %d, stderr %q; want exit 1, one line naming the folder %s", code, stderr.String(), run)
+			}
+			if b, err := os.ReadFile(earlier); err != nil || string(b) != "an earlier capture" {
+				t.Errorf("earlier capture file lost: %q, %v", b, err)
+			}
+			if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
+				t.Errorf("socket changed although the capture could not start")
+			}
+		})
 	}
 }
 

@@ -383,17 +383,8 @@ func TestHooksSyncReplacesAHookGitLabDisabled(t *testing.T) {
 	fake.AddHook("g/off", fakegitlab.Hook{URL: url, PipelineEvents: true, EnableSSLVerification: true, AlertStatus: "disabled"})
 	fake.AddHook("g/paused", fakegitlab.Hook{URL: url, PipelineEvents: true, EnableSSLVerification: true, AlertStatus: "temporarily_disabled"})
 	api := newTestGitLab(t, fake, testToken)
-	ctx := context.Background()
-	projects, err := api.GroupProjects(ctx, "g")
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := PlanHooks(ctx, api, projects, WantedHook(url, ""), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if counts, err := plan.Apply(ctx, api, 4); err != nil || counts.String() != "added 0, updated 2, unchanged 0" {
-		t.Fatalf("apply: %s, %v", counts, err)
+	if counts := syncGroupHooks(t, api, url, ""); counts.String() != "added 0, updated 2, unchanged 0" {
+		t.Fatalf("apply: %s", counts)
 	}
 	for _, p := range []string{"g/off", "g/paused"} {
 		hooks := fake.Hooks(p)
@@ -406,18 +397,11 @@ func TestHooksSyncReplacesAHookGitLabDisabled(t *testing.T) {
 	// given: a new hook without it would get 401 from the receiver.
 	fake.AddProject(fakegitlab.ProjectSpec{Path: "g/secret"})
 	id := fake.AddHook("g/secret", fakegitlab.Hook{URL: url, PipelineEvents: true, EnableSSLVerification: true, Token: "old", AlertStatus: "disabled"})
-	projects, _ = api.GroupProjects(ctx, "g")
-	plan, _ = PlanHooks(ctx, api, projects, WantedHook(url, ""), 4)
-	if _, err := plan.Apply(ctx, api, 4); err != nil {
-		t.Fatal(err)
-	}
+	syncGroupHooks(t, api, url, "")
 	if hooks := fake.Hooks("g/secret"); len(hooks) != 1 || hooks[0].ID != id || hooks[0].Token != "old" {
 		t.Errorf("g/secret without the secret: %+v, want hook %d with its token", hooks, id)
 	}
-	plan, _ = PlanHooks(ctx, api, projects, WantedHook(url, "new"), 4)
-	if _, err := plan.Apply(ctx, api, 4); err != nil {
-		t.Fatal(err)
-	}
+	syncGroupHooks(t, api, url, "new")
 	if hooks := fake.Hooks("g/secret"); len(hooks) != 1 || hooks[0].AlertStatus != "" || hooks[0].Token != "new" {
 		t.Errorf("g/secret with the secret: %+v, want one enabled hook with the token", hooks)
 	}
@@ -466,21 +450,32 @@ func TestHooksSyncTakesTheSameURLSpelledOtherwise(t *testing.T) {
 	fake.AddHook("g/slash", fakegitlab.Hook{URL: url + "/", PipelineEvents: true, EnableSSLVerification: true})
 	fake.AddHook("g/upper", fakegitlab.Hook{URL: "https://Chain.Example.com/hook", PipelineEvents: true, EnableSSLVerification: true})
 	api := newTestGitLab(t, fake, testToken)
-	ctx := context.Background()
-	projects, err := api.GroupProjects(ctx, "g")
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := PlanHooks(ctx, api, projects, WantedHook(url, ""), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if counts, err := plan.Apply(ctx, api, 4); err != nil || counts.String() != "added 0, updated 2, unchanged 0" {
-		t.Fatalf("apply: %s, %v", counts, err)
+	if counts := syncGroupHooks(t, api, url, ""); counts.String() != "added 0, updated 2, unchanged 0" {
+		t.Fatalf("apply: %s", counts)
 	}
 	for _, p := range []string{"g/slash", "g/upper"} {
 		if hooks := fake.Hooks(p); len(hooks) != 1 || hooks[0].URL != url {
 			t.Errorf("%s: hooks %+v, want one with URL %s", p, hooks, url)
 		}
 	}
+}
+
+// syncGroupHooks plans and applies the hooks for url (with secret) on every
+// project of group g, as `chain hooks sync` does.
+func syncGroupHooks(t *testing.T, api *GitLab, url, secret string) HookCounts {
+	t.Helper()
+	ctx := context.Background()
+	projects, err := api.GroupProjects(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanHooks(ctx, api, projects, WantedHook(url, secret), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts, err := plan.Apply(ctx, api, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return counts
 }

@@ -243,14 +243,7 @@ func TestPatchAddsLinux16WhenOnlyACommentNamesIt(t *testing.T) {
 	if err := os.WriteFile(grubConf, []byte(commented), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	paths, err := FindParsers(script)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := PlanPatch(paths)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := planPatchOf(t, script)
 	diff := plan.Diff()
 	for _, want := range []string{"+                'linux16': 'kernel',", "+                'initrd16': 'initrd',"} {
 		if !strings.Contains(diff, want) {
@@ -281,14 +274,7 @@ func TestPatchKeepsTheFilesExtendedAttributes(t *testing.T) {
 	if err := unix.Setxattr(grubConf, "security.selinux", []byte("system_u:object_r:lib_t:s0"), 0); err == nil {
 		attrs["security.selinux"] = "system_u:object_r:lib_t:s0"
 	}
-	paths, err := FindParsers(script)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := PlanPatch(paths)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := planPatchOf(t, script)
 	backups, err := plan.Apply()
 	if err != nil || len(backups) != 1 {
 		t.Fatalf("apply: %v %v", backups, err)
@@ -318,4 +304,18 @@ func TestPatchKeepsTheFilesExtendedAttributes(t *testing.T) {
 	if n, err := unix.Getxattr(menu, "user.opsctl-test", buf); err != nil || string(buf[:n]) != "keep me" {
 		t.Errorf("menu.lst lost its attribute: %q, %v", buf[:max(n, 0)], err)
 	}
+}
+
+// planPatchOf plans the patch of the parsers pygrub script uses.
+func planPatchOf(t *testing.T, script string) *PatchPlan {
+	t.Helper()
+	paths, err := FindParsers(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanPatch(paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
 }
