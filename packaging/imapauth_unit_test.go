@@ -121,3 +121,30 @@ func TestPackagedIMAPAuthServiceAnswersRoot(t *testing.T) {
 		t.Errorf("the packaged service refuses root (ExecStart %v):\n%s", argv, stderr.String())
 	}
 }
+
+// The Exim authenticators and the examples of docs/imap-auth.md must name
+// the socket the packaged socket unit listens on: an admin who installs the
+// package and copies the documented authenticators gets 435 for every login
+// when the paths differ.
+func TestIMAPAuthDocsUseThePackagedSocket(t *testing.T) {
+	unit, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "packaging/systemd/opsctl-imap-auth.socket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^ListenStream=(\S+)$`).FindSubmatch(unit)
+	if m == nil {
+		t.Fatal("opsctl-imap-auth.socket has no ListenStream=")
+	}
+	packaged := string(m[1])
+	for _, page := range []string{"docs/imap-auth.md", "docs/install.md"} {
+		text, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), page))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range regexp.MustCompile(`/run/[\w./-]+\.sock`).FindAllString(string(text), -1) {
+			if path != packaged {
+				t.Errorf("%s names the socket %s, the package listens on %s", page, path, packaged)
+			}
+		}
+	}
+}

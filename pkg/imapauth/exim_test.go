@@ -230,10 +230,10 @@ func TestEximAuthenticatesThroughServe(t *testing.T) {
 	waitForSocket(t, p, socket)
 
 	authenticators := docBlock(t, "## Exim with ${readsocket}")
-	if !strings.Contains(authenticators, "/run/opsctl-imap-auth.sock") {
-		t.Fatalf("the documented authenticators do not use /run/opsctl-imap-auth.sock:\n%s", authenticators)
+	if !strings.Contains(authenticators, "/run/opsctl/imap-auth.sock") {
+		t.Fatalf("the documented authenticators do not use /run/opsctl/imap-auth.sock:\n%s", authenticators)
 	}
-	e := startExim(t, pki, strings.ReplaceAll(authenticators, "/run/opsctl-imap-auth.sock", socket))
+	e := startExim(t, pki, strings.ReplaceAll(authenticators, "/run/opsctl/imap-auth.sock", socket))
 
 	cases := []struct {
 		name string
@@ -291,7 +291,7 @@ func TestEximAnswersTemporaryWhenTheDaemonRefusesItsUID(t *testing.T) {
 	p := startServe(t, cmd)
 	waitForSocket(t, p, socket)
 	authenticators := docBlock(t, "## Exim with ${readsocket}")
-	e := startExim(t, pki, strings.ReplaceAll(authenticators, "/run/opsctl-imap-auth.sock", socket))
+	e := startExim(t, pki, strings.ReplaceAll(authenticators, "/run/opsctl/imap-auth.sock", socket))
 	if got := e.login(t, smtp.PlainAuth("", "alice", dovecotUsers["alice"], "127.0.0.1")); got != 435 {
 		t.Errorf("Exim's uid not allowed: AUTH answered %d, want 435 (temporary)\n%s\n%s", got, e.log(), p.stderr)
 	}
