@@ -67,13 +67,17 @@ deb: pkg-tree
 	sed 's|src: build/pkg/|src: $(BUILD)/pkg/|' packaging/nfpm.yaml > $(BUILD)/nfpm.yaml
 	OPSCTL_DEB_VERSION='$(DEB_VERSION)' $(GO) tool nfpm package --config $(BUILD)/nfpm.yaml --packager deb --target $(DIST)/
 
+# Debian's zsh reads /usr/local/share/zsh/site-functions (the admin's) and
+# /usr/share/zsh/vendor-completions (packages'), not $(PREFIX)/share/zsh/vendor-completions.
+ZSH_COMPLETIONS ?= $(if $(filter /usr,$(PREFIX)),/usr/share/zsh/vendor-completions,$(PREFIX)/share/zsh/site-functions)
+
 # Installs what the package holds; units refer to $(PREFIX)/bin/opsctl.
 install: pkg-tree
 	install -D -m 0755 $(BUILD)/pkg/opsctl $(DESTDIR)$(PREFIX)/bin/opsctl
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)/etc/default
 	install -m 0644 $(BUILD)/pkg/man/*.1.gz $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -D -m 0644 $(BUILD)/pkg/completions/opsctl.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/opsctl
-	install -D -m 0644 $(BUILD)/pkg/completions/_opsctl $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_opsctl
+	install -D -m 0644 $(BUILD)/pkg/completions/_opsctl $(DESTDIR)$(ZSH_COMPLETIONS)/_opsctl
 	install -D -m 0644 $(BUILD)/pkg/completions/opsctl.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/opsctl.fish
 	for unit in packaging/systemd/*; do \
 	  sed 's|/usr/bin/opsctl|$(PREFIX)/bin/opsctl|' $$unit > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$unit); done

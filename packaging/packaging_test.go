@@ -182,7 +182,9 @@ func TestMakeInstallHonoursPrefixAndDestdir(t *testing.T) {
 		"usr/local/bin/opsctl",
 		"usr/local/share/man/man1/opsctl-chain.1.gz",
 		"usr/local/share/bash-completion/completions/opsctl",
-		"usr/local/share/zsh/vendor-completions/_opsctl",
+		// Debian's zsh searches /usr/local/share/zsh/site-functions, not
+		// /usr/local/share/zsh/vendor-completions (vendor-* is for packages).
+		"usr/local/share/zsh/site-functions/_opsctl",
 		"usr/local/share/fish/vendor_completions.d/opsctl.fish",
 		"etc/default/opsctl-chain",
 	} {
