@@ -12,8 +12,9 @@ import (
 // Cache remembers successful logins for a while so that a burst of SMTP
 // sessions of one user costs one IMAP login. It keeps, per user, a random
 // salt and SHA-256(salt || password), never the password. A failed login of
-// the user forgets the entry at once, so a changed password takes effect for
-// the next check.
+// the user forgets the entry at once. After a password change the old
+// password still hits until a login with the new one replaces the entry, a
+// login of the user fails, or the TTL ends.
 type Cache struct {
 	ttl        time.Duration
 	maxEntries int

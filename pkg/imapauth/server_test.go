@@ -515,3 +515,32 @@ func TestCacheKeepsNoLateYesThatARejectionOvertook(t *testing.T) {
 		t.Fatalf("%d IMAP checks, want 3 (none answered from the cache)", n)
 	}
 }
+
+// What docs/imap-auth.md promises about a password change with the cache
+// on: the old password keeps being answered from the cache (the server is
+// not asked) until a login with the new one, a rejected login of the user
+// or the TTL ends its entry.
+func TestCacheAnswersTheOldPasswordUntilTheNewOneLogsIn(t *testing.T) {
+	checker := &passwords{valid: map[string]string{"alice": "old"}}
+	path := startDaemon(t, &Server{Checker: checker, Cache: NewCache(time.Minute, 0)})
+	if got := ask(t, path, request("alice", "old")); got != "yes" {
+		t.Fatalf("old password before the change: %q", got)
+	}
+	checker.valid = map[string]string{"alice": "new"} // no check runs now
+	steps := []struct {
+		password, want string
+		calls          int64
+	}{
+		{"old", "yes", 1}, // from the cache: the server is not asked
+		{"new", "yes", 2}, // a miss: the server says yes, the entry is replaced
+		{"old", "no", 3},  // a miss now: the server says no
+	}
+	for i, step := range steps {
+		if got := ask(t, path, request("alice", step.password)); got != step.want {
+			t.Fatalf("step %d (%s password): %q, want %q", i, step.password, got, step.want)
+		}
+		if calls := checker.calls.Load(); calls != step.calls {
+			t.Fatalf("step %d: %d IMAP checks, want %d", i, calls, step.calls)
+		}
+	}
+}
