@@ -211,9 +211,9 @@ closed. A malformed request gets defer. Only clients whose uid is allowed
 Under systemd socket activation (LISTEN_FDS) the passed socket is used and
 --socket may be omitted. SIGTERM and SIGINT stop accepting and let the
 requests being answered finish.`,
-		Example: `  # Exim runs as Debian-exim; cache good logins for a minute; metrics
+		Example: `  # Exim runs as Debian-exim, root tries by hand; cache good logins for a minute; metrics
   opsctl imap-auth serve --socket /run/opsctl/imap-auth.sock --server imap.example.org \
-      --allow-uid Debian-exim --cache-ttl 1m --metrics-listen 127.0.0.1:9127
+      --allow-uid Debian-exim --allow-uid root --cache-ttl 1m --metrics-listen 127.0.0.1:9127
 
   # try it by hand (as root)
   printf '%s %s\n' "$(printf alice | base64)" "$(printf 'secret' | base64)" |

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,30 @@ func TestIMAPAuthCheckTakesDashedCredentialsAfterDoubleDash(t *testing.T) {
 	out, errOut, code := runForTest("imap-auth", "check", "--server", "127.0.0.1:1", "--timeout", "2s", "--", "--server=elsewhere.test", "-secret")
 	if code != cli.ExitTemporary || out != "defer\n" || !strings.Contains(errOut, "127.0.0.1:1") {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want the check made against 127.0.0.1:1 (defer, 75)", code, out, errOut)
+	}
+}
+
+// The serve example starts a daemon and then tells root to try it by hand:
+// the daemon it starts must answer root (an --allow-uid replaces the
+// default of root and the daemon's uid), or the try gets defer.
+func TestIMAPAuthServeExampleAnswersTheRootItTellsToTry(t *testing.T) {
+	f, _, _ := testFactory("")
+	example := newCmdIMAPAuthServe(f, nil).Example
+	if !strings.Contains(example, "(as root)") {
+		t.Skip("the example no longer has root try the socket")
+	}
+	_, argv, ok := strings.Cut(strings.ReplaceAll(example, "\\\n", " "), "opsctl imap-auth serve ")
+	if !ok {
+		t.Fatalf("the example starts no daemon: %q", example)
+	}
+	argv, _, _ = strings.Cut(argv, "\n")
+	var got *IMAPAuthServeOptions
+	cmd := newCmdIMAPAuthServe(f, func(o *IMAPAuthServeOptions) error { got = o; return nil })
+	cmd.SetArgs(strings.Fields(argv))
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.AllowUIDs) > 0 && !slices.Contains(got.AllowUIDs, "root") && !slices.Contains(got.AllowUIDs, "0") {
+		t.Errorf("the example's daemon allows only %v: root's try by hand gets defer", got.AllowUIDs)
 	}
 }
