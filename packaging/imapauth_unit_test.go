@@ -70,9 +70,7 @@ func defaultFile(t *testing.T, name string) map[string]string {
 // The packaged settings say that Exim's user and root may ask the daemon
 // (install.md: "the Exim user and root"); root is who tries it by hand.
 func TestPackagedIMAPAuthServiceAnswersRoot(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root: the client must be uid 0")
-	}
+	testenv.NeedRoot(t) // the client must be uid 0
 	if _, err := user.Lookup("Debian-exim"); err != nil {
 		testenv.Missing(t, "the user Debian-exim (exim4-base) named by the packaged settings")
 	}
