@@ -216,7 +216,7 @@ requests being answered finish.`,
       --allow-uid Debian-exim --allow-uid root --cache-ttl 1m --metrics-listen 127.0.0.1:9127
 
   # try it by hand (as root)
-  printf '%s %s\n' "$(printf alice | base64)" "$(printf 'secret' | base64)" |
+  printf '%s %s\n' "$(printf alice | base64 -w0)" "$(printf 'secret' | base64 -w0)" |
       socat - UNIX-CONNECT:/run/opsctl/imap-auth.sock`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -140,7 +143,7 @@ func TestIMAPAuthServeExampleAnswersTheRootItTellsToTry(t *testing.T) {
 	f, _, _ := testFactory("")
 	example := newCmdIMAPAuthServe(f, nil).Example
 	if !strings.Contains(example, "(as root)") {
-		t.Skip("the example no longer has root try the socket")
+		t.Fatal("the example no longer has root try the socket: change this test with it")
 	}
 	_, argv, ok := strings.Cut(strings.ReplaceAll(example, "\\\n", " "), "opsctl imap-auth serve ")
 	if !ok {
@@ -155,5 +158,43 @@ func TestIMAPAuthServeExampleAnswersTheRootItTellsToTry(t *testing.T) {
 	}
 	if len(got.AllowUIDs) > 0 && !slices.Contains(got.AllowUIDs, "root") && !slices.Contains(got.AllowUIDs, "0") {
 		t.Errorf("the example's daemon allows only %v: root's try by hand gets defer", got.AllowUIDs)
+	}
+}
+
+// TestIMAPAuthRequestByHandKeepsLongPasswordsOnOneLine: the by-hand request
+// of the help and of docs/imap-auth.md must stay one line for a long
+// password (plain base64 wraps at 76 characters: a password over 57 bytes
+// became a malformed request, answered defer).
+func TestIMAPAuthRequestByHandKeepsLongPasswordsOnOneLine(t *testing.T) {
+	f, _, _ := testFactory("")
+	doc, err := os.ReadFile("../../docs/imap-auth.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	password := strings.Repeat("long-password-", 8)
+	for name, text := range map[string]string{"help": newCmdIMAPAuthServe(f, nil).Example, "docs/imap-auth.md": string(doc)} {
+		var pipeline string
+		for _, line := range strings.Split(text, "\n") {
+			if line = strings.TrimSpace(line); strings.HasPrefix(line, "printf '%s %s\\n'") {
+				pipeline = strings.TrimSuffix(strings.TrimSpace(line), "|")
+			}
+		}
+		if pipeline == "" {
+			t.Fatalf("%s: no by-hand request (printf '%%s %%s\\n' ...)", name)
+		}
+		pipeline = strings.Replace(pipeline, "'secret'", "'"+password+"'", 1)
+		out, err := exec.Command("sh", "-c", pipeline).Output()
+		if err != nil {
+			t.Fatalf("%s: %s: %v", name, pipeline, err)
+		}
+		fields := strings.Fields(string(out))
+		if len(fields) < 2 {
+			t.Fatalf("%s: the request is %q", name, out)
+		}
+		user, _ := base64.StdEncoding.DecodeString(fields[0])
+		pass, _ := base64.StdEncoding.DecodeString(fields[len(fields)-1])
+		if strings.Count(string(out), "\n") != 1 || len(fields) != 2 || string(user) != "alice" || string(pass) != password {
+			t.Errorf("%s: the request for a %d-byte password is %q, want one line of two base64 fields", name, len(password), out)
+		}
 	}
 }
