@@ -28,7 +28,9 @@ var (
 	directiveRE = regexp.MustCompile(`^#[ \t]*([A-Za-z][A-Za-z0-9_-]*)[ \t]*=[ \t]*(.*?)[ \t]*$`)
 	// A here-document opens with a word that starts with << (after an
 	// optional file descriptor), as BuildKit reads it: $((1<<X)) is none.
-	heredocRE = regexp.MustCompile(`(?:^|[ \t])[0-9]*<<(-?)(["']?)([A-Za-z_][A-Za-z0-9_]*)(["']?)`)
+	// The rest of the word, quotes removed, is the terminator (BuildKit
+	// takes every character but '<': END-PY and 'x.conf' are words too).
+	heredocRE = regexp.MustCompile(`(?:^|[ \t])[0-9]*<<(-?)([^<\s]+)`)
 )
 
 // ParseContainerfile reads the FROM lines of a Containerfile the way
@@ -164,10 +166,11 @@ func (p *fromParser) instruction(start int, text string, lines []string, last in
 // opens, so that their lines are never read as instructions.
 func skipHeredocs(args string, lines []string, last int) (int, bool) {
 	for _, m := range heredocRE.FindAllStringSubmatch(args, -1) {
-		if m[2] != m[4] {
+		word, ok := unquoteHeredocWord(m[2])
+		if !ok {
 			continue
 		}
-		stripTabs, word := m[1] == "-", m[3]
+		stripTabs := m[1] == "-"
 		terminated := false
 		for last+1 < len(lines) && !terminated {
 			last++
@@ -182,6 +185,27 @@ func skipHeredocs(args string, lines []string, last int) (int, bool) {
 		}
 	}
 	return last, true
+}
+
+// unquoteHeredocWord removes the shell quotes of a here-document word
+// ("EOF", 'EOF', E"O"F); false when a quote is not closed or nothing is
+// left.
+func unquoteHeredocWord(w string) (string, bool) {
+	var out strings.Builder
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if c != '"' && c != '\'' {
+			out.WriteByte(c)
+			continue
+		}
+		end := strings.IndexByte(w[i+1:], c)
+		if end < 0 {
+			return "", false
+		}
+		out.WriteString(w[i+1 : i+1+end])
+		i += end + 1
+	}
+	return out.String(), out.Len() > 0
 }
 
 func (p *fromParser) globalArg(line int, rest string) {
