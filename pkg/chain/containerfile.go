@@ -151,6 +151,15 @@ func (p *fromParser) instruction(start int, text string, lines []string, last in
 	case "FROM":
 		p.afterFrom = true
 		p.from(start, rest)
+	case "ONBUILD":
+		// BuildKit unwraps ONBUILD before it asks whether an instruction
+		// can hold a here-document: ONBUILD RUN <<EOF opens one.
+		if f := strings.Fields(rest); len(f) > 0 {
+			switch strings.ToUpper(f[0]) {
+			case "RUN", "COPY", "ADD":
+				return p.instruction(start, rest, lines, last)
+			}
+		}
 	case "RUN", "COPY", "ADD":
 		end, ok := skipHeredocs(rest, lines, last)
 		if !ok {
