@@ -82,7 +82,11 @@ func ParseContainerfile(data []byte) *Containerfile {
 			}
 		}
 	}
-	continuation := regexp.MustCompile(regexp.QuoteMeta(string(escape)) + `[ \t]*$`)
+	// BuildKit's line continuation: the escape character last on a line,
+	// alone or after a character that is not the escape character (a
+	// line ending in an escaped escape, C:\\, is not continued).
+	q := regexp.QuoteMeta(string(escape))
+	continuation := regexp.MustCompile(`(?:^|[^` + q + `])(` + q + `)[ \t]*$`)
 
 	p := &fromParser{cf: cf, escape: escape, args: map[string]argValue{}, stages: map[string]bool{}}
 	var logical strings.Builder
@@ -101,8 +105,8 @@ func ParseContainerfile(data []byte) *Containerfile {
 			inInstruction = true
 			logical.Reset()
 		}
-		if loc := continuation.FindStringIndex(line); loc != nil {
-			logical.WriteString(line[:loc[0]])
+		if loc := continuation.FindStringSubmatchIndex(line); loc != nil {
+			logical.WriteString(line[:loc[2]])
 			continue
 		}
 		logical.WriteString(line)
