@@ -55,10 +55,10 @@ func ParseContainerfile(data []byte) *Containerfile {
 	escape := byte('\\')
 	i := 0
 	// Parser directives: only at the very top, before any comment, blank
-	// line or instruction.
+	// line or instruction. BuildKit strips leading white space first.
 	seen := map[string]bool{}
 	for ; i < len(lines); i++ {
-		m := directiveRE.FindStringSubmatch(lines[i])
+		m := directiveRE.FindStringSubmatch(strings.TrimLeft(lines[i], " \t"))
 		if m == nil {
 			break
 		}

@@ -55,6 +55,7 @@ COPY --from=build /app /app
 		{"directive after a comment is a comment", "# hello\n# escape=`\nFROM \\\n alpine\n", []string{"alpine"}, nil},
 		{"an escaped escape at the end of a line is no continuation", "FROM alpine\nRUN dir C:\\\\\nFROM debian\n", []string{"alpine", "debian"}, nil},
 		{"an escape alone on a line continues", "FROM \\\n\\\n alpine\n", []string{"alpine"}, nil},
+		{"indented escape directive", "  # escape=`\nFROM `\n alpine\n", []string{"alpine"}, nil},
 		{"syntax directive", "# syntax=docker/dockerfile:1.7\nFROM alpine\n", []string{"alpine"}, nil},
 		{"heredoc body is not read", "FROM alpine\nRUN <<EOF\nFROM evil\nEOF\nFROM debian\n", []string{"alpine", "debian"}, nil},
 		{"heredoc with dash and quotes", "FROM alpine\nCOPY <<-\"END\" /x\n\tFROM evil\n\tEND\nFROM busybox\n", []string{"alpine", "busybox"}, nil},
