@@ -27,10 +27,11 @@ type Containerfile struct {
 var (
 	directiveRE = regexp.MustCompile(`^#[ \t]*([A-Za-z][A-Za-z0-9_-]*)[ \t]*=[ \t]*(.*?)[ \t]*$`)
 	// A here-document opens with a word that starts with << (after an
-	// optional file descriptor), as BuildKit reads it: $((1<<X)) is none.
-	// The rest of the word, quotes removed, is the terminator (BuildKit
-	// takes every character but '<': END-PY and 'x.conf' are words too).
-	heredocRE = regexp.MustCompile(`(?:^|[ \t])[0-9]*<<(-?)([^<\s]+)`)
+	// optional file descriptor), as BuildKit reads it: $((1<<X)) and
+	// "a <<b" are none. The rest of the word, quotes removed, is the
+	// terminator (BuildKit takes every character but '<': END-PY and
+	// 'x.conf' are words too).
+	heredocRE = regexp.MustCompile(`^[0-9]*<<(-?)([^<]+)$`)
 )
 
 // ParseContainerfile reads the FROM lines of a Containerfile the way
@@ -178,7 +179,14 @@ func (p *fromParser) instruction(start int, text string, lines []string, last in
 // skipHeredocs consumes the bodies of the here-documents an instruction
 // opens, so that their lines are never read as instructions.
 func skipHeredocs(args string, lines []string, last int) (int, bool) {
-	for _, m := range heredocRE.FindAllStringSubmatch(args, -1) {
+	// BuildKit splits the instruction into shell words with \ as the
+	// escape, whatever the escape directive says.
+	words, _ := splitWords(args, '\\')
+	for _, w := range words {
+		m := heredocRE.FindStringSubmatch(w)
+		if m == nil {
+			continue
+		}
 		word, ok := unquoteHeredocWord(m[2])
 		if !ok {
 			continue

@@ -64,6 +64,7 @@ COPY --from=build /app /app
 		{"here-document word with a hyphen", "FROM alpine\nRUN python3 <<END-PY\nFROM evil\nEND-PY\nFROM debian\n", []string{"alpine", "debian"}, nil},
 		{"here-document word with a dot, quoted", "FROM alpine\nCOPY <<'x.conf' /etc/x.conf\nFROM evil\nx.conf\nFROM debian\n", []string{"alpine", "debian"}, nil},
 		{"ONBUILD RUN opens a here-document too", "FROM alpine\nONBUILD RUN <<EOF\nFROM evil\nEOF\nFROM debian\n", []string{"alpine", "debian"}, nil},
+		{"<< inside quotes opens no here-document", "FROM alpine\nRUN echo \"a <<EOF b\"\nFROM debian\nRUN cat <<EOF\nhi\nEOF\n", []string{"alpine", "debian"}, nil},
 		{"unterminated here-document is a warning, not a silent drop", "FROM alpine\nRUN cat <<EOF\nFROM debian\n", []string{"alpine", "debian"}, []string{"line 2: RUN: here-document not terminated"}},
 		{"CRLF line ends", "ARG T=1\r\nFROM alpine:${T}\r\n", []string{"alpine:1"}, nil},
 		{"FROM without image", "FROM\n", nil, []string{"line 1: FROM without an image"}},
