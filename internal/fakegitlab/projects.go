@@ -3,6 +3,7 @@ package fakegitlab
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,10 @@ type Project struct {
 	// Refs maps a branch to its files (path -> content).
 	Refs  map[string]map[string]string
 	Hooks []*Hook
+	// SharedWith are the groups the project is shared with (Share
+	// project with group): GitLab lists it among their projects unless
+	// with_shared=false.
+	SharedWith []*Group
 }
 
 // ProjectSpec describes a project to add.
@@ -103,6 +108,14 @@ func (s *Server) SetFile(projectPath, branch, name, content string) {
 		p.Refs[branch] = map[string]string{}
 	}
 	p.Refs[branch][name] = content
+}
+
+// ShareProject shares a project with a group (creating the group).
+func (s *Server) ShareProject(projectPath, groupPath string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.projectLocked(projectPath)
+	p.SharedWith = append(p.SharedWith, s.ensureGroupLocked(groupPath))
 }
 
 // SetArchived archives or unarchives a project.
@@ -207,7 +220,8 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request, params map[str
 }
 
 // listGroupProjects is GET /groups/:id/projects: include_subgroups,
-// archived (true: only archived, false: only not archived, absent: all),
+// with_shared (default true: projects shared with the group are listed
+// too), archived (true: only archived, false: only not archived, absent: all),
 // order_by (id, name, path, created_at, last_activity_at; default
 // created_at) and sort (asc, desc; default desc), paginated.
 func (s *Server) listGroupProjects(w http.ResponseWriter, r *http.Request, params map[string]string) {
@@ -222,7 +236,9 @@ func (s *Server) listGroupProjects(w http.ResponseWriter, r *http.Request, param
 	subgroups := q.Get("include_subgroups") == "true"
 	var list []*Project
 	for _, p := range s.projects {
-		if p.Namespace != g && !(subgroups && p.Namespace.within(g)) {
+		owned := p.Namespace == g || (subgroups && p.Namespace.within(g))
+		shared := q.Get("with_shared") != "false" && slices.Contains(p.SharedWith, g)
+		if !owned && !shared {
 			continue
 		}
 		if a := q.Get("archived"); a != "" && (a == "true") != p.Archived {

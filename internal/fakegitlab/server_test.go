@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
@@ -199,5 +201,35 @@ func TestFaultsAndHandleExtendTheServer(t *testing.T) {
 	}
 	if n := s.CountCalls("POST", "/api/v4/projects/g/a/pipeline"); n != 2 {
 		t.Errorf("call log counted %d", n)
+	}
+}
+
+// GitLab lists the projects shared with a group among the group's
+// projects unless with_shared=false (the default is true).
+func TestSharedProjectsListedUnlessWithSharedFalse(t *testing.T) {
+	s := New()
+	defer s.Close()
+	s.AddToken("t", "read_api")
+	s.AddProject(ProjectSpec{Path: "g/a"})
+	s.AddProject(ProjectSpec{Path: "other/lib"})
+	s.ShareProject("other/lib", "g")
+	c := newClient(t, s, "t")
+	paths := func(opt *gitlab.ListGroupProjectsOptions) []string {
+		ps, _, err := c.Groups.ListGroupProjects("g", opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.PathWithNamespace)
+		}
+		sort.Strings(out)
+		return out
+	}
+	if got := paths(&gitlab.ListGroupProjectsOptions{IncludeSubGroups: gitlab.Ptr(true)}); !slices.Equal(got, []string{"g/a", "other/lib"}) {
+		t.Errorf("default: %q, want g/a and the shared other/lib", got)
+	}
+	if got := paths(&gitlab.ListGroupProjectsOptions{IncludeSubGroups: gitlab.Ptr(true), WithShared: gitlab.Ptr(false)}); !slices.Equal(got, []string{"g/a"}) {
+		t.Errorf("with_shared=false: %q, want g/a", got)
 	}
 }

@@ -46,6 +46,8 @@ func TestGitLabScanReadsGroupAndSubgroupsSkippingArchived(t *testing.T) {
 	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/old", Archived: true, Files: map[string]string{"Containerfile": "FROM debian\n"}})
 	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/empty", Empty: true})
 	fake.AddProject(fakegitlab.ProjectSpec{Path: "other/x", Files: map[string]string{"Containerfile": "FROM debian\n"}})
+	// Shared with img, but not a project of it.
+	fake.ShareProject("other/x", "img")
 	// Enough filler projects for three pages of 100.
 	for i := range 230 {
 		fake.AddProject(fakegitlab.ProjectSpec{Path: fmt.Sprintf("img/fill/p%03d", i)})
