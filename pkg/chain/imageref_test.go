@@ -34,7 +34,7 @@ func TestParseImageRefNormalisesLikeDocker(t *testing.T) {
 }
 
 func TestParseImageRefRejectsMalformed(t *testing.T) {
-	for _, in := range []string{"", "Debian", "debian:", "debian:bad tag", "debian@sha256:short", "reg.example.com/", "a//b", "-x/y", "host:port:bad/x"} {
+	for _, in := range []string{"", "Debian", "debian:", "debian:bad tag", "debian@sha256:short", "debian@sha256:" + strings.Repeat("a", 32), "debian@sha256:" + strings.Repeat("g", 64), "debian@md5:" + strings.Repeat("a", 32), "reg.example.com/", "a//b", "-x/y", "host:port:bad/x"} {
 		if ref, err := ParseImageRef(in); err == nil {
 			t.Errorf("%q accepted as %s", in, ref)
 		}
