@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/opsctl/opsctl/internal/testenv"
+)
+
+// docExample is a fenced block of a doc page that shows a command line
+// (`$ opsctl ...` or `# opsctl ...`) and what it prints.
+type docExample struct {
+	line int      // of the command line in the page
+	args []string // after opsctl
+	want []string // the lines shown below the command
+}
+
+// docExamples returns the examples of a page whose command line starts with
+// prefix (e.g. "opsctl chain plan").
+func docExamples(t *testing.T, page, prefix string) []docExample {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(text), "\n")
+	var examples []docExample
+	for i := 0; i < len(lines); i++ {
+		if !strings.HasPrefix(lines[i], "```") || i+1 >= len(lines) {
+			continue
+		}
+		first := lines[i+1]
+		cmd := strings.TrimPrefix(strings.TrimPrefix(first, "$ "), "# ")
+		cmd = strings.TrimPrefix(cmd, "bin/")
+		ex := docExample{line: i + 2}
+		j := i + 2
+		for ; j < len(lines) && !strings.HasPrefix(lines[j], "```"); j++ {
+			ex.want = append(ex.want, lines[j])
+		}
+		if cmd != first && strings.HasPrefix(cmd, prefix) {
+			ex.args = strings.Fields(cmd)[1:]
+			examples = append(examples, ex)
+		}
+		i = j
+	}
+	if len(examples) == 0 {
+		t.Fatalf("%s: no example of %q", page, prefix)
+	}
+	return examples
+}
+
+// matchDocOutput compares output with the lines a page shows: "..." in a
+// line stands for any text, a line that is only "..." for any lines.
+func matchDocOutput(want []string, got string) bool {
+	var b strings.Builder
+	b.WriteString(`\A`)
+	for _, line := range want {
+		if strings.TrimSpace(line) == "..." {
+			b.WriteString(`(?:.*\n)*?`)
+			continue
+		}
+		parts := strings.Split(line, "...")
+		for k := range parts {
+			parts[k] = regexp.QuoteMeta(parts[k])
+		}
+		b.WriteString(strings.Join(parts, ".*") + `\n`)
+	}
+	b.WriteString(`\z`)
+	return regexp.MustCompile(b.String()).MatchString(got)
+}
+
+// The `chain` examples of docs/chain.md run on examples/images and print
+// what the page shows.
+func TestDocChainExamplesPrintWhatThePageShows(t *testing.T) {
+	images := filepath.Join(testenv.ModuleRoot(), "examples", "images")
+	for _, prefix := range []string{"opsctl chain plan", "opsctl chain scan"} {
+		for _, ex := range docExamples(t, "docs/chain.md", prefix) {
+			args := append([]string{}, ex.args...)
+			for k, a := range args {
+				if a == "examples/images" {
+					args[k] = images
+				}
+			}
+			out, stderr, code := runForTest(args...)
+			if code != 0 {
+				t.Errorf("docs/chain.md:%d: opsctl %s: exit %d: %s", ex.line, strings.Join(ex.args, " "), code, stderr)
+				continue
+			}
+			var ok bool
+			if strings.Contains(strings.Join(args, " "), "-o json") {
+				// Shown compact, printed indented.
+				var a, b bytes.Buffer
+				ok = json.Compact(&a, []byte(strings.Join(ex.want, "\n"))) == nil && json.Compact(&b, []byte(out)) == nil &&
+					a.String() == b.String()
+			} else {
+				ok = matchDocOutput(ex.want, out)
+			}
+			if !ok {
+				t.Errorf("docs/chain.md:%d: opsctl %s prints\n%s\nthe page shows\n%s", ex.line, strings.Join(ex.args, " "), out, strings.Join(ex.want, "\n"))
+			}
+		}
+	}
+}
+
+// The `lvm cache` examples of docs/lvm.md, against lvm2 2.03.16's reports
+// of the cached storage/slowlv they were taken from.
+func TestDocLVMExamplesPrintWhatThePageShows(t *testing.T) {
+	lvm := fakeLVM(t)
+	for _, ex := range docExamples(t, "docs/lvm.md", "opsctl lvm cache") {
+		args := append(append([]string{}, ex.args...), "--lvm", lvm, "--state-dir", t.TempDir())
+		out, stderr, code := runForTest(args...)
+		want := make([]string, len(ex.want))
+		for k, line := range ex.want {
+			want[k] = strings.Replace(line, "+ lvm ", "+ "+lvm+" ", 1)
+		}
+		if code != 0 || !matchDocOutput(want, out) {
+			t.Errorf("docs/lvm.md:%d: opsctl %s: exit %d, prints\n%s%s\nthe page shows\n%s", ex.line, strings.Join(ex.args, " "), code, out, stderr, strings.Join(want, "\n"))
+		}
+	}
+}
