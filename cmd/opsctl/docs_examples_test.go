@@ -123,3 +123,37 @@ func TestDocLVMExamplesPrintWhatThePageShows(t *testing.T) {
 		}
 	}
 }
+
+// The `pygrub check --xen 4.1` example of docs/pygrub.md, on a CentOS 7
+// guest (grub.cfg in /boot/grub2, /boot on XFS) mounted on /mnt.
+func TestDocPygrubCheckExamplePrintsWhatThePageShows(t *testing.T) {
+	cfg, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "pkg/pygrubfix/testdata/corpus/centos7.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	for name, data := range map[string]string{
+		"boot/grub2/grub.cfg": string(cfg),
+		"etc/fstab":           "/dev/mapper/centos-root / xfs defaults 0 0\nUUID=1234 /boot xfs defaults 0 0\n",
+	} {
+		path := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ex := range docExamples(t, "docs/pygrub.md", "opsctl pygrub check") {
+		args := append([]string{}, ex.args...)
+		for k, a := range args {
+			if a == "/mnt" {
+				args[k] = root
+			}
+		}
+		out, stderr, code := runForTest(args...)
+		if code != 1 || !matchDocOutput(ex.want, out) {
+			t.Errorf("docs/pygrub.md:%d: opsctl %s: exit %d (want 1), prints\n%s%s\nthe page shows\n%s", ex.line, strings.Join(ex.args, " "), code, out, stderr, strings.Join(ex.want, "\n"))
+		}
+	}
+}
