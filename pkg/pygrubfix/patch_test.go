@@ -105,17 +105,21 @@ func TestPatchRestoresPygrub417FromGreedyCopy(t *testing.T) {
 		}
 	}
 	// The diff is one `patch` understands.
-	if patchBin, err := exec.LookPath("patch"); err == nil {
-		cp := filepath.Join(t.TempDir(), "GrubConf.py")
-		data, _ := os.ReadFile(grubConf)
-		os.WriteFile(cp, data, 0o644)
-		cmd := exec.Command(patchBin, "-s", cp)
-		cmd.Stdin = strings.NewReader(diff)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("patch(1) rejects the diff: %v\n%s", err, out)
-		} else if got, _ := os.ReadFile(cp); string(got) != original {
-			t.Error("patch(1) with the diff does not give the 4.17 file")
-		}
+	patchBin := testenv.Need(t, "patch", "patch")
+	cp := filepath.Join(t.TempDir(), "GrubConf.py")
+	data, err := os.ReadFile(grubConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(patchBin, "-s", cp)
+	cmd.Stdin = strings.NewReader(diff)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("patch(1) rejects the diff: %v\n%s", err, out)
+	} else if got, _ := os.ReadFile(cp); string(got) != original {
+		t.Error("patch(1) with the diff does not give the 4.17 file")
 	}
 
 	backups, err := plan.Apply()
