@@ -657,7 +657,7 @@ func openFDs(t *testing.T) int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		t.Skip(err)
+		testenv.Missing(t, fmt.Sprintf("the open descriptors are not countable without /proc (procfs): %v", err))
 	}
 	return len(ents)
 }
