@@ -172,12 +172,41 @@ func TestReadmeFirstExampleRunsWithDot(t *testing.T) {
 	if out != scan {
 		t.Errorf("chain plan -o dot without ROOT is not the graph of chain scan -o dot:\n%s\nscan:\n%s", out, scan)
 	}
+	// The README pipes it into `dot -Tsvg`: Graphviz must draw it, every
+	// edge (5 between projects, 2 from external images).
+	if edges := graphvizEdges(t, out); edges != 7 {
+		t.Errorf("graphviz drew %d edges of chain plan -o dot, want 7:\n%s", edges, out)
+	}
 	// With a root, the graph of what the plan builds.
 	out, stderr, code = testenv.Run(t, "", "chain", "plan", "--dir", images, "ops/ruby", "-o", "dot")
 	if code != 0 || !strings.Contains(out, `"ops/ruby" -> "ops/app";`) || strings.Contains(out, `"ops/python"`) ||
 		strings.Contains(out, `"ops/base"`) {
 		t.Errorf("chain plan ops/ruby -o dot: exit %d\n%s%s", code, out, stderr)
 	}
+	if edges := graphvizEdges(t, out); edges != 2 {
+		t.Errorf("graphviz drew %d edges of chain plan ops/ruby -o dot, want 2 (ruby -> app -> deploy):\n%s", edges, out)
+	}
+}
+
+// graphvizEdges runs dot as the README does (-Tsvg), failing the test when
+// Graphviz rejects the input, and returns the number of edges it lays out.
+func graphvizEdges(t *testing.T, dotText string) int {
+	t.Helper()
+	dot := testenv.Need(t, "dot", "graphviz")
+	svg := exec.Command(dot, "-Tsvg")
+	svg.Stdin = strings.NewReader(dotText)
+	var errOut strings.Builder
+	svg.Stderr = &errOut
+	if out, err := svg.Output(); err != nil || errOut.Len() != 0 || !strings.Contains(string(out), "<svg") {
+		t.Fatalf("dot -Tsvg: %v, stderr %q, on:\n%s", err, errOut.String(), dotText)
+	}
+	plain := exec.Command(dot, "-Tplain")
+	plain.Stdin = strings.NewReader(dotText)
+	out, err := plain.Output()
+	if err != nil {
+		t.Fatalf("dot -Tplain: %v, on:\n%s", err, dotText)
+	}
+	return strings.Count("\n"+string(out), "\nedge ")
 }
 
 // SPEC, Everywhere: secrets never appear in error messages, not even the
