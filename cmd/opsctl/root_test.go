@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"debug/elf"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -84,7 +85,23 @@ func TestCompletionScripts(t *testing.T) {
 
 func TestBuiltBinaryIsStaticAndVersioned(t *testing.T) {
 	out, _, code := testenv.Run(t, "", "version")
-	if code != 0 || !strings.HasPrefix(out, "opsctl ") || !strings.Contains(out, "cgo: 0") {
-		t.Fatalf("opsctl version: exit %d\n%s", code, out)
+	first, _, _ := strings.Cut(out, "\n")
+	v, ok := strings.CutPrefix(first, "opsctl ")
+	if code != 0 || !ok || v == "" || strings.ContainsAny(v, " \t") || !strings.Contains(out, "\ncgo: 0\n") {
+		t.Fatalf("opsctl version: exit %d, want \"opsctl VERSION\" and cgo: 0\n%s", code, out)
+	}
+	// Static: no program interpreter, no shared library needed.
+	bin, err := elf.Open(testenv.Opsctl(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	for _, p := range bin.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			t.Errorf("the binary has a %v program header: it is dynamically linked", p.Type)
+		}
+	}
+	if libs, err := bin.ImportedLibraries(); err != nil || len(libs) != 0 {
+		t.Errorf("the binary needs shared libraries %v (%v)", libs, err)
 	}
 }
