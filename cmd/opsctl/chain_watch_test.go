@@ -116,6 +116,8 @@ type watchFixture struct {
 	reg    *testRegistry
 	args   []string
 	pinned string
+	// debian is the digest library/debian:bookworm has when the fixture starts.
+	debian string
 }
 
 // newWatchFixture: img/base builds FROM the registry's library/debian
@@ -124,7 +126,7 @@ type watchFixture struct {
 func newWatchFixture(t *testing.T, bearer bool) *watchFixture {
 	reg := newTestRegistry(t, bearer)
 	fx := &watchFixture{reg: reg}
-	reg.push(t, "library/debian:bookworm", false)
+	fx.debian = reg.push(t, "library/debian:bookworm", false)
 	reg.push(t, "tools/multi:1", true)
 	fx.pinned = reg.push(t, "library/pinned:1", false)
 	fake := fakegitlab.New()
@@ -164,15 +166,16 @@ func TestChainWatchTriggersOnceWhenABaseImageChanges(t *testing.T) {
 	if n := len(fx.ci.pl.All()); n != 0 {
 		t.Fatalf("the first sighting triggered %d pipelines", n)
 	}
-	old := fx.reg.push(t, "library/debian:bookworm", false)
-	_ = old
+	// Two pushes between two watches: one change, from the digest the
+	// first watch saw to the last one; the one in between was never seen.
+	between := fx.reg.push(t, "library/debian:bookworm", false)
 	newDigest := fx.reg.push(t, "library/debian:bookworm", false)
 	res, stderr, code = fx.watch(t)
 	if code != 0 || len(res.Changed) != 1 {
 		t.Fatalf("after the push: exit %d %+v\n%s", code, res, stderr)
 	}
 	c := res.Changed[0]
-	if c.Image != fx.reg.host+"/library/debian:bookworm" || c.New != newDigest || c.Old == c.New || fmt.Sprint(c.Triggered) != "[img/base]" || c.Run == "" {
+	if c.Image != fx.reg.host+"/library/debian:bookworm" || c.New != newDigest || c.Old != fx.debian || c.Old == between || fmt.Sprint(c.Triggered) != "[img/base]" || c.Run == "" {
 		t.Errorf("change %+v", c)
 	}
 	if got := fx.ci.apiPipelines(); fmt.Sprint(got) != "map[img/base:1]" {
