@@ -357,6 +357,11 @@ func TestChainFailureStopsDownstreamUntilTheProjectSucceeds(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	runs := e.recv.runs(t)
+	if len(runs) != 1 || runs[0].Status != chain.RunFailed || runs[0].Steps["img/lang/ruby"].State != chain.StepFailed ||
+		runs[0].Steps["img/lang/python"].State != chain.StepSucceeded || runs[0].Steps["img/app"].State == chain.StepSucceeded {
+		t.Fatalf("after ruby failed: runs %+v, want one failed run, ruby failed, python succeeded, app waiting\n%s", runs, e.recv.stderr)
+	}
 	if n := e.ci.apiPipelines()["img/app"]; n != 0 {
 		t.Fatalf("app triggered %d times although ruby failed", n)
 	}
