@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/opsctl/opsctl/internal/testenv"
 )
 
 // pythonOracle is one python3 process that parses configs with pygrub
@@ -163,10 +165,18 @@ func FuzzExtlinuxParse(f *testing.F) {
 // FuzzPatchSource: the patcher never panics, and a patched text needs no
 // further patch (idempotence).
 func FuzzPatchSource(f *testing.F) {
-	if data, err := os.ReadFile(filepath.Join(pygrubLib417, "grub/GrubConf.py")); err == nil {
-		f.Add(string(data))
-		f.Add(strings.Replace(string(data), fixedTitle, greedyTitle, 1))
+	// The seeds that matter are pygrub 4.17's own file and its greedy
+	// revert: without pygrub they would be dropped without a word.
+	needPygrub(f)
+	data, err := os.ReadFile(filepath.Join(pygrubLib417, "grub/GrubConf.py"))
+	if err != nil {
+		testenv.Missing(f, fmt.Sprintf("pygrub 4.17's GrubConf.py (xen-utils-4.17): %v", err))
 	}
+	if !strings.Contains(string(data), fixedTitle) {
+		f.Fatalf("%s/grub/GrubConf.py has no %q to revert", pygrubLib417, fixedTitle)
+	}
+	f.Add(string(data))
+	f.Add(strings.Replace(string(data), fixedTitle, greedyTitle, 1))
 	f.Add("class Grub2Image:\n    commands = {'set:root': 'root',\n                'linux': 'kernel',\n                'initrd': 'initrd',\n}\n            title_match = re.match('^menuentry [\"\\'](.*)[\"\\'] (.*){', l)\n")
 	f.Fuzz(func(t *testing.T, src string) {
 		fp, err := patchSource("GrubConf.py", src)
