@@ -123,11 +123,16 @@ func compareWithPygrub(t *testing.T, o *pythonOracle, kind byte, p Parser, data 
 }
 
 func addCorpusSeeds(f *testing.F) {
-	files, _ := filepath.Glob("testdata/corpus/*")
+	files, err := filepath.Glob("testdata/corpus/*")
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no seeds in testdata/corpus (%v): the target would compare nothing with pygrub", err)
+	}
 	for _, file := range files {
-		if data, err := os.ReadFile(file); err == nil {
-			f.Add(data)
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
 		}
+		f.Add(data)
 	}
 }
 
