@@ -301,13 +301,7 @@ func TestSockCaptureSwapServesInPlaceAndRestores(t *testing.T) {
 	if code := c.stop(); code != 0 {
 		t.Fatalf("exit %d: %s", code, c.stderr)
 	}
-	after, err := os.Stat(srv)
-	if err != nil || !os.SameFile(before, after) {
-		t.Fatalf("original socket not restored: %v", err)
-	}
-	if _, err := os.Lstat(srv + ".opsctl-orig"); !os.IsNotExist(err) {
-		t.Errorf("moved-aside name left behind: %v", err)
-	}
+	wantSocketRestored(t, srv, before, c.stderr)
 	out, err = exec.Command(curl, "-sS", "--unix-socket", srv, "http://localhost/after").CombinedOutput()
 	if err != nil || string(out) != "uri=/after body=0\n" {
 		t.Errorf("server unreachable after the restore: %v %q", err, out)
@@ -333,12 +327,7 @@ func TestSockCaptureSwapRestoresOnEveryStopSignal(t *testing.T) {
 			if code := c.stopWith(sig); code != 0 {
 				t.Errorf("exit %d after %v: %s", code, sig, c.stderr)
 			}
-			if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
-				t.Fatalf("original socket not restored after %v: %v\n%s", sig, err, c.stderr)
-			}
-			if _, err := os.Lstat(srv + ".opsctl-orig"); !os.IsNotExist(err) {
-				t.Errorf("moved-aside name left behind after %v: %v", sig, err)
-			}
+			wantSocketRestored(t, srv, before, c.stderr)
 		})
 	}
 }
@@ -420,12 +409,7 @@ func TestSockCaptureSwapRestoresWhenTheLiveReaderQuits(t *testing.T) {
 	} else if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailure || !strings.Contains(stderr.String(), "broken pipe") {
 		t.Errorf("exit %d, want 1 naming the broken pipe: %s", code, stderr)
 	}
-	if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
-		t.Fatalf("original socket not restored: %v\n%s", err, stderr)
-	}
-	if _, err := os.Lstat(srv + ".opsctl-orig"); !os.IsNotExist(err) {
-		t.Errorf("moved-aside name left behind: %v", err)
-	}
+	wantSocketRestored(t, srv, before, stderr)
 }
 
 // TestSockCaptureSwapRestoresWhenTheLiveReaderQuitsWhileIdle: Wireshark
@@ -1178,12 +1162,7 @@ func TestSockCaptureSecondStopLeavesAStalledReader(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailure || !strings.Contains(stderr.String(), "stopped again while the capture was being finished: stdout may lack its last packets") {
 		t.Errorf("exit %d, want 1 saying the capture may be short: %s", code, stderr)
 	}
-	if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
-		t.Fatalf("original socket not restored: %v\n%s", err, stderr)
-	}
-	if _, err := os.Lstat(srv + ".opsctl-orig"); !os.IsNotExist(err) {
-		t.Errorf("moved-aside name left behind: %v", err)
-	}
+	wantSocketRestored(t, srv, before, stderr)
 }
 
 // The pcapng interface names the socket; a path given relative to where
@@ -1220,5 +1199,17 @@ func TestSockCapturePcapngNamesTheSocketByItsAbsolutePath(t *testing.T) {
 	names := tshark(t, "-r", filepath.Join(dir, "x.pcapng"), "-T", "fields", "-e", "frame.interface_name", "-e", "frame.interface_description", "-c", "1")
 	if fields := strings.Split(strings.TrimSpace(names), "\t"); len(fields) != 2 || fields[0] != srv || !strings.Contains(fields[1], srv) {
 		t.Errorf("interface name and description %q, want both to name %s", names, srv)
+	}
+}
+
+// wantSocketRestored: the original socket is back at srv (the same file as
+// before the swap) and no moved-aside name is left; log is opsctl's stderr.
+func wantSocketRestored(t *testing.T, srv string, before os.FileInfo, log fmt.Stringer) {
+	t.Helper()
+	if after, err := os.Stat(srv); err != nil || !os.SameFile(before, after) {
+		t.Fatalf("original socket not restored: %v\n%s", err, log)
+	}
+	if _, err := os.Lstat(srv + ".opsctl-orig"); !os.IsNotExist(err) {
+		t.Errorf("moved-aside name left behind: %v", err)
 	}
 }

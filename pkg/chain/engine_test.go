@@ -886,10 +886,7 @@ func TestRestartLearnsTheOutcomeOfPipelinesWhoseWebhookWasMissed(t *testing.T) {
 // then app.
 func TestAdoptedRunWithARootBelowAnotherRootBuildsIt(t *testing.T) {
 	fx := newEngineFixture(t, testGraph("ops/base:", "ops/tools: ops/base", "ops/app: ops/tools"))
-	runID := NewRunID(time.Now())
-	if code := fx.pipeline("ops/base", 31, "success", hookOpts{runID: runID, roots: "ops/base,ops/tools"}); code != http.StatusOK {
-		t.Fatalf("success of base: HTTP %d", code)
-	}
+	runID := fx.adoptRun(t, "ops/base,ops/tools")
 	fx.work()
 	wantCreated(t, fx.api, "ops/tools")
 	fx.succeed("ops/tools")
@@ -959,10 +956,7 @@ func TestStateHeldByAnotherProcessIsTemporary(t *testing.T) {
 // webhook was missed, the poll finds its pipeline by the run id.
 func TestPollFindsTheOtherRootsPipelineOfAnAdoptedRun(t *testing.T) {
 	fx := newEngineFixture(t, testGraph("ops/base:", "ops/tools:", "ops/app: ops/base ops/tools"))
-	runID := NewRunID(time.Now())
-	if code := fx.pipeline("ops/base", 31, "success", hookOpts{runID: runID, roots: "ops/base,ops/tools"}); code != http.StatusOK {
-		t.Fatalf("success of base: HTTP %d", code)
-	}
+	runID := fx.adoptRun(t, "ops/base,ops/tools")
 	// The starter created tools' pipeline; it succeeded while no webhook came.
 	fx.api.created = append(fx.api.created, createdPipeline{Project: "ops/tools", Ref: "main", RunID: runID, ID: 77})
 	fx.api.setStatus(77, "success")
@@ -1015,4 +1009,16 @@ func TestPollEndsTheStepOfADeletedPipeline(t *testing.T) {
 		t.Errorf("run %s, want failed", run.Status)
 	}
 	wantCreated(t, fx.api, "ops/ruby")
+}
+
+// adoptRun delivers the success of ops/base's pipeline 31 carrying a new
+// run id and the roots (comma-separated) of a run started outside the
+// receiver (`chain watch --once`), and returns the run id.
+func (fx *engineFixture) adoptRun(t *testing.T, roots string) string {
+	t.Helper()
+	runID := NewRunID(time.Now())
+	if code := fx.pipeline("ops/base", 31, "success", hookOpts{runID: runID, roots: roots}); code != http.StatusOK {
+		t.Fatalf("success of base: HTTP %d", code)
+	}
+	return runID
 }

@@ -222,18 +222,7 @@ func (a loginAuth) Next(challenge []byte, more bool) ([]byte, error) {
 }
 
 func TestEximAuthenticatesThroughServe(t *testing.T) {
-	d, pki := dovecotWithAllCerts(t)
-	socket := filepath.Join(worldReadableTempDir(t), "imap-auth.sock")
-	cmd := exec.Command(testenv.Opsctl(t), "imap-auth", "serve", "--socket", socket,
-		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile, "--allow-uid", "Debian-exim")
-	p := startServe(t, cmd)
-	waitForSocket(t, p, socket)
-
-	authenticators := docBlock(t, "## Exim with ${readsocket}")
-	if !strings.Contains(authenticators, "/run/opsctl/imap-auth.sock") {
-		t.Fatalf("the documented authenticators do not use /run/opsctl/imap-auth.sock:\n%s", authenticators)
-	}
-	e := startExim(t, pki, strings.ReplaceAll(authenticators, "/run/opsctl/imap-auth.sock", socket))
+	e, p := eximThroughServe(t, "Debian-exim")
 
 	cases := []struct {
 		name string
@@ -257,7 +246,7 @@ func TestEximAuthenticatesThroughServe(t *testing.T) {
 	}
 
 	// The daemon gone: a temporary error, never "wrong password".
-	cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.exited
 	if got := e.login(t, smtp.PlainAuth("", "alice", dovecotUsers["alice"], "127.0.0.1")); got != 435 {
 		t.Errorf("daemon stopped: AUTH answered %d, want Exim's 435 (temporary)\n%s", got, e.log())
@@ -284,14 +273,7 @@ func TestEximAuthenticatesThroughServe(t *testing.T) {
 // naming someone else than Exim's user (a typo, another distribution's
 // user name), every login must be a temporary error, not "wrong password".
 func TestEximAnswersTemporaryWhenTheDaemonRefusesItsUID(t *testing.T) {
-	d, pki := dovecotWithAllCerts(t)
-	socket := filepath.Join(worldReadableTempDir(t), "imap-auth.sock")
-	cmd := exec.Command(testenv.Opsctl(t), "imap-auth", "serve", "--socket", socket,
-		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile, "--allow-uid", "nobody")
-	p := startServe(t, cmd)
-	waitForSocket(t, p, socket)
-	authenticators := docBlock(t, "## Exim with ${readsocket}")
-	e := startExim(t, pki, strings.ReplaceAll(authenticators, "/run/opsctl/imap-auth.sock", socket))
+	e, p := eximThroughServe(t, "nobody")
 	if got := e.login(t, smtp.PlainAuth("", "alice", dovecotUsers["alice"], "127.0.0.1")); got != 435 {
 		t.Errorf("Exim's uid not allowed: AUTH answered %d, want 435 (temporary)\n%s\n%s", got, e.log(), p.stderr)
 	}
@@ -377,4 +359,22 @@ login_unused:
 			t.Errorf("the password of %s is in Exim's log", user)
 		}
 	}
+}
+
+// eximThroughServe starts `imap-auth serve` (allowing allowUID) in front of
+// Dovecot, and Exim with the ${readsocket} authenticators of
+// docs/imap-auth.md pointed at that daemon's socket.
+func eximThroughServe(t *testing.T, allowUID string) (*exim, *daemonProcess) {
+	t.Helper()
+	d, pki := dovecotWithAllCerts(t)
+	socket := filepath.Join(worldReadableTempDir(t), "imap-auth.sock")
+	cmd := exec.Command(testenv.Opsctl(t), "imap-auth", "serve", "--socket", socket,
+		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile, "--allow-uid", allowUID)
+	p := startServe(t, cmd)
+	waitForSocket(t, p, socket)
+	authenticators := docBlock(t, "## Exim with ${readsocket}")
+	if !strings.Contains(authenticators, "/run/opsctl/imap-auth.sock") {
+		t.Fatalf("the documented authenticators do not use /run/opsctl/imap-auth.sock:\n%s", authenticators)
+	}
+	return startExim(t, pki, strings.ReplaceAll(authenticators, "/run/opsctl/imap-auth.sock", socket)), p
 }
