@@ -77,12 +77,10 @@ Logs and progress go to stderr; results go to stdout.`,
 	root.SetErr(f.IO.ErrOut)
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		// "sock capture: ...": the line is printed after "opsctl: ".
-		path := strings.TrimPrefix(cmd.CommandPath(), root.Name()+" ")
 		if cmd == root {
 			return cli.UsageError(explainFlagValueError(err))
 		}
-		return cli.UsageError(fmt.Errorf("%s: %w", path, explainFlagValueError(err)))
+		return cli.UsageError(fmt.Errorf("%s: %w", commandPath(cmd), explainFlagValueError(err)))
 	})
 
 	root.AddCommand(
@@ -102,6 +100,12 @@ Logs and progress go to stderr; results go to stdout.`,
 	refuseUnknownHelpTopics(root)
 	markUsageErrors(root)
 	return root
+}
+
+// commandPath is the command's path without "opsctl" ("sock capture"):
+// errors are printed after "opsctl: ".
+func commandPath(c *cobra.Command) string {
+	return strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ")
 }
 
 // explainFlagValueError turns pflag's report of a value its parser refused
@@ -149,9 +153,9 @@ func markUsageErrors(cmd *cobra.Command) {
 			if err := args(c, a); err != nil {
 				if !c.HasSubCommands() && len(a) > 0 && strings.HasPrefix(err.Error(), "unknown command ") {
 					// cobra.NoArgs calls an argument an unknown command.
-					return cli.Usagef("%s: takes no arguments, got %q", c.CommandPath(), a[0])
+					return cli.Usagef("%s: takes no arguments, got %q", commandPath(c), a[0])
 				}
-				return cli.UsageError(fmt.Errorf("%s: %w", c.CommandPath(), err))
+				return cli.UsageError(fmt.Errorf("%s: %w", commandPath(c), err))
 			}
 			return nil
 		}

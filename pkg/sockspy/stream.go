@@ -226,7 +226,7 @@ func (pm *pump) spliceLoop() error {
 		return err
 	}
 	defer fwd.close()
-	fwdSize := fwd.size()
+	fwdSize, growAsked := fwd.size(), false
 	var staged *stagePool
 	if pm.flow != nil {
 		staged = newStagePool(fwdSize)
@@ -297,15 +297,14 @@ func (pm *pump) spliceLoop() error {
 		if err := pm.forward(fwd, staged, dstRC, n); err != nil {
 			return err
 		}
-		if busy && fwdSize < pipeFull {
-			// Its pipes grow (once; a refusal is not asked again).
+		if busy && !growAsked {
+			// Its pipes grow, asked once: a refusal is not asked again.
+			growAsked = true
 			if fwd.grow(pipeFull) {
 				fwdSize = fwd.size()
 				if staged != nil {
 					staged.grow(fwdSize)
 				}
-			} else {
-				fwdSize = pipeFull
 			}
 		}
 	}
