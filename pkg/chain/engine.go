@@ -687,8 +687,8 @@ func (e *Engine) pollUnfinished(ctx context.Context) error {
 		}
 		var status string
 		var err error
+		var found bool // the pipeline's id learnt only now, by the run id
 		if w.pipelineID == 0 {
-			var found bool
 			w.pipelineID, found, err = e.api.FindRunPipeline(ctx, w.project, w.target, w.runID, w.runCreated.Add(-time.Hour))
 			if err == nil && !found {
 				continue
@@ -717,15 +717,20 @@ func (e *Engine) pollUnfinished(ctx context.Context) error {
 			}
 			continue
 		}
-		if pipelineOutcome(status) == StepRunning {
+		running := pipelineOutcome(status) == StepRunning
+		if running && !found {
 			continue // its webhook will come, or the next poll
 		}
+		// A running pipeline found by the run id is recorded too: the next
+		// poll asks for its status alone instead of searching again.
 		u := PipelineUpdate{Project: w.project, ProjectID: w.target.ProjectID, Ref: w.target.Ref, DefaultBranch: w.target.Ref,
 			PipelineID: w.pipelineID, Status: status, RunID: w.runID}
 		if _, err := e.HandlePipeline(u); err != nil {
 			return err
 		}
-		e.log.Info("pipeline ended while no webhook came", "run", w.runID, "project", w.project, "pipeline", w.pipelineID, "status", status)
+		if !running {
+			e.log.Info("pipeline ended while no webhook came", "run", w.runID, "project", w.project, "pipeline", w.pipelineID, "status", status)
+		}
 	}
 	return nil
 }

@@ -1022,3 +1022,19 @@ func (fx *engineFixture) adoptRun(t *testing.T, roots string) string {
 	}
 	return runID
 }
+
+// A pipeline the poll finds by the run id while it still runs is recorded:
+// later polls ask for its status alone instead of listing the project's
+// pipelines and their variables again.
+func TestPollRecordsARunningPipelineItFoundByTheRunID(t *testing.T) {
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/tools:", "ops/app: ops/base ops/tools"))
+	runID := fx.adoptRun(t, "ops/base,ops/tools")
+	fx.api.created = append(fx.api.created, createdPipeline{Project: "ops/tools", Ref: "main", RunID: runID, ID: 77})
+	fx.api.setStatus(77, "running")
+	if err := fx.engine.pollUnfinished(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := fx.onlyRun().Steps["ops/tools"]; s.PipelineID != 77 || s.State == StepSucceeded {
+		t.Errorf("tools after the poll: %+v, want pipeline 77 recorded, not succeeded", s)
+	}
+}

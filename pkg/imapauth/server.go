@@ -184,21 +184,28 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 		return // the client is gone: nobody to answer
 	}
 
+	if err := s.reply(conn, verdict, readErr != nil || reader.Buffered() > 0, 1<<20); err != nil {
+		s.Logger.Warn("writing reply", "err", err)
+	}
+}
+
+// reply writes verdict. With unread input left, it then ends our side and
+// swallows up to drain bytes, briefly: closing with unread input would
+// reset the connection and could cost the client the reply it has not
+// read yet.
+func (s *Server) reply(conn net.Conn, verdict Verdict, unread bool, drain int64) error {
 	conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
 	if _, err := io.WriteString(conn, verdict.String()); err != nil {
-		s.Logger.Warn("writing reply", "err", err)
-		return
+		return err
 	}
-	if readErr != nil || reader.Buffered() > 0 {
-		// Closing with unread input would reset the connection and could
-		// cost the client the reply it has not read yet: end our side,
-		// then swallow what is left, briefly.
-		if uc, ok := conn.(*net.UnixConn); ok {
-			uc.CloseWrite()
+	if unread {
+		if halfCloser, ok := conn.(interface{ CloseWrite() error }); ok {
+			halfCloser.CloseWrite()
 		}
 		conn.SetReadDeadline(time.Now().Add(time.Second))
-		io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
+		io.Copy(io.Discard, io.LimitReader(conn, drain))
 	}
+	return nil
 }
 
 // refuse answers a client that may not ask with "defer", unread. No reply
@@ -208,17 +215,7 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 // temporary error and says nothing about any credentials.
 func (s *Server) refuse(conn net.Conn) {
 	s.Metrics.refusedClient()
-	conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-	if _, err := io.WriteString(conn, Defer.String()); err != nil {
-		return
-	}
-	// As in handle: end our side, then swallow the unread request briefly,
-	// so that closing does not reset the connection before the reply is read.
-	if halfCloser, ok := conn.(interface{ CloseWrite() error }); ok {
-		halfCloser.CloseWrite()
-	}
-	conn.SetReadDeadline(time.Now().Add(time.Second))
-	io.Copy(io.Discard, io.LimitReader(conn, MaxRequestLine))
+	s.reply(conn, Defer, true, MaxRequestLine)
 }
 
 func (s *Server) malformed(err error) {
