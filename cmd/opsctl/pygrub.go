@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -59,8 +61,15 @@ titles, which commands it knows. Prints the entries, the default, the problems
 (each with its fix) and whether that pygrub would find a kernel to boot.
 
 A file named menu.lst or grub.conf is read as grub-legacy, *linux.conf and
-*linux.cfg as extlinux, anything else as grub2. Exit status 1 when pygrub
-would not find a kernel.`,
+*linux.cfg as extlinux, anything else as grub2; one over 64 MiB is refused.
+In a guest's root folder, symlinks are followed inside the folder (as a
+chroot would) and only the first MiB of a config is read, as pygrub does;
+FIFOs and device nodes are never opened. The text output shows control
+characters of the guest's titles, paths and arguments escaped (\x1b);
+-o json has them exact.
+
+Exit status 1 when pygrub would not find a kernel; 2 when PATH does not
+exist or is neither a folder nor a regular file.`,
 		Example: `  # Would Debian wheezy's Xen 4.1 boot this EL7 guest (disk mounted on /mnt)?
   opsctl pygrub check --xen 4.1 /mnt
 
@@ -87,7 +96,7 @@ func runPygrubCheck(opts *pygrubCheckOptions) error {
 	}
 	rep, err := pygrubfix.Check(opts.Path, rel)
 	if err != nil {
-		return fmt.Errorf("pygrub check %w", err)
+		return pygrubError("pygrub check", "", err)
 	}
 	if opts.Output.JSON() {
 		if err := cli.WriteJSON(opts.IO.Out, rep); err != nil {
@@ -102,32 +111,35 @@ func runPygrubCheck(opts *pygrubCheckOptions) error {
 	return nil
 }
 
+// printCheckReport prints the report for people. Everything that comes
+// from the guest (titles, paths, arguments, messages quoting them) is
+// shown with its control characters escaped; JSON keeps it exact.
 func printCheckReport(w io.Writer, rep *pygrubfix.Report) {
 	if rep.Config == "" {
 		fmt.Fprintf(w, "pygrub %s: no boot loader config found\n", rep.Xen)
 	} else {
-		fmt.Fprintf(w, "pygrub %s: %s (%s)\n", rep.Xen, rep.Config, rep.Parser)
+		fmt.Fprintf(w, "pygrub %s: %s (%s)\n", rep.Xen, escapeControls(rep.Config), rep.Parser)
 	}
 	for i, e := range rep.Entries {
 		mark := " "
 		if i == rep.Default {
 			mark = "*"
 		}
-		fmt.Fprintf(w, "%s %d: %s\n", mark, i, e.Title)
+		fmt.Fprintf(w, "%s %d: %s\n", mark, i, escapeControls(e.Title))
 		if e.HasKernel {
-			fmt.Fprintf(w, "      kernel %s\n", e.Kernel)
+			fmt.Fprintf(w, "      kernel %s\n", escapeControls(e.Kernel))
 		} else {
 			fmt.Fprintf(w, "      (no kernel)\n")
 		}
 		if e.Initrd != "" {
-			fmt.Fprintf(w, "      initrd %s\n", e.Initrd)
+			fmt.Fprintf(w, "      initrd %s\n", escapeControls(e.Initrd))
 		}
 		if e.Args != "" {
-			fmt.Fprintf(w, "      args   %s\n", e.Args)
+			fmt.Fprintf(w, "      args   %s\n", escapeControls(e.Args))
 		}
 	}
 	for _, p := range rep.Problems {
-		fmt.Fprintf(w, "problem %s: %s\n", p.Code, p.Message)
+		fmt.Fprintf(w, "problem %s: %s\n", p.Code, escapeControls(p.Message))
 	}
 	if rep.Bootable {
 		fmt.Fprintf(w, "bootable: yes (entry %d)\n", rep.Default)
@@ -154,9 +166,12 @@ func newCmdPygrubPatch(f *cli.Factory, runF func(*pygrubPatchOptions) error) *co
 on the distribution's python path, or the script itself) and apply Xen's fixes
 where they are missing: the non-greedy menuentry title regex ((.*) -> (.*?))
 and linux16/initrd16 support. The original is kept as FILE.orig (FILE.orig.N
-when that exists); the new file is written atomically with the same mode and
-owner. Running it again changes nothing. Code that is not what the patcher
-expects is refused, the line shown, and nothing is changed.`,
+when that exists; no backup is ever overwritten); the new file is written
+atomically with the same mode, owner and extended attributes. Running it
+again changes nothing. Code that is not what the patcher expects, or a
+parser file that is not a regular file, is refused, the line shown, and
+nothing is changed. A --pygrub that does not exist or is not a regular file
+exits 2.`,
 		Example: `  # Is a patch needed? (exit 1 when it is)
   opsctl pygrub patch --check
 
@@ -180,12 +195,13 @@ expects is refused, the line shown, and nothing is changed.`,
 func runPygrubPatch(opts *pygrubPatchOptions) error {
 	paths, err := pygrubfix.FindParsers(opts.Pygrub)
 	if err != nil {
-		return fmt.Errorf("pygrub patch: %w", err)
+		return pygrubError("pygrub patch", "--pygrub", err)
 	}
 	plan, err := pygrubfix.PlanPatch(paths)
 	if err != nil {
-		return fmt.Errorf("pygrub patch: %w", err)
+		return pygrubError("pygrub patch", "", err)
 	}
+	defer plan.Close()
 	if opts.DryRun {
 		fmt.Fprint(opts.IO.Out, plan.Diff())
 	}
@@ -204,7 +220,7 @@ func runPygrubPatch(opts *pygrubPatchOptions) error {
 	}
 	backups, err := plan.Apply()
 	if err != nil {
-		return fmt.Errorf("pygrub patch: %w", err)
+		return pygrubError("pygrub patch", "", err)
 	}
 	b := 0
 	for _, f := range plan.Files {
@@ -236,9 +252,19 @@ func newCmdPygrubMenuLst(f *cli.Factory, runF func(*pygrubMenuLstOptions) error)
 		Short: "Write the grub-legacy menu.lst that old pygrub reads",
 		Long: `Write a grub-legacy menu.lst from a guest's grub2 entries (title, root,
 kernel, initrd, args; the default from grubenv's saved_entry when grub.cfg
-boots ${saved_entry} and it names an entry). pygrub of Xen 4.1 reads /boot/grub/menu.lst before anything else.
-The result is read back through pygrub's grub-legacy parser before it is
-written. Without -w it goes to stdout.
+boots ${saved_entry} and it names an entry). pygrub of Xen 4.1 reads
+/boot/grub/menu.lst before anything else. The result is read back through
+pygrub's grub-legacy parser before it is written. Without -w, or with -w -,
+it goes to stdout.
+
+-w FILE is written atomically. Its folder must exist, and FILE must be a
+regular file or not exist yet: a symlink, FIFO, device node or folder there
+is refused (exit 2). With --root DIR (and no --kickstart), FILE must be
+inside DIR and is
+resolved as in the guest: the guest's symlinks are followed inside DIR, as
+a chroot would, never to the host. A FILE that opsctl did not write (it has
+no "written by opsctl" line at its top) is kept as FILE.orig, or FILE.orig.N
+when that name is taken; opsctl's own menu.lst is replaced without a backup.
 
 --kickstart prints a %post section for new EL7-style guests (or writes it to
 the -w FILE): it writes menu.lst at install time from the installed kernels
@@ -246,7 +272,8 @@ and installs kernel hooks (/etc/kernel/postinst.d, /etc/kernel/prerm.d and a
 kernel-install plugin) that rewrite it at every kernel installation and
 removal. With --root DIR other than /, the section is a %post --nochroot
 working on the installed system at DIR (e.g. /mnt/sysimage).`,
-		Example: `  # Guest disk mounted on /mnt: write its menu.lst
+		Example: `  # Guest disk mounted on /mnt: write its menu.lst (the guest's /boot/grub
+  # must exist: mkdir /mnt/boot/grub when it does not)
   opsctl pygrub menulst --root /mnt -w /mnt/boot/grub/menu.lst
 
   # From a copy of grub.cfg, to stdout
@@ -267,59 +294,82 @@ working on the installed system at DIR (e.g. /mnt/sysimage).`,
 	}
 	cmd.Flags().StringVar(&opts.Root, "root", "", "the guest's root folder")
 	cmd.Flags().StringVar(&opts.GrubCfg, "grub-cfg", "", "a grub2 config file")
-	cmd.Flags().StringVarP(&opts.Write, "write", "w", "", "write menu.lst to this file (atomically) instead of stdout")
+	cmd.Flags().StringVarP(&opts.Write, "write", "w", "", "write menu.lst to this file (atomically; inside --root DIR, resolved as in the guest) instead of stdout (-)")
 	cmd.Flags().BoolVar(&opts.Kickstart, "kickstart", false, "print a kickstart %post section that keeps menu.lst current")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "with -w: print what would be written and change nothing")
 	return cmd
 }
 
 func runPygrubMenuLst(opts *pygrubMenuLstOptions) error {
+	const cmd = "pygrub menulst"
+	if opts.Write == "-" {
+		opts.Write = "" // stdout
+	}
 	if opts.Kickstart {
 		if opts.GrubCfg != "" {
-			return cli.Usagef("pygrub menulst: --grub-cfg does not go with --kickstart: the %%post section writes menu.lst from the installed kernels (--root DIR says where the installed system is)")
+			return cli.Usagef("%s: --grub-cfg does not go with --kickstart: the %%post section writes menu.lst from the installed kernels (--root DIR says where the installed system is)", cmd)
 		}
+		// --root is where the installed system will be when the section
+		// runs, not a folder of this host: -w is a host path.
 		post := pygrubfix.KickstartPost(opts.Root)
-		switch {
-		case opts.Write == "":
+		if opts.Write == "" {
 			fmt.Fprint(opts.IO.Out, post)
-		case opts.DryRun:
-			fmt.Fprintf(opts.IO.Out, "# would write %s:\n%s", opts.Write, post)
-		default:
-			if err := pygrubfix.WriteFile(opts.Write, post); err != nil {
-				return fmt.Errorf("pygrub menulst: %w", err)
-			}
-			fmt.Fprintf(opts.IO.ErrOut, "wrote %s: a %%post section\n", opts.Write)
+			return nil
 		}
-		return nil
+		return writePygrubFile(opts, "", post, "a %post section")
 	}
 	if (opts.Root == "") == (opts.GrubCfg == "") {
-		return cli.Usagef("pygrub menulst: expected exactly one of --root DIR or --grub-cfg FILE (or --kickstart)")
+		return cli.Usagef("%s: expected exactly one of --root DIR or --grub-cfg FILE (or --kickstart)", cmd)
 	}
 	var m *pygrubfix.MenuLst
 	var err error
 	if opts.Root != "" {
 		m, err = pygrubfix.MenuLstFromRoot(opts.Root)
+		err = pygrubError(cmd, "--root", err)
 	} else {
 		m, err = pygrubfix.MenuLstFromFile(opts.GrubCfg)
+		err = pygrubError(cmd, "--grub-cfg", err)
 	}
-	if err != nil {
-		return fmt.Errorf("pygrub menulst: %w", err)
+	if m == nil {
+		return err
 	}
 	text, err := m.Text()
 	if err != nil {
-		return fmt.Errorf("pygrub menulst: %w", err)
+		return pygrubError(cmd, "", err)
 	}
-	switch {
-	case opts.Write == "":
+	if opts.Write == "" {
 		fmt.Fprint(opts.IO.Out, text)
-	case opts.DryRun:
-		fmt.Fprintf(opts.IO.Out, "# would write %s:\n%s", opts.Write, text)
-	default:
-		if err := pygrubfix.WriteFile(opts.Write, text); err != nil {
-			return fmt.Errorf("pygrub menulst: %w", err)
-		}
-		fmt.Fprintf(opts.IO.ErrOut, "wrote %s: %d entries, default %d\n", opts.Write, len(m.Entries), m.Default)
+		return nil
 	}
+	return writePygrubFile(opts, opts.Root, text, fmt.Sprintf("%d entries, default %d", len(m.Entries), m.Default))
+}
+
+// writePygrubFile writes text to -w FILE (inside the guest root when root
+// is set), or with --dry-run says what it would do; what is a summary for
+// the message.
+func writePygrubFile(opts *pygrubMenuLstOptions, root, text, what string) error {
+	const cmd = "pygrub menulst"
+	w, err := pygrubfix.PlanMenuLstWrite(root, opts.Write)
+	if err != nil {
+		return pygrubError(cmd, "-w", err)
+	}
+	defer w.Close()
+	if opts.DryRun {
+		keep := ""
+		if w.Backup != "" {
+			keep = ", keeping the file there as " + w.Backup
+		}
+		fmt.Fprintf(opts.IO.Out, "# would write %s%s:\n%s", opts.Write, keep, text)
+		return nil
+	}
+	backup, err := w.Apply([]byte(text))
+	if err != nil {
+		return pygrubError(cmd, "", err)
+	}
+	if backup != "" {
+		what += "; kept the file that was there as " + backup
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "wrote %s: %s\n", opts.Write, what)
 	return nil
 }
 
@@ -344,7 +394,8 @@ func newCmdPygrubScan(f *cli.Factory, runF func(*pygrubScanOptions) error) *cobr
 in list mode on each disk (and, where pygrub has --not-really, a dry boot) and
 report the guests that would not boot; a guest boots when its first disk does.
 Run it before rebooting a Xen host. Exit status 1 when a checked guest would
-not boot.`,
+not boot; 2 when --pygrub does not exist or is not a regular file. The text
+output shows control characters of names and pygrub's messages escaped.`,
 		Example: `  # Before rebooting the host: would every PV guest come back?
   opsctl pygrub scan --check
 
@@ -371,6 +422,13 @@ func runPygrubScan(opts *pygrubScanOptions) error {
 	if err != nil {
 		return cli.UsageError(err)
 	}
+	if opts.Check && opts.Pygrub != "" {
+		// Named on the command line: a missing one is a usage error, found
+		// before libvirt is asked anything.
+		if _, err := pygrubfix.HostPygrub(opts.Pygrub, ""); err != nil {
+			return pygrubError("pygrub scan", "--pygrub", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
 	guests, err := pygrubfix.Scan(ctx, uri)
 	cancel()
@@ -395,28 +453,99 @@ func runPygrubScan(opts *pygrubScanOptions) error {
 			return err
 		}
 	} else {
-		tw := tabwriter.NewWriter(opts.IO.Out, 0, 4, 2, ' ', 0)
-		header := "DOMAIN\tBOOTLOADER\tDISKS"
-		if opts.Check {
-			header += "\tBOOTS\tDETAIL"
-		}
-		fmt.Fprintln(tw, header)
-		for _, g := range guests {
-			line := fmt.Sprintf("%s\t%s\t%s", g.Domain, g.Bootloader, strings.Join(g.Disks, ","))
-			if g.Check != nil {
-				boots := "yes"
-				if !g.Check.Bootable {
-					boots = "NO"
-				}
-				line += "\t" + boots + "\t" + g.Check.Detail
-			}
-			fmt.Fprintln(tw, line)
-		}
-		tw.Flush()
+		printScanTable(opts.IO.Out, guests, opts.Check)
 	}
 	if len(failed) > 0 {
-		fmt.Fprintf(opts.IO.ErrOut, "%d of %d pygrub guests would not boot: %s\n", len(failed), len(guests), strings.Join(failed, ", "))
+		fmt.Fprintf(opts.IO.ErrOut, "%d of %d pygrub guests would not boot: %s\n", len(failed), len(guests), escapeControls(strings.Join(failed, ", ")))
 		return cli.Silent(cli.ExitFailure)
 	}
 	return nil
+}
+
+// printScanTable prints the guests for people, with the control characters
+// of what comes from libvirt and from the guests' disks (pygrub's output
+// quotes their titles) escaped.
+func printScanTable(w io.Writer, guests []pygrubfix.Guest, check bool) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := "DOMAIN\tBOOTLOADER\tDISKS"
+	if check {
+		header += "\tBOOTS\tDETAIL"
+	}
+	fmt.Fprintln(tw, header)
+	for _, g := range guests {
+		line := escapeControls(g.Domain) + "\t" + escapeControls(g.Bootloader) + "\t" + escapeControls(strings.Join(g.Disks, ","))
+		if g.Check != nil {
+			boots := "yes"
+			if !g.Check.Bootable {
+				boots = "NO"
+			}
+			line += "\t" + boots + "\t" + escapeControls(g.Check.Detail)
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+}
+
+// pygrubError words err of the command cmd ("pygrub menulst"): a path that
+// is missing or not the kind wanted (pygrubfix.InputError) is a usage
+// error (exit 2) naming flag, the flag that gave it ("" for an argument);
+// anything else is a failure (exit 1). Messages may quote a guest's files,
+// so their control characters are escaped. A nil err stays nil.
+func pygrubError(cmd, flag string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var in *pygrubfix.InputError
+	if errors.As(err, &in) {
+		if flag != "" {
+			flag += " "
+		}
+		return &escapedError{cli.UsageError(fmt.Errorf("%s: %s%w", cmd, flag, err))}
+	}
+	return &escapedError{fmt.Errorf("%s: %w", cmd, err)}
+}
+
+// escapedError is err with the control characters of its message escaped.
+type escapedError struct{ err error }
+
+func (e *escapedError) Error() string { return escapeControls(e.err.Error()) }
+func (e *escapedError) Unwrap() error { return e.err }
+
+// escapeControls shows the control characters of s (C0 and C1, DEL, bytes
+// that are not UTF-8, and the Unicode controls of text direction and line
+// separation) as \xNN or \uNNNN, so that text from a guest cannot send
+// escape sequences to the terminal (retitle it, clear it, fake lines).
+// Backslashes are left alone: the result is for reading; JSON is for
+// exact values.
+func escapeControls(s string) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unicode.IsControl(r) || reordersText(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[:size])
+		}
+		s = s[size:]
+	}
+	return b.String()
+}
+
+// reordersText reports whether r is one of the Unicode format characters
+// that change the order or the lines of the text around them on a
+// terminal (bidirectional overrides, isolates, marks; line and paragraph
+// separators).
+func reordersText(r rune) bool {
+	switch {
+	case r == 0x061c, r == 0x200e, r == 0x200f, r == 0x2028, r == 0x2029:
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+		return true
+	}
+	return false
 }

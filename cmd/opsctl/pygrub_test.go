@@ -117,8 +117,8 @@ func TestPygrubCheckJSONAndExitCodes(t *testing.T) {
 	}{
 		{[]string{"pygrub", "check", el7, "--xen", "3.4"}, 2, `--xen "3.4": expected 4.17 or 4.1`},
 		{[]string{"pygrub", "check"}, 2, "accepts 1 arg"},
-		{[]string{"pygrub", "check", "/no/such/guest"}, 1, "/no/such/guest: no such file or directory"},
-		{[]string{"pygrub", "check", "/dev/null"}, 1, "/dev/null: not a regular file"},
+		{[]string{"pygrub", "check", "/no/such/guest"}, 2, "/no/such/guest: no such file or directory"},
+		{[]string{"pygrub", "check", "/dev/null"}, 2, "/dev/null: a character device, expected a grub config file or a guest root folder"},
 		{[]string{"pygrub", "check", el7, "-o", "yaml"}, 2, "expected one of text, json"},
 	} {
 		_, stderr, code := testenv.Run(t, "", tc.args...)
@@ -238,6 +238,10 @@ func TestPygrubMenuLstCommand(t *testing.T) {
 	root := t.TempDir()
 	pygrubWriteTree(t, root, map[string]string{"/boot/grub2/grub.cfg": pygrubReadCorpus(t, "fedora20-numeric-default.cfg")})
 	target := filepath.Join(root, "boot/grub/menu.lst")
+	// As docs/pygrub.md says: the folder must be there (-w makes none).
+	if err := os.Mkdir(filepath.Dir(target), 0o755); err != nil {
+		t.Fatal(err)
+	}
 
 	out, _, code := testenv.Run(t, "", "pygrub", "menulst", "--root", root, "-w", target, "--dry-run")
 	if code != 0 || !strings.HasPrefix(out, "# would write "+target) {

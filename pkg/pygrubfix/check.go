@@ -1,12 +1,12 @@
 package pygrubfix
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"path"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Report is what `opsctl pygrub check` prints: the config a pygrub release
@@ -54,21 +54,30 @@ const (
 )
 
 // Check reads the guest root folder or config file at target the way
-// pygrub of rel would and reports what it finds.
+// pygrub of rel would and reports what it finds. A target that is missing,
+// or neither a folder nor a regular file, is an InputError.
 func Check(target string, rel *Release) (*Report, error) {
-	fi, err := os.Stat(target)
+	const want = "a grub config file or a guest root folder"
+	p, err := openPathAt(unix.AT_FDCWD, target, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w (expected a grub config file or a guest root folder)", target, errors.Unwrap(err))
+		return nil, namedInput(target, err, want)
 	}
-	if fi.IsDir() {
-		return checkRoot(guestRoot(target), rel)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file (expected a grub config file or a guest root folder; mount a disk image first, or run pygrub -l on it)", target)
-	}
-	data, err := os.ReadFile(target)
+	defer p.Close()
+	st, err := fstat(p)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", target, err)
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return checkRoot(&guestRoot{path: target, dir: p}, rel)
+	}
+	f, st, err := openRegular(p, target)
+	if err != nil {
+		return nil, namedInput(target, err, want+" (mount a disk image first, or run pygrub -l on it)")
+	}
+	defer f.Close()
+	data, err := readAll(f, target, st.Size, maxConfigSize, false)
+	if err != nil {
+		return nil, err
 	}
 	return checkFile(target, data, rel), nil
 }
@@ -102,7 +111,7 @@ func checkFile(name string, data []byte, rel *Release) *Report {
 	return r
 }
 
-func checkRoot(g guestRoot, rel *Release) (*Report, error) {
+func checkRoot(g *guestRoot, rel *Release) (*Report, error) {
 	var found *Candidate
 	for i, c := range rel.Search {
 		if g.exists(c.Path) {
@@ -129,7 +138,7 @@ func checkRoot(g guestRoot, rel *Release) (*Report, error) {
 	r := newReport(rel, found.Path, found.Parser)
 	data, err := g.readFile(found.Path)
 	if err != nil {
-		r.add(ProblemParseError, fmt.Sprintf("%s: %v", found.Path, err))
+		r.add(ProblemParseError, err.Error()) // it names the file
 		return r, nil
 	}
 	cfg, perr := Parse(data, found.Parser, rel, FromImage)
@@ -244,7 +253,7 @@ func (r *Report) compareWith417(data []byte, p Parser, mode ReadMode) {
 }
 
 // checkXFS flags a /boot on XFS, which pygrub of Xen 4.1 cannot read.
-func (r *Report) checkXFS(g guestRoot) {
+func (r *Report) checkXFS(g *guestRoot) {
 	if g.bootFSType() == "xfs" {
 		r.add(ProblemXFS, fmt.Sprintf("/boot is on XFS in the guest's /etc/fstab and pygrub %s cannot read XFS; fix: %s", r.Xen, fixExt3))
 		r.Bootable = false
@@ -253,7 +262,7 @@ func (r *Report) checkXFS(g guestRoot) {
 
 // checkStale flags a menu.lst whose default kernel is not the newest one
 // of grub.cfg: the kickstart snippet that wrote it ran only once.
-func (r *Report) checkStale(g guestRoot, grubCfg string) {
+func (r *Report) checkStale(g *guestRoot, grubCfg string) {
 	data, err := g.readFile(grubCfg)
 	if err != nil || r.Default < 0 {
 		return
@@ -272,7 +281,7 @@ func (r *Report) checkStale(g guestRoot, grubCfg string) {
 // pygrub copies them out and fails when they are missing. A path is looked
 // up on the file system holding the config: under /boot when the guest's
 // fstab mounts /boot on its own partition, else from the root.
-func (r *Report) checkFiles(g guestRoot, config string) {
+func (r *Report) checkFiles(g *guestRoot, config string) {
 	def := r.Entries[r.Default]
 	separate := g.separateBoot() && strings.HasPrefix(config, "/boot/")
 	exists := func(p string) bool {

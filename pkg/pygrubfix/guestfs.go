@@ -3,113 +3,225 @@ package pygrubfix
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // guestRoot is a guest's file system unpacked in a host folder. Paths are
-// resolved as inside the guest: an absolute symlink such as
-// /etc/grub2.cfg -> /boot/grub2/grub.cfg stays inside the folder, as it
-// does for pygrub reading the disk.
-type guestRoot string
+// resolved as inside the guest, as chroot(2) would: an absolute symlink
+// such as /etc/grub2.cfg -> /boot/grub2/grub.cfg, or a ".." at the top,
+// stays inside the folder, as it does for pygrub reading the disk. The
+// guest's content is not trusted: no symlink leads out of the folder, and
+// only regular files are read.
+type guestRoot struct {
+	path string   // the folder as named, for messages
+	dir  *os.File // the folder, held open (O_PATH): every path is resolved under it
+	// noOpenat2 makes the walk the only resolver, as on kernels before
+	// 5.6 (tests).
+	noOpenat2 bool
+}
 
 const maxSymlinks = 40
 
-// resolve returns the host path of the guest path p, following symlinks
-// within the root. A missing final component is not an error: its host
-// path is returned with fs.ErrNotExist.
-func (g guestRoot) resolve(p string) (string, error) {
-	rest := strings.Split(strings.Trim(path.Clean("/"+p), "/"), "/")
-	cur := "/" // guest path resolved so far
+// openGuestRoot opens the guest's root folder path (a symlink to it is
+// followed: the caller named it). A path that is missing or not a folder
+// is an InputError.
+func openGuestRoot(path string) (*guestRoot, error) {
+	dir, err := openPathAt(unix.AT_FDCWD, path, 0)
+	if err != nil {
+		return nil, namedInput(path, err, "a folder (the guest's root)")
+	}
+	st, err := fstat(dir)
+	if err != nil {
+		dir.Close()
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		dir.Close()
+		return nil, namedInput(path, &kindError{path: path, is: kindOf(st.Mode), want: "a folder"}, "a folder (the guest's root)")
+	}
+	return &guestRoot{path: path, dir: dir}, nil
+}
+
+func (g *guestRoot) Close() error { return g.dir.Close() }
+
+// open resolves the guest path p inside the guest and returns an O_PATH
+// descriptor of what it names, symlinks followed (inside the guest).
+func (g *guestRoot) open(p string) (*os.File, error) {
+	if !g.noOpenat2 {
+		how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
+		// The kernel answers EAGAIN when a rename or mount raced with a
+		// ".." of the walk; a few tries are enough unless someone keeps
+		// renaming on purpose.
+		for range 128 {
+			fd, err := unix.Openat2(int(g.dir.Fd()), p, how)
+			switch {
+			case err == nil:
+				return os.NewFile(uintptr(fd), p), nil
+			case err == unix.EAGAIN:
+				continue
+			case err == unix.ENOSYS || err == unix.EPERM:
+				// No openat2 (Linux before 5.6, as on the Xen 4.1 hosts
+				// this package is for) or a seccomp filter that does not
+				// know it: walk.
+				return g.walk(p)
+			}
+			return nil, &fs.PathError{Op: "open", Path: p, Err: err}
+		}
+		return nil, &fs.PathError{Op: "open", Path: p, Err: unix.EAGAIN}
+	}
+	return g.walk(p)
+}
+
+// walk is open done one component at a time, each relative to the folder
+// before it and never following a symlink by itself: a symlink's target is
+// read and walked in its place, from the guest's root when absolute, and
+// ".." goes back to the folder walked before, never above the root.
+func (g *guestRoot) walk(p string) (*os.File, error) {
+	fail := func(err error) (*os.File, error) { return nil, &fs.PathError{Op: "open", Path: p, Err: err} }
+	// folders[0] is the root (not ours to close); the others are closed
+	// when walked back over, or at the end.
+	folders := []*os.File{g.dir}
+	defer func() {
+		for _, f := range folders[1:] {
+			f.Close()
+		}
+	}()
+	rest := splitPath(p)
 	links := 0
 	for len(rest) > 0 {
 		name := rest[0]
 		rest = rest[1:]
-		if name == "" || name == "." {
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			if len(folders) > 1 {
+				folders[len(folders)-1].Close()
+				folders = folders[:len(folders)-1]
+			}
 			continue
 		}
-		if name == ".." {
-			cur = path.Dir(cur)
-			continue
-		}
-		next := path.Join(cur, name)
-		host := filepath.Join(string(g), filepath.FromSlash(next))
-		fi, err := os.Lstat(host)
+		f, err := openPathAt(int(folders[len(folders)-1].Fd()), name, unix.O_NOFOLLOW)
 		if err != nil {
-			return host, err
+			return fail(errors.Unwrap(err))
 		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			cur = next
+		st, err := fstat(f)
+		if err != nil {
+			f.Close()
+			return fail(errors.Unwrap(err))
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			target, err := readlinkFD(f)
+			f.Close()
+			if err != nil {
+				return fail(err)
+			}
+			if links++; links > maxSymlinks {
+				return fail(unix.ELOOP)
+			}
+			if path.IsAbs(target) {
+				for _, f := range folders[1:] {
+					f.Close()
+				}
+				folders = folders[:1]
+			}
+			rest = append(splitPath(target), rest...)
 			continue
 		}
-		if links++; links > maxSymlinks {
-			return host, fmt.Errorf("%s: too many levels of symbolic links", next)
+		if len(rest) > 0 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			f.Close()
+			return fail(unix.ENOTDIR)
 		}
-		target, err := os.Readlink(host)
-		if err != nil {
-			return host, err
-		}
-		if strings.HasPrefix(target, "/") {
-			cur = "/"
-		}
-		rest = append(strings.Split(strings.Trim(target, "/"), "/"), rest...)
+		folders = append(folders, f)
 	}
-	return filepath.Join(string(g), filepath.FromSlash(cur)), nil
+	last := folders[len(folders)-1]
+	if len(folders) == 1 {
+		// p is the root itself: a descriptor of our own.
+		return openPathAt(int(g.dir.Fd()), ".", 0)
+	}
+	folders = folders[:len(folders)-1]
+	return last, nil
+}
+
+func splitPath(p string) []string { return strings.Split(p, "/") }
+
+// readlinkFD reads the target of the symlink of the O_PATH descriptor f.
+func readlinkFD(f *os.File) (string, error) {
+	for size := 256; size <= 1<<16; size *= 4 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(int(f.Fd()), "", buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+	return "", unix.ENAMETOOLONG
+}
+
+// hostPath is the path of the O_PATH descriptor f as the kernel sees it.
+func hostPath(f *os.File) (string, error) {
+	return os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
 }
 
 // realDir is the guest folder that really holds the guest path p, its
 // symlinks followed: grub2 keeps grubenv beside the real grub.cfg, not
 // beside a link to it such as /boot/grub/grub.cfg -> ../grub2/grub.cfg.
-func (g guestRoot) realDir(p string) string {
-	if host, err := g.resolve(p); err == nil {
-		if rel, err := filepath.Rel(filepath.Clean(string(g)), host); err == nil && !strings.HasPrefix(rel, "..") {
-			return path.Dir("/" + filepath.ToSlash(rel))
-		}
+func (g *guestRoot) realDir(p string) string {
+	f, err := g.open(p)
+	if err != nil {
+		return path.Dir(p)
 	}
-	return path.Dir(p)
+	defer f.Close()
+	root, err1 := hostPath(g.dir)
+	real, err2 := hostPath(f)
+	if err1 != nil || err2 != nil {
+		return path.Dir(p)
+	}
+	rel, err := filepath.Rel(root, real)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return path.Dir(p)
+	}
+	return path.Dir("/" + filepath.ToSlash(rel))
 }
 
 // exists reports whether the guest path p exists.
-func (g guestRoot) exists(p string) bool {
-	host, err := g.resolve(p)
+func (g *guestRoot) exists(p string) bool {
+	f, err := g.open(p)
 	if err != nil {
 		return false
 	}
-	_, err = os.Stat(host)
-	return err == nil
+	f.Close()
+	return true
 }
 
 // readFile reads the first MiB of the guest path p, as much as pygrub
-// reads of a config (FS_READ_MAX). The guest's content is not trusted: a
-// FIFO or a device node (a symlink to /dev/zero lands on the guest's own
-// /dev) is refused rather than read forever.
-func (g guestRoot) readFile(p string) ([]byte, error) {
-	host, err := g.resolve(p)
+// reads of a config (FS_READ_MAX). A FIFO or a device node (a symlink to
+// /dev/zero lands on the guest's own /dev) is refused, never opened.
+func (g *guestRoot) readFile(p string) ([]byte, error) {
+	pathFD, err := g.open(p)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := os.Stat(host)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", p)
-	}
-	f, err := os.Open(host)
+	defer pathFD.Close()
+	f, st, err := openRegular(pathFD, p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, fsReadMax))
+	return readAll(f, p, st.Size, fsReadMax, true)
 }
 
 // bootFSType is the file system type /boot (or, without its own line, /)
 // has in the guest's /etc/fstab, "" when unknown.
-func (g guestRoot) bootFSType() string {
+func (g *guestRoot) bootFSType() string {
 	data, err := g.readFile("/etc/fstab")
 	if err != nil {
 		return ""
@@ -129,7 +241,7 @@ func (g guestRoot) bootFSType() string {
 }
 
 // separateBoot reports whether the guest's fstab mounts /boot separately.
-func (g guestRoot) separateBoot() bool {
+func (g *guestRoot) separateBoot() bool {
 	data, err := g.readFile("/etc/fstab")
 	if err != nil {
 		return false

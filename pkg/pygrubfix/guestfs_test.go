@@ -24,11 +24,11 @@ func TestCheckRootRefusesAConfigThatIsNotAFile(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", rel.Name, err)
 		}
-		if rep.Bootable || !strings.Contains(problemText(rep), "not a regular file") {
+		if rep.Bootable || !strings.Contains(problemText(rep), "/boot/grub/grub.cfg: a FIFO, expected a regular file") {
 			t.Errorf("%s: %+v\n%s", rel.Name, rep, problemText(rep))
 		}
 	}
-	if _, err := MenuLstFromRoot(root); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	if _, err := MenuLstFromRoot(root); err == nil || !strings.Contains(err.Error(), "/boot/grub/grub.cfg: a FIFO, expected a regular file") {
 		t.Errorf("menulst --root: %v", err)
 	}
 }

@@ -1,14 +1,12 @@
 package pygrubfix
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
+	"unicode"
 )
 
 // MenuLst is a grub-legacy menu.lst written from a guest's grub2 config,
@@ -21,32 +19,35 @@ type MenuLst struct {
 }
 
 // MenuLstFromRoot reads the grub2 config of the guest root folder (where
-// pygrub 4.17 would find it) and its grubenv.
+// pygrub 4.17 would find it) and its grubenv. A root that is missing or
+// not a folder is an InputError.
 func MenuLstFromRoot(root string) (*MenuLst, error) {
-	g := guestRoot(root)
-	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("--root %s: expected a guest root folder", root)
+	g, err := openGuestRoot(root)
+	if err != nil {
+		return nil, err
 	}
+	defer g.Close()
 	for _, c := range Xen417.Search {
 		if c.Parser != ParserGrub2 || !g.exists(c.Path) {
 			continue
 		}
 		data, err := g.readFile(c.Path)
 		if err != nil {
-			return nil, fmt.Errorf("%s%s: %w", root, c.Path, err)
+			return nil, fmt.Errorf("in the guest %s: %w", root, err) // err names the file
 		}
 		env, _ := g.readFile(g.realDir(c.Path) + "/grubenv")
 		return newMenuLst(c.Path, data, env)
 	}
-	return nil, fmt.Errorf("--root %s: no grub2 config (looked for /boot/grub/grub.cfg, /grub/grub.cfg, /boot/grub2/grub.cfg, /grub2/grub.cfg)", root)
+	return nil, fmt.Errorf("%s: no grub2 config (looked for /boot/grub/grub.cfg, /grub/grub.cfg, /boot/grub2/grub.cfg, /grub2/grub.cfg)", root)
 }
 
 // MenuLstFromFile reads a grub2 config file and the grubenv beside it (beside
-// the file a symlink such as /etc/grub2.cfg points to).
+// the file a symlink such as /etc/grub2.cfg points to). A file that is
+// missing or not a regular file is an InputError; one over 64 MiB an error.
 func MenuLstFromFile(file string) (*MenuLst, error) {
-	data, err := os.ReadFile(file)
+	data, err := readHostFile(file, maxConfigSize, false)
 	if err != nil {
-		return nil, fmt.Errorf("--grub-cfg %s: %w", file, errors.Unwrap(err))
+		return nil, namedInput(file, err, "a grub config file")
 	}
 	// grubenv is beside the real grub.cfg. Only relative links are
 	// followed: an absolute one in a mounted guest (/boot/grub2/grub.cfg)
@@ -59,7 +60,9 @@ func MenuLstFromFile(file string) (*MenuLst, error) {
 		}
 		real = filepath.Join(filepath.Dir(real), link)
 	}
-	env, _ := os.ReadFile(filepath.Join(filepath.Dir(real), "grubenv"))
+	// As much of it as pygrub would read; a grubenv that is not a regular
+	// file is as good as none.
+	env, _ := readHostFile(filepath.Join(filepath.Dir(real), "grubenv"), fsReadMax, true)
 	return newMenuLst(file, data, env)
 }
 
@@ -130,7 +133,9 @@ func legacyRoot(root string) string {
 // parser (as in Xen 4.1) to the same entries, or Text fails.
 func (m *MenuLst) Text() (string, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# grub-legacy menu for Xen's pygrub, written by opsctl pygrub menulst\n# from %s. Rewrite it after kernel updates (see opsctl pygrub menulst --kickstart).\n", m.Source)
+	// The source's name is the user's, a control character in it would end
+	// the comment.
+	fmt.Fprintf(&b, "%s\n# from %s. Rewrite it after kernel updates (see opsctl pygrub menulst --kickstart).\n", menuLstMarker, strings.Map(dropControl, m.Source))
 	fmt.Fprintf(&b, "default=%d\ntimeout=5\n", m.Default)
 	for _, e := range m.Entries {
 		fmt.Fprintf(&b, "title %s\n", e.Title)
@@ -163,27 +168,58 @@ func (m *MenuLst) Text() (string, error) {
 	return text, nil
 }
 
-// WriteFile writes text to path atomically: a new file gets mode 0644, an
-// existing one keeps its mode and owner.
-func WriteFile(path, text string) error {
-	fi, err := os.Stat(path)
-	xattrsOf := path
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return err
-		}
-		fi, xattrsOf = newFileInfo{mode: 0o644}, ""
-	} else if err != nil {
-		return err
+// PlanMenuLstWrite plans writing menu.lst (or a kickstart section) to
+// file. With a root, file must be inside the guest's root folder root and
+// is resolved as in the guest (symlinks interpreted inside it); without,
+// it is a host path. A file outside root, in a folder that does not exist,
+// or that is not a regular file (a symlink, a FIFO, a device) is an
+// InputError. A file there that opsctl did not write is kept as
+// FILE.orig, or FILE.orig.N when that name is taken.
+func PlanMenuLstWrite(root, file string) (*FileWrite, error) {
+	var w *FileWrite
+	var err error
+	if root == "" {
+		w, err = planHostWrite(file)
+	} else {
+		w, err = planGuestWrite(root, file)
 	}
-	return writeAtomic(path, []byte(text), fi, xattrsOf)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.keepIfForeign(); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
 }
 
-type newFileInfo struct{ mode fs.FileMode }
+// planGuestWrite plans the write of file, a host path inside the guest
+// root folder root.
+func planGuestWrite(root, file string) (*FileWrite, error) {
+	absRoot, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	absFile, err := filepath.Abs(file)
+	if err != nil {
+		return nil, err
+	}
+	rel, err := filepath.Rel(absRoot, absFile)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return nil, &InputError{Path: file, Msg: fmt.Sprintf("not inside the guest root %s (menu.lst is written into the guest)", root)}
+	}
+	g, err := openGuestRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer g.Close()
+	return g.planWrite(filepath.ToSlash(rel), file)
+}
 
-func (f newFileInfo) Name() string       { return "" }
-func (f newFileInfo) Size() int64        { return 0 }
-func (f newFileInfo) Mode() fs.FileMode  { return f.mode }
-func (f newFileInfo) ModTime() time.Time { return time.Time{} }
-func (f newFileInfo) IsDir() bool        { return false }
-func (f newFileInfo) Sys() any           { return nil }
+// dropControl drops control characters (strings.Map).
+func dropControl(r rune) rune {
+	if unicode.IsControl(r) {
+		return -1
+	}
+	return r
+}

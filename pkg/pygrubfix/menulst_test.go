@@ -34,9 +34,10 @@ func TestMenuLstFromEL7RootBootsOnOldAndNewPygrub(t *testing.T) {
 			t.Errorf("menu.lst lacks %q:\n%s", want, text)
 		}
 	}
-	if err := WriteFile(filepath.Join(root, "grub/menu.lst"), text); err != nil {
+	if err := os.Mkdir(filepath.Join(root, "grub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	writeMenuLst(t, root, filepath.Join(root, "grub/menu.lst"), text)
 	old, err := Check(root, Xen41)
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +113,22 @@ func TestMenuLstReadsGrubenvBesideALinkedGrubCfg(t *testing.T) {
 	if m.Default != 1 {
 		t.Errorf("--grub-cfg through a link: menu.lst default %d, want 1", m.Default)
 	}
+}
+
+// writeMenuLst writes text to file as `menulst [--root ROOT] -w FILE` does
+// and returns the backup made.
+func writeMenuLst(t *testing.T, root, file, text string) string {
+	t.Helper()
+	w, err := PlanMenuLstWrite(root, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	backup, err := w.Apply([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return backup
 }
 
 func TestLegacyRoot(t *testing.T) {

@@ -1,17 +1,13 @@
 package pygrubfix
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // PatchPlan is what `opsctl pygrub patch` would change: one entry per
@@ -26,6 +22,18 @@ type FilePatch struct {
 	Old     string
 	New     string
 	Changes []string // what is changed, in words; empty when up to date
+
+	write *FileWrite // the file, as read; its folder, held open
+}
+
+// Close releases the files the plan holds open.
+func (p *PatchPlan) Close() error {
+	for _, f := range p.Files {
+		if f.write != nil {
+			f.write.Close()
+		}
+	}
+	return nil
 }
 
 // Needed reports whether any file needs a change.
@@ -82,15 +90,15 @@ var DefaultPygrubs = []string{
 func FindParsers(pygrub string) ([]string, error) {
 	var scripts []string
 	if pygrub != "" {
-		if _, err := os.Stat(pygrub); err != nil {
-			return nil, fmt.Errorf("--pygrub %s: %w", pygrub, errors.Unwrap(err))
+		if err := statHostFile(pygrub); err != nil {
+			return nil, namedInput(pygrub, err, "a pygrub script or a GrubConf.py")
 		}
 		if filepath.Base(pygrub) == "GrubConf.py" {
 			// Patch the file itself: renaming over a symlink would replace
 			// the link and leave the file it points to unpatched.
 			real, err := filepath.EvalSymlinks(pygrub)
 			if err != nil {
-				return nil, fmt.Errorf("--pygrub %s: %w", pygrub, err)
+				return nil, fmt.Errorf("%s: %w", pygrub, err)
 			}
 			return []string{real}, nil
 		}
@@ -119,7 +127,11 @@ func FindParsers(pygrub string) ([]string, error) {
 		if err != nil {
 			continue
 		}
-		if data, err := os.ReadFile(real); err == nil && menuentryLine.Match(data) {
+		data, err := readHostFile(real, maxParserSize, false)
+		if err != nil {
+			return nil, err
+		}
+		if menuentryLine.Match(data) {
 			add(real)
 		}
 		for _, c := range grubConfCandidates(real) {
@@ -174,21 +186,50 @@ var (
 	initrd16Entry = regexp.MustCompile(`(?m)^[^#\n]*'initrd16'[ \t]*:`)
 )
 
-// PlanPatch reads each file and works out its patch, or refuses.
+// PlanPatch reads each file and works out its patch, or refuses. The plan
+// holds the files open until Close: Apply replaces the very files read.
+// A file that is not a regular file, or is over 4 MiB, is refused.
 func PlanPatch(paths []string) (*PatchPlan, error) {
 	plan := &PatchPlan{}
 	for _, path := range paths {
-		data, err := os.ReadFile(path)
+		fp, err := planFilePatch(path)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		fp, err := patchSource(path, string(data))
-		if err != nil {
+			plan.Close()
 			return nil, err
 		}
 		plan.Files = append(plan.Files, fp)
 	}
 	return plan, nil
+}
+
+func planFilePatch(path string) (FilePatch, error) {
+	// The path was found (FindParsers resolved its symlinks), not named:
+	// a folder or file that is not what it should be is a failure here,
+	// not an InputError.
+	dir, err := openFolder(filepath.Dir(path))
+	if err != nil {
+		return FilePatch{}, err
+	}
+	w, err := planWriteIn(dir, filepath.Base(path), path)
+	if err != nil {
+		return FilePatch{}, err
+	}
+	if w.old == nil {
+		w.Close()
+		return FilePatch{}, fmt.Errorf("%s: no such file", path)
+	}
+	data, err := readAll(io.NewSectionReader(w.old, 0, maxParserSize+1), path, w.oldStat.Size, maxParserSize, false)
+	if err != nil {
+		w.Close()
+		return FilePatch{}, err
+	}
+	fp, err := patchSource(path, string(data))
+	if err != nil {
+		w.Close()
+		return FilePatch{}, err
+	}
+	fp.write = w
+	return fp, nil
 }
 
 func lineOf(src string, offset int) int { return strings.Count(src[:offset], "\n") + 1 }
@@ -247,145 +288,32 @@ func patchSource(path, src string) (FilePatch, error) {
 	return fp, nil
 }
 
-// Apply writes every changed file: a backup of the original first
-// (PATH.orig, or PATH.orig.N when that exists), then the new text through
-// a temporary file renamed over the original, with its mode and owner.
-// It returns the backups made.
+// Apply writes every changed file: the original is kept as PATH.orig (or
+// PATH.orig.N when that exists), then the new text replaces it through a
+// temporary file, with its mode, owner and extended attributes (see
+// FileWrite). It returns the backups made.
 func (p *PatchPlan) Apply() ([]string, error) {
 	var backups []string
 	for _, f := range p.Files {
 		if len(f.Changes) == 0 {
 			continue
 		}
-		fi, err := os.Stat(f.Path)
-		if err != nil {
-			return backups, err
-		}
-		cur, err := os.ReadFile(f.Path)
+		// Edited in place since it was read: the patch is for other text.
+		cur, err := readAll(io.NewSectionReader(f.write.old, 0, maxParserSize+1), f.Path, 0, maxParserSize, false)
 		if err != nil {
 			return backups, err
 		}
 		if string(cur) != f.Old {
 			return backups, fmt.Errorf("%s changed since it was read; run the patch again", f.Path)
 		}
-		backup, err := freeBackupName(f.Path)
+		if err := f.write.keepOld(); err != nil {
+			return backups, err
+		}
+		backup, err := f.write.Apply([]byte(f.New))
 		if err != nil {
 			return backups, err
 		}
-		if err := writeAtomic(backup, cur, fi, f.Path); err != nil {
-			return backups, fmt.Errorf("backup %s: %w", backup, err)
-		}
 		backups = append(backups, backup)
-		if err := writeAtomic(f.Path, []byte(f.New), fi, f.Path); err != nil {
-			return backups, fmt.Errorf("%s: %w", f.Path, err)
-		}
 	}
 	return backups, nil
-}
-
-func freeBackupName(path string) (string, error) {
-	name := path + ".orig"
-	for i := 1; i < 1000; i++ {
-		if _, err := os.Lstat(name); errors.Is(err, fs.ErrNotExist) {
-			return name, nil
-		}
-		name = fmt.Sprintf("%s.orig.%d", path, i)
-	}
-	return "", fmt.Errorf("%s: too many backups", path)
-}
-
-// writeAtomic writes data to path through a temporary file in the same
-// folder, with the mode and owner of like and, unless xattrsOf is empty,
-// the extended attributes of the file xattrsOf (its SELinux label, ACLs),
-// synced before the rename.
-func writeAtomic(path string, data []byte, like fs.FileInfo, xattrsOf string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".opsctl-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(like.Mode().Perm()); err != nil {
-		tmp.Close()
-		return err
-	}
-	if st, ok := like.Sys().(*syscall.Stat_t); ok {
-		if err := tmp.Chown(int(st.Uid), int(st.Gid)); err != nil && os.Geteuid() == 0 {
-			tmp.Close()
-			return err
-		}
-	}
-	if xattrsOf != "" {
-		if err := copyXattrs(xattrsOf, tmp); err != nil {
-			tmp.Close()
-			return err
-		}
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if dir, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = dir.Sync()
-		dir.Close()
-	}
-	return nil
-}
-
-// copyXattrs gives to the extended attributes of the file from: a file
-// replaced by a new one must keep, say, its security.selinux label on a
-// RHEL host, or programs confined by SELinux can no longer read it.
-func copyXattrs(from string, to *os.File) error {
-	names, err := xattrNames(from)
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		size, err := unix.Getxattr(from, name, nil)
-		if err != nil {
-			return fmt.Errorf("%s: reading attribute %s: %w", from, name, err)
-		}
-		value := make([]byte, size)
-		n, err := unix.Getxattr(from, name, value)
-		if err != nil {
-			return fmt.Errorf("%s: reading attribute %s: %w", from, name, err)
-		}
-		if err := unix.Fsetxattr(int(to.Fd()), name, value[:n], 0); err != nil {
-			return fmt.Errorf("%s: keeping attribute %s: %w", from, name, err)
-		}
-	}
-	return nil
-}
-
-// xattrNames lists the extended attributes of path; none where the file
-// system has no such thing.
-func xattrNames(path string) ([]string, error) {
-	size, err := unix.Listxattr(path, nil)
-	if errors.Is(err, unix.ENOTSUP) || size == 0 {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: listing attributes: %w", path, err)
-	}
-	buf := make([]byte, size)
-	n, err := unix.Listxattr(path, buf)
-	if err != nil {
-		return nil, fmt.Errorf("%s: listing attributes: %w", path, err)
-	}
-	var names []string
-	for _, name := range strings.Split(string(buf[:n]), "\x00") {
-		if name != "" {
-			names = append(names, name)
-		}
-	}
-	return names, nil
 }

@@ -298,15 +298,11 @@ func TestPatchKeepsTheFilesExtendedAttributes(t *testing.T) {
 
 	// menu.lst rewritten in place keeps its attributes too.
 	menu := filepath.Join(t.TempDir(), "menu.lst")
-	if err := WriteFile(menu, "default 0\n"); err != nil {
-		t.Fatal(err)
-	}
+	writeMenuLst(t, "", menu, "default 0\n")
 	if err := unix.Setxattr(menu, "user.opsctl-test", []byte("keep me"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFile(menu, "default 1\n"); err != nil {
-		t.Fatal(err)
-	}
+	writeMenuLst(t, "", menu, "default 1\n")
 	buf := make([]byte, 64)
 	if n, err := unix.Getxattr(menu, "user.opsctl-test", buf); err != nil || string(buf[:n]) != "keep me" {
 		t.Errorf("menu.lst lost its attribute: %q, %v", buf[:max(n, 0)], err)

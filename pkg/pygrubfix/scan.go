@@ -179,7 +179,8 @@ type Pygrub struct {
 	notReally, outputDir, debug bool
 }
 
-// HostPygrub finds the pygrub that runs for a domain: override when given,
+// HostPygrub finds the pygrub that runs for a domain: override when given
+// (one that is missing or not a regular file is an InputError),
 // else the domain's bootloader (an absolute path must exist: the
 // toolstack runs exactly that), else for a bare name the one on PATH or in
 // the usual places.
@@ -200,8 +201,11 @@ func HostPygrub(override, bootloader string) (*Pygrub, error) {
 		}
 	}
 	for _, c := range candidates {
-		src, err := os.ReadFile(c)
+		src, err := readHostFile(c, maxParserSize, false)
 		if err != nil {
+			if override != "" {
+				return nil, namedInput(override, err, "a pygrub script")
+			}
 			continue
 		}
 		return &Pygrub{Path: c,
@@ -209,9 +213,6 @@ func HostPygrub(override, bootloader string) (*Pygrub, error) {
 			outputDir: bytes.Contains(src, []byte(`"output-directory="`)),
 			debug:     bytes.Contains(src, []byte(`"debug"`)),
 		}, nil
-	}
-	if override != "" {
-		return nil, fmt.Errorf("--pygrub %s: not readable", override)
 	}
 	return nil, fmt.Errorf("bootloader %s not found on this host", bootloader)
 }
