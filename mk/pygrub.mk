@@ -6,7 +6,7 @@ test-pygrub: build
 	OPSCTL_BIN=$(CURDIR)/bin/opsctl $(GO) test -count=1 -run 'Pygrub' ./cmd/opsctl/
 
 fuzz-pygrub:
-	for t in FuzzGrub2Parse FuzzLegacyParse FuzzExtlinuxParse FuzzPatchSource; do \
+	for t in FuzzGrub2Parse FuzzLegacyParse FuzzExtlinuxParse FuzzPatchSource FuzzGuestPathResolution; do \
 	  $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./pkg/pygrubfix/ || exit 1; done
 
 # Reads the EL7 config N times with opsctl's parser and with pygrub 4.17's

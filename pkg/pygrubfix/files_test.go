@@ -34,7 +34,7 @@ func openTestGuest(t *testing.T, root string, noOpenat2 bool) *guestRoot {
 // guestBesideHost makes a guest tree at DIR/root and, beside it, a host
 // folder DIR/host holding a file "secret": a symlink of the guest that
 // escaped would find it at ../host from the root.
-func guestBesideHost(t *testing.T, files map[string]string) (root, host string) {
+func guestBesideHost(t testing.TB, files map[string]string) (root, host string) {
 	t.Helper()
 	root = guestTree(t, files)
 	host = filepath.Join(filepath.Dir(root), "host")
@@ -46,7 +46,7 @@ func guestBesideHost(t *testing.T, files map[string]string) (root, host string) 
 	return root, host
 }
 
-func symlinks(t *testing.T, root string, links map[string]string) {
+func symlinks(t testing.TB, root string, links map[string]string) {
 	t.Helper()
 	for link, target := range links {
 		p := filepath.Join(root, link)
@@ -405,4 +405,88 @@ func TestPatchApplyRefusesAParserSwappedSincePlanned(t *testing.T) {
 	if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 1 {
 		t.Errorf("left behind: %v", names)
 	}
+}
+
+// FuzzGuestPathResolution holds the walk (kernels without openat2) to
+// openat2's RESOLVE_IN_ROOT: for any path, in a guest full of symlinks
+// that try to leave it, both find the same file or fail alike.
+func FuzzGuestPathResolution(f *testing.F) {
+	root, host := guestBesideHost(f, map[string]string{
+		"/host/secret":         "the guest's\n",
+		"/boot/grub2/grub.cfg": "grub.cfg\n",
+		"/deep/c/.keep":        "",
+		"/file":                "a file\n",
+	})
+	symlinks(f, root, map[string]string{
+		"/abs":                host,
+		"/rel":                "../host",
+		"/boot/grub/grub.cfg": "../grub2/grub.cfg",
+		"/etc/grub2.cfg":      "/boot/grub2/grub.cfg",
+		"/loop":               "/loop",
+		"/loop2":              "loop3",
+		"/loop3":              "/deep/../loop2",
+		"/deep/a":             "../deep/b",
+		"/deep/b":             "/deep/c/../../../host",
+		"/deep/up":            "../../../..",
+		"/deep/slash":         "/",
+		"/deep/dot":           ".",
+		"/deep/empty-ish":     "./",
+		"/deep/tofile":        "/file/",
+		"/dangling":           "/nowhere/at/all",
+	})
+	for _, seed := range []string{
+		"/host/secret", "/abs/secret", "/rel/secret", "/../host/secret", "deep/a/secret",
+		"/boot/grub/grub.cfg", "/etc/grub2.cfg", "/loop", "/loop2", "/deep/up/deep/up/host",
+		"/deep/slash/..", "/deep/dot/a/", "/deep/tofile", "/file/", "/file/..", "/dangling",
+		"", "/", ".", "..", "//host//secret/", "deep/empty-ish/c/.keep",
+	} {
+		f.Add(seed)
+	}
+	newGuest := func(t testing.TB, noOpenat2 bool) *guestRoot {
+		g, err := openGuestRoot(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.noOpenat2 = noOpenat2
+		return g
+	}
+	kernel := newGuest(f, false)
+	if _, err := kernel.open("/"); errors.Is(err, unix.ENOSYS) {
+		f.Skip("no openat2 on this kernel: nothing to compare the walk with")
+	}
+	kernel.Close()
+	f.Fuzz(func(t *testing.T, p string) {
+		if len(p) >= unix.PathMax {
+			t.Skip("the kernel refuses paths of PATH_MAX and more; the walk has no such limit")
+		}
+		results := make([]struct {
+			st  unix.Stat_t
+			err error
+		}, 2)
+		for i, noOpenat2 := range []bool{false, true} {
+			g := newGuest(t, noOpenat2)
+			file, err := g.open(p)
+			if err == nil {
+				results[i].st, err = fstat(file)
+				file.Close()
+			}
+			results[i].err = errors.Unwrap(err)
+			g.Close()
+		}
+		k, w := results[0], results[1]
+		if (k.err == nil) != (w.err == nil) || k.err != nil && k.err.Error() != w.err.Error() {
+			t.Fatalf("%q: openat2: %v; walk: %v", p, k.err, w.err)
+		}
+		if k.err == nil && (k.st.Dev != w.st.Dev || k.st.Ino != w.st.Ino) {
+			t.Fatalf("%q: openat2 and the walk found different files", p)
+		}
+		if k.err == nil {
+			// Whatever was found is inside the guest.
+			var rootSt unix.Stat_t
+			unix.Stat(host, &rootSt)
+			if k.st.Ino == rootSt.Ino && k.st.Dev == rootSt.Dev {
+				t.Fatalf("%q: reached the host folder", p)
+			}
+		}
+	})
 }

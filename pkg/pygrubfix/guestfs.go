@@ -92,6 +92,12 @@ func (g *guestRoot) walk(p string) (*os.File, error) {
 			f.Close()
 		}
 	}()
+	switch {
+	case p == "":
+		return fail(unix.ENOENT) // as open("") does
+	case strings.IndexByte(p, 0) >= 0:
+		return fail(unix.EINVAL) // no C string holds it
+	}
 	rest := splitPath(p)
 	links := 0
 	for len(rest) > 0 {

@@ -14,7 +14,7 @@ import (
 
 // guestTree writes files (guest path -> content; content "->target" makes a
 // symlink) under a new folder.
-func guestTree(t *testing.T, files map[string]string) string {
+func guestTree(t testing.TB, files map[string]string) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
 	if err := os.MkdirAll(root, 0o755); err != nil {
