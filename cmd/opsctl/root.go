@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -72,6 +73,7 @@ Logs and progress go to stderr; results go to stdout.`,
 			return nil
 		},
 	}
+	addVersionFlag(root, f.Version)
 	root.SetIn(f.IO.In)
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
@@ -163,7 +165,7 @@ func markUsageErrors(cmd *cobra.Command) {
 	if cmd.HasSubCommands() && cmd.RunE == nil && cmd.Run == nil {
 		cmd.Args = func(c *cobra.Command, a []string) error {
 			if len(a) > 0 {
-				return cli.Usagef("unknown command %q for %q", a[0], c.CommandPath())
+				return cli.Usagef("unknown command %q for %q%s", a[0], c.CommandPath(), didYouMean(c, a[0]))
 			}
 			return nil
 		}
@@ -175,6 +177,38 @@ func markUsageErrors(cmd *cobra.Command) {
 	for _, sub := range cmd.Commands() {
 		markUsageErrors(sub)
 	}
+}
+
+// didYouMean is "; did you mean "x"?" naming the subcommands of parent close
+// to typed (cobra's suggestions: a Levenshtein distance of 2 at most, or a
+// prefix), or "" when none is.
+func didYouMean(parent *cobra.Command, typed string) string {
+	if parent.SuggestionsMinimumDistance <= 0 {
+		parent.SuggestionsMinimumDistance = 2
+	}
+	suggestions := parent.SuggestionsFor(typed)
+	if len(suggestions) == 0 {
+		return ""
+	}
+	quoted := make([]string, len(suggestions))
+	for i, s := range suggestions {
+		quoted[i] = strconv.Quote(s)
+	}
+	return "; did you mean " + strings.Join(quoted, " or ") + "?"
+}
+
+// addVersionFlag gives opsctl -v/--version, printing what `opsctl version`
+// prints. cobra prints it (through the version template) before any argument
+// check, as it does for --help.
+func addVersionFlag(root *cobra.Command, version string) {
+	if version == "" {
+		version = "dev"
+	}
+	root.Version = version
+	root.Flags().BoolP("version", "v", false, "print the version and build information (as 'opsctl version' does)")
+	// The template is the text itself, as a quoted template string: no
+	// template action can come from the build's version string.
+	root.SetVersionTemplate(fmt.Sprintf("{{%q}}", readVersionInfo(version).text()))
 }
 
 // addCompletionExamples gives cobra's completion commands the examples every
@@ -217,7 +251,13 @@ func refuseUnknownHelpTopics(root *cobra.Command) {
 		cmd.Example = "  opsctl help chain plan"
 		cmd.RunE = func(c *cobra.Command, args []string) error {
 			if topic, rest, err := c.Root().Find(args); topic == nil || err != nil || len(rest) > 0 {
-				return cli.Usagef("help: unknown command %q; expected one of the commands opsctl --help lists", strings.Join(args, " "))
+				hint := "; expected one of the commands opsctl --help lists"
+				if topic != nil && len(rest) > 0 {
+					if suggestion := didYouMean(topic, rest[0]); suggestion != "" {
+						hint = suggestion
+					}
+				}
+				return cli.Usagef("help: unknown command %q%s", strings.Join(args, " "), hint)
 			}
 			show(c, args)
 			return nil

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/internal/testenv"
@@ -103,5 +107,62 @@ func TestBuiltBinaryIsStaticAndVersioned(t *testing.T) {
 	}
 	if libs, err := bin.ImportedLibraries(); err != nil || len(libs) != 0 {
 		t.Errorf("the binary needs shared libraries %v (%v)", libs, err)
+	}
+}
+
+// SPEC, Everywhere: `opsctl --version` prints what `opsctl version` prints
+// (the same first line), and -v is its short form.
+func TestVersionFlagPrintsWhatVersionPrints(t *testing.T) {
+	want, _, code := runForTest("version")
+	if code != 0 || !strings.HasPrefix(want, "opsctl "+version+"\n") {
+		t.Fatalf("opsctl version: exit %d\n%s", code, want)
+	}
+	for _, flag := range []string{"--version", "-v"} {
+		out, stderr, code := runForTest(flag)
+		if code != 0 || out != want || stderr != "" {
+			t.Errorf("opsctl %s: exit %d, stderr %q, stdout\n%s\nwant the output of opsctl version:\n%s", flag, code, stderr, out, want)
+		}
+	}
+}
+
+// -v is opsctl's --version: no command may give it another meaning.
+func TestNoCommandUsesTheVersionShorthand(t *testing.T) {
+	f := &cli.Factory{IO: &cli.IOStreams{}, Getenv: func(string) string { return "" }, Logger: slog.New(slog.DiscardHandler)}
+	var walk func(cmd *cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		for _, set := range []*pflag.FlagSet{cmd.Flags(), cmd.PersistentFlags()} {
+			if flag := set.ShorthandLookup("v"); flag != nil && !(cmd == cmd.Root() && flag.Name == "version") {
+				t.Errorf("opsctl %s: -v is --%s", commandPath(cmd), flag.Name)
+			}
+		}
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd(f))
+}
+
+// A mistyped command gets cobra's suggestion in the same one line, exit 2.
+func TestMistypedCommandSuggestsTheRightOne(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"chian", "plan"}, `unknown command "chian" for "opsctl"; did you mean "chain"?`},
+		{[]string{"chain", "paln"}, `unknown command "paln" for "opsctl chain"; did you mean "plan"?`},
+		{[]string{"lvm", "cache", "staus"}, `unknown command "staus" for "opsctl lvm cache"; did you mean "status"?`},
+		{[]string{"imap-auth", "chek"}, `did you mean "check"?`},
+		{[]string{"pygrub", "menu"}, `did you mean "menulst"?`},
+		{[]string{"help", "chian"}, `did you mean "chain"?`},
+		{[]string{"frobnicate"}, `unknown command "frobnicate" for "opsctl"`},
+	}
+	for _, tc := range cases {
+		_, stderr, code := runForTest(tc.args...)
+		if code != cli.ExitUsage || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+			t.Errorf("opsctl %s: exit %d, stderr %q; want exit 2 and one line with %q", strings.Join(tc.args, " "), code, stderr, tc.want)
+		}
+	}
+	if _, stderr, _ := runForTest("frobnicate"); strings.Contains(stderr, "did you mean") {
+		t.Errorf("opsctl frobnicate: %q suggests a command that is nothing like it", stderr)
 	}
 }
