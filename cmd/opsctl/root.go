@@ -77,7 +77,7 @@ Logs and progress go to stderr; results go to stdout.`,
 	root.SetIn(f.IO.In)
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
-	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
+	cli.EnumVar(root.PersistentFlags(), &logLevel, "log-level", "info", []string{"debug", "info", "warn", "error"}, "the least important messages logged on stderr")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		if cmd == root {
 			return cli.UsageError(explainFlagValueError(err))
@@ -101,6 +101,7 @@ Logs and progress go to stderr; results go to stdout.`,
 	root.InitDefaultHelpCmd()
 	refuseUnknownHelpTopics(root)
 	markUsageErrors(root)
+	registerCompletions(root, f)
 	return root
 }
 

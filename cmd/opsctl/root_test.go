@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"encoding/json"
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -164,5 +165,35 @@ func TestMistypedCommandSuggestsTheRightOne(t *testing.T) {
 	}
 	if _, stderr, _ := runForTest("frobnicate"); strings.Contains(stderr, "did you mean") {
 		t.Errorf("opsctl frobnicate: %q suggests a command that is nothing like it", stderr)
+	}
+}
+
+// goTypeName matches the words pflag prints for a flag's value when its
+// usage names none: Go type names (string, stringArray, int, duration...).
+var goTypeName = regexp.MustCompile(`^(string|int|uint|float|duration|bool|ip|bytes|count)\w*$`)
+
+// Help shows what a flag's value is (FILE, N, DURATION, implicit|starttls),
+// never the Go type pflag stores it in, nor cobra's --help[=false] noise.
+func TestHelpNamesFlagValuesNotGoTypes(t *testing.T) {
+	flagLine := regexp.MustCompile(`^\s+(?:-\w, )?--([\w-]+)(?:\[=[^\]]*\])?(?: (\S+))?`)
+	var checked int
+	for _, path := range commandPaths(t) {
+		out, _, code := runForTest(append(path, "--help")...)
+		if code != 0 {
+			t.Fatalf("opsctl %s --help: exit %d", strings.Join(path, " "), code)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			m := flagLine.FindStringSubmatch(line)
+			if m == nil {
+				continue
+			}
+			checked++
+			if goTypeName.MatchString(m[2]) || strings.Contains(line, "[=") {
+				t.Errorf("opsctl %s --help: --%s shows %q:\n%s", strings.Join(path, " "), m[1], m[2], line)
+			}
+		}
+	}
+	if checked < 100 {
+		t.Errorf("only %d flag lines found in all help texts", checked)
 	}
 }
