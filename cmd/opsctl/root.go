@@ -26,7 +26,11 @@ func run(args []string, streams *cli.IOStreams, getenv func(string) string) int 
 		err = cli.UsageError(err)
 	}
 	if msg := cli.Message(err); msg != "" {
-		fmt.Fprintln(streams.ErrOut, "opsctl: "+msg)
+		priority := ""
+		if streams.ErrIsJournal {
+			priority = cli.JournalPriority(slog.LevelError)
+		}
+		fmt.Fprintln(streams.ErrOut, priority+"opsctl: "+msg)
 	}
 	return cli.ExitCode(err)
 }
@@ -69,7 +73,7 @@ Logs and progress go to stderr; results go to stdout.`,
 			if err != nil {
 				return err
 			}
-			f.Logger = slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: level}))
+			f.Logger = cli.NewLogger(f.IO.ErrOut, level, f.IO.ErrIsJournal)
 			return nil
 		},
 	}

@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -195,5 +200,57 @@ func TestHelpNamesFlagValuesNotGoTypes(t *testing.T) {
 	}
 	if checked < 100 {
 		t.Errorf("only %d flag lines found in all help texts", checked)
+	}
+}
+
+// runWithStderrFile runs the built opsctl with its stderr on a file, and
+// JOURNAL_STREAM set to that file's device:inode when journal is true (as
+// systemd sets it for a unit whose stderr is the journal).
+func runWithStderrFile(t *testing.T, journal bool, args ...string) (stderr string, code int) {
+	t.Helper()
+	errFile, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer errFile.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(errFile.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(testenv.Opsctl(t), args...)
+	cmd.Env = append(os.Environ(), "JOURNAL_STREAM=")
+	if journal {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("JOURNAL_STREAM=%d:%d", st.Dev, st.Ino))
+	}
+	cmd.Stderr = errFile
+	_ = cmd.Run()
+	data, err := os.ReadFile(errFile.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data), cmd.ProcessState.ExitCode()
+}
+
+// Logs under systemd: when stderr is the journal, every line carries its
+// syslog priority and no second timestamp; elsewhere slog's text format.
+func TestStderrLinesCarryAPriorityUnderSystemd(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "lvm")
+	args := []string{"--log-level", "debug", "lvm", "--lvm", missing, "cache", "status"}
+	stderr, code := runWithStderrFile(t, true, args...)
+	want := `<7>exec argv="` + missing + " vgs --reportformat json"
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	if code != cli.ExitFailure || len(lines) != 2 || !strings.HasPrefix(lines[0], want) ||
+		lines[1] != `<3>opsctl: lvm cache status: vgs: lvm2 executable "`+missing+`" not found` {
+		t.Errorf("stderr on the journal: exit %d\n%s\nwant a line starting %q, then <3>opsctl: the error", code, stderr, want)
+	}
+	if strings.Contains(stderr, "time=") || strings.Contains(stderr, "level=") {
+		t.Errorf("the journal got slog's time= and level=:\n%s", stderr)
+	}
+
+	stderr, code = runWithStderrFile(t, false, args...)
+	lines = strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	if code != cli.ExitFailure || len(lines) != 2 || !strings.HasPrefix(lines[0], "time=") || !strings.Contains(lines[0], " level=DEBUG msg=exec argv=") ||
+		!strings.HasPrefix(lines[1], "opsctl: lvm cache status: vgs: lvm2 executable") {
+		t.Errorf("stderr on a file that is not the journal: exit %d\n%s", code, stderr)
 	}
 }
