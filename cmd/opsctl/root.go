@@ -65,7 +65,7 @@ Logs and progress go to stderr; results go to stdout.`,
   opsctl lvm cache status -o json
   opsctl pygrub check --xen 4.1 /mnt
   opsctl help chain
-  opsctl completion bash > /etc/bash_completion.d/opsctl`,
+  source <(opsctl completion bash)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -101,7 +101,7 @@ Logs and progress go to stderr; results go to stdout.`,
 	// cobra adds its completion command only when Execute runs, after
 	// markUsageErrors: add it now so that its usage errors exit 2 too.
 	root.InitDefaultCompletionCmd()
-	addCompletionExamples(root)
+	describeCompletionCommands(root)
 	root.InitDefaultHelpCmd()
 	refuseUnknownHelpTopics(root)
 	markUsageErrors(root)
@@ -216,28 +216,79 @@ func addVersionFlag(root *cobra.Command, version string) {
 	root.SetVersionTemplate(fmt.Sprintf("{{%q}}", readVersionInfo(version).text()))
 }
 
-// addCompletionExamples gives cobra's completion commands the examples every
-// opsctl command has.
-func addCompletionExamples(root *cobra.Command) {
+// describeCompletionCommands replaces the help of cobra's completion
+// commands: it told admins to write /etc/bash_completion.d/opsctl (a folder
+// bash-completion deprecates) while the package and make install already
+// put every script where its shell loads it, and it gave macOS steps. The
+// powershell script stays available, unlisted: opsctl runs on Linux.
+func describeCompletionCommands(root *cobra.Command) {
 	for _, cmd := range root.Commands() {
 		if cmd.Name() != "completion" {
 			continue
 		}
-		cmd.Example = `  opsctl completion bash > /etc/bash_completion.d/opsctl
-  opsctl completion zsh > "${fpath[1]}/_opsctl"
+		cmd.Short = "Print the shell completion script for bash, zsh or fish"
+		cmd.Long = `Print a script that makes the shell complete opsctl's commands, flags and
+flag values: formats and modes, the LVs lvm2 reports, the projects under
+--dir, the runs of a receiver.
+
+The Debian package installs the scripts where the shells load them, so
+there is nothing to do:
+
+  bash  /usr/share/bash-completion/completions/opsctl
+  zsh   /usr/share/zsh/vendor-completions/_opsctl
+  fish  /usr/share/fish/vendor_completions.d/opsctl.fish
+
+make install puts them under its PREFIX (docs/install.md). This command is
+for a binary copied by hand, or to try completion in the current shell.`
+		cmd.Example = `  source <(opsctl completion bash)
   opsctl completion fish > ~/.config/fish/completions/opsctl.fish`
 		for _, shell := range cmd.Commands() {
 			switch shell.Name() {
 			case "bash":
-				shell.Example = `  source <(opsctl completion bash)
-  opsctl completion bash > /etc/bash_completion.d/opsctl`
+				shell.Short = "Print the bash completion script"
+				shell.Long = `Print the bash completion script. It needs the bash-completion package.
+
+The Debian package installs it as /usr/share/bash-completion/completions/opsctl
+(make install: under its PREFIX), where bash-completion finds it the first
+time opsctl is completed: nothing to do. For a binary copied by hand, put it
+in your own completions folder (~/.local/share/bash-completion/completions,
+or $BASH_COMPLETION_USER_DIR/completions), or load it into this shell.`
+				shell.Example = `  # this shell only
+  source <(opsctl completion bash)
+
+  # every new shell of yours, for a binary copied by hand
+  mkdir -p ~/.local/share/bash-completion/completions
+  opsctl completion bash > ~/.local/share/bash-completion/completions/opsctl`
 			case "zsh":
-				shell.Example = `  source <(opsctl completion zsh)
-  opsctl completion zsh > "${fpath[1]}/_opsctl"`
+				shell.Short = "Print the zsh completion script"
+				shell.Long = `Print the zsh completion script.
+
+The Debian package installs it as /usr/share/zsh/vendor-completions/_opsctl
+(make install: PREFIX/share/zsh/site-functions/_opsctl), where zsh finds it
+once compinit runs (most zsh setups run it; otherwise add
+"autoload -U compinit; compinit" to ~/.zshrc). For a binary copied by hand,
+write it as _opsctl in a folder of your $fpath, or load it into this shell.`
+				shell.Example = `  # this shell only
+  source <(opsctl completion zsh)
+
+  # every new shell of yours: a folder in fpath before compinit runs
+  mkdir -p ~/.zfunc && opsctl completion zsh > ~/.zfunc/_opsctl
+  echo 'fpath=(~/.zfunc $fpath)' >> ~/.zshrc`
 			case "fish":
-				shell.Example = `  opsctl completion fish | source
+				shell.Short = "Print the fish completion script"
+				shell.Long = `Print the fish completion script.
+
+The Debian package installs it as
+/usr/share/fish/vendor_completions.d/opsctl.fish (make install: under its
+PREFIX), where fish loads it: nothing to do. For a binary copied by hand,
+write it into ~/.config/fish/completions, or load it into this shell.`
+				shell.Example = `  # this shell only
+  opsctl completion fish | source
+
+  # every new shell of yours
   opsctl completion fish > ~/.config/fish/completions/opsctl.fish`
 			case "powershell":
+				shell.Hidden = true
 				shell.Example = `  opsctl completion powershell | Out-String | Invoke-Expression`
 			}
 		}

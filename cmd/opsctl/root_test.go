@@ -254,3 +254,36 @@ func TestStderrLinesCarryAPriorityUnderSystemd(t *testing.T) {
 		t.Errorf("stderr on a file that is not the journal: exit %d\n%s", code, stderr)
 	}
 }
+
+// `completion bash --help` told admins to write /etc/bash_completion.d/opsctl
+// although the package installs the script already. Each shell's help names
+// the file the package installs (packaging/nfpm.yaml) and no other place
+// to write as root.
+func TestCompletionHelpNamesTheInstalledScripts(t *testing.T) {
+	nfpm, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "packaging", "nfpm.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	installed := map[string]string{}
+	for _, m := range regexp.MustCompile(`src: build/pkg/completions/(\S+)\s+dst: (\S+)`).FindAllStringSubmatch(string(nfpm), -1) {
+		installed[map[string]string{"opsctl.bash": "bash", "_opsctl": "zsh", "opsctl.fish": "fish"}[m[1]]] = m[2]
+	}
+	if len(installed) != 3 {
+		t.Fatalf("nfpm.yaml installs completions %v, want bash, zsh and fish", installed)
+	}
+	overview, _, _ := runForTest("completion", "--help")
+	for shell, path := range installed {
+		help, _, code := runForTest("completion", shell, "--help")
+		if code != 0 || !strings.Contains(help, path) || !strings.Contains(overview, path) {
+			t.Errorf("completion %s --help (and completion --help) do not name %s, which the package installs:\n%s", shell, path, help)
+		}
+		for _, wrong := range []string{"/etc/bash_completion.d", "brew", "macOS"} {
+			if strings.Contains(help, wrong) {
+				t.Errorf("completion %s --help says %q:\n%s", shell, wrong, help)
+			}
+		}
+	}
+	if root, _, _ := runForTest("--help"); strings.Contains(root, "bash_completion.d") {
+		t.Errorf("opsctl --help still writes /etc/bash_completion.d:\n%s", root)
+	}
+}
