@@ -297,3 +297,33 @@ func TestGenDocsWritesOnlyRegularFilesItMayReplace(t *testing.T) {
 		t.Errorf("the old opsctl.1 was not replaced: %q", page)
 	}
 }
+
+// README's "Exit status", which every docs page points to, and the man
+// pages' EXIT STATUS give the same codes and the same rule.
+func TestReadmeExitStatusMatchesTheManPages(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, found := strings.Cut(string(readme), "\n## Exit status\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	if !found {
+		t.Fatal("README.md has no Exit status section")
+	}
+	var codes []string
+	for _, m := range regexp.MustCompile(`(?m)^\| (\d+) \|`).FindAllStringSubmatch(section, -1) {
+		codes = append(codes, m[1])
+	}
+	var manCodes []string
+	for _, s := range exitStatuses {
+		manCodes = append(manCodes, s.code)
+	}
+	if !slices.Equal(codes, manCodes) {
+		t.Errorf("README's Exit status lists %q, the man pages %q", codes, manCodes)
+	}
+	for _, rule := range []string{"does not exist or is not the kind expected", "cannot be read or written"} {
+		if !strings.Contains(words(section), rule) {
+			t.Errorf("README's Exit status does not say %q", rule)
+		}
+	}
+}

@@ -133,8 +133,8 @@ var exitStatuses = []struct{ code, text string }{
 	{"1", "Failure, or a negative answer. Also a file or folder named on the command line that is there but " +
 		"cannot be read or written (permission, I/O error, corrupt content)."},
 	{"2", "Usage error: a wrong flag, argument or value. Also a file or folder named on the command line " +
-		"that does not exist or is not the kind expected (a folder where a file is wanted, a device or FIFO " +
-		"where a regular file is, a missing parent folder of a file to write)."},
+		"that does not exist or is not the kind expected (a folder where a file is wanted, a device, FIFO or " +
+		"symbolic link where a regular file is, a missing parent folder of a file to write)."},
 	{"75", "Temporary failure, try again later: a server that did not answer in time, a lock another opsctl holds."},
 }
 
