@@ -113,3 +113,14 @@ func TestReadSecretFileRefusesWhatIsNotARegularFile(t *testing.T) {
 		t.Errorf("missing: %v", err)
 	}
 }
+
+func TestReadSecretFileErrorsNameTheFileOnce(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "token")
+	_, err := ReadSecretFile(missing)
+	if want := "secret file " + missing + ": no such file or directory"; err == nil || err.Error() != want {
+		t.Errorf("missing: %v, want %q", err, want)
+	}
+	if _, err := ReadSecretFile("/dev/null"); err == nil || err.Error() != "secret file /dev/null is a character device, expected a regular file" {
+		t.Errorf("/dev/null: %v", err)
+	}
+}

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -22,7 +24,11 @@ func ReadSecretFile(path string) (string, error) {
 	// refused below by its mode.
 	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return "", fmt.Errorf("secret file: %w", err)
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			err = pathErr.Err // the path is named once, below
+		}
+		return "", fmt.Errorf("secret file %s: %w", path, err)
 	}
 	defer file.Close()
 	info, err := file.Stat()
@@ -30,7 +36,7 @@ func ReadSecretFile(path string) (string, error) {
 		return "", fmt.Errorf("secret file %s: %w", path, err)
 	}
 	if !info.Mode().IsRegular() {
-		return "", fmt.Errorf("secret file: %w", &WrongKindError{Path: path, Kind: KindOf(info.Mode()), Want: "a regular file"})
+		return "", fmt.Errorf("secret file %w", &WrongKindError{Path: path, Kind: KindOf(info.Mode()), Want: "a regular file"})
 	}
 	data, err := io.ReadAll(io.LimitReader(file, maxSecretBytes+1))
 	if err != nil {
