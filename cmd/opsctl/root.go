@@ -81,7 +81,7 @@ Logs and progress go to stderr; results go to stdout.`,
 	root.SetIn(f.IO.In)
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
-	cli.EnumVar(root.PersistentFlags(), &logLevel, "log-level", "info", []string{"debug", "info", "warn", "error"}, "the least important messages logged on stderr")
+	cli.EnumVar(root.PersistentFlags(), &logLevel, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log on stderr the messages of this level and above")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		if cmd == root {
 			return cli.UsageError(explainFlagValueError(err))
