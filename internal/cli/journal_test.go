@@ -2,8 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,4 +93,26 @@ func TestProgressLinesCarryAPriorityInTheJournal(t *testing.T) {
 	if want := "<6>flush: 2/4\n<6>flush: 4/4 done\n"; buf.String() != want {
 		t.Errorf("got %q, want %q", buf.String(), want)
 	}
+}
+
+// Log lines carry what peers send (a user name from an Exim request, a
+// GitLab error): whatever a message or a value holds, a record is exactly
+// one line with one priority, so nothing can forge a journal entry of its
+// own (a "\n<3>..." inside a user name).
+func FuzzJournalRecordIsOneLine(f *testing.F) {
+	f.Add("login rejected", "alice", 4)
+	f.Add("two\nlines", "x\n<3>forged", 8)
+	f.Add("", "", 0)
+	f.Add("\r<0>", "\x00\x1b[31m", -4)
+	f.Fuzz(func(t *testing.T, msg, value string, level int) {
+		var buf bytes.Buffer
+		NewLogger(&buf, slog.Level(math.MinInt), true).With("run", value).Log(context.Background(), slog.Level(level), msg, "user", value)
+		out := buf.String()
+		if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") || strings.ContainsAny(out, "\r\x00") {
+			t.Fatalf("not one line: %q", out)
+		}
+		if p := JournalPriority(slog.Level(level)); !strings.HasPrefix(out, p) {
+			t.Fatalf("line %q does not start with its priority %s", out, p)
+		}
+	})
 }
