@@ -51,11 +51,11 @@ type imapServerFlags struct {
 }
 
 func (fl *imapServerFlags) register(flags *pflag.FlagSet) {
-	flags.StringVar(&fl.server, "server", "", "IMAP server HOST[:PORT] (port 993 for implicit TLS, 143 for starttls)")
-	flags.StringVar(&fl.tls, "tls", "implicit", "how to secure the connection: implicit|starttls")
-	flags.StringVar(&fl.caFile, "ca-file", "", "PEM file of the CAs to trust (default: the system roots)")
-	flags.StringVar(&fl.serverName, "server-name", "", "name the certificate must carry (default: the host of --server)")
-	flags.DurationVar(&fl.timeout, "timeout", imapauth.DefaultTimeout, "time limit for one login check")
+	flags.StringVar(&fl.server, "server", "", "IMAP server `HOST[:PORT]` (port 993 for implicit TLS, 143 for starttls)")
+	cli.EnumVar(flags, &fl.tls, "tls", "implicit", []string{"implicit", "starttls"}, "how to secure the connection")
+	flags.StringVar(&fl.caFile, "ca-file", "", "PEM `FILE` of the CAs to trust (default: the system roots)")
+	flags.StringVar(&fl.serverName, "server-name", "", "`NAME` the certificate must carry (default: the host of --server)")
+	flags.DurationVar(&fl.timeout, "timeout", imapauth.DefaultTimeout, "time limit for one login check (`DURATION`)")
 }
 
 // config validates the flags; its errors are usage errors.
@@ -228,14 +228,14 @@ requests being answered finish.`,
 	}
 	opts.Server.register(cmd.Flags())
 	flags := cmd.Flags()
-	flags.StringVar(&opts.Socket, "socket", "", "path of the UNIX socket to create (not needed under socket activation)")
-	flags.StringVar(&opts.SocketMode, "socket-mode", "0666", "permissions of the socket file; --allow-uid is the access control")
-	flags.StringArrayVar(&opts.AllowUIDs, "allow-uid", nil, "uid or user name allowed to ask (repeatable; default root and the daemon's uid)")
-	flags.DurationVar(&opts.CacheTTL, "cache-ttl", 0, "remember successful logins this long (salted hashes only; 0: off)")
-	flags.IntVar(&opts.MaxConcurrent, "max-concurrent", 16, "IMAP logins at once")
-	flags.IntVar(&opts.MaxQueue, "max-queue", 256, "requests waiting for a login slot before new ones get defer")
-	flags.IntVar(&opts.Warm, "warm", 1, "connections kept ready for the next login (TLS up, greeting read); 0: connect per login")
-	flags.StringVar(&opts.MetricsListen, "metrics-listen", "", "serve Prometheus /metrics on this HOST:PORT (default: off)")
+	flags.StringVar(&opts.Socket, "socket", "", "`PATH` of the UNIX socket to create (not needed under socket activation)")
+	flags.StringVar(&opts.SocketMode, "socket-mode", "0666", "permissions of the socket file (octal `MODE`); --allow-uid is the access control")
+	flags.StringArrayVar(&opts.AllowUIDs, "allow-uid", nil, "`UID` or user name allowed to ask (repeatable; default root and the daemon's uid)")
+	flags.DurationVar(&opts.CacheTTL, "cache-ttl", 0, "remember successful logins this long (`DURATION`; salted hashes only; 0: off)")
+	flags.IntVar(&opts.MaxConcurrent, "max-concurrent", 16, "`N` IMAP logins at once at most")
+	flags.IntVar(&opts.MaxQueue, "max-queue", 256, "`N` requests waiting for a login slot before new ones get defer")
+	flags.IntVar(&opts.Warm, "warm", 1, "`N` connections kept ready for the next login (TLS up, greeting read); 0: connect per login")
+	flags.StringVar(&opts.MetricsListen, "metrics-listen", "", "serve Prometheus /metrics on this `HOST:PORT` (default: off)")
 	return cmd
 }
 

@@ -64,8 +64,8 @@ Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
   opsctl lvm cache status -o json
   opsctl --log-level debug lvm --lvm /usr/sbin/lvm cache resize storage/slowlv --size +200G --dry-run`,
 	}
-	cmd.PersistentFlags().StringVar(&flags.lvmPath, "lvm", "", "lvm2 executable (default: lvm on PATH, or $OPSCTL_LVM)")
-	cmd.PersistentFlags().StringVar(&flags.stateDir, "state-dir", lvmcache.DefaultStateDir, "directory of the resize journals and locks")
+	cmd.PersistentFlags().StringVar(&flags.lvmPath, "lvm", "", "`PATH` of the lvm2 executable (default: $OPSCTL_LVM, else lvm on PATH)")
+	cmd.PersistentFlags().StringVar(&flags.stateDir, "state-dir", lvmcache.DefaultStateDir, "`DIR` of the resize journals and locks")
 
 	cache := &cobra.Command{
 		Use:   "cache",
@@ -192,10 +192,10 @@ lvm2); no unit means MiB.`,
 			return runLVMCacheCreate(cmd, opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Size, "size", "", "cache size: SIZE (required)")
-	cmd.Flags().StringArrayVar(&opts.CachePVs, "cache-pv", nil, "fast PV of the VG to hold the cache (required, repeatable)")
-	cmd.Flags().StringVar(&opts.CacheMode, "cachemode", "writeback", "writeback or writethrough")
-	cmd.Flags().StringVar(&opts.Name, "name", "", "name of the cache pool LV (default LV_cache)")
+	cmd.Flags().StringVar(&opts.Size, "size", "", "cache size: `SIZE` (required)")
+	cmd.Flags().StringArrayVar(&opts.CachePVs, "cache-pv", nil, "fast `PV` of the VG to hold the cache (required, repeatable)")
+	cli.EnumVar(cmd.Flags(), &opts.CacheMode, "cachemode", "writeback", []string{"writeback", "writethrough"}, "when writes reach the origin LV: later (writeback) or at once")
+	cmd.Flags().StringVar(&opts.Name, "name", "", "`NAME` of the cache pool LV (default LV_cache)")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the lvm2 command instead of running it")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
@@ -279,8 +279,8 @@ is re-attached before opsctl exits non-zero. Shrinking is refused.`,
 			return runLVMCacheResize(cmd, opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Size, "size", "", "new size SIZE, or +SIZE to grow by (required unless --resume)")
-	cmd.Flags().StringVar(&opts.Strategy, "strategy", lvmcache.StrategyAuto, "auto, online or recache")
+	cmd.Flags().StringVar(&opts.Size, "size", "", "new size `SIZE`, or +SIZE to grow by (required unless --resume)")
+	cli.EnumVar(cmd.Flags(), &opts.Strategy, "strategy", lvmcache.StrategyAuto, []string{lvmcache.StrategyAuto, lvmcache.StrategyOnline, lvmcache.StrategyRecache}, "how to resize: in place (online), by uncaching first (recache), or online where lvm2 can (auto)")
 	cmd.Flags().BoolVar(&opts.Resume, "resume", false, "finish the interrupted resize journaled in --state-dir")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the lvm2 commands instead of running them")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")

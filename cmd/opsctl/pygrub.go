@@ -84,7 +84,7 @@ exist or is neither a folder nor a regular file.`,
 			return runPygrubCheck(opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Xen, "xen", "4.17", "pygrub of which Xen release: 4.17 or 4.1 (4.1.0-4.1.2)")
+	cli.EnumVar(cmd.Flags(), &opts.Xen, "xen", "4.17", []string{"4.17", "4.1"}, "pygrub of which Xen release (4.1: 4.1.0-4.1.2)").Accept("4.1.0", "4.1.1", "4.1.2")
 	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json")
 	return cmd
 }
@@ -186,7 +186,7 @@ exits 2.`,
 			return runPygrubPatch(opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Pygrub, "pygrub", "", "the pygrub script or its GrubConf.py (default: search /usr/lib/xen-*/bin/pygrub and the usual places)")
+	cmd.Flags().StringVar(&opts.Pygrub, "pygrub", "", "`PATH` of the pygrub script or its GrubConf.py (default: search /usr/lib/xen-*/bin/pygrub and the usual places)")
 	cmd.Flags().BoolVar(&opts.Check, "check", false, "change nothing; exit 1 when a patch is needed")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the unified diff of the patch and change nothing")
 	return cmd
@@ -292,9 +292,9 @@ working on the installed system at DIR (e.g. /mnt/sysimage).`,
 			return runPygrubMenuLst(opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Root, "root", "", "the guest's root folder")
-	cmd.Flags().StringVar(&opts.GrubCfg, "grub-cfg", "", "a grub2 config file")
-	cmd.Flags().StringVarP(&opts.Write, "write", "w", "", "write menu.lst to this file (atomically; inside --root DIR, resolved as in the guest) instead of stdout (-)")
+	cmd.Flags().StringVar(&opts.Root, "root", "", "the guest's root folder `DIR`")
+	cmd.Flags().StringVar(&opts.GrubCfg, "grub-cfg", "", "a grub2 config `FILE`")
+	cmd.Flags().StringVarP(&opts.Write, "write", "w", "", "write menu.lst to `FILE` (atomically; inside --root DIR, resolved as in the guest) instead of stdout (-)")
 	cmd.Flags().BoolVar(&opts.Kickstart, "kickstart", false, "print a kickstart %post section that keeps menu.lst current")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "with -w: print what would be written and change nothing")
 	return cmd
@@ -409,10 +409,10 @@ output shows control characters of names and pygrub's messages escaped.`,
 			return runPygrubScan(opts)
 		},
 	}
-	cmd.Flags().StringVarP(&opts.Connect, "connect", "c", pygrubfix.DefaultURI, "libvirt URI (?socket=PATH picks the unix socket)")
+	cmd.Flags().StringVarP(&opts.Connect, "connect", "c", pygrubfix.DefaultURI, "libvirt `URI` (?socket=PATH picks the unix socket)")
 	cmd.Flags().BoolVar(&opts.Check, "check", false, "run the host's pygrub on each disk")
-	cmd.Flags().StringVar(&opts.Pygrub, "pygrub", "", "with --check: run this pygrub instead of each domain's bootloader")
-	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 30*time.Second, "time allowed to reach libvirt and list the domains")
+	cmd.Flags().StringVar(&opts.Pygrub, "pygrub", "", "with --check: run the pygrub at `PATH` instead of each domain's bootloader")
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 30*time.Second, "time allowed to reach libvirt and list the domains (`DURATION`)")
 	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -25,7 +26,11 @@ func run(args []string, streams *cli.IOStreams, getenv func(string) string) int 
 		err = cli.UsageError(err)
 	}
 	if msg := cli.Message(err); msg != "" {
-		fmt.Fprintln(streams.ErrOut, "opsctl: "+msg)
+		priority := ""
+		if streams.ErrIsJournal {
+			priority = cli.JournalPriority(slog.LevelError)
+		}
+		fmt.Fprintln(streams.ErrOut, priority+"opsctl: "+msg)
 	}
 	return cli.ExitCode(err)
 }
@@ -60,7 +65,7 @@ Logs and progress go to stderr; results go to stdout.`,
   opsctl lvm cache status -o json
   opsctl pygrub check --xen 4.1 /mnt
   opsctl help chain
-  opsctl completion bash > /etc/bash_completion.d/opsctl`,
+  source <(opsctl completion bash)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -68,14 +73,15 @@ Logs and progress go to stderr; results go to stdout.`,
 			if err != nil {
 				return err
 			}
-			f.Logger = slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: level}))
+			f.Logger = cli.NewLogger(f.IO.ErrOut, level, f.IO.ErrIsJournal)
 			return nil
 		},
 	}
+	addVersionFlag(root, f.Version)
 	root.SetIn(f.IO.In)
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
-	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
+	cli.EnumVar(root.PersistentFlags(), &logLevel, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log on stderr the messages of this level and above")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		if cmd == root {
 			return cli.UsageError(explainFlagValueError(err))
@@ -95,10 +101,11 @@ Logs and progress go to stderr; results go to stdout.`,
 	// cobra adds its completion command only when Execute runs, after
 	// markUsageErrors: add it now so that its usage errors exit 2 too.
 	root.InitDefaultCompletionCmd()
-	addCompletionExamples(root)
+	describeCompletionCommands(root)
 	root.InitDefaultHelpCmd()
 	refuseUnknownHelpTopics(root)
 	markUsageErrors(root)
+	registerCompletions(root, f)
 	return root
 }
 
@@ -163,7 +170,7 @@ func markUsageErrors(cmd *cobra.Command) {
 	if cmd.HasSubCommands() && cmd.RunE == nil && cmd.Run == nil {
 		cmd.Args = func(c *cobra.Command, a []string) error {
 			if len(a) > 0 {
-				return cli.Usagef("unknown command %q for %q", a[0], c.CommandPath())
+				return cli.Usagef("unknown command %q for %q%s", a[0], c.CommandPath(), didYouMean(c, a[0]))
 			}
 			return nil
 		}
@@ -177,28 +184,111 @@ func markUsageErrors(cmd *cobra.Command) {
 	}
 }
 
-// addCompletionExamples gives cobra's completion commands the examples every
-// opsctl command has.
-func addCompletionExamples(root *cobra.Command) {
+// didYouMean is "; did you mean "x"?" naming the subcommands of parent close
+// to typed (cobra's suggestions: a Levenshtein distance of 2 at most, or a
+// prefix), or "" when none is.
+func didYouMean(parent *cobra.Command, typed string) string {
+	if parent.SuggestionsMinimumDistance <= 0 {
+		parent.SuggestionsMinimumDistance = 2
+	}
+	suggestions := parent.SuggestionsFor(typed)
+	if len(suggestions) == 0 {
+		return ""
+	}
+	quoted := make([]string, len(suggestions))
+	for i, s := range suggestions {
+		quoted[i] = strconv.Quote(s)
+	}
+	return "; did you mean " + strings.Join(quoted, " or ") + "?"
+}
+
+// addVersionFlag gives opsctl -v/--version, printing what `opsctl version`
+// prints. cobra prints it (through the version template) before any argument
+// check, as it does for --help.
+func addVersionFlag(root *cobra.Command, version string) {
+	if version == "" {
+		version = "dev"
+	}
+	root.Version = version
+	root.Flags().BoolP("version", "v", false, "print the version and build information (as 'opsctl version' does)")
+	// The template is the text itself, as a quoted template string: no
+	// template action can come from the build's version string.
+	root.SetVersionTemplate(fmt.Sprintf("{{%q}}", readVersionInfo(version).text()))
+}
+
+// describeCompletionCommands replaces the help of cobra's completion
+// commands: it told admins to write /etc/bash_completion.d/opsctl (a folder
+// bash-completion deprecates) while the package and make install already
+// put every script where its shell loads it, and it gave macOS steps. The
+// powershell script stays available, unlisted: opsctl runs on Linux.
+func describeCompletionCommands(root *cobra.Command) {
 	for _, cmd := range root.Commands() {
 		if cmd.Name() != "completion" {
 			continue
 		}
-		cmd.Example = `  opsctl completion bash > /etc/bash_completion.d/opsctl
-  opsctl completion zsh > "${fpath[1]}/_opsctl"
+		cmd.Short = "Print the shell completion script for bash, zsh or fish"
+		cmd.Long = `Print a script that makes the shell complete opsctl's commands, flags and
+flag values: formats and modes, the LVs lvm2 reports, the projects under
+--dir, the runs of a receiver.
+
+The Debian package installs the scripts where the shells load them, so
+there is nothing to do:
+
+  bash  /usr/share/bash-completion/completions/opsctl
+  zsh   /usr/share/zsh/vendor-completions/_opsctl
+  fish  /usr/share/fish/vendor_completions.d/opsctl.fish
+
+make install puts them under its PREFIX (docs/install.md). This command is
+for a binary copied by hand, or to try completion in the current shell.`
+		cmd.Example = `  source <(opsctl completion bash)
   opsctl completion fish > ~/.config/fish/completions/opsctl.fish`
 		for _, shell := range cmd.Commands() {
 			switch shell.Name() {
 			case "bash":
-				shell.Example = `  source <(opsctl completion bash)
-  opsctl completion bash > /etc/bash_completion.d/opsctl`
+				shell.Short = "Print the bash completion script"
+				shell.Long = `Print the bash completion script. It needs the bash-completion package.
+
+The Debian package installs it as /usr/share/bash-completion/completions/opsctl
+(make install: under its PREFIX), where bash-completion finds it the first
+time opsctl is completed: nothing to do. For a binary copied by hand, put it
+in your own completions folder (~/.local/share/bash-completion/completions,
+or $BASH_COMPLETION_USER_DIR/completions), or load it into this shell.`
+				shell.Example = `  # this shell only
+  source <(opsctl completion bash)
+
+  # every new shell of yours, for a binary copied by hand
+  mkdir -p ~/.local/share/bash-completion/completions
+  opsctl completion bash > ~/.local/share/bash-completion/completions/opsctl`
 			case "zsh":
-				shell.Example = `  source <(opsctl completion zsh)
-  opsctl completion zsh > "${fpath[1]}/_opsctl"`
+				shell.Short = "Print the zsh completion script"
+				shell.Long = `Print the zsh completion script.
+
+The Debian package installs it as /usr/share/zsh/vendor-completions/_opsctl
+(make install: PREFIX/share/zsh/site-functions/_opsctl), where zsh finds it
+once compinit runs (most zsh setups run it; otherwise add
+"autoload -U compinit; compinit" to ~/.zshrc). For a binary copied by hand,
+write it as _opsctl in a folder of your $fpath, or load it into this shell.`
+				shell.Example = `  # this shell only
+  source <(opsctl completion zsh)
+
+  # every new shell of yours: a folder in fpath before compinit runs
+  mkdir -p ~/.zfunc && opsctl completion zsh > ~/.zfunc/_opsctl
+  echo 'fpath=(~/.zfunc $fpath)' >> ~/.zshrc`
 			case "fish":
-				shell.Example = `  opsctl completion fish | source
+				shell.Short = "Print the fish completion script"
+				shell.Long = `Print the fish completion script.
+
+The Debian package installs it as
+/usr/share/fish/vendor_completions.d/opsctl.fish (make install: under its
+PREFIX), where fish loads it: nothing to do. For a binary copied by hand,
+write it into ~/.config/fish/completions, or load it into this shell.`
+				shell.Example = `  # this shell only
+  opsctl completion fish | source
+
+  # every new shell of yours
   opsctl completion fish > ~/.config/fish/completions/opsctl.fish`
 			case "powershell":
+				shell.Hidden = true
 				shell.Example = `  opsctl completion powershell | Out-String | Invoke-Expression`
 			}
 		}
@@ -217,7 +307,13 @@ func refuseUnknownHelpTopics(root *cobra.Command) {
 		cmd.Example = "  opsctl help chain plan"
 		cmd.RunE = func(c *cobra.Command, args []string) error {
 			if topic, rest, err := c.Root().Find(args); topic == nil || err != nil || len(rest) > 0 {
-				return cli.Usagef("help: unknown command %q; expected one of the commands opsctl --help lists", strings.Join(args, " "))
+				hint := "; expected one of the commands opsctl --help lists"
+				if topic != nil && len(rest) > 0 {
+					if suggestion := didYouMean(topic, rest[0]); suggestion != "" {
+						hint = suggestion
+					}
+				}
+				return cli.Usagef("help: unknown command %q%s", strings.Join(args, " "), hint)
 			}
 			show(c, args)
 			return nil

@@ -121,13 +121,13 @@ Stop with Ctrl-C: every packet is written and the file is complete.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Socket, "socket", "", "the UNIX socket to capture: a path or @name (abstract)")
+	fl.StringVar(&opts.Socket, "socket", "", "the UNIX socket to capture: a `PATH` or @name (abstract)")
 	fl.StringVar(&opts.Listen, "listen", "", "serve at `PROXY` (path or @name) and forward to --socket")
 	fl.BoolVar(&opts.Swap, "swap", false, "serve at the socket's own path, the original moved aside and restored on exit")
 	fl.StringVarP(&opts.Output, "write", "w", "", "write the capture to `FILE`, or - for stdout (flushed per packet)")
-	fl.StringVar(&opts.Format, "format", "", "capture format: pcap|pcapng (default pcapng for a .pcapng FILE, else pcap)")
+	cli.EnumVar(fl, &opts.Format, "format", "", []string{"pcap", "pcapng"}, "capture format (default pcapng for a .pcapng FILE, else pcap)")
 	fl.BoolVar(&opts.Hexdump, "hexdump", false, "print the traffic to stderr like socat -x -v")
-	fl.IntVar(&opts.Port, "port", 80, "server port of the synthetic connections: picks Wireshark's dissector")
+	fl.IntVar(&opts.Port, "port", 80, "server `PORT` of the synthetic connections: picks Wireshark's dissector")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "print what would be done and change nothing")
 	return cmd
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -43,7 +45,18 @@ func newCmdVersion(f *cli.Factory) *cobra.Command {
 }
 
 func runVersion(opts *versionOptions) error {
-	info := versionInfo{Version: opts.Version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	info := readVersionInfo(opts.Version)
+	if opts.Output.JSON() {
+		return cli.WriteJSON(opts.IO.Out, info)
+	}
+	_, err := io.WriteString(opts.IO.Out, info.text())
+	return err
+}
+
+// readVersionInfo is the version opsctl was built as, with what the Go
+// toolchain recorded in the binary.
+func readVersionInfo(version string) versionInfo {
+	info := versionInfo{Version: version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		info.Module = bi.Main.Path
 		for _, s := range bi.Settings {
@@ -57,23 +70,27 @@ func runVersion(opts *versionOptions) error {
 			}
 		}
 	}
-	if opts.Output.JSON() {
-		return cli.WriteJSON(opts.IO.Out, info)
-	}
-	fmt.Fprintf(opts.IO.Out, "opsctl %s\n", info.Version)
-	fmt.Fprintf(opts.IO.Out, "go: %s %s\n", info.GoVersion, info.Platform)
+	return info
+}
+
+// text is what `opsctl version` and `opsctl --version` print: the version on
+// the first line, for scripts that read only that.
+func (info versionInfo) text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "opsctl %s\n", info.Version)
+	fmt.Fprintf(&b, "go: %s %s\n", info.GoVersion, info.Platform)
 	if info.Module != "" {
-		fmt.Fprintf(opts.IO.Out, "module: %s\n", info.Module)
+		fmt.Fprintf(&b, "module: %s\n", info.Module)
 	}
 	if info.CGO != "" {
-		fmt.Fprintf(opts.IO.Out, "cgo: %s\n", info.CGO)
+		fmt.Fprintf(&b, "cgo: %s\n", info.CGO)
 	}
 	if info.Revision != "" {
-		fmt.Fprintf(opts.IO.Out, "revision: %s", info.Revision)
+		fmt.Fprintf(&b, "revision: %s", info.Revision)
 		if info.Modified {
-			fmt.Fprint(opts.IO.Out, " (modified)")
+			b.WriteString(" (modified)")
 		}
-		fmt.Fprintln(opts.IO.Out)
+		b.WriteString("\n")
 	}
-	return nil
+	return b.String()
 }

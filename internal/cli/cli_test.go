@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 type tempErr struct{}
@@ -96,5 +98,35 @@ func TestProgressBarOnTerminal(t *testing.T) {
 	p.Update(2)
 	if !strings.Contains(buf.String(), "\rflush [###############...............] 2/4") {
 		t.Errorf("got %q", buf.String())
+	}
+}
+
+func TestEnumTakesItsChoicesInAnyCaseAndItsAliases(t *testing.T) {
+	flags := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	var xen string
+	EnumVar(flags, &xen, "xen", "4.17", []string{"4.17", "4.1"}, "release").Accept("4.1.2")
+	var tls string
+	EnumVar(flags, &tls, "tls", "implicit", []string{"implicit", "starttls"}, "mode")
+	if xen != "4.17" || tls != "implicit" {
+		t.Fatalf("defaults: %q %q", xen, tls)
+	}
+	if err := flags.Parse([]string{"--tls", "STARTTLS", "--xen", "4.1.2"}); err != nil || tls != "starttls" || xen != "4.1.2" {
+		t.Fatalf("parse: %v, tls %q, xen %q", err, tls, xen)
+	}
+	err := flags.Set("xen", "4.2")
+	if err == nil || !strings.Contains(err.Error(), "expected 4.17 or 4.1") {
+		t.Errorf("--xen 4.2: %v", err)
+	}
+	if err := flags.Set("tls", "ssl"); err == nil || !strings.Contains(err.Error(), "expected implicit or starttls") {
+		t.Errorf("--tls ssl: %v", err)
+	}
+	if got := flags.Lookup("xen").Value.Type(); got != "4.17|4.1" {
+		t.Errorf("help shows --xen %s, want the choices without the alias", got)
+	}
+	if got := flags.Lookup("xen").Value.(Chooser).Choices(); len(got) != 2 {
+		t.Errorf("completion offers %q", got)
+	}
+	if got := joinOr([]string{"auto", "online", "recache"}); got != "auto, online or recache" {
+		t.Errorf("joinOr: %q", got)
 	}
 }

@@ -19,12 +19,17 @@ type OutputFlag struct {
 // AddOutputFlag registers -o/--output on flags. The first format is the default.
 func AddOutputFlag(flags *pflag.FlagSet, formats ...string) *OutputFlag {
 	o := &OutputFlag{Value: formats[0], allowed: formats}
-	flags.VarP(o, "output", "o", "output format: "+strings.Join(formats, "|"))
+	flags.VarP(o, "output", "o", "output format")
 	return o
 }
 
 func (o *OutputFlag) String() string { return o.Value }
-func (o *OutputFlag) Type() string   { return "format" }
+
+// Type is what help shows as the flag's value: the formats ("-o text|json").
+func (o *OutputFlag) Type() string { return strings.Join(o.allowed, "|") }
+
+// Choices are the formats shell completion offers.
+func (o *OutputFlag) Choices() []string { return o.allowed }
 
 // Set accepts only the formats the command offers.
 func (o *OutputFlag) Set(v string) error {

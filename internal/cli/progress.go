@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -13,6 +14,8 @@ import (
 type Progress struct {
 	w        io.Writer
 	terminal bool
+	// priority starts each plain line when stderr is the journal.
+	priority string
 	label    string
 	total    int64
 	lastLine time.Time
@@ -24,7 +27,11 @@ type Progress struct {
 // NewProgress returns a Progress for a step of total units writing to the
 // error stream of s.
 func NewProgress(s *IOStreams, label string, total int64) *Progress {
-	return &Progress{w: s.ErrOut, terminal: s.ErrIsTerminal, label: label, total: total, now: time.Now, LogEvery: 10 * time.Second}
+	p := &Progress{w: s.ErrOut, terminal: s.ErrIsTerminal, label: label, total: total, now: time.Now, LogEvery: 10 * time.Second}
+	if s.ErrIsJournal {
+		p.priority = JournalPriority(slog.LevelInfo)
+	}
+	return p
 }
 
 // SetTotal changes the number of units of the step.
@@ -41,7 +48,7 @@ func (p *Progress) Update(done int64) {
 		return
 	}
 	p.lastLine = now
-	fmt.Fprintf(p.w, "%s: %d/%d\n", p.label, done, p.total)
+	fmt.Fprintf(p.w, "%s%s: %d/%d\n", p.priority, p.label, done, p.total)
 }
 
 // Done ends the progress display.
@@ -50,7 +57,7 @@ func (p *Progress) Done() {
 		fmt.Fprintf(p.w, "\r%s %s\n", p.label, bar(p.total, p.total, 30))
 		return
 	}
-	fmt.Fprintf(p.w, "%s: %d/%d done\n", p.label, p.total, p.total)
+	fmt.Fprintf(p.w, "%s%s: %d/%d done\n", p.priority, p.label, p.total, p.total)
 }
 
 func bar(done, total int64, width int) string {

@@ -23,6 +23,9 @@ type IOStreams struct {
 	ErrIsTerminal bool
 	// OutIsTerminal reports whether Out is a terminal.
 	OutIsTerminal bool
+	// ErrIsJournal reports whether ErrOut is systemd's journal (see
+	// IsJournalStream): each line then starts with its priority.
+	ErrIsJournal bool
 }
 
 // SystemStreams returns the process's own standard streams.
@@ -33,6 +36,7 @@ func SystemStreams() *IOStreams {
 		ErrOut:        os.Stderr,
 		ErrIsTerminal: term.IsTerminal(int(os.Stderr.Fd())),
 		OutIsTerminal: term.IsTerminal(int(os.Stdout.Fd())),
+		ErrIsJournal:  IsJournalStream(os.Getenv("JOURNAL_STREAM"), os.Stderr),
 	}
 }
 
