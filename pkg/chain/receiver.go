@@ -1,9 +1,11 @@
 package chain
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -92,8 +94,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
+// httpError answers {"error": msg} on one line: a person reading GitLab's
+// hook log or curl's output sees one line saying what was wrong.
 func httpError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
 // readBody reads at most MaxHookBody bytes; false when it answered already.
@@ -143,34 +149,11 @@ func (rc *Receiver) hook(w http.ResponseWriter, r *http.Request) {
 
 func (rc *Receiver) pipelineHook(w http.ResponseWriter, body []byte) {
 	const event = "Pipeline Hook"
-	var ev gitlab.PipelineEvent
-	if err := json.Unmarshal(body, &ev); err != nil || ev.ObjectKind != "pipeline" ||
-		ev.ObjectAttributes.ID == 0 || ev.Project.PathWithNamespace == "" || ev.ObjectAttributes.Status == "" {
+	u, err := ParsePipelineHook(body)
+	if err != nil {
 		rc.count(event, "rejected")
-		httpError(w, http.StatusBadRequest, "not a GitLab pipeline event: expected object_kind pipeline with object_attributes.id, .status and project.path_with_namespace")
+		httpError(w, http.StatusBadRequest, err.Error())
 		return
-	}
-	u := PipelineUpdate{
-		Project:       ev.Project.PathWithNamespace,
-		ProjectID:     ev.Project.ID,
-		DefaultBranch: ev.Project.DefaultBranch,
-		Ref:           ev.ObjectAttributes.Ref,
-		Tag:           ev.ObjectAttributes.Tag,
-		PipelineID:    ev.ObjectAttributes.ID,
-		Status:        ev.ObjectAttributes.Status,
-		Source:        ev.ObjectAttributes.Source,
-	}
-	for _, v := range ev.ObjectAttributes.Variables {
-		if v.Key == RootsVariable {
-			for _, r := range strings.Split(v.Value, ",") {
-				if r = strings.TrimSpace(r); r != "" && ValidateProjectPath(r) == nil {
-					u.RunRoots = append(u.RunRoots, r)
-				}
-			}
-		}
-		if v.Key == RunVariable {
-			u.RunID = v.Value
-		}
 	}
 	out, err := rc.Engine.HandlePipeline(u)
 	if err != nil {
@@ -195,23 +178,19 @@ var DependencyFiles = []string{DepsFileName, "Containerfile", "Dockerfile"}
 
 func (rc *Receiver) pushHook(w http.ResponseWriter, body []byte) {
 	const event = "Push Hook"
-	var ev gitlab.PushEvent
-	if err := json.Unmarshal(body, &ev); err != nil {
+	ev, err := ParsePushHook(body)
+	if err != nil {
 		rc.count(event, "rejected")
-		httpError(w, http.StatusBadRequest, "not a GitLab push event")
+		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	touched := false
-	if ev.Ref == "refs/heads/"+ev.Project.DefaultBranch {
+	if ev.Ref == "refs/heads/"+ev.DefaultBranch {
 		// GitLab lists at most 20 commits: the others may have changed one.
-		touched = ev.TotalCommitsCount > int64(len(ev.Commits))
-		for _, c := range ev.Commits {
-			for _, list := range [][]string{c.Added, c.Modified, c.Removed} {
-				for _, f := range list {
-					if slices.Contains(DependencyFiles, f) || slices.Contains(DependencyFiles, path.Base(f)) {
-						touched = true
-					}
-				}
+		touched = ev.Unlisted
+		for _, f := range ev.Files {
+			if slices.Contains(DependencyFiles, f) || slices.Contains(DependencyFiles, path.Base(f)) {
+				touched = true
 			}
 		}
 	}
@@ -221,7 +200,7 @@ func (rc *Receiver) pushHook(w http.ResponseWriter, body []byte) {
 		return
 	}
 	rc.count(event, "accepted")
-	rc.DepsChanged(ev.Project.PathWithNamespace)
+	rc.DepsChanged(ev.Project)
 	w.WriteHeader(http.StatusAccepted)
 }
 
@@ -231,6 +210,36 @@ type StartRunRequest struct {
 	RunID   string `json:"run_id,omitempty"`
 	// Ref of the root's pipeline; default its default branch.
 	Ref string `json:"ref,omitempty"`
+}
+
+// parseStartRunRequest reads the body of POST /runs: one object with a
+// valid project path and no other fields than StartRunRequest's, since it
+// is opsctl's own API and a field it does not know is a mistake.
+func parseStartRunRequest(body []byte) (StartRunRequest, error) {
+	const expected = `expected {"project":"group/project"} with optional "ref" and "run_id"`
+	var req StartRunRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil || dec.More() {
+		return req, errors.New("body is not one JSON object: " + expected)
+	}
+	if trimmed := bytes.TrimSpace(raw); len(trimmed) == 0 || trimmed[0] != '{' {
+		return req, errors.New("body is not a JSON object: " + expected)
+	}
+	dec = json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		// The message may quote a field name of the body: keep it short.
+		return req, fmt.Errorf("%s: %s", truncate(strings.TrimPrefix(err.Error(), "json: "), 160), expected)
+	}
+	if req.Project == "" {
+		return req, errors.New("project: missing: " + expected)
+	}
+	if err := ValidateProjectPath(req.Project); err != nil {
+		return req, fmt.Errorf("project: %v", err)
+	}
+	return req, nil
 }
 
 // startRun is `chain trigger --server`: it needs the webhook secret too,
@@ -244,9 +253,9 @@ func (rc *Receiver) startRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req StartRunRequest
-	if err := json.Unmarshal(body, &req); err != nil || req.Project == "" {
-		httpError(w, http.StatusBadRequest, `expected {"project":"group/project"}`)
+	req, err := parseStartRunRequest(body)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	run, err := rc.Engine.StartRun([]string{req.Project}, req.RunID, req.Project, req.Ref)
