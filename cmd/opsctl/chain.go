@@ -522,18 +522,27 @@ type chainServeOptions struct {
 	RescanInterval time.Duration
 	WatchExternal  time.Duration
 	Registry       registryOptions
+
+	// InsecureNoSecret: serve without a webhook secret, on purpose.
+	InsecureNoSecret bool
 }
 
 func newCmdChainServe(f *cli.Factory) *cobra.Command {
 	opts := &chainServeOptions{IO: f.IO, Getenv: f.Getenv}
 	cmd := &cobra.Command{
-		Use:   "serve --listen ADDR --state FILE [--webhook-secret-file FILE] [source flags]",
+		Use:   "serve --listen ADDR --state FILE --webhook-secret-file FILE [source flags]",
 		Short: "Receive GitLab pipeline webhooks and trigger downstream pipelines in order",
 		Long: `Run the webhook receiver and trigger engine. GitLab posts pipeline events to
 POST /hook; when a project's pipeline on its default branch succeeds, every
 downstream project is triggered once all its upstreams of the run succeeded,
 each project once per run. Runs, intents and events live in the bbolt state
 file: a crash at any moment loses no trigger and repeats none.
+
+The webhook secret (--webhook-secret-file, the token 'chain hooks sync' gives
+the hooks) is required: GitLab sends it as X-Gitlab-Token, and POST /hook and
+POST /runs need it. --insecure-no-webhook-secret starts without one (a warning
+is logged): then anyone who reaches the port can post webhooks, and POST /runs
+is refused.
 
 Endpoints: POST /hook, POST /runs (start a run, as 'chain trigger --server'),
 GET /runs, GET /runs/{id}, GET /healthz, GET /metrics.`,
@@ -549,7 +558,8 @@ GET /runs, GET /runs/{id}, GET /healthz, GET /metrics.`,
 	addChainSourceFlags(cmd.Flags(), &opts.Source)
 	cmd.Flags().StringVar(&opts.Listen, "listen", "127.0.0.1:8686", "`ADDR` to listen on (host:port)")
 	cmd.Flags().StringVar(&opts.State, "state", "/var/lib/opsctl/chain.db", "the state `FILE` (bbolt)")
-	cmd.Flags().StringVar(&opts.SecretFile, "webhook-secret-file", "", "`FILE` holding the webhook secret GitLab sends as X-Gitlab-Token")
+	cmd.Flags().StringVar(&opts.SecretFile, "webhook-secret-file", "", "`FILE` holding the webhook secret GitLab sends as X-Gitlab-Token (required, unless --insecure-no-webhook-secret)")
+	cmd.Flags().BoolVar(&opts.InsecureNoSecret, "insecure-no-webhook-secret", false, "run without a webhook secret: anyone who reaches the port can post webhooks (POST /runs stays refused)")
 	cmd.Flags().DurationVar(&opts.Source.APITimeout, "api-timeout", 30*time.Second, "time limit of one GitLab API request (`DURATION`); slower ones are retried")
 	cmd.Flags().DurationVar(&opts.WatchExternal, "watch-external", 0, "check the external base images every `DURATION` and rebuild from the projects using a changed one (see 'chain watch'; 0: off)")
 	addRegistryFlags(cmd.Flags(), &opts.Registry)
@@ -569,10 +579,17 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 		return err
 	}
 	secret := ""
-	if opts.SecretFile != "" {
+	switch {
+	case opts.SecretFile != "" && opts.InsecureNoSecret:
+		return cli.Usagef("--webhook-secret-file and --insecure-no-webhook-secret exclude each other")
+	case opts.SecretFile != "":
 		if secret, err = cli.ReadSecretFile(opts.SecretFile); err != nil {
 			return cli.UsageError(fmt.Errorf("--webhook-secret-file: %w", err))
 		}
+	case !opts.InsecureNoSecret:
+		// Without a secret, whoever reaches the port could post pipeline
+		// events that start chain runs.
+		return cli.Usagef("no webhook secret: expected --webhook-secret-file FILE (or --insecure-no-webhook-secret to accept webhooks from anyone who reaches the port)")
 	}
 	src, err := opts.Source.build(&cli.Factory{IO: opts.IO, Logger: opts.Log, Getenv: opts.Getenv}, true)
 	if err != nil {
@@ -607,7 +624,10 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 	defer engine.Close()
 
 	rescan := make(chan string, 1)
-	receiver := &chain.Receiver{Engine: engine, Secret: secret, Metrics: metrics, Gatherer: registry, Log: opts.Log,
+	if secret == "" {
+		opts.Log.Warn("running without a webhook secret (--insecure-no-webhook-secret): anyone who reaches " + listener.Addr().String() + " can post webhooks that start chain runs; POST /runs is refused")
+	}
+	receiver := &chain.Receiver{Engine: engine, Secret: secret, InsecureNoSecret: opts.InsecureNoSecret, Metrics: metrics, Gatherer: registry, Log: opts.Log,
 		DepsChanged: func(project string) {
 			select {
 			case rescan <- project:
@@ -709,7 +729,7 @@ type chainTriggerOptions struct {
 func newCmdChainTrigger(f *cli.Factory) *cobra.Command {
 	opts := &chainTriggerOptions{IO: f.IO, Getenv: f.Getenv}
 	cmd := &cobra.Command{
-		Use:   "trigger PROJECT [--ref REF] [--dry-run] [--server URL] [--follow]",
+		Use:   "trigger PROJECT [--ref REF] [--dry-run] [--server URL --webhook-secret-file FILE] [--follow]",
 		Short: "Start a chain run at PROJECT by creating its pipeline",
 		Long: `Start a chain run at PROJECT by creating its pipeline (with the variable
 OPSCTL_CHAIN_RUN set to the run's id).
@@ -717,7 +737,8 @@ OPSCTL_CHAIN_RUN set to the run's id).
   (no flag)   create the pipeline; a receiver that gets GitLab's webhooks
               continues the run when it succeeds
   --server    register the run with a running receiver ('chain serve'),
-              which creates the pipeline and continues the run
+              which creates the pipeline and continues the run; needs the
+              receiver's webhook secret (--webhook-secret-file)
   --follow    drive the whole run from here: create the pipeline, poll GitLab,
               trigger each downstream project in order, until the run ends
               (for sites whose GitLab cannot reach a webhook receiver; the
@@ -739,7 +760,7 @@ Exit 0 when the run succeeded (with --follow) or was started.`,
 	cmd.Flags().StringVar(&opts.Ref, "ref", "", "`REF` of PROJECT's pipeline (default: its default branch); downstream projects build their default branches")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the pipeline that would be created and the plan, change nothing")
 	cmd.Flags().StringVar(&opts.Server, "server", "", "`URL` of a running receiver to start the run on")
-	cmd.Flags().StringVar(&opts.SecretFile, "webhook-secret-file", "", "`FILE` holding the receiver's webhook secret (with --server)")
+	cmd.Flags().StringVar(&opts.SecretFile, "webhook-secret-file", "", "`FILE` holding the receiver's webhook secret (required with --server)")
 	cmd.Flags().BoolVar(&opts.Follow, "follow", false, "poll the pipelines and trigger downstream from here until the run ends")
 	cmd.Flags().StringVar(&opts.State, "state", "/var/lib/opsctl/chain-follow.db", "state `FILE` of --follow")
 	cmd.Flags().DurationVar(&opts.Source.APITimeout, "api-timeout", 30*time.Second, "time limit of one GitLab API request (`DURATION`); slower ones are retried")
@@ -760,6 +781,9 @@ func runChainTrigger(opts *chainTriggerOptions) error {
 	if opts.Server != "" {
 		if opts.DryRun {
 			return cli.Usagef("--dry-run cannot be combined with --server (the receiver plans the run)")
+		}
+		if opts.SecretFile == "" {
+			return cli.Usagef("--server needs --webhook-secret-file FILE: the receiver starts runs only for requests carrying its webhook secret")
 		}
 		return triggerOnServer(ctx, opts)
 	}
@@ -869,10 +893,8 @@ func triggerOnServer(ctx context.Context, opts *chainTriggerOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.SecretFile != "" {
-		if client.Secret, err = cli.ReadSecretFile(opts.SecretFile); err != nil {
-			return cli.UsageError(fmt.Errorf("--webhook-secret-file: %w", err))
-		}
+	if client.Secret, err = cli.ReadSecretFile(opts.SecretFile); err != nil {
+		return cli.UsageError(fmt.Errorf("--webhook-secret-file: %w", err))
 	}
 	run, err := client.StartRun(ctx, chain.StartRunRequest{Project: opts.Project, Ref: opts.Ref})
 	if err != nil {

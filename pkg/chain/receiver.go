@@ -26,10 +26,16 @@ const MaxHookBody = 1 << 20
 // and metrics out.
 type Receiver struct {
 	Engine *Engine
-	// Secret is the webhook secret token; empty: no check.
-	Secret   string
-	Metrics  *Metrics
-	Gatherer prometheus.Gatherer
+	// Secret is the webhook secret token GitLab sends as X-Gitlab-Token.
+	// Without one, POST /hook is refused too unless InsecureNoSecret says
+	// otherwise, and POST /runs is always refused.
+	Secret string
+	// InsecureNoSecret: the admin chose to run without a secret, and
+	// anyone who reaches the receiver can post webhooks. Starting runs
+	// (POST /runs, which creates pipelines) is still refused.
+	InsecureNoSecret bool
+	Metrics          *Metrics
+	Gatherer         prometheus.Gatherer
 	// Log, when set, gets the errors of the state file.
 	Log *slog.Logger
 	// DepsChanged is called when a push to a default branch touches a
@@ -77,13 +83,19 @@ func (rc *Receiver) count(event, result string) {
 	}
 }
 
-// authorized compares the token in constant time.
-func (rc *Receiver) authorized(r *http.Request) bool {
+// tokenMatches compares the request's X-Gitlab-Token with the secret in
+// constant time; false when there is no secret.
+func (rc *Receiver) tokenMatches(r *http.Request) bool {
 	if rc.Secret == "" {
-		return true
+		return false
 	}
 	token := r.Header.Get("X-Gitlab-Token")
 	return subtle.ConstantTimeCompare([]byte(token), []byte(rc.Secret)) == 1
+}
+
+// hookAuthorized: the right token, or no secret by the admin's choice.
+func (rc *Receiver) hookAuthorized(r *http.Request) bool {
+	return rc.tokenMatches(r) || (rc.Secret == "" && rc.InsecureNoSecret)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -121,7 +133,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 // 4xx answers, so a well-formed event that is not for us gets 204.
 func (rc *Receiver) hook(w http.ResponseWriter, r *http.Request) {
 	event := r.Header.Get("X-Gitlab-Event")
-	if !rc.authorized(r) {
+	if !rc.hookAuthorized(r) {
 		rc.count(event, "rejected")
 		httpError(w, http.StatusUnauthorized, "wrong or missing X-Gitlab-Token")
 		return
@@ -242,10 +254,14 @@ func parseStartRunRequest(body []byte) (StartRunRequest, error) {
 	return req, nil
 }
 
-// startRun is `chain trigger --server`: it needs the webhook secret too,
-// since it creates pipelines.
+// startRun is `chain trigger --server`: it creates pipelines, so it needs
+// the webhook secret, always: a receiver running without one refuses it.
 func (rc *Receiver) startRun(w http.ResponseWriter, r *http.Request) {
-	if !rc.authorized(r) {
+	if rc.Secret == "" {
+		httpError(w, http.StatusForbidden, "POST /runs is refused: this receiver runs without a webhook secret (--insecure-no-webhook-secret)")
+		return
+	}
+	if !rc.tokenMatches(r) {
 		httpError(w, http.StatusUnauthorized, "wrong or missing X-Gitlab-Token")
 		return
 	}
