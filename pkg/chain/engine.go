@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -118,6 +119,9 @@ type Engine struct {
 	planner Planner
 
 	wake chan struct{}
+	// runsDecoded counts the runs RunsBefore decoded: the tests check with
+	// it that a page reads its own runs and no others.
+	runsDecoded atomic.Int64
 	// crash, when set, is called at named points of the trigger path; the
 	// crash tests make it kill the process there.
 	crash func(point string)

@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/subtle"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
@@ -295,25 +297,54 @@ func (rc *Receiver) startRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, run)
 }
 
+// listRuns answers one page of runs, newest first: ?limit=N (1 to
+// MaxRunsPage, default DefaultRunsPage) and ?before=RUN, the cursor that
+// the Link header (rel="next") of the previous page gives.
 func (rc *Receiver) listRuns(w http.ResponseWriter, r *http.Request) {
-	limit := 100
-	if s := r.URL.Query().Get("limit"); s != "" {
+	query := r.URL.Query()
+	limit := DefaultRunsPage
+	if s := query.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			httpError(w, http.StatusBadRequest, "limit: expected a whole number")
+		if err != nil || n < 1 || n > MaxRunsPage {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("limit %.20q: expected a number from 1 to %d (default %d); page on with before=RUN, as the Link header says", s, MaxRunsPage, DefaultRunsPage))
 			return
 		}
 		limit = n
 	}
-	runs, err := rc.Engine.Runs(limit)
+	before := query.Get("before")
+	if before != "" && !ValidRunID(before) {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("before %.40q: expected a run id (YYYYMMDD-HHMMSS-xxxxxxxx)", before))
+		return
+	}
+	page, err := rc.Engine.RunsBefore(before, limit)
 	if err != nil {
 		httpError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	if runs == nil {
-		runs = []*Run{}
+	if page.Next != "" {
+		next := url.Values{"before": {page.Next}, "limit": {strconv.Itoa(limit)}}
+		w.Header().Set("Link", fmt.Sprintf(`</runs?%s>; rel="next"`, next.Encode()))
 	}
-	writeJSON(w, http.StatusOK, runs)
+	w.Header().Set("Content-Type", "application/json")
+	// Run by run, so that the indented page is never all in memory at once.
+	bw := bufio.NewWriter(w)
+	bw.WriteString("[")
+	for i, run := range page.Runs {
+		if i > 0 {
+			bw.WriteString(",")
+		}
+		data, err := json.MarshalIndent(run, "  ", "  ")
+		if err != nil {
+			break
+		}
+		bw.WriteString("\n  ")
+		bw.Write(data)
+	}
+	if len(page.Runs) > 0 {
+		bw.WriteString("\n")
+	}
+	bw.WriteString("]\n")
+	bw.Flush()
 }
 
 func (rc *Receiver) getRun(w http.ResponseWriter, r *http.Request) {
