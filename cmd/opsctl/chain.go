@@ -525,6 +525,7 @@ type chainServeOptions struct {
 
 	// InsecureNoSecret: serve without a webhook secret, on purpose.
 	InsecureNoSecret bool
+	Retention        retentionOptions
 }
 
 func newCmdChainServe(f *cli.Factory) *cobra.Command {
@@ -564,7 +565,29 @@ GET /runs, GET /runs/{id}, GET /healthz, GET /metrics.`,
 	cmd.Flags().DurationVar(&opts.WatchExternal, "watch-external", 0, "check the external base images every `DURATION` and rebuild from the projects using a changed one (see 'chain watch'; 0: off)")
 	addRegistryFlags(cmd.Flags(), &opts.Registry)
 	cmd.Flags().DurationVar(&opts.RescanInterval, "rescan-interval", 15*time.Minute, "how often the graph is scanned again (`DURATION`; 0: only on pushes changing a dependency file)")
+	addRetentionFlags(cmd.Flags(), &opts.Retention)
 	return cmd
+}
+
+// retentionOptions are the flags saying which runs a state file keeps.
+type retentionOptions struct {
+	Days int
+	Runs int
+}
+
+func addRetentionFlags(fs *pflag.FlagSet, o *retentionOptions) {
+	fs.IntVar(&o.Days, "retention-days", int(chain.DefaultRetentionAge/(24*time.Hour)), "remove runs that ended more than `N` days ago (0: no age limit)")
+	fs.IntVar(&o.Runs, "retention-runs", chain.DefaultRetentionRuns, "remove ended runs beyond the newest `N` runs (0: no count limit)")
+}
+
+func (o retentionOptions) build() (chain.Retention, error) {
+	if o.Days < 0 || o.Days > 100*365 {
+		return chain.Retention{}, cli.Usagef("--retention-days %d: expected a number of days from 0 (no age limit) to 36500", o.Days)
+	}
+	if o.Runs < 0 {
+		return chain.Retention{}, cli.Usagef("--retention-runs %d: expected 0 (no count limit) or more", o.Runs)
+	}
+	return chain.Retention{MaxAge: time.Duration(o.Days) * 24 * time.Hour, MaxRuns: o.Runs}, nil
 }
 
 func runChainServe(parent context.Context, opts *chainServeOptions) error {
@@ -575,6 +598,10 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 		return cli.Usagef("--watch-external %s: expected a positive duration or 0", opts.WatchExternal)
 	}
 	digests, err := opts.Registry.build()
+	if err != nil {
+		return err
+	}
+	retention, err := opts.Retention.build()
 	if err != nil {
 		return err
 	}
@@ -617,7 +644,7 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := chain.NewMetrics(registry)
 	engine, err := chain.NewEngine(chain.EngineOptions{StatePath: opts.State, API: src.gitlab, Planner: planner,
-		Logger: opts.Log, Metrics: metrics, Crash: crashHook(opts.Getenv)})
+		Logger: opts.Log, Metrics: metrics, Crash: crashHook(opts.Getenv), Retention: retention})
 	if err != nil {
 		return err
 	}
@@ -1097,6 +1124,8 @@ type chainWatchOptions struct {
 	Interval time.Duration
 	DryRun   bool
 	Output   *cli.OutputFlag
+
+	Retention retentionOptions
 }
 
 func newCmdChainWatch(f *cli.Factory) *cobra.Command {
@@ -1132,6 +1161,7 @@ watcher inside the receiver.`,
 	cmd.Flags().DurationVar(&opts.Interval, "interval", 6*time.Hour, "time between checks (`DURATION`)")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "report what would be triggered; record and trigger nothing")
 	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json")
+	addRetentionFlags(cmd.Flags(), &opts.Retention)
 	cmd.MarkFlagRequired("state")
 	return cmd
 }
@@ -1141,6 +1171,10 @@ func runChainWatch(opts *chainWatchOptions) error {
 		return cli.Usagef("--interval %s: expected a positive duration", opts.Interval)
 	}
 	digests, err := opts.Registry.build()
+	if err != nil {
+		return err
+	}
+	retention, err := opts.Retention.build()
 	if err != nil {
 		return err
 	}
@@ -1184,6 +1218,16 @@ func runChainWatch(opts *chainWatchOptions) error {
 		}
 		if err := writeWatchResult(opts.IO.Out, opts.Output, res); err != nil {
 			return err
+		}
+		if !opts.DryRun {
+			// A receiver continues the runs this watcher started: here they
+			// have ended once their pipelines are created.
+			retention.HandedOver = true
+			if pruned, err := engine.Prune(ctx, retention); err != nil {
+				opts.Log.Error("chain watch: old runs not pruned", "err", err)
+			} else if pruned.Removed > 0 {
+				opts.Log.Info("old runs pruned", "removed", pruned.Removed)
+			}
 		}
 		if opts.Once {
 			if len(res.Errors) > 0 {

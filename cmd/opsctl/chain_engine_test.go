@@ -660,6 +660,37 @@ func TestPackagedChainUnitStarts(t *testing.T) {
 	}
 }
 
+// TestChainServePrunesOldRuns (issue 19 item 6): with --retention-runs 1 a
+// restarted receiver keeps the newest of its two ended runs.
+func TestChainServePrunesOldRuns(t *testing.T) {
+	e := newChainE2E(t)
+	e.recv.start()
+	var ids []string
+	for range 2 {
+		base := e.ci.pl.Start("img/base", "main", "schedule")
+		e.ci.build(base, "success")
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			runs := e.recv.runs(t)
+			if len(runs) == len(ids)+1 && runs[0].Status == chain.RunSucceeded {
+				ids = append(ids, runs[0].ID)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("run %d did not succeed: %+v\n%s", len(ids)+1, runs, e.recv.stderr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	e.recv.kill()
+	e.recv.args = append(e.recv.args, "--retention-runs", "1")
+	e.recv.start()
+	waitLog(t, e.recv.stderr, `msg="old runs pruned" removed=1`, 15*time.Second)
+	if runs := e.recv.runs(t); len(runs) != 1 || runs[0].ID != ids[1] {
+		t.Errorf("after pruning to 1 run: %d runs, want the newest, %s", len(runs), ids[1])
+	}
+}
+
 // TestChainServeRescansTheGraph: a project added to the group after the
 // receiver started is part of the next run once the graph was rescanned.
 func TestChainServeRescansTheGraph(t *testing.T) {
