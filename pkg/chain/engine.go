@@ -119,6 +119,7 @@ type Engine struct {
 	planner Planner
 
 	retention Retention
+	health    storeHealth
 
 	wake chan struct{}
 	// runsDecoded counts the runs RunsBefore decoded: the tests check with
@@ -153,7 +154,8 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{db: db, api: opts.API, planner: opts.Planner, log: opts.Logger, metrics: opts.Metrics,
-		crash: opts.Crash, now: opts.Now, wake: make(chan struct{}, 1), retention: opts.Retention}
+		crash: opts.Crash, now: opts.Now, wake: make(chan struct{}, 1), retention: opts.Retention,
+		health: storeHealth{every: healthProbeEvery}}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -271,6 +273,7 @@ func (e *Engine) HandlePipeline(u PipelineUpdate) (Outcome, error) {
 		return appendEvent(tx, rec)
 	})
 	if err != nil {
+		e.noteWriteFailed(err)
 		return Outcome{}, fmt.Errorf("pipeline %d of %s: %w", u.PipelineID, u.Project, err)
 	}
 	for _, f := range out.committed {

@@ -359,11 +359,14 @@ func (rc *Receiver) getRun(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// healthz answers 503 with one line when the state file cannot store
+// events: the condition that makes /hook answer 503.
 func (rc *Receiver) healthz(w http.ResponseWriter, r *http.Request) {
-	if _, err := rc.Engine.Runs(1); err != nil {
-		httpError(w, http.StatusServiceUnavailable, err.Error())
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := rc.Engine.Writable(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "unhealthy: "+strings.ReplaceAll(err.Error(), "\n", " ")+"\n")
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain")
 	io.WriteString(w, "ok\n")
 }
