@@ -294,8 +294,8 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 		// decides the step, its parent pipeline does.
 		return Outcome{Reason: "a child pipeline"}, nil
 	}
-	if gone, err := prunedRun(tx, u); err != nil || gone {
-		return Outcome{Reason: "its run was removed (retention)"}, err
+	if prunedRun(tx, u) {
+		return Outcome{Reason: "its run was removed (retention)"}, nil
 	}
 	run, err := e.findRun(tx, u)
 	if err != nil {

@@ -233,7 +233,6 @@ func parseStartRunRequest(body []byte) (StartRunRequest, error) {
 	const expected = `expected {"project":"group/project"} with optional "ref" and "run_id"`
 	var req StartRunRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var raw json.RawMessage
 	if err := dec.Decode(&raw); err != nil || dec.More() {
 		return req, errors.New("body is not one JSON object: " + expected)

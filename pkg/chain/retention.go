@@ -230,22 +230,21 @@ func notePruned(tx *bolt.Tx, id string) error {
 // must not start a run of its own: a success of a pipeline the engine
 // created never starts a new run, and a run id carried by a pipeline is
 // adopted only when no run had it.
-func prunedRun(tx *bolt.Tx, u PipelineUpdate) (bool, error) {
+func prunedRun(tx *bolt.Tx, u PipelineUpdate) bool {
+	runs := tx.Bucket(bucketRuns)
 	if id := tx.Bucket(bucketPipelines).Get(u64key(u.PipelineID)); id != nil {
-		run, err := loadRun(tx, string(id))
-		return run == nil && err == nil, err
+		return runs.Get(id) == nil
 	}
 	if !ValidRunID(u.RunID) {
-		return false, nil
+		return false
 	}
 	b := tx.Bucket(bucketRetention)
 	if b == nil {
-		return false, nil
+		return false
 	}
 	through := b.Get(prunedThroughKey)
 	if through == nil || u.RunID > string(through) {
-		return false, nil
+		return false
 	}
-	run, err := loadRun(tx, u.RunID)
-	return run == nil && err == nil, err
+	return runs.Get([]byte(u.RunID)) == nil
 }
