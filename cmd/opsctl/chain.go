@@ -522,18 +522,28 @@ type chainServeOptions struct {
 	RescanInterval time.Duration
 	WatchExternal  time.Duration
 	Registry       registryOptions
+
+	// InsecureNoSecret: serve without a webhook secret, on purpose.
+	InsecureNoSecret bool
+	Retention        retentionOptions
 }
 
 func newCmdChainServe(f *cli.Factory) *cobra.Command {
 	opts := &chainServeOptions{IO: f.IO, Getenv: f.Getenv}
 	cmd := &cobra.Command{
-		Use:   "serve --listen ADDR --state FILE [--webhook-secret-file FILE] [source flags]",
+		Use:   "serve --listen ADDR --state FILE --webhook-secret-file FILE [source flags]",
 		Short: "Receive GitLab pipeline webhooks and trigger downstream pipelines in order",
 		Long: `Run the webhook receiver and trigger engine. GitLab posts pipeline events to
 POST /hook; when a project's pipeline on its default branch succeeds, every
 downstream project is triggered once all its upstreams of the run succeeded,
 each project once per run. Runs, intents and events live in the bbolt state
 file: a crash at any moment loses no trigger and repeats none.
+
+The webhook secret (--webhook-secret-file, the token 'chain hooks sync' gives
+the hooks) is required: GitLab sends it as X-Gitlab-Token, and POST /hook and
+POST /runs need it. --insecure-no-webhook-secret starts without one (a warning
+is logged): then anyone who reaches the port can post webhooks, and POST /runs
+is refused.
 
 Endpoints: POST /hook, POST /runs (start a run, as 'chain trigger --server'),
 GET /runs, GET /runs/{id}, GET /healthz, GET /metrics.`,
@@ -549,12 +559,35 @@ GET /runs, GET /runs/{id}, GET /healthz, GET /metrics.`,
 	addChainSourceFlags(cmd.Flags(), &opts.Source)
 	cmd.Flags().StringVar(&opts.Listen, "listen", "127.0.0.1:8686", "`ADDR` to listen on (host:port)")
 	cmd.Flags().StringVar(&opts.State, "state", "/var/lib/opsctl/chain.db", "the state `FILE` (bbolt)")
-	cmd.Flags().StringVar(&opts.SecretFile, "webhook-secret-file", "", "`FILE` holding the webhook secret GitLab sends as X-Gitlab-Token")
+	cmd.Flags().StringVar(&opts.SecretFile, "webhook-secret-file", "", "`FILE` holding the webhook secret GitLab sends as X-Gitlab-Token (required, unless --insecure-no-webhook-secret)")
+	cmd.Flags().BoolVar(&opts.InsecureNoSecret, "insecure-no-webhook-secret", false, "run without a webhook secret: anyone who reaches the port can post webhooks (POST /runs stays refused)")
 	cmd.Flags().DurationVar(&opts.Source.APITimeout, "api-timeout", 30*time.Second, "time limit of one GitLab API request (`DURATION`); slower ones are retried")
 	cmd.Flags().DurationVar(&opts.WatchExternal, "watch-external", 0, "check the external base images every `DURATION` and rebuild from the projects using a changed one (see 'chain watch'; 0: off)")
 	addRegistryFlags(cmd.Flags(), &opts.Registry)
 	cmd.Flags().DurationVar(&opts.RescanInterval, "rescan-interval", 15*time.Minute, "how often the graph is scanned again (`DURATION`; 0: only on pushes changing a dependency file)")
+	addRetentionFlags(cmd.Flags(), &opts.Retention)
 	return cmd
+}
+
+// retentionOptions are the flags saying which runs a state file keeps.
+type retentionOptions struct {
+	Days int
+	Runs int
+}
+
+func addRetentionFlags(fs *pflag.FlagSet, o *retentionOptions) {
+	fs.IntVar(&o.Days, "retention-days", int(chain.DefaultRetentionAge/(24*time.Hour)), "remove runs that ended more than `N` days ago (0: no age limit)")
+	fs.IntVar(&o.Runs, "retention-runs", chain.DefaultRetentionRuns, "remove ended runs beyond the newest `N` runs (0: no count limit)")
+}
+
+func (o retentionOptions) build() (chain.Retention, error) {
+	if o.Days < 0 || o.Days > 100*365 {
+		return chain.Retention{}, cli.Usagef("--retention-days %d: expected a number of days from 0 (no age limit) to 36500", o.Days)
+	}
+	if o.Runs < 0 {
+		return chain.Retention{}, cli.Usagef("--retention-runs %d: expected 0 (no count limit) or more", o.Runs)
+	}
+	return chain.Retention{MaxAge: time.Duration(o.Days) * 24 * time.Hour, MaxRuns: o.Runs}, nil
 }
 
 func runChainServe(parent context.Context, opts *chainServeOptions) error {
@@ -568,11 +601,22 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 	if err != nil {
 		return err
 	}
+	retention, err := opts.Retention.build()
+	if err != nil {
+		return err
+	}
 	secret := ""
-	if opts.SecretFile != "" {
+	switch {
+	case opts.SecretFile != "" && opts.InsecureNoSecret:
+		return cli.Usagef("--webhook-secret-file and --insecure-no-webhook-secret exclude each other")
+	case opts.SecretFile != "":
 		if secret, err = cli.ReadSecretFile(opts.SecretFile); err != nil {
 			return cli.UsageError(fmt.Errorf("--webhook-secret-file: %w", err))
 		}
+	case !opts.InsecureNoSecret:
+		// Without a secret, whoever reaches the port could post pipeline
+		// events that start chain runs.
+		return cli.Usagef("no webhook secret: expected --webhook-secret-file FILE (or --insecure-no-webhook-secret to accept webhooks from anyone who reaches the port)")
 	}
 	src, err := opts.Source.build(&cli.Factory{IO: opts.IO, Logger: opts.Log, Getenv: opts.Getenv}, true)
 	if err != nil {
@@ -600,14 +644,17 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := chain.NewMetrics(registry)
 	engine, err := chain.NewEngine(chain.EngineOptions{StatePath: opts.State, API: src.gitlab, Planner: planner,
-		Logger: opts.Log, Metrics: metrics, Crash: crashHook(opts.Getenv)})
+		Logger: opts.Log, Metrics: metrics, Crash: crashHook(opts.Getenv), Retention: retention})
 	if err != nil {
 		return err
 	}
 	defer engine.Close()
 
 	rescan := make(chan string, 1)
-	receiver := &chain.Receiver{Engine: engine, Secret: secret, Metrics: metrics, Gatherer: registry, Log: opts.Log,
+	if secret == "" {
+		opts.Log.Warn("running without a webhook secret (--insecure-no-webhook-secret): anyone who reaches " + listener.Addr().String() + " can post webhooks that start chain runs; POST /runs is refused")
+	}
+	receiver := &chain.Receiver{Engine: engine, Secret: secret, InsecureNoSecret: opts.InsecureNoSecret, Metrics: metrics, Gatherer: registry, Log: opts.Log,
 		DepsChanged: func(project string) {
 			select {
 			case rescan <- project:
@@ -709,7 +756,7 @@ type chainTriggerOptions struct {
 func newCmdChainTrigger(f *cli.Factory) *cobra.Command {
 	opts := &chainTriggerOptions{IO: f.IO, Getenv: f.Getenv}
 	cmd := &cobra.Command{
-		Use:   "trigger PROJECT [--ref REF] [--dry-run] [--server URL] [--follow]",
+		Use:   "trigger PROJECT [--ref REF] [--dry-run] [--server URL --webhook-secret-file FILE] [--follow]",
 		Short: "Start a chain run at PROJECT by creating its pipeline",
 		Long: `Start a chain run at PROJECT by creating its pipeline (with the variable
 OPSCTL_CHAIN_RUN set to the run's id).
@@ -717,7 +764,8 @@ OPSCTL_CHAIN_RUN set to the run's id).
   (no flag)   create the pipeline; a receiver that gets GitLab's webhooks
               continues the run when it succeeds
   --server    register the run with a running receiver ('chain serve'),
-              which creates the pipeline and continues the run
+              which creates the pipeline and continues the run; needs the
+              receiver's webhook secret (--webhook-secret-file)
   --follow    drive the whole run from here: create the pipeline, poll GitLab,
               trigger each downstream project in order, until the run ends
               (for sites whose GitLab cannot reach a webhook receiver; the
@@ -739,7 +787,7 @@ Exit 0 when the run succeeded (with --follow) or was started.`,
 	cmd.Flags().StringVar(&opts.Ref, "ref", "", "`REF` of PROJECT's pipeline (default: its default branch); downstream projects build their default branches")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the pipeline that would be created and the plan, change nothing")
 	cmd.Flags().StringVar(&opts.Server, "server", "", "`URL` of a running receiver to start the run on")
-	cmd.Flags().StringVar(&opts.SecretFile, "webhook-secret-file", "", "`FILE` holding the receiver's webhook secret (with --server)")
+	cmd.Flags().StringVar(&opts.SecretFile, "webhook-secret-file", "", "`FILE` holding the receiver's webhook secret (required with --server)")
 	cmd.Flags().BoolVar(&opts.Follow, "follow", false, "poll the pipelines and trigger downstream from here until the run ends")
 	cmd.Flags().StringVar(&opts.State, "state", "/var/lib/opsctl/chain-follow.db", "state `FILE` of --follow")
 	cmd.Flags().DurationVar(&opts.Source.APITimeout, "api-timeout", 30*time.Second, "time limit of one GitLab API request (`DURATION`); slower ones are retried")
@@ -760,6 +808,9 @@ func runChainTrigger(opts *chainTriggerOptions) error {
 	if opts.Server != "" {
 		if opts.DryRun {
 			return cli.Usagef("--dry-run cannot be combined with --server (the receiver plans the run)")
+		}
+		if opts.SecretFile == "" {
+			return cli.Usagef("--server needs --webhook-secret-file FILE: the receiver starts runs only for requests carrying its webhook secret")
 		}
 		return triggerOnServer(ctx, opts)
 	}
@@ -869,10 +920,8 @@ func triggerOnServer(ctx context.Context, opts *chainTriggerOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.SecretFile != "" {
-		if client.Secret, err = cli.ReadSecretFile(opts.SecretFile); err != nil {
-			return cli.UsageError(fmt.Errorf("--webhook-secret-file: %w", err))
-		}
+	if client.Secret, err = cli.ReadSecretFile(opts.SecretFile); err != nil {
+		return cli.UsageError(fmt.Errorf("--webhook-secret-file: %w", err))
 	}
 	run, err := client.StartRun(ctx, chain.StartRunRequest{Project: opts.Project, Ref: opts.Ref})
 	if err != nil {
@@ -1075,6 +1124,8 @@ type chainWatchOptions struct {
 	Interval time.Duration
 	DryRun   bool
 	Output   *cli.OutputFlag
+
+	Retention retentionOptions
 }
 
 func newCmdChainWatch(f *cli.Factory) *cobra.Command {
@@ -1110,6 +1161,7 @@ watcher inside the receiver.`,
 	cmd.Flags().DurationVar(&opts.Interval, "interval", 6*time.Hour, "time between checks (`DURATION`)")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "report what would be triggered; record and trigger nothing")
 	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json")
+	addRetentionFlags(cmd.Flags(), &opts.Retention)
 	cmd.MarkFlagRequired("state")
 	return cmd
 }
@@ -1119,6 +1171,10 @@ func runChainWatch(opts *chainWatchOptions) error {
 		return cli.Usagef("--interval %s: expected a positive duration", opts.Interval)
 	}
 	digests, err := opts.Registry.build()
+	if err != nil {
+		return err
+	}
+	retention, err := opts.Retention.build()
 	if err != nil {
 		return err
 	}
@@ -1162,6 +1218,16 @@ func runChainWatch(opts *chainWatchOptions) error {
 		}
 		if err := writeWatchResult(opts.IO.Out, opts.Output, res); err != nil {
 			return err
+		}
+		if !opts.DryRun {
+			// A receiver continues the runs this watcher started: here they
+			// have ended once their pipelines are created.
+			retention.HandedOver = true
+			if pruned, err := engine.Prune(ctx, retention); err != nil {
+				opts.Log.Error("chain watch: old runs not pruned", "err", err)
+			} else if pruned.Removed > 0 {
+				opts.Log.Info("old runs pruned", "removed", pruned.Removed)
+			}
 		}
 		if opts.Once {
 			if len(res.Errors) > 0 {

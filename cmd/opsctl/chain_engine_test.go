@@ -154,6 +154,17 @@ func (r *receiverProc) kill() {
 	<-r.exited
 }
 
+// hasExited: the process has ended (start returns once it answers, or
+// once it exited).
+func (r *receiverProc) hasExited() bool {
+	select {
+	case <-r.exited:
+		return true
+	default:
+		return false
+	}
+}
+
 func (r *receiverProc) waitExit(d time.Duration) bool {
 	select {
 	case <-r.exited:
@@ -489,14 +500,194 @@ func TestChainTriggerOnServerAndDryRun(t *testing.T) {
 	if got := e.ci.apiPipelines(); fmt.Sprint(got) != fmt.Sprint(map[string]int{"img/lang/ruby": 1, "img/app": 1}) {
 		t.Errorf("pipelines: %v", got)
 	}
-	// Without the secret the receiver refuses to start runs.
+	// Without the secret the receiver refuses to start runs, so the client
+	// asks for it before sending anything; with a wrong one, the receiver
+	// answers 401.
 	_, stderr, code = opsctlEnv(t, nil, "chain", "trigger", "img/lang/ruby", "--server", e.recv.url())
-	if code != 1 || !strings.Contains(stderr, "401") {
+	if code != 2 || !strings.Contains(stderr, "--server needs --webhook-secret-file FILE") {
 		t.Errorf("trigger --server without the secret: exit %d %s", code, stderr)
+	}
+	wrongSecret := filepath.Join(t.TempDir(), "wrong")
+	os.WriteFile(wrongSecret, []byte("not-the-secret\n"), 0o600)
+	_, stderr, code = opsctlEnv(t, nil, "chain", "trigger", "img/lang/ruby", "--server", e.recv.url(), "--webhook-secret-file", wrongSecret)
+	if code != 1 || !strings.Contains(stderr, "401") {
+		t.Errorf("trigger --server with a wrong secret: exit %d %s", code, stderr)
 	}
 	_, stderr, code = opsctlEnv(t, nil, "chain", "trigger", "img/nope", "--server", e.recv.url(), "--webhook-secret-file", e.secret)
 	if code != 1 || !strings.Contains(stderr, "img/nope") {
 		t.Errorf("trigger of an unknown project: exit %d %s", code, stderr)
+	}
+}
+
+// TestChainServeNeedsAWebhookSecret (issue 19 item 4): serve without
+// --webhook-secret-file refuses to start; with --insecure-no-webhook-secret
+// it starts, says so once, and still refuses POST /runs to anyone.
+func TestChainServeNeedsAWebhookSecret(t *testing.T) {
+	e := newChainE2E(t)
+	var withoutSecret []string
+	for i := 0; i < len(e.recv.args); i++ {
+		if e.recv.args[i] == "--webhook-secret-file" {
+			i++
+			continue
+		}
+		withoutSecret = append(withoutSecret, e.recv.args[i])
+	}
+	e.recv.args = withoutSecret
+	e.recv.start()
+	if !e.recv.hasExited() {
+		t.Fatalf("chain serve started without a webhook secret:\n%s", e.recv.stderr)
+	}
+	stderr := e.recv.stderr.String()
+	if code := e.recv.cmd.ProcessState.ExitCode(); code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 ||
+		!strings.Contains(stderr, "no webhook secret: expected --webhook-secret-file FILE (or --insecure-no-webhook-secret") {
+		t.Errorf("serve without a secret: exit %d, stderr %q; want 2 and one line naming both flags", code, stderr)
+	}
+
+	both := append(slices.Clone(withoutSecret), "--webhook-secret-file", e.secret, "--insecure-no-webhook-secret")
+	if _, stderr, code := opsctlEnv(t, nil, both...); code != 2 || !strings.Contains(stderr, "exclude each other") {
+		t.Errorf("serve with a secret and --insecure-no-webhook-secret: exit %d %s", code, stderr)
+	}
+
+	e.recv.stderr = &testenv.SyncBuffer{}
+	e.recv.args = append(withoutSecret, "--insecure-no-webhook-secret")
+	e.recv.start()
+	if e.recv.hasExited() {
+		t.Fatalf("serve --insecure-no-webhook-secret did not start:\n%s", e.recv.stderr)
+	}
+	for _, token := range []string{"", e2eSecret, "anything"} {
+		req, _ := http.NewRequest("POST", e.recv.url()+"/runs", strings.NewReader(`{"project":"img/base"}`))
+		if token != "" {
+			req.Header.Set("X-Gitlab-Token", token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || strings.Count(string(body), "\n") != 1 || !strings.Contains(string(body), "without a webhook secret") {
+			t.Errorf("POST /runs with token %q to a receiver without a secret: HTTP %d %q, want 403 and one line", token, resp.StatusCode, body)
+		}
+	}
+	_, stderr, code := opsctlEnv(t, nil, "chain", "trigger", "img/base", "--server", e.recv.url(), "--webhook-secret-file", e.secret)
+	if code != 1 || !strings.Contains(stderr, "403") {
+		t.Errorf("trigger --server to a receiver without a secret: exit %d %s", code, stderr)
+	}
+	if n := len(e.ci.pl.All()); n != 0 {
+		t.Errorf("%d pipelines created through a receiver without a secret", n)
+	}
+	log := e.recv.stderr.String()
+	if n := strings.Count(log, "level=WARN"); n != 1 || !strings.Contains(log, "running without a webhook secret (--insecure-no-webhook-secret)") {
+		t.Errorf("%d WARN lines, want the one about running without a secret:\n%s", n, log)
+	}
+}
+
+// TestPackagedChainUnitStarts: the ExecStart of the packaged
+// opsctl-chain.service, with the settings of packaging/default/opsctl-chain
+// and the credentials install.md puts in place, starts a receiver that
+// takes the secret (no warning about running without one).
+func TestPackagedChainUnitStarts(t *testing.T) {
+	root := testenv.ModuleRoot()
+	unit, err := os.ReadFile(filepath.Join(root, "packaging/systemd/opsctl-chain.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings, err := os.ReadFile(filepath.Join(root, "packaging/default/opsctl-chain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := fakeImages(t)
+	creds := t.TempDir()
+	os.WriteFile(filepath.Join(creds, "gitlab-token"), []byte(e2eToken+"\n"), 0o600)
+	os.WriteFile(filepath.Join(creds, "webhook-secret"), []byte(e2eSecret+"\n"), 0o600)
+	addr := freeAddr(t)
+	env := map[string]string{}
+	for _, line := range strings.Split(string(settings), "\n") {
+		if key, value, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			env[key] = value
+		}
+	}
+	// The test's GitLab and port instead of the examples; and the unit's
+	// state directory is a temporary one.
+	env["OPSCTL_GITLAB_URL"], env["OPSCTL_GITLAB_GROUP"], env["OPSCTL_CHAIN_LISTEN"] = fake.URL(), "img", addr
+	env["CREDENTIALS_DIRECTORY"] = creds
+	unitText := strings.ReplaceAll(string(unit), "\\\n", " ")
+	var execStart string
+	for _, line := range strings.Split(unitText, "\n") {
+		if rest, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			execStart = rest
+		}
+	}
+	fields := strings.Fields(execStart)
+	if len(fields) < 2 || fields[0] != "/usr/bin/opsctl" {
+		t.Fatalf("ExecStart=%s: expected /usr/bin/opsctl ...", execStart)
+	}
+	var args []string
+	for _, word := range fields[1:] {
+		// systemd: ${VAR} is one word, $VAR is split at white space.
+		switch {
+		case strings.Contains(word, "${"):
+			args = append(args, os.Expand(word, func(k string) string { return env[k] }))
+		case strings.HasPrefix(word, "$"):
+			args = append(args, strings.Fields(env[word[1:]])...)
+		default:
+			args = append(args, word)
+		}
+	}
+	for i, a := range args {
+		if a == "--state" {
+			args[i+1] = filepath.Join(t.TempDir(), "chain.db")
+		}
+	}
+	recv := &receiverProc{t: t, addr: addr, args: args, stderr: &testenv.SyncBuffer{}}
+	recv.start()
+	defer recv.kill()
+	if recv.hasExited() {
+		t.Fatalf("the packaged unit's command line %v did not start:\n%s", args, recv.stderr)
+	}
+	if strings.Contains(recv.stderr.String(), "without a webhook secret") {
+		t.Errorf("the packaged unit runs without the webhook secret:\n%s", recv.stderr)
+	}
+	req, _ := http.NewRequest("POST", recv.url()+"/runs", strings.NewReader(`{"project":"img/base"}`))
+	req.Header.Set("X-Gitlab-Token", e2eSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("POST /runs with the secret of the unit's credentials: HTTP %d, want 201", resp.StatusCode)
+	}
+}
+
+// TestChainServePrunesOldRuns (issue 19 item 6): with --retention-runs 1 a
+// restarted receiver keeps the newest of its two ended runs.
+func TestChainServePrunesOldRuns(t *testing.T) {
+	e := newChainE2E(t)
+	e.recv.start()
+	var ids []string
+	for range 2 {
+		base := e.ci.pl.Start("img/base", "main", "schedule")
+		e.ci.build(base, "success")
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			runs := e.recv.runs(t)
+			if len(runs) == len(ids)+1 && runs[0].Status == chain.RunSucceeded {
+				ids = append(ids, runs[0].ID)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("run %d did not succeed: %+v\n%s", len(ids)+1, runs, e.recv.stderr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	e.recv.kill()
+	e.recv.args = append(e.recv.args, "--retention-runs", "1")
+	e.recv.start()
+	waitLog(t, e.recv.stderr, `msg="old runs pruned" removed=1`, 15*time.Second)
+	if runs := e.recv.runs(t); len(runs) != 1 || runs[0].ID != ids[1] {
+		t.Errorf("after pruning to 1 run: %d runs, want the newest, %s", len(runs), ids[1])
 	}
 }
 

@@ -147,7 +147,10 @@ func TestChainBadInputIsOneLine(t *testing.T) {
 		{[]string{"chain", "hooks", "sync", "--dir", examplesDir(), "--hook-url", "https://h.example/hook"}, 2, "--dir: this command works on GitLab"},
 		{[]string{"chain", "hooks", "sync", "--gitlab-url", "https://g.example", "--group", "g", "--token-file", tokenFile}, 2, "--hook-url is required"},
 		{[]string{"chain", "hooks", "sync", "--hook-url", "h.example/hook"}, 2, `--hook-url "h.example/hook": expected an http(s) URL`},
-		{[]string{"chain", "serve", "--listen", ":8080"}, 2, "no source: expected --dir DIR, or --gitlab-url URL --group GROUP"},
+		{[]string{"chain", "serve", "--listen", ":8080", "--insecure-no-webhook-secret"}, 2, "no source: expected --dir DIR, or --gitlab-url URL --group GROUP"},
+		{[]string{"chain", "serve", "--listen", ":8080"}, 2, "no webhook secret: expected --webhook-secret-file FILE"},
+		{[]string{"chain", "serve", "--listen", ":8080", "--retention-runs", "-1"}, 2, "--retention-runs -1: expected 0 (no count limit) or more"},
+		{[]string{"chain", "trigger", "g/base", "--server", "http://127.0.0.1:8686"}, 2, "--server needs --webhook-secret-file FILE"},
 		{[]string{"chain", "watch", "--once", "--dir", "x"}, 2, `required flag(s) "state" not set`},
 	}
 	for _, tc := range cases {

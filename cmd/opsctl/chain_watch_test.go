@@ -269,6 +269,41 @@ func TestChainWatchCrashBetweenRecordAndTrigger(t *testing.T) {
 	}
 }
 
+// TestChainWatchPrunesTheRunsItHandedOver: the runs watch starts stay
+// "running" in its own state (a receiver continues them): once their
+// pipelines are created they count as ended for --retention-runs.
+func TestChainWatchPrunesTheRunsItHandedOver(t *testing.T) {
+	fx := newWatchFixture(t, false)
+	if _, stderr, code := fx.watch(t); code != 0 {
+		t.Fatalf("first watch: exit %d\n%s", code, stderr)
+	}
+	var started []string
+	for i := range 3 {
+		fx.reg.push(t, "library/debian:bookworm", false)
+		var extra []string
+		if i == 2 {
+			extra = []string{"--retention-runs", "1"}
+		}
+		res, stderr, code := fx.watch(t, extra...)
+		if code != 0 || len(res.Changed) != 1 || res.Changed[0].Run == "" {
+			t.Fatalf("watch %d: exit %d %+v\n%s", i+2, code, res, stderr)
+		}
+		started = append(started, res.Changed[0].Run)
+		if want := i == 2; strings.Contains(stderr, `msg="old runs pruned" removed=2`) != want {
+			t.Errorf("watch %d: pruned two runs %v, want %v:\n%s", i+2, !want, want, stderr)
+		}
+	}
+	state := fx.args[slices.Index(fx.args, "--state")+1]
+	out, stderr, code := opsctlEnv(t, nil, "chain", "status", "--state", state, "-o", "json")
+	var runs []chain.Run
+	if err := json.Unmarshal([]byte(out), &runs); code != 0 || err != nil || len(runs) != 1 || runs[0].ID != started[2] {
+		t.Errorf("runs kept: exit %d %v %s%s; want only %s", code, err, out, stderr, started[2])
+	}
+	if got := fx.ci.apiPipelines(); got["img/base"] != 3 {
+		t.Errorf("pipelines %v, want 3 of img/base", got)
+	}
+}
+
 func TestChainWatchBadInput(t *testing.T) {
 	fx := newWatchFixture(t, false)
 	bad := filepath.Join(t.TempDir(), "config.json")
@@ -280,6 +315,8 @@ func TestChainWatchBadInput(t *testing.T) {
 		{[]string{"--registry-auth-file", bad}, `auths "r.example:5000": auth is not base64`},
 		{[]string{"--plain-http-registry", "http://x/"}, "--plain-http-registry"},
 		{[]string{"--interval", "-1s"}, "--interval"},
+		{[]string{"--retention-days", "-1"}, "--retention-days -1: expected a number of days from 0"},
+		{[]string{"--retention-runs", "-5"}, "--retention-runs -5: expected 0 (no count limit) or more"},
 	} {
 		_, stderr, code := opsctlEnv(t, nil, append(fx.args, tc.args...)...)
 		if code != 2 || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {

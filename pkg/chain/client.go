@@ -54,7 +54,7 @@ func (e *unreachableError) Temporary() bool { return true }
 // StartRun asks the receiver to start (or resume) a run from req.Project.
 func (c *Client) StartRun(ctx context.Context, req StartRunRequest) (*Run, error) {
 	var run Run
-	if err := c.call(ctx, http.MethodPost, "/runs", nil, req, &run); err != nil {
+	if _, err := c.call(ctx, http.MethodPost, "/runs", nil, req, &run); err != nil {
 		return nil, err
 	}
 	return &run, nil
@@ -63,29 +63,68 @@ func (c *Client) StartRun(ctx context.Context, req StartRunRequest) (*Run, error
 // Run reads one run.
 func (c *Client) Run(ctx context.Context, id string) (*Run, error) {
 	var run Run
-	if err := c.call(ctx, http.MethodGet, "/runs/"+url.PathEscape(id), nil, nil, &run); err != nil {
+	if _, err := c.call(ctx, http.MethodGet, "/runs/"+url.PathEscape(id), nil, nil, &run); err != nil {
 		return nil, err
 	}
 	return &run, nil
 }
 
-// Runs lists the newest runs first, at most limit of them (0 for all).
+// Runs lists the newest runs first, at most limit of them (0 for all). The
+// receiver answers pages of at most MaxRunsPage runs; Runs asks for as many
+// pages as it needs, following each page's Link to the next.
 func (c *Client) Runs(ctx context.Context, limit int) ([]*Run, error) {
 	var runs []*Run
-	query := url.Values{"limit": {strconv.Itoa(limit)}}
-	if err := c.call(ctx, http.MethodGet, "/runs", query, nil, &runs); err != nil {
-		return nil, err
+	query := url.Values{}
+	for {
+		pageSize := MaxRunsPage
+		if limit > 0 {
+			pageSize = min(limit-len(runs), MaxRunsPage)
+		}
+		query.Set("limit", strconv.Itoa(pageSize))
+		var page []*Run
+		header, err := c.call(ctx, http.MethodGet, "/runs", query, nil, &page)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, page...)
+		before := nextRunsCursor(header)
+		if before == "" || len(page) == 0 || (limit > 0 && len(runs) >= limit) {
+			return runs, nil
+		}
+		if previous := query.Get("before"); previous != "" && before >= previous {
+			// Ids only go back in time from page to page: this would not end.
+			return nil, fmt.Errorf("receiver %s: GET /runs: the next page (before %.40q) does not go back from before %q", c.URL.Host, before, previous)
+		}
+		query.Set("before", before)
 	}
-	return runs, nil
 }
 
-// call sends one request and decodes the JSON answer into out.
-func (c *Client) call(ctx context.Context, method, path string, query url.Values, body, out any) error {
+// nextRunsCursor reads the before= of the rel="next" link of a page of
+// GET /runs; "" when there is none (the last page).
+func nextRunsCursor(h http.Header) string {
+	for _, link := range h.Values("Link") {
+		for _, part := range strings.Split(link, ",") {
+			target, params, _ := strings.Cut(part, ";")
+			if !strings.Contains(strings.ReplaceAll(params, " ", ""), `rel="next"`) {
+				continue
+			}
+			target = strings.Trim(strings.TrimSpace(target), "<>")
+			if u, err := url.Parse(target); err == nil {
+				return u.Query().Get("before")
+			}
+		}
+	}
+	return ""
+}
+
+// call sends one request, decodes the JSON answer into out and returns the
+// answer's header.
+func (c *Client) call(ctx context.Context, method, path string, query url.Values, body, out any) (http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(data)
 	}
@@ -93,7 +132,7 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 	target.RawQuery = query.Encode()
 	req, err := http.NewRequestWithContext(ctx, method, target.String(), rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if c.Secret != "" && method != http.MethodGet {
 		req.Header.Set("X-Gitlab-Token", c.Secret)
@@ -105,22 +144,22 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return &unreachableError{host: c.URL.Host, err: err}
+		return nil, &unreachableError{host: c.URL.Host, err: err}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return &unreachableError{host: c.URL.Host, err: err}
+		return nil, &unreachableError{host: c.URL.Host, err: err}
 	}
 	if resp.StatusCode >= 300 {
 		var e struct{ Error string }
 		_ = json.Unmarshal(data, &e)
-		return &ReceiverError{Host: c.URL.Host, Method: method, Path: path, Status: resp.Status, Code: resp.StatusCode, Message: strings.TrimSpace(e.Error)}
+		return nil, &ReceiverError{Host: c.URL.Host, Method: method, Path: path, Status: resp.Status, Code: resp.StatusCode, Message: strings.TrimSpace(e.Error)}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("receiver %s: %s %s: answer is not the expected JSON: %w", c.URL.Host, method, path, err)
+		return nil, fmt.Errorf("receiver %s: %s %s: answer is not the expected JSON: %w", c.URL.Host, method, path, err)
 	}
-	return nil
+	return resp.Header, nil
 }
 
 // Summary is one line of progress: how many projects are in each state.

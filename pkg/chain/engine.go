@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -117,7 +118,13 @@ type Engine struct {
 	mu      sync.RWMutex
 	planner Planner
 
+	retention Retention
+	health    storeHealth
+
 	wake chan struct{}
+	// runsDecoded counts the runs RunsBefore decoded: the tests check with
+	// it that a page reads its own runs and no others.
+	runsDecoded atomic.Int64
 	// crash, when set, is called at named points of the trigger path; the
 	// crash tests make it kill the process there.
 	crash func(point string)
@@ -134,6 +141,9 @@ type EngineOptions struct {
 	// "attempted" and "created" of the trigger path.
 	Crash func(point string)
 	Now   func() time.Time
+	// Retention: which runs Work keeps; Work prunes the others when it
+	// starts and every pruneEvery. The zero value keeps every run.
+	Retention Retention
 }
 
 // NewEngine opens (or creates) the state file and returns the engine. The
@@ -144,7 +154,8 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{db: db, api: opts.API, planner: opts.Planner, log: opts.Logger, metrics: opts.Metrics,
-		crash: opts.Crash, now: opts.Now, wake: make(chan struct{}, 1)}
+		crash: opts.Crash, now: opts.Now, wake: make(chan struct{}, 1), retention: opts.Retention,
+		health: storeHealth{every: healthProbeEvery}}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -262,6 +273,7 @@ func (e *Engine) HandlePipeline(u PipelineUpdate) (Outcome, error) {
 		return appendEvent(tx, rec)
 	})
 	if err != nil {
+		e.noteWriteFailed(err)
 		return Outcome{}, fmt.Errorf("pipeline %d of %s: %w", u.PipelineID, u.Project, err)
 	}
 	for _, f := range out.committed {
@@ -281,6 +293,9 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 		// carry the parent's variables: it neither starts a run nor
 		// decides the step, its parent pipeline does.
 		return Outcome{Reason: "a child pipeline"}, nil
+	}
+	if prunedRun(tx, u) {
+		return Outcome{Reason: "its run was removed (retention)"}, nil
 	}
 	run, err := e.findRun(tx, u)
 	if err != nil {
@@ -614,8 +629,12 @@ func (e *Engine) Runs(limit int) ([]*Run, error) {
 func (e *Engine) Work(ctx context.Context) error {
 	calls, release := callContext(ctx)
 	defer release()
-	nextPoll := e.now()
+	nextPoll, nextPrune := e.now(), e.now()
 	for {
+		if !e.now().Before(nextPrune) {
+			e.pruneLogged(ctx)
+			nextPrune = e.now().Add(pruneEvery)
+		}
 		if !e.now().Before(nextPoll) {
 			if err := e.pollUnfinished(ctx); err != nil {
 				return err
@@ -626,7 +645,7 @@ func (e *Engine) Work(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		wait := max(nextPoll.Sub(e.now()), 10*time.Millisecond)
+		wait := max(min(nextPoll.Sub(e.now()), nextPrune.Sub(e.now())), 10*time.Millisecond)
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(e.now()), 10*time.Millisecond))
 		}

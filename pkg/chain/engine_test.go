@@ -515,7 +515,7 @@ func TestReceiverHTTPRules(t *testing.T) {
 		{"too large", "Pipeline Hook", "s3cret", `{"x":"` + strings.Repeat("a", MaxHookBody) + `"}`, 413},
 		{"not a pipeline event", "Pipeline Hook", "s3cret", `{"object_kind":"push"}`, 400},
 		{"other event", "Issue Hook", "s3cret", `{"object_kind":"issue"}`, 204},
-		{"push without dependency change", "Push Hook", "s3cret", `{"object_kind":"push","ref":"refs/heads/main","project":{"default_branch":"main"},"commits":[{"modified":["README.md"]}]}`, 204},
+		{"push without dependency change", "Push Hook", "s3cret", `{"object_kind":"push","ref":"refs/heads/main","project":{"id":2,"path_with_namespace":"ops/ruby","default_branch":"main"},"commits":[{"modified":["README.md"]}]}`, 204},
 		{"pipeline", "Pipeline Hook", "s3cret", body, 200},
 	}
 	for _, tc := range cases {
@@ -532,7 +532,7 @@ func TestReceiverHTTPRules(t *testing.T) {
 	}
 	var rescanned []string
 	fx.recv.DepsChanged = func(p string) { rescanned = append(rescanned, p) }
-	req := httptest.NewRequest("POST", "/hook", strings.NewReader(`{"object_kind":"push","ref":"refs/heads/main","project":{"path_with_namespace":"ops/ruby","default_branch":"main"},"commits":[{"modified":["Containerfile"]}]}`))
+	req := httptest.NewRequest("POST", "/hook", strings.NewReader(`{"object_kind":"push","ref":"refs/heads/main","project":{"id":2,"path_with_namespace":"ops/ruby","default_branch":"main"},"commits":[{"modified":["Containerfile"]}]}`))
 	req.Header.Set("X-Gitlab-Event", "Push Hook")
 	req.Header.Set("X-Gitlab-Token", "s3cret")
 	rec := httptest.NewRecorder()
@@ -978,7 +978,7 @@ func TestABigPushRescans(t *testing.T) {
 	var rescanned []string
 	fx.recv.DepsChanged = func(p string) { rescanned = append(rescanned, p) }
 	commits := strings.TrimSuffix(strings.Repeat(`{"modified":["README.md"]},`, 20), ",")
-	body := `{"object_kind":"push","ref":"refs/heads/main","project":{"path_with_namespace":"ops/ruby","default_branch":"main"},"total_commits_count":35,"commits":[` + commits + `]}`
+	body := `{"object_kind":"push","ref":"refs/heads/main","project":{"id":2,"path_with_namespace":"ops/ruby","default_branch":"main"},"total_commits_count":35,"commits":[` + commits + `]}`
 	req := httptest.NewRequest("POST", "/hook", strings.NewReader(body))
 	req.Header.Set("X-Gitlab-Event", "Push Hook")
 	req.Header.Set("X-Gitlab-Token", "s3cret")

@@ -1,12 +1,16 @@
 package chain
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
@@ -24,10 +28,16 @@ const MaxHookBody = 1 << 20
 // and metrics out.
 type Receiver struct {
 	Engine *Engine
-	// Secret is the webhook secret token; empty: no check.
-	Secret   string
-	Metrics  *Metrics
-	Gatherer prometheus.Gatherer
+	// Secret is the webhook secret token GitLab sends as X-Gitlab-Token.
+	// Without one, POST /hook is refused too unless InsecureNoSecret says
+	// otherwise, and POST /runs is always refused.
+	Secret string
+	// InsecureNoSecret: the admin chose to run without a secret, and
+	// anyone who reaches the receiver can post webhooks. Starting runs
+	// (POST /runs, which creates pipelines) is still refused.
+	InsecureNoSecret bool
+	Metrics          *Metrics
+	Gatherer         prometheus.Gatherer
 	// Log, when set, gets the errors of the state file.
 	Log *slog.Logger
 	// DepsChanged is called when a push to a default branch touches a
@@ -75,13 +85,19 @@ func (rc *Receiver) count(event, result string) {
 	}
 }
 
-// authorized compares the token in constant time.
-func (rc *Receiver) authorized(r *http.Request) bool {
+// tokenMatches compares the request's X-Gitlab-Token with the secret in
+// constant time; false when there is no secret.
+func (rc *Receiver) tokenMatches(r *http.Request) bool {
 	if rc.Secret == "" {
-		return true
+		return false
 	}
 	token := r.Header.Get("X-Gitlab-Token")
 	return subtle.ConstantTimeCompare([]byte(token), []byte(rc.Secret)) == 1
+}
+
+// hookAuthorized: the right token, or no secret by the admin's choice.
+func (rc *Receiver) hookAuthorized(r *http.Request) bool {
+	return rc.tokenMatches(r) || (rc.Secret == "" && rc.InsecureNoSecret)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -92,8 +108,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
+// httpError answers {"error": msg} on one line: a person reading GitLab's
+// hook log or curl's output sees one line saying what was wrong.
 func httpError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
 // readBody reads at most MaxHookBody bytes; false when it answered already.
@@ -115,7 +135,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 // 4xx answers, so a well-formed event that is not for us gets 204.
 func (rc *Receiver) hook(w http.ResponseWriter, r *http.Request) {
 	event := r.Header.Get("X-Gitlab-Event")
-	if !rc.authorized(r) {
+	if !rc.hookAuthorized(r) {
 		rc.count(event, "rejected")
 		httpError(w, http.StatusUnauthorized, "wrong or missing X-Gitlab-Token")
 		return
@@ -143,34 +163,11 @@ func (rc *Receiver) hook(w http.ResponseWriter, r *http.Request) {
 
 func (rc *Receiver) pipelineHook(w http.ResponseWriter, body []byte) {
 	const event = "Pipeline Hook"
-	var ev gitlab.PipelineEvent
-	if err := json.Unmarshal(body, &ev); err != nil || ev.ObjectKind != "pipeline" ||
-		ev.ObjectAttributes.ID == 0 || ev.Project.PathWithNamespace == "" || ev.ObjectAttributes.Status == "" {
+	u, err := ParsePipelineHook(body)
+	if err != nil {
 		rc.count(event, "rejected")
-		httpError(w, http.StatusBadRequest, "not a GitLab pipeline event: expected object_kind pipeline with object_attributes.id, .status and project.path_with_namespace")
+		httpError(w, http.StatusBadRequest, err.Error())
 		return
-	}
-	u := PipelineUpdate{
-		Project:       ev.Project.PathWithNamespace,
-		ProjectID:     ev.Project.ID,
-		DefaultBranch: ev.Project.DefaultBranch,
-		Ref:           ev.ObjectAttributes.Ref,
-		Tag:           ev.ObjectAttributes.Tag,
-		PipelineID:    ev.ObjectAttributes.ID,
-		Status:        ev.ObjectAttributes.Status,
-		Source:        ev.ObjectAttributes.Source,
-	}
-	for _, v := range ev.ObjectAttributes.Variables {
-		if v.Key == RootsVariable {
-			for _, r := range strings.Split(v.Value, ",") {
-				if r = strings.TrimSpace(r); r != "" && ValidateProjectPath(r) == nil {
-					u.RunRoots = append(u.RunRoots, r)
-				}
-			}
-		}
-		if v.Key == RunVariable {
-			u.RunID = v.Value
-		}
 	}
 	out, err := rc.Engine.HandlePipeline(u)
 	if err != nil {
@@ -195,23 +192,19 @@ var DependencyFiles = []string{DepsFileName, "Containerfile", "Dockerfile"}
 
 func (rc *Receiver) pushHook(w http.ResponseWriter, body []byte) {
 	const event = "Push Hook"
-	var ev gitlab.PushEvent
-	if err := json.Unmarshal(body, &ev); err != nil {
+	ev, err := ParsePushHook(body)
+	if err != nil {
 		rc.count(event, "rejected")
-		httpError(w, http.StatusBadRequest, "not a GitLab push event")
+		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	touched := false
-	if ev.Ref == "refs/heads/"+ev.Project.DefaultBranch {
+	if ev.Ref == "refs/heads/"+ev.DefaultBranch {
 		// GitLab lists at most 20 commits: the others may have changed one.
-		touched = ev.TotalCommitsCount > int64(len(ev.Commits))
-		for _, c := range ev.Commits {
-			for _, list := range [][]string{c.Added, c.Modified, c.Removed} {
-				for _, f := range list {
-					if slices.Contains(DependencyFiles, f) || slices.Contains(DependencyFiles, path.Base(f)) {
-						touched = true
-					}
-				}
+		touched = ev.Unlisted
+		for _, f := range ev.Files {
+			if slices.Contains(DependencyFiles, f) || slices.Contains(DependencyFiles, path.Base(f)) {
+				touched = true
 			}
 		}
 	}
@@ -221,7 +214,7 @@ func (rc *Receiver) pushHook(w http.ResponseWriter, body []byte) {
 		return
 	}
 	rc.count(event, "accepted")
-	rc.DepsChanged(ev.Project.PathWithNamespace)
+	rc.DepsChanged(ev.Project)
 	w.WriteHeader(http.StatusAccepted)
 }
 
@@ -233,10 +226,43 @@ type StartRunRequest struct {
 	Ref string `json:"ref,omitempty"`
 }
 
-// startRun is `chain trigger --server`: it needs the webhook secret too,
-// since it creates pipelines.
+// parseStartRunRequest reads the body of POST /runs: one object with a
+// valid project path and no other fields than StartRunRequest's, since it
+// is opsctl's own API and a field it does not know is a mistake.
+func parseStartRunRequest(body []byte) (StartRunRequest, error) {
+	const expected = `expected {"project":"group/project"} with optional "ref" and "run_id"`
+	var req StartRunRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil || dec.More() {
+		return req, errors.New("body is not one JSON object: " + expected)
+	}
+	if trimmed := bytes.TrimSpace(raw); len(trimmed) == 0 || trimmed[0] != '{' {
+		return req, errors.New("body is not a JSON object: " + expected)
+	}
+	dec = json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		// The message may quote a field name of the body: keep it short.
+		return req, fmt.Errorf("%s: %s", truncate(strings.TrimPrefix(err.Error(), "json: "), 160), expected)
+	}
+	if req.Project == "" {
+		return req, errors.New("project: missing: " + expected)
+	}
+	if err := ValidateProjectPath(req.Project); err != nil {
+		return req, fmt.Errorf("project: %v", err)
+	}
+	return req, nil
+}
+
+// startRun is `chain trigger --server`: it creates pipelines, so it needs
+// the webhook secret, always: a receiver running without one refuses it.
 func (rc *Receiver) startRun(w http.ResponseWriter, r *http.Request) {
-	if !rc.authorized(r) {
+	if rc.Secret == "" {
+		httpError(w, http.StatusForbidden, "POST /runs is refused: this receiver runs without a webhook secret (--insecure-no-webhook-secret)")
+		return
+	}
+	if !rc.tokenMatches(r) {
 		httpError(w, http.StatusUnauthorized, "wrong or missing X-Gitlab-Token")
 		return
 	}
@@ -244,9 +270,9 @@ func (rc *Receiver) startRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req StartRunRequest
-	if err := json.Unmarshal(body, &req); err != nil || req.Project == "" {
-		httpError(w, http.StatusBadRequest, `expected {"project":"group/project"}`)
+	req, err := parseStartRunRequest(body)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	run, err := rc.Engine.StartRun([]string{req.Project}, req.RunID, req.Project, req.Ref)
@@ -270,25 +296,54 @@ func (rc *Receiver) startRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, run)
 }
 
+// listRuns answers one page of runs, newest first: ?limit=N (1 to
+// MaxRunsPage, default DefaultRunsPage) and ?before=RUN, the cursor that
+// the Link header (rel="next") of the previous page gives.
 func (rc *Receiver) listRuns(w http.ResponseWriter, r *http.Request) {
-	limit := 100
-	if s := r.URL.Query().Get("limit"); s != "" {
+	query := r.URL.Query()
+	limit := DefaultRunsPage
+	if s := query.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			httpError(w, http.StatusBadRequest, "limit: expected a whole number")
+		if err != nil || n < 1 || n > MaxRunsPage {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("limit %.20q: expected a number from 1 to %d (default %d); page on with before=RUN, as the Link header says", s, MaxRunsPage, DefaultRunsPage))
 			return
 		}
 		limit = n
 	}
-	runs, err := rc.Engine.Runs(limit)
+	before := query.Get("before")
+	if before != "" && !ValidRunID(before) {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("before %.40q: expected a run id (YYYYMMDD-HHMMSS-xxxxxxxx)", before))
+		return
+	}
+	page, err := rc.Engine.RunsBefore(before, limit)
 	if err != nil {
 		httpError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	if runs == nil {
-		runs = []*Run{}
+	if page.Next != "" {
+		next := url.Values{"before": {page.Next}, "limit": {strconv.Itoa(limit)}}
+		w.Header().Set("Link", fmt.Sprintf(`</runs?%s>; rel="next"`, next.Encode()))
 	}
-	writeJSON(w, http.StatusOK, runs)
+	w.Header().Set("Content-Type", "application/json")
+	// Run by run, so that the indented page is never all in memory at once.
+	bw := bufio.NewWriter(w)
+	bw.WriteString("[")
+	for i, run := range page.Runs {
+		if i > 0 {
+			bw.WriteString(",")
+		}
+		data, err := json.MarshalIndent(run, "  ", "  ")
+		if err != nil {
+			break
+		}
+		bw.WriteString("\n  ")
+		bw.Write(data)
+	}
+	if len(page.Runs) > 0 {
+		bw.WriteString("\n")
+	}
+	bw.WriteString("]\n")
+	bw.Flush()
 }
 
 func (rc *Receiver) getRun(w http.ResponseWriter, r *http.Request) {
@@ -303,11 +358,14 @@ func (rc *Receiver) getRun(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// healthz answers 503 with one line when the state file cannot store
+// events: the condition that makes /hook answer 503.
 func (rc *Receiver) healthz(w http.ResponseWriter, r *http.Request) {
-	if _, err := rc.Engine.Runs(1); err != nil {
-		httpError(w, http.StatusServiceUnavailable, err.Error())
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := rc.Engine.Writable(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "unhealthy: "+strings.ReplaceAll(err.Error(), "\n", " ")+"\n")
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain")
 	io.WriteString(w, "ok\n")
 }
