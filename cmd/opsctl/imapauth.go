@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,9 +83,22 @@ func (fl *imapServerFlags) checker(warm int) (*imapauth.Checker, error) {
 	cfg.Warm = warm
 	checker, err := imapauth.NewChecker(cfg)
 	if err != nil {
+		if caFileUnreadable(err) {
+			return nil, err
+		}
 		return nil, cli.UsageError(err)
 	}
 	return checker, nil
+}
+
+// caFileUnreadable reports whether err is a --ca-file that is there, a
+// regular file, but cannot be read or holds no certificate: not a usage
+// error (exit 2) but a failure of the command. A missing file or a folder,
+// FIFO or device in its place is a mistake in the flag: exit 2.
+func caFileUnreadable(err error) bool {
+	var caErr *imapauth.CAFileError
+	return errors.As(err, &caErr) && !errors.Is(err, fs.ErrNotExist) &&
+		!errors.Is(err, syscall.ENOTDIR) && !errors.Is(err, imapauth.ErrNotRegularFile)
 }
 
 // IMAPAuthCheckOptions are the inputs of `imap-auth check`.
@@ -109,9 +124,18 @@ func newCmdIMAPAuthCheck(f *cli.Factory, runF func(*IMAPAuthCheckOptions) error)
 
 The reason for no and defer goes to stderr. A password given as an argument
 is visible to every local user (ps, /proc/PID/cmdline) while the check runs;
-prefer --password-stdin, or the serve daemon.`,
-		Example: `  # as Exim's ${run} would, with the password on stdin
+prefer --password-stdin, or the serve daemon. Exim's ${run} gives the command
+no input, so from ${run} the password can only be an argument (after --, see
+docs/imap-auth.md); ${readsocket} and serve keep it off the command line.
+
+A --ca-file that does not exist or is not a file (a folder, FIFO, device) is
+a usage error (exit 2); one that cannot be read or holds no certificate is
+defer (exit 75).`,
+		Example: `  # by hand or from a script: the password on stdin, off the command line
   printf '%s\n' "$PASSWORD" | opsctl imap-auth check --server imap.example.org --password-stdin alice
+
+  # Exim's ${run} (no stdin there): the credentials as arguments after --
+  opsctl imap-auth check --server imap.example.org -- "$USER" "$PASSWORD"
 
   # STARTTLS on port 143, a private CA, an IP address with the cert's name
   opsctl imap-auth check --server 192.0.2.10 --tls starttls --ca-file /etc/ssl/private-ca.pem \
@@ -144,6 +168,13 @@ func runIMAPAuthCheck(ctx context.Context, opts *IMAPAuthCheckOptions) error {
 		return cli.Usagef("imap-auth check: no password, expected a PASSWORD argument or --password-stdin")
 	}
 	checker, err := opts.Server.checker(0)
+	if caFileUnreadable(err) {
+		// Exit 1 is check's "no", which ${run} recipes turn into 535
+		// (wrong password): a CA bundle that cannot be read is a
+		// certificate problem, and those are defer.
+		fmt.Fprintln(opts.IO.Out, imapauth.Defer)
+		return cli.TemporaryError(fmt.Errorf("imap-auth check: %w", err))
+	}
 	if err != nil {
 		return err
 	}
@@ -265,6 +296,9 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 		return cli.Usagef("--warm %d: expected 0 to 64 connections", opts.Warm)
 	}
 	checker, err := opts.Server.checker(opts.Warm)
+	if caFileUnreadable(err) {
+		return fmt.Errorf("imap-auth serve: %w", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -302,6 +336,9 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 	if ln == nil {
 		if opts.Socket == "" {
 			return cli.Usagef("imap-auth serve: --socket: required unless started by systemd socket activation")
+		}
+		if err := checkSocketPath(opts.Socket); err != nil {
+			return err
 		}
 		ln, err = imapauth.ListenUnix(opts.Socket, os.FileMode(mode))
 		if err != nil {
@@ -360,5 +397,24 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 		return fmt.Errorf("imap-auth serve: %w", err)
 	}
 	logger.Info("stopped")
+	return nil
+}
+
+// checkSocketPath applies the rule for paths named on the command line to
+// --socket: a missing folder, or something else than a socket in the
+// socket's place, is a usage error (exit 2). Anything else is left to
+// ListenUnix, whose failures are exit 1.
+func checkSocketPath(path string) error {
+	dir := filepath.Dir(path)
+	info, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+		return cli.Usagef("--socket %s: folder %s does not exist", path, dir)
+	case err == nil && !info.IsDir():
+		return cli.Usagef("--socket %s: %s is not a folder", path, dir)
+	}
+	if info, err := os.Lstat(path); err == nil && info.Mode().Type() != fs.ModeSocket {
+		return cli.Usagef("--socket %s: exists and is not a socket, expected a path for the daemon's socket", path)
+	}
 	return nil
 }
