@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -375,9 +376,9 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		metricsServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		metricsServer = newMetricsServer(mux)
 		go func() {
-			if err := metricsServer.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := metricsServer.Serve(newLimitListener(metricsLn, metricsMaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("metrics server stopped", "err", err)
 			}
 		}()
@@ -417,4 +418,68 @@ func checkSocketPath(path string) error {
 		return cli.Usagef("--socket %s: exists and is not a socket, expected a path for the daemon's socket", path)
 	}
 	return nil
+}
+
+// The metrics endpoint is open to every local user (and to the network if
+// --metrics-listen says so). Without bounds, idle connections to it took
+// descriptors until the socket's accept failed (EMFILE) and Exim's logins
+// with it. At most metricsMaxConns are served at once; the others wait in
+// the kernel's listen queue, holding no descriptor of the daemon, and a
+// connection that sends nothing is closed within seconds.
+const metricsMaxConns = 8
+
+func newMetricsServer(handler http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+	}
+}
+
+// limitListener accepts a connection only while fewer than its capacity
+// are open.
+type limitListener struct {
+	net.Listener
+	slots  chan struct{}
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newLimitListener(ln net.Listener, capacity int) *limitListener {
+	return &limitListener{Listener: ln, slots: make(chan struct{}, capacity), closed: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitedConn{Conn: conn, release: func() { <-l.slots }}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// limitedConn gives its slot back once, on the first Close.
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
