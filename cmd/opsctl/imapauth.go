@@ -223,8 +223,12 @@ type IMAPAuthServeOptions struct {
 	CacheTTL      time.Duration
 	MaxConcurrent int
 	MaxQueue      int
-	Warm          int
-	MetricsListen string
+	// MaxConnections and MaxConnectionsPerUID cap the open connections of
+	// allowed clients; 0 sizes them from the descriptor limit.
+	MaxConnections       int
+	MaxConnectionsPerUID int
+	Warm                 int
+	MetricsListen        string
 }
 
 func newCmdIMAPAuthServe(f *cli.Factory, runF func(*IMAPAuthServeOptions) error) *cobra.Command {
@@ -238,7 +242,15 @@ func newCmdIMAPAuthServe(f *cli.Factory, runF func(*IMAPAuthServeOptions) error)
 
 and the reply is yes, no or defer, without a newline; then the connection is
 closed. A malformed request gets defer. Only clients whose uid is allowed
-(SO_PEERCRED; default root and the daemon's own uid) are answered.
+(SO_PEERCRED; default root and the daemon's own uid) are answered; others get
+defer at once, are counted in the metrics and logged once a minute at most.
+
+Connections of allowed clients are capped (--max-connections, and
+--max-connections-per-uid so that one uid cannot take every slot); by
+default the caps are sized from the descriptor limit (RLIMIT_NOFILE, raised
+to its hard limit at start): all of it but a reserve for the daemon itself,
+at most 4096, half of that per uid. A connection over a cap gets defer at
+once; a client has 10 seconds to send its line.
 
 Under systemd socket activation (LISTEN_FDS) the passed socket is used and
 --socket may be omitted. SIGTERM and SIGINT stop accepting and let the
@@ -266,6 +278,8 @@ requests being answered finish.`,
 	flags.DurationVar(&opts.CacheTTL, "cache-ttl", 0, "remember successful logins this long (salted hashes only; 0: off)")
 	flags.IntVar(&opts.MaxConcurrent, "max-concurrent", 16, "IMAP logins at once")
 	flags.IntVar(&opts.MaxQueue, "max-queue", 256, "requests waiting for a login slot before new ones get defer")
+	flags.IntVar(&opts.MaxConnections, "max-connections", 0, "connections of allowed clients open at once before new ones get defer (0: from the descriptor limit, at most 4096)")
+	flags.IntVar(&opts.MaxConnectionsPerUID, "max-connections-per-uid", 0, "connections of one client uid open at once before its new ones get defer (0: half of --max-connections)")
 	flags.IntVar(&opts.Warm, "warm", 1, "connections kept ready for the next login (TLS up, greeting read); 0: connect per login")
 	flags.StringVar(&opts.MetricsListen, "metrics-listen", "", "serve Prometheus /metrics on this HOST:PORT (default: off)")
 	return cmd
@@ -321,11 +335,45 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 	if opts.MaxQueue < 1 {
 		return cli.Usagef("--max-queue %d: expected at least 1 waiting request", opts.MaxQueue)
 	}
+	if opts.MaxConnections < 0 {
+		return cli.Usagef("--max-connections %d: expected 0 (sized from the descriptor limit) or more", opts.MaxConnections)
+	}
+	if opts.MaxConnectionsPerUID < 0 {
+		return cli.Usagef("--max-connections-per-uid %d: expected 0 (half of --max-connections) or more", opts.MaxConnectionsPerUID)
+	}
 	if opts.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(opts.MetricsListen); err != nil {
 			return cli.Usagef("--metrics-listen %q: expected HOST:PORT", opts.MetricsListen)
 		}
 	}
+
+	logger := opts.Factory.Logger
+	if _, err := imapauth.RaiseOpenFileLimit(); err != nil {
+		logger.Warn("keeping the descriptor limit", "err", err)
+	}
+	server := &imapauth.Server{
+		Checker:              checker,
+		AllowUIDs:            uids,
+		MaxConcurrent:        opts.MaxConcurrent,
+		MaxQueue:             opts.MaxQueue,
+		MaxConnections:       opts.MaxConnections,
+		MaxConnectionsPerUID: opts.MaxConnectionsPerUID,
+		// A ready connection and its replacement, and the metrics listener
+		// with its clients.
+		OtherDescriptors: 2 * opts.Warm,
+		Logger:           logger,
+	}
+	if opts.MetricsListen != "" {
+		server.OtherDescriptors += 1 + metricsMaxConns
+	}
+	limits, err := server.ConnectionLimits()
+	if err != nil {
+		if opts.MaxConnections != 0 || opts.MaxConnectionsPerUID != 0 {
+			return cli.UsageError(err)
+		}
+		return fmt.Errorf("imap-auth serve: %w", err)
+	}
+
 	getenv := opts.Factory.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
@@ -354,14 +402,6 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	logger := opts.Factory.Logger
-	server := &imapauth.Server{
-		Checker:       checker,
-		AllowUIDs:     uids,
-		MaxConcurrent: opts.MaxConcurrent,
-		MaxQueue:      opts.MaxQueue,
-		Logger:        logger,
-	}
 	if opts.CacheTTL > 0 {
 		server.Cache = imapauth.NewCache(opts.CacheTTL, 0)
 	}
@@ -385,7 +425,8 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 		logger.Info("serving metrics", "addr", metricsLn.Addr().String())
 	}
 
-	logger.Info("serving", "socket", ln.Addr().String(), "imap", checker.Addr(), "tls", opts.Server.tls)
+	logger.Info("serving", "socket", ln.Addr().String(), "imap", checker.Addr(), "tls", opts.Server.tls,
+		"max_connections", limits.Total, "max_connections_per_uid", limits.PerUID, "open_files", limits.OpenFiles)
 	checker.Prewarm()
 	err = server.Serve(ctx, ln)
 	checker.Close()

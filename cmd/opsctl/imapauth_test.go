@@ -48,12 +48,14 @@ func TestIMAPAuthServeFlagsFillOptions(t *testing.T) {
 	var got *IMAPAuthServeOptions
 	cmd := newCmdIMAPAuthServe(f, func(o *IMAPAuthServeOptions) error { got = o; return nil })
 	cmd.SetArgs([]string{"--server", "imap.example.org", "--socket", "/run/a.sock", "--allow-uid", "Debian-exim",
-		"--allow-uid", "0", "--cache-ttl", "1m", "--max-concurrent", "4", "--max-queue", "9", "--warm", "2", "--metrics-listen", "127.0.0.1:9127"})
+		"--allow-uid", "0", "--cache-ttl", "1m", "--max-concurrent", "4", "--max-queue", "9", "--warm", "2", "--metrics-listen", "127.0.0.1:9127",
+		"--max-connections", "300", "--max-connections-per-uid", "100"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
 	if got.Socket != "/run/a.sock" || strings.Join(got.AllowUIDs, ",") != "Debian-exim,0" || got.CacheTTL != time.Minute ||
-		got.MaxConcurrent != 4 || got.MaxQueue != 9 || got.Warm != 2 || got.MetricsListen != "127.0.0.1:9127" || got.SocketMode != "0666" {
+		got.MaxConcurrent != 4 || got.MaxQueue != 9 || got.Warm != 2 || got.MetricsListen != "127.0.0.1:9127" || got.SocketMode != "0666" ||
+		got.MaxConnections != 300 || got.MaxConnectionsPerUID != 100 {
 		t.Fatalf("options %+v", got)
 	}
 }
@@ -76,6 +78,10 @@ func TestIMAPAuthServeRejectsBadFlags(t *testing.T) {
 		// --socket instead.
 		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/nonexistent/x.sock", "--max-queue", "0"}, "--max-queue 0: expected at least 1"},
 		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/nonexistent/x.sock", "--max-concurrent", "-3"}, "--max-concurrent -3: expected at least 1"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--max-connections", "-1"}, "--max-connections -1: expected 0"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--max-connections-per-uid", "-1"}, "--max-connections-per-uid -1: expected 0"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--max-connections", "1000000000"}, "--max-connections 1000000000: the descriptor limit"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--max-connections", "10", "--max-connections-per-uid", "11"}, "--max-connections-per-uid 11: expected at most --max-connections (10)"},
 		{[]string{"imap-auth", "check", "--server", "imap.test", "--tls", "none", "alice", "pw"}, "--tls"},
 		{[]string{"imap-auth", "check", "--server", "imap.test", "alice", "pw", "extra"}, "accepts between 1 and 2 arg"},
 	}
