@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -81,9 +84,22 @@ func (fl *imapServerFlags) checker(warm int) (*imapauth.Checker, error) {
 	cfg.Warm = warm
 	checker, err := imapauth.NewChecker(cfg)
 	if err != nil {
+		if caFileUnreadable(err) {
+			return nil, err
+		}
 		return nil, cli.UsageError(err)
 	}
 	return checker, nil
+}
+
+// caFileUnreadable reports whether err is a --ca-file that is there, a
+// regular file, but cannot be read or holds no certificate: not a usage
+// error (exit 2) but a failure of the command. A missing file or a folder,
+// FIFO or device in its place is a mistake in the flag: exit 2.
+func caFileUnreadable(err error) bool {
+	var caErr *imapauth.CAFileError
+	return errors.As(err, &caErr) && !errors.Is(err, fs.ErrNotExist) &&
+		!errors.Is(err, syscall.ENOTDIR) && !errors.Is(err, imapauth.ErrNotRegularFile)
 }
 
 // IMAPAuthCheckOptions are the inputs of `imap-auth check`.
@@ -109,9 +125,18 @@ func newCmdIMAPAuthCheck(f *cli.Factory, runF func(*IMAPAuthCheckOptions) error)
 
 The reason for no and defer goes to stderr. A password given as an argument
 is visible to every local user (ps, /proc/PID/cmdline) while the check runs;
-prefer --password-stdin, or the serve daemon.`,
-		Example: `  # as Exim's ${run} would, with the password on stdin
+prefer --password-stdin, or the serve daemon. Exim's ${run} gives the command
+no input, so from ${run} the password can only be an argument (after --, see
+docs/imap-auth.md); ${readsocket} and serve keep it off the command line.
+
+A --ca-file that does not exist or is not a file (a folder, FIFO, device) is
+a usage error (exit 2); one that cannot be read or holds no certificate is
+defer (exit 75).`,
+		Example: `  # by hand or from a script: the password on stdin, off the command line
   printf '%s\n' "$PASSWORD" | opsctl imap-auth check --server imap.example.org --password-stdin alice
+
+  # Exim's ${run} (no stdin there): the credentials as arguments after --
+  opsctl imap-auth check --server imap.example.org -- "$USER" "$PASSWORD"
 
   # STARTTLS on port 143, a private CA, an IP address with the cert's name
   opsctl imap-auth check --server 192.0.2.10 --tls starttls --ca-file /etc/ssl/private-ca.pem \
@@ -144,6 +169,13 @@ func runIMAPAuthCheck(ctx context.Context, opts *IMAPAuthCheckOptions) error {
 		return cli.Usagef("imap-auth check: no password, expected a PASSWORD argument or --password-stdin")
 	}
 	checker, err := opts.Server.checker(0)
+	if caFileUnreadable(err) {
+		// Exit 1 is check's "no", which ${run} recipes turn into 535
+		// (wrong password): a CA bundle that cannot be read is a
+		// certificate problem, and those are defer.
+		fmt.Fprintln(opts.IO.Out, imapauth.Defer)
+		return cli.TemporaryError(fmt.Errorf("imap-auth check: %w", err))
+	}
 	if err != nil {
 		return err
 	}
@@ -191,8 +223,12 @@ type IMAPAuthServeOptions struct {
 	CacheTTL      time.Duration
 	MaxConcurrent int
 	MaxQueue      int
-	Warm          int
-	MetricsListen string
+	// MaxConnections and MaxConnectionsPerUID cap the open connections of
+	// allowed clients; 0 sizes them from the descriptor limit.
+	MaxConnections       int
+	MaxConnectionsPerUID int
+	Warm                 int
+	MetricsListen        string
 }
 
 func newCmdIMAPAuthServe(f *cli.Factory, runF func(*IMAPAuthServeOptions) error) *cobra.Command {
@@ -206,7 +242,15 @@ func newCmdIMAPAuthServe(f *cli.Factory, runF func(*IMAPAuthServeOptions) error)
 
 and the reply is yes, no or defer, without a newline; then the connection is
 closed. A malformed request gets defer. Only clients whose uid is allowed
-(SO_PEERCRED; default root and the daemon's own uid) are answered.
+(SO_PEERCRED; default root and the daemon's own uid) are answered; others get
+defer at once, are counted in the metrics and logged once a minute at most.
+
+Connections of allowed clients are capped (--max-connections, and
+--max-connections-per-uid so that one uid cannot take every slot); by
+default the caps are sized from the descriptor limit (RLIMIT_NOFILE, raised
+to its hard limit at start): all of it but a reserve for the daemon itself,
+at most 4096, half of that per uid. A connection over a cap gets defer at
+once; a client has 10 seconds to send its line.
 
 Under systemd socket activation (LISTEN_FDS) the passed socket is used and
 --socket may be omitted. SIGTERM and SIGINT stop accepting and let the
@@ -234,6 +278,8 @@ requests being answered finish.`,
 	flags.DurationVar(&opts.CacheTTL, "cache-ttl", 0, "remember successful logins this long (`DURATION`; salted hashes only; 0: off)")
 	flags.IntVar(&opts.MaxConcurrent, "max-concurrent", 16, "`N` IMAP logins at once at most")
 	flags.IntVar(&opts.MaxQueue, "max-queue", 256, "`N` requests waiting for a login slot before new ones get defer")
+	flags.IntVar(&opts.MaxConnections, "max-connections", 0, "`N` connections of allowed clients open at once before new ones get defer (0: from the descriptor limit, at most 4096)")
+	flags.IntVar(&opts.MaxConnectionsPerUID, "max-connections-per-uid", 0, "`N` connections of one client uid open at once before its new ones get defer (0: half of --max-connections)")
 	flags.IntVar(&opts.Warm, "warm", 1, "`N` connections kept ready for the next login (TLS up, greeting read); 0: connect per login")
 	flags.StringVar(&opts.MetricsListen, "metrics-listen", "", "serve Prometheus /metrics on this `HOST:PORT` (default: off)")
 	return cmd
@@ -265,6 +311,9 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 		return cli.Usagef("--warm %d: expected 0 to 64 connections", opts.Warm)
 	}
 	checker, err := opts.Server.checker(opts.Warm)
+	if caFileUnreadable(err) {
+		return fmt.Errorf("imap-auth serve: %w", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -286,11 +335,45 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 	if opts.MaxQueue < 1 {
 		return cli.Usagef("--max-queue %d: expected at least 1 waiting request", opts.MaxQueue)
 	}
+	if opts.MaxConnections < 0 {
+		return cli.Usagef("--max-connections %d: expected 0 (sized from the descriptor limit) or more", opts.MaxConnections)
+	}
+	if opts.MaxConnectionsPerUID < 0 {
+		return cli.Usagef("--max-connections-per-uid %d: expected 0 (half of --max-connections) or more", opts.MaxConnectionsPerUID)
+	}
 	if opts.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(opts.MetricsListen); err != nil {
 			return cli.Usagef("--metrics-listen %q: expected HOST:PORT", opts.MetricsListen)
 		}
 	}
+
+	logger := opts.Factory.Logger
+	if _, err := imapauth.RaiseOpenFileLimit(); err != nil {
+		logger.Warn("keeping the descriptor limit", "err", err)
+	}
+	server := &imapauth.Server{
+		Checker:              checker,
+		AllowUIDs:            uids,
+		MaxConcurrent:        opts.MaxConcurrent,
+		MaxQueue:             opts.MaxQueue,
+		MaxConnections:       opts.MaxConnections,
+		MaxConnectionsPerUID: opts.MaxConnectionsPerUID,
+		// A ready connection and its replacement, and the metrics listener
+		// with its clients.
+		OtherDescriptors: 2 * opts.Warm,
+		Logger:           logger,
+	}
+	if opts.MetricsListen != "" {
+		server.OtherDescriptors += 1 + metricsMaxConns
+	}
+	limits, err := server.ConnectionLimits()
+	if err != nil {
+		if opts.MaxConnections != 0 || opts.MaxConnectionsPerUID != 0 {
+			return cli.UsageError(err)
+		}
+		return fmt.Errorf("imap-auth serve: %w", err)
+	}
+
 	getenv := opts.Factory.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
@@ -302,6 +385,9 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 	if ln == nil {
 		if opts.Socket == "" {
 			return cli.Usagef("imap-auth serve: --socket: required unless started by systemd socket activation")
+		}
+		if err := checkSocketPath(opts.Socket); err != nil {
+			return err
 		}
 		ln, err = imapauth.ListenUnix(opts.Socket, os.FileMode(mode))
 		if err != nil {
@@ -316,14 +402,6 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	logger := opts.Factory.Logger
-	server := &imapauth.Server{
-		Checker:       checker,
-		AllowUIDs:     uids,
-		MaxConcurrent: opts.MaxConcurrent,
-		MaxQueue:      opts.MaxQueue,
-		Logger:        logger,
-	}
 	if opts.CacheTTL > 0 {
 		server.Cache = imapauth.NewCache(opts.CacheTTL, 0)
 	}
@@ -338,16 +416,17 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		metricsServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		metricsServer = newMetricsServer(mux)
 		go func() {
-			if err := metricsServer.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := metricsServer.Serve(newLimitListener(metricsLn, metricsMaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("metrics server stopped", "err", err)
 			}
 		}()
 		logger.Info("serving metrics", "addr", metricsLn.Addr().String())
 	}
 
-	logger.Info("serving", "socket", ln.Addr().String(), "imap", checker.Addr(), "tls", opts.Server.tls)
+	logger.Info("serving", "socket", ln.Addr().String(), "imap", checker.Addr(), "tls", opts.Server.tls,
+		"max_connections", limits.Total, "max_connections_per_uid", limits.PerUID, "open_files", limits.OpenFiles)
 	checker.Prewarm()
 	err = server.Serve(ctx, ln)
 	checker.Close()
@@ -361,4 +440,87 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// checkSocketPath applies the rule for paths named on the command line to
+// --socket: a missing folder, or something else than a socket in the
+// socket's place, is a usage error (exit 2). Anything else is left to
+// ListenUnix, whose failures are exit 1.
+func checkSocketPath(path string) error {
+	dir := filepath.Dir(path)
+	info, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+		return cli.Usagef("--socket %s: folder %s does not exist", path, dir)
+	case err == nil && !info.IsDir():
+		return cli.Usagef("--socket %s: %s is not a folder", path, dir)
+	}
+	if info, err := os.Lstat(path); err == nil && info.Mode().Type() != fs.ModeSocket {
+		return cli.Usagef("--socket %s: exists and is not a socket, expected a path for the daemon's socket", path)
+	}
+	return nil
+}
+
+// The metrics endpoint is open to every local user (and to the network if
+// --metrics-listen says so). Without bounds, idle connections to it took
+// descriptors until the socket's accept failed (EMFILE) and Exim's logins
+// with it. At most metricsMaxConns are served at once; the others wait in
+// the kernel's listen queue, holding no descriptor of the daemon, and a
+// connection that sends nothing is closed within seconds.
+const metricsMaxConns = 8
+
+func newMetricsServer(handler http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+	}
+}
+
+// limitListener accepts a connection only while fewer than its capacity
+// are open.
+type limitListener struct {
+	net.Listener
+	slots  chan struct{}
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newLimitListener(ln net.Listener, capacity int) *limitListener {
+	return &limitListener{Listener: ln, slots: make(chan struct{}, capacity), closed: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitedConn{Conn: conn, release: func() { <-l.slots }}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// limitedConn gives its slot back once, on the first Close.
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

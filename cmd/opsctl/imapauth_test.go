@@ -48,12 +48,14 @@ func TestIMAPAuthServeFlagsFillOptions(t *testing.T) {
 	var got *IMAPAuthServeOptions
 	cmd := newCmdIMAPAuthServe(f, func(o *IMAPAuthServeOptions) error { got = o; return nil })
 	cmd.SetArgs([]string{"--server", "imap.example.org", "--socket", "/run/a.sock", "--allow-uid", "Debian-exim",
-		"--allow-uid", "0", "--cache-ttl", "1m", "--max-concurrent", "4", "--max-queue", "9", "--warm", "2", "--metrics-listen", "127.0.0.1:9127"})
+		"--allow-uid", "0", "--cache-ttl", "1m", "--max-concurrent", "4", "--max-queue", "9", "--warm", "2", "--metrics-listen", "127.0.0.1:9127",
+		"--max-connections", "300", "--max-connections-per-uid", "100"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
 	if got.Socket != "/run/a.sock" || strings.Join(got.AllowUIDs, ",") != "Debian-exim,0" || got.CacheTTL != time.Minute ||
-		got.MaxConcurrent != 4 || got.MaxQueue != 9 || got.Warm != 2 || got.MetricsListen != "127.0.0.1:9127" || got.SocketMode != "0666" {
+		got.MaxConcurrent != 4 || got.MaxQueue != 9 || got.Warm != 2 || got.MetricsListen != "127.0.0.1:9127" || got.SocketMode != "0666" ||
+		got.MaxConnections != 300 || got.MaxConnectionsPerUID != 100 {
 		t.Fatalf("options %+v", got)
 	}
 }
@@ -71,10 +73,15 @@ func TestIMAPAuthServeRejectsBadFlags(t *testing.T) {
 		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--warm", "-1"}, "--warm"},
 		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--max-concurrent", "0"}, "--max-concurrent"},
 		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--metrics-listen", "9127"}, "--metrics-listen"},
-		// 0 used to be taken as "default" (256) without a word; the socket path
-		// cannot be created, so a flag accepted wrongly fails with exit 1.
+		// 0 used to be taken as "default" (256) without a word; the socket's
+		// folder does not exist, so a flag accepted wrongly fails naming
+		// --socket instead.
 		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/nonexistent/x.sock", "--max-queue", "0"}, "--max-queue 0: expected at least 1"},
 		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/nonexistent/x.sock", "--max-concurrent", "-3"}, "--max-concurrent -3: expected at least 1"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--max-connections", "-1"}, "--max-connections -1: expected 0"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--max-connections-per-uid", "-1"}, "--max-connections-per-uid -1: expected 0"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--max-connections", "1000000000"}, "--max-connections 1000000000: the descriptor limit"},
+		{[]string{"imap-auth", "serve", "--server", "imap.test", "--socket", "/tmp/x.sock", "--max-connections", "10", "--max-connections-per-uid", "11"}, "--max-connections-per-uid 11: expected at most --max-connections (10)"},
 		{[]string{"imap-auth", "check", "--server", "imap.test", "--tls", "none", "alice", "pw"}, "--tls"},
 		{[]string{"imap-auth", "check", "--server", "imap.test", "alice", "pw", "extra"}, "accepts between 1 and 2 arg"},
 	}
@@ -196,5 +203,46 @@ func TestIMAPAuthRequestByHandKeepsLongPasswordsOnOneLine(t *testing.T) {
 		if strings.Count(string(out), "\n") != 1 || len(fields) != 2 || string(user) != "alice" || string(pass) != password {
 			t.Errorf("%s: the request for a %d-byte password is %q, want one line of two base64 fields", name, len(password), out)
 		}
+	}
+}
+
+// TestIMAPAuthCheckHelpShowsRunPassingThePasswordAsAnArgument: the help
+// said Exim's ${run} passes the password on stdin, next to a
+// --password-stdin example; ${run} gives the command no input, so a
+// ${run} recipe built from it never sees a password (docs/imap-auth.md).
+func TestIMAPAuthCheckHelpShowsRunPassingThePasswordAsAnArgument(t *testing.T) {
+	out, _, code := runForTest("imap-auth", "check", "--help")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	lines := strings.Split(out, "\n")
+	var runExample string
+	for i, line := range lines {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") && strings.Contains(line, "${run}") && i+1 < len(lines) {
+			runExample = lines[i+1]
+		}
+	}
+	if runExample == "" {
+		t.Fatalf("no example for Exim's ${run}:\n%s", out)
+	}
+	if strings.Contains(runExample, "--password-stdin") || !strings.Contains(runExample, " -- ") {
+		t.Errorf("the ${run} example reads the password from stdin or lacks -- before the credentials: %s", runExample)
+	}
+}
+
+// TestReadmeNamesTheOneSecretTakenFromArgv: the README said secrets never
+// come from argv, while imap-auth check takes PASSWORD.
+func TestReadmeNamesTheOneSecretTakenFromArgv(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, bullet, ok := strings.Cut(string(readme), "\n- Secrets ")
+	if !ok {
+		t.Fatal("README.md has no bullet about secrets")
+	}
+	bullet, _, _ = strings.Cut(bullet, "\n- ")
+	if strings.Contains(bullet, "never from argv") || !strings.Contains(bullet, "imap-auth check") {
+		t.Errorf("the README's secrets bullet does not name imap-auth check's PASSWORD argument: %s", bullet)
 	}
 }

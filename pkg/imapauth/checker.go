@@ -131,10 +131,11 @@ type session struct {
 // connect dials the server and makes a session ready. Every error is a
 // reason to defer.
 func (c *Checker) connect(ctx context.Context) (*session, error) {
-	conn, err := c.dialer.DialContext(ctx, "tcp", c.addr)
+	tcpConn, err := c.dialer.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
+	var conn net.Conn = &boundedConn{Conn: tcpConn, left: maxSessionInput}
 	// The IMAP client sets its own (30s) deadlines on every read; closing
 	// the connection is the one way to hold it to ours.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -332,4 +333,34 @@ func describeTLSError(addr string, err error) error {
 		return fmt.Errorf("%s: certificate invalid: %w", addr, err)
 	}
 	return fmt.Errorf("%s: TLS: %w", addr, err)
+}
+
+// maxSessionInput bounds what one IMAP connection may receive, TLS records
+// included. A session reads a certificate chain, a greeting, capabilities
+// and the answers to LOGIN and LOGOUT: a few KiB. The time limit alone
+// would let a server stream gigabytes into memory (go-imap buffers a
+// string or a response line whole) before --timeout ends the check.
+const maxSessionInput = 1 << 20
+
+// errSessionInputTooLarge says the IMAP server sent more than
+// maxSessionInput on one connection.
+var errSessionInputTooLarge = fmt.Errorf("the server sent more than %d KiB on one connection", maxSessionInput>>10)
+
+// boundedConn fails its reads once left bytes have been read. Only the
+// IMAP client's reader goroutine (or the TLS handshake before it) reads.
+type boundedConn struct {
+	net.Conn
+	left int64
+}
+
+func (c *boundedConn) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errSessionInputTooLarge
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.Conn.Read(p)
+	c.left -= int64(n)
+	return n, err
 }

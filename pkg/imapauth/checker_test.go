@@ -598,3 +598,22 @@ func TestStartTLSJudgesLoginDisabledByTheCapabilitiesOverTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestServerSendingTooMuchIsCutOff: a server that streams an endless line
+// (here a 2 MiB greeting) would have go-imap buffer it whole until the time
+// limit ends the check; the session stops reading at 1 MiB and defers.
+func TestServerSendingTooMuchIsCutOff(t *testing.T) {
+	pki := newTestPKI(t)
+	good := pki.good(t)
+	server := &scriptedServer{greeting: "* OK [CAPABILITY IMAP4rev1] " + strings.Repeat("x", 2<<20), loginReply: "OK welcome",
+		tlsConfig: &tls.Config{Certificates: []tls.Certificate{good.TLS}}}
+	addr := server.start(t)
+	checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile, Timeout: 10 * time.Second})
+	got, err := checker.Check(context.Background(), "alice", "pw")
+	if got != Defer || err == nil || !strings.Contains(err.Error(), "more than 1024 KiB") {
+		t.Fatalf("verdict %v (%v), want defer naming the 1 MiB bound", got, err)
+	}
+	if server.sawCommand("LOGIN") {
+		t.Fatal("LOGIN was sent after the oversized greeting")
+	}
+}

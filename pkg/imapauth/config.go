@@ -3,11 +3,15 @@ package imapauth
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -100,13 +104,13 @@ func splitServer(server string, mode TLSMode) (host, addr string, err error) {
 func newTLSConfig(cfg Config, host string) (*tls.Config, error) {
 	var roots *x509.CertPool
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		pem, err := readCAFile(cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
+			return nil, err
 		}
 		roots = x509.NewCertPool()
 		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s: no PEM certificate found, expected a CA bundle", cfg.CAFile)
+			return nil, &CAFileError{Path: cfg.CAFile, Err: errors.New("no PEM certificate found, expected a CA bundle")}
 		}
 	}
 	name := cfg.ServerName
@@ -123,4 +127,70 @@ func newTLSConfig(cfg Config, host string) (*tls.Config, error) {
 		NextProtos:         []string{"imap"},
 		ClientSessionCache: tls.NewLRUClientSessionCache(64),
 	}, nil
+}
+
+// CAFileError is a CA bundle (Config.CAFile) that cannot be used. It wraps
+// fs.ErrNotExist when the file is missing and ErrNotRegularFile when the
+// path names something else than a file: mistakes in the path given, as
+// opposed to a file that cannot be read or holds no certificate.
+type CAFileError struct {
+	Path string
+	Err  error
+}
+
+func (e *CAFileError) Error() string { return fmt.Sprintf("--ca-file %s: %v", e.Path, e.Err) }
+func (e *CAFileError) Unwrap() error { return e.Err }
+
+// ErrNotRegularFile is a path that names a folder, a device, a FIFO or a
+// socket where a regular file is expected.
+var ErrNotRegularFile = errors.New("not a regular file")
+
+// maxCAFile bounds a CA bundle: Debian's whole ca-certificates.crt is
+// about 220 KiB.
+const maxCAFile = 16 << 20
+
+// readCAFile reads the PEM bundle at path. Anything but a regular file is
+// refused before it is read: a FIFO would block the start for as long as no
+// one writes to it, and a device such as /dev/zero never ends.
+func readCAFile(path string) ([]byte, error) {
+	// O_NONBLOCK: opening a FIFO does not wait for a writer.
+	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			err = pathErr.Err // the path is in CAFileError already
+		}
+		return nil, &CAFileError{Path: path, Err: err}
+	}
+	defer file.Close()
+	info, err := file.Stat()
+	if err != nil {
+		return nil, &CAFileError{Path: path, Err: err}
+	}
+	if !info.Mode().IsRegular() {
+		return nil, &CAFileError{Path: path, Err: fmt.Errorf("%w (%s), expected a PEM file of CA certificates", ErrNotRegularFile, fileKind(info.Mode()))}
+	}
+	data, err := io.ReadAll(io.LimitReader(file, maxCAFile+1))
+	if err != nil {
+		return nil, &CAFileError{Path: path, Err: err}
+	}
+	if len(data) > maxCAFile {
+		return nil, &CAFileError{Path: path, Err: fmt.Errorf("larger than %d MiB, expected a CA bundle", maxCAFile>>20)}
+	}
+	return data, nil
+}
+
+// fileKind names the kind of a file that is not a regular one.
+func fileKind(mode fs.FileMode) string {
+	switch mode.Type() {
+	case fs.ModeDir:
+		return "a folder"
+	case fs.ModeNamedPipe:
+		return "a FIFO"
+	case fs.ModeSocket:
+		return "a socket"
+	case fs.ModeDevice, fs.ModeDevice | fs.ModeCharDevice:
+		return "a device"
+	}
+	return "not a file"
 }

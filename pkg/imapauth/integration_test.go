@@ -1,10 +1,18 @@
 package imapauth
 
 import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/opsctl/opsctl/internal/testenv"
 )
 
 // dovecotWithAllCerts runs one Dovecot that serves a different certificate
@@ -155,4 +163,73 @@ func TestCheckCommandUsageErrors(t *testing.T) {
 func portOf(addr string) string {
 	i := strings.LastIndex(addr, ":")
 	return addr[i+1:]
+}
+
+// TestFilesNamedOnTheCommandLineFollowTheExitCodeRule: a --ca-file or
+// --socket that does not exist (or whose folder does not), or that is not
+// the kind of file expected, is a usage error (exit 2, one line naming the
+// flag), found without reading it: a FIFO used to block the check until
+// its time-out. A CA file that is there but holds no certificate is a
+// failure: defer and 75 for check (its exit 1 means "wrong password"),
+// exit 1 for serve.
+func TestFilesNamedOnTheCommandLineFollowTheExitCodeRule(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "ca.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notPEM := filepath.Join(dir, "notes.txt")
+	regular := filepath.Join(dir, "file")
+	for _, path := range []string{notPEM, regular} {
+		if err := os.WriteFile(path, []byte("not a certificate\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := []string{"imap-auth", "check", "--server", "127.0.0.1:1", "--timeout", "2s"}
+	serve := []string{"imap-auth", "serve", "--server", "127.0.0.1:1", "--warm", "0"}
+	sock := filepath.Join(dir, "auth.sock")
+	cases := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"check, missing CA file", append(check, "--ca-file", filepath.Join(dir, "none.pem"), "alice", "pw"), 2, "", "--ca-file"},
+		{"check, CA file in a missing folder", append(check, "--ca-file", filepath.Join(dir, "none", "ca.pem"), "alice", "pw"), 2, "", "--ca-file"},
+		{"check, CA file is a folder", append(check, "--ca-file", dir, "alice", "pw"), 2, "", "not a regular file (a folder)"},
+		{"check, CA file is a FIFO", append(check, "--ca-file", fifo, "alice", "pw"), 2, "", "not a regular file (a FIFO)"},
+		{"check, CA file is a device", append(check, "--ca-file", "/dev/zero", "alice", "pw"), 2, "", "not a regular file (a device)"},
+		{"check, CA file without a certificate", append(check, "--ca-file", notPEM, "alice", "pw"), 75, "defer\n", "no PEM certificate"},
+		{"serve, CA file without a certificate", append(serve, "--socket", sock, "--ca-file", notPEM), 1, "", "no PEM certificate"},
+		{"serve, CA file is a FIFO", append(serve, "--socket", sock, "--ca-file", fifo), 2, "", "--ca-file"},
+		{"serve, socket in a missing folder", append(serve, "--socket", filepath.Join(dir, "none", "auth.sock")), 2, "", "does not exist"},
+		{"serve, socket path is a file", append(serve, "--socket", regular), 2, "", "exists and is not a socket"},
+		{"serve, socket path is a folder", append(serve, "--socket", dir), 2, "", "exists and is not a socket"},
+	}
+	for _, c := range cases {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cmd := exec.CommandContext(ctx, testenv.Opsctl(t), c.args...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		cancel()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			t.Errorf("%s: still running after 10s", c.name)
+			continue
+		}
+		code := 0
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			code = exitErr.ExitCode()
+		}
+		if code != c.code || stdout.String() != c.stdout || !strings.Contains(stderr.String(), c.stderr) ||
+			strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit %d, stdout %q and one line naming %q",
+				c.name, code, stdout.String(), stderr.String(), c.code, c.stdout, c.stderr)
+		}
+	}
+	if data, _ := os.ReadFile(regular); string(data) != "not a certificate\n" {
+		t.Error("serve changed the file named by --socket")
+	}
 }

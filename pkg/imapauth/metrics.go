@@ -15,6 +15,10 @@ type Metrics struct {
 	malformed prometheus.Counter
 	inFlight  prometheus.Gauge
 	queued    prometheus.Gauge
+	open      prometheus.Gauge
+	limit     *prometheus.GaugeVec
+	overcap   *prometheus.CounterVec
+	acceptErr prometheus.Counter
 }
 
 // NewMetrics registers the server's series on reg.
@@ -31,7 +35,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "opsctl_imap_auth_refused_clients_total",
-			Help: "Connections refused because the client's uid is not allowed.",
+			Help: "Connections refused because the client's uid is not allowed (or cannot be known).",
+		}),
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "opsctl_imap_auth_open_connections",
+			Help: "Connections of allowed clients open now (waiting for their line or being answered).",
+		}),
+		limit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "opsctl_imap_auth_connection_limit",
+			Help: "Caps on the open connections of allowed clients: total, and per_uid (per client uid).",
+		}, []string{"limit"}),
+		overcap: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "opsctl_imap_auth_connections_over_limit_total",
+			Help: "Connections answered defer at once because a cap was reached: per_uid, total, or descriptors (the process had none left).",
+		}, []string{"limit"}),
+		acceptErr: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "opsctl_imap_auth_accept_errors_total",
+			Help: "Failed accepts on the socket that were retried (no descriptor or memory left).",
 		}),
 		malformed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "opsctl_imap_auth_malformed_requests_total",
@@ -46,11 +66,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests waiting for a free IMAP login slot.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.refused, m.malformed, m.inFlight, m.queued)
+	reg.MustRegister(m.requests, m.latency, m.refused, m.malformed, m.inFlight, m.queued,
+		m.open, m.limit, m.overcap, m.acceptErr)
 	// Make every result visible from the start, so rate() works at once.
 	for _, result := range []string{"yes", "no", "defer"} {
 		m.latency.WithLabelValues(result)
 		m.requests.WithLabelValues(result, "imap")
+	}
+	for _, limit := range []limitName{limitPerUID, limitTotal, limitDescriptors} {
+		m.overcap.WithLabelValues(string(limit))
 	}
 	return m
 }
@@ -84,5 +108,30 @@ func (m *Metrics) addInFlight(d float64) {
 func (m *Metrics) addQueued(d float64) {
 	if m != nil {
 		m.queued.Add(d)
+	}
+}
+
+func (m *Metrics) setLimits(limits ConnectionLimits) {
+	if m != nil {
+		m.limit.WithLabelValues(string(limitTotal)).Set(float64(limits.Total))
+		m.limit.WithLabelValues(string(limitPerUID)).Set(float64(limits.PerUID))
+	}
+}
+
+func (m *Metrics) overLimit(limit limitName) {
+	if m != nil {
+		m.overcap.WithLabelValues(string(limit)).Inc()
+	}
+}
+
+func (m *Metrics) addOpen(d float64) {
+	if m != nil {
+		m.open.Add(d)
+	}
+}
+
+func (m *Metrics) acceptFailed() {
+	if m != nil {
+		m.acceptErr.Inc()
 	}
 }
