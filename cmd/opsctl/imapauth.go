@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/internal/sockfile"
 	"github.com/opsctl/opsctl/pkg/imapauth"
 )
 
@@ -304,6 +305,10 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 			return cli.Usagef("imap-auth serve: --socket: required unless started by systemd socket activation")
 		}
 		ln, err = imapauth.ListenUnix(opts.Socket, os.FileMode(mode))
+		if errors.Is(err, sockfile.ErrTooLong) || errors.Is(err, sockfile.ErrNoFolder) || errors.Is(err, sockfile.ErrNotSocket) {
+			// The path as given cannot be a socket: a usage error.
+			return cli.UsageError(fmt.Errorf("imap-auth serve: %w", err))
+		}
 		if err != nil {
 			return fmt.Errorf("imap-auth serve: %w", err)
 		}
