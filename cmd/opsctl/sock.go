@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -175,7 +176,7 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 	}
 	plan, err := sockspy.NewPlan(cfg)
 	if err != nil {
-		return err
+		return sockInputError(err)
 	}
 	log := o.Logger()
 	if o.DryRun {
@@ -223,9 +224,11 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 			return fmt.Errorf("-w %s: %w", o.Output, err)
 		}
 	}
+	var served atomic.Bool
 	proxy := &sockspy.Proxy{
 		Plan: plan, Capture: capture, Port: uint16(o.Port), Logger: log, Copy: o.NoSplice,
 		Ready: func() {
+			served.Store(true)
 			log.Info("capturing; stop with Ctrl-C", "socket", plan.Socket, "type", plan.Type.String(),
 				"listen", plan.Listen, "output", outputName(o.Output))
 		},
@@ -252,7 +255,7 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 		readerGone = watchReaderGone(ctx, watched, cancel)
 	}
 	finished := make(chan error, 1)
-	go func() { finished <- runProxyAndFinish(ctx, o, proxy, capture, file) }()
+	go func() { finished <- runProxyAndFinish(ctx, o, proxy, capture, file, served.Load) }()
 	select {
 	case err := <-finished:
 		return err
@@ -278,8 +281,9 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 }
 
 // runProxyAndFinish serves until ctx ends, then writes what the capture
-// still holds and closes the file.
-func runProxyAndFinish(ctx context.Context, o *sockCaptureOptions, proxy *sockspy.Proxy, capture *sockspy.Capture, file *os.File) error {
+// still holds and closes the file; served tells whether the proxy got to
+// serving (the file of a capture that never started is removed).
+func runProxyAndFinish(ctx context.Context, o *sockCaptureOptions, proxy *sockspy.Proxy, capture *sockspy.Capture, file *os.File, served func() bool) error {
 	log := o.Logger()
 	runErr := proxy.Run(ctx)
 	var capErr error
@@ -292,10 +296,13 @@ func runProxyAndFinish(ctx context.Context, o *sockCaptureOptions, proxy *socksp
 				capErr = fmt.Errorf("-w %s: %w", o.Output, err)
 			}
 		}
-		if runErr != nil && capture.Packets() == 0 && file != nil {
-			// The proxy never served: leave no empty capture behind.
+		// A failure to put the socket back after serving keeps what was
+		// captured.
+		neverServed := runErr != nil && !served()
+		if file != nil && neverServed {
+			// Leave no empty capture behind.
 			os.Remove(o.Output)
-		} else if capErr == nil {
+		} else if !neverServed && capErr == nil {
 			log.Info("capture complete", "packets", capture.Packets(), "output", outputName(o.Output))
 		}
 	}
@@ -303,6 +310,16 @@ func runProxyAndFinish(ctx context.Context, o *sockCaptureOptions, proxy *socksp
 		return fmt.Errorf("sock capture: %w", err)
 	}
 	return nil
+}
+
+// sockInputError makes an error in a path the user named (one that does
+// not exist or is not the kind expected) a usage error.
+func sockInputError(err error) error {
+	var inputErr *sockspy.InputError
+	if errors.As(err, &inputErr) {
+		return cli.UsageError(err)
+	}
+	return err
 }
 
 func outputName(w string) string {
