@@ -75,6 +75,12 @@ change. @name means an abstract socket. On the first signal the capture is
 finished and closed; a second one exits at once (status 1), for a reader of
 -w - that stopped reading.
 
+-w FILE is created with mode 0600, or truncated when it is a regular file
+with no other hard link; a symbolic link is never followed, and a folder, a
+device or a socket is refused. A FIFO, /dev/stdout, /dev/fd/N and /dev/null
+are written to as they are. The proxy's socket is made in a private folder
+beside its path with its mode and owner, then moved into place.
+
 Stop with Ctrl-C: every packet is written and the file is complete.`,
 		Example: `  # Clients talk to /tmp/docker.proxy instead of /run/docker.sock
   opsctl sock capture --socket /run/docker.sock --listen /tmp/docker.proxy -w docker.pcap
@@ -146,6 +152,9 @@ func (o *sockCaptureOptions) validate() (sockspy.Config, sockspy.Format, error) 
 	if !o.Swap && o.Listen == "" {
 		return cfg, 0, cli.Usagef("expected --listen PROXY or --swap")
 	}
+	if o.Output == "/dev/stdout" {
+		o.Output = "-" // the same, terminal check and all
+	}
 	if o.Output == "" && !o.Hexdump {
 		return cfg, 0, cli.Usagef("expected -w FILE, -w - or --hexdump: nothing to record into")
 	}
@@ -190,22 +199,22 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 	}
 
 	var capture *sockspy.Capture
-	var file *os.File
+	var file *sockspy.Output
 	if o.Output != "" {
 		var out io.Writer = o.IO.Out
+		streaming := o.Output == "-"
 		if o.Output != "-" {
-			file, err = os.OpenFile(o.Output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			// As root, in a folder another user may own: no link is
+			// followed and only a regular file is truncated.
+			file, err = sockspy.OpenOutput(o.Output)
 			if err != nil {
-				return fmt.Errorf("-w %s: %w", o.Output, errors.Unwrap(err))
+				return sockInputError(err)
 			}
-			// The capture holds passwords: an existing file, created
-			// with another mode, is made private too (not a device).
-			if st, err := file.Stat(); err == nil && st.Mode().IsRegular() && st.Mode().Perm() != 0o600 {
-				if err := file.Chmod(0o600); err != nil {
-					o.Logger().Warn("cannot make the capture file private (mode 0600)", "output", o.Output, "err", errors.Unwrap(err))
-				}
+			if file.NotPrivate != nil {
+				o.Logger().Warn("cannot make the capture file private (mode 0600)", "output", o.Output, "err", file.NotPrivate)
 			}
-			out = file
+			out = file.File
+			streaming = file.Streaming()
 		}
 		// The file is read elsewhere: name the socket by its absolute path.
 		iface := plan.Socket
@@ -215,11 +224,11 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 			}
 		}
 		capture, err = sockspy.NewCapture(out, sockspy.CaptureOptions{
-			Format: format, Interface: iface, Streaming: o.Output == "-",
+			Format: format, Interface: iface, Streaming: streaming,
 		})
 		if err != nil {
 			if file != nil {
-				file.Close()
+				file.Discard()
 			}
 			return fmt.Errorf("-w %s: %w", o.Output, err)
 		}
@@ -283,7 +292,7 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 // runProxyAndFinish serves until ctx ends, then writes what the capture
 // still holds and closes the file; served tells whether the proxy got to
 // serving (the file of a capture that never started is removed).
-func runProxyAndFinish(ctx context.Context, o *sockCaptureOptions, proxy *sockspy.Proxy, capture *sockspy.Capture, file *os.File, served func() bool) error {
+func runProxyAndFinish(ctx context.Context, o *sockCaptureOptions, proxy *sockspy.Proxy, capture *sockspy.Capture, file *sockspy.Output, served func() bool) error {
 	log := o.Logger()
 	runErr := proxy.Run(ctx)
 	var capErr error
@@ -291,18 +300,18 @@ func runProxyAndFinish(ctx context.Context, o *sockCaptureOptions, proxy *socksp
 		if capErr = capture.Close(); capErr != nil {
 			capErr = fmt.Errorf("-w %s: %w", outputName(o.Output), capErr)
 		}
-		if file != nil {
-			if err := file.Close(); err != nil && capErr == nil {
-				capErr = fmt.Errorf("-w %s: %w", o.Output, err)
-			}
-		}
 		// A failure to put the socket back after serving keeps what was
 		// captured.
 		neverServed := runErr != nil && !served()
 		if file != nil && neverServed {
 			// Leave no empty capture behind.
-			os.Remove(o.Output)
-		} else if !neverServed && capErr == nil {
+			file.Discard()
+		} else if file != nil {
+			if err := file.Close(); err != nil && capErr == nil {
+				capErr = fmt.Errorf("-w %s: %w", o.Output, err)
+			}
+		}
+		if !neverServed && capErr == nil {
 			log.Info("capture complete", "packets", capture.Packets(), "output", outputName(o.Output))
 		}
 	}
