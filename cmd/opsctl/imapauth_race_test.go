@@ -77,8 +77,9 @@ func TestIMAPAuthServeSocketPathErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, stderr, code := testenv.Run(t, "", "imap-auth", "serve", "--socket", tc.socket, "--server", "127.0.0.1:1", "--warm", "0")
-			if code != tc.code || !strings.Contains(stderr, "--socket "+tc.socket+": "+tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			started, code, stderr := runUntilReady(t, "msg=serving", syscall.SIGTERM, func() {},
+				"imap-auth", "serve", "--socket", tc.socket, "--server", "127.0.0.1:1", "--warm", "0")
+			if started || code != tc.code || !strings.Contains(stderr, "--socket "+tc.socket+": "+tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 				t.Errorf("exit %d, stderr %q; want exit %d, one line with %q", code, stderr, tc.code, tc.want)
 			}
 		})

@@ -980,15 +980,19 @@ func TestSockCaptureBadInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, stderr, code := testenv.Run(t, "", append([]string{"sock", "capture"}, tc.args...)...)
-			if code != tc.code || !strings.Contains(stderr, tc.want) {
-				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr, tc.code, tc.want)
+			// A capture that starts although the input is bad is stopped
+			// rather than left to run until the test times out.
+			started, code, stderr := runUntilReady(t, "capturing; stop with Ctrl-C", os.Interrupt, func() {},
+				append([]string{"sock", "capture"}, tc.args...)...)
+			if started || code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("served %v, exit %d, stderr %q; want exit %d mentioning %q", started, code, stderr, tc.code, tc.want)
 			}
 			if strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
 				t.Errorf("more than one line: %q", stderr)
 			}
 			if _, err := os.Stat(out); !os.IsNotExist(err) {
 				t.Errorf("capture file created on bad input")
+				os.Remove(out) // not to blame the next case
 			}
 		})
 	}
@@ -1305,13 +1309,14 @@ func TestSockCaptureSwapsSocketsUpToTheLongestPath(t *testing.T) {
 			{"--socket", srv, "--listen", filepath.Join(t.TempDir(), "p.sock")},
 			{"--socket", short, "--listen", srv + "x"},
 		} {
-			_, stderr, code := testenv.Run(t, "", append([]string{"sock", "capture", "-w", file}, args...)...)
+			started, code, stderr := runUntilReady(t, "capturing; stop with Ctrl-C", os.Interrupt, func() {},
+				append([]string{"sock", "capture", "-w", file}, args...)...)
 			want := srv + ": 108 bytes"
 			if args[2] == "--listen" && args[1] == short {
 				want = srv + "x: 109 bytes"
 			}
-			if code != cli.ExitUsage || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
-				t.Errorf("%q: exit %d, stderr %q; want exit 2, one line with %q", args, code, stderr, want)
+			if started || code != cli.ExitUsage || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+				t.Errorf("%q: served %v, exit %d, stderr %q; want exit 2, one line with %q", args, started, code, stderr, want)
 			}
 		}
 		if _, err := os.Stat(file); !os.IsNotExist(err) {
