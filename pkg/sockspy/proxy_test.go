@@ -406,3 +406,60 @@ func TestDatagramSocketPassesCredentialsFromTheStart(t *testing.T) {
 		}
 	}
 }
+
+// TestDatagramClientsOfAFileSocketGetTheirReplies: the proxy's datagram
+// socket is bound under /proc/self/fd/N/NAME and forwards to the original
+// through a descriptor (swap): a client connected to PATH, the usual way,
+// still gets the server's replies, in both modes.
+func TestDatagramClientsOfAFileSocketGetTheirReplies(t *testing.T) {
+	for _, swap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("swap=%v", swap), func(t *testing.T) {
+			dir := t.TempDir()
+			srvPath := filepath.Join(dir, "echo.sock")
+			srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: srvPath, Net: "unixgram"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			go func() {
+				buf := make([]byte, 1024)
+				for {
+					n, from, err := srv.ReadFromUnix(buf)
+					if err != nil {
+						return
+					}
+					srv.WriteToUnix(bytes.ToUpper(buf[:n]), from)
+				}
+			}()
+			cfg := Config{Socket: srvPath, Swap: swap}
+			if !swap {
+				cfg.Listen = filepath.Join(dir, "proxy.sock")
+			}
+			plan, err := NewPlan(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.Stat(srvPath)
+			stop := runProxy(&Proxy{Plan: plan})
+			client, err := net.DialUnix("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "client.sock"), Net: "unixgram"},
+				&net.UnixAddr{Name: plan.Listen, Net: "unixgram"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			client.Write([]byte("hello"))
+			client.SetReadDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 64)
+			n, err := client.Read(buf)
+			if err != nil || string(buf[:n]) != "HELLO" {
+				t.Errorf("reply %q, %v; want HELLO", buf[:n], err)
+			}
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			if after, err := os.Stat(srvPath); err != nil || !os.SameFile(before, after) {
+				t.Errorf("the server's socket is not at %s after the capture: %v", srvPath, err)
+			}
+		})
+	}
+}
