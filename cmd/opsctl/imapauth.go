@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/internal/sockfile"
 	"github.com/opsctl/opsctl/pkg/imapauth"
 )
 
@@ -390,6 +391,10 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 			return err
 		}
 		ln, err = imapauth.ListenUnix(opts.Socket, os.FileMode(mode))
+		if errors.Is(err, sockfile.ErrTooLong) || errors.Is(err, sockfile.ErrNoFolder) || errors.Is(err, sockfile.ErrNotSocket) {
+			// The path as given cannot be a socket: a usage error.
+			return cli.UsageError(fmt.Errorf("imap-auth serve: %w", err))
+		}
 		if err != nil {
 			return fmt.Errorf("imap-auth serve: %w", err)
 		}

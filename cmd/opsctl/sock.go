@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -73,6 +74,12 @@ PATH.opsctl-orig, and puts it back on SIGINT, SIGTERM, SIGQUIT or SIGHUP: client
 change. @name means an abstract socket. On the first signal the capture is
 finished and closed; a second one exits at once (status 1), for a reader of
 -w - that stopped reading.
+
+-w FILE is created with mode 0600, or truncated when it is a regular file
+with no other hard link; a symbolic link is never followed, and a folder, a
+device or a socket is refused. A FIFO, /dev/stdout, /dev/fd/N and /dev/null
+are written to as they are. The proxy's socket is made in a private folder
+beside its path with its mode and owner, then moved into place.
 
 Stop with Ctrl-C: every packet is written and the file is complete.`,
 		Example: `  # Clients talk to /tmp/docker.proxy instead of /run/docker.sock
@@ -145,6 +152,9 @@ func (o *sockCaptureOptions) validate() (sockspy.Config, sockspy.Format, error) 
 	if !o.Swap && o.Listen == "" {
 		return cfg, 0, cli.Usagef("expected --listen PROXY or --swap")
 	}
+	if o.Output == "/dev/stdout" {
+		o.Output = "-" // the same, terminal check and all
+	}
 	if o.Output == "" && !o.Hexdump {
 		return cfg, 0, cli.Usagef("expected -w FILE, -w - or --hexdump: nothing to record into")
 	}
@@ -175,7 +185,7 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 	}
 	plan, err := sockspy.NewPlan(cfg)
 	if err != nil {
-		return err
+		return sockInputError(err)
 	}
 	log := o.Logger()
 	if o.DryRun {
@@ -189,22 +199,22 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 	}
 
 	var capture *sockspy.Capture
-	var file *os.File
+	var file *sockspy.Output
 	if o.Output != "" {
 		var out io.Writer = o.IO.Out
+		streaming := o.Output == "-"
 		if o.Output != "-" {
-			file, err = os.OpenFile(o.Output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			// As root, in a folder another user may own: no link is
+			// followed and only a regular file is truncated.
+			file, err = sockspy.OpenOutput(o.Output)
 			if err != nil {
-				return fmt.Errorf("-w %s: %w", o.Output, errors.Unwrap(err))
+				return sockInputError(err)
 			}
-			// The capture holds passwords: an existing file, created
-			// with another mode, is made private too (not a device).
-			if st, err := file.Stat(); err == nil && st.Mode().IsRegular() && st.Mode().Perm() != 0o600 {
-				if err := file.Chmod(0o600); err != nil {
-					o.Logger().Warn("cannot make the capture file private (mode 0600)", "output", o.Output, "err", errors.Unwrap(err))
-				}
+			if file.NotPrivate != nil {
+				o.Logger().Warn("cannot make the capture file private (mode 0600)", "output", o.Output, "err", file.NotPrivate)
 			}
-			out = file
+			out = file.File
+			streaming = file.Streaming()
 		}
 		// The file is read elsewhere: name the socket by its absolute path.
 		iface := plan.Socket
@@ -214,18 +224,20 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 			}
 		}
 		capture, err = sockspy.NewCapture(out, sockspy.CaptureOptions{
-			Format: format, Interface: iface, Streaming: o.Output == "-",
+			Format: format, Interface: iface, Streaming: streaming,
 		})
 		if err != nil {
 			if file != nil {
-				file.Close()
+				file.Discard()
 			}
 			return fmt.Errorf("-w %s: %w", o.Output, err)
 		}
 	}
+	var served atomic.Bool
 	proxy := &sockspy.Proxy{
 		Plan: plan, Capture: capture, Port: uint16(o.Port), Logger: log, Copy: o.NoSplice,
 		Ready: func() {
+			served.Store(true)
 			log.Info("capturing; stop with Ctrl-C", "socket", plan.Socket, "type", plan.Type.String(),
 				"listen", plan.Listen, "output", outputName(o.Output))
 		},
@@ -252,7 +264,7 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 		readerGone = watchReaderGone(ctx, watched, cancel)
 	}
 	finished := make(chan error, 1)
-	go func() { finished <- runProxyAndFinish(ctx, o, proxy, capture, file) }()
+	go func() { finished <- runProxyAndFinish(ctx, o, proxy, capture, file, served.Load) }()
 	select {
 	case err := <-finished:
 		return err
@@ -278,8 +290,9 @@ func runSockCapture(ctx context.Context, o *sockCaptureOptions) error {
 }
 
 // runProxyAndFinish serves until ctx ends, then writes what the capture
-// still holds and closes the file.
-func runProxyAndFinish(ctx context.Context, o *sockCaptureOptions, proxy *sockspy.Proxy, capture *sockspy.Capture, file *os.File) error {
+// still holds and closes the file; served tells whether the proxy got to
+// serving (the file of a capture that never started is removed).
+func runProxyAndFinish(ctx context.Context, o *sockCaptureOptions, proxy *sockspy.Proxy, capture *sockspy.Capture, file *sockspy.Output, served func() bool) error {
 	log := o.Logger()
 	runErr := proxy.Run(ctx)
 	var capErr error
@@ -287,15 +300,18 @@ func runProxyAndFinish(ctx context.Context, o *sockCaptureOptions, proxy *socksp
 		if capErr = capture.Close(); capErr != nil {
 			capErr = fmt.Errorf("-w %s: %w", outputName(o.Output), capErr)
 		}
-		if file != nil {
+		// A failure to put the socket back after serving keeps what was
+		// captured.
+		neverServed := runErr != nil && !served()
+		if file != nil && neverServed {
+			// Leave no empty capture behind.
+			file.Discard()
+		} else if file != nil {
 			if err := file.Close(); err != nil && capErr == nil {
 				capErr = fmt.Errorf("-w %s: %w", o.Output, err)
 			}
 		}
-		if runErr != nil && capture.Packets() == 0 && file != nil {
-			// The proxy never served: leave no empty capture behind.
-			os.Remove(o.Output)
-		} else if capErr == nil {
+		if !neverServed && capErr == nil {
 			log.Info("capture complete", "packets", capture.Packets(), "output", outputName(o.Output))
 		}
 	}
@@ -303,6 +319,16 @@ func runProxyAndFinish(ctx context.Context, o *sockCaptureOptions, proxy *socksp
 		return fmt.Errorf("sock capture: %w", err)
 	}
 	return nil
+}
+
+// sockInputError makes an error in a path the user named (one that does
+// not exist or is not the kind expected) a usage error.
+func sockInputError(err error) error {
+	var inputErr *sockspy.InputError
+	if errors.As(err, &inputErr) {
+		return cli.UsageError(err)
+	}
+	return err
 }
 
 func outputName(w string) string {

@@ -527,11 +527,15 @@ func TestSockCaptureSwapRefusesALeftover(t *testing.T) {
 	cases := []struct {
 		name      string
 		killed    bool // else: the server made a new socket meanwhile
+		linked    bool // killed after the link, before serving
 		wantHint  func(srv, leftover string) string
 		wantAlive string // which file the server must still be reached at
 	}{
-		{"capture killed", true, func(srv, leftover string) string { return "mv -f " + leftover + " " + srv }, ".opsctl-orig"},
-		{"server restarted", false, func(srv, leftover string) string { return "rm " + leftover }, ""},
+		{"capture killed", true, false, func(srv, leftover string) string { return "mv -f " + leftover + " " + srv }, ".opsctl-orig"},
+		{"server restarted", false, false, func(srv, leftover string) string { return "rm " + leftover }, ""},
+		// Both names are the original: mv would refuse to move it over
+		// itself.
+		{"capture killed before serving", false, true, func(srv, leftover string) string { return "rm " + leftover }, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -539,7 +543,11 @@ func TestSockCaptureSwapRefusesALeftover(t *testing.T) {
 			srv := filepath.Join(dir, "app.sock")
 			startHTTPServer(t, srv)
 			leftover := srv + ".opsctl-orig"
-			if tc.killed {
+			if tc.linked {
+				if err := os.Link(srv, leftover); err != nil {
+					t.Fatal(err)
+				}
+			} else if tc.killed {
 				if err := os.Link(srv, leftover); err != nil {
 					t.Fatal(err)
 				}
@@ -945,6 +953,8 @@ func TestSockCaptureBadInput(t *testing.T) {
 	startHTTPServer(t, srv)
 	regular := filepath.Join(dir, "plain.txt")
 	os.WriteFile(regular, nil, 0o600)
+	link := filepath.Join(dir, "link.sock")
+	os.Symlink(srv, link)
 	out := filepath.Join(dir, "x.pcap")
 	cases := []struct {
 		name string
@@ -958,23 +968,31 @@ func TestSockCaptureBadInput(t *testing.T) {
 		{"no output", []string{"--socket", srv, "--listen", "p"}, cli.ExitUsage, "-w FILE"},
 		{"bad port", []string{"--socket", srv, "--listen", "p", "-w", out, "--port", "0"}, cli.ExitUsage, "--port 0"},
 		{"bad format", []string{"--socket", srv, "--listen", "p", "-w", out, "--format", "xml"}, cli.ExitUsage, `--format "xml"`},
-		{"missing socket", []string{"--socket", filepath.Join(dir, "none.sock"), "--listen", "p", "-w", out}, cli.ExitFailure, "no such file"},
-		{"not a socket", []string{"--socket", regular, "--listen", "p", "-w", out}, cli.ExitFailure, "not a UNIX socket (it is a regular file)"},
-		{"listen on itself", []string{"--socket", srv, "--listen", srv, "-w", out}, cli.ExitFailure, "is the socket to capture"},
-		{"listen over a file", []string{"--socket", srv, "--listen", regular, "-w", out}, cli.ExitFailure, "--listen " + regular + ": already exists and is not a socket (it is a regular file)"},
+		// A path named on the command line that does not exist or is not
+		// the kind expected is a usage error (exit 2).
+		{"missing socket", []string{"--socket", filepath.Join(dir, "none.sock"), "--listen", "p", "-w", out}, cli.ExitUsage, "no such file"},
+		{"not a socket", []string{"--socket", regular, "--listen", "p", "-w", out}, cli.ExitUsage, "not a UNIX socket (it is a regular file)"},
+		{"swap a link", []string{"--socket", link, "--swap", "-w", out}, cli.ExitUsage, "--swap: " + link + " is a symbolic link to " + srv + ": swap the socket itself"},
+		{"listen on itself", []string{"--socket", srv, "--listen", srv, "-w", out}, cli.ExitUsage, "is the socket to capture"},
+		{"listen over a file", []string{"--socket", srv, "--listen", regular, "-w", out}, cli.ExitUsage, "--listen " + regular + ": already exists and is not a socket (it is a regular file)"},
+		{"listen in a missing folder", []string{"--socket", srv, "--listen", filepath.Join(dir, "none", "p.sock"), "-w", out}, cli.ExitUsage, "--listen " + filepath.Join(dir, "none", "p.sock") + ": folder " + filepath.Join(dir, "none") + " does not exist"},
 		{"swap abstract", []string{"--socket", "@nothing-here-opsctl", "--swap", "-w", out}, cli.ExitFailure, "@nothing-here-opsctl"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, stderr, code := testenv.Run(t, "", append([]string{"sock", "capture"}, tc.args...)...)
-			if code != tc.code || !strings.Contains(stderr, tc.want) {
-				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr, tc.code, tc.want)
+			// A capture that starts although the input is bad is stopped
+			// rather than left to run until the test times out.
+			started, code, stderr := runUntilReady(t, "capturing; stop with Ctrl-C", os.Interrupt, func() {},
+				append([]string{"sock", "capture"}, tc.args...)...)
+			if started || code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("served %v, exit %d, stderr %q; want exit %d mentioning %q", started, code, stderr, tc.code, tc.want)
 			}
 			if strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
 				t.Errorf("more than one line: %q", stderr)
 			}
 			if _, err := os.Stat(out); !os.IsNotExist(err) {
 				t.Errorf("capture file created on bad input")
+				os.Remove(out) // not to blame the next case
 			}
 		})
 	}
@@ -1211,5 +1229,130 @@ func wantSocketRestored(t *testing.T, srv string, before os.FileInfo, log fmt.St
 	}
 	if _, err := os.Lstat(srv + ".opsctl-orig"); !os.IsNotExist(err) {
 		t.Errorf("moved-aside name left behind: %v", err)
+	}
+}
+
+// socketPathOfLength returns a path of exactly n bytes in a folder of its
+// own under /tmp (t.TempDir's names are too long for the short ones).
+func socketPathOfLength(t *testing.T, n int) string {
+	t.Helper()
+	base, err := os.MkdirTemp("/tmp", "opsctl-len-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	// base/ddd.../s.sock: a folder name that makes up the length.
+	pad := n - len(base) - len("/") - len("/s.sock")
+	if pad < 1 || pad > 255 {
+		t.Fatalf("cannot make a %d-byte path under %s", n, base)
+	}
+	dir := filepath.Join(base, strings.Repeat("d", pad))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "s.sock")
+	if len(path) != n {
+		t.Fatalf("made %d bytes, want %d", len(path), n)
+	}
+	return path
+}
+
+// TestSockCaptureSwapsSocketsUpToTheLongestPath: --swap bound its proxy at
+// PATH.opsctl-new and forwarded to PATH.opsctl-orig, which fails with a
+// bare "invalid argument" for a PATH over 96 bytes (108 is the size of
+// sun_path, with its NUL). Any PATH a client can connect to (107 bytes) is
+// now swapped; a longer one is refused in one line.
+func TestSockCaptureSwapsSocketsUpToTheLongestPath(t *testing.T) {
+	for _, n := range []int{97, 107} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			srv := socketPathOfLength(t, n)
+			startHTTPServer(t, srv)
+			before, _ := os.Stat(srv)
+			file := filepath.Join(t.TempDir(), "cap.pcap")
+			c := startCapture(t, "--socket", srv, "--swap", "-w", file)
+			conn, err := net.Dial("unix", srv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprint(conn, "GET /long HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			reply, _ := io.ReadAll(conn)
+			conn.Close()
+			if !bytes.Contains(reply, []byte("uri=/long")) {
+				t.Errorf("reply through the swapped %d-byte socket: %q\n%s", n, reply, c.stderr)
+			}
+			if code := c.stop(); code != 0 {
+				t.Fatalf("exit %d: %s", code, c.stderr)
+			}
+			wantSocketRestored(t, srv, before, c.stderr)
+		})
+	}
+	t.Run("108", func(t *testing.T) {
+		dir := filepath.Dir(socketPathOfLength(t, 107))
+		srv := filepath.Join(dir, "s.sock1")
+		// A server can bind a path too long for sun_path through a
+		// descriptor of its folder.
+		dirFD, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(dirFD)
+		ln, err := net.Listen("unix", fmt.Sprintf("/proc/self/fd/%d/%s", dirFD, filepath.Base(srv)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		short := filepath.Join(t.TempDir(), "short.sock")
+		startHTTPServer(t, short)
+		file := filepath.Join(t.TempDir(), "cap.pcap")
+		for _, args := range [][]string{
+			{"--socket", srv, "--swap"},
+			{"--socket", srv, "--listen", filepath.Join(t.TempDir(), "p.sock")},
+			{"--socket", short, "--listen", srv + "x"},
+		} {
+			started, code, stderr := runUntilReady(t, "capturing; stop with Ctrl-C", os.Interrupt, func() {},
+				append([]string{"sock", "capture", "-w", file}, args...)...)
+			want := srv + ": 108 bytes"
+			if args[2] == "--listen" && args[1] == short {
+				want = srv + "x: 109 bytes"
+			}
+			if started || code != cli.ExitUsage || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+				t.Errorf("%q: served %v, exit %d, stderr %q; want exit 2, one line with %q", args, started, code, stderr, want)
+			}
+		}
+		if _, err := os.Stat(file); !os.IsNotExist(err) {
+			t.Errorf("capture file created for a refused path")
+		}
+	})
+}
+
+// TestSockCaptureSwapKeepsASocketTheServerMadeMeanwhile: a server that
+// restarted during a --swap capture made a new socket at PATH. On exit
+// opsctl must leave it, keep the old one at PATH.opsctl-orig and say so
+// (exit 1), not move the old one back over the live server.
+func TestSockCaptureSwapKeepsASocketTheServerMadeMeanwhile(t *testing.T) {
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "app.sock")
+	old := startHTTPServer(t, srv)
+	before, _ := os.Stat(srv)
+	c := startCapture(t, "--socket", srv, "--swap", "-w", filepath.Join(dir, "cap.pcap"))
+	// The restart: closing, the server (Go's listener) removes PATH, which
+	// is the proxy's socket now; then it binds PATH again.
+	old.Close()
+	if _, err := os.Lstat(srv); !os.IsNotExist(err) {
+		t.Fatalf("the server's close did not remove %s: %v", srv, err)
+	}
+	startHTTPServer(t, srv)
+	restarted, _ := os.Stat(srv)
+	if code := c.stop(); code != cli.ExitFailure || !strings.Contains(c.stderr.String(), srv+" was replaced during the capture; the original socket was left at "+srv+".opsctl-orig") {
+		t.Errorf("exit %d, want 1 saying the socket was replaced: %s", code, c.stderr)
+	}
+	if after, err := os.Stat(srv); err != nil || !os.SameFile(restarted, after) {
+		t.Errorf("the restarted server's socket was not kept: %v", err)
+	}
+	if aside, err := os.Stat(srv + ".opsctl-orig"); err != nil || !os.SameFile(before, aside) {
+		t.Errorf("the old socket is not at .opsctl-orig: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
+		t.Errorf("folder holds %d entries, want app.sock, its leftover and cap.pcap: %v", len(entries), entries)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/opsctl/opsctl/internal/sockfile"
 )
 
 // LoginChecker answers whether user and password log in. *Checker is the
@@ -461,30 +463,17 @@ func (s *Server) checkQueued(ctx context.Context, user, password string) (Verdic
 // stale socket left by a crashed daemon is replaced; a socket another
 // process still serves, or any other file, is an error. The socket file is
 // removed when the listener is closed.
+//
+// The daemon runs as root and path may be in a folder another user can
+// write to: the socket is made in a private folder, given its mode there
+// and moved into place, never reached through a name that user could have
+// swapped for a link (see internal/sockfile). Errors wrap the errors of
+// sockfile: ErrTooLong, ErrNoFolder and ErrNotSocket are about the path
+// as given.
 func ListenUnix(path string, mode os.FileMode) (net.Listener, error) {
-	if info, err := os.Lstat(path); err == nil {
-		if info.Mode().Type() != os.ModeSocket {
-			return nil, fmt.Errorf("--socket %s: exists and is not a socket", path)
-		}
-		probe, dialErr := net.DialTimeout("unix", path, time.Second)
-		if dialErr == nil {
-			probe.Close()
-			return nil, fmt.Errorf("--socket %s: another process is serving it", path)
-		}
-		if !errors.Is(dialErr, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("--socket %s: exists and cannot be probed: %w", path, dialErr)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("--socket %s: removing stale socket: %w", path, err)
-		}
-	}
-	ln, err := net.Listen("unix", path)
+	ln, err := sockfile.Listen(path, mode)
 	if err != nil {
 		return nil, fmt.Errorf("--socket %s: %w", path, err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("--socket %s: chmod: %w", path, err)
 	}
 	return ln, nil
 }

@@ -118,7 +118,7 @@ func (p *Proxy) serveDatagrams(ctx context.Context, ln *net.UnixConn) error {
 }
 
 func (p *Proxy) newDgramClient(key string, addr *net.UnixAddr, peer Peer) (*dgramClient, error) {
-	up, err := dialDatagram(p.Plan.Target)
+	up, err := dialDatagram(p.target())
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/opsctl/opsctl/internal/sockfile"
 )
 
 // SocketType is the type of a UNIX socket.
@@ -67,7 +69,10 @@ type Plan struct {
 	Socket string     // the socket as given
 	Type   SocketType // detected from the socket
 	Listen string     // where the proxy serves
-	Target string     // where the proxy forwards: Socket, or Aside with Swap
+	// Target is where the proxy forwards: Socket, or with Swap the
+	// original socket, known as Aside meanwhile (it is reached through a
+	// descriptor, whatever the length of that name).
+	Target string
 	Swap   bool
 	Aside  string // swap: where the original socket is kept meanwhile
 
@@ -76,6 +81,23 @@ type Plan struct {
 	Mode     fs.FileMode
 	UID, GID int
 	HasOwner bool
+
+	// socketID is the socket file --swap checked: the one it moves aside,
+	// and nothing that took its name since.
+	socketID sockfile.ID
+}
+
+// InputError is an error in a path the user named: one that does not
+// exist, or is not the kind of file expected (a folder where a file is
+// wanted, a missing folder for a file to create, a path too long for a
+// socket). The command reports it as a usage error.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+func inputErrorf(format string, args ...any) error {
+	return &InputError{Err: fmt.Errorf(format, args...)}
 }
 
 // NewPlan checks cfg against the system and returns the plan, or an error
@@ -89,16 +111,38 @@ func NewPlan(cfg Config) (*Plan, error) {
 	}
 	p := &Plan{Socket: cfg.Socket, Swap: cfg.Swap, Target: cfg.Socket, Listen: cfg.Listen}
 	if !isAbstract(cfg.Socket) {
-		st, err := os.Stat(cfg.Socket)
+		if err := sockfile.CheckPath(cfg.Socket); err != nil {
+			return nil, &InputError{Err: fmt.Errorf("--socket %s: %w", cfg.Socket, err)}
+		}
+		// --swap moves the file at the path itself: a link to a socket
+		// would be moved, not the socket.
+		stat := os.Stat
+		if cfg.Swap {
+			stat = os.Lstat
+		}
+		st, err := stat(cfg.Socket)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil, inputErrorf("--socket %s: %w", cfg.Socket, unwrapPathError(err))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("--socket %s: %w", cfg.Socket, unwrapPathError(err))
 		}
+		if st.Mode()&fs.ModeSymlink != 0 {
+			target, _ := filepath.EvalSymlinks(cfg.Socket)
+			return nil, inputErrorf("--swap: %s is a symbolic link to %s: swap the socket itself (--socket %s)", cfg.Socket, target, shellQuote(target))
+		}
 		if st.Mode()&fs.ModeSocket == 0 {
-			return nil, fmt.Errorf("--socket %s: not a UNIX socket (it is a %s)", cfg.Socket, describeMode(st.Mode()))
+			return nil, inputErrorf("--socket %s: not a UNIX socket (it is a %s)", cfg.Socket, describeMode(st.Mode()))
 		}
 		p.Mode = st.Mode().Perm()
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 			p.UID, p.GID, p.HasOwner = int(sys.Uid), int(sys.Gid), true
+			p.socketID = sockfile.ID{Dev: sys.Dev, Ino: sys.Ino}
+		}
+	}
+	if !isAbstract(cfg.Listen) {
+		if err := sockfile.CheckPath(cfg.Listen); err != nil {
+			return nil, &InputError{Err: fmt.Errorf("--listen %s: %w", cfg.Listen, err)}
 		}
 	}
 	t, err := detectType(cfg.Socket)
@@ -128,7 +172,14 @@ func NewPlan(cfg Config) (*Plan, error) {
 		p.Listen = cfg.Socket
 		p.Aside = cfg.Socket + asideSuffix
 		p.Target = p.Aside
-		if _, err := os.Lstat(p.Aside); err == nil {
+		if aside, err := os.Lstat(p.Aside); err == nil {
+			if socket, err := os.Lstat(cfg.Socket); err == nil && os.SameFile(aside, socket) {
+				// A capture that stopped between linking the original
+				// aside and serving: both names are the original (mv
+				// would refuse to move a file over itself).
+				return nil, fmt.Errorf("--swap: %s is a second name of %s left by an earlier capture: "+
+					"if no capture is running, remove it with: rm %s", p.Aside, cfg.Socket, shellQuote(p.Aside))
+			}
 			if stale(p.Aside, t) && !stale(cfg.Socket, t) {
 				// The server made a new socket during that capture: the
 				// leftover is dead, and moving it back would cut the
@@ -144,18 +195,18 @@ func NewPlan(cfg Config) (*Plan, error) {
 	if isAbstract(cfg.Listen) {
 		// Checked here, before anything (the -w file) is touched.
 		if cfg.Listen == cfg.Socket {
-			return nil, fmt.Errorf("--listen %s: is the socket to capture; choose another name", cfg.Listen)
+			return nil, inputErrorf("--listen %s: is the socket to capture; choose another name", cfg.Listen)
 		}
 		if !stale(cfg.Listen, t) {
 			return nil, fmt.Errorf("--listen %s: already in use; choose another name", cfg.Listen)
 		}
 	} else {
 		if cfg.Listen == cfg.Socket || sameFile(cfg.Listen, cfg.Socket) {
-			return nil, fmt.Errorf("--listen %s: is the socket to capture; choose another path or use --swap", cfg.Listen)
+			return nil, inputErrorf("--listen %s: is the socket to capture; choose another path or use --swap", cfg.Listen)
 		}
 		if st, err := os.Lstat(cfg.Listen); err == nil {
 			if st.Mode()&fs.ModeSocket == 0 {
-				return nil, fmt.Errorf("--listen %s: already exists and is not a socket (it is a %s); choose another path", cfg.Listen, describeMode(st.Mode()))
+				return nil, inputErrorf("--listen %s: already exists and is not a socket (it is a %s); choose another path", cfg.Listen, describeMode(st.Mode()))
 			}
 			if !stale(cfg.Listen, t) {
 				return nil, fmt.Errorf("--listen %s: already exists and is in use; remove it or choose another path", cfg.Listen)
@@ -163,7 +214,7 @@ func NewPlan(cfg Config) (*Plan, error) {
 		}
 		if dir := filepath.Dir(cfg.Listen); dir != "" {
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-				return nil, fmt.Errorf("--listen %s: folder %s does not exist", cfg.Listen, dir)
+				return nil, inputErrorf("--listen %s: folder %s does not exist", cfg.Listen, dir)
 			}
 			// Checked here, before anything (the -w file) is touched.
 			if unix.Access(dir, unix.W_OK) != nil {
@@ -230,8 +281,14 @@ func sameFile(a, b string) bool {
 	return errA == nil && errB == nil && os.SameFile(sa, sb)
 }
 
-// stale reports whether nobody listens on the socket file at path.
+// stale reports whether nobody listens on the socket at path. A file path
+// is probed through its folder's descriptor, which also works for names
+// longer than a socket address (PATH.opsctl-orig of a long PATH).
 func stale(path string, t SocketType) bool {
+	if !isAbstract(path) {
+		served, err := sockfile.Served(path, int(t))
+		return err == nil && !served
+	}
 	c, err := net.Dial(t.network(), path)
 	if err == nil {
 		c.Close()

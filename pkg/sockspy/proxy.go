@@ -5,16 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/opsctl/opsctl/internal/sockfile"
 )
 
 // Proxy serves clients at the plan's listening address, forwards them to
@@ -173,6 +175,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.open = nil
 	p.mu.Unlock()
 	p.wg.Wait()
+	if p.bound != nil {
+		p.bound.close()
+	}
 	return errors.Join(serveErr, restoreErr)
 }
 
@@ -204,60 +209,105 @@ func (p *Proxy) restoreOnPanic() {
 // boundFile is the socket file the proxy created, to be removed or
 // replaced by the original on exit only while it is still the proxy's.
 type boundFile struct {
-	path string
-	info fs.FileInfo
+	dir  *sockfile.Dir // the folder of the socket, opened once
+	name string        // the proxy's socket in dir
+	id   sockfile.ID   // the proxy's socket file
+	// swap: the original socket, kept at aside meanwhile, and open so that
+	// the proxy connects to it, whatever happens to its names.
+	aside    string
+	original *os.File
+}
+
+// target is where the proxy connects its clients: in swap mode the
+// original socket through its descriptor (the moved-aside name of a long
+// PATH is too long for a socket address), else Plan.Target.
+func (p *Proxy) target() string {
+	if p.bound != nil && p.bound.original != nil {
+		return sockfile.ProcPath(p.bound.original)
+	}
+	return p.Plan.Target
 }
 
 // listen creates the proxy's socket: at the --listen address, or in swap
-// mode at a temporary name that then replaces the original atomically
-// while a hard link keeps the original reachable at Plan.Aside.
+// mode in place of the original, atomically, while a hard link keeps the
+// original reachable at Plan.Aside. opsctl runs as root in folders other
+// users may own: every step goes through internal/sockfile, which never
+// follows a name such a user could have swapped for a link.
 func (p *Proxy) listen() (io.Closer, *boundFile, error) {
 	plan := p.Plan
-	path := plan.Listen
-	if plan.Swap {
-		path = plan.Socket + ".opsctl-new"
-		if err := os.Link(plan.Socket, plan.Aside); err != nil {
-			return nil, nil, fmt.Errorf("--swap: keeping %s at %s: %w", plan.Socket, plan.Aside, unwrapLinkError(err))
+	if isAbstract(plan.Listen) {
+		ln, err := listenUnix(plan.Type, plan.Listen)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listening at %s: %w", plan.Listen, unwrapOpError(err))
 		}
-	}
-	if !isAbstract(path) {
-		if st, err := os.Lstat(path); err == nil && st.Mode()&fs.ModeSocket != 0 {
-			os.Remove(path) // a stale socket (NewPlan checked that nobody listens)
-		}
-	}
-	ln, err := listenUnix(plan.Type, path, plan.HasOwner)
-	if err != nil {
-		p.undoLink()
-		return nil, nil, fmt.Errorf("listening at %s: %w", path, unwrapOpError(err))
-	}
-	if isAbstract(path) {
 		return ln, nil, nil
 	}
-	if plan.HasOwner {
-		if err := os.Chmod(path, plan.Mode); err != nil {
-			p.logger().Warn("cannot copy the socket's mode", "path", path, "err", unwrapPathError(err))
-		}
-		if err := os.Lchown(path, plan.UID, plan.GID); err != nil {
-			p.logger().Warn("cannot copy the socket's owner", "path", path, "uid", plan.UID, "gid", plan.GID, "err", unwrapPathError(err))
-		}
-	}
-	st, err := os.Lstat(path)
+	dir, err := sockfile.OpenDir(filepath.Dir(plan.Listen))
 	if err != nil {
-		ln.Close()
-		os.Remove(path)
-		p.undoLink()
-		return nil, nil, fmt.Errorf("listening at %s: %w", path, unwrapPathError(err))
+		return nil, nil, fmt.Errorf("listening at %s: %w", plan.Listen, err)
+	}
+	b := &boundFile{dir: dir, name: filepath.Base(plan.Listen)}
+	opts := sockfile.Options{Type: int(plan.Type), ReplaceStale: true, Mode: 0o600}
+	if plan.Type == Datagram {
+		// A datagram queued before SO_PASSCRED is set carries no
+		// credentials (pid 0, uid 65534), and its sender would be taken
+		// for another client.
+		opts.Control = func(fd int) error { return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1) }
+	}
+	if plan.HasOwner {
+		opts.Mode = plan.Mode
+		opts.Owner = &sockfile.Owner{UID: plan.UID, GID: plan.GID}
+		opts.OwnerFailed = func(err error) error {
+			p.logger().Warn("cannot copy the socket's owner", "path", plan.Listen, "uid", plan.UID, "gid", plan.GID, "err", err)
+			return nil
+		}
 	}
 	if plan.Swap {
-		if err := os.Rename(path, plan.Socket); err != nil {
-			ln.Close()
-			os.Remove(path)
-			p.undoLink()
-			return nil, nil, fmt.Errorf("--swap: serving at %s: %w", plan.Socket, unwrapLinkError(err))
+		// The file NewPlan checked, under both names, and open.
+		b.aside = filepath.Base(plan.Aside)
+		if b.original, err = dir.Open(b.name, plan.socketID); err != nil {
+			dir.Close()
+			return nil, nil, fmt.Errorf("--swap: %s changed since it was checked; nothing was done", plan.Socket)
 		}
-		path = plan.Socket
+		if err := dir.Link(b.name, b.aside, plan.socketID); err != nil {
+			b.close()
+			return nil, nil, fmt.Errorf("--swap: keeping %s at %s: %w", plan.Socket, plan.Aside, unwrapLinkError(err))
+		}
+		opts.Replace = &plan.socketID
 	}
-	return ln, &boundFile{path: path, info: st}, nil
+	sock, err := dir.Bind(b.name, opts)
+	if err != nil {
+		if plan.Swap {
+			dir.RemoveIf(b.aside, plan.socketID)
+		}
+		b.close()
+		if plan.Swap {
+			return nil, nil, fmt.Errorf("--swap: serving at %s: %w", plan.Socket, err)
+		}
+		return nil, nil, fmt.Errorf("listening at %s: %w", plan.Listen, err)
+	}
+	b.id = sock.Info.ID
+	var ln io.Closer
+	if plan.Type == Datagram {
+		ln, err = sock.PacketConn()
+	} else {
+		ln, err = sock.Listener()
+	}
+	if err != nil {
+		p.unbind(b)
+		sock.File.Close()
+		b.close()
+		return nil, nil, fmt.Errorf("listening at %s: %w", plan.Listen, err)
+	}
+	return ln, b, nil
+}
+
+// close releases the folder and the original socket's descriptor.
+func (b *boundFile) close() {
+	if b.original != nil {
+		b.original.Close()
+	}
+	b.dir.Close()
 }
 
 func unwrapLinkError(err error) error {
@@ -268,12 +318,6 @@ func unwrapLinkError(err error) error {
 	return unwrapPathError(err)
 }
 
-func (p *Proxy) undoLink() {
-	if p.Plan.Swap {
-		os.Remove(p.Plan.Aside)
-	}
-}
-
 // unbind removes the proxy's socket file, or in swap mode moves the
 // original back over it. Only a file that is still the proxy's is touched:
 // a server that re-created its socket meanwhile keeps it.
@@ -281,46 +325,38 @@ func (p *Proxy) unbind(b *boundFile) error {
 	if b == nil {
 		return nil
 	}
-	st, err := os.Lstat(b.path)
-	ours := err == nil && os.SameFile(st, b.info)
 	plan := p.Plan
 	if !plan.Swap {
-		if ours {
-			os.Remove(b.path)
+		if _, err := b.dir.RemoveIf(b.name, b.id); err != nil {
+			return fmt.Errorf("removing %s: %w", plan.Listen, err)
 		}
 		return nil
 	}
-	if !ours {
+	err := b.dir.PutBack(b.aside, plan.socketID, b.name, b.id)
+	if errors.Is(err, sockfile.ErrChanged) {
 		return fmt.Errorf("--swap: %s was replaced during the capture; the original socket was left at %s", plan.Socket, plan.Aside)
 	}
-	if err := os.Rename(plan.Aside, plan.Socket); err != nil {
+	if err != nil {
 		return fmt.Errorf("--swap: moving %s back to %s: %w (restore it with: mv -f %s %s)",
-			plan.Aside, plan.Socket, unwrapLinkError(err), shellQuote(plan.Aside), shellQuote(plan.Socket))
+			plan.Aside, plan.Socket, err, shellQuote(plan.Aside), shellQuote(plan.Socket))
 	}
 	p.logger().Info("socket restored", "path", plan.Socket)
 	return nil
 }
 
-// listenUnix binds a socket of type t at name without unlinking it on
-// close: the proxy decides what happens to the file. With private the file
-// is created without permissions (fchmod before bind(2)), so that nobody
-// can connect before the caller gives it the original socket's mode.
+// listenUnix binds a socket of type t at an abstract name, which has no
+// file to give a mode or owner.
 //
-// A datagram socket gets SO_PASSCRED before bind(2) as well: a datagram
-// queued before it is set carries no credentials (pid 0, uid 65534), and
-// its sender would be taken for another client.
-func listenUnix(t SocketType, name string, private bool) (io.Closer, error) {
+// A datagram socket gets SO_PASSCRED before bind(2): a datagram queued
+// before it is set carries no credentials (pid 0, uid 65534), and its
+// sender would be taken for another client.
+func listenUnix(t SocketType, name string) (io.Closer, error) {
 	var lc net.ListenConfig
-	if private || t == Datagram {
+	if t == Datagram {
 		lc.Control = func(_, _ string, c syscall.RawConn) error {
 			var err error
 			cerr := c.Control(func(fd uintptr) {
-				if t == Datagram {
-					err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
-				}
-				if err == nil && private {
-					err = unix.Fchmod(int(fd), 0)
-				}
+				err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
 			})
 			if cerr != nil {
 				return cerr
@@ -331,13 +367,7 @@ func listenUnix(t SocketType, name string, private bool) (io.Closer, error) {
 	if t == Datagram {
 		return lc.ListenPacket(context.Background(), t.network(), name)
 	}
-	ln, err := lc.Listen(context.Background(), t.network(), name)
-	if err != nil {
-		return nil, err
-	}
-	ul := ln.(*net.UnixListener)
-	ul.SetUnlinkOnClose(false)
-	return ul, nil
+	return lc.Listen(context.Background(), t.network(), name)
 }
 
 // serveConns accepts stream or seqpacket clients until ln is closed.

@@ -322,25 +322,50 @@ func TestProxyLetsGoOfIdleUnnamedDatagramClients(t *testing.T) {
 	}
 }
 
-// TestProxySocketIsBoundWithoutPermissions: between bind(2) and the chmod
-// that copies the original's mode, the proxy's socket file must not let
-// anyone connect (with umask 0 it was srwxrwxrwx: any local user could
-// reach, say, docker.sock through the proxy in that moment).
-func TestProxySocketIsBoundWithoutPermissions(t *testing.T) {
+// listenFor binds the proxy's socket of a plan serving at listen (a path
+// or @name) with the given mode, as Run does, and undoes it at the end of
+// the test.
+func listenFor(t *testing.T, typ SocketType, listen string, mode os.FileMode) io.Closer {
+	t.Helper()
+	p := &Proxy{Plan: &Plan{Type: typ, Listen: listen, Target: "unused", Mode: mode, UID: os.Getuid(), GID: os.Getgid(), HasOwner: true}}
+	ln, b, err := p.listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		if b != nil {
+			p.unbind(b)
+			b.close()
+		}
+	})
+	return ln
+}
+
+// TestProxySocketAppearsWithTheOriginalsMode: the proxy's socket file must
+// never be reachable at its path with other permissions than the
+// original's: bound with the umask's (srwxr-xr-x, or srwxrwxrwx under umask
+// 0), any local user could reach, say, docker.sock through the proxy until
+// the chmod. It is made in a private folder and moved into place with its
+// mode; the umask does not change it.
+func TestProxySocketAppearsWithTheOriginalsMode(t *testing.T) {
+	old := unix.Umask(0o077)
+	defer unix.Umask(old)
 	for _, typ := range []SocketType{Stream, SeqPacket, Datagram} {
 		t.Run(typ.String(), func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "proxy.sock")
-			ln, err := listenUnix(typ, path, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
+			dir := t.TempDir()
+			path := filepath.Join(dir, "proxy.sock")
+			listenFor(t, typ, path, 0o666)
 			st, err := os.Lstat(path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.Mode().Perm() != 0 {
-				t.Errorf("proxy socket bound with mode %v, want no permissions until the original's are copied", st.Mode())
+			if st.Mode().Perm() != 0o666 {
+				t.Errorf("proxy socket has mode %v, want the original's 0666 whatever the umask", st.Mode())
+			}
+			entries, _ := os.ReadDir(dir)
+			if len(entries) != 1 {
+				t.Errorf("folder holds %v, want the proxy socket alone (no private folder left)", entries)
 			}
 		})
 	}
@@ -351,18 +376,12 @@ func TestProxySocketIsBoundWithoutPermissions(t *testing.T) {
 // queued before SO_PASSCRED was set came as pid 0, uid 65534, and was taken
 // for a client of its own.
 func TestDatagramSocketPassesCredentialsFromTheStart(t *testing.T) {
-	for _, private := range []bool{false, true} {
+	for _, abstract := range []bool{false, true} {
 		path := filepath.Join(t.TempDir(), "proxy.sock")
-		ln, err := listenUnix(Datagram, path, private)
-		if err != nil {
-			t.Fatal(err)
+		if abstract {
+			path = fmt.Sprintf("@opsctl-test-passcred-%d", os.Getpid())
 		}
-		defer ln.Close()
-		if private {
-			if err := os.Chmod(path, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
+		ln := listenFor(t, Datagram, path, 0o600)
 		client, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
 		if err != nil {
 			t.Fatal(err)
@@ -379,11 +398,68 @@ func TestDatagramSocketPassesCredentialsFromTheStart(t *testing.T) {
 		}
 		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 		if err != nil || len(msgs) != 1 {
-			t.Fatalf("private=%v: the first datagram came with %d control messages (%v), want its credentials", private, len(msgs), err)
+			t.Fatalf("%s: the first datagram came with %d control messages (%v), want its credentials", path, len(msgs), err)
 		}
 		cred, err := unix.ParseUnixCredentials(&msgs[0])
 		if err != nil || int(cred.Pid) != os.Getpid() {
-			t.Fatalf("private=%v: the first datagram came from pid %v (%v), want %d", private, cred, err, os.Getpid())
+			t.Fatalf("%s: the first datagram came from pid %v (%v), want %d", path, cred, err, os.Getpid())
 		}
+	}
+}
+
+// TestDatagramClientsOfAFileSocketGetTheirReplies: the proxy's datagram
+// socket is bound under /proc/self/fd/N/NAME and forwards to the original
+// through a descriptor (swap): a client connected to PATH, the usual way,
+// still gets the server's replies, in both modes.
+func TestDatagramClientsOfAFileSocketGetTheirReplies(t *testing.T) {
+	for _, swap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("swap=%v", swap), func(t *testing.T) {
+			dir := t.TempDir()
+			srvPath := filepath.Join(dir, "echo.sock")
+			srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: srvPath, Net: "unixgram"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			go func() {
+				buf := make([]byte, 1024)
+				for {
+					n, from, err := srv.ReadFromUnix(buf)
+					if err != nil {
+						return
+					}
+					srv.WriteToUnix(bytes.ToUpper(buf[:n]), from)
+				}
+			}()
+			cfg := Config{Socket: srvPath, Swap: swap}
+			if !swap {
+				cfg.Listen = filepath.Join(dir, "proxy.sock")
+			}
+			plan, err := NewPlan(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.Stat(srvPath)
+			stop := runProxy(&Proxy{Plan: plan})
+			client, err := net.DialUnix("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "client.sock"), Net: "unixgram"},
+				&net.UnixAddr{Name: plan.Listen, Net: "unixgram"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			client.Write([]byte("hello"))
+			client.SetReadDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 64)
+			n, err := client.Read(buf)
+			if err != nil || string(buf[:n]) != "HELLO" {
+				t.Errorf("reply %q, %v; want HELLO", buf[:n], err)
+			}
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			if after, err := os.Stat(srvPath); err != nil || !os.SameFile(before, after) {
+				t.Errorf("the server's socket is not at %s after the capture: %v", srvPath, err)
+			}
+		})
 	}
 }

@@ -100,7 +100,7 @@ func (p *Proxy) serveConn(client *net.UnixConn) {
 // same way, until the proxy stops.
 func (p *Proxy) dialTarget(log *slog.Logger) (*net.UnixConn, error) {
 	network := p.Plan.Type.network()
-	addr := &net.UnixAddr{Name: p.Plan.Target, Net: network}
+	addr := &net.UnixAddr{Name: p.target(), Net: network}
 	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		c, err := net.DialUnix(network, nil, addr)
 		if !errors.Is(err, syscall.EAGAIN) || p.stopping() {

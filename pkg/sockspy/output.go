@@ -1,0 +1,226 @@
+package sockspy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/opsctl/opsctl/internal/sockfile"
+)
+
+// Output is the file a capture is written to, opened by OpenOutput.
+type Output struct {
+	*os.File
+	path    string
+	info    sockfile.Info
+	regular bool
+	// NotPrivate is why an existing regular file could not be given mode
+	// 0600 (nil when it has it).
+	NotPrivate error
+}
+
+// Streaming reports whether the output is read live (a FIFO or a pipe):
+// then every packet is flushed at once.
+func (o *Output) Streaming() bool { return o.info.Mode&unix.S_IFMT == unix.S_IFIFO }
+
+// OpenOutput opens the capture file at path for writing. opsctl runs as
+// root and path may be in a folder another user owns, who could put a link
+// to any file at that name: so path is never followed when it is a
+// symbolic link, and only a regular file is truncated (after it was opened
+// and checked, never by O_TRUNC). Allowed:
+//   - a regular file, created with mode 0600 or truncated and given mode
+//     0600 (the capture holds passwords), unless it has other hard links;
+//   - a FIFO (a live reader such as `wireshark -k -i FIFO`), and the null
+//     device;
+//   - /dev/stdout, /dev/fd/N and /proc/self/fd/N, which name opsctl's own
+//     descriptors: those are used as they are.
+//
+// Anything else (a link, a folder, a device, a socket, a missing folder)
+// is an *InputError naming path.
+func OpenOutput(path string) (*Output, error) {
+	if fd, ok := ownDescriptor(path); ok {
+		return openDescriptor(path, fd)
+	}
+	for range 8 {
+		pathFD, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOENT) {
+			// O_EXCL: the file is the one just made, never one that a
+			// link put there meanwhile (O_EXCL does not follow links).
+			fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0o600)
+			if errors.Is(err, unix.EEXIST) {
+				continue // it appeared meanwhile: look at it again
+			}
+			if err != nil {
+				return nil, outputOpenError(path, err)
+			}
+			return newOutput(path, fd)
+		}
+		if err != nil {
+			return nil, outputOpenError(path, err)
+		}
+		o, err := reopen(path, pathFD)
+		unix.Close(pathFD)
+		return o, err
+	}
+	return nil, fmt.Errorf("-w %s: it keeps appearing and disappearing", path)
+}
+
+// outputOpenError turns an open error into one line naming -w.
+func outputOpenError(path string, err error) error {
+	dir := filepath.Dir(path)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return inputErrorf("-w %s: folder %s does not exist", path, dir)
+	case errors.Is(err, unix.ENOTDIR):
+		return inputErrorf("-w %s: %s is not a folder", path, dir)
+	case errors.Is(err, unix.ELOOP):
+		return inputErrorf("-w %s: too many symbolic links in the folders above it", path)
+	}
+	return fmt.Errorf("-w %s: %w", path, err)
+}
+
+// reopen checks the file pathFD refers to and opens that very file for
+// writing, through /proc/self/fd: the name is not looked up again.
+func reopen(path string, pathFD int) (*Output, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(pathFD, &st); err != nil {
+		return nil, fmt.Errorf("-w %s: %w", path, err)
+	}
+	if err := checkOutputKind(path, &st); err != nil {
+		return nil, err
+	}
+	// A FIFO waits here for its reader, as when writing to it any other way.
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(pathFD), unix.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("-w %s: %w", path, err)
+	}
+	o, err := newOutput(path, fd)
+	if err != nil {
+		return nil, err
+	}
+	if o.regular {
+		if err := unix.Ftruncate(fd, 0); err != nil {
+			o.Close()
+			return nil, fmt.Errorf("-w %s: truncating: %w", path, err)
+		}
+		if o.info.Mode&0o7777 != 0o600 {
+			o.NotPrivate = unix.Fchmod(fd, 0o600)
+		}
+	}
+	return o, nil
+}
+
+func newOutput(path string, fd int) (*Output, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("-w %s: %w", path, err)
+	}
+	return &Output{
+		File:    os.NewFile(uintptr(fd), path),
+		path:    path,
+		info:    sockfile.Info{ID: sockfile.ID{Dev: st.Dev, Ino: st.Ino}, Mode: st.Mode},
+		regular: st.Mode&unix.S_IFMT == unix.S_IFREG,
+	}, nil
+}
+
+// checkOutputKind refuses what a capture must not be written into.
+func checkOutputKind(path string, st *unix.Stat_t) error {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		// Another name of the same file may be anywhere, say /etc/shadow
+		// linked by a user where fs.protected_hardlinks is off.
+		if st.Nlink > 1 {
+			return inputErrorf("-w %s: has %d hard links; refusing to overwrite a file that has other names: remove it or choose another name", path, st.Nlink)
+		}
+		return nil
+	case unix.S_IFIFO:
+		return nil
+	case unix.S_IFCHR:
+		if isNullDevice(st) {
+			return nil
+		}
+		return inputErrorf("-w %s: is a device; expected a regular file, a FIFO or -", path)
+	case unix.S_IFBLK:
+		return inputErrorf("-w %s: is a device; expected a regular file, a FIFO or -", path)
+	case unix.S_IFLNK:
+		target, _ := os.Readlink(path)
+		return inputErrorf("-w %s: is a symbolic link (to %s); opsctl does not follow it: name the file itself", path, target)
+	case unix.S_IFDIR:
+		return inputErrorf("-w %s: is a folder; expected a file to write", path)
+	case unix.S_IFSOCK:
+		return inputErrorf("-w %s: is a socket; expected a regular file, a FIFO or -", path)
+	}
+	return inputErrorf("-w %s: is not a regular file", path)
+}
+
+// isNullDevice: /dev/null's device numbers (1, 3) on Linux. Writing the
+// capture there measures the proxy alone.
+func isNullDevice(st *unix.Stat_t) bool {
+	return unix.Major(st.Rdev) == 1 && unix.Minor(st.Rdev) == 3
+}
+
+// ownDescriptor recognises the names of opsctl's own open descriptors:
+// /dev/stdout, /dev/fd/N (bash's process substitution, `-w >(...)`) and
+// /proc/self/fd/N. They are links, but into /proc/self, which no other
+// user can change.
+func ownDescriptor(path string) (int, bool) {
+	if path == "/dev/stdout" {
+		return 1, true
+	}
+	for _, prefix := range []string{"/dev/fd/", "/proc/self/fd/"} {
+		if rest, ok := strings.CutPrefix(path, prefix); ok {
+			if n, err := strconv.Atoi(rest); err == nil && n >= 0 && strconv.Itoa(n) == rest {
+				return n, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// openDescriptor writes to a copy of descriptor fd, as it is: the shell
+// that opened it decided on truncating or appending.
+func openDescriptor(path string, fd int) (*Output, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, inputErrorf("-w %s: not an open descriptor of opsctl", path)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFCHR && !isNullDevice(&st) {
+		return nil, inputErrorf("-w %s: is a terminal or device; pipe the capture (| wireshark -k -i -) or redirect it to a file", path)
+	}
+	if k := st.Mode & unix.S_IFMT; k != unix.S_IFREG && k != unix.S_IFIFO && k != unix.S_IFCHR {
+		return nil, inputErrorf("-w %s: is a %s; expected a regular file or a pipe", path, (sockfile.Info{Mode: st.Mode}).Kind())
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("-w %s: %w", path, err)
+	}
+	o, err := newOutput(path, dup)
+	if err != nil {
+		return nil, err
+	}
+	o.regular = false // not opsctl's to remove
+	return o, nil
+}
+
+// Discard removes a regular file OpenOutput opened, when the capture never
+// started: no empty capture is left behind. The name is removed only while
+// it is still that file, and the file is closed.
+func (o *Output) Discard() error {
+	defer o.Close() // after: open, its inode number cannot be reused
+	if !o.regular {
+		return nil
+	}
+	dir, err := sockfile.OpenDir(filepath.Dir(o.path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	_, err = dir.RemoveIf(filepath.Base(o.path), o.info.ID)
+	return err
+}
