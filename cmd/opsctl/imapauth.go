@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -387,9 +386,6 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 		if opts.Socket == "" {
 			return cli.Usagef("imap-auth serve: --socket: required unless started by systemd socket activation")
 		}
-		if err := checkSocketPath(opts.Socket); err != nil {
-			return err
-		}
 		ln, err = imapauth.ListenUnix(opts.Socket, os.FileMode(mode))
 		if errors.Is(err, sockfile.ErrTooLong) || errors.Is(err, sockfile.ErrNoFolder) || errors.Is(err, sockfile.ErrNotSocket) {
 			// The path as given cannot be a socket: a usage error.
@@ -444,25 +440,6 @@ func runIMAPAuthServe(ctx context.Context, opts *IMAPAuthServeOptions) error {
 		return fmt.Errorf("imap-auth serve: %w", err)
 	}
 	logger.Info("stopped")
-	return nil
-}
-
-// checkSocketPath applies the rule for paths named on the command line to
-// --socket: a missing folder, or something else than a socket in the
-// socket's place, is a usage error (exit 2). Anything else is left to
-// ListenUnix, whose failures are exit 1.
-func checkSocketPath(path string) error {
-	dir := filepath.Dir(path)
-	info, err := os.Stat(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
-		return cli.Usagef("--socket %s: folder %s does not exist", path, dir)
-	case err == nil && !info.IsDir():
-		return cli.Usagef("--socket %s: %s is not a folder", path, dir)
-	}
-	if info, err := os.Lstat(path); err == nil && info.Mode().Type() != fs.ModeSocket {
-		return cli.Usagef("--socket %s: exists and is not a socket, expected a path for the daemon's socket", path)
-	}
 	return nil
 }
 
