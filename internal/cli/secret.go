@@ -52,3 +52,18 @@ func ReadSecretFile(path string) (string, error) {
 	}
 	return string(data), nil
 }
+
+// SecretFlag reads the secret file named by flag (--token-file,
+// --webhook-secret-file) under the rule for paths named on the command line:
+// a missing file or one of the wrong kind is a usage error, one that cannot
+// be read a failure. An empty path gives "" and no error.
+func SecretFlag(flag, path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	secret, err := ReadSecretFile(path)
+	if err != nil {
+		return "", PathError(flag, err)
+	}
+	return secret, nil
+}

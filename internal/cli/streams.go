@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -50,4 +51,7 @@ type Factory struct {
 	Logger *slog.Logger
 	// Getenv reads the environment; tests replace it.
 	Getenv func(string) string
+	// Context is what every command's context derives from (see
+	// SignalContext); nil is context.Background. Tests cancel it.
+	Context context.Context
 }

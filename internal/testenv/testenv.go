@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // InCI reports whether the tests run under CI, where nothing may be skipped.
@@ -181,3 +182,22 @@ func (s *SyncBuffer) String() string {
 
 // Bytes is a copy of what was written so far.
 func (s *SyncBuffer) Bytes() []byte { return []byte(s.String()) }
+
+// WaitUntil asks cond every 10 ms until it says true, for at most limit, and
+// reports whether it did. It is for waiting on something another process or
+// goroutine does (a line in a log, a file appearing), never for measuring
+// time: the caller fails the test with what it waited for. cond runs in the
+// test's goroutine, so it may call t.Fatal itself (opsctl exited early).
+func WaitUntil(t testing.TB, limit time.Duration, cond func() bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
