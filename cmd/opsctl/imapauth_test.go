@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"errors"
 	"os"
@@ -27,7 +26,7 @@ func testFactory(stdin string) (*cli.Factory, *bytes.Buffer, *bytes.Buffer) {
 func TestIMAPAuthCheckFlagsFillOptions(t *testing.T) {
 	f, _, _ := testFactory("")
 	var got *IMAPAuthCheckOptions
-	cmd := newCmdIMAPAuthCheck(f, func(o *IMAPAuthCheckOptions) error { got = o; return nil })
+	cmd := NewCmdIMAPAuthCheck(f, func(o *IMAPAuthCheckOptions) error { got = o; return nil })
 	cmd.SetArgs([]string{"--server", "imap.example.org:10993", "--tls", "starttls", "--ca-file", "/etc/ca.pem",
 		"--server-name", "mail.example.org", "--timeout", "3s", "--password-stdin", "alice"})
 	if err := cmd.Execute(); err != nil {
@@ -46,7 +45,7 @@ func TestIMAPAuthCheckFlagsFillOptions(t *testing.T) {
 func TestIMAPAuthServeFlagsFillOptions(t *testing.T) {
 	f, _, _ := testFactory("")
 	var got *IMAPAuthServeOptions
-	cmd := newCmdIMAPAuthServe(f, func(o *IMAPAuthServeOptions) error { got = o; return nil })
+	cmd := NewCmdIMAPAuthServe(f, func(o *IMAPAuthServeOptions) error { got = o; return nil })
 	cmd.SetArgs([]string{"--server", "imap.example.org", "--socket", "/run/a.sock", "--allow-uid", "Debian-exim",
 		"--allow-uid", "0", "--cache-ttl", "1m", "--max-concurrent", "4", "--max-queue", "9", "--warm", "2", "--metrics-listen", "127.0.0.1:9127",
 		"--max-connections", "300", "--max-connections-per-uid", "100"})
@@ -95,11 +94,11 @@ func TestIMAPAuthServeRejectsBadFlags(t *testing.T) {
 
 func TestIMAPAuthCheckReadsPasswordFromStdinAndDefersWithoutServer(t *testing.T) {
 	f, out, _ := testFactory("secret\n")
-	opts := &IMAPAuthCheckOptions{IO: f.IO, User: "alice", PasswordStdin: true}
+	opts := &IMAPAuthCheckOptions{Factory: f, User: "alice", PasswordStdin: true}
 	opts.Server.server = "127.0.0.1:1" // nothing listens on port 1
 	opts.Server.tls = "implicit"
 	opts.Server.timeout = 2 * time.Second
-	err := runIMAPAuthCheck(context.Background(), opts)
+	err := runIMAPAuthCheck(opts)
 	if out.String() != "defer\n" || cli.ExitCode(err) != cli.ExitTemporary {
 		t.Fatalf("stdout %q, exit %d (%v); want defer and 75", out.String(), cli.ExitCode(err), err)
 	}
@@ -124,11 +123,11 @@ func (failingReader) Read([]byte) (int, error) { return 0, errors.New("input/out
 func TestIMAPAuthCheckPrintsDeferWhenStdinFails(t *testing.T) {
 	f, out, _ := testFactory("")
 	f.IO.In = failingReader{}
-	opts := &IMAPAuthCheckOptions{IO: f.IO, User: "alice", PasswordStdin: true}
+	opts := &IMAPAuthCheckOptions{Factory: f, User: "alice", PasswordStdin: true}
 	opts.Server.server = "127.0.0.1:1"
 	opts.Server.tls = "implicit"
 	opts.Server.timeout = 2 * time.Second
-	err := runIMAPAuthCheck(context.Background(), opts)
+	err := runIMAPAuthCheck(opts)
 	if out.String() != "defer\n" || cli.ExitCode(err) != cli.ExitTemporary || !strings.Contains(err.Error(), "stdin") {
 		t.Fatalf("stdout %q, exit %d (%v); want defer, 75 and a reason naming stdin", out.String(), cli.ExitCode(err), err)
 	}
@@ -148,7 +147,7 @@ func TestIMAPAuthCheckTakesDashedCredentialsAfterDoubleDash(t *testing.T) {
 // default of root and the daemon's uid), or the try gets defer.
 func TestIMAPAuthServeExampleAnswersTheRootItTellsToTry(t *testing.T) {
 	f, _, _ := testFactory("")
-	example := newCmdIMAPAuthServe(f, nil).Example
+	example := NewCmdIMAPAuthServe(f, nil).Example
 	if !strings.Contains(example, "(as root)") {
 		t.Fatal("the example no longer has root try the socket: change this test with it")
 	}
@@ -158,7 +157,7 @@ func TestIMAPAuthServeExampleAnswersTheRootItTellsToTry(t *testing.T) {
 	}
 	argv, _, _ = strings.Cut(argv, "\n")
 	var got *IMAPAuthServeOptions
-	cmd := newCmdIMAPAuthServe(f, func(o *IMAPAuthServeOptions) error { got = o; return nil })
+	cmd := NewCmdIMAPAuthServe(f, func(o *IMAPAuthServeOptions) error { got = o; return nil })
 	cmd.SetArgs(strings.Fields(argv))
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
@@ -179,7 +178,7 @@ func TestIMAPAuthRequestByHandKeepsLongPasswordsOnOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	password := strings.Repeat("long-password-", 8)
-	for name, text := range map[string]string{"help": newCmdIMAPAuthServe(f, nil).Example, "docs/imap-auth.md": string(doc)} {
+	for name, text := range map[string]string{"help": NewCmdIMAPAuthServe(f, nil).Example, "docs/imap-auth.md": string(doc)} {
 		var pipeline string
 		for _, line := range strings.Split(text, "\n") {
 			if line = strings.TrimSpace(line); strings.HasPrefix(line, "printf '%s %s\\n'") {

@@ -22,10 +22,7 @@ import (
 // The context derives from f.Context (context.Background when nil), which
 // tests cancel instead of sending signals.
 func (f *Factory) SignalContext(again chan<- os.Signal, extra ...os.Signal) (context.Context, context.CancelFunc) {
-	parent := f.Context
-	if parent == nil {
-		parent = context.Background()
-	}
+	parent := f.BaseContext()
 	signals := append([]os.Signal{os.Interrupt, syscall.SIGTERM}, extra...)
 	ctx, stop := signal.NotifyContext(parent, signals...)
 	stopAgain := func() {}
@@ -39,4 +36,14 @@ func (f *Factory) SignalContext(again chan<- os.Signal, extra ...os.Signal) (con
 		stop()
 		stopAgain()
 	}
+}
+
+// BaseContext is f.Context, or context.Background when none is set: for a
+// command that does not catch signals (a second's check that Ctrl-C may
+// simply end).
+func (f *Factory) BaseContext() context.Context {
+	if f.Context == nil {
+		return context.Background()
+	}
+	return f.Context
 }

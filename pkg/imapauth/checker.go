@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/opsctl/opsctl/internal/inputerr"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -40,10 +43,10 @@ func NewChecker(cfg Config) (*Checker, error) {
 		return nil, err
 	}
 	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("--timeout %s: expected a positive duration", cfg.Timeout)
+		return nil, inputerr.New("Config.Timeout", cfg.Timeout.String(), "expected a positive duration")
 	}
 	if cfg.Warm < 0 {
-		return nil, fmt.Errorf("--warm %d: expected 0 or more connections", cfg.Warm)
+		return nil, inputerr.New("Config.Warm", strconv.Itoa(cfg.Warm), "expected 0 or more connections")
 	}
 	tlsConfig, err := newTLSConfig(cfg, host)
 	if err != nil {
@@ -301,19 +304,19 @@ var credentialCodes = map[imap.ResponseCode]bool{
 	imap.ResponseCodeContactAdmin:         true,
 }
 
+// classifyLoginError judges a tagged NO or BAD to LOGIN: the credentials
+// refused (No), or the server unable to judge them (Defer).
 func classifyLoginError(addr, user string, imapErr *imap.Error) (Verdict, error) {
-	{
-		answer := strings.TrimSpace(fmt.Sprintf("%s [%s] %s", imapErr.Type, imapErr.Code, imapErr.Text))
-		if imapErr.Code == "" {
-			answer = strings.TrimSpace(fmt.Sprintf("%s %s", imapErr.Type, imapErr.Text))
-		}
-		if imapErr.Type == imap.StatusResponseTypeNo && credentialCodes[imapErr.Code] {
-			return No, fmt.Errorf("%s: login of %q rejected: %s", addr, user, answer)
-		}
-		// UNAVAILABLE, SERVERBUG, PRIVACYREQUIRED, BAD, ...: the server
-		// could not judge the credentials.
-		return Defer, fmt.Errorf("%s: login of %q not judged: %s", addr, user, answer)
+	answer := strings.TrimSpace(fmt.Sprintf("%s [%s] %s", imapErr.Type, imapErr.Code, imapErr.Text))
+	if imapErr.Code == "" {
+		answer = strings.TrimSpace(fmt.Sprintf("%s %s", imapErr.Type, imapErr.Text))
 	}
+	if imapErr.Type == imap.StatusResponseTypeNo && credentialCodes[imapErr.Code] {
+		return No, fmt.Errorf("%s: login of %q rejected: %s", addr, user, answer)
+	}
+	// UNAVAILABLE, SERVERBUG, PRIVACYREQUIRED, BAD, ...: the server could
+	// not judge the credentials.
+	return Defer, fmt.Errorf("%s: login of %q not judged: %s", addr, user, answer)
 }
 
 // describeTLSError turns a handshake failure into a line that says what is
@@ -326,9 +329,9 @@ func describeTLSError(addr string, err error) error {
 	)
 	switch {
 	case errors.As(err, &unknownAuthority):
-		return fmt.Errorf("%s: certificate not trusted (unknown authority; check --ca-file): %w", addr, err)
+		return fmt.Errorf("%s: certificate not trusted (unknown authority; check Config.CAFile): %w", addr, err)
 	case errors.As(err, &hostname):
-		return fmt.Errorf("%s: certificate does not match the server name (check --server-name): %w", addr, err)
+		return fmt.Errorf("%s: certificate does not match the server name (check Config.ServerName): %w", addr, err)
 	case errors.As(err, &invalid):
 		return fmt.Errorf("%s: certificate invalid: %w", addr, err)
 	}

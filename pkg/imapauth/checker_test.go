@@ -182,20 +182,20 @@ func TestStartTLSWithoutServerSupportSendsNoLogin(t *testing.T) {
 	}
 }
 
-func TestConfigErrorsNameTheFlag(t *testing.T) {
+func TestConfigErrorsNameTheInput(t *testing.T) {
 	pki := newTestPKI(t)
 	cases := []struct {
 		cfg  Config
 		want string
 	}{
-		{Config{Server: ""}, "--server"},
-		{Config{Server: "imap.test:0"}, "--server"},
-		{Config{Server: "imap.test:x"}, "--server"},
-		{Config{Server: "a b"}, "--server"},
-		{Config{Server: "imap.test", CAFile: "/nonexistent/ca.pem"}, "--ca-file"},
-		{Config{Server: "imap.test", CAFile: pki.dir + "/good.key"}, "--ca-file"},
-		{Config{Server: "imap.test", ServerName: "a b"}, "--server-name"},
-		{Config{Server: "imap.test", Timeout: -time.Second}, "--timeout"},
+		{Config{Server: ""}, "Config.Server"},
+		{Config{Server: "imap.test:0"}, "Config.Server"},
+		{Config{Server: "imap.test:x"}, "Config.Server"},
+		{Config{Server: "a b"}, "Config.Server"},
+		{Config{Server: "imap.test", CAFile: "/nonexistent/ca.pem"}, "Config.CAFile"},
+		{Config{Server: "imap.test", CAFile: pki.dir + "/good.key"}, "Config.CAFile"},
+		{Config{Server: "imap.test", ServerName: "a b"}, "Config.ServerName"},
+		{Config{Server: "imap.test", Timeout: -time.Second}, "Config.Timeout"},
 	}
 	for _, tc := range cases {
 		_, err := NewChecker(tc.cfg)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/opsctl/opsctl/internal/inputerr"
 )
 
 // TLSMode says how the connection to the IMAP server is secured.
@@ -34,7 +36,7 @@ func ParseTLSMode(s string) (TLSMode, error) {
 	case "starttls":
 		return StartTLS, nil
 	}
-	return 0, fmt.Errorf("--tls %q: expected implicit or starttls", s)
+	return 0, inputerr.New("Config.TLS", strconv.Quote(s), "expected implicit or starttls")
 }
 
 func (m TLSMode) String() string {
@@ -78,20 +80,20 @@ const DefaultTimeout = 10 * time.Second
 // splitServer returns the host and the dial address of server.
 func splitServer(server string, mode TLSMode) (host, addr string, err error) {
 	if server == "" {
-		return "", "", fmt.Errorf("--server: empty, expected HOST or HOST:PORT")
+		return "", "", inputerr.New("Config.Server", "", "empty, expected HOST or HOST:PORT")
 	}
 	if h, port, splitErr := net.SplitHostPort(server); splitErr == nil {
 		if h == "" {
-			return "", "", fmt.Errorf("--server %q: no host, expected HOST or HOST:PORT", server)
+			return "", "", inputerr.New("Config.Server", strconv.Quote(server), "no host, expected HOST or HOST:PORT")
 		}
 		if n, convErr := strconv.Atoi(port); convErr != nil || n < 1 || n > 65535 {
-			return "", "", fmt.Errorf("--server %q: port %q is not a number from 1 to 65535", server, port)
+			return "", "", inputerr.New("Config.Server", strconv.Quote(server), fmt.Sprintf("port %q is not a number from 1 to 65535", port))
 		}
 		return h, net.JoinHostPort(h, port), nil
 	}
 	h := strings.TrimSuffix(strings.TrimPrefix(server, "["), "]")
 	if strings.ContainsAny(h, "[]/ ") || (strings.Contains(h, ":") && net.ParseIP(h) == nil) {
-		return "", "", fmt.Errorf("--server %q: expected HOST or HOST:PORT", server)
+		return "", "", inputerr.New("Config.Server", strconv.Quote(server), "expected HOST or HOST:PORT")
 	}
 	return h, net.JoinHostPort(h, mode.defaultPort()), nil
 }
@@ -118,7 +120,7 @@ func newTLSConfig(cfg Config, host string) (*tls.Config, error) {
 		name = host
 	}
 	if strings.ContainsAny(name, " /") {
-		return nil, fmt.Errorf("--server-name %q: expected a host name or IP address", name)
+		return nil, inputerr.New("Config.ServerName", strconv.Quote(name), "expected a host name or IP address")
 	}
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
@@ -138,7 +140,7 @@ type CAFileError struct {
 	Err  error
 }
 
-func (e *CAFileError) Error() string { return fmt.Sprintf("--ca-file %s: %v", e.Path, e.Err) }
+func (e *CAFileError) Error() string { return fmt.Sprintf("Config.CAFile %s: %v", e.Path, e.Err) }
 func (e *CAFileError) Unwrap() error { return e.Err }
 
 // ErrNotRegularFile is a path that names a folder, a device, a FIFO or a

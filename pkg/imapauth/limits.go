@@ -2,8 +2,11 @@ package imapauth
 
 import (
 	"fmt"
+	"strconv"
 	"sync"
 	"syscall"
+
+	"github.com/opsctl/opsctl/internal/inputerr"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,21 +79,21 @@ func sizeConnectionLimits(openFiles uint64, reserved, total, perUID int) (Connec
 	}
 	switch {
 	case total < 0:
-		return limits, fmt.Errorf("--max-connections %d: expected 0 (sized from the descriptor limit) or more", total)
+		return limits, inputerr.New("Server.MaxConnections", strconv.Itoa(total), "expected 0 (sized from the descriptor limit) or more")
 	case total == 0:
 		limits.Total = min(room, maxConnectionsCeiling)
 	case total > room:
-		return limits, fmt.Errorf("--max-connections %d: the descriptor limit (RLIMIT_NOFILE %d) leaves room for %d client connections (%d are kept for the rest of the daemon); raise the limit (LimitNOFILE=) or lower the cap", total, openFiles, room, reserved)
+		return limits, inputerr.New("Server.MaxConnections", strconv.Itoa(total), fmt.Sprintf("the descriptor limit (RLIMIT_NOFILE %d) leaves room for %d client connections (%d are kept for the rest of the daemon); raise the limit (LimitNOFILE=) or lower the cap", openFiles, room, reserved))
 	}
 	switch {
 	case perUID < 0:
-		return limits, fmt.Errorf("--max-connections-per-uid %d: expected 0 (half of --max-connections) or more", perUID)
+		return limits, inputerr.New("Server.MaxConnectionsPerUID", strconv.Itoa(perUID), "expected 0 (half of Server.MaxConnections) or more")
 	case perUID == 0:
 		// Half: with two uids allowed (Exim's and root), either keeps
 		// half of the slots whatever the other does.
 		limits.PerUID = max(1, limits.Total/2)
 	case perUID > limits.Total:
-		return limits, fmt.Errorf("--max-connections-per-uid %d: expected at most --max-connections (%d)", perUID, limits.Total)
+		return limits, inputerr.New("Server.MaxConnectionsPerUID", strconv.Itoa(perUID), fmt.Sprintf("expected at most Server.MaxConnections (%d)", limits.Total))
 	}
 	return limits, nil
 }

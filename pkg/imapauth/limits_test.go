@@ -32,10 +32,10 @@ func TestConnectionLimitsAreSizedFromTheDescriptorLimit(t *testing.T) {
 		{"total given alone", 1024, 75, 10, 0, 10, 5, ""},
 		{"one slot", 76, 75, 0, 0, 1, 1, ""},
 		{"no room at all", 75, 75, 0, 0, 0, 0, "leaves no room"},
-		{"total above the room", 1024, 75, 950, 0, 0, 0, "--max-connections 950: the descriptor limit (RLIMIT_NOFILE 1024) leaves room for 949"},
-		{"per uid above the total", 1024, 75, 100, 101, 0, 0, "--max-connections-per-uid 101: expected at most --max-connections (100)"},
-		{"negative total", 1024, 75, -1, 0, 0, 0, "--max-connections -1"},
-		{"negative per uid", 1024, 75, 0, -1, 0, 0, "--max-connections-per-uid -1"},
+		{"total above the room", 1024, 75, 950, 0, 0, 0, "Server.MaxConnections 950: the descriptor limit (RLIMIT_NOFILE 1024) leaves room for 949"},
+		{"per uid above the total", 1024, 75, 100, 101, 0, 0, "Server.MaxConnectionsPerUID 101: expected at most Server.MaxConnections (100)"},
+		{"negative total", 1024, 75, -1, 0, 0, 0, "Server.MaxConnections -1"},
+		{"negative per uid", 1024, 75, 0, -1, 0, 0, "Server.MaxConnectionsPerUID -1"},
 	}
 	for _, c := range cases {
 		limits, err := sizeConnectionLimits(c.openFiles, c.reserved, c.total, c.uid)
@@ -58,7 +58,7 @@ func TestServeRefusesToStartWithCapsTheDescriptorsCannotHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = (&Server{Checker: &passwords{}, MaxConnections: 1 << 30}).Serve(context.Background(), ln)
-	if err == nil || !strings.Contains(err.Error(), "--max-connections") {
+	if err == nil || !strings.Contains(err.Error(), "Server.MaxConnections") {
 		t.Fatalf("Serve with more connections than descriptors: %v", err)
 	}
 	if _, statErr := os.Stat(path); !os.IsNotExist(statErr) {

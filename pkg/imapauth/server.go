@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opsctl/opsctl/internal/inputerr"
+
 	"github.com/opsctl/opsctl/internal/sockfile"
 )
 
@@ -473,7 +475,7 @@ func (s *Server) checkQueued(ctx context.Context, user, password string) (Verdic
 func ListenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	ln, err := sockfile.Listen(path, mode)
 	if err != nil {
-		return nil, fmt.Errorf("--socket %s: %w", path, err)
+		return nil, &inputerr.Error{Name: "ListenUnix.path", Value: path, Problem: err.Error(), Err: err}
 	}
 	return ln, nil
 }
