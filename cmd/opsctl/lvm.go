@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/pkg/lvmcache"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 )
 
@@ -28,10 +31,29 @@ type lvmEnv struct {
 	Manager func() *lvmcache.Manager
 	// StdinIsTerminal tells whether a confirmation can be asked.
 	StdinIsTerminal func() bool
+	// StateDirFlag checks a --state-dir given on the command line.
+	StateDirFlag func() error
+}
+
+// checkStateDirFlag makes a --state-dir that is not there, or not a
+// folder, a usage error (exit 2). Whether opsctl may keep journals in it
+// (its owner and mode, no symbolic link on the way) lvmcache checks.
+func checkStateDirFlag(dir string) error {
+	info, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return cli.Usagef("--state-dir %s: no such folder (make it with: install -d -m 0700 %s)", dir, dir)
+	case err != nil:
+		return fmt.Errorf("--state-dir %s: %w", dir, err)
+	case !info.IsDir():
+		return cli.Usagef("--state-dir %s: not a folder", dir)
+	}
+	return nil
 }
 
 func newCmdLVM(f *cli.Factory) *cobra.Command {
 	flags := &lvmFlags{}
+	var persistent *pflag.FlagSet
 	env := &lvmEnv{
 		IO: f.IO,
 		Manager: func() *lvmcache.Manager {
@@ -39,9 +61,15 @@ func newCmdLVM(f *cli.Factory) *cobra.Command {
 			if path == "" && f.Getenv != nil {
 				path = f.Getenv("OPSCTL_LVM")
 			}
+			// Left empty, the Manager makes the default state dir when it
+			// is missing; a --state-dir must exist.
+			stateDir := ""
+			if persistent.Changed("state-dir") {
+				stateDir = flags.stateDir
+			}
 			return &lvmcache.Manager{
 				Runner:   &lvmcache.Runner{Path: path, Logger: f.Logger},
-				StateDir: flags.stateDir,
+				StateDir: stateDir,
 				Logger:   f.Logger,
 				NewProgress: func(label string, total int64) lvmcache.Progress {
 					return cli.NewProgress(f.IO, label, total)
@@ -64,8 +92,16 @@ Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
   opsctl lvm cache status -o json
   opsctl --log-level debug lvm --lvm /usr/sbin/lvm cache resize storage/slowlv --size +200G --dry-run`,
 	}
-	cmd.PersistentFlags().StringVar(&flags.lvmPath, "lvm", "", "lvm2 executable (default: lvm on PATH, or $OPSCTL_LVM)")
-	cmd.PersistentFlags().StringVar(&flags.stateDir, "state-dir", lvmcache.DefaultStateDir, "directory of the resize journals and locks")
+	persistent = cmd.PersistentFlags()
+	persistent.StringVar(&flags.lvmPath, "lvm", "", "lvm2 executable (default: lvm on PATH, or $OPSCTL_LVM)")
+	persistent.StringVar(&flags.stateDir, "state-dir", lvmcache.DefaultStateDir,
+		"folder of the resize journals and locks: it must exist, owned by root and writable by root alone (the default is made when missing)")
+	env.StateDirFlag = func() error {
+		if !persistent.Changed("state-dir") {
+			return nil
+		}
+		return checkStateDirFlag(flags.stateDir)
+	}
 
 	cache := &cobra.Command{
 		Use:   "cache",
@@ -83,6 +119,13 @@ Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
 	)
 	cmd.AddCommand(cache)
 	return cmd
+}
+
+func (env *lvmEnv) checkStateDir() error {
+	if env.StateDirFlag == nil {
+		return nil
+	}
+	return env.StateDirFlag()
 }
 
 // parseLVArg turns the VG/LV argument into a name, or a usage error.
@@ -222,6 +265,9 @@ func runLVMCacheCreate(cmd *cobra.Command, opts *lvmCacheCreateOptions) error {
 	if opts.Name != "" && !lvmcache.ValidLVName(opts.Name) {
 		return cli.Usagef("--name %q: expected an LV name (letters, digits, + _ . -)", opts.Name)
 	}
+	if err := opts.Env.checkStateDir(); err != nil {
+		return err
+	}
 	m := opts.Env.Manager()
 	plan, err := m.PlanCreate(cmd.Context(), lvmcache.CreateRequest{LV: name, SizeBytes: size, PVs: opts.CachePVs, Mode: opts.CacheMode, CacheName: opts.Name})
 	if err != nil {
@@ -309,6 +355,9 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 		if size, err = lvmcache.ParseResizeSize(opts.Size); err != nil {
 			return cli.UsageError(fmt.Errorf("--size: %w", err))
 		}
+	}
+	if err := opts.Env.checkStateDir(); err != nil {
+		return err
 	}
 	ctx := cmd.Context()
 	m := opts.Env.Manager()
@@ -468,6 +517,9 @@ could drop dirty blocks.`,
 func runLVMCacheRemove(cmd *cobra.Command, opts *lvmCacheRemoveOptions) error {
 	name, err := parseLVArg(opts.LV)
 	if err != nil {
+		return err
+	}
+	if err := opts.Env.checkStateDir(); err != nil {
 		return err
 	}
 	m := opts.Env.Manager()

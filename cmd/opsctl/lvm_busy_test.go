@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/internal/testenv"
+)
+
+// blockingLVM writes an lvm stand-in that answers reports like fakeLVM
+// (a cached storage/slowlv with dirty blocks) and whose lvconvert touches
+// dir/started, then waits until dir/release exists and fails: an uncache
+// that is still flushing while the test looks at the other opsctl.
+func blockingLVM(t *testing.T, dir string) string {
+	t.Helper()
+	data, err := filepath.Abs("../../pkg/lvmcache/testdata/lvm2-2.03.16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := `#!/bin/sh
+case "$1" in
+version) cat '` + data + `/version.txt' ;;
+vgs) cat '` + data + `/vgs.json' ;;
+pvs) cat '` + data + `/pvs.json' ;;
+lvs) cat '` + data + `/lvs-dirty.json' ;;
+lvconvert)
+	: >'` + dir + `/started'
+	while [ ! -e '` + dir + `/release' ]; do sleep 0.05; done
+	echo "  released" >&2; exit 5 ;;
+*) echo "  fake lvm: $1 must not run in this test" >&2; exit 5 ;;
+esac
+`
+	path := filepath.Join(dir, "lvm")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// waitForFile waits until path exists or the process exits; the minute is
+// only a guard against a hung test.
+func waitForFile(t *testing.T, path string, exited <-chan struct{}) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("opsctl exited before %s appeared", path)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("%s did not appear", path)
+}
+
+// TestLVMCacheChangeOfAnLVAnotherOpsctlIsChangingIsBusy: while one opsctl
+// resizes storage/slowlv (its journal is there, it holds the LV's lock), a
+// second one asked to change the same LV answers 75 (try again), not "an
+// interrupted resize, finish it with --resume" (1). Once the first is
+// gone (SIGKILL mid-uncache), the journal is an interrupted resize: 1.
+func TestLVMCacheChangeOfAnLVAnotherOpsctlIsChangingIsBusy(t *testing.T) {
+	dir := t.TempDir()
+	lvm := blockingLVM(t, dir)
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	first := exec.CommandContext(ctx, testenv.Opsctl(t), "lvm", "--lvm", lvm, "--state-dir", state,
+		"cache", "resize", "storage/slowlv", "--size", "+8M", "--strategy", "recache", "-y")
+	var firstErr testenv.SyncBuffer
+	first.Stderr = &firstErr
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { first.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		os.WriteFile(filepath.Join(dir, "release"), nil, 0o644)
+		first.Process.Kill()
+		<-exited
+	})
+	waitForFile(t, filepath.Join(dir, "started"), exited)
+
+	for _, args := range [][]string{
+		{"cache", "remove", "storage/slowlv", "-y"},
+		{"cache", "remove", "storage/slowlv", "--dry-run"},
+		{"cache", "resize", "storage/slowlv", "--size", "+16M", "-y"},
+		{"cache", "resize", "storage/slowlv", "--resume", "-y"},
+		{"cache", "create", "storage/slowlv", "--size", "8M", "--cache-pv", "/dev/loop1", "-y"},
+	} {
+		_, stderr, code := testenv.Run(t, "", append([]string{"lvm", "--lvm", lvm, "--state-dir", state}, args...)...)
+		if code != cli.ExitTemporary || !strings.Contains(stderr, "another opsctl is changing storage/slowlv") ||
+			strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%s while another opsctl resizes: exit %d, %q; want exit 75, one line saying another opsctl is changing it",
+				strings.Join(args[1:], " "), code, stderr)
+		}
+	}
+
+	first.Process.Kill()
+	<-exited
+	_, stderr, code := testenv.Run(t, "", "lvm", "--lvm", lvm, "--state-dir", state, "cache", "remove", "storage/slowlv", "-y")
+	if code != cli.ExitFailure || !strings.Contains(stderr, "--resume") {
+		t.Errorf("remove after the resizing opsctl was killed: exit %d, %q; want exit 1 pointing to --resume", code, stderr)
+	}
+}
+
+// TestLVMCacheStateDirFlag: a --state-dir that is not there or not a
+// folder is a usage error (2); one that others could change is refused
+// (1) before lvm2 changes anything.
+func TestLVMCacheStateDirFlag(t *testing.T) {
+	lvm := fakeLVM(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	open := filepath.Join(dir, "open")
+	os.Mkdir(open, 0o700)
+	os.Chmod(open, 0o777)
+	for _, tc := range []struct {
+		stateDir string
+		code     int
+		want     string
+	}{
+		{filepath.Join(dir, "missing"), cli.ExitUsage, "--state-dir " + filepath.Join(dir, "missing") + ": no such folder"},
+		{file, cli.ExitUsage, "--state-dir " + file + ": not a folder"},
+		{open, cli.ExitFailure, "state dir " + open + " is writable by others (mode 0777)"},
+	} {
+		for _, args := range [][]string{
+			{"cache", "remove", "storage/slowlv", "-y"},
+			{"cache", "resize", "storage/slowlv", "--size", "+8M", "--dry-run"},
+			{"cache", "create", "storage/slowlv", "--size", "8M", "--cache-pv", "/dev/loop1", "-y"},
+		} {
+			_, stderr, code := runForTest(append([]string{"lvm", "--lvm", lvm, "--state-dir", tc.stateDir}, args...)...)
+			if code != tc.code || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+				t.Errorf("%s with --state-dir %s: exit %d, %q; want exit %d and %q", args[1], tc.stateDir, code, stderr, tc.code, tc.want)
+			}
+		}
+	}
+}
