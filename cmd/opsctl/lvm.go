@@ -147,18 +147,24 @@ func printPlan(io *cli.IOStreams, plan *lvmcache.Plan) {
 // confirm asks before a change. With -y it does not ask; without a
 // terminal to ask on it refuses, so a script never hangs or guesses.
 func confirm(env *lvmEnv, plan *lvmcache.Plan, yes bool) error {
+	return confirmChange(env, plan.Op+" "+plan.LV, plan.Notes, plan.Commands(), yes)
+}
+
+// confirmChange asks whether "opsctl lvm cache WHAT" may do what notes say
+// with commands.
+func confirmChange(env *lvmEnv, what string, notes, commands []string, yes bool) error {
 	if yes {
 		return nil
 	}
 	if !env.StdinIsTerminal() {
-		return cli.Usagef("lvm cache %s %s: refusing to change it without confirmation: stdin is not a terminal; pass -y (or --dry-run to see the commands)", plan.Op, plan.LV)
+		return cli.Usagef("lvm cache %s: refusing to change it without confirmation: stdin is not a terminal; pass -y (or --dry-run to see the commands)", what)
 	}
 	w := env.IO.ErrOut
-	fmt.Fprintf(w, "opsctl lvm cache %s %s will:\n", plan.Op, plan.LV)
-	for _, note := range plan.Notes {
+	fmt.Fprintf(w, "opsctl lvm cache %s will:\n", what)
+	for _, note := range notes {
 		fmt.Fprintf(w, "  - %s\n", note)
 	}
-	for _, line := range plan.Commands() {
+	for _, line := range commands {
 		fmt.Fprintf(w, "  %s\n", line)
 	}
 	fmt.Fprint(w, "Proceed? [y/N] ")
@@ -167,7 +173,7 @@ func confirm(env *lvmEnv, plan *lvmcache.Plan, yes bool) error {
 	case "y", "yes":
 		return nil
 	}
-	return fmt.Errorf("lvm cache %s %s: not confirmed, nothing changed", plan.Op, plan.LV)
+	return fmt.Errorf("lvm cache %s: not confirmed, nothing changed", what)
 }
 
 // changeContext ends on SIGINT or SIGTERM: a running lvm2 command is left
@@ -287,6 +293,7 @@ type lvmCacheResizeOptions struct {
 	Size     string
 	Strategy string
 	Resume   bool
+	Abandon  bool
 	DryRun   bool
 	Yes      bool
 }
@@ -294,7 +301,7 @@ type lvmCacheResizeOptions struct {
 func newCmdLVMCacheResize(env *lvmEnv, runF func(*lvmCacheResizeOptions) error) *cobra.Command {
 	opts := &lvmCacheResizeOptions{Env: env}
 	cmd := &cobra.Command{
-		Use:   "resize VG/LV --size [+]SIZE [--strategy auto|online|recache]",
+		Use:   "resize VG/LV (--size [+]SIZE [--strategy auto|online|recache] | --resume | --abandon)",
 		Short: "Grow a cached LV, keeping its cache",
 		Long: `Grow a cached LV to SIZE, or by +SIZE.
 
@@ -307,7 +314,12 @@ Strategies:
 
 A resize is journaled in --state-dir before each step. If opsctl is stopped
 half-way, --resume finishes it. If lvresize fails after the uncache, the cache
-is re-attached before opsctl exits non-zero. Shrinking is refused.`,
+is re-attached before opsctl exits non-zero. Shrinking is refused.
+
+A journal that --resume cannot use (damaged, or not one opsctl wrote) is shown
+as far as it can be read, with the lvm2 commands that would finish the resize
+by hand; --abandon removes it once the LV has been checked, changing nothing
+in lvm2.`,
 		Example: `  # add 200 GiB, the way lvm2 on this host supports best
   opsctl lvm cache resize storage/slowlv --size +200G -y
 
@@ -315,7 +327,11 @@ is re-attached before opsctl exits non-zero. Shrinking is refused.`,
   opsctl lvm cache resize storage/slowlv --size 1T --strategy recache --dry-run
 
   # finish a resize that was interrupted
-  opsctl lvm cache resize storage/slowlv --resume -y`,
+  opsctl lvm cache resize storage/slowlv --resume -y
+
+  # what a damaged journal records and what to check; then drop it
+  opsctl lvm cache resize storage/slowlv --abandon --dry-run
+  opsctl lvm cache resize storage/slowlv --abandon -y`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.LV = args[0]
@@ -328,6 +344,7 @@ is re-attached before opsctl exits non-zero. Shrinking is refused.`,
 	cmd.Flags().StringVar(&opts.Size, "size", "", "new size SIZE, or +SIZE to grow by (required unless --resume)")
 	cmd.Flags().StringVar(&opts.Strategy, "strategy", lvmcache.StrategyAuto, "auto, online or recache")
 	cmd.Flags().BoolVar(&opts.Resume, "resume", false, "finish the interrupted resize journaled in --state-dir")
+	cmd.Flags().BoolVar(&opts.Abandon, "abandon", false, "remove the journal of an interrupted resize, after checking the LV by hand (changes nothing in lvm2)")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the lvm2 commands instead of running them")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
@@ -345,6 +362,9 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 	}
 	var size lvmcache.Size
 	switch {
+	case opts.Abandon && (opts.Resume || opts.Size != "" || cmd.Flags().Changed("strategy")):
+		return cli.Usagef("lvm cache resize %s: --abandon only removes the journal; leave out --resume, --size and --strategy", name)
+	case opts.Abandon:
 	case opts.Resume && opts.Size != "":
 		return cli.Usagef("lvm cache resize %s: --resume takes the size from the journal; leave out --size", name)
 	case opts.Resume && cmd.Flags().Changed("strategy"):
@@ -361,6 +381,9 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 	}
 	ctx := cmd.Context()
 	m := opts.Env.Manager()
+	if opts.Abandon {
+		return abandonJournal(opts, m, name)
+	}
 	var plan *lvmcache.Plan
 	if opts.Resume {
 		if plan, err = m.LoadJournal(name); err == nil {
@@ -396,6 +419,38 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 		}
 	}
 	fmt.Fprintln(opts.Env.IO.Out, ")")
+	return nil
+}
+
+// abandonJournal removes the journal of name's interrupted resize, after
+// showing what it records and what to check.
+func abandonJournal(opts *lvmCacheResizeOptions, m *lvmcache.Manager, name lvmcache.Name) error {
+	a, err := m.PlanAbandon(name)
+	if err != nil {
+		return err
+	}
+	notes := []string{"the journal records: " + a.Records}
+	if a.Problem != "" {
+		notes = append(notes, "--resume cannot use it: "+a.Problem)
+	}
+	notes = append(notes, a.Checks...)
+	notes = append(notes, "nothing is changed in lvm2; only this journal is removed")
+	if opts.DryRun {
+		for _, note := range notes {
+			fmt.Fprintf(opts.Env.IO.ErrOut, "opsctl: %s\n", note)
+		}
+		for _, line := range a.Commands() {
+			fmt.Fprintln(opts.Env.IO.Out, line)
+		}
+		return nil
+	}
+	if err := confirmChange(opts.Env, "resize "+name.String()+" --abandon", notes, a.Commands(), opts.Yes); err != nil {
+		return err
+	}
+	if err := m.Abandon(a); err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.Env.IO.Out, "%s: journal %s removed; nothing was changed in lvm2\n", name, a.Path)
 	return nil
 }
 

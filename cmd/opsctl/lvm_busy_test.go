@@ -96,6 +96,8 @@ func TestLVMCacheChangeOfAnLVAnotherOpsctlIsChangingIsBusy(t *testing.T) {
 		{"cache", "remove", "storage/slowlv", "--dry-run"},
 		{"cache", "resize", "storage/slowlv", "--size", "+16M", "-y"},
 		{"cache", "resize", "storage/slowlv", "--resume", "-y"},
+		{"cache", "resize", "storage/slowlv", "--abandon", "-y"},
+		{"cache", "resize", "storage/slowlv", "--abandon", "--dry-run"},
 		{"cache", "create", "storage/slowlv", "--size", "8M", "--cache-pv", "/dev/loop1", "-y"},
 	} {
 		_, stderr, code := testenv.Run(t, "", append([]string{"lvm", "--lvm", lvm, "--state-dir", state}, args...)...)
