@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/pkg/lvmcache"
@@ -20,8 +21,9 @@ import (
 
 // lvmFlags are the flags every lvm command shares.
 type lvmFlags struct {
-	lvmPath  string
-	stateDir string
+	lvmPath       string
+	stateDir      string
+	reportTimeout time.Duration
 }
 
 // lvmEnv is what an lvm command needs from the process.
@@ -31,8 +33,9 @@ type lvmEnv struct {
 	Manager func() *lvmcache.Manager
 	// StdinIsTerminal tells whether a confirmation can be asked.
 	StdinIsTerminal func() bool
-	// StateDirFlag checks a --state-dir given on the command line.
-	StateDirFlag func() error
+	// SharedFlags checks the values of the shared flags: a --state-dir
+	// given on the command line, --report-timeout.
+	SharedFlags func() error
 }
 
 // checkStateDirFlag makes a --state-dir that is not there, or not a
@@ -68,7 +71,7 @@ func newCmdLVM(f *cli.Factory) *cobra.Command {
 				stateDir = flags.stateDir
 			}
 			return &lvmcache.Manager{
-				Runner:   &lvmcache.Runner{Path: path, Logger: f.Logger},
+				Runner:   &lvmcache.Runner{Path: path, Logger: f.Logger, ReportTimeout: flags.reportTimeout},
 				StateDir: stateDir,
 				Logger:   f.Logger,
 				NewProgress: func(label string, total int64) lvmcache.Progress {
@@ -96,7 +99,12 @@ Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
 	persistent.StringVar(&flags.lvmPath, "lvm", "", "lvm2 executable (default: lvm on PATH, or $OPSCTL_LVM)")
 	persistent.StringVar(&flags.stateDir, "state-dir", lvmcache.DefaultStateDir,
 		"folder of the resize journals and locks: it must exist, owned by root and writable by root alone (the default is made when missing)")
-	env.StateDirFlag = func() error {
+	persistent.DurationVar(&flags.reportTimeout, "report-timeout", lvmcache.DefaultReportTimeout,
+		"time limit of each lvm2 report (lvs, vgs, pvs, version); one that does not answer is killed, exit 75")
+	env.SharedFlags = func() error {
+		if flags.reportTimeout <= 0 {
+			return cli.Usagef("--report-timeout %s: expected a positive duration like 60s or 5m", flags.reportTimeout)
+		}
 		if !persistent.Changed("state-dir") {
 			return nil
 		}
@@ -121,11 +129,11 @@ Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
 	return cmd
 }
 
-func (env *lvmEnv) checkStateDir() error {
-	if env.StateDirFlag == nil {
+func (env *lvmEnv) checkSharedFlags() error {
+	if env.SharedFlags == nil {
 		return nil
 	}
-	return env.StateDirFlag()
+	return env.SharedFlags()
 }
 
 // parseLVArg turns the VG/LV argument into a name, or a usage error.
@@ -176,10 +184,6 @@ func confirmChange(env *lvmEnv, what string, notes, commands []string, yes bool)
 	return fmt.Errorf("lvm cache %s: not confirmed, nothing changed", what)
 }
 
-// changeContext ends on SIGINT or SIGTERM: a running lvm2 command is left
-// to finish, and the plan stops before its next step. It is taken only
-// for Apply: until then nothing has changed, and Ctrl-C (at the
-// confirmation prompt, say) ends opsctl at once.
 // runPlan prints plan for --dry-run; otherwise it asks for confirmation
 // (unless yes) and applies it. applied reports whether it ran.
 func runPlan(ctx context.Context, env *lvmEnv, m *lvmcache.Manager, plan *lvmcache.Plan, dryRun, yes bool) (applied bool, err error) {
@@ -195,11 +199,20 @@ func runPlan(ctx context.Context, env *lvmEnv, m *lvmcache.Manager, plan *lvmcac
 	return true, m.Apply(ctx, plan)
 }
 
+// changeContext ends on SIGINT or SIGTERM: a running lvm2 command is left
+// to finish, and the plan stops before its next step. It is taken only
+// for Apply: until then nothing has changed, and Ctrl-C (at the
+// confirmation prompt, say) ends opsctl at once. After the first signal the
+// next one has its default effect again: an admin who does not want to
+// wait for a flush of hours ends opsctl with a second Ctrl-C, lvm2 going
+// on in its own process group and the journal kept for --resume.
 func changeContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+	return ctx, stop
 }
 
 type lvmCacheCreateOptions struct {
@@ -271,7 +284,7 @@ func runLVMCacheCreate(cmd *cobra.Command, opts *lvmCacheCreateOptions) error {
 	if opts.Name != "" && !lvmcache.ValidLVName(opts.Name) {
 		return cli.Usagef("--name %q: expected an LV name (letters, digits, + _ . -)", opts.Name)
 	}
-	if err := opts.Env.checkStateDir(); err != nil {
+	if err := opts.Env.checkSharedFlags(); err != nil {
 		return err
 	}
 	m := opts.Env.Manager()
@@ -376,7 +389,7 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 			return cli.UsageError(fmt.Errorf("--size: %w", err))
 		}
 	}
-	if err := opts.Env.checkStateDir(); err != nil {
+	if err := opts.Env.checkSharedFlags(); err != nil {
 		return err
 	}
 	ctx := cmd.Context()
@@ -487,6 +500,9 @@ cache), a list otherwise.`,
 }
 
 func runLVMCacheStatus(cmd *cobra.Command, opts *lvmCacheStatusOptions) error {
+	if err := opts.Env.checkSharedFlags(); err != nil {
+		return err
+	}
 	ctx := cmd.Context()
 	m := opts.Env.Manager()
 	out := opts.Env.IO.Out
@@ -574,7 +590,7 @@ func runLVMCacheRemove(cmd *cobra.Command, opts *lvmCacheRemoveOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := opts.Env.checkStateDir(); err != nil {
+	if err := opts.Env.checkSharedFlags(); err != nil {
 		return err
 	}
 	m := opts.Env.Manager()

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,5 +147,103 @@ func TestLVMCacheStateDirFlag(t *testing.T) {
 				t.Errorf("%s with --state-dir %s: exit %d, %q; want exit %d and %q", args[1], tc.stateDir, code, stderr, tc.code, tc.want)
 			}
 		}
+	}
+}
+
+// TestLVMCacheStatusOfAHungLVM2ExitsTemporary: an lvm2 that never answers
+// (waiting on a lock, a dead device) no longer hangs status: after
+// --report-timeout it is killed with its process group (here a child that
+// holds its output open) and status says so in one line, exit 75.
+func TestLVMCacheStatusOfAHungLVM2ExitsTemporary(t *testing.T) {
+	dir := t.TempDir()
+	lvm := filepath.Join(dir, "lvm")
+	script := "#!/bin/sh\nsleep 600 &\necho $! >'" + dir + "/child'\nwait\n"
+	if err := os.WriteFile(lvm, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"cache", "status", "storage/slowlv"},
+		{"cache", "status", "-o", "json"},
+		{"cache", "remove", "storage/slowlv", "--dry-run"},
+	} {
+		os.Remove(filepath.Join(dir, "child"))
+		out, stderr, code := testenv.Run(t, "", append([]string{"lvm", "--lvm", lvm, "--report-timeout", "1s", "--state-dir", dir}, args...)...)
+		if code != cli.ExitTemporary || out != "" || !strings.Contains(stderr, "did not answer within 1s and was killed") ||
+			strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%s with a hung lvm2: exit %d, %q %q; want exit 75 and one line", strings.Join(args[1:], " "), code, out, stderr)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "child"))
+		if err != nil {
+			t.Fatalf("the hung lvm2 started no child: %v", err)
+		}
+		pid := strings.TrimSpace(string(data))
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+			stat, err := os.ReadFile("/proc/" + pid + "/stat")
+			if err != nil || strings.Contains(string(stat), ") Z") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the hung lvm2's child %s still runs: its process group was not killed", pid)
+			}
+		}
+	}
+	if _, stderr, code := runForTest("lvm", "--report-timeout", "0s", "cache", "status"); code != cli.ExitUsage || !strings.Contains(stderr, "--report-timeout 0s: expected a positive duration") {
+		t.Errorf("--report-timeout 0s: exit %d %q", code, stderr)
+	}
+}
+
+// TestLVMCacheSecondInterruptStopsWaitingForLVM2: Ctrl-C during a long
+// lvm2 change (a flush) lets lvm2 finish and says that opsctl waits for
+// it; a second Ctrl-C ends opsctl at once, lvm2 going on in its own process
+// group, the journal kept for --resume.
+func TestLVMCacheSecondInterruptStopsWaitingForLVM2(t *testing.T) {
+	dir := t.TempDir()
+	lvm := blockingLVM(t, dir)
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	opsctl := exec.Command(testenv.Opsctl(t), "lvm", "--lvm", lvm, "--state-dir", state,
+		"cache", "resize", "storage/slowlv", "--size", "+8M", "--strategy", "recache", "-y")
+	var stderr testenv.SyncBuffer
+	opsctl.Stderr = &stderr
+	if err := opsctl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { opsctl.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		os.WriteFile(filepath.Join(dir, "release"), nil, 0o644)
+		opsctl.Process.Kill()
+		<-exited
+	})
+	waitForFile(t, filepath.Join(dir, "started"), exited)
+
+	opsctl.Process.Signal(os.Interrupt)
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(stderr.String(), "interrupt again to stop waiting"); time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-exited:
+			t.Fatalf("the first interrupt ended opsctl while lvm2 ran: %s", stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no word about waiting for lvm2 after the first interrupt: %q", stderr.String())
+		}
+	}
+	opsctl.Process.Signal(os.Interrupt)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second): // a guard: opsctl still waits for lvm2
+		t.Fatalf("the second interrupt did not end opsctl: %q", stderr.String())
+	}
+	if status, ok := opsctl.ProcessState.Sys().(syscall.WaitStatus); !ok || !status.Signaled() || status.Signal() != syscall.SIGINT {
+		t.Errorf("opsctl ended with %v, want killed by the second SIGINT", opsctl.ProcessState)
+	}
+	journal, err := os.ReadFile(filepath.Join(state, "storage-slowlv.json"))
+	if err != nil || !strings.Contains(string(journal), `"state": "running"`) {
+		t.Errorf("journal after the second interrupt: %v %s; want the uncache running", err, journal)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "release")); err == nil {
+		t.Fatal("released too early")
 	}
 }

@@ -327,8 +327,18 @@ func (m *Manager) inspectLV(ctx context.Context, name Name) (*VG, *LV, error) {
 // polls them while lvm2 flushes, for the progress display.
 func (m *Manager) runStep(ctx context.Context, plan *Plan, step *Step, lv *LV) error {
 	// Once started, a step is never cancelled: lvm2 must finish what it
-	// began; the plan stops before the next step instead.
+	// began; the plan stops before the next step instead. A flush can take
+	// hours: say what opsctl waits for, and how not to.
 	runCtx := context.WithoutCancel(ctx)
+	later := "`opsctl lvm cache status " + plan.LV + "` shows what it did"
+	if plan.Op == OpResize {
+		later = "`opsctl lvm cache resize " + plan.LV + " --resume` checks what it did and finishes"
+	}
+	stopWarning := context.AfterFunc(ctx, func() {
+		m.logger().Warn("interrupted: waiting for lvm2 to finish, then stopping before the next step; interrupt again to stop waiting (lvm2 goes on in the background, "+later+")",
+			"lv", plan.LV, "command", ShellQuote(append([]string{plan.Lvm}, step.Args...)))
+	})
+	defer stopWarning()
 	if step.Kind != StepUncache || lv.Cache == nil {
 		_, err := m.Runner.Run(runCtx, step.Args...)
 		return err
