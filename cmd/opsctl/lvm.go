@@ -38,6 +38,25 @@ type lvmEnv struct {
 	SharedFlags func() error
 }
 
+// checkLVMFlag makes an --lvm that is not there, or not an executable
+// file, a usage error (exit 2). lvm on PATH or $OPSCTL_LVM missing is the
+// runner's NotFoundError (exit 1): not named on the command line.
+func checkLVMFlag(path string) error {
+	if path == "" {
+		return nil
+	}
+	info, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return cli.Usagef("--lvm: lvm2 executable %q not found", path)
+	case err != nil:
+		return fmt.Errorf("--lvm %s: %w", path, err)
+	case !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0:
+		return cli.Usagef("--lvm %s: not an executable file; expected the lvm2 executable", path)
+	}
+	return nil
+}
+
 // checkStateDirFlag makes a --state-dir that is not there, or not a
 // folder, a usage error (exit 2). Whether opsctl may keep journals in it
 // (its owner and mode, no symbolic link on the way) lvmcache checks.
@@ -104,6 +123,9 @@ Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
 	env.SharedFlags = func() error {
 		if flags.reportTimeout <= 0 {
 			return cli.Usagef("--report-timeout %s: expected a positive duration like 60s or 5m", flags.reportTimeout)
+		}
+		if err := checkLVMFlag(flags.lvmPath); err != nil {
+			return err
 		}
 		if !persistent.Changed("state-dir") {
 			return nil

@@ -247,3 +247,28 @@ func TestLVMCacheSecondInterruptStopsWaitingForLVM2(t *testing.T) {
 		t.Fatal("released too early")
 	}
 }
+
+// TestLVMCacheLVMFlagNamingNoExecutableIsAUsageError: --lvm naming nothing,
+// a folder or a file that cannot run is exit 2 for every command.
+func TestLVMCacheLVMFlagNamingNoExecutableIsAUsageError(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain")
+	os.WriteFile(plain, []byte("#!/bin/sh\n"), 0o644)
+	for path, want := range map[string]string{
+		filepath.Join(dir, "missing"): `--lvm: lvm2 executable "` + filepath.Join(dir, "missing") + `" not found`,
+		dir:                           "--lvm " + dir + ": not an executable file",
+		plain:                         "--lvm " + plain + ": not an executable file",
+	} {
+		for _, args := range [][]string{
+			{"cache", "status"},
+			{"cache", "remove", "storage/slowlv", "--dry-run"},
+			{"cache", "resize", "storage/slowlv", "--resume", "--dry-run"},
+			{"cache", "create", "storage/slowlv", "--size", "8M", "--cache-pv", "/dev/loop1", "--dry-run"},
+		} {
+			_, stderr, code := runForTest(append([]string{"lvm", "--lvm", path, "--state-dir", dir}, args...)...)
+			if code != cli.ExitUsage || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+				t.Errorf("%s with --lvm %s: exit %d, %q; want exit 2 and %q", args[1], path, code, stderr, want)
+			}
+		}
+	}
+}
