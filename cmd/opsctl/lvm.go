@@ -33,8 +33,8 @@ type lvmEnv struct {
 	Manager func() *lvmcache.Manager
 	// StdinIsTerminal tells whether a confirmation can be asked.
 	StdinIsTerminal func() bool
-	// SharedFlags checks the values of the shared flags: a --state-dir
-	// given on the command line, --report-timeout.
+	// SharedFlags checks the values of the shared flags: --report-timeout,
+	// and an --lvm or a --state-dir given on the command line.
 	SharedFlags func() error
 }
 
@@ -376,7 +376,7 @@ in lvm2.`,
 			return runLVMCacheResize(cmd, opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Size, "size", "", "new size SIZE, or +SIZE to grow by (required unless --resume)")
+	cmd.Flags().StringVar(&opts.Size, "size", "", "new size SIZE, or +SIZE to grow by (required unless --resume or --abandon)")
 	cmd.Flags().StringVar(&opts.Strategy, "strategy", lvmcache.StrategyAuto, "auto, online or recache")
 	cmd.Flags().BoolVar(&opts.Resume, "resume", false, "finish the interrupted resize journaled in --state-dir")
 	cmd.Flags().BoolVar(&opts.Abandon, "abandon", false, "remove the journal of an interrupted resize, after checking the LV by hand (changes nothing in lvm2)")
