@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 )
 
 func (m *Manager) stateDir() string {
@@ -315,7 +317,7 @@ func describeJournal(data []byte) string {
 	}
 	str := func(m map[string]any, key string) string {
 		s, _ := m[key].(string)
-		return s
+		return printable(s)
 	}
 	size := func(m map[string]any, key string) string {
 		if n, ok := m[key].(float64); ok && n > 0 && n < 1<<62 {
@@ -351,7 +353,7 @@ func describeJournal(data []byte) string {
 		if list, ok := c["pvs"].([]any); ok {
 			for _, pv := range list {
 				if s, ok := pv.(string); ok {
-					pvs = append(pvs, s)
+					pvs = append(pvs, printable(s))
 				}
 			}
 		}
@@ -363,6 +365,22 @@ func describeJournal(data []byte) string {
 		parts = append(parts, cache)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// printable renders a string read from a journal for a one-line message:
+// quoted when it holds anything but printable characters (a newline, a
+// terminal escape), cut short when long.
+func printable(s string) string {
+	const most = 120
+	if len(s) > most {
+		s = s[:most] + "..."
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 func orUnknown(s string) string {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 // recacheJournal is the journal of a recache of storage/slowlv from 96 to
@@ -120,9 +121,20 @@ func checkAcceptedJournal(t *testing.T, plan *Plan) {
 func checkJournalError(t *testing.T, err error) {
 	t.Helper()
 	var journalErr *JournalError
-	if !errors.As(err, &journalErr) || journalErr.Problem == "" || journalErr.Records == "" || strings.Contains(err.Error(), "\n") {
-		t.Fatalf("error %v: want a one-line *JournalError with a problem and what it records", err)
+	if !errors.As(err, &journalErr) || journalErr.Problem == "" || journalErr.Records == "" || !printableLine(err.Error()) {
+		t.Fatalf("error %q: want a one-line *JournalError with a problem and what it records, nothing unprintable", err)
 	}
+}
+
+// printableLine reports whether s can go to a terminal as one line: no
+// newline, no escape sequence, nothing unprintable from the journal.
+func printableLine(s string) bool {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func FuzzParseJournal(f *testing.F) {
@@ -132,7 +144,7 @@ func FuzzParseJournal(f *testing.F) {
 		if len(data) > maxJournalBytes {
 			return
 		}
-		if d := describeJournal(data); d == "" || strings.Contains(d, "\n") {
+		if d := describeJournal(data); d == "" || !printableLine(d) {
 			t.Fatalf("describeJournal: %q", d)
 		}
 		plan, err := ParseJournal(data, slowlv)
