@@ -4,12 +4,14 @@
 package packaging_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opsctl/opsctl/internal/testenv"
@@ -35,18 +37,49 @@ func run(t *testing.T, dir string, name string, args ...string) string {
 	return string(out)
 }
 
+// built is the package `make deb` made for this test run, once: the tests
+// of the package and of its installation share it.
+var built struct {
+	once sync.Once
+	dir  string
+	deb  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
 // makeDeb runs `make deb` with every product in a temp folder, so a test
 // never rewrites the bin/opsctl other tests are running.
-func makeDeb(t *testing.T) (deb, tmp string) {
+func makeDeb(t *testing.T) string {
 	t.Helper()
-	tmp = t.TempDir()
-	run(t, testenv.ModuleRoot(), "make", "--no-print-directory", "deb",
-		"BIN="+filepath.Join(tmp, "opsctl"), "BUILD="+filepath.Join(tmp, "build"), "DIST="+filepath.Join(tmp, "dist"))
-	debs, _ := filepath.Glob(filepath.Join(tmp, "dist", "*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("make deb made %d packages: %v", len(debs), debs)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "opsctl-deb-"); built.err != nil {
+			return
+		}
+		cmd := exec.Command("make", "--no-print-directory", "deb", "BIN="+filepath.Join(built.dir, "opsctl"),
+			"BUILD="+filepath.Join(built.dir, "build"), "DIST="+filepath.Join(built.dir, "dist"))
+		cmd.Dir = testenv.ModuleRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("make deb: %v\n%s", err, out)
+			return
+		}
+		debs, _ := filepath.Glob(filepath.Join(built.dir, "dist", "*.deb"))
+		if len(debs) != 1 {
+			built.err = fmt.Errorf("make deb made %d packages: %v", len(debs), debs)
+			return
+		}
+		built.deb = debs[0]
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return debs[0], tmp
+	return built.deb
 }
 
 func TestDebianPackage(t *testing.T) {
@@ -54,7 +87,8 @@ func TestDebianPackage(t *testing.T) {
 	lintian := testenv.Need(t, "lintian", "lintian")
 	testenv.Need(t, "man", "man-db")
 	analyze := testenv.Need(t, "systemd-analyze", "systemd")
-	deb, tmp := makeDeb(t)
+	deb := makeDeb(t)
+	tmp := t.TempDir()
 
 	listing := run(t, "", "dpkg-deb", "-c", deb)
 	want := []string{
@@ -86,6 +120,15 @@ func TestDebianPackage(t *testing.T) {
 			t.Errorf("%s is not a conffile: %q", c, conffiles)
 		}
 	}
+	// The maintainer scripts run deb-systemd-helper and deb-systemd-invoke.
+	for _, script := range []string{"postinst", "prerm", "postrm"} {
+		if text := run(t, "", "dpkg-deb", "-I", deb, script); !strings.HasPrefix(text, "#!/bin/sh\n") || !strings.Contains(text, "\nset -e\n") {
+			t.Errorf("%s: want a /bin/sh script with set -e:\n%s", script, text)
+		}
+	}
+	if depends := run(t, "", "dpkg-deb", "-f", deb, "Depends"); !strings.Contains(depends, "init-system-helpers") {
+		t.Errorf("Depends: %q, want init-system-helpers (deb-systemd-helper)", depends)
+	}
 
 	t.Run("lintian has no errors or warnings", func(t *testing.T) {
 		out, err := exec.Command(lintian, "--tag-display-limit", "0", deb).CombinedOutput()
@@ -100,18 +143,14 @@ func TestDebianPackage(t *testing.T) {
 		}
 	})
 
-	// A clean root holding only a dpkg database: what the package brings
-	// must be all it needs.
+	// An otherwise empty root with the files of the package: what they
+	// need (the static binary, the units' man pages) must be all in the
+	// package. dpkg-deb -x unpacks what dpkg -i would; dpkg -i itself
+	// would run the maintainer scripts, which need /bin/sh and
+	// deb-systemd-helper (perl): they are tested on this machine's own
+	// root in TestPackageInstallUpgradeRemovePurge.
 	root := filepath.Join(tmp, "root")
-	for _, dir := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"} {
-		os.MkdirAll(filepath.Join(root, dir), 0o755)
-	}
-	os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644)
-	run(t, "", "dpkg", "--root="+root, "--log=/dev/null", "-i", deb)
-	status := run(t, "", "dpkg-query", "--admindir="+filepath.Join(root, "var/lib/dpkg"), "-W", "-f", "${Status}", "opsctl")
-	if status != "install ok installed" {
-		t.Fatalf("dpkg status of opsctl in the clean root: %q", status)
-	}
+	run(t, "", "dpkg-deb", "-x", deb, root)
 
 	t.Run("installed binary runs", func(t *testing.T) {
 		out := run(t, "", filepath.Join(root, "usr/bin/opsctl"), "version")

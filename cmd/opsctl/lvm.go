@@ -3,22 +3,27 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/pkg/lvmcache"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 )
 
 // lvmFlags are the flags every lvm command shares.
 type lvmFlags struct {
-	lvmPath  string
-	stateDir string
+	lvmPath       string
+	stateDir      string
+	reportTimeout time.Duration
 }
 
 // lvmEnv is what an lvm command needs from the process.
@@ -28,10 +33,49 @@ type lvmEnv struct {
 	Manager func() *lvmcache.Manager
 	// StdinIsTerminal tells whether a confirmation can be asked.
 	StdinIsTerminal func() bool
+	// SharedFlags checks the values of the shared flags: --report-timeout,
+	// and an --lvm or a --state-dir given on the command line.
+	SharedFlags func() error
+}
+
+// checkLVMFlag makes an --lvm that is not there, or not an executable
+// file, a usage error (exit 2). lvm on PATH or $OPSCTL_LVM missing is the
+// runner's NotFoundError (exit 1): not named on the command line.
+func checkLVMFlag(path string) error {
+	if path == "" {
+		return nil
+	}
+	info, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return cli.Usagef("--lvm: lvm2 executable %q not found", path)
+	case err != nil:
+		return fmt.Errorf("--lvm %s: %w", path, err)
+	case !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0:
+		return cli.Usagef("--lvm %s: not an executable file; expected the lvm2 executable", path)
+	}
+	return nil
+}
+
+// checkStateDirFlag makes a --state-dir that is not there, or not a
+// folder, a usage error (exit 2). Whether opsctl may keep journals in it
+// (its owner and mode, no symbolic link on the way) lvmcache checks.
+func checkStateDirFlag(dir string) error {
+	info, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return cli.Usagef("--state-dir %s: no such folder (make it with: install -d -m 0700 %s)", dir, dir)
+	case err != nil:
+		return fmt.Errorf("--state-dir %s: %w", dir, err)
+	case !info.IsDir():
+		return cli.Usagef("--state-dir %s: not a folder", dir)
+	}
+	return nil
 }
 
 func newCmdLVM(f *cli.Factory) *cobra.Command {
 	flags := &lvmFlags{}
+	var persistent *pflag.FlagSet
 	env := &lvmEnv{
 		IO: f.IO,
 		Manager: func() *lvmcache.Manager {
@@ -39,9 +83,15 @@ func newCmdLVM(f *cli.Factory) *cobra.Command {
 			if path == "" && f.Getenv != nil {
 				path = f.Getenv("OPSCTL_LVM")
 			}
+			// Left empty, the Manager makes the default state dir when it
+			// is missing; a --state-dir must exist.
+			stateDir := ""
+			if persistent.Changed("state-dir") {
+				stateDir = flags.stateDir
+			}
 			return &lvmcache.Manager{
-				Runner:   &lvmcache.Runner{Path: path, Logger: f.Logger},
-				StateDir: flags.stateDir,
+				Runner:   &lvmcache.Runner{Path: path, Logger: f.Logger, ReportTimeout: flags.reportTimeout},
+				StateDir: stateDir,
 				Logger:   f.Logger,
 				NewProgress: func(label string, total int64) lvmcache.Progress {
 					return cli.NewProgress(f.IO, label, total)
@@ -64,8 +114,24 @@ Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
   opsctl lvm cache status -o json
   opsctl --log-level debug lvm --lvm /usr/sbin/lvm cache resize storage/slowlv --size +200G --dry-run`,
 	}
-	cmd.PersistentFlags().StringVar(&flags.lvmPath, "lvm", "", "`PATH` of the lvm2 executable (default: $OPSCTL_LVM, else lvm on PATH)")
-	cmd.PersistentFlags().StringVar(&flags.stateDir, "state-dir", lvmcache.DefaultStateDir, "`DIR` of the resize journals and locks")
+	persistent = cmd.PersistentFlags()
+	persistent.StringVar(&flags.lvmPath, "lvm", "", "`PATH` of the lvm2 executable (default: $OPSCTL_LVM, else lvm on PATH)")
+	persistent.StringVar(&flags.stateDir, "state-dir", lvmcache.DefaultStateDir,
+		"`DIR` of the resize journals and locks: it must exist, owned by root and writable by root alone (the default is made when missing)")
+	persistent.DurationVar(&flags.reportTimeout, "report-timeout", lvmcache.DefaultReportTimeout,
+		"time limit (`DURATION`) of each lvm2 report (lvs, vgs, pvs, version); one that does not answer is killed, exit 75")
+	env.SharedFlags = func() error {
+		if flags.reportTimeout <= 0 {
+			return cli.Usagef("--report-timeout %s: expected a positive duration like 60s or 5m", flags.reportTimeout)
+		}
+		if err := checkLVMFlag(flags.lvmPath); err != nil {
+			return err
+		}
+		if !persistent.Changed("state-dir") {
+			return nil
+		}
+		return checkStateDirFlag(flags.stateDir)
+	}
 
 	cache := &cobra.Command{
 		Use:   "cache",
@@ -83,6 +149,13 @@ Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
 	)
 	cmd.AddCommand(cache)
 	return cmd
+}
+
+func (env *lvmEnv) checkSharedFlags() error {
+	if env.SharedFlags == nil {
+		return nil
+	}
+	return env.SharedFlags()
 }
 
 // parseLVArg turns the VG/LV argument into a name, or a usage error.
@@ -104,18 +177,24 @@ func printPlan(io *cli.IOStreams, plan *lvmcache.Plan) {
 // confirm asks before a change. With -y it does not ask; without a
 // terminal to ask on it refuses, so a script never hangs or guesses.
 func confirm(env *lvmEnv, plan *lvmcache.Plan, yes bool) error {
+	return confirmChange(env, plan.Op+" "+plan.LV, plan.Notes, plan.Commands(), yes)
+}
+
+// confirmChange asks whether "opsctl lvm cache WHAT" may do what notes say
+// with commands.
+func confirmChange(env *lvmEnv, what string, notes, commands []string, yes bool) error {
 	if yes {
 		return nil
 	}
 	if !env.StdinIsTerminal() {
-		return cli.Usagef("lvm cache %s %s: refusing to change it without confirmation: stdin is not a terminal; pass -y (or --dry-run to see the commands)", plan.Op, plan.LV)
+		return cli.Usagef("lvm cache %s: refusing to change it without confirmation: stdin is not a terminal; pass -y (or --dry-run to see the commands)", what)
 	}
 	w := env.IO.ErrOut
-	fmt.Fprintf(w, "opsctl lvm cache %s %s will:\n", plan.Op, plan.LV)
-	for _, note := range plan.Notes {
+	fmt.Fprintf(w, "opsctl lvm cache %s will:\n", what)
+	for _, note := range notes {
 		fmt.Fprintf(w, "  - %s\n", note)
 	}
-	for _, line := range plan.Commands() {
+	for _, line := range commands {
 		fmt.Fprintf(w, "  %s\n", line)
 	}
 	fmt.Fprint(w, "Proceed? [y/N] ")
@@ -124,13 +203,9 @@ func confirm(env *lvmEnv, plan *lvmcache.Plan, yes bool) error {
 	case "y", "yes":
 		return nil
 	}
-	return fmt.Errorf("lvm cache %s %s: not confirmed, nothing changed", plan.Op, plan.LV)
+	return fmt.Errorf("lvm cache %s: not confirmed, nothing changed", what)
 }
 
-// changeContext ends on SIGINT or SIGTERM: a running lvm2 command is left
-// to finish, and the plan stops before its next step. It is taken only
-// for Apply: until then nothing has changed, and Ctrl-C (at the
-// confirmation prompt, say) ends opsctl at once.
 // runPlan prints plan for --dry-run; otherwise it asks for confirmation
 // (unless yes) and applies it. applied reports whether it ran.
 func runPlan(ctx context.Context, env *lvmEnv, m *lvmcache.Manager, plan *lvmcache.Plan, dryRun, yes bool) (applied bool, err error) {
@@ -146,11 +221,20 @@ func runPlan(ctx context.Context, env *lvmEnv, m *lvmcache.Manager, plan *lvmcac
 	return true, m.Apply(ctx, plan)
 }
 
+// changeContext ends on SIGINT or SIGTERM: a running lvm2 command is left
+// to finish, and the plan stops before its next step. It is taken only
+// for Apply: until then nothing has changed, and Ctrl-C (at the
+// confirmation prompt, say) ends opsctl at once. After the first signal the
+// next one has its default effect again: an admin who does not want to
+// wait for a flush of hours ends opsctl with a second Ctrl-C, lvm2 going
+// on in its own process group and the journal kept for --resume.
 func changeContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+	return ctx, stop
 }
 
 type lvmCacheCreateOptions struct {
@@ -222,6 +306,9 @@ func runLVMCacheCreate(cmd *cobra.Command, opts *lvmCacheCreateOptions) error {
 	if opts.Name != "" && !lvmcache.ValidLVName(opts.Name) {
 		return cli.Usagef("--name %q: expected an LV name (letters, digits, + _ . -)", opts.Name)
 	}
+	if err := opts.Env.checkSharedFlags(); err != nil {
+		return err
+	}
 	m := opts.Env.Manager()
 	plan, err := m.PlanCreate(cmd.Context(), lvmcache.CreateRequest{LV: name, SizeBytes: size, PVs: opts.CachePVs, Mode: opts.CacheMode, CacheName: opts.Name})
 	if err != nil {
@@ -241,6 +328,7 @@ type lvmCacheResizeOptions struct {
 	Size     string
 	Strategy string
 	Resume   bool
+	Abandon  bool
 	DryRun   bool
 	Yes      bool
 }
@@ -248,7 +336,7 @@ type lvmCacheResizeOptions struct {
 func newCmdLVMCacheResize(env *lvmEnv, runF func(*lvmCacheResizeOptions) error) *cobra.Command {
 	opts := &lvmCacheResizeOptions{Env: env}
 	cmd := &cobra.Command{
-		Use:   "resize VG/LV --size [+]SIZE [--strategy auto|online|recache]",
+		Use:   "resize VG/LV (--size [+]SIZE [--strategy auto|online|recache] | --resume | --abandon)",
 		Short: "Grow a cached LV, keeping its cache",
 		Long: `Grow a cached LV to SIZE, or by +SIZE.
 
@@ -261,7 +349,12 @@ Strategies:
 
 A resize is journaled in --state-dir before each step. If opsctl is stopped
 half-way, --resume finishes it. If lvresize fails after the uncache, the cache
-is re-attached before opsctl exits non-zero. Shrinking is refused.`,
+is re-attached before opsctl exits non-zero. Shrinking is refused.
+
+A journal that --resume cannot use (damaged, or not one opsctl wrote) is shown
+as far as it can be read, with the lvm2 commands that would finish the resize
+by hand; --abandon removes it once the LV has been checked, changing nothing
+in lvm2.`,
 		Example: `  # add 200 GiB, the way lvm2 on this host supports best
   opsctl lvm cache resize storage/slowlv --size +200G -y
 
@@ -269,7 +362,11 @@ is re-attached before opsctl exits non-zero. Shrinking is refused.`,
   opsctl lvm cache resize storage/slowlv --size 1T --strategy recache --dry-run
 
   # finish a resize that was interrupted
-  opsctl lvm cache resize storage/slowlv --resume -y`,
+  opsctl lvm cache resize storage/slowlv --resume -y
+
+  # what a damaged journal records and what to check; then drop it
+  opsctl lvm cache resize storage/slowlv --abandon --dry-run
+  opsctl lvm cache resize storage/slowlv --abandon -y`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.LV = args[0]
@@ -279,9 +376,10 @@ is re-attached before opsctl exits non-zero. Shrinking is refused.`,
 			return runLVMCacheResize(cmd, opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Size, "size", "", "new size `SIZE`, or +SIZE to grow by (required unless --resume)")
+	cmd.Flags().StringVar(&opts.Size, "size", "", "new size `SIZE`, or +SIZE to grow by (required unless --resume or --abandon)")
 	cli.EnumVar(cmd.Flags(), &opts.Strategy, "strategy", lvmcache.StrategyAuto, []string{lvmcache.StrategyAuto, lvmcache.StrategyOnline, lvmcache.StrategyRecache}, "how to resize: in place (online), by uncaching first (recache), or online where lvm2 can (auto)")
 	cmd.Flags().BoolVar(&opts.Resume, "resume", false, "finish the interrupted resize journaled in --state-dir")
+	cmd.Flags().BoolVar(&opts.Abandon, "abandon", false, "remove the journal of an interrupted resize, after checking the LV by hand (changes nothing in lvm2)")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the lvm2 commands instead of running them")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
@@ -299,6 +397,9 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 	}
 	var size lvmcache.Size
 	switch {
+	case opts.Abandon && (opts.Resume || opts.Size != "" || cmd.Flags().Changed("strategy")):
+		return cli.Usagef("lvm cache resize %s: --abandon only removes the journal; leave out --resume, --size and --strategy", name)
+	case opts.Abandon:
 	case opts.Resume && opts.Size != "":
 		return cli.Usagef("lvm cache resize %s: --resume takes the size from the journal; leave out --size", name)
 	case opts.Resume && cmd.Flags().Changed("strategy"):
@@ -310,8 +411,14 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 			return cli.UsageError(fmt.Errorf("--size: %w", err))
 		}
 	}
+	if err := opts.Env.checkSharedFlags(); err != nil {
+		return err
+	}
 	ctx := cmd.Context()
 	m := opts.Env.Manager()
+	if opts.Abandon {
+		return abandonJournal(opts, m, name)
+	}
 	var plan *lvmcache.Plan
 	if opts.Resume {
 		if plan, err = m.LoadJournal(name); err == nil {
@@ -350,6 +457,38 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 	return nil
 }
 
+// abandonJournal removes the journal of name's interrupted resize, after
+// showing what it records and what to check.
+func abandonJournal(opts *lvmCacheResizeOptions, m *lvmcache.Manager, name lvmcache.Name) error {
+	a, err := m.PlanAbandon(name)
+	if err != nil {
+		return err
+	}
+	notes := []string{"the journal records: " + a.Records}
+	if a.Problem != "" {
+		notes = append(notes, "--resume cannot use it: "+a.Problem)
+	}
+	notes = append(notes, a.Checks...)
+	notes = append(notes, "nothing is changed in lvm2; only this journal is removed")
+	if opts.DryRun {
+		for _, note := range notes {
+			fmt.Fprintf(opts.Env.IO.ErrOut, "opsctl: %s\n", note)
+		}
+		for _, line := range a.Commands() {
+			fmt.Fprintln(opts.Env.IO.Out, line)
+		}
+		return nil
+	}
+	if err := confirmChange(opts.Env, "resize "+name.String()+" --abandon", notes, a.Commands(), opts.Yes); err != nil {
+		return err
+	}
+	if err := m.Abandon(a); err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.Env.IO.Out, "%s: journal %s removed; nothing was changed in lvm2\n", name, a.Path)
+	return nil
+}
+
 type lvmCacheStatusOptions struct {
 	Env    *lvmEnv
 	LV     string
@@ -383,6 +522,9 @@ cache), a list otherwise.`,
 }
 
 func runLVMCacheStatus(cmd *cobra.Command, opts *lvmCacheStatusOptions) error {
+	if err := opts.Env.checkSharedFlags(); err != nil {
+		return err
+	}
 	ctx := cmd.Context()
 	m := opts.Env.Manager()
 	out := opts.Env.IO.Out
@@ -468,6 +610,9 @@ could drop dirty blocks.`,
 func runLVMCacheRemove(cmd *cobra.Command, opts *lvmCacheRemoveOptions) error {
 	name, err := parseLVArg(opts.LV)
 	if err != nil {
+		return err
+	}
+	if err := opts.Env.checkSharedFlags(); err != nil {
 		return err
 	}
 	m := opts.Env.Manager()

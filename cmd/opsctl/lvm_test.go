@@ -53,6 +53,9 @@ func TestLVMCacheUsageErrors(t *testing.T) {
 		{"resume with size", []string{"lvm", "cache", "resize", "vg/lv", "--size", "+1G", "--resume"}, "--resume takes the size from the journal"},
 		{"resume with strategy", []string{"lvm", "cache", "resize", "vg/lv", "--resume", "--strategy", "online"}, "--resume takes the strategy from the journal"},
 		{"resize without size", []string{"lvm", "cache", "resize", "vg/lv"}, "--size is required (SIZE or +SIZE)"},
+		{"abandon with resume", []string{"lvm", "cache", "resize", "vg/lv", "--abandon", "--resume"}, "--abandon only removes the journal"},
+		{"abandon with size", []string{"lvm", "cache", "resize", "vg/lv", "--abandon", "--size", "+1G"}, "--abandon only removes the journal"},
+		{"abandon with strategy", []string{"lvm", "cache", "resize", "vg/lv", "--abandon", "--strategy", "online"}, "--abandon only removes the journal"},
 		{"two LVs", []string{"lvm", "cache", "remove", "vg/a", "vg/b"}, "accepts 1 arg(s)"},
 		{"bad output", []string{"lvm", "cache", "status", "-o", "yaml"}, "expected one of text, json"},
 	}

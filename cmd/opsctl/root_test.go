@@ -234,13 +234,17 @@ func runWithStderrFile(t *testing.T, journal bool, args ...string) (stderr strin
 // Logs under systemd: when stderr is the journal, every line carries its
 // syslog priority and no second timestamp; elsewhere slog's text format.
 func TestStderrLinesCarryAPriorityUnderSystemd(t *testing.T) {
-	missing := filepath.Join(t.TempDir(), "lvm")
-	args := []string{"--log-level", "debug", "lvm", "--lvm", missing, "cache", "status"}
+	// An lvm2 that fails: a debug line for its exec, then the error.
+	failing := filepath.Join(t.TempDir(), "lvm")
+	if err := os.WriteFile(failing, []byte("#!/bin/sh\necho '  Volume group scan failed.' >&2\nexit 5\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--log-level", "debug", "lvm", "--lvm", failing, "cache", "status"}
 	stderr, code := runWithStderrFile(t, true, args...)
-	want := `<7>exec argv="` + missing + " vgs --reportformat json"
+	want := `<7>exec argv="` + failing + " vgs --reportformat json"
 	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
 	if code != cli.ExitFailure || len(lines) != 2 || !strings.HasPrefix(lines[0], want) ||
-		lines[1] != `<3>opsctl: lvm cache status: vgs: lvm2 executable "`+missing+`" not found` {
+		lines[1] != `<3>opsctl: lvm cache status: vgs: `+failing+` vgs failed (exit 5): Volume group scan failed.` {
 		t.Errorf("stderr on the journal: exit %d\n%s\nwant a line starting %q, then <3>opsctl: the error", code, stderr, want)
 	}
 	if strings.Contains(stderr, "time=") || strings.Contains(stderr, "level=") {
@@ -250,7 +254,7 @@ func TestStderrLinesCarryAPriorityUnderSystemd(t *testing.T) {
 	stderr, code = runWithStderrFile(t, false, args...)
 	lines = strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
 	if code != cli.ExitFailure || len(lines) != 2 || !strings.HasPrefix(lines[0], "time=") || !strings.Contains(lines[0], " level=DEBUG msg=exec argv=") ||
-		!strings.HasPrefix(lines[1], "opsctl: lvm cache status: vgs: lvm2 executable") {
+		!strings.HasPrefix(lines[1], "opsctl: lvm cache status: vgs: "+failing+" vgs failed (exit 5)") {
 		t.Errorf("stderr on a file that is not the journal: exit %d\n%s", code, stderr)
 	}
 }

@@ -230,11 +230,12 @@ func TestRefusedURLCredentialsAreNotEchoed(t *testing.T) {
 }
 
 // SPEC, Everywhere: bad input gets one line naming it and what was expected;
-// a missing lvm2 binary is not a Go exec error.
+// a missing lvm2 binary is not a Go exec error. Named by --lvm, it is a
+// usage error (issue item 18); not on PATH, a failure.
 func TestMissingLVMExecutableIsNamed(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "lvm")
 	_, stderr, code := testenv.Run(t, "", "lvm", "--lvm", missing, "cache", "status")
-	if code != cli.ExitFailure || !strings.Contains(stderr, `lvm2 executable "`+missing+`" not found`) ||
+	if code != cli.ExitUsage || !strings.Contains(stderr, `--lvm: lvm2 executable "`+missing+`" not found`) ||
 		strings.Contains(stderr, "fork/exec") || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
 		t.Errorf("--lvm %s: exit %d, stderr %q", missing, code, stderr)
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -68,6 +69,11 @@ type fakeState struct {
 	AlsoFailAfter string     `json:"also_fail_after,omitempty"`
 	Calls         [][]string `json:"calls"`
 	Env           []string   `json:"env"`
+	// HangOn is a subcommand that never answers: it starts a child in its
+	// process group that holds its output open, writes both pids to
+	// path.pids and waits for ever, as an lvm2 stuck on a lock or a dead
+	// device would.
+	HangOn string `json:"hang_on,omitempty"`
 	// FlushInSteps makes an uncache write back a quarter of the dirty
 	// blocks at a time, saving the state each time and going on only once
 	// a progress poll (lvs --nolocking) has read the dirty blocks left:
@@ -90,6 +96,21 @@ func (s *fakeState) waitForPoll(dirty int64) {
 	}
 }
 
+// hang never returns; see HangOn.
+func (s *fakeState) hang() {
+	child := exec.Command(os.Args[0])
+	child.Env = append(os.Environ(), "FAKE_LVM_HUNG_CHILD=1")
+	child.Stdout, child.Stderr = os.Stdout, os.Stderr
+	if err := child.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "fake lvm:", err)
+		os.Exit(99)
+	}
+	_ = os.WriteFile(s.path+".pids", []byte(fmt.Sprintf("%d %d", os.Getpid(), child.Process.Pid)), 0o644)
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
 // recordPoll notes the dirty blocks a progress poll of lv read.
 func (s *fakeState) recordPoll(lv *fakeLV) {
 	if lv == nil || lv.Cache == nil {
@@ -101,6 +122,11 @@ func (s *fakeState) recordPoll(lv *fakeLV) {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv("FAKE_LVM_HUNG_CHILD") != "" {
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
 	if path := os.Getenv("FAKE_LVM_STATE"); path != "" {
 		os.Exit(fakeLVMMain(path, os.Args[1:]))
 	}
@@ -177,6 +203,9 @@ func fakeLVMMain(statePath string, args []string) int {
 		}
 	}
 	cmd := args[0]
+	if s.HangOn == cmd {
+		s.hang()
+	}
 	fail := s.FailOn == cmd
 	if fail {
 		if s.FailCount <= 1 {

@@ -59,7 +59,12 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 	failf := func(format string, args ...any) error {
 		return fmt.Errorf("lvm cache %s %s: "+format, append([]any{plan.Op, name}, args...)...)
 	}
-	unlock, err := m.lock(name)
+	state, err := m.openState()
+	if err != nil {
+		return fmt.Errorf("lvm cache %s %s: %w", plan.Op, name, err)
+	}
+	defer state.Close()
+	unlock, err := state.lockLV(name)
 	if err != nil {
 		return fmt.Errorf("lvm cache %s %s: %w", plan.Op, name, err)
 	}
@@ -71,10 +76,10 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 	// resumed plan was loaded from (running it again would flush and
 	// re-create the cache once more).
 	if !plan.Resumed {
-		if err := m.checkNoJournal(name); err != nil {
+		if err := m.checkNoJournal(state, name); err != nil {
 			return fmt.Errorf("lvm cache %s %s: %w", plan.Op, name, err)
 		}
-	} else if err := m.checkJournalExists(name); err != nil {
+	} else if err := m.checkJournalExists(state, name); err != nil {
 		return fmt.Errorf("lvm cache %s %s --resume: %w", plan.Op, name, err)
 	}
 	save := func() error {
@@ -82,8 +87,9 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 			return nil
 		}
 		plan.Updated = m.now()
-		return m.saveJournal(plan)
+		return m.saveJournal(state, plan)
 	}
+	removeJournal := func() error { return m.removeJournal(state, name) }
 	if err := save(); err != nil {
 		return fmt.Errorf("lvm cache %s %s: %w", plan.Op, name, err)
 	}
@@ -100,7 +106,7 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 			// Stopped before its first step, a new resize has changed
 			// nothing: no journal binds the LV to a --resume of it.
 			if !plan.Resumed && !plan.started() {
-				if err := m.removeJournal(name); err != nil {
+				if err := removeJournal(); err != nil {
 					return failf("%w before %s; nothing was changed (%v)", ErrInterrupted, step.Kind, err)
 				}
 				return failf("%w before %s; nothing was changed", ErrInterrupted, step.Kind)
@@ -129,7 +135,7 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 		if !plan.Resumed && !plan.started() {
 			if changed := changedSincePlan(plan, lv); changed != "" {
 				if journaled {
-					if err := m.removeJournal(name); err != nil {
+					if err := removeJournal(); err != nil {
 						return failf("%s changed since the plan was made: %s; nothing was changed (%v)", name, changed, err)
 					}
 				}
@@ -171,10 +177,10 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 			continue
 		}
 		step.State, step.Error = StateFailed, runErr.Error()
-		return m.recover(ctx, plan, step, runErr, save)
+		return m.recover(ctx, plan, step, runErr, save, removeJournal)
 	}
 	if journaled {
-		if err := m.removeJournal(name); err != nil {
+		if err := removeJournal(); err != nil {
 			return failf("%w", err)
 		}
 	}
@@ -216,7 +222,7 @@ func (m *Manager) SkipDoneSteps(ctx context.Context, plan *Plan) error {
 // recover runs after step failed: it re-attaches the cache when a resize
 // failed between uncache and recache, and decides whether the journal is
 // still needed (something changed) or not (the LV is as it was).
-func (m *Manager) recover(ctx context.Context, plan *Plan, failed *Step, stepErr error, save func() error) error {
+func (m *Manager) recover(ctx context.Context, plan *Plan, failed *Step, stepErr error, save, removeJournal func() error) error {
 	name := plan.Name()
 	prefix := fmt.Sprintf("lvm cache %s %s: %s", plan.Op, name, failed.Kind)
 	if plan.Op != OpResize {
@@ -247,7 +253,7 @@ func (m *Manager) recover(ctx context.Context, plan *Plan, failed *Step, stepErr
 	}
 	_, lv, inspectErr := m.inspectLV(context.WithoutCancel(ctx), name)
 	if inspectErr == nil && lv.Cached() && lv.SizeBytes == plan.OriginalSizeBytes {
-		if err := m.removeJournal(name); err != nil {
+		if err := removeJournal(); err != nil {
 			return fmt.Errorf("%s: %w (and %v)", prefix, stepErr, err)
 		}
 		what := "nothing was changed"
@@ -321,8 +327,18 @@ func (m *Manager) inspectLV(ctx context.Context, name Name) (*VG, *LV, error) {
 // polls them while lvm2 flushes, for the progress display.
 func (m *Manager) runStep(ctx context.Context, plan *Plan, step *Step, lv *LV) error {
 	// Once started, a step is never cancelled: lvm2 must finish what it
-	// began; the plan stops before the next step instead.
+	// began; the plan stops before the next step instead. A flush can take
+	// hours: say what opsctl waits for, and how not to.
 	runCtx := context.WithoutCancel(ctx)
+	later := "`opsctl lvm cache status " + plan.LV + "` shows what it did"
+	if plan.Op == OpResize {
+		later = "`opsctl lvm cache resize " + plan.LV + " --resume` checks what it did and finishes"
+	}
+	stopWarning := context.AfterFunc(ctx, func() {
+		m.logger().Warn("interrupted: waiting for lvm2 to finish, then stopping before the next step; interrupt again to stop waiting (lvm2 goes on in the background, "+later+")",
+			"lv", plan.LV, "command", ShellQuote(append([]string{plan.Lvm}, step.Args...)))
+	})
+	defer stopWarning()
 	if step.Kind != StepUncache || lv.Cache == nil {
 		_, err := m.Runner.Run(runCtx, step.Args...)
 		return err

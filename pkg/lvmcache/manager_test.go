@@ -34,7 +34,38 @@ func newFake(t *testing.T, mutate func(*fakeState)) (*Manager, string) {
 	path := filepath.Join(dir, "fake-lvm.json")
 	writeFake(t, path, state)
 	t.Setenv("FAKE_LVM_STATE", path)
+	if err := os.Mkdir(filepath.Join(dir, "state"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	return &Manager{Runner: &Runner{Path: os.Args[0]}, StateDir: filepath.Join(dir, "state")}, path
+}
+
+// saveJournalOf journals plan in m's state dir, as Apply does.
+func saveJournalOf(t *testing.T, m *Manager, plan *Plan) {
+	t.Helper()
+	d, err := m.openState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := m.saveJournal(d, plan); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// holdLock takes the LV's lock the way another opsctl's Apply does.
+func holdLock(t *testing.T, m *Manager, name Name) (unlock func()) {
+	t.Helper()
+	d, err := m.openState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := d.lockLV(name)
+	if err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	return func() { release(); d.Close() }
 }
 
 func writeFake(t *testing.T, path string, s *fakeState) {
@@ -367,9 +398,7 @@ func TestResumeAfterACrashBetweenSteps(t *testing.T) {
 	// lvresize journaled as running and never run.
 	plan.Steps[0].State = StateDone
 	plan.Steps[1].State = StateRunning
-	if err := m.saveJournal(plan); err != nil {
-		t.Fatal(err)
-	}
+	saveJournalOf(t, m, plan)
 	if _, err := m.Runner.Run(ctx, "lvconvert", "--uncache", "storage/slowlv"); err != nil {
 		t.Fatal(err)
 	}
@@ -494,20 +523,46 @@ func TestResizeToTheCurrentSizeIsANoOp(t *testing.T) {
 }
 
 func TestSecondOpsctlOnTheSameLVIsBusy(t *testing.T) {
-	m, _ := newFake(t, nil)
-	unlock, err := m.lock(slowlv)
+	m, path := newFake(t, nil)
+	ctx := context.Background()
+	isBusy := func(what string, err error) {
+		t.Helper()
+		var temp interface{ Temporary() bool }
+		if !errors.Is(err, ErrBusy) || !errors.As(err, &temp) || !temp.Temporary() || !strings.Contains(err.Error(), "another opsctl is changing storage/slowlv right now") {
+			t.Errorf("%s while another opsctl holds the lock: %v; want ErrBusy, temporary", what, err)
+		}
+	}
+	// Planned before the other opsctl took the lock.
+	early, err := m.PlanRemove(ctx, slowlv)
 	if err != nil {
 		t.Fatal(err)
 	}
+	resize := planRecacheBy4MiB(t, m)
+	unlock := holdLock(t, m, slowlv)
 	defer unlock()
-	plan, err := m.PlanRemove(context.Background(), slowlv)
-	if err != nil {
-		t.Fatal(err)
+	calls := len(readFake(t, path).Calls)
+	isBusy("Apply", m.Apply(ctx, early))
+	_, err = m.PlanRemove(ctx, slowlv)
+	isBusy("PlanRemove", err)
+	// The other opsctl is resizing: its journal is there. That is not an
+	// interrupted resize as long as it holds the lock.
+	saveJournalOf(t, m, resize)
+	_, err = m.PlanRemove(ctx, slowlv)
+	isBusy("PlanRemove of a journaled LV", err)
+	_, err = m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 8 * mib, Relative: true}})
+	isBusy("PlanResize of a journaled LV", err)
+	_, err = m.LoadJournal(slowlv)
+	isBusy("LoadJournal", err)
+	if ran := changesSince(t, path, calls); len(ran) != 0 {
+		t.Errorf("a busy LV was changed: %v", ran)
 	}
-	err = m.Apply(context.Background(), plan)
-	var temp interface{ Temporary() bool }
-	if !errors.Is(err, ErrBusy) || !errors.As(err, &temp) || !temp.Temporary() {
-		t.Errorf("Apply while locked: %v", err)
+	// The other opsctl is gone (killed): its journal is an interrupted
+	// resize now, to finish with --resume.
+	unlock()
+	unlock = func() {}
+	_, err = m.PlanRemove(ctx, slowlv)
+	if err == nil || errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "--resume") {
+		t.Errorf("PlanRemove with the journal of a dead opsctl: %v; want the interrupted resize and --resume", err)
 	}
 }
 
@@ -628,9 +683,7 @@ func TestChangeIsRefusedWhenAResizeWasJournaledAfterItsPlan(t *testing.T) {
 	}
 	// Meanwhile another opsctl starts a resize and is interrupted.
 	resize := planRecacheBy4MiB(t, m)
-	if err := m.saveJournal(resize); err != nil {
-		t.Fatal(err)
-	}
+	saveJournalOf(t, m, resize)
 	calls := len(readFake(t, path).Calls)
 	if err := m.Apply(ctx, remove); err == nil || !strings.Contains(err.Error(), "--resume") {
 		t.Errorf("remove while a resize is journaled: %v", err)
@@ -681,9 +734,7 @@ func TestAFailedReportMidResizePointsToResume(t *testing.T) {
 	plan := planRecacheBy4MiB(t, m)
 	// The uncache is done; lvm2 cannot report the LV before lvresize.
 	plan.Steps[0].State = StateDone
-	if err := m.saveJournal(plan); err != nil {
-		t.Fatal(err)
-	}
+	saveJournalOf(t, m, plan)
 	if _, err := m.Runner.Run(ctx, "lvconvert", "--uncache", "storage/slowlv"); err != nil {
 		t.Fatal(err)
 	}
@@ -895,9 +946,7 @@ func TestResumeAfterTheCacheCameBackUncachesAgain(t *testing.T) {
 	plan := planRecacheBy4MiB(t, m)
 	plan.Steps[0].State = StateDone
 	plan.Steps[1].State = StateFailed
-	if err := m.saveJournal(plan); err != nil {
-		t.Fatal(err)
-	}
+	saveJournalOf(t, m, plan)
 	resumed, err := m.LoadJournal(slowlv)
 	if err != nil {
 		t.Fatal(err)

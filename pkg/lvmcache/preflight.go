@@ -61,7 +61,7 @@ func (m *Manager) PlanCreate(ctx context.Context, req CreateRequest) (*Plan, err
 	if len(req.PVs) == 0 {
 		return fail(fmt.Errorf("no cache PV: give the fast PV with --cache-pv"))
 	}
-	if err := m.checkNoJournal(req.LV); err != nil {
+	if err := m.checkLVFree(req.LV); err != nil {
 		return fail(err)
 	}
 	vg, lv, err := m.inspectLV(ctx, req.LV)
@@ -169,7 +169,7 @@ func ceilDiv(a, b int64) int64 {
 // the LV already has that size.
 func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, error) {
 	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("lvm cache resize %s: %w", req.LV, err) }
-	if err := m.checkNoJournal(req.LV); err != nil {
+	if err := m.checkLVFree(req.LV); err != nil {
 		return fail(err)
 	}
 	strategy := req.Strategy
@@ -327,7 +327,7 @@ func growthPVs(vg *VG, lv *LV, recache bool) ([]string, int64) {
 // flushes the cache and deletes it, leaving the LV plain.
 func (m *Manager) PlanRemove(ctx context.Context, name Name) (*Plan, error) {
 	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("lvm cache remove %s: %w", name, err) }
-	if err := m.checkNoJournal(name); err != nil {
+	if err := m.checkLVFree(name); err != nil {
 		return fail(err)
 	}
 	_, lv, err := m.inspectLV(ctx, name)

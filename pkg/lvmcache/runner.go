@@ -11,11 +11,22 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // reportArgs make every lvm2 report machine-readable: JSON, sizes in bytes
 // without a unit suffix.
 var reportArgs = []string{"--reportformat", "json", "--units", "b", "--nosuffix"}
+
+// DefaultReportTimeout bounds an lvm2 report (lvs, pvs, vgs, version).
+// One answers in well under a second; one that takes a minute waits for a
+// VG lock another lvm2 command holds, or for a device that does not
+// answer, and will not do better for waiting longer.
+const DefaultReportTimeout = 60 * time.Second
+
+// killWait is how long a killed lvm2 is given to exit: a process stuck in
+// the kernel (a dead device) may not, and opsctl does not wait for it.
+const killWait = 5 * time.Second
 
 // Runner runs lvm2. It is the one place where opsctl executes lvm: every
 // call gets LC_ALL=C, and its exact argv is logged at debug level.
@@ -24,7 +35,33 @@ type Runner struct {
 	Path string
 	// Logger receives the argv of every call at debug level; nil discards.
 	Logger *slog.Logger
+	// ReportTimeout bounds each report: DefaultReportTimeout when zero. A
+	// change (lvconvert, lvresize, lvcreate) has no time limit: lvm2
+	// must finish what it began, and a flush may take hours.
+	ReportTimeout time.Duration
 }
+
+func (r *Runner) reportTimeout() time.Duration {
+	if r == nil || r.ReportTimeout <= 0 {
+		return DefaultReportTimeout
+	}
+	return r.ReportTimeout
+}
+
+// TimeoutError is an lvm2 report that did not answer in time; it was
+// killed with its process group. It is temporary: lvm2 may have waited for
+// a lock that another lvm2 command holds.
+type TimeoutError struct {
+	Argv  []string
+	After time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("%s did not answer within %s and was killed: lvm2 may be waiting for a lock another lvm2 command holds, or for a device that does not answer; try again later",
+		strings.Join(e.Argv[:min(2, len(e.Argv))], " "), e.After)
+}
+
+func (e *TimeoutError) Temporary() bool { return true }
 
 // Executable is the lvm command as it is run and shown in plans.
 func (r *Runner) Executable() string {
@@ -79,10 +116,12 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "; ")
 }
 
-// Run executes lvm with args and returns its standard output. A command
-// that changes the system runs in its own process group, so a Ctrl-C meant
-// for opsctl does not interrupt lvm2 half-way through a metadata update;
-// opsctl stops after the step instead.
+// Run executes lvm with args and returns its standard output. Every
+// command runs in its own process group, so a Ctrl-C meant for opsctl does
+// not interrupt lvm2 half-way through a metadata update (opsctl stops
+// after the step instead), and so that a report that does not answer is
+// killed with whatever it started. A report ends with ctx or after
+// ReportTimeout; a change is never abandoned.
 func (r *Runner) Run(ctx context.Context, args ...string) ([]byte, error) {
 	argv := append([]string{r.Executable()}, args...)
 	if r != nil && r.Logger != nil {
@@ -100,17 +139,20 @@ func (r *Runner) Run(ctx context.Context, args ...string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("run %s: %w", argv[0], err)
 	}
-	// A read-only report may be abandoned when ctx ends; a change never is.
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var err error
 	if isReport(args) {
+		timeout := time.NewTimer(r.reportTimeout())
+		defer timeout.Stop()
 		select {
 		case err = <-done:
 		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-			<-done
-			return nil, ctx.Err()
+			killGroup(cmd.Process.Pid, done)
+			return nil, fmt.Errorf("%s: %w", strings.Join(argv[:2], " "), ctx.Err())
+		case <-timeout.C:
+			killGroup(cmd.Process.Pid, done)
+			return nil, &TimeoutError{Argv: argv, After: r.reportTimeout()}
 		}
 	} else {
 		err = <-done
@@ -123,6 +165,17 @@ func (r *Runner) Run(ctx context.Context, args ...string) ([]byte, error) {
 		return nil, fmt.Errorf("run %s: %w", argv[0], err)
 	}
 	return stdout.Bytes(), nil
+}
+
+// killGroup kills the process group of an lvm2 command, whose leader is
+// pid: lvm2 and anything it started that still holds its output open. It
+// waits a little for the leader to be reaped.
+func killGroup(pid int, done <-chan error) {
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	select {
+	case <-done:
+	case <-time.After(killWait):
+	}
 }
 
 func isReport(args []string) bool {

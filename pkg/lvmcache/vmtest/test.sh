@@ -17,6 +17,8 @@ EXPECT=/tmp/expect
 STATE=/tmp/state
 ORIG_MB=32
 DATA_MB=12
+# A --state-dir must exist (opsctl makes only its default one).
+mkdir -m 0700 $STATE
 
 b64() { base64 -w0 <"$1"; }
 
@@ -198,6 +200,7 @@ dirty 4
 step resize-killed $OPSCTL lvm cache resize $VG/$LV --size +32M --strategy recache -y --lvm /tmp/lvm-kill $S
 echo "@@JOURNAL after-kill $(cat $STATE/$VG-$LV.json | base64 -w0)"
 step remove-while-journaled $OPSCTL lvm cache remove $VG/$LV -y $S
+step abandon-dry-run $OPSCTL lvm cache resize $VG/$LV --abandon --dry-run $S
 step resume-dry-run $OPSCTL lvm cache resize $VG/$LV --resume --dry-run $S
 step resume $OPSCTL lvm cache resize $VG/$LV --resume -y $S
 step status-resumed $OPSCTL lvm cache status $VG/$LV -o json $S
@@ -216,6 +219,7 @@ step status-uncached-resized $OPSCTL lvm cache status $VG/$LV -o json $S
 step resume-after-recache-fails $OPSCTL lvm cache resize $VG/$LV --resume -y $S
 step status-after-resume2 $OPSCTL lvm cache status $VG/$LV -o json $S
 step resume-nothing $OPSCTL lvm cache resize $VG/$LV --resume -y $S
+step abandon-nothing $OPSCTL lvm cache resize $VG/$LV --abandon -y $S
 
 # Ctrl-C during the flush: the terminal sends SIGINT to opsctl's whole
 # process group (setsid makes one, as a shell with job control would); lvm2
