@@ -30,18 +30,21 @@ const PluginPath = "/etc/kernel/install.d/99-opsctl-pygrub-menulst.install"
 // $OPSCTL_MENULST_ROOT (empty in the guest), so it also runs against a
 // folder (%post --nochroot, tests).
 func PluginScript() string {
+	// In single quotes: Xen's.
+	quoted := func(s string) string { return strings.ReplaceAll(s, "'", `'\''`) }
 	return strings.NewReplacer(
-		"@PLUGIN_MARKER@", pluginMarker,
-		"@GRUB2_MARKER@", grub2Marker,
-		"@MENU_MARKER@", menuLstMarker,
-		"@KICKSTART_MARKER@", kickstartMarker,
-		"@GENERATOR_MARKER@", generatorMarker,
+		"@PLUGIN_MARKER_LINE@", pluginMarker,
+		"@PLUGIN_MARKER@", quoted(pluginMarker),
+		"@GRUB2_MARKER@", quoted(grub2Marker),
+		"@MENU_MARKER@", quoted(menuLstMarker),
+		"@KICKSTART_MARKER@", quoted(kickstartMarker),
+		"@GENERATOR_MARKER@", quoted(generatorMarker),
 		"@AWK@", blsAwk,
 	).Replace(pluginTemplate)
 }
 
 const pluginTemplate = `#!/bin/sh
-@PLUGIN_MARKER@
+@PLUGIN_MARKER_LINE@
 # current for Xen's pygrub from the Boot Loader Spec entries grub boots
 # (pygrub 4.17 reads /boot/grub/grub.cfg first, 4.1 /boot/grub/menu.lst).
 # Installed by opsctl pygrub menulst --install-hook or --kickstart;
