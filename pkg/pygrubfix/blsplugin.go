@@ -93,6 +93,8 @@ if [ -z "$cfg" ]; then
       OPSCTL_MENULST_EXCLUDE="$exclude"
       export OPSCTL_MENULST_EXCLUDE
     fi
+    OPSCTL_PYGRUB_FROM_PLUGIN=1
+    export OPSCTL_PYGRUB_FROM_PLUGIN
     exec "$gen"
   fi
   exit 0

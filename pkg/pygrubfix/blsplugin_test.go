@@ -265,3 +265,36 @@ func TestKernelInstallKeepsPygrubBooting(t *testing.T) {
 		t.Errorf("removed kernel still in grub.cfg:\n%s", data)
 	}
 }
+
+// TestKickstartPostOnBLSGuests runs the --kickstart %post section on
+// Rocky 8 and 9 trees (as anaconda leaves them, no /boot/grub): it writes
+// what `menulst --install` writes, and installs the plugin.
+func TestKickstartPostOnBLSGuests(t *testing.T) {
+	sh := testenv.Need(t, "sh", "dash")
+	for _, guest := range blsGuests {
+		t.Run(guest.name, func(t *testing.T) {
+			files := guest.files(t)
+			plan, err := PlanInstall(guestTree(t, files), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan.Close()
+			root := guestTree(t, files)
+			post := KickstartPost(root)
+			_, body, _ := strings.Cut(post, "\n")
+			cmd := exec.Command(sh, "-c", strings.TrimSuffix(body, "%end\n"))
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			for _, f := range plan.Files {
+				if got, err := os.ReadFile(filepath.Join(root, f.Path)); err != nil || string(got) != f.Text {
+					t.Errorf("%s: %v\n%s\nwant\n%s", f.Path, err, got, f.Text)
+				}
+			}
+			if got, err := os.ReadFile(filepath.Join(root, PluginPath)); err != nil || string(got) != PluginScript() {
+				t.Errorf("plugin not installed: %v", err)
+			}
+		})
+	}
+}
