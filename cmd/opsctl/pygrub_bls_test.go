@@ -36,7 +36,7 @@ func pygrubBLSTree(t *testing.T, grubCfg string) string {
 		"/boot/grub2/grubenv":  env + strings.Repeat("#", 1024-len(env)),
 		"/boot/loader/entries/" + blsMachineID + "-" + blsNewest + ".conf": entry(blsNewest),
 		"/boot/loader/entries/" + blsMachineID + "-" + blsSaved + ".conf":  entry(blsSaved),
-		"/etc/kernel/install.d/README": "",
+		"/etc/kernel/install.d/README":                                     "",
 	}
 	for _, v := range []string{blsNewest, blsSaved} {
 		files["/boot/vmlinuz-"+v] = "k"
