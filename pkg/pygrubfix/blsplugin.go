@@ -181,7 +181,10 @@ trap - EXIT
 // blsAwk reads the files the plugin names (grubenv, grub.cfg, then the
 // entry files) and writes grub.cfg and menu.lst. It is POSIX awk (gawk of
 // EL, mawk and busybox run it), with LC_ALL=C: strings are bytes.
-const blsAwk = `function isdigit(c) { return c != "" && index("0123456789", c) > 0 }
+const blsAwk = blsAwkFunctions + blsAwkMain
+
+// blsAwkFunctions are blscfg's rules in awk (the fuzz tests call them).
+const blsAwkFunctions = `function isdigit(c) { return c != "" && index("0123456789", c) > 0 }
 function isalpha(c) { return c != "" && index("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", c) > 0 }
 function isalnum(c) { return isdigit(c) || isalpha(c) }
 function ltrim(s) { sub(/^[ \t]+/, "", s); return s }
@@ -554,8 +557,9 @@ function grub2_title(t) {
 	if (index(t, "' ") || index(t, "\" ")) { gsub(/'/, "", t); gsub(/"/, "", t) }
 	return t
 }
+`
 
-BEGIN {
+const blsAwkMain = `BEGIN {
 	env_text = readfile(ARGV[1])
 	if (env_nl == 0) env_text = substr(env_text, 1, length(env_text) - 1)
 	HAVE_GRUBENV = parse_grubenv(env_text)
