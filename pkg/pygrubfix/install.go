@@ -126,7 +126,7 @@ func (p *Install) add(file, reader, text string, owned bool) error {
 	}
 	w, err := p.g.planWrite(file, f.HostPath)
 	if err != nil {
-		return err
+		return guestContent(err)
 	}
 	if err := w.keepIfForeign(); err != nil {
 		w.Close()
@@ -138,6 +138,17 @@ func (p *Install) add(file, reader, text string, owned bool) error {
 	f.write, f.Backup = w, w.Backup
 	p.Files = append(p.Files, f)
 	return nil
+}
+
+// guestContent words a file of the guest that is not what --install can
+// replace (a symlink, a FIFO, a folder): the user named the guest's root,
+// which is fine; its content is not (exit 1, not a usage error).
+func guestContent(err error) error {
+	var in *InputError
+	if errors.As(err, &in) {
+		return fmt.Errorf("%s: %s; nothing written there", in.Path, in.Msg)
+	}
+	return err
 }
 
 // isFolder checks that the guest path p is a folder.
@@ -167,7 +178,7 @@ func (p *Install) Apply() error {
 			}
 			w, err := p.g.planWrite(f.Path, f.HostPath)
 			if err != nil {
-				return err
+				return guestContent(err)
 			}
 			// Made a moment ago by opsctl, but a file may have appeared.
 			if err := w.keepIfForeign(); err != nil {
@@ -204,7 +215,10 @@ func (g *guestRoot) mkdir(p string) error {
 	defer dir.Close()
 	err = unix.Mkdirat(int(dir.Fd()), path.Base(p), 0o755)
 	if err == unix.EEXIST {
-		return g.isFolder(p)
+		if err := g.isFolder(p); err != nil {
+			return fmt.Errorf("in the guest %s: %s is there but leads to no folder in the guest (symbolic links are followed inside the guest): %w; nothing written there", g.path, p, err)
+		}
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("in the guest %s: creating %s: %w", g.path, p, err)
