@@ -144,16 +144,49 @@ func TestDocPygrubCheckExamplePrintsWhatThePageShows(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	bls := pygrubDocBLSGuest(t)
 	for _, ex := range docExamples(t, "docs/pygrub.md", "opsctl pygrub check") {
 		args := append([]string{}, ex.args...)
+		guest := root
+		if strings.Contains(strings.Join(ex.want, "\n"), "blscfg") {
+			guest = bls // the EL8/EL9 section's example
+		}
 		for k, a := range args {
 			if a == "/mnt" {
-				args[k] = root
+				args[k] = guest
 			}
 		}
 		out, stderr, code := runForTest(args...)
+		out = strings.ReplaceAll(out, guest, "/mnt")
 		if code != 1 || !matchDocOutput(ex.want, out) {
 			t.Errorf("docs/pygrub.md:%d: opsctl %s: exit %d (want 1), prints\n%s%s\nthe page shows\n%s", ex.line, strings.Join(ex.args, " "), code, out, stderr, strings.Join(ex.want, "\n"))
 		}
 	}
+}
+
+// pygrubDocBLSGuest is the Rocky 9 guest of docs/pygrub.md's EL8/EL9
+// section: /boot of its own, three entries, saved_entry the 9.2 kernel.
+func pygrubDocBLSGuest(t *testing.T) string {
+	t.Helper()
+	cfg, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "pkg/pygrubfix/testdata/bls/rocky9-grub.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	const id = "3f9a1c2e4b5d6e7f8091a2b3c4d5e6f7"
+	env := "# GRUB Environment Block\nsaved_entry=" + id + "-5.14.0-284.11.1.el9_2.x86_64\n"
+	files := map[string]string{
+		"/etc/fstab":           "/dev/mapper/rl-root / xfs defaults 0 0\nUUID=5d6e /boot ext4 defaults 1 2\n",
+		"/boot/grub2/grub.cfg": string(cfg),
+		"/boot/grub2/grubenv":  env,
+	}
+	for v, title := range map[string]string{
+		"5.14.0-362.8.1.el9_3.x86_64":  "Rocky Linux (5.14.0-362.8.1.el9_3.x86_64) 9.3 (Blue Onyx)",
+		"5.14.0-284.11.1.el9_2.x86_64": "Rocky Linux (5.14.0-284.11.1.el9_2.x86_64) 9.2 (Blue Onyx)",
+		"0-rescue":                     "Rocky Linux (0-rescue-" + id + ") 9.3 (Blue Onyx)",
+	} {
+		files["/boot/loader/entries/"+id+"-"+v+".conf"] = "title " + title + "\nlinux /vmlinuz-" + v + "\ninitrd /initramfs-" + v + ".img\noptions root=/dev/mapper/rl-root ro\n"
+	}
+	pygrubWriteTree(t, root, files)
+	return root
 }

@@ -546,6 +546,10 @@ func TestPygrubMenuLstExamplesRun(t *testing.T) {
 		}
 		guest := filepath.Join(t.TempDir(), "mnt")
 		pygrubWriteTree(t, guest, map[string]string{"/boot/grub2/grub.cfg": pygrubReadCorpus(t, "centos7.cfg"), "/boot/grub/.keep": ""})
+		if strings.Contains(line, "--install") {
+			// The --install examples are for EL8/EL9 guests.
+			guest = pygrubBLSTree(t, pygrubBLSPlainCfg)
+		}
 		work := t.TempDir()
 		pygrubWriteTree(t, work, map[string]string{"grub.cfg": pygrubReadCorpus(t, "centos7.cfg")})
 		if !strings.Contains(line, "--kickstart") {

@@ -301,8 +301,8 @@ func TestPygrubMenuLstCommand(t *testing.T) {
 			t.Errorf("%v: exit %d %s", args, code, stderr)
 		}
 	}
-	if _, stderr, code := testenv.Run(t, "", "pygrub", "menulst", "--grub-cfg", filepath.Join(pygrubCorpus, "rhel8-kernelopts.cfg")); code != 1 || !strings.Contains(stderr, "too many values to unpack") {
-		t.Errorf("a config pygrub fails on: exit %d %s", code, stderr)
+	if _, stderr, code := testenv.Run(t, "", "pygrub", "menulst", "--grub-cfg", filepath.Join(pygrubCorpus, "rhel8-kernelopts.cfg")); code != 1 || !strings.Contains(stderr, "runs blscfg") || !strings.Contains(stderr, "use --root") {
+		t.Errorf("a BLS grub.cfg alone: exit %d %s", code, stderr)
 	}
 }
 
@@ -420,6 +420,12 @@ func TestPygrubScanAgainstLibvirtd(t *testing.T) {
 	})
 	swap := pygrubMkext2(t, map[string]string{"/README": "not a boot disk\n"})
 	broken := pygrubMkext2(t, map[string]string{"/boot/grub/grub.cfg": pygrubReadCorpus(t, "rhel8-kernelopts.cfg")})
+	// The /boot file system of an EL8 guest: its grub.cfg runs blscfg.
+	bls := pygrubMkext2(t, map[string]string{
+		"/grub2/grub.cfg":                      pygrubReadCorpus(t, "rhel8-kernelopts.cfg"),
+		"/loader/entries/x-4.18.0-80.el8.conf": "title RHEL 8\nlinux /vmlinuz-4.18.0-80.el8\noptions $kernelopts\n",
+		"/vmlinuz-4.18.0-80.el8":               "k",
+	})
 	sock := pygrubStartLibvirtd(t)
 
 	node := filepath.Join(t.TempDir(), "node.xml")
@@ -435,6 +441,7 @@ func TestPygrubScanAgainstLibvirtd(t *testing.T) {
 	xml := "<node>" +
 		pv("el7guest", pygrub417, good, swap) +
 		pv("brokenguest", "pygrub", broken) +
+		pv("blsguest", pygrub417, bls) +
 		pv("oldhost", "/usr/lib/xen-4.1/bin/pygrub", good) +
 		"<domain type='test'><name>hvmguest</name><memory>524288</memory><os><type>hvm</type><boot dev='hd'/></os><devices><disk type='file' device='disk'><source file='" + good + "'/><target dev='hda' bus='ide'/></disk></devices></domain>" +
 		"</node>"
@@ -457,10 +464,10 @@ func TestPygrubScanAgainstLibvirtd(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &guests); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if len(guests) != 3 || guests[0].Domain != "brokenguest" || guests[1].Domain != "el7guest" || guests[2].Domain != "oldhost" {
+	if len(guests) != 4 || guests[0].Domain != "blsguest" || guests[1].Domain != "brokenguest" || guests[2].Domain != "el7guest" || guests[3].Domain != "oldhost" {
 		t.Fatalf("guests %+v", guests)
 	}
-	if g := guests[1]; g.Bootloader != pygrub417 || len(g.Disks) != 2 || g.Disks[0] != good || g.Disks[1] != swap || g.Check != nil {
+	if g := guests[2]; g.Bootloader != pygrub417 || len(g.Disks) != 2 || g.Disks[0] != good || g.Disks[1] != swap || g.Check != nil {
 		t.Errorf("el7guest %+v", g)
 	}
 	if strings.Contains(out, `"check"`) {
@@ -468,7 +475,7 @@ func TestPygrubScanAgainstLibvirtd(t *testing.T) {
 	}
 
 	out, stderr, code = testenv.Run(t, "", "pygrub", "scan", "--connect", uri, "--check", "-o", "json")
-	if code != 1 || !strings.Contains(stderr, "2 of 3 pygrub guests would not boot: brokenguest, oldhost") {
+	if code != 1 || !strings.Contains(stderr, "3 of 4 pygrub guests would not boot: blsguest, brokenguest, oldhost") {
 		t.Errorf("scan --check: exit %d %s", code, stderr)
 	}
 	json.Unmarshal([]byte(out), &guests)
@@ -482,6 +489,11 @@ func TestPygrubScanAgainstLibvirtd(t *testing.T) {
 	}
 	if c := guests[byName["brokenguest"]].Check; c == nil || c.Bootable || !strings.Contains(c.Detail, broken) || !strings.Contains(c.Detail, "too many values to unpack") {
 		t.Errorf("brokenguest check %+v", c)
+	}
+	// pygrub cannot tell more than that its failure is an EL8/EL9 one;
+	// the detail names the fix and check on the mounted guest.
+	if c := guests[byName["blsguest"]].Check; c == nil || c.Bootable || !strings.Contains(c.Detail, bls+": pygrub reads /grub2/grub.cfg") || !strings.Contains(c.Detail, "opsctl pygrub menulst --root DIR --install") {
+		t.Errorf("blsguest check %+v", c)
 	}
 	if c := guests[byName["oldhost"]].Check; c == nil || c.Bootable || !strings.Contains(c.Detail, "/usr/lib/xen-4.1/bin/pygrub not found") {
 		t.Errorf("oldhost check %+v", c)

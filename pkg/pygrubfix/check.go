@@ -43,6 +43,7 @@ const (
 	ProblemSubmenu          = "submenu-unsupported"
 	ProblemXFS              = "xfs-boot"
 	ProblemStaleMenuLst     = "stale-menu-lst"
+	ProblemBLS              = "bls-entries"
 )
 
 // The three fixes, as the problems name them.
@@ -52,6 +53,11 @@ const (
 	fixLink    = "link /boot/grub/grub.cfg to ../grub2/grub.cfg in the guest and " + fixPatch
 	fixExt3    = "put /boot on ext3/ext4 instead of XFS (pygrub of Xen 4.1 has no XFS reader)"
 )
+
+// fixBLS is the fix of a Boot Loader Spec guest whose root folder is root.
+func fixBLS(root string) string {
+	return fmt.Sprintf("`opsctl pygrub menulst --root %s --install` writes %s (read first by pygrub 4.17) and %s (read first by pygrub 4.1) from the entries, booting the entry grub boots; add --install-hook to keep them current at kernel updates", root, Grub2File, MenuLstFile)
+}
 
 // Check reads the guest root folder or config file at target the way
 // pygrub of rel would and reports what it finds. A target that is missing,
@@ -100,6 +106,10 @@ func checkFile(name string, data []byte, rel *Release) *Report {
 	r := newReport(rel, name, p)
 	cfg, err := Parse(data, p, rel, FromFile)
 	r.fill(cfg, err)
+	if p == ParserGrub2 && usesBLS(data) {
+		r.add(ProblemBLS, fmt.Sprintf("%s runs blscfg: the boot entries are Boot Loader Spec files in the guest's /boot/loader/entries, which pygrub %s cannot read; check the guest's root folder to see them; fix: %s", name, rel.Name, fixBLS("DIR")))
+		r.Bootable = false
+	}
 	if rel != Xen417 && p == ParserGrub2 {
 		slash := filepath.ToSlash(name)
 		if strings.Contains(slash, "/grub2/") || strings.HasPrefix(slash, "grub2/") {
@@ -122,10 +132,14 @@ func checkRoot(g *guestRoot, rel *Release) (*Report, error) {
 	if found == nil {
 		r := newReport(rel, "", "")
 		msg := errNoConfig.Error() + " (pygrub " + rel.Name + " looked for " + searchList(rel) + ")"
+		var next []byte // the config the guest boots with, for the problems after this one
 		if rel != Xen417 {
 			for _, c := range Xen417.Search {
 				if g.exists(c.Path) {
 					r.add(ProblemGrub2NotSearched, fmt.Sprintf("the guest's config is %s, which pygrub %s does not search; fix: %s, or %s", c.Path, rel.Name, fixMenuLst, fixLink))
+					if c.Parser == ParserGrub2 {
+						next, _ = g.readFile(c.Path)
+					}
 					break
 				}
 			}
@@ -133,6 +147,13 @@ func checkRoot(g *guestRoot, rel *Release) (*Report, error) {
 		r.add(ProblemNoConfig, msg)
 		r.Bootable = false
 		r.checkXFS(g)
+		if next != nil && !usesBLS(next) {
+			// Once the config is found (a symlink, a patched pygrub),
+			// these are what the guest meets next: one read of check
+			// lists everything to fix.
+			r.compareWith417(next, ParserGrub2, FromImage)
+		}
+		r.checkBLS(g, "")
 		return r, nil
 	}
 	r := newReport(rel, found.Path, found.Parser)
@@ -159,7 +180,52 @@ func checkRoot(g *guestRoot, rel *Release) (*Report, error) {
 	if r.Bootable {
 		r.checkFiles(g, found.Path)
 	}
+	r.checkBLS(g, found.Path)
 	return r, nil
+}
+
+// checkBLS looks for a Boot Loader Spec guest (a grub.cfg running blscfg).
+// When pygrub reads a config other than opsctl's (the guest's own
+// grub.cfg, which has no menuentry), it names the entries pygrub cannot
+// read and the fix; when it reads opsctl's, it checks that this boots
+// what grub boots now.
+func (r *Report) checkBLS(g *guestRoot, found string) {
+	config, data := findBLSConfig(g)
+	if config == "" {
+		return
+	}
+	bls, err := readBLSMenu(g, config, data)
+	if err != nil {
+		r.add(ProblemBLS, fmt.Sprintf("%s runs blscfg, which pygrub %s cannot run, and opsctl cannot read its entries: %v", config, r.Xen, err))
+		r.Bootable = false
+		return
+	}
+	ours := false
+	if found != "" {
+		if head, err := g.readFile(found); err == nil {
+			ours = writtenByOpsctl(head)
+		}
+	}
+	if !ours {
+		what := "finds no config"
+		if found != "" {
+			what = "finds no menuentry in " + found
+		}
+		r.add(ProblemBLS, fmt.Sprintf("%s runs blscfg: %s, which pygrub %s cannot read (it %s); fix: %s", config, bls.describe(), r.Xen, what, fixBLS(g.path)))
+		r.Bootable = false
+		return
+	}
+	if len(bls.Boots) == 0 || r.Default < 0 || r.Default >= len(r.Entries) {
+		return
+	}
+	want, got := bls.Boots[bls.Default], r.Entries[r.Default]
+	wantInitrd := ""
+	if len(want.Initrds) == 1 {
+		wantInitrd = want.Initrds[0]
+	}
+	if got.Kernel != want.Kernel || got.Initrd != wantInitrd || got.Args != want.Args {
+		r.add(ProblemStaleMenuLst, fmt.Sprintf("%s boots %s but grub boots %s (%s): it was not rewritten after a kernel update or a change of saved_entry; fix: %s", found, got.Kernel, want.Kernel, want.ID, fixBLS(g.path)))
+	}
 }
 
 func searchList(rel *Release) string {
@@ -185,7 +251,9 @@ func (r *Report) fill(cfg *Config, err error) {
 		r.add(ProblemParseError, fmt.Sprintf("pygrub %s fails on %s: %v", r.Xen, r.configName(), err))
 		return
 	}
-	r.Entries = cfg.Entries
+	if cfg.Entries != nil {
+		r.Entries = cfg.Entries
+	}
 	r.Default = cfg.Default
 	if len(cfg.Entries) == 0 {
 		r.add(ProblemNoEntries, fmt.Sprintf("pygrub %s finds no boot entry in %s", r.Xen, r.configName()))

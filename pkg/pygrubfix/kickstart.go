@@ -11,7 +11,13 @@ import "strings"
 //
 //   - /etc/kernel/postinst.d and /etc/kernel/prerm.d: run by new-kernel-pkg
 //     (EL7) and Debian's kernel packages with the kernel version;
-//   - /etc/kernel/install.d/*.install: run by kernel-install (Fedora, EL8+).
+//   - /etc/kernel/install.d/99-opsctl-pygrub-menulst.install: run by
+//     kernel-install (Fedora, EL8+); it is PluginScript, which in a Boot
+//     Loader Spec guest (EL8, EL9) writes /boot/grub/grub.cfg and menu.lst
+//     from the entries grub boots, and elsewhere runs the generator.
+//
+// In a BLS guest the generator hands over to the plugin, so the section
+// serves EL7 and EL8/EL9 kickstarts alike.
 //
 // It reads /etc/fstab for the root device and whether /boot is a partition
 // of its own, and /etc/default/grub for GRUB_CMDLINE_LINUX. Every path is
@@ -28,7 +34,7 @@ func KickstartPost(root string) string {
 		header = "%post --nochroot --log=" + root + "/root/opsctl-pygrub-menulst.log"
 		rootDefault = root
 	}
-	return strings.NewReplacer("@HEADER@", header, "@ROOT@", shellQuoteForDoubleQuotes(rootDefault), "@GENERATOR@", menulstGenerator).Replace(kickstartTemplate)
+	return strings.NewReplacer("@HEADER@", header, "@ROOT@", shellQuoteForDoubleQuotes(rootDefault), "@GENERATOR@", menulstGenerator, "@PLUGIN@", PluginScript()).Replace(kickstartTemplate)
 }
 
 // shellQuoteForDoubleQuotes escapes s for use inside "..." in sh.
@@ -59,15 +65,8 @@ cat > "$R/etc/kernel/prerm.d/99-opsctl-pygrub-menulst" <<'OPSCTL_HOOK'
 # $1 is the kernel version about to be removed.
 OPSCTL_MENULST_EXCLUDE="$1" exec "${OPSCTL_MENULST_ROOT:-}/usr/local/sbin/opsctl-pygrub-menulst"
 OPSCTL_HOOK
-cat > "$R/etc/kernel/install.d/99-opsctl-pygrub-menulst.install" <<'OPSCTL_HOOK'
-#!/bin/sh
-# kernel-install plugin: COMMAND KERNEL-VERSION ...
-case "$1" in
-add) exec "${OPSCTL_MENULST_ROOT:-}/usr/local/sbin/opsctl-pygrub-menulst" ;;
-remove) OPSCTL_MENULST_EXCLUDE="$2" exec "${OPSCTL_MENULST_ROOT:-}/usr/local/sbin/opsctl-pygrub-menulst" ;;
-esac
-exit 0
-OPSCTL_HOOK
+cat > "$R/etc/kernel/install.d/99-opsctl-pygrub-menulst.install" <<'OPSCTL_PLUGIN'
+@PLUGIN@OPSCTL_PLUGIN
 chmod 0755 "$R/etc/kernel/postinst.d/99-opsctl-pygrub-menulst" "$R/etc/kernel/prerm.d/99-opsctl-pygrub-menulst" "$R/etc/kernel/install.d/99-opsctl-pygrub-menulst.install"
 
 OPSCTL_MENULST_ROOT="$R" "$R/usr/local/sbin/opsctl-pygrub-menulst"
@@ -80,6 +79,15 @@ const menulstGenerator = `#!/bin/sh
 # opsctl pygrub menulst --kickstart; run by the kernel hooks.
 set -eu
 R="${OPSCTL_MENULST_ROOT:-}"
+# A Boot Loader Spec guest (EL8, EL9: grub.cfg runs blscfg): the
+# kernel-install plugin writes grub.cfg and menu.lst from its entries.
+plugin="$R/etc/kernel/install.d/99-opsctl-pygrub-menulst.install"
+if [ -z "${OPSCTL_PYGRUB_FROM_PLUGIN:-}" ] && [ -x "$plugin" ] && [ -d "$R/boot/loader/entries" ] &&
+  grep -qs '^[[:space:]]*blscfg[[:space:]]*$' "$R/boot/grub2/grub.cfg"; then
+  OPSCTL_PYGRUB_FROM_GENERATOR=1
+  export OPSCTL_PYGRUB_FROM_GENERATOR
+  exec "$plugin" add ""
+fi
 exclude="${OPSCTL_MENULST_EXCLUDE:-}"
 menu="$R/boot/grub/menu.lst"
 

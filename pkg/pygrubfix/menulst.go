@@ -16,17 +16,42 @@ type MenuLst struct {
 	Source  string
 	Default int
 	Entries []Entry
+	// Dropped names the entries left out (BLS entries pygrub cannot boot).
+	Dropped []string
+	// bls is the BLS menu it was made from, nil for a grub2 menu.
+	bls *BLSMenu
 }
 
+// BLS is the Boot Loader Spec menu the entries come from, nil when they
+// come from grub.cfg's menuentries.
+func (m *MenuLst) BLS() *BLSMenu { return m.bls }
+
 // MenuLstFromRoot reads the grub2 config of the guest root folder (where
-// pygrub 4.17 would find it) and its grubenv. A root that is missing or
-// not a folder is an InputError.
+// pygrub 4.17 would find it) and its grubenv; for a guest whose grub.cfg
+// runs blscfg (EL8, EL9), the Boot Loader Spec entries as grub reads them.
+// A root that is missing or not a folder is an InputError.
 func MenuLstFromRoot(root string) (*MenuLst, error) {
 	g, err := openGuestRoot(root)
 	if err != nil {
 		return nil, err
 	}
 	defer g.Close()
+	return menuLstFromGuest(g)
+}
+
+func menuLstFromGuest(g *guestRoot) (*MenuLst, error) {
+	root := g.path
+	if config, data := findBLSConfig(g); config != "" {
+		bls, err := readBLSMenu(g, config, data)
+		if err != nil {
+			return nil, err
+		}
+		m, err := bls.MenuLst()
+		if err != nil {
+			return nil, fmt.Errorf("in the guest %s: %w", root, err)
+		}
+		return m, nil
+	}
 	for _, c := range Xen417.Search {
 		if c.Parser != ParserGrub2 || !g.exists(c.Path) {
 			continue
@@ -63,6 +88,9 @@ func MenuLstFromFile(file string) (*MenuLst, error) {
 	// As much of it as pygrub would read; a grubenv that is not a regular
 	// file is as good as none.
 	env, _ := readHostFile(filepath.Join(filepath.Dir(real), "grubenv"), fsReadMax, true)
+	if usesBLS(data) {
+		return nil, fmt.Errorf("%s runs blscfg: its entries are Boot Loader Spec files in the guest's /boot/loader/entries, which a grub config file alone does not have; use --root with the guest's root folder", file)
+	}
 	return newMenuLst(file, data, env)
 }
 
@@ -135,7 +163,7 @@ func (m *MenuLst) Text() (string, error) {
 	var b strings.Builder
 	// The source's name is the user's, a control character in it would end
 	// the comment.
-	fmt.Fprintf(&b, "%s\n# from %s. Rewrite it after kernel updates (see opsctl pygrub menulst --kickstart).\n", menuLstMarker, strings.Map(dropControl, m.Source))
+	fmt.Fprintf(&b, "%s\n%s", menuLstMarker, m.sourceLines())
 	fmt.Fprintf(&b, "default=%d\ntimeout=5\n", m.Default)
 	for _, e := range m.Entries {
 		fmt.Fprintf(&b, "title %s\n", e.Title)

@@ -274,7 +274,7 @@ func (p *Pygrub) CheckDisk(ctx context.Context, disk string) DiskCheck {
 		if l := lastMeaningfulLine(stderr, nil); strings.Contains(l, "Error") {
 			why = "fails: " + l
 		}
-		return DiskCheck{Detail: fmt.Sprintf("%s: pygrub reads %s but %s", disk, config, why)}
+		return DiskCheck{Detail: fmt.Sprintf("%s: pygrub reads %s but %s%s", disk, config, why, blsHint(config, stderr))}
 	}
 	detail := fmt.Sprintf("%s: %s, %d entries, first %q (%s)", disk, config, len(titles), titles[0], kernels[0])
 	if p.notReally {
@@ -283,6 +283,25 @@ func (p *Pygrub) CheckDisk(ctx context.Context, disk string) DiskCheck {
 		}
 	}
 	return DiskCheck{Bootable: true, Detail: detail}
+}
+
+// blsHint names the Boot Loader Spec fix when pygrub's failure on a
+// grub2 config in grub2/ is that of an EL8/EL9 guest: "Unknown directive
+// blscfg" (pygrub logs it), or the exception EL8/EL9's grub.cfg raises
+// before pygrub gets there (set kernelopts="root=... ro": too many values
+// to unpack). pygrub's output cannot tell more; check on the mounted
+// guest can.
+func blsHint(config, stderr string) string {
+	if !strings.HasSuffix(config, "grub2/grub.cfg") {
+		return ""
+	}
+	switch {
+	case strings.Contains(stderr, "Unknown directive blscfg"):
+		return "; grub.cfg runs blscfg: a Boot Loader Spec guest (EL8/EL9) whose entries pygrub cannot read; fix: mount its /boot and root, and run `opsctl pygrub menulst --root DIR --install` (see `opsctl pygrub check DIR`)"
+	case strings.Contains(stderr, "too many values to unpack"):
+		return "; this is how pygrub fails on the grub.cfg of a Boot Loader Spec guest (EL8/EL9: set kernelopts=\"root=...\" before blscfg); fix: mount its /boot and root, and run `opsctl pygrub menulst --root DIR --install` (see `opsctl pygrub check DIR`)"
+	}
+	return ""
 }
 
 // lastMeaningfulLine is the last line of pygrub's stderr that is not a

@@ -51,6 +51,17 @@ type FileWrite struct {
 	oldStat unix.Stat_t
 	// noRenameat2 takes the path of kernels without renameat2 (tests).
 	noRenameat2 bool
+	// owned: the new file gets mode, uid and gid whatever the file there
+	// had (a script that root runs must be root's).
+	owned    bool
+	mode     uint32
+	uid, gid int
+}
+
+// setOwner makes the new file mode mode, owned by uid:gid, instead of
+// keeping the mode and owner of the file it replaces.
+func (w *FileWrite) setOwner(mode uint32, uid, gid int) {
+	w.owned, w.mode, w.uid, w.gid = true, mode, uid, gid
 }
 
 // Exists reports whether there is a file to replace.
@@ -207,6 +218,7 @@ const (
 	menuLstMarker   = "# grub-legacy menu for Xen's pygrub, written by opsctl pygrub menulst"
 	kickstartMarker = "# Written by opsctl pygrub menulst --kickstart: keep /boot/grub/menu.lst"
 	generatorMarker = "# Written by opsctl-pygrub-menulst for Xen's pygrub; rewritten at every"
+	pluginMarker    = "# opsctl pygrub kernel-install plugin: keeps /boot/grub/grub.cfg and menu.lst"
 )
 
 // writtenByOpsctl reports whether one of the first lines of head is one of
@@ -215,7 +227,7 @@ func writtenByOpsctl(head []byte) bool {
 	lines := bufio.NewScanner(bytes.NewReader(head))
 	for i := 0; i < 3 && lines.Scan(); i++ {
 		switch strings.TrimSuffix(lines.Text(), "\r") {
-		case menuLstMarker, kickstartMarker, generatorMarker:
+		case menuLstMarker, kickstartMarker, generatorMarker, grub2Marker, pluginMarker:
 			return true
 		}
 	}
@@ -339,6 +351,12 @@ func (w *FileWrite) fill(tmp *os.File, data []byte) error {
 		}
 		if err := copyXattrs(w.old, tmp); err != nil {
 			return err
+		}
+	}
+	if w.owned {
+		mode = w.mode
+		if err := unix.Fchown(int(tmp.Fd()), w.uid, w.gid); err != nil && os.Geteuid() == 0 {
+			return fmt.Errorf("setting the owner: %w", err)
 		}
 	}
 	if err := unix.Fchmod(int(tmp.Fd()), mode); err != nil {
