@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/internal/inputerr"
 	"github.com/opsctl/opsctl/pkg/lvmcache"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -156,6 +157,40 @@ func (env *lvmEnv) checkSharedFlags() error {
 		return nil
 	}
 	return env.SharedFlags()
+}
+
+// lvmFlagNames are the inputs of lvmcache that the lvm verbs fill in from
+// their flags, and the calls its messages point to that the verbs offer as
+// command lines: errors of the package name them in its terms, the user
+// reads the flags. The calls carry the LV (see lvmcache's hints.go).
+func lvmFlagNames(name lvmcache.Name) map[string]string {
+	names := map[string]string{
+		"CreateRequest.PVs":       "--cache-pv",
+		"CreateRequest.CacheName": "--name",
+		"StrategyRecache":         "--strategy recache",
+		"StrategyOnline":          "--strategy online",
+		"Manager.StateDir":        "--state-dir",
+	}
+	if name != (lvmcache.Name{}) {
+		lv := name.String()
+		names["Manager.Resume("+lv+")"] = "opsctl lvm cache resize " + lv + " --resume"
+		names["Manager.PlanAbandon("+lv+")"] = "opsctl lvm cache resize " + lv + " --abandon"
+		names["lvm cache resize "+lv+" (Manager.Resume)"] = "lvm cache resize " + lv + " --resume"
+		names["lvm cache resize "+lv+" (Manager.PlanAbandon)"] = "lvm cache resize " + lv + " --abandon"
+	}
+	return names
+}
+
+// lvmError shows the flags and command lines in an error of lvmcache about
+// the LV name (the zero Name when the command names none).
+func lvmError(err error, name lvmcache.Name) error {
+	return inputerr.Rename(err, lvmFlagNames(name))
+}
+
+// lvmText shows the flags and command lines in a note of lvmcache about
+// the LV name, as lvmError does in its errors.
+func lvmText(note string, name lvmcache.Name) string {
+	return lvmError(errors.New(note), name).Error()
 }
 
 // parseLVArg turns the VG/LV argument into a name, or a usage error.
@@ -312,10 +347,10 @@ func runLVMCacheCreate(cmd *cobra.Command, opts *lvmCacheCreateOptions) error {
 	m := opts.Env.Manager()
 	plan, err := m.PlanCreate(cmd.Context(), lvmcache.CreateRequest{LV: name, SizeBytes: size, PVs: opts.CachePVs, Mode: opts.CacheMode, CacheName: opts.Name})
 	if err != nil {
-		return err
+		return lvmError(err, name)
 	}
 	if applied, err := runPlan(cmd.Context(), opts.Env, m, plan, opts.DryRun, opts.Yes); err != nil || !applied {
-		return err
+		return lvmError(err, name)
 	}
 	fmt.Fprintf(opts.Env.IO.Out, "%s: cached by %s (%s %s on %s)\n", name, plan.Cache.Name,
 		lvmcache.FormatBytes(plan.Cache.SizeBytes), plan.Cache.Mode, strings.Join(plan.Cache.PVs, ", "))
@@ -421,21 +456,19 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 	}
 	var plan *lvmcache.Plan
 	if opts.Resume {
-		if plan, err = m.LoadJournal(name); err == nil {
-			err = m.SkipDoneSteps(ctx, plan)
-		}
+		plan, err = m.Resume(ctx, name)
 	} else {
 		plan, err = m.PlanResize(ctx, lvmcache.ResizeRequest{LV: name, Size: size, Strategy: opts.Strategy})
 	}
 	if err != nil {
-		return err
+		return lvmError(err, name)
 	}
 	if len(plan.Steps) == 0 {
 		fmt.Fprintf(opts.Env.IO.ErrOut, "opsctl: %s\n", strings.Join(plan.Notes, "; "))
 		return nil
 	}
 	if applied, err := runPlan(ctx, opts.Env, m, plan, opts.DryRun, opts.Yes); err != nil || !applied {
-		return err
+		return lvmError(err, name)
 	}
 	fmt.Fprintf(opts.Env.IO.Out, "%s: resized from %s to %s (%s", name, lvmcache.FormatBytes(plan.OriginalSizeBytes),
 		lvmcache.FormatBytes(plan.TargetSizeBytes), plan.Strategy)
@@ -462,13 +495,15 @@ func runLVMCacheResize(cmd *cobra.Command, opts *lvmCacheResizeOptions) error {
 func abandonJournal(opts *lvmCacheResizeOptions, m *lvmcache.Manager, name lvmcache.Name) error {
 	a, err := m.PlanAbandon(name)
 	if err != nil {
-		return err
+		return lvmError(err, name)
 	}
 	notes := []string{"the journal records: " + a.Records}
 	if a.Problem != "" {
 		notes = append(notes, "--resume cannot use it: "+a.Problem)
 	}
-	notes = append(notes, a.Checks...)
+	for _, check := range a.Checks {
+		notes = append(notes, lvmText(check, name))
+	}
 	notes = append(notes, "nothing is changed in lvm2; only this journal is removed")
 	if opts.DryRun {
 		for _, note := range notes {
@@ -483,7 +518,7 @@ func abandonJournal(opts *lvmCacheResizeOptions, m *lvmcache.Manager, name lvmca
 		return err
 	}
 	if err := m.Abandon(a); err != nil {
-		return err
+		return lvmError(err, name)
 	}
 	fmt.Fprintf(opts.Env.IO.Out, "%s: journal %s removed; nothing was changed in lvm2\n", name, a.Path)
 	return nil
@@ -535,7 +570,7 @@ func runLVMCacheStatus(cmd *cobra.Command, opts *lvmCacheStatusOptions) error {
 		}
 		status, err := m.Status(ctx, name)
 		if err != nil {
-			return err
+			return lvmError(err, name)
 		}
 		if opts.Output.JSON() {
 			return cli.WriteJSON(out, status)
@@ -545,7 +580,7 @@ func runLVMCacheStatus(cmd *cobra.Command, opts *lvmCacheStatusOptions) error {
 	}
 	all, err := m.StatusAll(ctx)
 	if err != nil {
-		return err
+		return lvmError(err, lvmcache.Name{})
 	}
 	if opts.Output.JSON() {
 		return cli.WriteJSON(out, all)
@@ -618,10 +653,10 @@ func runLVMCacheRemove(cmd *cobra.Command, opts *lvmCacheRemoveOptions) error {
 	m := opts.Env.Manager()
 	plan, err := m.PlanRemove(cmd.Context(), name)
 	if err != nil {
-		return err
+		return lvmError(err, name)
 	}
 	if applied, err := runPlan(cmd.Context(), opts.Env, m, plan, opts.DryRun, opts.Yes); err != nil || !applied {
-		return err
+		return lvmError(err, name)
 	}
 	step := plan.Steps[0]
 	fmt.Fprintf(opts.Env.IO.Out, "%s: cache %s removed (%d dirty blocks flushed, %.2fs)\n", name, plan.Cache.Pool, step.DirtyBlocks, step.Duration().Seconds())

@@ -217,3 +217,29 @@ func TestLVMCacheAbandonOfALinkRemovesTheLinkOnly(t *testing.T) {
 		t.Errorf("the link's target changed: %q", data)
 	}
 }
+
+// TestLVMCacheMessagesNameTheCommandLinesNotTheCalls: lvmcache points to
+// Manager.Resume and Manager.PlanAbandon in its own terms; the user reads
+// the command lines that make those calls, in errors and in the notes of
+// --abandon alike.
+func TestLVMCacheMessagesNameTheCommandLinesNotTheCalls(t *testing.T) {
+	lvm, _ := recordingLVM(t)
+	state := t.TempDir()
+	writeJSON(t, filepath.Join(state, "storage-slowlv.json"), slowlvJournal(t))
+	base := []string{"lvm", "--lvm", lvm, "--state-dir", state, "cache"}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"remove", "storage/slowlv", "-y"}, cli.ExitFailure, "finish it with `opsctl lvm cache resize storage/slowlv --resume`"},
+		{[]string{"resize", "storage/slowlv", "--abandon", "--dry-run"}, cli.ExitOK, "`opsctl lvm cache resize storage/slowlv --resume` would finish this"},
+		{[]string{"resize", "storage/plainlv", "--resume", "-y"}, cli.ExitFailure, "opsctl: lvm cache resize storage/plainlv --resume: no interrupted resize of storage/plainlv"},
+		{[]string{"resize", "storage/plainlv", "--abandon", "-y"}, cli.ExitFailure, "opsctl: lvm cache resize storage/plainlv --abandon: no interrupted resize of storage/plainlv"},
+	} {
+		_, stderr, code := runForTest(append(base, tc.args...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "Manager.") {
+			t.Errorf("%s: exit %d, %q; want exit %d and %q", strings.Join(tc.args, " "), code, stderr, tc.code, tc.want)
+		}
+	}
+}

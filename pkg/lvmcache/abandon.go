@@ -9,7 +9,7 @@ import (
 )
 
 // Abandonment is the removal of the journal of an interrupted resize that
-// --resume cannot (or should not) finish, once an admin has looked at the
+// Resume cannot (or should not) finish, once an admin has looked at the
 // LV by hand: the way out of a damaged journal. It changes nothing in
 // lvm2 and removes nothing but that LV's journal file.
 type Abandonment struct {
@@ -17,7 +17,7 @@ type Abandonment struct {
 	Path string
 	// Records is what the journal says, as far as it can be read.
 	Records string
-	// Problem is why --resume cannot use the journal, "" when it could.
+	// Problem is why Resume cannot use the journal, "" when it could.
 	Problem string
 	// Checks are what to look at, and the lvm2 commands that would finish
 	// the resize by hand, before the journal goes.
@@ -41,7 +41,7 @@ func (a *Abandonment) Commands() []string {
 // records and what to check before it is removed.
 func (m *Manager) PlanAbandon(name Name) (*Abandonment, error) {
 	fail := func(err error) (*Abandonment, error) {
-		return nil, fmt.Errorf("lvm cache resize %s --abandon: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", abandonContext(name), err)
 	}
 	d, err := m.openStateToLook()
 	if err != nil {
@@ -107,13 +107,13 @@ func abandonChecks(name Name, plan *Plan) []string {
 	if recache := plan.step(StepRecache); recache != nil {
 		checks = append(checks, fmt.Sprintf("is %s cached (segtype cache)? If not, re-create the recorded cache: %s", name, ShellQuote(append([]string{"lvm"}, recache.Args...))))
 	}
-	return append(checks, fmt.Sprintf("the journal itself is readable: `opsctl lvm cache resize %s --resume` would finish this", name))
+	return append(checks, fmt.Sprintf("the journal itself is readable: `%s` would finish this", resumeCall(name)))
 }
 
 // Abandon removes the journal PlanAbandon looked at, under the LV's lock,
 // provided it has not changed since (another opsctl resuming it, say).
 func (m *Manager) Abandon(a *Abandonment) error {
-	fail := func(err error) error { return fmt.Errorf("lvm cache resize %s --abandon: %w", a.LV, err) }
+	fail := func(err error) error { return fmt.Errorf("%s: %w", abandonContext(a.LV), err) }
 	d, err := m.openStateToLook()
 	if err != nil {
 		return fail(err)

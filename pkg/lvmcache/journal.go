@@ -82,8 +82,8 @@ func (m *Manager) checkNoJournal(d *stateDir, name Name) error {
 	if data, err := d.readFile(journalFile(name)); err == nil {
 		records = describeJournal(data)
 	}
-	return fmt.Errorf("an interrupted resize of %s is journaled in %s (%s); finish it with `opsctl lvm cache resize %s --resume`",
-		name, m.journalPath(name), records, name)
+	return fmt.Errorf("an interrupted resize of %s is journaled in %s (%s); finish it with `%s`",
+		name, m.journalPath(name), records, resumeCall(name))
 }
 
 // checkJournalExists makes sure the journal a resumed plan was loaded from
@@ -104,7 +104,7 @@ func (m *Manager) checkJournalExists(d *stateDir, name Name) error {
 // *JournalError saying what it records as far as it can be read, and how
 // to get out.
 func (m *Manager) LoadJournal(name Name) (*Plan, error) {
-	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("lvm cache resize %s --resume: %w", name, err) }
+	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("%s: %w", resumeContext(name), err) }
 	d, err := m.openStateToLook()
 	if err != nil {
 		return fail(err)
@@ -141,7 +141,7 @@ func (m *Manager) LoadJournal(name Name) (*Plan, error) {
 
 // JournalError is a journal opsctl cannot resume from: unreadable, or not
 // the shape opsctl writes. It says what the journal records as far as it
-// can be read, what to check by hand, and the way out: --abandon.
+// can be read, what to check by hand, and the way out: PlanAbandon.
 type JournalError struct {
 	Path    string
 	LV      Name
@@ -155,8 +155,8 @@ func (e *JournalError) Error() string {
 	if records == "" {
 		records = "nothing readable"
 	}
-	return fmt.Sprintf("journal %s is not one opsctl can resume (%s); as far as it can be read it records: %s; check %s by hand (%s) and finish what is missing with lvm2, then drop the journal with `opsctl lvm cache resize %s --abandon`",
-		e.Path, e.Problem, records, e.LV, lvsCheck(e.LV), e.LV)
+	return fmt.Sprintf("journal %s is not one opsctl can resume (%s); as far as it can be read it records: %s; check %s by hand (%s) and finish what is missing with lvm2, then drop the journal with `%s`",
+		e.Path, e.Problem, records, e.LV, lvsCheck(e.LV), abandonCall(e.LV))
 }
 
 // lvsCheck is the lvm2 report that shows what a resize changed.

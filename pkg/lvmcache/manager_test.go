@@ -278,11 +278,11 @@ func TestRecacheSurvivesAFailureAtEveryStep(t *testing.T) {
 		resumeRun []string // the commands --resume runs (besides reports)
 	}{
 		{"lvconvert", false, "nothing was changed", false, 24, true, nil},
-		{"lvconvert", true, "run `opsctl lvm cache resize storage/slowlv --resume`", true, 24, false, []string{"lvresize", "lvcreate"}},
+		{"lvconvert", true, "run `Manager.Resume(storage/slowlv)`", true, 24, false, []string{"lvresize", "lvcreate"}},
 		{"lvresize", false, "the cache was re-attached with its recorded settings, storage/slowlv is as before", false, 24, true, nil},
-		{"lvresize", true, "--resume", true, 26, true, []string{}},
+		{"lvresize", true, "Manager.Resume(storage/slowlv)", true, 26, true, []string{}},
 		{"lvcreate", false, "injected failure of lvcreate; the journal", true, 26, false, []string{"lvcreate"}},
-		{"lvcreate", true, "--resume", true, 26, true, []string{}},
+		{"lvcreate", true, "Manager.Resume(storage/slowlv)", true, 26, true, []string{}},
 	}
 	for _, tc := range cases {
 		name := tc.command + "-fails-before"
@@ -317,8 +317,8 @@ func TestRecacheSurvivesAFailureAtEveryStep(t *testing.T) {
 				}
 				return
 			}
-			// Anything but --resume is refused while the journal is there.
-			if _, err := m.PlanRemove(ctx, slowlv); err == nil || !strings.Contains(err.Error(), "--resume") {
+			// Anything but Resume is refused while the journal is there.
+			if _, err := m.PlanRemove(ctx, slowlv); err == nil || !strings.Contains(err.Error(), "Manager.Resume(storage/slowlv)") {
 				t.Errorf("remove with a journal: %v", err)
 			}
 			callsBefore := len(readFake(t, path).Calls)
@@ -425,7 +425,7 @@ func TestInterruptedPlanStopsBeforeTheNextStep(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m.NewProgress = func(string, int64) Progress { cancel(); return &recordedProgress{} }
-	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "before lvresize; run `opsctl lvm cache resize storage/slowlv --resume`") {
+	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "before lvresize; run `Manager.Resume(storage/slowlv)`") {
 		t.Fatalf("Apply interrupted during the flush: %v", err)
 	}
 	if lv := slowlvOf(t, path); lv.Cache != nil || lv.Extents != 24 {
@@ -448,7 +448,7 @@ func TestResizeInterruptedBeforeItsFirstStepLeavesNoJournal(t *testing.T) {
 	plan := planRecacheBy4MiB(t, m)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "--resume") {
+	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "Manager.Resume") {
 		t.Fatalf("Apply with a cancelled context: %v; want it to say nothing was changed", err)
 	}
 	if lv := slowlvOf(t, path); lv.Cache == nil || lv.Extents != 24 {
@@ -561,8 +561,8 @@ func TestSecondOpsctlOnTheSameLVIsBusy(t *testing.T) {
 	unlock()
 	unlock = func() {}
 	_, err = m.PlanRemove(ctx, slowlv)
-	if err == nil || errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "--resume") {
-		t.Errorf("PlanRemove with the journal of a dead opsctl: %v; want the interrupted resize and --resume", err)
+	if err == nil || errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "Manager.Resume(storage/slowlv)") {
+		t.Errorf("PlanRemove with the journal of a dead opsctl: %v; want the interrupted resize and Manager.Resume", err)
 	}
 }
 
@@ -662,8 +662,8 @@ func TestInterruptedCreateOrRemoveSaysNothingChanged(t *testing.T) {
 	}
 	for _, plan := range []*Plan{remove, create} {
 		err := m.Apply(ctx, plan)
-		if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "--resume") {
-			t.Errorf("%s interrupted: %v; want it to say nothing was changed, without a --resume that has no journal", plan.Op, err)
+		if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "Manager.Resume") {
+			t.Errorf("%s interrupted: %v; want it to say nothing was changed, without a Manager.Resume that has no journal", plan.Op, err)
 		}
 	}
 	if ran := changesSince(t, path, 0); len(ran) != 0 {
@@ -685,7 +685,7 @@ func TestChangeIsRefusedWhenAResizeWasJournaledAfterItsPlan(t *testing.T) {
 	resize := planRecacheBy4MiB(t, m)
 	saveJournalOf(t, m, resize)
 	calls := len(readFake(t, path).Calls)
-	if err := m.Apply(ctx, remove); err == nil || !strings.Contains(err.Error(), "--resume") {
+	if err := m.Apply(ctx, remove); err == nil || !strings.Contains(err.Error(), "Manager.Resume(storage/slowlv)") {
 		t.Errorf("remove while a resize is journaled: %v", err)
 	}
 	if ran := changesSince(t, path, calls); len(ran) != 0 {
@@ -744,7 +744,7 @@ func TestAFailedReportMidResizePointsToResume(t *testing.T) {
 	}
 	failNext(t, path, "lvs", false, 1)
 	err = m.Apply(ctx, resumed)
-	if err == nil || !strings.Contains(err.Error(), "injected failure of lvs") || !strings.Contains(err.Error(), "run `opsctl lvm cache resize storage/slowlv --resume`") {
+	if err == nil || !strings.Contains(err.Error(), "injected failure of lvs") || !strings.Contains(err.Error(), "run `Manager.Resume(storage/slowlv)`") {
 		t.Errorf("Apply with a failing lvs after the uncache: %v; want the lvm2 error and the way to finish", err)
 	}
 	if _, err := m.LoadJournal(slowlv); err != nil {

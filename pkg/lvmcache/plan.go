@@ -71,7 +71,7 @@ func (s *Step) Duration() time.Duration {
 
 // Plan is a checked list of lvm2 commands that carries out one operation on
 // one LV. It is built by PlanCreate, PlanResize or PlanRemove after every
-// preflight check, shown by --dry-run, and for a resize saved as the journal
+// preflight check, shown by a dry run, and for a resize saved as the journal
 // before each step.
 type Plan struct {
 	Version  int    `json:"version"`
@@ -102,7 +102,7 @@ func (p *Plan) Name() Name {
 }
 
 // Commands are the lvm2 command lines of the steps still to run, each
-// "+ " and the argv shell-quoted: what --dry-run prints.
+// "+ " and the argv shell-quoted: what a dry run prints.
 func (p *Plan) Commands() []string {
 	var lines []string
 	for _, s := range p.Steps {

@@ -59,7 +59,7 @@ func (m *Manager) PlanCreate(ctx context.Context, req CreateRequest) (*Plan, err
 		return fail(fmt.Errorf("cache size must be greater than zero"))
 	}
 	if len(req.PVs) == 0 {
-		return fail(fmt.Errorf("no cache PV: give the fast PV with --cache-pv"))
+		return fail(fmt.Errorf("no cache PV: give the fast PV with CreateRequest.PVs"))
 	}
 	if err := m.checkLVFree(req.LV); err != nil {
 		return fail(err)
@@ -76,7 +76,7 @@ func (m *Manager) PlanCreate(ctx context.Context, req CreateRequest) (*Plan, err
 	}
 	for _, taken := range []string{cacheName, cacheName + "_cpool"} {
 		if _, exists := vg.LVs[taken]; exists {
-			return fail(fmt.Errorf("cache name %q: an LV %s/%s already exists; choose another with --name", cacheName, vg.Name, taken))
+			return fail(fmt.Errorf("cache name %q: an LV %s/%s already exists; choose another with CreateRequest.CacheName", cacheName, vg.Name, taken))
 		}
 	}
 	var pvs []string
@@ -190,7 +190,7 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 	}
 	switch {
 	case strategy == StrategyOnline && !version.SupportsOnlineResize():
-		return fail(fmt.Errorf("lvm2 %s cannot resize a cached LV online (that needs %s or newer); use --strategy recache", version, OnlineResizeVersion))
+		return fail(fmt.Errorf("lvm2 %s cannot resize a cached LV online (that needs %s or newer); use StrategyRecache", version, OnlineResizeVersion))
 	case strategy == StrategyAuto && version.SupportsOnlineResize():
 		strategy = StrategyOnline
 	case strategy == StrategyAuto:
@@ -210,7 +210,7 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 		return fail(fmt.Errorf("%s", why))
 	}
 	if strategy == StrategyRecache && lv.Cache.NotRecreatable != "" {
-		hint := "resize it with --strategy online (lvm2 " + OnlineResizeVersion.String() + " or newer)"
+		hint := "resize it with StrategyOnline (lvm2 " + OnlineResizeVersion.String() + " or newer)"
 		if version != (Version{}) && !version.SupportsOnlineResize() {
 			hint = "lvm2 " + version.String() + " cannot resize it online; uncache, lvresize and re-create that cache by hand"
 		}
