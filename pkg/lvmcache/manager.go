@@ -423,3 +423,10 @@ func (m *Manager) pollDirtyBlocks(ctx context.Context, name Name, step *Step, pr
 		progress.Update(total - left)
 	}
 }
+
+func (m *Manager) now() time.Time {
+	if m.Clock != nil {
+		return m.Clock().UTC()
+	}
+	return time.Now().UTC()
+}

@@ -178,3 +178,14 @@ func createCacheArgs(name Name, c *Cache, exact bool) []string {
 	args = append(args, "--name", c.Name, "--size", lvmSize(c.SizeBytes), name.String())
 	return append(args, c.PVs...)
 }
+
+// recordCache copies what re-creating c needs. A cache left in the cleaner
+// policy by an interrupted uncache is re-created with smq, lvm2's default.
+func recordCache(c *Cache) *Cache {
+	rec := *c
+	rec.PVs = append([]string(nil), c.PVs...)
+	if rec.Policy == "cleaner" {
+		rec.Policy = "smq"
+	}
+	return &rec
+}
