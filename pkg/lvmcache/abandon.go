@@ -43,19 +43,11 @@ func (m *Manager) PlanAbandon(name Name) (*Abandonment, error) {
 	fail := func(err error) (*Abandonment, error) {
 		return nil, fmt.Errorf("%s: %w", abandonContext(name), err)
 	}
-	d, err := m.openStateToLook()
+	d, err := m.openJournalDir(name)
 	if err != nil {
 		return fail(err)
 	}
-	if d == nil {
-		return fail(fmt.Errorf("%w of %s is journaled in %s", ErrNoJournal, name, m.stateDir()))
-	}
 	defer d.Close()
-	if busy, err := d.lockedBy(name); err != nil {
-		return fail(err)
-	} else if busy != nil {
-		return fail(busy)
-	}
 	seen, readErr, err := identify(d, name)
 	if err != nil {
 		return fail(err)

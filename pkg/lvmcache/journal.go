@@ -99,25 +99,39 @@ func (m *Manager) checkJournalExists(d *stateDir, name Name) error {
 	return nil
 }
 
+// openJournalDir opens the state dir to read name's journal: an error
+// wrapping ErrNoJournal when there is no state dir yet, a *BusyError while
+// another opsctl holds the LV (that resize is running, not interrupted).
+func (m *Manager) openJournalDir(name Name) (*stateDir, error) {
+	d, err := m.openStateToLook()
+	if err != nil {
+		return nil, err
+	}
+	if d == nil {
+		return nil, fmt.Errorf("%w of %s is journaled in %s", ErrNoJournal, name, m.stateDir())
+	}
+	busy, err := d.lockedBy(name)
+	if err == nil && busy != nil {
+		err = busy
+	}
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
 // LoadJournal reads the journal of the LV's interrupted resize: a plan
 // that Apply finishes. A journal that is not one opsctl wrote is a
 // *JournalError saying what it records as far as it can be read, and how
 // to get out.
 func (m *Manager) LoadJournal(name Name) (*Plan, error) {
 	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("%s: %w", resumeContext(name), err) }
-	d, err := m.openStateToLook()
+	d, err := m.openJournalDir(name)
 	if err != nil {
 		return fail(err)
 	}
-	if d == nil {
-		return fail(fmt.Errorf("%w of %s is journaled in %s", ErrNoJournal, name, m.stateDir()))
-	}
 	defer d.Close()
-	if busy, err := d.lockedBy(name); err != nil {
-		return fail(err)
-	} else if busy != nil {
-		return fail(busy)
-	}
 	if exists, _, err := d.regularAt(journalFile(name)); err != nil {
 		return fail(err)
 	} else if !exists {
