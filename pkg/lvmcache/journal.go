@@ -199,7 +199,9 @@ func ParseJournal(data []byte, name Name) (*Plan, error) {
 	dec.DisallowUnknownFields()
 	var plan Plan
 	if err := dec.Decode(&plan); err != nil {
-		return bad("not the JSON of a journal: %v", err)
+		// The decoder quotes what it could not read: a damaged field's
+		// DEL or terminal escape must not reach the terminal.
+		return bad("not the JSON of a journal: %s", printable(err.Error()))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return bad("more data after the journal")

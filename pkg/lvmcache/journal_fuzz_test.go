@@ -263,3 +263,17 @@ func TestTheJournalApplyWritesReadsBack(t *testing.T) {
 		t.Fatalf("the journal of a fresh plan: %v", err)
 	}
 }
+
+// TestAJournalWithAnEscapeInATimeIsShownPrintable: a damaged time field
+// holding a terminal escape (or DEL) must not reach the terminal through
+// the JSON decoder's error, which repeats what it could not read.
+func TestAJournalWithAnEscapeInATimeIsShownPrintable(t *testing.T) {
+	var doc map[string]any
+	if err := json.Unmarshal(recacheJournal(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["created"] = "\x1b[2J\x7f"
+	data, _ := json.Marshal(doc)
+	_, err := ParseJournal(data, slowlv)
+	checkJournalError(t, err)
+}
