@@ -91,7 +91,10 @@ func identify(d *stateDir, name Name) (id journalIdentity, readErr, err error) {
 func abandonChecks(name Name, plan *Plan) []string {
 	checks := []string{"look at the LV: " + lvsCheck(name)}
 	if plan == nil {
-		return append(checks, fmt.Sprintf("is %s cached, with the cache recorded above, and of the size you expect? Finish by hand with lvm2 what is missing", name))
+		return append(checks, fmt.Sprintf("is %s cached, with the cache (or the settings) recorded above, and of the size you expect? Finish by hand with lvm2 what is missing", name))
+	}
+	if plan.Op == OpFlush {
+		return append(checks, flushChecks(name, plan)...)
 	}
 	resize := plan.step(StepResize)
 	checks = append(checks, fmt.Sprintf("is %s %s (grown) or still %s? To grow it: %s", name, FormatBytes(plan.TargetSizeBytes),
@@ -130,4 +133,23 @@ func (m *Manager) Abandon(a *Abandonment) error {
 		return fail(err)
 	}
 	return nil
+}
+
+// flushChecks are what an admin looks at before dropping the journal of a
+// flush: the policy and runtime migration_threshold it recorded, and the
+// commands that put them back.
+func flushChecks(name Name, plan *Plan) []string {
+	rec := plan.Flush
+	policy := plan.step(StepRestorePolicy)
+	if policy == nil {
+		policy = &Step{Args: []string{"lvchange", "--cachepolicy", rec.Policy, name.String()}}
+	}
+	threshold := plan.step(StepRestoreThreshold)
+	return []string{
+		fmt.Sprintf("is the cache policy of %s %s again (lvs -o cache_policy,cache_settings %s)? If not: %s", name, rec.Policy, name,
+			ShellQuote(append([]string{"lvm"}, policy.Args...))),
+		fmt.Sprintf("is its runtime migration_threshold %d again (dmsetup status %s)? If not: %s", rec.MigrationThreshold, name.DMName(),
+			ShellQuote(append([]string{"dmsetup"}, threshold.Args...))),
+		fmt.Sprintf("the journal itself is readable: `%s` would finish this", flushResumeCall(name)),
+	}
 }

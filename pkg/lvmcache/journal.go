@@ -78,12 +78,29 @@ func (m *Manager) checkNoJournal(d *stateDir, name Name) error {
 	if err != nil || !exists {
 		return err
 	}
-	records := "it cannot be read"
+	records, op := "it cannot be read", OpResize
 	if data, err := d.readFile(journalFile(name)); err == nil {
-		records = describeJournal(data)
+		records, op = describeJournal(data), journalOp(data)
 	}
-	return fmt.Errorf("an interrupted resize of %s is journaled in %s (%s); finish it with `%s`",
-		name, m.journalPath(name), records, resumeCall(name))
+	call := resumeCall(name)
+	if op == OpFlush {
+		call = flushResumeCall(name)
+	} else {
+		op = OpResize
+	}
+	return fmt.Errorf("an interrupted %s of %s is journaled in %s (%s); finish it with `%s`",
+		op, name, m.journalPath(name), records, call)
+}
+
+// journalOp is the operation a journal records, "" when it cannot tell.
+func journalOp(data []byte) string {
+	var doc struct {
+		Op string `json:"op"`
+	}
+	if json.Unmarshal(data, &doc) != nil {
+		return ""
+	}
+	return doc.Op
 }
 
 // checkJournalExists makes sure the journal a resumed plan was loaded from
@@ -121,12 +138,17 @@ func (m *Manager) openJournalDir(name Name) (*stateDir, error) {
 	return d, nil
 }
 
-// LoadJournal reads the journal of the LV's interrupted resize: a plan
-// that Apply finishes. A journal that is not one opsctl wrote is a
-// *JournalError saying what it records as far as it can be read, and how
-// to get out.
+// LoadJournal reads the journal of the LV's interrupted resize (or flush):
+// a plan that Apply (or Flush) finishes. A journal that is not one opsctl
+// wrote is a *JournalError saying what it records as far as it can be
+// read, and how to get out.
 func (m *Manager) LoadJournal(name Name) (*Plan, error) {
-	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("%s: %w", resumeContext(name), err) }
+	return m.loadJournal(name, resumeContext(name))
+}
+
+// loadJournal is LoadJournal with context heading its errors.
+func (m *Manager) loadJournal(name Name, context string) (*Plan, error) {
+	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("%s: %w", context, err) }
 	d, err := m.openJournalDir(name)
 	if err != nil {
 		return fail(err)
@@ -150,6 +172,9 @@ func (m *Manager) LoadJournal(name Name) (*Plan, error) {
 		return fail(err)
 	}
 	plan.Lvm = m.Runner.Executable()
+	if plan.Op == OpFlush {
+		plan.Dmsetup = m.Runner.DmsetupExecutable()
+	}
 	return plan, nil
 }
 
@@ -209,11 +234,23 @@ func ParseJournal(data []byte, name Name) (*Plan, error) {
 	if plan.Version != 1 {
 		return bad("version %d, expected 1", plan.Version)
 	}
-	if plan.Op != OpResize {
-		return bad("op %q, expected %q", plan.Op, OpResize)
+	if plan.Op != OpResize && plan.Op != OpFlush {
+		return bad("op %q, expected %q or %q", plan.Op, OpResize, OpFlush)
 	}
 	if plan.LV != name.String() {
 		return bad("it is the journal of %q, expected %s", plan.LV, name)
+	}
+	if plan.Op == OpFlush {
+		if problem := checkFlushRecordShape(data); problem != "" {
+			return bad("%s", problem)
+		}
+		if problem := checkFlushJournal(&plan, name); problem != "" {
+			return bad("%s", problem)
+		}
+		return resumedPlan(&plan), nil
+	}
+	if plan.Flush != nil {
+		return bad("a resize with a flush record")
 	}
 	if plan.OriginalSizeBytes <= 0 || plan.TargetSizeBytes <= plan.OriginalSizeBytes {
 		return bad("sizes %d to %d bytes, expected a growth", plan.OriginalSizeBytes, plan.TargetSizeBytes)
@@ -246,15 +283,23 @@ func ParseJournal(data []byte, name Name) (*Plan, error) {
 		if step.DirtyBlocks < 0 {
 			return bad("step %s: dirty blocks %d", step.Kind, step.DirtyBlocks)
 		}
+		if step.Dmsetup {
+			return bad("step %s: a dmsetup step in a resize", step.Kind)
+		}
 		if err := checkJournalArgs(&plan, step); err != nil {
 			return bad("step %s: %v", step.Kind, err)
 		}
 	}
+	return resumedPlan(&plan), nil
+}
+
+// resumedPlan marks a plan read from its journal.
+func resumedPlan(plan *Plan) *Plan {
 	for i := range plan.Steps {
 		plan.Steps[i].Earlier = plan.Steps[i].State == StateDone
 	}
 	plan.Resumed = true
-	return &plan, nil
+	return plan
 }
 
 // checkJournalCache checks the recorded cache a recache re-creates.
@@ -379,6 +424,17 @@ func describeJournal(data []byte) string {
 			cache += ", settings " + settings
 		}
 		parts = append(parts, cache)
+	}
+	if flush, ok := doc["flush"].(map[string]any); ok {
+		threshold := "?"
+		if n, ok := flush["migration_threshold"].(float64); ok && n >= 0 && n < 1<<62 {
+			threshold = strconv.FormatInt(int64(n), 10)
+		}
+		put := fmt.Sprintf("the settings to put back: policy %s, migration_threshold %s", orUnknown(str(flush, "policy")), threshold)
+		if settings := str(flush, "settings"); settings != "" {
+			put += ", settings " + settings
+		}
+		parts = append(parts, put)
 	}
 	return strings.Join(parts, "; ")
 }

@@ -51,6 +51,10 @@ var journalFlags = []string{"--uncache", "--type", "--cachemode", "--cachepolicy
 // ParseJournal.
 func checkAcceptedJournal(t *testing.T, plan *Plan) {
 	t.Helper()
+	if plan.Op == OpFlush {
+		checkAcceptedFlushJournal(t, plan)
+		return
+	}
 	if plan.Version != 1 || plan.Op != OpResize || plan.LV != "storage/slowlv" || !plan.Resumed || plan.Cache == nil {
 		t.Fatalf("accepted %+v", plan)
 	}
@@ -140,6 +144,8 @@ func printableLine(s string) bool {
 func FuzzParseJournal(f *testing.F) {
 	f.Add(recacheJournal())
 	f.Add(onlineJournal())
+	f.Add(flushJournal())
+	f.Add(thresholdJournal())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > maxJournalBytes {
 			return

@@ -37,6 +37,14 @@ type Manager struct {
 	Clock func() time.Time
 }
 
+// pollInterval is how often a flush polls the dirty blocks.
+func (m *Manager) pollInterval() time.Duration {
+	if m.PollInterval <= 0 {
+		return 500 * time.Millisecond
+	}
+	return m.PollInterval
+}
+
 func (m *Manager) logger() *slog.Logger {
 	if m.Logger != nil {
 		return m.Logger
@@ -194,6 +202,10 @@ func (m *Manager) Resume(ctx context.Context, name Name) (*Plan, error) {
 	plan, err := m.LoadJournal(name)
 	if err != nil {
 		return nil, err
+	}
+	if plan.Op != OpResize {
+		return nil, fmt.Errorf("%s: the journal %s records an interrupted %s, not a resize; finish it with `%s`",
+			resumeContext(name), m.journalPath(name), plan.Op, flushResumeCall(name))
 	}
 	if err := m.SkipDoneSteps(ctx, plan); err != nil {
 		return nil, err
@@ -393,12 +405,8 @@ func (m *Manager) runStep(ctx context.Context, plan *Plan, step *Step, lv *LV) e
 // the VG lock for the whole flush, so the poll reads without locking; a
 // poll that fails (metadata being rewritten) is simply skipped.
 func (m *Manager) pollDirtyBlocks(ctx context.Context, name Name, step *Step, progress Progress) {
-	interval := m.PollInterval
-	if interval <= 0 {
-		interval = 500 * time.Millisecond
-	}
 	total := step.DirtyBlocks
-	ticker := time.NewTicker(interval)
+	ticker := time.NewTicker(m.pollInterval())
 	defer ticker.Stop()
 	for {
 		select {

@@ -37,7 +37,7 @@ func newFake(t *testing.T, mutate func(*fakeState)) (*Manager, string) {
 	if err := os.Mkdir(filepath.Join(dir, "state"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return &Manager{Runner: &Runner{Path: os.Args[0]}, StateDir: filepath.Join(dir, "state")}, path
+	return &Manager{Runner: &Runner{Path: os.Args[0], Dmsetup: os.Args[0]}, StateDir: filepath.Join(dir, "state")}, path
 }
 
 // saveJournalOf journals plan in m's state dir, as Apply does.
@@ -221,7 +221,7 @@ func TestPreflightRefusesWithOneClearLine(t *testing.T) {
 			after := readFake(t, path)
 			for _, call := range after.Calls {
 				switch call[0] {
-				case "lvs", "pvs", "vgs", "version":
+				case "lvs", "pvs", "vgs", "version", "status":
 				default:
 					t.Errorf("a refused plan ran %v", call)
 				}
@@ -614,7 +614,7 @@ func changesSince(t *testing.T, path string, n int) []string {
 	var ran []string
 	for _, call := range readFake(t, path).Calls[n:] {
 		switch call[0] {
-		case "lvs", "pvs", "vgs", "version":
+		case "lvs", "pvs", "vgs", "version", "status":
 		default:
 			ran = append(ran, call[0])
 		}

@@ -2,9 +2,11 @@ package lvmcache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
+	"time"
 )
 
 // The planners: each checks a request against the LV as lvm2 reports it
@@ -255,4 +257,102 @@ func (m *Manager) PlanRemove(ctx context.Context, name Name) (*Plan, error) {
 		Notes: []string{fmt.Sprintf("flush %d dirty blocks of %s, detach and delete its cache %s (%s on %s)",
 			lv.Cache.DirtyBlocks, name, lv.Cache.Pool, FormatBytes(lv.Cache.SizeBytes), strings.Join(lv.Cache.PVs, ", "))},
 	}, nil
+}
+
+// PlanFlush checks that the cache of req.LV can be flushed (it is an
+// active writeback cache, not failed, its policy one a flush puts back) and
+// returns the plan: the change of its policy or migration_threshold, the
+// write-back, and the restore of what it found. A plan with no steps means
+// there is nothing to flush (a writethrough cache, no dirty block): its
+// note says why.
+func (m *Manager) PlanFlush(ctx context.Context, req FlushRequest) (*Plan, error) {
+	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("lvm cache flush %s: %w", req.LV, err) }
+	method := req.Method
+	if method == "" {
+		method = FlushCleaner
+	}
+	if method != FlushCleaner && method != FlushThreshold {
+		return fail(fmt.Errorf("method %q: expected %s or %s", method, FlushCleaner, FlushThreshold))
+	}
+	if err := m.checkLVFree(req.LV); err != nil {
+		return fail(err)
+	}
+	_, lv, err := m.inspectLV(ctx, req.LV)
+	if err != nil {
+		return fail(err)
+	}
+	now := m.now()
+	plan := &Plan{Version: 1, Op: OpFlush, LV: req.LV.String(), Lvm: m.Runner.Executable(), Dmsetup: m.Runner.DmsetupExecutable(),
+		OriginalSizeBytes: lv.SizeBytes, Created: now, Updated: now}
+	if err := flushable(lv); err != nil {
+		return fail(err)
+	}
+	if lv.Cache.Mode != "writeback" {
+		plan.Notes = []string{fmt.Sprintf("%s has a %s cache, which holds no dirty block: nothing to flush", req.LV, lv.Cache.Mode)}
+		return plan, nil
+	}
+	st, err := m.Runner.DMCacheStatus(ctx, req.LV)
+	if errors.Is(err, ErrCacheFailed) {
+		return fail(fmt.Errorf("dm-cache reports the cache %s failed: it writes nothing back; check the fast PV and the cache (lvmcache(7))", lv.Cache.Pool))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if st.Policy != lv.Cache.Policy {
+		return fail(fmt.Errorf("the kernel runs the cache policy %s, lvm's metadata says %s: reload the LV (lvchange --refresh %s) before a flush", st.Policy, lv.Cache.Policy, req.LV))
+	}
+	threshold, err := st.MigrationThreshold()
+	if err != nil {
+		return fail(err)
+	}
+	if st.DirtyBlocks == 0 {
+		plan.Notes = []string{fmt.Sprintf("%s has no dirty block: nothing to flush", req.LV)}
+		return plan, nil
+	}
+	rec := &FlushRecord{Method: method, Policy: lv.Cache.Policy, Settings: lv.Cache.Settings, MigrationThreshold: threshold,
+		DirtyBlocks: st.DirtyBlocks, ChunkSizeBytes: lv.Cache.ChunkSizeBytes}
+	if !req.Until.IsZero() {
+		until := req.Until.UTC()
+		rec.Until = &until
+	}
+	plan.Flush = rec
+	plan.Steps = flushSteps(req.LV, rec, rec.ChunkSizeBytes/sectorSize)
+	plan.Notes = flushNotes(req.LV, rec)
+	return plan, nil
+}
+
+// flushable says why the cache of lv cannot be flushed, nil when it can.
+func flushable(lv *LV) error {
+	switch {
+	case !lv.Cached():
+		return errors.New("is not cached: nothing to flush")
+	case lv.Cache.Health != "" && lv.Cache.Mode == "writeback":
+		return fmt.Errorf("the writeback cache %s is %s: dm-cache cannot write its dirty blocks back; check the fast PV and the cache (lvmcache(7))", lv.Cache.Pool, lv.Cache.Health)
+	case lv.Cache.Mode != "writeback":
+		return nil
+	case !lv.Active:
+		return fmt.Errorf("is not active: dm-cache writes back only for an active LV (lvchange -ay %s)", lv.Name)
+	case lv.Cache.Policy == "cleaner":
+		return fmt.Errorf("its cache policy is cleaner already (left by an interrupted lvconvert --uncache?), not one a flush puts back; set the policy it should have first (lvchange --cachepolicy smq %s)", lv.Name)
+	}
+	return nil
+}
+
+// flushNotes explain a flush plan before it runs.
+func flushNotes(name Name, rec *FlushRecord) []string {
+	dirty := fmt.Sprintf("write back %d dirty blocks (%s) of %s, which stays cached and online", rec.DirtyBlocks, FormatBytes(rec.DirtyBlocks*rec.ChunkSizeBytes), name)
+	how := "with the cleaner policy, which promotes no block meanwhile"
+	if rec.Method == FlushThreshold {
+		how = "by raising the runtime migration_threshold in steps"
+	}
+	settings := rec.Settings
+	if settings == "" {
+		settings = "none"
+	}
+	notes := []string{dirty + ", " + how,
+		fmt.Sprintf("then put back policy %s (settings: %s) and the runtime migration_threshold %d (the last command runs only if it is not that already)", rec.Policy, settings, rec.MigrationThreshold)}
+	if rec.Until != nil {
+		notes = append(notes, "stop at "+rec.Until.Local().Format(time.DateTime)+", whatever is left")
+	}
+	return notes
 }

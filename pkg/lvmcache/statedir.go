@@ -209,6 +209,8 @@ func fileKind(mode uint32) string {
 		return "a socket"
 	case unix.S_IFLNK:
 		return "a symbolic link"
+	case unix.S_IFREG:
+		return "a regular file"
 	}
 	return "not a file"
 }
