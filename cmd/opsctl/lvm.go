@@ -18,8 +18,8 @@ import (
 )
 
 // newCmdLVM is the lvm group and its cache subgroup: lvm_cache_create.go,
-// lvm_cache_resize.go, lvm_cache_status.go and lvm_cache_remove.go hold the
-// verbs. The flags every verb shares are persistent flags of the group
+// lvm_cache_resize.go, lvm_cache_flush.go, lvm_cache_status.go and
+// lvm_cache_remove.go hold the verbs. The flags every verb shares are persistent flags of the group
 // (`opsctl lvm --lvm PATH cache status`); a verb reads them with
 // lvmFlagsOf.
 func newCmdLVM(f *cli.Factory) *cobra.Command {
@@ -36,6 +36,7 @@ Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
 	}
 	persistent := cmd.PersistentFlags()
 	persistent.String("lvm", "", "`PATH` of the lvm2 executable (default: $OPSCTL_LVM, else lvm on PATH)")
+	persistent.String("dmsetup", "", "`PATH` of device-mapper's dmsetup, for flush and -o prometheus (default: $OPSCTL_DMSETUP, else dmsetup on PATH)")
 	persistent.String("state-dir", lvmcache.DefaultStateDir,
 		"`DIR` of the resize journals and locks: it must exist, owned by root and writable by root alone (the default is made when missing)")
 	persistent.Duration("report-timeout", lvmcache.DefaultReportTimeout,
@@ -43,15 +44,18 @@ Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
 
 	cache := &cobra.Command{
 		Use:   "cache",
-		Short: "Create, resize, inspect and remove the cache of an LV",
+		Short: "Create, resize, flush, inspect and remove the cache of an LV",
 		Example: `  opsctl lvm cache create storage/slowlv --size 100G --cache-pv /dev/md3 -y
   opsctl lvm cache resize storage/slowlv --size +200G -y
+  opsctl lvm cache flush storage/slowlv --until 06:00
   opsctl lvm cache status storage/slowlv
+  opsctl lvm cache status -o prometheus --textfile /var/lib/prometheus/node-exporter
   opsctl lvm cache remove storage/slowlv -y`,
 	}
 	cache.AddCommand(
 		NewCmdLVMCacheCreate(f, nil),
 		NewCmdLVMCacheResize(f, nil),
+		NewCmdLVMCacheFlush(f, nil),
 		NewCmdLVMCacheStatus(f, nil),
 		NewCmdLVMCacheRemove(f, nil),
 	)
@@ -61,8 +65,9 @@ Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
 
 // lvmFlags are the values of the lvm group's persistent flags.
 type lvmFlags struct {
-	// LVMPath is --lvm, "" when not given.
-	LVMPath string
+	// LVMPath is --lvm, DmsetupPath --dmsetup, "" when not given.
+	LVMPath     string
+	DmsetupPath string
 	// StateDir is --state-dir when given on the command line, else "": the
 	// Manager then uses its default, which it makes when missing.
 	StateDir      string
@@ -77,6 +82,9 @@ func lvmFlagsOf(cmd *cobra.Command) lvmFlags {
 	if flag := flags.Lookup("lvm"); flag != nil {
 		fl.LVMPath = flag.Value.String()
 	}
+	if flag := flags.Lookup("dmsetup"); flag != nil {
+		fl.DmsetupPath = flag.Value.String()
+	}
 	if flag := flags.Lookup("state-dir"); flag != nil && flag.Changed {
 		fl.StateDir = flag.Value.String()
 	}
@@ -87,12 +95,15 @@ func lvmFlagsOf(cmd *cobra.Command) lvmFlags {
 }
 
 // check checks the values of the shared flags: --report-timeout, and an
-// --lvm or a --state-dir given on the command line.
+// --lvm, --dmsetup or --state-dir given on the command line.
 func (fl lvmFlags) check() error {
 	if fl.ReportTimeout <= 0 {
 		return cli.Usagef("--report-timeout %s: expected a positive duration like 60s or 5m", fl.ReportTimeout)
 	}
-	if err := checkLVMFlag(fl.LVMPath); err != nil {
+	if err := checkExecutableFlag("--lvm", "lvm2", fl.LVMPath); err != nil {
+		return err
+	}
+	if err := checkExecutableFlag("--dmsetup", "dmsetup", fl.DmsetupPath); err != nil {
 		return err
 	}
 	if fl.StateDir == "" {
@@ -103,35 +114,42 @@ func (fl lvmFlags) check() error {
 
 // manager builds the lvmcache.Manager of the flags.
 func (fl lvmFlags) manager(f *cli.Factory) *lvmcache.Manager {
-	path := fl.LVMPath
+	path, dmsetup := fl.LVMPath, fl.DmsetupPath
 	if path == "" && f.Getenv != nil {
 		path = f.Getenv("OPSCTL_LVM")
 	}
+	if dmsetup == "" && f.Getenv != nil {
+		dmsetup = f.Getenv("OPSCTL_DMSETUP")
+	}
 	return &lvmcache.Manager{
-		Runner:   &lvmcache.Runner{Path: path, Logger: f.Logger, ReportTimeout: fl.ReportTimeout},
+		Runner:   &lvmcache.Runner{Path: path, Dmsetup: dmsetup, Logger: f.Logger, ReportTimeout: fl.ReportTimeout},
 		StateDir: fl.StateDir,
 		Logger:   f.Logger,
 		NewProgress: func(label string, total int64) lvmcache.Progress {
-			return cli.NewProgress(f.IO, label, total)
+			// Flushes take long: the rate and the time left are shown.
+			p := cli.NewProgress(f.IO, label, total)
+			p.ShowRate = true
+			return p
 		},
 	}
 }
 
-// checkLVMFlag makes an --lvm that is not there, or not an executable
-// file, a usage error (exit 2). lvm on PATH or $OPSCTL_LVM missing is the
-// runner's NotFoundError (exit 1): not named on the command line.
-func checkLVMFlag(path string) error {
+// checkExecutableFlag makes an --lvm (or --dmsetup) that is not there, or
+// not an executable file, a usage error (exit 2). lvm on PATH or
+// $OPSCTL_LVM missing is the runner's NotFoundError (exit 1): not named on
+// the command line.
+func checkExecutableFlag(flag, tool, path string) error {
 	if path == "" {
 		return nil
 	}
 	info, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return cli.Usagef("--lvm: lvm2 executable %q not found", path)
+		return cli.Usagef("%s: %s executable %q not found", flag, tool, path)
 	case err != nil:
-		return fmt.Errorf("--lvm %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", flag, path, err)
 	case !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0:
-		return cli.Usagef("--lvm %s: not an executable file; expected the lvm2 executable", path)
+		return cli.Usagef("%s %s: not an executable file; expected the %s executable", flag, path, tool)
 	}
 	return nil
 }
