@@ -25,7 +25,7 @@ import (
 func newCmdLVM(f *cli.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lvm",
-		Short: "Create, resize and remove an LVM writeback cache",
+		Short: "Create, resize, flush and remove an LVM writeback cache",
 		Long: `Manage LVM caches through lvm2: a fast PV (SSD, NVMe) in front of an LV on slow disks.
 
 lvm2 is run as "lvm" from PATH unless --lvm or OPSCTL_LVM names another binary.
@@ -188,6 +188,8 @@ func lvmFlagNames(name lvmcache.Name) map[string]string {
 		names["Manager.PlanAbandon("+lv+")"] = "opsctl lvm cache resize " + lv + " --abandon"
 		names["lvm cache resize "+lv+" (Manager.Resume)"] = "lvm cache resize " + lv + " --resume"
 		names["lvm cache resize "+lv+" (Manager.PlanAbandon)"] = "lvm cache resize " + lv + " --abandon"
+		names["Manager.ResumeFlush("+lv+")"] = "opsctl lvm cache flush " + lv + " --resume"
+		names["lvm cache flush "+lv+" (Manager.ResumeFlush)"] = "lvm cache flush " + lv + " --resume"
 	}
 	return names
 }

@@ -119,6 +119,19 @@ func TestProgressBarOnTerminal(t *testing.T) {
 	}
 }
 
+// Stop ends the bar's line on a terminal, and writes nothing in a log.
+func TestProgressStopEndsTheBarsLine(t *testing.T) {
+	var term, log bytes.Buffer
+	for _, buf := range []*bytes.Buffer{&term, &log} {
+		p := NewProgress(&IOStreams{ErrOut: buf, ErrIsTerminal: buf == &term}, "flush", 4)
+		p.Update(2)
+		p.Stop()
+	}
+	if !strings.HasSuffix(term.String(), " 2/4\n") || log.String() != "flush: 2/4\n" {
+		t.Errorf("terminal %q, log %q", term.String(), log.String())
+	}
+}
+
 func TestEnumTakesItsChoicesInAnyCaseAndItsAliases(t *testing.T) {
 	flags := pflag.NewFlagSet("t", pflag.ContinueOnError)
 	var xen string

@@ -81,6 +81,15 @@ func (p *Progress) rate(done int64, now time.Time) string {
 	return fmt.Sprintf(" (%d left, %.1f/s, about %s left)", left, perSecond, eta)
 }
 
+// Stop ends the display where it stands, for a step that ends before its
+// total (a window that closed, an interrupt): on a terminal the bar's line
+// is ended, so that what follows starts on a line of its own.
+func (p *Progress) Stop() {
+	if p.terminal {
+		fmt.Fprintln(p.w)
+	}
+}
+
 // Done ends the progress display.
 func (p *Progress) Done() {
 	if p.terminal {

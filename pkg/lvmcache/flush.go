@@ -72,12 +72,15 @@ type FlushResult struct {
 	Complete bool   `json:"complete"`
 	// Stopped says why the write-back ended: StoppedClean, StoppedWindow or
 	// StoppedInterrupted; "" when there was nothing to flush.
-	Stopped           string  `json:"stopped"`
-	DirtyBlocksBefore int64   `json:"dirty_blocks_before"`
-	DirtyBlocksAfter  int64   `json:"dirty_blocks_after"`
-	FlushedBlocks     int64   `json:"flushed_blocks"`
-	Seconds           float64 `json:"seconds"`
-	BlocksPerSecond   float64 `json:"blocks_per_second"`
+	Stopped           string `json:"stopped"`
+	DirtyBlocksBefore int64  `json:"dirty_blocks_before"`
+	DirtyBlocksAfter  int64  `json:"dirty_blocks_after"`
+	FlushedBlocks     int64  `json:"flushed_blocks"`
+	// Seconds is the flush's time from its start (the switch of the policy
+	// included: the cleaner writes back from then on) to the end of the
+	// write-back, the restore not included; BlocksPerSecond its rate.
+	Seconds         float64 `json:"seconds"`
+	BlocksPerSecond float64 `json:"blocks_per_second"`
 	// Policy, Settings and MigrationThreshold are the settings as the
 	// flush left them: those it found.
 	Policy             string `json:"policy"`
@@ -133,6 +136,9 @@ func flushSteps(name Name, rec *FlushRecord, chunkSectors int64) []Step {
 // recorded end. Flush carries it out.
 func (m *Manager) ResumeFlush(name Name, until time.Time) (*Plan, error) {
 	plan, err := m.loadJournal(name, flushResumeContext(name))
+	if errors.Is(err, ErrNoJournal) {
+		return nil, &noFlushJournalError{context: flushResumeContext(name), name: name, dir: m.stateDir()}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +152,19 @@ func (m *Manager) ResumeFlush(name Name, until time.Time) (*Plan, error) {
 	}
 	return plan, nil
 }
+
+// noFlushJournalError is ResumeFlush's ErrNoJournal: no flush of the LV
+// was interrupted.
+type noFlushJournalError struct {
+	context, dir string
+	name         Name
+}
+
+func (e *noFlushJournalError) Error() string {
+	return fmt.Sprintf("%s: no interrupted flush of %s is journaled in %s", e.context, e.name, e.dir)
+}
+
+func (e *noFlushJournalError) Unwrap() error { return ErrNoJournal }
 
 // ErrFlushInterrupted is wrapped by the error of a flush stopped by its
 // context (SIGINT, SIGTERM): the settings are back, dirty blocks are left.
@@ -197,6 +216,10 @@ type flushRun struct {
 	state *stateDir
 	name  Name
 	res   FlushResult
+	// started is when Flush began: the result's seconds count from there,
+	// the switch of the policy included, for the cleaner starts writing
+	// back as soon as the kernel has it.
+	started time.Time
 }
 
 func (f *flushRun) save() error {
@@ -217,6 +240,7 @@ func (f *flushRun) keptf(format string, args ...any) error {
 }
 
 func (f *flushRun) run(ctx context.Context) (*FlushResult, error) {
+	f.started = f.m.now()
 	rec := f.plan.Flush
 	f.res = FlushResult{LV: f.plan.LV, Method: rec.Method, Policy: rec.Policy, Settings: rec.Settings, MigrationThreshold: rec.MigrationThreshold}
 	// Stopped before its first change, a new flush has changed nothing: no
@@ -307,7 +331,7 @@ func (f *flushRun) writeBack(ctx context.Context, step *Step) error {
 	f.res.DirtyBlocksAfter = left
 	total := max(f.res.DirtyBlocksBefore, left)
 	var progress Progress = nopProgress{}
-	if f.m.NewProgress != nil && left > 0 {
+	if f.m.NewProgress != nil && total > 0 {
 		progress = f.m.NewProgress(fmt.Sprintf("flush %s: blocks written back", f.name), total)
 	}
 	progress.Update(total - left)
@@ -340,7 +364,7 @@ func (f *flushRun) writeBack(ctx context.Context, step *Step) error {
 		n, err := poll()
 		if err != nil {
 			if failures++; failures >= maxPollFailures {
-				f.finishWriteBack(step, started, total, left)
+				f.finishWriteBack(step, total, left)
 				return err
 			}
 			continue
@@ -362,8 +386,10 @@ func (f *flushRun) writeBack(ctx context.Context, step *Step) error {
 		f.res.Stopped, f.res.Complete = StoppedClean, true
 		progress.Update(total)
 		progress.Done()
+	} else if stopper, ok := progress.(interface{ Stop() }); ok {
+		stopper.Stop() // a display that can end short of its total
 	}
-	f.finishWriteBack(step, started, total, left)
+	f.finishWriteBack(step, total, left)
 	return nil
 }
 
@@ -382,12 +408,12 @@ func (f *flushRun) raise(ctx context.Context, value int64) {
 
 // finishWriteBack records the figures of the write-back (total is the
 // most dirty blocks seen, left what remains) and journals it done.
-func (f *flushRun) finishWriteBack(step *Step, started time.Time, total, left int64) {
+func (f *flushRun) finishWriteBack(step *Step, total, left int64) {
 	finished := f.m.now()
 	step.State, step.Finished = StateDone, &finished
 	f.res.DirtyBlocksAfter = left
 	f.res.FlushedBlocks = max(total-left, 0)
-	f.res.Seconds = finished.Sub(started).Seconds()
+	f.res.Seconds = finished.Sub(f.started).Seconds()
 	if f.res.Seconds > 0 {
 		f.res.BlocksPerSecond = float64(f.res.FlushedBlocks) / f.res.Seconds
 	}

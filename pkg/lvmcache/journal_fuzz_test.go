@@ -225,33 +225,46 @@ func FuzzJournalField(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, field uint8, value string) {
-		path := journalFields[int(field)%len(journalFields)]
-		var doc any
-		if err := json.Unmarshal(recacheJournal(), &doc); err != nil {
-			t.Fatal(err)
-		}
-		var v any
-		if err := json.Unmarshal([]byte(value), &v); err != nil {
-			v = value
-		}
-		old, ok := setField(doc, path, v)
-		if !ok {
-			return
-		}
-		data, err := json.Marshal(doc)
-		if err != nil {
-			return
-		}
-		plan, err := ParseJournal(data, slowlv)
-		if err != nil {
-			checkJournalError(t, err)
-			return
-		}
-		checkAcceptedJournal(t, plan)
-		if slices.Contains(identityFields, path) && !reflect.DeepEqual(old, v) {
-			t.Fatalf("accepted %s changed from %v to %v", path, old, v)
-		}
+		fuzzJournalField(t, recacheJournal(), journalFields, identityFields, field, value)
 	})
+}
+
+// fuzzJournalField sets the field numbered field of journals (a path of
+// fields) to value read as JSON (else as a string) and parses the result:
+// an error must be a sound *JournalError, an accepted plan sound, and a
+// change to an identity field never accepted. A field the journal leaves
+// out (omitempty) set to null or its zero value reads the same.
+func fuzzJournalField(t *testing.T, journal []byte, fields, identity []string, field uint8, value string) {
+	t.Helper()
+	path := fields[int(field)%len(fields)]
+	var doc any
+	if err := json.Unmarshal(journal, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal([]byte(value), &v); err != nil {
+		v = value
+	}
+	old, ok := setField(doc, path, v)
+	if !ok {
+		return
+	}
+	data, err := json.Marshal(doc)
+	if err != nil {
+		return
+	}
+	plan, err := ParseJournal(data, slowlv)
+	if err != nil {
+		checkJournalError(t, err)
+		return
+	}
+	checkAcceptedJournal(t, plan)
+	if old == nil && (v == nil || v == "" || v == float64(0) || v == false) {
+		return
+	}
+	if slices.Contains(identity, path) && !reflect.DeepEqual(old, v) {
+		t.Fatalf("accepted %s changed from %v to %v", path, old, v)
+	}
 }
 
 func TestTheJournalApplyWritesReadsBack(t *testing.T) {

@@ -612,12 +612,8 @@ func TestFlushProgressEndsAtTheTotal(t *testing.T) {
 func changesSince(t *testing.T, path string, n int) []string {
 	t.Helper()
 	var ran []string
-	for _, call := range readFake(t, path).Calls[n:] {
-		switch call[0] {
-		case "lvs", "pvs", "vgs", "version", "status":
-		default:
-			ran = append(ran, call[0])
-		}
+	for _, call := range changesOf(t, path, n) {
+		ran = append(ran, strings.Fields(call)[0])
 	}
 	return ran
 }

@@ -54,13 +54,13 @@ var cacheMetrics = []struct {
 	valueType  prometheus.ValueType
 	value      func(*DMCacheStatus) int64
 }{
-	{"opsctl_lvm_cache_read_hits_total", "Reads of the LV served from its dm-cache (dm-cache's read hits).",
+	{"opsctl_lvm_cache_read_hits_total", "Reads of the LV of blocks in its dm-cache (dm-cache's read hits).",
 		prometheus.CounterValue, func(s *DMCacheStatus) int64 { return s.ReadHits }},
-	{"opsctl_lvm_cache_read_misses_total", "Reads of the LV that went to its origin (dm-cache's read misses).",
+	{"opsctl_lvm_cache_read_misses_total", "Reads of the LV of blocks not in its dm-cache (dm-cache's read misses).",
 		prometheus.CounterValue, func(s *DMCacheStatus) int64 { return s.ReadMisses }},
-	{"opsctl_lvm_cache_write_hits_total", "Writes to the LV that went to a block in its dm-cache (dm-cache's write hits).",
+	{"opsctl_lvm_cache_write_hits_total", "Writes to the LV of blocks in its dm-cache (dm-cache's write hits).",
 		prometheus.CounterValue, func(s *DMCacheStatus) int64 { return s.WriteHits }},
-	{"opsctl_lvm_cache_write_misses_total", "Writes to the LV that went to its origin (dm-cache's write misses).",
+	{"opsctl_lvm_cache_write_misses_total", "Writes to the LV of blocks not in its dm-cache (dm-cache's write misses).",
 		prometheus.CounterValue, func(s *DMCacheStatus) int64 { return s.WriteMisses }},
 	{"opsctl_lvm_cache_promotions_total", "Blocks dm-cache copied from the origin into the cache.",
 		prometheus.CounterValue, func(s *DMCacheStatus) int64 { return s.Promotions }},
