@@ -438,7 +438,7 @@ func (f *flushRun) windowOver() bool {
 // the plan was made for: cached, writeback, its policy the recorded one
 // (or, for a resumed flush, the one the flush set).
 func (f *flushRun) checkUnchanged(ctx context.Context) error {
-	_, lv, err := f.m.inspectLV(ctx, f.name)
+	c, err := f.m.cacheStateOf(ctx, f.name)
 	if err != nil {
 		if f.plan.Resumed {
 			return f.keptf("%v", err)
@@ -447,15 +447,15 @@ func (f *flushRun) checkUnchanged(ctx context.Context) error {
 	}
 	rec := f.plan.Flush
 	switch {
-	case !lv.Cached():
+	case !c.cached:
 		return f.changedf("it is not cached any more")
 	case f.plan.Resumed:
 		return nil
-	case lv.Cache.Mode != "writeback":
-		return f.changedf("its cache is " + lv.Cache.Mode + " now")
-	case lv.Cache.Policy != rec.Policy || lv.Cache.Settings != rec.Settings:
+	case c.mode != "writeback":
+		return f.changedf("its cache is " + c.mode + " now")
+	case c.policy != rec.Policy || c.settings != rec.Settings:
 		return f.changedf(fmt.Sprintf("its cache policy is %s (settings %q) now, the plan was made for %s (settings %q)",
-			lv.Cache.Policy, lv.Cache.Settings, rec.Policy, rec.Settings))
+			c.policy, c.settings, rec.Policy, rec.Settings))
 	}
 	// The dirty blocks before anything changes: dm-cache starts writing
 	// back as soon as the first step has run.
@@ -478,7 +478,15 @@ func (f *flushRun) changedf(what string) error {
 // journals it. A restore is never cancelled: it runs after ctx has ended.
 func (f *flushRun) runStep(ctx context.Context, step *Step) error {
 	ctx = context.WithoutCancel(ctx)
-	done, err := f.stepDone(ctx, step)
+	// A new flush knows where the policy stands (checkUnchanged, then its
+	// own change): it looks before a step only where the look is the
+	// step's condition (the runtime migration_threshold) or the plan was
+	// resumed. Each lvm2 report costs a scan of the devices.
+	var done bool
+	var err error
+	if f.plan.Resumed || step.Dmsetup {
+		done, err = f.stepDone(ctx, step)
+	}
 	if err != nil {
 		return f.keptf("before %s: %v", step.Kind, err)
 	}
@@ -532,18 +540,18 @@ func (f *flushRun) stepDone(ctx context.Context, step *Step) (bool, error) {
 		if step.Kind == StepRestorePolicy {
 			want = rec.Policy
 		}
-		_, lv, err := f.m.inspectLV(ctx, f.name)
+		c, err := f.m.cacheStateOf(ctx, f.name)
 		if err != nil {
 			return false, err
 		}
-		if !lv.Cached() {
+		if !c.cached {
 			return false, errors.New("it is not cached any more")
 		}
 		st, err := f.m.Runner.DMCacheStatus(ctx, f.name)
 		if err != nil {
 			return false, err
 		}
-		return lv.Cache.Policy == want && st.Policy == want, nil
+		return c.policy == want && st.Policy == want, nil
 	case StepRaiseThreshold, StepRestoreThreshold:
 		st, err := f.m.Runner.DMCacheStatus(ctx, f.name)
 		if err != nil {
@@ -568,4 +576,25 @@ func (f *flushRun) notDoneYet(step *Step) string {
 		return "the kernel does not report migration_threshold " + step.Args[len(step.Args)-1] + " after it"
 	}
 	return "lvm2 and the kernel do not both report policy " + step.Args[2] + " after it"
+}
+
+// cacheState is what a flush looks at of an LV's cache in lvm's metadata.
+type cacheState struct {
+	cached                 bool
+	mode, policy, settings string
+}
+
+// cacheStateOf reads name's cacheState in one lvm2 report of the LV alone,
+// where InspectVG reads the whole VG and its PVs.
+func (m *Manager) cacheStateOf(ctx context.Context, name Name) (cacheState, error) {
+	report, err := m.Runner.Report(ctx, "lvs", "-o", "lv_name,segtype,cache_mode,cache_policy,cache_settings", name.String())
+	if err != nil {
+		return cacheState{}, fmt.Errorf("lvs %s: %w", name, err)
+	}
+	for _, row := range report["lv"] {
+		if row["lv_name"] == name.LV {
+			return cacheState{cached: row["segtype"] == "cache", mode: row["cache_mode"], policy: row["cache_policy"], settings: row["cache_settings"]}, nil
+		}
+	}
+	return cacheState{}, fmt.Errorf("logical volume %s %w", name, ErrNotFound)
 }
