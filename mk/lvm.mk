@@ -15,7 +15,9 @@ lvm-vm-test: build lvm-vm-assets
 	OPSCTL_BIN=$(CURDIR)/bin/opsctl $(GO) test -count=1 -timeout 20m -v -run TestLVMCacheOnRealLVM2InVM ./pkg/lvmcache/vmtest/
 
 # Recache vs online resize of the same cached LV with the same dirty blocks
-# (LVM_MEASURE_MB MiB written while dm-cache's writeback is frozen).
+# (LVM_MEASURE_MB MiB written while dm-cache's writeback is frozen); then
+# the flush of those blocks by opsctl (both methods) and by lvm2's uncache,
+# on an idle LV and with a writer keeping the origin busy.
 # LVM_MEASURE_DELAY_MS delays every write to the origin's PV (dm-delay), a
 # stand-in for a spinning disk; empty for none.
 LVM_MEASURE_MB ?= 128

@@ -108,30 +108,49 @@ if [ -n "$measure_mb" ]; then
 	# by lvm2's own uncache, on an idle LV.
 	dcount() { dmsetup status $VG-$LV | awk '$3 == "cache" {print $14}'; }
 	now() { cut -d' ' -f1 /proc/uptime; }
+	# wb_at is when the kernel first showed fewer dirty blocks, clean_at
+	# when it first showed none (or no cache): from one to the other is the
+	# write-back's own time, without what the command does before its first
+	# change and after it (lvm2 reports and the restore, which cost a second
+	# or more each on this emulated CPU).
 	measure_flush() {
 		name=$1
 		shift
 		dirty "$measure_mb"
 		blocks=$(dcount)
 		start=$(now)
-		out=$("$@" 2>&1)
+		"$@" >/tmp/measure.out 2>&1 &
+		cpid=$!
+		clean_at= wb_at=
+		while kill -0 $cpid 2>/dev/null; do
+			left=$(dcount)
+			[ -z "$wb_at" ] && [ "${left:-0}" -lt "$blocks" ] && wb_at=$(now)
+			[ -z "$clean_at" ] && [ "${left:-0}" = 0 ] && clean_at=$(now)
+			sleep 0.1
+		done
+		wait $cpid
 		rc=$?
 		end=$(now)
-		echo "@@MEASURE $name rc=$rc dirty_before=$blocks dirty_after=$(dcount) start=$start end=$end out=$(echo "$out" | tail -n 1 | base64 -w0)"
+		echo "@@MEASURE $name rc=$rc dirty_before=$blocks dirty_after=$(dcount) start=$start end=$end wb_at=${wb_at:-$end} clean_at=${clean_at:-$end} out=$(tail -n 1 /tmp/measure.out | base64 -w0)"
 	}
 	measure_flush flush-cleaner $OPSCTL lvm cache flush $VG/$LV --state-dir $STATE
 	measure_flush flush-threshold $OPSCTL lvm cache flush $VG/$LV --method threshold --state-dir $STATE
 	measure_flush uncache lvm lvconvert --uncache $VG/$LV
 	$OPSCTL lvm cache create $VG/$LV --size $((measure_mb + 64))M --cache-pv /dev/loop1 -y --state-dir $STATE >/dev/null
 
-	# A busy LV: a reader of blocks outside the dirty ones (direct I/O,
-	# 1 MiB a read) runs alone for 20 s, then during each flush, which may
-	# take 30 s at most. What it reads shows what a flush takes from the
-	# LV's users; what the flush writes back, whether it gets anywhere.
+	# A busy origin: a writer of 4 KiB blocks (direct I/O, one at a time)
+	# to the LV's blocks outside the dirty ones runs alone for 20 s, then
+	# during each flush, which may take 30 s at most. A write of part of a
+	# block that is not cached goes to the origin, and smq promotes none
+	# (it would for a whole block, or a read of a hot one, and demote dirty
+	# blocks to make room): the origin stays busy and the cache as it is.
+	# What the flush writes back says whether it gets anywhere; what the
+	# writer writes, what it takes from the LV's users (on dm-delay a write
+	# takes its delay whatever else is in flight: here, mostly CPU).
 	reader() {
 		n=0
 		while [ ! -e /tmp/stop-reader ]; do
-			dd if=$DEV of=/dev/null bs=64k count=16 skip=$((2048 + (n % 128) * 16)) iflag=direct 2>/dev/null
+			dd if=/dev/zero of=$DEV bs=4k count=1 seek=$((32768 + (n * 17) % 65536)) oflag=direct conv=notrunc 2>/dev/null
 			n=$((n + 1))
 		done
 		echo $n >/tmp/reader.count
@@ -155,9 +174,9 @@ if [ -n "$measure_mb" ]; then
 		end=$(now)
 		touch /tmp/stop-reader
 		wait $rpid
-		echo "@@MEASURE $name rc=$rc dirty_before=$blocks dirty_after=$(dcount) start=$start end=$end read_mib=$(cat /tmp/reader.count) out=$(echo "$out" | tail -n 1 | base64 -w0)"
+		echo "@@MEASURE $name rc=$rc dirty_before=$blocks dirty_after=$(dcount) start=$start end=$end writes=$(cat /tmp/reader.count) out=$(echo "$out" | tail -n 1 | base64 -w0)"
 	}
-	measure_busy busy-reader-alone
+	measure_busy busy-writer-alone
 	measure_busy busy-flush-cleaner $OPSCTL lvm cache flush $VG/$LV --for 30s --state-dir $STATE
 	measure_busy busy-flush-threshold $OPSCTL lvm cache flush $VG/$LV --method threshold --for 30s --state-dir $STATE
 	echo "@@END"

@@ -494,8 +494,8 @@ func lastNonLog(stderr string) string {
 // `make bench-lvm` (OPSCTL_LVM_MEASURE=MiB to dirty): the same cached LV with
 // the same number of dirty blocks grown by recache, then online; then
 // flushed by opsctl (the cleaner policy, then migration_threshold raised in
-// steps) and by lvm2's own uncache; then flushed while a reader keeps the
-// LV busy.
+// steps) and by lvm2's own uncache; then flushed while a writer keeps the
+// origin busy.
 func TestMeasureRecacheVsOnline(t *testing.T) {
 	mb := os.Getenv("OPSCTL_LVM_MEASURE")
 	if mb == "" {
@@ -514,7 +514,7 @@ func TestMeasureRecacheVsOnline(t *testing.T) {
 	}
 	console := bootVM(t, "1536", extra)
 	measures := parseMeasures(string(console))
-	for _, name := range []string{"recache", "online", "flush-cleaner", "flush-threshold", "uncache", "busy-reader-alone", "busy-flush-cleaner", "busy-flush-threshold"} {
+	for _, name := range []string{"recache", "online", "flush-cleaner", "flush-threshold", "uncache", "busy-writer-alone", "busy-flush-cleaner", "busy-flush-threshold"} {
 		m, ok := measures[name]
 		if !ok {
 			t.Fatalf("no measurement %s in the console:\n%s", name, tail(string(console), 30))
@@ -523,8 +523,11 @@ func TestMeasureRecacheVsOnline(t *testing.T) {
 			t.Errorf("%s: exit %s", name, m.values["rc"])
 		}
 		line := fmt.Sprintf("measure: %-20s dirty blocks before %6s, after %6s, wall %6.2fs", name, m.values["dirty_before"], m.values["dirty_after"], m.seconds)
-		if mib, err := strconv.ParseFloat(m.values["read_mib"], 64); err == nil {
-			line += fmt.Sprintf(", reader %5.0f MiB (%.1f MiB/s)", mib, mib/m.seconds)
+		if m.clean > 0 {
+			line += fmt.Sprintf(", clean after %6.2fs (write-back %5.2fs)", m.clean, m.clean-m.writeBack)
+		}
+		if writes, err := strconv.ParseFloat(m.values["writes"], 64); err == nil {
+			line += fmt.Sprintf(", writer %5.0f writes (%.1f/s)", writes, writes/m.seconds)
 		}
 		fmt.Printf("%s: %s\n", line, m.out)
 	}
@@ -535,22 +538,28 @@ func TestMeasureRecacheVsOnline(t *testing.T) {
 	ratio("recache/online wall time ratio", "recache", "online")
 	ratio("flush by opsctl (cleaner) / lvm2 uncache flush, wall time", "flush-cleaner", "uncache")
 	ratio("flush by migration_threshold / by cleaner, wall time", "flush-threshold", "flush-cleaner")
+	writeBack := func(name string) float64 { return measures[name].clean - measures[name].writeBack }
+	fmt.Printf("measure: flush by opsctl (cleaner) / lvm2 uncache flush, write-back time %.2fx\n", writeBack("flush-cleaner")/writeBack("uncache"))
+	fmt.Printf("measure: flush by migration_threshold / by cleaner, write-back time %.2fx\n", writeBack("flush-threshold")/writeBack("flush-cleaner"))
 	rate := func(name string) float64 {
-		mib, _ := strconv.ParseFloat(measures[name].values["read_mib"], 64)
-		return mib / measures[name].seconds
+		writes, _ := strconv.ParseFloat(measures[name].values["writes"], 64)
+		return writes / measures[name].seconds
 	}
 	for _, name := range []string{"busy-flush-cleaner", "busy-flush-threshold"} {
 		before, _ := strconv.Atoi(measures[name].values["dirty_before"])
 		after, _ := strconv.Atoi(measures[name].values["dirty_after"])
-		fmt.Printf("measure: %s: %d of %d blocks written back in %.1fs; the reader at %.2fx its speed alone\n",
-			name, before-after, before, measures[name].seconds, rate(name)/rate("busy-reader-alone"))
+		fmt.Printf("measure: %s: %d of %d blocks written back in %.1fs; the writer at %.2fx its rate alone\n",
+			name, before-after, before, measures[name].seconds, rate(name)/rate("busy-writer-alone"))
 	}
 }
 
 type measure struct {
 	values  map[string]string
 	seconds float64
-	out     string
+	// writeBack and clean are when the kernel showed fewer dirty blocks
+	// first and none, from the start (the flushes of an idle LV).
+	writeBack, clean float64
+	out              string
 }
 
 // parseMeasures reads the @@MEASURE lines of test.sh's measurement mode.
@@ -574,6 +583,12 @@ func parseMeasures(console string) map[string]measure {
 		end, _ := strconv.ParseFloat(m.values["end"], 64)
 		out, _ := base64.StdEncoding.DecodeString(m.values["out"])
 		m.seconds, m.out = end-start, strings.TrimSpace(string(out))
+		if clean, err := strconv.ParseFloat(m.values["clean_at"], 64); err == nil {
+			m.clean = clean - start
+		}
+		if wb, err := strconv.ParseFloat(m.values["wb_at"], 64); err == nil {
+			m.writeBack = wb - start
+		}
 		measures[fields[1]] = m
 	}
 	return measures
