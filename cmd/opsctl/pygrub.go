@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/internal/inputerr"
 	"github.com/opsctl/opsctl/pkg/pygrubfix"
 )
 
@@ -93,7 +94,7 @@ exist or is neither a folder nor a regular file.`,
 func runPygrubCheck(opts *pygrubCheckOptions) error {
 	rel, err := pygrubfix.LookupRelease(opts.Xen)
 	if err != nil {
-		return cli.UsageError(err)
+		return cli.UsageError(pygrubRename(err))
 	}
 	rep, err := pygrubfix.Check(opts.Path, rel)
 	if err != nil {
@@ -501,7 +502,7 @@ output shows control characters of names and pygrub's messages escaped.`,
 func runPygrubScan(opts *pygrubScanOptions) error {
 	uri, err := pygrubfix.ParseURI(opts.Connect)
 	if err != nil {
-		return cli.UsageError(err)
+		return cli.UsageError(pygrubRename(err))
 	}
 	if opts.Check && opts.Pygrub != "" {
 		// Named on the command line: a missing one is a usage error, found
@@ -567,15 +568,32 @@ func printScanTable(w io.Writer, guests []pygrubfix.Guest, check bool) {
 	tw.Flush()
 }
 
+// pygrubFlagNames are the flags that fill in pygrubfix's inputs: errors of
+// the package name the inputs (and hint at them: "use MenuLstFromRoot",
+// "the KickstartPost %post section"), the user reads the flags.
+var pygrubFlagNames = map[string]string{
+	"Release.Name":       "--xen",
+	"ParseURI.uri":       "--connect",
+	"FindParsers.pygrub": "--pygrub",
+	"MenuLstFromRoot":    "--root",
+	"PlanInstall.hook":   "--install-hook",
+	"KickstartPost":      "--kickstart",
+}
+
+// pygrubRename shows the flags in an error of pygrubfix.
+func pygrubRename(err error) error { return inputerr.Rename(err, pygrubFlagNames) }
+
 // pygrubError words err of the command cmd ("pygrub menulst"): a path that
 // is missing or not the kind wanted (pygrubfix.InputError) is a usage
 // error (exit 2) naming flag, the flag that gave it ("" for an argument);
-// anything else is a failure (exit 1). Messages may quote a guest's files,
-// so their control characters are escaped. A nil err stays nil.
+// anything else is a failure (exit 1). The inputs the package names are
+// shown as their flags. Messages may quote a guest's files, so their
+// control characters are escaped. A nil err stays nil.
 func pygrubError(cmd, flag string, err error) error {
 	if err == nil {
 		return nil
 	}
+	err = pygrubRename(err)
 	var in *pygrubfix.InputError
 	if errors.As(err, &in) {
 		if flag != "" {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/internal/testenv"
+	"github.com/opsctl/opsctl/pkg/pygrubfix"
 )
 
 const (
@@ -548,5 +549,37 @@ func TestPygrubScanMenuLstPatchFlags(t *testing.T) {
 	}
 	if _, _, code := runForTest("pygrub"); code != 2 {
 		t.Errorf("pygrub without subcommand: exit %d", code)
+	}
+}
+
+// TestPygrubErrorsShowTheFlags: pygrubfix names its inputs in Go terms
+// (Release.Name, FindParsers.pygrub, PlanInstall.hook...); the user reads
+// the flags they typed, in the messages of before.
+func TestPygrubErrorsShowTheFlags(t *testing.T) {
+	saved := pygrubfix.DefaultPygrubs
+	pygrubfix.DefaultPygrubs = []string{filepath.Join(t.TempDir(), "no-xen-*/bin/pygrub")}
+	t.Cleanup(func() { pygrubfix.DefaultPygrubs = saved })
+	f := &cli.Factory{IO: &cli.IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}}
+	err := runPygrubPatch(&pygrubPatchOptions{IO: f.IO, Check: true})
+	if want := "pygrub patch: no pygrub found in " + pygrubfix.DefaultPygrubs[0] + " (give --pygrub PATH)"; err == nil || err.Error() != want || cli.ExitCode(err) != 1 {
+		t.Errorf("patch without a pygrub: %v (exit %d), want %q", err, cli.ExitCode(err), want)
+	}
+
+	el7 := t.TempDir()
+	pygrubWriteTree(t, el7, map[string]string{"/boot/grub2/grub.cfg": pygrubReadCorpus(t, "centos7.cfg")})
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"pygrub", "menulst", "--root", el7, "--install-hook"}, 1, "pygrub menulst: in the guest " + el7 + ": --install-hook: no Boot Loader Spec entries (an EL7-style guest installs kernels through new-kernel-pkg, not kernel-install): keep its menu.lst current with the --kickstart %post section instead"},
+		{[]string{"pygrub", "check", "--xen", "3.4", el7}, 2, `--xen "3.4": expected 4.17 or 4.1`},
+		{[]string{"pygrub", "scan", "--connect", "nope"}, 2, `--connect "nope": expected a libvirt URI such as xen:///system`},
+		{[]string{"pygrub", "scan", "--connect", "xen+bogus:///system"}, 2, `--connect "xen+bogus:///system": unsupported transport "bogus"`},
+	} {
+		_, stderr, code := testenv.Run(t, "", c.args...)
+		if code != c.code || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d %q; want exit %d and %q", c.args, code, stderr, c.code, c.want)
+		}
 	}
 }

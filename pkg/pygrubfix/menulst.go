@@ -89,7 +89,7 @@ func MenuLstFromFile(file string) (*MenuLst, error) {
 	// file is as good as none.
 	env, _ := readHostFile(filepath.Join(filepath.Dir(real), "grubenv"), fsReadMax, true)
 	if usesBLS(data) {
-		return nil, fmt.Errorf("%s runs blscfg: its entries are Boot Loader Spec files in the guest's /boot/loader/entries, which a grub config file alone does not have; use --root with the guest's root folder", file)
+		return nil, fmt.Errorf("%s runs blscfg: its entries are Boot Loader Spec files in the guest's /boot/loader/entries, which a grub config file alone does not have; use MenuLstFromRoot with the guest's root folder", file)
 	}
 	return newMenuLst(file, data, env)
 }

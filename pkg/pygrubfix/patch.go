@@ -109,7 +109,7 @@ func FindParsers(pygrub string) ([]string, error) {
 			scripts = append(scripts, matches...)
 		}
 		if len(scripts) == 0 {
-			return nil, fmt.Errorf("no pygrub found in %s (give --pygrub PATH)", strings.Join(DefaultPygrubs, ", "))
+			return nil, fmt.Errorf("no pygrub found in %s (give FindParsers.pygrub PATH)", strings.Join(DefaultPygrubs, ", "))
 		}
 	}
 	seen := map[string]bool{}
