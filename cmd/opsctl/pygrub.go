@@ -220,18 +220,15 @@ func runPygrubPatch(opts *pygrubPatchOptions) error {
 		}
 		return nil
 	}
-	backups, err := plan.Apply()
-	if err != nil {
+	if _, err := plan.Apply(); err != nil {
 		return pygrubError("pygrub patch", "", err)
 	}
-	b := 0
 	for _, f := range plan.Files {
 		if len(f.Changes) == 0 {
 			fmt.Fprintf(opts.IO.Out, "%s: already patched\n", f.Path)
 			continue
 		}
-		fmt.Fprintf(opts.IO.Out, "%s: patched (backup %s): %s\n", f.Path, backups[b], strings.Join(f.Changes, "; "))
-		b++
+		fmt.Fprintf(opts.IO.Out, "%s: patched (backup %s): %s\n", f.Path, f.Backup, strings.Join(f.Changes, "; "))
 	}
 	return nil
 }
@@ -523,12 +520,7 @@ func runPygrubScan(opts *pygrubScanOptions) error {
 	}
 	var failed []string
 	if opts.Check {
-		for i := range guests {
-			pygrubfix.CheckGuest(context.Background(), &guests[i], opts.Pygrub)
-			if !guests[i].Check.Bootable {
-				failed = append(failed, guests[i].Domain)
-			}
-		}
+		failed = pygrubfix.CheckGuests(context.Background(), guests, opts.Pygrub)
 	}
 	if opts.Output.JSON() {
 		if err := cli.WriteJSON(opts.IO.Out, guests); err != nil {

@@ -322,3 +322,31 @@ func planPatchOf(t *testing.T, script string) *PatchPlan {
 	}
 	return plan
 }
+
+// TestPatchApplyNamesEachFilesBackup: after Apply every file of the plan
+// says where its original went, "" for a file that was up to date, so that
+// a report pairs each file with its own backup.
+func TestPatchApplyNamesEachFilesBackup(t *testing.T) {
+	dir := t.TempDir()
+	script := func(name, title string) string {
+		p := filepath.Join(dir, name)
+		src := "#!/usr/bin/python\nimport re\ndef parse(l):\n    return re.match('^menuentry " + title + "', l)\n"
+		if err := os.WriteFile(p, []byte(src), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fixed, greedy := script("a-fixed", fixedTitle), script("b-greedy", greedyTitle)
+	plan, err := PlanPatch([]string{fixed, greedy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plan.Close()
+	backups, err := plan.Apply()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Files[0].Backup != "" || plan.Files[1].Backup != greedy+".orig" || len(backups) != 1 || backups[0] != greedy+".orig" {
+		t.Errorf("backups %v; files %q %q, want \"\" and %s.orig", backups, plan.Files[0].Backup, plan.Files[1].Backup, greedy)
+	}
+}

@@ -324,6 +324,19 @@ func lastMeaningfulLine(stderr string, err error) string {
 	return err.Error()
 }
 
+// CheckGuests checks every guest as CheckGuest does, one after the other
+// (pygrub on a disk is quick, and the host is about to reboot: no load to
+// add), and returns the domains that would not boot, in the guests' order.
+func CheckGuests(ctx context.Context, guests []Guest, override string) (unbootable []string) {
+	for i := range guests {
+		CheckGuest(ctx, &guests[i], override)
+		if !guests[i].Check.Bootable {
+			unbootable = append(unbootable, guests[i].Domain)
+		}
+	}
+	return unbootable
+}
+
 // CheckGuest checks every disk of g with the host's pygrub; the guest
 // boots when its first disk does.
 func CheckGuest(ctx context.Context, g *Guest, override string) {
