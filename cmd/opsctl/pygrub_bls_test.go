@@ -154,8 +154,8 @@ func TestPygrubMenuLstInstallCommand(t *testing.T) {
 
 func TestPygrubMenuLstInstallFlags(t *testing.T) {
 	f := &cli.Factory{IO: &cli.IOStreams{Out: &strings.Builder{}, ErrOut: &strings.Builder{}}}
-	var got *pygrubMenuLstOptions
-	cmd := newCmdPygrubMenuLst(f, func(o *pygrubMenuLstOptions) error { got = o; return nil })
+	var got *PygrubMenuLstOptions
+	cmd := NewCmdPygrubMenuLst(f, func(o *PygrubMenuLstOptions) error { got = o; return nil })
 	cmd.SetArgs([]string{"--root", "/mnt", "--install", "--install-hook", "--dry-run"})
 	if err := cmd.Execute(); err != nil || got.Root != "/mnt" || !got.Install || !got.InstallHook || !got.DryRun {
 		t.Errorf("%+v %v", got, err)

@@ -523,7 +523,7 @@ func TestPygrubScanTableEscapesGuestText(t *testing.T) {
 func TestPygrubMenuLstExamplesRun(t *testing.T) {
 	f := &cli.Factory{IO: &cli.IOStreams{Out: &strings.Builder{}, ErrOut: &strings.Builder{}}}
 	var lines []string
-	for _, example := range []string{newCmdPygrubMenuLst(f, nil).Example, newCmdPygrubCheck(f, nil).Example} {
+	for _, example := range []string{NewCmdPygrubMenuLst(f, nil).Example, NewCmdPygrubCheck(f, nil).Example} {
 		lines = append(lines, strings.Split(example, "\n")...)
 	}
 	page, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "docs/pygrub.md"))

@@ -49,8 +49,8 @@ func pygrubWriteTree(t *testing.T, root string, files map[string]string) {
 
 func TestPygrubCheckFlags(t *testing.T) {
 	f := &cli.Factory{IO: &cli.IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}}
-	var got *pygrubCheckOptions
-	cmd := newCmdPygrubCheck(f, func(o *pygrubCheckOptions) error { got = o; return nil })
+	var got *PygrubCheckOptions
+	cmd := NewCmdPygrubCheck(f, func(o *PygrubCheckOptions) error { got = o; return nil })
 	cmd.SetArgs([]string{"/mnt", "--xen", "4.1", "-o", "json"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
@@ -59,7 +59,7 @@ func TestPygrubCheckFlags(t *testing.T) {
 		t.Errorf("options %+v", got)
 	}
 	got = nil
-	cmd = newCmdPygrubCheck(f, func(o *pygrubCheckOptions) error { got = o; return nil })
+	cmd = NewCmdPygrubCheck(f, func(o *PygrubCheckOptions) error { got = o; return nil })
 	cmd.SetArgs([]string{"/mnt"})
 	if err := cmd.Execute(); err != nil || got.Xen != "4.17" {
 		t.Errorf("default --xen: %+v %v", got, err)
@@ -518,25 +518,25 @@ func TestPygrubScanAgainstLibvirtd(t *testing.T) {
 
 func TestPygrubScanMenuLstPatchFlags(t *testing.T) {
 	f := &cli.Factory{IO: &cli.IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}}
-	var scan *pygrubScanOptions
-	cmd := newCmdPygrubScan(f, func(o *pygrubScanOptions) error { scan = o; return nil })
+	var scan *PygrubScanOptions
+	cmd := NewCmdPygrubScan(f, func(o *PygrubScanOptions) error { scan = o; return nil })
 	cmd.SetArgs([]string{})
 	if err := cmd.Execute(); err != nil || scan.Connect != "xen:///system" || scan.Check || scan.Timeout != 30*time.Second {
 		t.Errorf("scan defaults %+v %v", scan, err)
 	}
-	cmd = newCmdPygrubScan(f, func(o *pygrubScanOptions) error { scan = o; return nil })
+	cmd = NewCmdPygrubScan(f, func(o *PygrubScanOptions) error { scan = o; return nil })
 	cmd.SetArgs([]string{"-c", "xen:///system?socket=/run/x", "--check", "--pygrub", "/p"})
 	if err := cmd.Execute(); err != nil || scan.Connect != "xen:///system?socket=/run/x" || !scan.Check || scan.Pygrub != "/p" {
 		t.Errorf("scan flags %+v %v", scan, err)
 	}
-	var ml *pygrubMenuLstOptions
-	cmd = newCmdPygrubMenuLst(f, func(o *pygrubMenuLstOptions) error { ml = o; return nil })
+	var ml *PygrubMenuLstOptions
+	cmd = NewCmdPygrubMenuLst(f, func(o *PygrubMenuLstOptions) error { ml = o; return nil })
 	cmd.SetArgs([]string{"--root", "/mnt", "-w", "/mnt/boot/grub/menu.lst"})
 	if err := cmd.Execute(); err != nil || ml.Root != "/mnt" || ml.Write != "/mnt/boot/grub/menu.lst" || ml.Kickstart {
 		t.Errorf("menulst flags %+v %v", ml, err)
 	}
-	var pa *pygrubPatchOptions
-	cmd = newCmdPygrubPatch(f, func(o *pygrubPatchOptions) error { pa = o; return nil })
+	var pa *PygrubPatchOptions
+	cmd = NewCmdPygrubPatch(f, func(o *PygrubPatchOptions) error { pa = o; return nil })
 	cmd.SetArgs([]string{"--check", "--dry-run", "--pygrub", "/usr/lib/xen-4.1/bin/pygrub"})
 	if err := cmd.Execute(); err != nil || !pa.Check || !pa.DryRun || pa.Pygrub != "/usr/lib/xen-4.1/bin/pygrub" {
 		t.Errorf("patch flags %+v %v", pa, err)
@@ -560,7 +560,7 @@ func TestPygrubErrorsShowTheFlags(t *testing.T) {
 	pygrubfix.DefaultPygrubs = []string{filepath.Join(t.TempDir(), "no-xen-*/bin/pygrub")}
 	t.Cleanup(func() { pygrubfix.DefaultPygrubs = saved })
 	f := &cli.Factory{IO: &cli.IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}}
-	err := runPygrubPatch(&pygrubPatchOptions{IO: f.IO, Check: true})
+	err := runPygrubPatch(&PygrubPatchOptions{Factory: f, Check: true})
 	if want := "pygrub patch: no pygrub found in " + pygrubfix.DefaultPygrubs[0] + " (give --pygrub PATH)"; err == nil || err.Error() != want || cli.ExitCode(err) != 1 {
 		t.Errorf("patch without a pygrub: %v (exit %d), want %q", err, cli.ExitCode(err), want)
 	}
