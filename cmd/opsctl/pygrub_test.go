@@ -406,24 +406,25 @@ func pygrubStartLibvirtd(t *testing.T) string {
 		}
 	})
 	sock := filepath.Join(dir, "libvirt-sock")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		// The socket file appears at bind(); wait until it accepts.
+	// The socket file appears at bind(); wait until it accepts.
+	accepts := testenv.WaitUntil(t, 30*time.Second, func() bool {
 		if conn, err := net.Dial("unix", sock); err == nil {
 			conn.Close()
-			return sock
+			return true
 		}
 		select {
 		case <-exited:
 			log, _ := os.ReadFile(logFile.Name())
 			t.Fatalf("libvirtd exited: %v\n%s", waitErr, log)
-		case <-time.After(100 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("libvirtd did not create %s\n%s", sock, log)
-		}
+		return false
+	})
+	if !accepts {
+		log, _ := os.ReadFile(logFile.Name())
+		t.Fatalf("libvirtd did not create %s\n%s", sock, log)
 	}
+	return sock
 }
 
 func pygrubMkext2(t *testing.T, files map[string]string) string {
