@@ -18,7 +18,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Planner gives the engine the plan of a new run. The engine asks it only
@@ -139,7 +138,7 @@ type EngineOptions struct {
 // NewEngine opens (or creates) the state file and returns the engine. The
 // caller runs Work to create the queued pipelines and Close at the end.
 func NewEngine(opts EngineOptions) (*Engine, error) {
-	db, err := openState(opts.StatePath)
+	db, err := openState(opts.StatePath, false)
 	if err != nil {
 		return nil, err
 	}
@@ -160,12 +159,9 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 // OpenReadOnly opens a state file for reading runs (`chain status
 // --state`); it fails when another process holds the file.
 func OpenReadOnly(path string) (*Engine, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	db, err := openState(path, true)
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, &StateLockedError{Path: path, Msg: "in use by a running opsctl; ask it with --server"}
-		}
-		return nil, fmt.Errorf("state file %s: %w", path, err)
+		return nil, err
 	}
 	return &Engine{db: db, log: slog.New(slog.DiscardHandler), now: time.Now, crash: func(string) {}}, nil
 }
