@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -396,5 +397,30 @@ func TestStateIsWrittenOnlyAsARegularFile(t *testing.T) {
 		if e != nil {
 			e.Close()
 		}
+	}
+}
+
+// What `chain serve` says of a new state file after a corrupt one was moved
+// aside: the old runs are forgotten, but the success of a pipeline one of
+// them created (it carries the run id) starts a run below its project,
+// under that id.
+func TestANewStateContinuesBelowAPipelineOfAForgottenRun(t *testing.T) {
+	graph := testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby")
+	old := newEngineFixture(t, graph)
+	old.pipeline("ops/base", 31, "success", hookOpts{})
+	old.work()
+	ruby := old.api.pipelineOf(t, "ops/ruby")
+	old.engine.Close()
+
+	fresh := newEngineFixture(t, graph)
+	fresh.api = old.api
+	fresh.engine.api = old.api
+	if code := fresh.pipeline("ops/ruby", ruby.ID, "success", hookOpts{runID: ruby.RunID}); code != 200 {
+		t.Fatalf("success of ruby: HTTP %d", code)
+	}
+	fresh.work()
+	wantCreated(t, old.api, "ops/ruby", "ops/app")
+	if run := fresh.onlyRun(); run.ID != ruby.RunID || !slices.Equal(run.Roots, []string{"ops/ruby"}) {
+		t.Errorf("run %s at %v, want %s at ops/ruby", run.ID, run.Roots, ruby.RunID)
 	}
 }
