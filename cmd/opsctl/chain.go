@@ -740,6 +740,10 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 	scanner := chain.Scanner{Source: src.source, Registries: src.registries, Concurrency: opts.Source.Concurrency}
 	planner, err := chain.ScanPlanner(ctx, scanner)
 	if err != nil {
+		if errors.As(err, new(*chain.HostNotFoundError)) {
+			// A wrong --gitlab-url: starting again does not cure it.
+			return fmt.Errorf("chain serve: first scan: %w", err)
+		}
 		return cli.TemporaryError(fmt.Errorf("chain serve: first scan: %w", err))
 	}
 	opts.Log.Info("graph scanned", "projects", len(planner.Graph.Projects), "cycles", len(planner.Graph.Cycles))
@@ -822,7 +826,11 @@ func rescanLoop(ctx context.Context, opts *chainServeOptions, scanner chain.Scan
 		}
 		planner, err := chain.ScanPlanner(ctx, scanner)
 		if err != nil {
-			opts.Log.Error("rescan failed, keeping the previous graph", "err", err)
+			level := slog.LevelError
+			if errors.As(err, new(*chain.HostNotFoundError)) {
+				level = slog.LevelDebug // the GitLab client said it once
+			}
+			opts.Log.Log(ctx, level, "rescan failed, keeping the previous graph", "err", err)
 			continue
 		}
 		engine.SetPlanner(planner)
@@ -1321,11 +1329,16 @@ func runChainWatch(opts *chainWatchOptions) error {
 	defer stop()
 	watcher := &chain.Watcher{Engine: engine, Digests: digests, DryRun: opts.DryRun}
 	scanner := chain.Scanner{Source: src.source, Registries: src.registries, Concurrency: opts.Source.Concurrency}
-	for {
+	for checked := false; ; checked = true {
 		res, pending, err := watchOnce(ctx, engine, watcher, scanner, api != nil && !opts.DryRun)
+		unresolved := errors.As(err, new(*chain.HostNotFoundError))
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return nil // stopped by a signal
+		case err != nil && !opts.Once && checked && unresolved:
+			// GitLab's name resolved at the first check: the watcher goes
+			// on (the GitLab client said once that it stopped resolving).
+			opts.Log.Debug("chain watch: check failed, next check in "+opts.Interval.String(), "err", err)
 		case err != nil && !opts.Once && cli.ExitCode(err) == cli.ExitTemporary:
 			// GitLab or the network failing for a while must not end the
 			// watcher: the next check scans again.

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -404,5 +407,38 @@ func TestChainStatusExitStatus(t *testing.T) {
 	}
 	if _, stderr, code := opsctlEnv(t, nil, "chain", "status", "--state", state, "--exit-status"); code != 2 || !strings.Contains(stderr, "--exit-status goes with RUN") {
 		t.Errorf("--exit-status without RUN: exit %d %q, want 2", code, stderr)
+	}
+}
+
+// Issue 19, item 12: a GitLab host (or receiver) whose name does not
+// resolve is a configuration error: exit 1 at once, one line naming the
+// host, no retries. The name is under .invalid, which never resolves
+// (RFC 6761).
+func TestChainHostThatDoesNotResolveIsExit1AtOnce(t *testing.T) {
+	var dnsErr *net.DNSError
+	if _, err := net.DefaultResolver.LookupHost(context.Background(), "gitlab.example.invalid"); !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
+		testenv.Missing(t, fmt.Sprintf("a resolver answering NXDOMAIN for .invalid (got %v)", err))
+	}
+	source := []string{"--gitlab-url", "https://gitlab.example.invalid", "--group", "img"}
+	state := filepath.Join(t.TempDir(), "chain.db")
+	for _, args := range [][]string{
+		append([]string{"chain", "scan"}, source...),
+		append([]string{"chain", "plan"}, source...),
+		append([]string{"chain", "hooks", "sync", "--hook-url", "https://h.example/hook"}, source...),
+		append([]string{"chain", "trigger", "img/base"}, source...),
+		append([]string{"chain", "trigger", "img/base", "--dry-run"}, source...),
+		append([]string{"chain", "watch", "--once", "--state", state}, source...),
+		append([]string{"chain", "watch", "--state", state}, source...),
+		append([]string{"chain", "serve", "--listen", freeAddr(t), "--state", state}, source...),
+	} {
+		_, stderr, code := opsctlEnv(t, []string{"GITLAB_TOKEN=" + e2eToken}, args...)
+		line := strings.TrimSpace(stderr)
+		if code != 1 || strings.Contains(line, "\n") || !strings.HasSuffix(line, "GitLab host gitlab.example.invalid does not resolve (no such host); check --gitlab-url") {
+			t.Errorf("%v: exit %d, stderr:\n%s\nwant exit 1 and one line naming the host", args[:3], code, stderr)
+		}
+	}
+	_, stderr, code := opsctlEnv(t, nil, "chain", "status", "--server", "http://receiver.example.invalid:8686")
+	if code != 1 || strings.TrimSpace(stderr) != "opsctl: receiver receiver.example.invalid:8686: its host does not resolve (no such host); check --server or OPSCTL_CHAIN_SERVER" {
+		t.Errorf("status --server: exit %d, stderr %q", code, stderr)
 	}
 }

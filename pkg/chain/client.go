@@ -47,9 +47,17 @@ type unreachableError struct {
 	err  error
 }
 
-func (e *unreachableError) Error() string   { return fmt.Sprintf("receiver %s: %v", e.host, e.err) }
-func (e *unreachableError) Unwrap() error   { return e.err }
-func (e *unreachableError) Temporary() bool { return true }
+func (e *unreachableError) Error() string {
+	if hostNotFound(e.err) {
+		return fmt.Sprintf("receiver %s: its host does not resolve (no such host); check --server or OPSCTL_CHAIN_SERVER", e.host)
+	}
+	return fmt.Sprintf("receiver %s: %s", e.host, networkCause(e.err))
+}
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// Temporary: a receiver that does not answer may answer later; a name
+// that does not resolve is a wrong URL.
+func (e *unreachableError) Temporary() bool { return !hostNotFound(e.err) }
 
 // StartRun asks the receiver to start (or resume) a run from req.Project.
 func (c *Client) StartRun(ctx context.Context, req StartRunRequest) (*Run, error) {

@@ -705,7 +705,7 @@ func (e *Engine) pollUnfinished(ctx context.Context) error {
 			if e.metrics != nil {
 				e.metrics.APIErrors.Inc()
 			}
-			e.log.Warn("pipeline status not read, will ask again", "run", w.runID, "project", w.project, "pipeline", w.pipelineID, "err", err)
+			e.log.Log(ctx, apiLogLevel(err, slog.LevelWarn), "pipeline status not read, will ask again", "run", w.runID, "project", w.project, "pipeline", w.pipelineID, "err", err)
 			if !isPermanent(err) {
 				// GitLab is down or overloaded: the queued pipelines must
 				// not wait for a look at every other one.
@@ -890,8 +890,29 @@ func isPermanent(err error) bool {
 	if errors.As(err, &permanent) {
 		return true
 	}
+	if unresolved(err) {
+		// It resolved when the run started: whatever broke the name
+		// says nothing about the project. Its step waits, with backoff.
+		return false
+	}
 	var temp interface{ Temporary() bool }
 	return errors.As(err, &temp) && !temp.Temporary()
+}
+
+// unresolved: GitLab's host does not resolve. The client says so once
+// when it starts (and when it resolves again), so the calls failing
+// meanwhile are logged at debug level only.
+func unresolved(err error) bool {
+	var notFound *HostNotFoundError
+	return errors.As(err, &notFound)
+}
+
+// apiLogLevel is level, or debug for an error the client already logged.
+func apiLogLevel(err error, level slog.Level) slog.Level {
+	if unresolved(err) {
+		return slog.LevelDebug
+	}
+	return level
 }
 
 // Backoff of an intent whose API call failed: 2s, 4s, ... up to 5 minutes.
@@ -936,7 +957,7 @@ func (e *Engine) fireFailed(ctx context.Context, in intent, apiErr error) (time.
 		delay = apiError.RetryAfter // GitLab said when
 	}
 	retryAt := e.now().Add(delay)
-	e.log.Warn("pipeline not created yet, will retry", "run", in.RunID, "project", in.Project, "at", retryAt.Format(time.RFC3339), "err", apiErr)
+	e.log.Log(ctx, apiLogLevel(apiErr, slog.LevelWarn), "pipeline not created yet, will retry", "run", in.RunID, "project", in.Project, "at", retryAt.Format(time.RFC3339), "err", apiErr)
 	return retryAt, e.db.Update(func(tx *bolt.Tx) error {
 		var cur intent
 		ok, err := getJSON(tx.Bucket(bucketIntents), key, &cur)
