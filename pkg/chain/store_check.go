@@ -265,42 +265,51 @@ func decodeRun(key, value []byte) (*Run, error) {
 	if r.ID != string(key) {
 		return nil, fmt.Errorf("the run %q under another key", r.ID)
 	}
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// check says whether a decoded run has what the code that reads runs
+// relies on (see decodeRun); a receiver's answer is checked the same way.
+func (r *Run) check() error {
 	switch r.Status {
 	case RunRunning, RunSucceeded, RunFailed:
 	default:
-		return nil, fmt.Errorf("unknown run status %q", r.Status)
+		return fmt.Errorf("unknown run status %q", r.Status)
 	}
 	planned := map[string]bool{}
 	for _, wave := range r.Waves {
 		for _, p := range wave {
 			if p == "" || planned[p] {
-				return nil, fmt.Errorf("project %q empty or twice in the plan", p)
+				return fmt.Errorf("project %q empty or twice in the plan", p)
 			}
 			planned[p] = true
 		}
 	}
 	if len(planned) == 0 {
-		return nil, errors.New("a plan without projects")
+		return errors.New("a plan without projects")
 	}
 	for p, s := range r.Steps {
 		switch {
 		case !planned[p]:
-			return nil, fmt.Errorf("a step of %s, which is not in the plan", p)
+			return fmt.Errorf("a step of %s, which is not in the plan", p)
 		case s == nil:
-			return nil, fmt.Errorf("the step of %s is null", p)
+			return fmt.Errorf("the step of %s is null", p)
 		case !slices.Contains(stepStates, s.State):
-			return nil, fmt.Errorf("unknown state %q of %s", s.State, p)
+			return fmt.Errorf("unknown state %q of %s", s.State, p)
 		}
 	}
 	for p := range planned {
 		if r.Steps[p] == nil {
-			return nil, fmt.Errorf("no step for %s of the plan", p)
+			return fmt.Errorf("no step for %s of the plan", p)
 		}
 		for _, up := range r.Upstreams[p] {
 			if !planned[up] {
-				return nil, fmt.Errorf("upstream %s of %s is not in the plan", up, p)
+				return fmt.Errorf("upstream %s of %s is not in the plan", up, p)
 			}
 		}
 	}
-	return &r, nil
+	return nil
 }
