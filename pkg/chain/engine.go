@@ -555,7 +555,11 @@ func (e *Engine) startRunTx(tx *bolt.Tx, roots []string, id, startedBy, ref stri
 func (e *Engine) UnfinishedRunAt(root string) (*Run, error) {
 	var found *Run
 	err := e.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketActive).Cursor()
+		active := tx.Bucket(bucketActive)
+		if active == nil {
+			return nil // a file opened read-only that has no runs yet
+		}
+		c := active.Cursor()
 		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
 			run, err := loadRun(tx, string(k))
 			if err != nil {

@@ -65,8 +65,12 @@ type eventRecord struct {
 // the buckets when writable.
 func openState(path string, readOnly bool) (*bolt.DB, error) {
 	var file *os.File
+	timeout := 5 * time.Second
+	if readOnly {
+		timeout = time.Second
+	}
 	opts := &bolt.Options{
-		Timeout:  5 * time.Second,
+		Timeout:  timeout,
 		ReadOnly: readOnly,
 		// Open writes to an existing file in one case: to add the freelist
 		// to a file written without one. Nothing may be written before the
@@ -76,14 +80,20 @@ func openState(path string, readOnly bool) (*bolt.DB, error) {
 		// than in the goroutine of Tx.Check, where a damaged freelist page
 		// would panic out of reach.
 		PreLoadFreelist: true,
+		// The file is locked and its pages checked before bbolt reads
+		// any of it (see checkPages).
 		OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
 			f, err := openStateFile(name, flag, mode)
+			if err != nil {
+				return nil, err
+			}
+			if err := lockAndCheckPages(f, !readOnly, timeout); err != nil {
+				f.Close()
+				return nil, err
+			}
 			file = f
-			return f, err
+			return f, nil
 		},
-	}
-	if readOnly {
-		opts.Timeout = time.Second
 	}
 	var db *bolt.DB
 	err := readGuarded(path, func() error {
@@ -130,8 +140,11 @@ func openState(path string, readOnly bool) (*bolt.DB, error) {
 func openError(path string, err error, readOnly bool) error {
 	var pathErr *os.PathError
 	var errno syscall.Errno
+	var corrupt *StateCorruptError
 	switch {
-	case errors.Is(err, bolterrors.ErrTimeout):
+	case errors.As(err, &corrupt):
+		return corrupt
+	case errors.Is(err, bolterrors.ErrTimeout), errors.Is(err, errStateLocked):
 		msg := "locked by another opsctl process"
 		if readOnly {
 			msg = "in use by a running opsctl; ask it with --server"

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -110,6 +111,47 @@ func openStateFile(name string, flag int, mode os.FileMode) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// errStateLocked: the lock stayed held by another process until the
+// time-out.
+var errStateLocked = errors.New("locked")
+
+// lockAndCheckPages takes the file's lock as bbolt does (exclusive to
+// write, shared to read; bbolt's own flock on the same descriptor then
+// succeeds at once), so that no writer changes the file while checkPages
+// reads it, then checks its pages (a new, empty file has none).
+func lockAndCheckPages(f *os.File, exclusive bool, timeout time.Duration) error {
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return &os.PathError{Op: "flock", Path: f.Name(), Err: err}
+		}
+		if time.Now().After(deadline) {
+			return errStateLocked
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return err
+	}
+	if err := checkPages(f, fi.Size()); err != nil {
+		var pathErr *os.PathError
+		if errors.As(err, &pathErr) {
+			return err // reading failed: not a verdict on the content
+		}
+		return &StateCorruptError{Path: f.Name(), Problem: oneLine(err.Error())}
+	}
+	return nil
 }
 
 func fileKind(m os.FileMode) string {

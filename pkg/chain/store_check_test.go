@@ -57,7 +57,7 @@ type boltMeta struct {
 // readBoltMeta reads the meta pages as bbolt lays them out (a 16-byte page
 // header, then magic, version, page size, flags, root bucket, freelist,
 // pgid, txid, checksum; little-endian on this machine).
-func readBoltMeta(t *testing.T, data []byte) boltMeta {
+func readBoltMeta(t testing.TB, data []byte) boltMeta {
 	t.Helper()
 	var best boltMeta
 	var bestTxid uint64
@@ -155,6 +155,44 @@ var corruptions = []struct {
 		// One page more makes the map twice the file: point into the gap.
 		data = append(data, make([]byte, m.pageSize)...)
 		binary.LittleEndian.PutUint64(data[off+16+8:], uint64(len(data)/m.pageSize+3))
+		writeBack(t, path, data)
+	}},
+	{"a branch page pointing to itself", func(t *testing.T, path string) {
+		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var root uint64
+		db.View(func(tx *bolt.Tx) error { root = uint64(tx.Bucket(bucketRuns).RootPage()); return nil })
+		db.Close()
+		data := mustReadFile(t, path)
+		m := readBoltMeta(t, data)
+		off := int(root) * m.pageSize
+		if root == 0 || binary.LittleEndian.Uint16(data[off+8:]) != 0x01 {
+			t.Fatalf("the root of bucket runs (page %d) is not a branch page", root)
+		}
+		binary.LittleEndian.PutUint64(data[off+16+8:], root)
+		writeBack(t, path, data)
+	}},
+	{"a branch key that is not the first key of its page", func(t *testing.T, path string) {
+		// bbolt's Tx.Check lets this pass (the child's keys are still above
+		// it); its writer then freed a page twice and panicked in Commit.
+		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var root uint64
+		db.View(func(tx *bolt.Tx) error { root = uint64(tx.Bucket(bucketRuns).RootPage()); return nil })
+		db.Close()
+		data := mustReadFile(t, path)
+		m := readBoltMeta(t, data)
+		off := int(root) * m.pageSize
+		if root == 0 || binary.LittleEndian.Uint16(data[off+8:]) != 0x01 {
+			t.Fatalf("the root of bucket runs (page %d) is not a branch page", root)
+		}
+		elem := off + 16 + 16 // the second element: pos, ksize
+		key := elem + int(binary.LittleEndian.Uint32(data[elem:]))
+		data[key+int(binary.LittleEndian.Uint32(data[elem+4:]))-1]-- // its last byte, lowered
 		writeBack(t, path, data)
 	}},
 	{"bytes of a run flipped", func(t *testing.T, path string) {
