@@ -42,12 +42,14 @@ A project's upstreams come from .gitlab-deps at the root of its default branch
 when there is one, else from every FROM of its Containerfile, else Dockerfile.
 See docs/chain.md.
 
-Every chain command reads projects from one source:
-  --dir DIR                          local folders, one project per folder
+Every chain command reads projects from a GitLab group; scan and plan also
+read them from local folders (a checkout of the projects):
   --gitlab-url URL --group GROUP     a GitLab group and its subgroups
-                                     (token: --token-file FILE or GITLAB_TOKEN)`,
-		Example: `  opsctl chain plan --dir examples/images
-  opsctl chain scan --dir examples/images -o dot | dot -Tsvg > chain.svg
+                                     (token: --token-file FILE or GITLAB_TOKEN)
+  --dir DIR                          local folders, one project per folder
+                                     (scan and plan only)`,
+		Example: `  opsctl chain plan --dir ~/src/images
+  opsctl chain scan --dir ~/src/images -o dot | dot -Tsvg > chain.svg
   GITLAB_TOKEN=... opsctl chain scan --gitlab-url https://gitlab.example.com --group images -o json`,
 	}
 	cmd.AddCommand(
@@ -74,12 +76,22 @@ type chainSourceOptions struct {
 	APITimeout time.Duration
 }
 
-func addChainSourceFlags(fs *pflag.FlagSet, o *chainSourceOptions) {
+// addChainSourceFlags adds the source flags. Commands that act on GitLab
+// (gitlabOnly) keep --dir out of their help: they refuse it, with a line
+// saying why.
+func addChainSourceFlags(fs *pflag.FlagSet, o *chainSourceOptions, gitlabOnly bool) {
 	fs.StringVar(&o.Dir, "dir", "", "local mode: every folder under `DIR` with a Containerfile, Dockerfile or .gitlab-deps is a project")
+	if gitlabOnly {
+		fs.MarkHidden("dir")
+	}
 	fs.StringVar(&o.GitLabURL, "gitlab-url", "", "GitLab's `URL`, e.g. https://gitlab.example.com")
 	fs.StringVar(&o.Group, "group", "", "the GitLab `GROUP` (full path) whose projects, subgroups included, are read")
 	fs.StringVar(&o.TokenFile, "token-file", "", "`FILE` holding the GitLab token (default: $GITLAB_TOKEN)")
-	fs.StringArrayVar(&o.Registries, "registry", nil, "registry `HOST[:PORT]` whose images are built by the projects (repeatable; default with --gitlab-url: the GitLab host, registry.HOST and HOST:5050; with --dir: every host but docker.io)")
+	registryDefault := "default with --gitlab-url: the GitLab host, registry.HOST and HOST:5050; with --dir: every host but docker.io"
+	if gitlabOnly {
+		registryDefault = "default: the GitLab host, registry.HOST and HOST:5050"
+	}
+	fs.StringArrayVar(&o.Registries, "registry", nil, "registry `HOST[:PORT]` whose images are built by the projects (repeatable; "+registryDefault+")")
 	fs.IntVar(&o.Concurrency, "concurrency", 8, "read at most `N` projects from GitLab at the same time")
 }
 
@@ -106,6 +118,9 @@ func (o *chainSourceOptions) build(f *cli.Factory, needGitLab bool) (*chainSourc
 	case o.Dir != "" && needGitLab:
 		return nil, cli.Usagef("--dir: this command works on GitLab; expected --gitlab-url URL --group GROUP")
 	case o.Dir != "":
+		if err := wantFolder("--dir", o.Dir); err != nil {
+			return nil, err
+		}
 		dir := &chain.DirSource{Root: o.Dir}
 		registries := chain.AnyRegistry()
 		if len(o.Registries) > 0 {
@@ -127,9 +142,8 @@ func (o *chainSourceOptions) build(f *cli.Factory, needGitLab bool) (*chainSourc
 	}
 	token := ""
 	if o.TokenFile != "" {
-		token, err = cli.ReadSecretFile(o.TokenFile)
-		if err != nil {
-			return nil, cli.UsageError(fmt.Errorf("--token-file: %w", err))
+		if token, err = readSecret("--token-file", o.TokenFile); err != nil {
+			return nil, err
 		}
 	} else if token = f.Getenv("GITLAB_TOKEN"); token == "" {
 		return nil, cli.Usagef("no GitLab token: expected --token-file FILE or the GITLAB_TOKEN environment variable")
@@ -193,17 +207,139 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 // chainError turns errors of pkg/chain into exit codes: an unknown root
-// is a usage error; the rest keep their own (temporary: 75, else 1).
+// is a usage error; the rest keep their own (temporary: 75, else 1). A
+// corrupt state file gets what to do about it.
 func chainError(cmd string, err error) error {
 	var unknown *chain.UnknownProjectError
 	if errors.As(err, &unknown) {
 		return cli.Usagef("%s: %v", cmd, err)
+	}
+	var corrupt *chain.StateCorruptError
+	if errors.As(err, &corrupt) {
+		return fmt.Errorf("%s: %v; move it aside (mv %s %s.corrupt) and %s", cmd, corrupt, corrupt.Path, corrupt.Path, afterCorruptState(cmd))
 	}
 	var exitErr *cli.ExitError
 	if errors.As(err, &exitErr) {
 		return err
 	}
 	return fmt.Errorf("%s: %w", cmd, err)
+}
+
+// afterCorruptState says what starting again on a new state file gives,
+// for the command that found its state corrupt (docs/chain.md, "A corrupt
+// state file", says it at length).
+func afterCorruptState(cmd string) string {
+	switch cmd {
+	case "chain serve":
+		return "restart: its runs are forgotten, but a pipeline of theirs that succeeds later starts a run below its project"
+	case "chain trigger":
+		return "run it again: it starts a new run"
+	case "chain watch":
+		return "run it again: it records the digests it sees (a change until then triggers nothing)"
+	}
+	return "let the command that writes it start a new one"
+}
+
+// packagedStateDir is the state folder of the Debian package's unit
+// (StateDirectory=opsctl) and of the default --state files.
+const packagedStateDir = "/var/lib/opsctl"
+
+// checkStatePath applies the common rule to a state file that opsctl opens
+// for writing: its folder must exist and the file, when there, must be a
+// regular file (a usage error otherwise). The one exception is the
+// packaged folder, which systemd creates for the unit and opsctl creates
+// (create set) when it runs from a shell or a timer. exists says whether
+// the file is there with some content.
+func checkStatePath(flag, path string, create bool) (exists bool, err error) {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && dir == packagedStateDir && create:
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return false, fmt.Errorf("%s %s: %w", flag, path, err)
+		}
+		return false, nil
+	case errors.Is(err, fs.ErrNotExist) && dir == packagedStateDir:
+		return false, nil // a dry run: the real one creates it
+	case errors.Is(err, fs.ErrNotExist):
+		return false, cli.Usagef("%s %s: folder %s does not exist; create it first", flag, path, dir)
+	case err != nil:
+		return false, fmt.Errorf("%s %s: %w", flag, path, err)
+	case !fi.IsDir():
+		return false, cli.Usagef("%s %s: %s is not a folder", flag, path, dir)
+	}
+	fi, err = os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("%s %s: %w", flag, path, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return false, cli.Usagef("%s %s: a symbolic link; expected a regular file (opsctl does not write through links)", flag, path)
+	case !fi.Mode().IsRegular():
+		return false, cli.Usagef("%s %s: %s; expected a regular file", flag, path, fileKind(fi.Mode()))
+	}
+	return fi.Size() > 0, nil
+}
+
+// wantRegularFile applies the common rule to a file opsctl reads: one that
+// does not exist or is not a regular file (a folder, a FIFO that would
+// block the read) is a usage error naming flag; other errors of reaching
+// it are failures.
+func wantRegularFile(flag, path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return cli.Usagef("%s %s: no such file", flag, path)
+	case err != nil:
+		return fmt.Errorf("%s: %w", flag, err)
+	case !fi.Mode().IsRegular():
+		return cli.Usagef("%s %s: %s; expected a regular file", flag, path, fileKind(fi.Mode()))
+	}
+	return nil
+}
+
+// wantFolder applies the common rule to a folder opsctl reads.
+func wantFolder(flag, path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return cli.Usagef("%s %s: no such folder", flag, path)
+	case err != nil:
+		return fmt.Errorf("%s: %w", flag, err)
+	case !fi.IsDir():
+		return cli.Usagef("%s %s: %s; expected a folder", flag, path, fileKind(fi.Mode()))
+	}
+	return nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a folder"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsRegular():
+		return "a file"
+	}
+	return "a special file"
+}
+
+// readSecret reads the secret file of flag under the common rule: missing
+// or not a regular file, exit 2; unreadable or empty, exit 1.
+func readSecret(flag, path string) (string, error) {
+	if err := wantRegularFile(flag, path); err != nil {
+		return "", err
+	}
+	secret, err := cli.ReadSecretFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flag, err)
+	}
+	return secret, nil
 }
 
 // ChainScanOptions are the inputs of chain scan.
@@ -225,9 +361,9 @@ Containerfile, Dockerfile or none) and the external images it builds on.
 With a dependency cycle the graph is still printed, the cycles named, and the
 exit code is 1. Warnings (an ARG without default in FROM, an upstream that is
 not a project) go to stderr, or into the JSON.`,
-		Example: `  opsctl chain scan --dir examples/images
-  opsctl chain scan --dir examples/images -o dot | dot -Tsvg > chain.svg
-  opsctl chain scan --dir examples/images -o mermaid
+		Example: `  opsctl chain scan --dir ~/src/images
+  opsctl chain scan --dir ~/src/images -o dot | dot -Tsvg > chain.svg
+  opsctl chain scan --dir ~/src/images -o mermaid
   opsctl chain scan --gitlab-url https://gitlab.example.com --group images \
       --token-file ~/.config/opsctl/gitlab-token -o json`,
 		Args: cobra.NoArgs,
@@ -238,7 +374,7 @@ not a project) go to stderr, or into the JSON.`,
 			return runChainScan(opts)
 		},
 	}
-	addChainSourceFlags(cmd.Flags(), &opts.Source)
+	addChainSourceFlags(cmd.Flags(), &opts.Source, false)
 	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json", "dot", "mermaid")
 	return cmd
 }
@@ -302,9 +438,9 @@ one wave can build at the same time.
 A dependency cycle among the projects to build is an error (exit 1) that
 names the cycle. -o dot and -o mermaid draw the graph of the projects of the
 plan (without ROOT, the graph of 'chain scan').`,
-		Example: `  opsctl chain plan --dir examples/images
-  opsctl chain plan --dir examples/images ops/ruby -o json
-  opsctl chain plan --dir examples/images ops/ruby -o dot | dot -Tsvg > plan.svg
+		Example: `  opsctl chain plan --dir ~/src/images
+  opsctl chain plan --dir ~/src/images ops/ruby -o json
+  opsctl chain plan --dir ~/src/images ops/ruby -o dot | dot -Tsvg > plan.svg
   opsctl chain plan --gitlab-url https://gitlab.example.com --group images images/base`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Roots = args
@@ -314,7 +450,7 @@ plan (without ROOT, the graph of 'chain scan').`,
 			return runChainPlan(opts)
 		},
 	}
-	addChainSourceFlags(cmd.Flags(), &opts.Source)
+	addChainSourceFlags(cmd.Flags(), &opts.Source, false)
 	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json", "dot", "mermaid")
 	return cmd
 }
@@ -437,7 +573,7 @@ The token needs the api scope and the Maintainer role.
 	fl.StringVar(&opts.HookURL, "hook-url", "", "the receiver's `URL`, e.g. https://chain.example.com/hook (required)")
 	fl.StringVar(&opts.WebhookSecretFile, "webhook-secret-file", "", "`FILE` holding the webhook secret, sent by GitLab as X-Gitlab-Token")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "print what would change and change nothing")
-	addChainSourceFlags(fl, &opts.Source)
+	addChainSourceFlags(fl, &opts.Source, true)
 	return cmd
 }
 
@@ -452,8 +588,8 @@ func runChainHooksSync(opts *ChainHooksSyncOptions) error {
 	secret := ""
 	if opts.WebhookSecretFile != "" {
 		var err error
-		if secret, err = cli.ReadSecretFile(opts.WebhookSecretFile); err != nil {
-			return cli.UsageError(fmt.Errorf("--webhook-secret-file: %w", err))
+		if secret, err = readSecret("--webhook-secret-file", opts.WebhookSecretFile); err != nil {
+			return err
 		}
 	}
 	src, err := opts.Source.build(f, true)
@@ -556,7 +692,7 @@ GET /runs, GET /runs/{id}, GET /healthz, GET /metrics.`,
 			return runChainServe(cmd.Context(), opts)
 		},
 	}
-	addChainSourceFlags(cmd.Flags(), &opts.Source)
+	addChainSourceFlags(cmd.Flags(), &opts.Source, true)
 	cmd.Flags().StringVar(&opts.Listen, "listen", "127.0.0.1:8686", "`ADDR` to listen on (host:port)")
 	cmd.Flags().StringVar(&opts.State, "state", "/var/lib/opsctl/chain.db", "the state `FILE` (bbolt)")
 	cmd.Flags().StringVar(&opts.SecretFile, "webhook-secret-file", "", "`FILE` holding the webhook secret GitLab sends as X-Gitlab-Token (required, unless --insecure-no-webhook-secret)")
@@ -610,8 +746,8 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 	case opts.SecretFile != "" && opts.InsecureNoSecret:
 		return cli.Usagef("--webhook-secret-file and --insecure-no-webhook-secret exclude each other")
 	case opts.SecretFile != "":
-		if secret, err = cli.ReadSecretFile(opts.SecretFile); err != nil {
-			return cli.UsageError(fmt.Errorf("--webhook-secret-file: %w", err))
+		if secret, err = readSecret("--webhook-secret-file", opts.SecretFile); err != nil {
+			return err
 		}
 	case !opts.InsecureNoSecret:
 		// Without a secret, whoever reaches the port could post pipeline
@@ -622,33 +758,40 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 	if err != nil {
 		return err
 	}
+	if _, err := checkStatePath("--state", opts.State, true); err != nil {
+		return err
+	}
 	listener, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		return cli.Usagef("--listen %s: %v", opts.Listen, err)
 	}
 	defer listener.Close()
-	if err := os.MkdirAll(filepath.Dir(opts.State), 0o700); err != nil {
-		return fmt.Errorf("--state %s: %w", opts.State, err)
+
+	// The state file is checked before GitLab is asked anything: a corrupt
+	// one ends the receiver at once (exit 1), not after a scan.
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := chain.NewMetrics(registry)
+	engine, err := chain.NewEngine(chain.EngineOptions{StatePath: opts.State, API: src.gitlab,
+		Logger: opts.Log, Metrics: metrics, Crash: crashHook(opts.Getenv), Retention: retention})
+	if err != nil {
+		return chainError("chain serve", err)
 	}
+	defer engine.Close()
 
 	ctx, stop := signalContext()
 	defer stop()
 	scanner := chain.Scanner{Source: src.source, Registries: src.registries, Concurrency: opts.Source.Concurrency}
 	planner, err := chain.ScanPlanner(ctx, scanner)
 	if err != nil {
+		if errors.As(err, new(*chain.HostNotFoundError)) {
+			// A wrong --gitlab-url: starting again does not cure it.
+			return fmt.Errorf("chain serve: first scan: %w", err)
+		}
 		return cli.TemporaryError(fmt.Errorf("chain serve: first scan: %w", err))
 	}
 	opts.Log.Info("graph scanned", "projects", len(planner.Graph.Projects), "cycles", len(planner.Graph.Cycles))
-
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := chain.NewMetrics(registry)
-	engine, err := chain.NewEngine(chain.EngineOptions{StatePath: opts.State, API: src.gitlab, Planner: planner,
-		Logger: opts.Log, Metrics: metrics, Crash: crashHook(opts.Getenv), Retention: retention})
-	if err != nil {
-		return err
-	}
-	defer engine.Close()
+	engine.SetPlanner(planner)
 
 	rescan := make(chan string, 1)
 	if secret == "" {
@@ -699,7 +842,10 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 		}
 	}
 	opts.Log.Info("chain receiver stopped")
-	return err
+	if err != nil {
+		return chainError("chain serve", err)
+	}
+	return nil
 }
 
 // rescanLoop scans the graph again every interval and soon after a push
@@ -727,7 +873,11 @@ func rescanLoop(ctx context.Context, opts *chainServeOptions, scanner chain.Scan
 		}
 		planner, err := chain.ScanPlanner(ctx, scanner)
 		if err != nil {
-			opts.Log.Error("rescan failed, keeping the previous graph", "err", err)
+			level := slog.LevelError
+			if errors.As(err, new(*chain.HostNotFoundError)) {
+				level = slog.LevelDebug // the GitLab client said it once
+			}
+			opts.Log.Log(ctx, level, "rescan failed, keeping the previous graph", "err", err)
 			continue
 		}
 		engine.SetPlanner(planner)
@@ -783,7 +933,7 @@ Exit 0 when the run succeeded (with --follow) or was started.`,
 			return runChainTrigger(opts)
 		},
 	}
-	addChainSourceFlags(cmd.Flags(), &opts.Source)
+	addChainSourceFlags(cmd.Flags(), &opts.Source, true)
 	cmd.Flags().StringVar(&opts.Ref, "ref", "", "`REF` of PROJECT's pipeline (default: its default branch); downstream projects build their default branches")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the pipeline that would be created and the plan, change nothing")
 	cmd.Flags().StringVar(&opts.Server, "server", "", "`URL` of a running receiver to start the run on")
@@ -818,9 +968,31 @@ func runChainTrigger(opts *chainTriggerOptions) error {
 		return cli.Usagef("--webhook-secret-file goes with --server")
 	}
 	f := &cli.Factory{IO: opts.IO, Logger: opts.Log, Getenv: opts.Getenv}
-	src, err := opts.Source.build(f, !opts.DryRun)
+	src, err := opts.Source.build(f, true)
 	if err != nil {
 		return err
+	}
+	// --follow checks its state file before GitLab is asked anything; a
+	// dry run checks it as the real run would, read-only.
+	var engine *chain.Engine
+	if opts.Follow {
+		exists, err := checkStatePath("--state", opts.State, !opts.DryRun)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !opts.DryRun:
+			engine, err = chain.NewEngine(chain.EngineOptions{StatePath: opts.State, API: src.gitlab,
+				Logger: opts.Log, Crash: crashHook(opts.Getenv)})
+		case exists:
+			engine, err = chain.OpenReadOnly(opts.State)
+		}
+		if err != nil {
+			return chainError("chain trigger", err)
+		}
+		if engine != nil {
+			defer engine.Close()
+		}
 	}
 	scanner := chain.Scanner{Source: src.source, Registries: src.registries, Concurrency: opts.Source.Concurrency}
 	planner, err := chain.ScanPlanner(ctx, scanner)
@@ -857,18 +1029,10 @@ func runChainTrigger(opts *chainTriggerOptions) error {
 		fmt.Fprintf(opts.IO.Out, "run %s: pipeline %d of %s created on %s\n", runID, id, opts.Project, ref)
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(opts.State), 0o700); err != nil {
-		return fmt.Errorf("--state %s: %w", opts.State, err)
-	}
-	engine, err := chain.NewEngine(chain.EngineOptions{StatePath: opts.State, API: src.gitlab, Planner: planner,
-		Logger: opts.Log, Crash: crashHook(opts.Getenv)})
-	if err != nil {
-		return err
-	}
-	defer engine.Close()
+	engine.SetPlanner(planner)
 	run, err := engine.UnfinishedRunAt(opts.Project)
 	if err != nil {
-		return err
+		return chainError("chain trigger", err)
 	}
 	if run != nil {
 		fmt.Fprintf(opts.IO.ErrOut, "resuming the unfinished run %s of %s\n", run.ID, opts.Project)
@@ -920,8 +1084,8 @@ func triggerOnServer(ctx context.Context, opts *chainTriggerOptions) error {
 	if err != nil {
 		return err
 	}
-	if client.Secret, err = cli.ReadSecretFile(opts.SecretFile); err != nil {
-		return cli.UsageError(fmt.Errorf("--webhook-secret-file: %w", err))
+	if client.Secret, err = readSecret("--webhook-secret-file", opts.SecretFile); err != nil {
+		return err
 	}
 	run, err := client.StartRun(ctx, chain.StartRunRequest{Project: opts.Project, Ref: opts.Ref})
 	if err != nil {
@@ -963,20 +1127,28 @@ type chainStatusOptions struct {
 	State  string
 	RunID  string
 	Limit  int
-	Output *cli.OutputFlag
+	// ExitStatus makes the exit code say how RUN stands: 0 succeeded,
+	// 1 failed, 75 still running.
+	ExitStatus bool
+	Output     *cli.OutputFlag
 }
 
 func newCmdChainStatus(f *cli.Factory) *cobra.Command {
 	opts := &chainStatusOptions{IO: f.IO, Getenv: f.Getenv}
 	cmd := &cobra.Command{
-		Use:   "status [RUN] [--server URL | --state FILE] [-o text|json]",
+		Use:   "status [RUN [--exit-status]] [--server URL | --state FILE] [-o text|json]",
 		Short: "Show chain runs, or one run project by project",
 		Long: `Show the chain runs of a receiver (newest first), or one run with the state
 of each project. The receiver is --server URL (default $OPSCTL_CHAIN_SERVER or
 ` + defaultChainServer + `); --state FILE reads a state file that no process holds
-(e.g. that of 'chain trigger --follow').`,
+(e.g. that of 'chain trigger --follow').
+
+The exit code is 0 whenever the runs could be shown. With --exit-status (as
+'gh run view --exit-status'), it says how RUN stands: 0 succeeded, 1 failed
+(some project failed or was canceled), 75 still running.`,
 		Example: `  opsctl chain status
-  opsctl chain status 20261126-101500-a1b2c3 -o json
+  opsctl chain status 20261126-101500-a1b2c3d4 -o json
+  opsctl chain status 20261126-101500-a1b2c3d4 --exit-status || echo "not (yet) rebuilt"
   opsctl chain status --state /var/lib/opsctl/chain-follow.db`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -989,6 +1161,7 @@ of each project. The receiver is --server URL (default $OPSCTL_CHAIN_SERVER or
 	cmd.Flags().StringVar(&opts.Server, "server", "", "`URL` of the receiver")
 	cmd.Flags().StringVar(&opts.State, "state", "", "read the state `FILE` instead of asking a receiver")
 	cmd.Flags().IntVar(&opts.Limit, "limit", 20, "how many runs to list (`N`, 0 for all)")
+	cmd.Flags().BoolVar(&opts.ExitStatus, "exit-status", false, "with RUN: exit 1 when the run failed, 75 while it runs, 0 when it succeeded")
 	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json")
 	return cmd
 }
@@ -996,6 +1169,9 @@ of each project. The receiver is --server URL (default $OPSCTL_CHAIN_SERVER or
 func runChainStatus(opts *chainStatusOptions) error {
 	if opts.Server != "" && opts.State != "" {
 		return cli.Usagef("--server and --state exclude each other")
+	}
+	if opts.ExitStatus && opts.RunID == "" {
+		return cli.Usagef("--exit-status goes with RUN: expected chain status RUN --exit-status")
 	}
 	if opts.Limit < 0 {
 		return cli.Usagef("--limit %d: expected 0 or more", opts.Limit)
@@ -1005,20 +1181,20 @@ func runChainStatus(opts *chainStatusOptions) error {
 	var runs []*chain.Run
 	var one *chain.Run
 	if opts.State != "" {
-		if _, err := os.Stat(opts.State); err != nil {
-			return cli.Usagef("--state: %v", err)
+		if err := wantRegularFile("--state", opts.State); err != nil {
+			return err
 		}
 		engine, err := chain.OpenReadOnly(opts.State)
 		if err != nil {
-			return err
+			return chainError("chain status", err)
 		}
 		defer engine.Close()
 		if opts.RunID != "" {
 			if one, err = engine.Run(opts.RunID); err != nil {
-				return err
+				return chainError("chain status", err)
 			}
 		} else if runs, err = engine.Runs(opts.Limit); err != nil {
-			return err
+			return chainError("chain status", err)
 		}
 	} else {
 		client, err := receiverClient(opts.Server, opts.Getenv)
@@ -1037,7 +1213,16 @@ func runChainStatus(opts *chainStatusOptions) error {
 		if one == nil {
 			return fmt.Errorf("chain status: no run %s", opts.RunID)
 		}
-		return writeRun(opts.IO.Out, opts.Output, one)
+		if err := writeRun(opts.IO.Out, opts.Output, one); err != nil || !opts.ExitStatus {
+			return err
+		}
+		switch one.Status {
+		case chain.RunSucceeded:
+			return nil
+		case chain.RunFailed:
+			return cli.Silent(cli.ExitFailure) // the failed projects are in the output
+		}
+		return cli.Silent(cli.ExitTemporary)
 	}
 	if opts.Limit > 0 && len(runs) > opts.Limit {
 		runs = runs[:opts.Limit]
@@ -1100,13 +1285,16 @@ func (o *registryOptions) build() (*chain.RegistryDigests, error) {
 		}
 	}
 	if o.AuthFile != "" {
+		if err := wantRegularFile("--registry-auth-file", o.AuthFile); err != nil {
+			return nil, err
+		}
 		data, err := os.ReadFile(o.AuthFile)
 		if err != nil {
-			return nil, cli.Usagef("--registry-auth-file: %v", err)
+			return nil, fmt.Errorf("--registry-auth-file: %w", err)
 		}
 		cfg, err := chain.ParseDockerConfig(data)
 		if err != nil {
-			return nil, cli.Usagef("--registry-auth-file %s: %v", o.AuthFile, err)
+			return nil, fmt.Errorf("--registry-auth-file %s: %w", o.AuthFile, err)
 		}
 		r.Auth = cfg
 	}
@@ -1147,14 +1335,15 @@ checks every --interval. 'chain serve --watch-external DURATION' runs the same
 watcher inside the receiver.`,
 		Example: `  opsctl chain watch --once --state /var/lib/opsctl/chain-watch.db \
     --gitlab-url https://gitlab.example.com --group images --token-file /etc/opsctl/gitlab-token
-  opsctl chain watch --once --dry-run --state /tmp/w.db --dir examples/images -o json`,
+  opsctl chain watch --once --dry-run --state /var/lib/opsctl/chain-watch.db \
+    --gitlab-url https://gitlab.example.com --group images --token-file /etc/opsctl/gitlab-token -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Log = f.Logger
 			return runChainWatch(opts)
 		},
 	}
-	addChainSourceFlags(cmd.Flags(), &opts.Source)
+	addChainSourceFlags(cmd.Flags(), &opts.Source, true)
 	addRegistryFlags(cmd.Flags(), &opts.Registry)
 	cmd.Flags().StringVar(&opts.State, "state", "", "state `FILE` (bbolt) holding the digests seen and the runs started")
 	cmd.Flags().BoolVar(&opts.Once, "once", false, "check once and exit")
@@ -1179,7 +1368,7 @@ func runChainWatch(opts *chainWatchOptions) error {
 		return err
 	}
 	f := &cli.Factory{IO: opts.IO, Logger: opts.Log, Getenv: opts.Getenv}
-	src, err := opts.Source.build(f, !opts.DryRun)
+	src, err := opts.Source.build(f, true)
 	if err != nil {
 		return err
 	}
@@ -1196,11 +1385,16 @@ func runChainWatch(opts *chainWatchOptions) error {
 	defer stop()
 	watcher := &chain.Watcher{Engine: engine, Digests: digests, DryRun: opts.DryRun}
 	scanner := chain.Scanner{Source: src.source, Registries: src.registries, Concurrency: opts.Source.Concurrency}
-	for {
+	for checked := false; ; checked = true {
 		res, pending, err := watchOnce(ctx, engine, watcher, scanner, api != nil && !opts.DryRun)
+		unresolved := errors.As(err, new(*chain.HostNotFoundError))
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return nil // stopped by a signal
+		case err != nil && !opts.Once && checked && unresolved:
+			// GitLab's name resolved at the first check: the watcher goes
+			// on (the GitLab client said once that it stopped resolving).
+			opts.Log.Debug("chain watch: check failed, next check in "+opts.Interval.String(), "err", err)
 		case err != nil && !opts.Once && cli.ExitCode(err) == cli.ExitTemporary:
 			// GitLab or the network failing for a while must not end the
 			// watcher: the next check scans again.
@@ -1250,24 +1444,23 @@ func runChainWatch(opts *chainWatchOptions) error {
 // nothing, the file included: it reads an existing state file read-only,
 // and works on a throw-away one when there is none yet.
 func openWatchState(opts *chainWatchOptions, api chain.PipelineAPI) (*chain.Engine, func(), error) {
+	exists, err := checkStatePath("--state", opts.State, !opts.DryRun)
+	if err != nil {
+		return nil, nil, err
+	}
 	if !opts.DryRun {
-		if err := os.MkdirAll(filepath.Dir(opts.State), 0o700); err != nil {
-			return nil, nil, fmt.Errorf("--state %s: %w", opts.State, err)
-		}
 		engine, err := chain.NewEngine(chain.EngineOptions{StatePath: opts.State, API: api, Logger: opts.Log, Crash: crashHook(opts.Getenv)})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, chainError("chain watch", err)
 		}
 		return engine, func() { engine.Close() }, nil
 	}
-	if _, err := os.Stat(opts.State); err == nil {
+	if exists {
 		engine, err := chain.OpenReadOnly(opts.State)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, chainError("chain watch", err)
 		}
 		return engine, func() { engine.Close() }, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("--state %s: %w", opts.State, err)
 	}
 	dir, err := os.MkdirTemp("", "opsctl-watch-dry-run-")
 	if err != nil {

@@ -310,17 +310,22 @@ func TestChainWatchBadInput(t *testing.T) {
 	os.WriteFile(bad, []byte(`{"auths":{"r.example:5000":{"auth":"!!notbase64"}}}`), 0o600)
 	for _, tc := range []struct {
 		args []string
+		code int
 		want string
 	}{
-		{[]string{"--registry-auth-file", bad}, `auths "r.example:5000": auth is not base64`},
-		{[]string{"--plain-http-registry", "http://x/"}, "--plain-http-registry"},
-		{[]string{"--interval", "-1s"}, "--interval"},
-		{[]string{"--retention-days", "-1"}, "--retention-days -1: expected a number of days from 0"},
-		{[]string{"--retention-runs", "-5"}, "--retention-runs -5: expected 0 (no count limit) or more"},
+		// A file that is there but wrong is a failure; one that is not
+		// there, or not a file, a usage error (the common rule).
+		{[]string{"--registry-auth-file", bad}, 1, `auths "r.example:5000": auth is not base64`},
+		{[]string{"--registry-auth-file", bad + ".missing"}, 2, "--registry-auth-file " + bad + ".missing: no such file"},
+		{[]string{"--registry-auth-file", filepath.Dir(bad)}, 2, "a folder; expected a regular file"},
+		{[]string{"--plain-http-registry", "http://x/"}, 2, "--plain-http-registry"},
+		{[]string{"--interval", "-1s"}, 2, "--interval"},
+		{[]string{"--retention-days", "-1"}, 2, "--retention-days -1: expected a number of days from 0"},
+		{[]string{"--retention-runs", "-5"}, 2, "--retention-runs -5: expected 0 (no count limit) or more"},
 	} {
 		_, stderr, code := opsctlEnv(t, nil, append(fx.args, tc.args...)...)
-		if code != 2 || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
-			t.Errorf("%v: exit %d %q", tc.args, code, stderr)
+		if code != tc.code || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%v: exit %d (want %d) %q", tc.args, code, tc.code, stderr)
 		}
 	}
 }
@@ -489,18 +494,31 @@ func TestChainWatchOnceWithAReceiverBuildsASharedDownstreamOnce(t *testing.T) {
 }
 
 // SPEC, Everywhere: --dry-run changes nothing, and that includes not
-// creating the state file (or its folder) on the first check.
+// creating the state file on the first check. It validates as the real run
+// does: a state file in a folder that does not exist is a usage error for
+// both.
 func TestChainWatchDryRunCreatesNoStateFile(t *testing.T) {
 	fx := newWatchFixture(t, false)
-	state := filepath.Join(t.TempDir(), "sub", "watch.db")
+	state := filepath.Join(t.TempDir(), "watch.db")
 	args := append(append([]string{}, fx.args...), "--state", state, "--dry-run")
 	out, stderr, code := opsctlEnv(t, nil, args...)
 	var res chain.WatchResult
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Checked != 2 {
 		t.Fatalf("dry run on a new state file: exit %d\n%s\n%s", code, out, stderr)
 	}
-	if _, err := os.Stat(filepath.Dir(state)); !os.IsNotExist(err) {
-		t.Errorf("--dry-run created %s (stat: %v)", filepath.Dir(state), err)
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("--dry-run created %s (stat: %v)", state, err)
+	}
+	inMissingFolder := filepath.Join(t.TempDir(), "sub", "watch.db")
+	for _, dry := range [][]string{{"--dry-run"}, nil} {
+		args := append(append(append([]string{}, fx.args...), "--state", inMissingFolder), dry...)
+		_, stderr, code := opsctlEnv(t, nil, args...)
+		if code != 2 || !strings.Contains(stderr, "folder "+filepath.Dir(inMissingFolder)+" does not exist") {
+			t.Errorf("%v in a missing folder: exit %d %q, want 2", dry, code, stderr)
+		}
+	}
+	if _, err := os.Stat(filepath.Dir(inMissingFolder)); !os.IsNotExist(err) {
+		t.Errorf("watch created %s (stat: %v)", filepath.Dir(inMissingFolder), err)
 	}
 	// On an existing state file, a dry run reads it and changes nothing.
 	if _, _, code := fx.watch(t); code != 0 {

@@ -61,7 +61,7 @@ func newRootCmd(f *cli.Factory) *cobra.Command {
   imap-auth  authenticate SMTP users against IMAP, strictly verified
 
 Logs and progress go to stderr; results go to stdout.`,
-		Example: `  opsctl chain plan --dir examples/images
+		Example: `  opsctl chain plan --dir ~/src/images
   opsctl lvm cache status -o json
   opsctl pygrub check --xen 4.1 /mnt
   opsctl help chain

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Planner gives the engine the plan of a new run. The engine asks it only
@@ -149,7 +148,7 @@ type EngineOptions struct {
 // NewEngine opens (or creates) the state file and returns the engine. The
 // caller runs Work to create the queued pipelines and Close at the end.
 func NewEngine(opts EngineOptions) (*Engine, error) {
-	db, err := openState(opts.StatePath)
+	db, err := openState(opts.StatePath, false)
 	if err != nil {
 		return nil, err
 	}
@@ -171,12 +170,9 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 // OpenReadOnly opens a state file for reading runs (`chain status
 // --state`); it fails when another process holds the file.
 func OpenReadOnly(path string) (*Engine, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	db, err := openState(path, true)
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, &StateLockedError{Path: path, Msg: "in use by a running opsctl; ask it with --server"}
-		}
-		return nil, fmt.Errorf("state file %s: %w", path, err)
+		return nil, err
 	}
 	return &Engine{db: db, log: slog.New(slog.DiscardHandler), now: time.Now, crash: func(string) {}}, nil
 }
@@ -574,7 +570,11 @@ func (e *Engine) startRunTx(tx *bolt.Tx, roots []string, id, startedBy, ref stri
 func (e *Engine) UnfinishedRunAt(root string) (*Run, error) {
 	var found *Run
 	err := e.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketActive).Cursor()
+		active := tx.Bucket(bucketActive)
+		if active == nil {
+			return nil // a file opened read-only that has no runs yet
+		}
+		c := active.Cursor()
 		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
 			run, err := loadRun(tx, string(k))
 			if err != nil {
@@ -728,7 +728,7 @@ func (e *Engine) pollUnfinished(ctx context.Context) error {
 			if e.metrics != nil {
 				e.metrics.APIErrors.Inc()
 			}
-			e.log.Warn("pipeline status not read, will ask again", "run", w.runID, "project", w.project, "pipeline", w.pipelineID, "err", err)
+			e.log.Log(ctx, apiLogLevel(err, slog.LevelWarn), "pipeline status not read, will ask again", "run", w.runID, "project", w.project, "pipeline", w.pipelineID, "err", err)
 			if !isPermanent(err) {
 				// GitLab is down or overloaded: the queued pipelines must
 				// not wait for a look at every other one.
@@ -913,8 +913,29 @@ func isPermanent(err error) bool {
 	if errors.As(err, &permanent) {
 		return true
 	}
+	if unresolved(err) {
+		// It resolved when the run started: whatever broke the name
+		// says nothing about the project. Its step waits, with backoff.
+		return false
+	}
 	var temp interface{ Temporary() bool }
 	return errors.As(err, &temp) && !temp.Temporary()
+}
+
+// unresolved: GitLab's host does not resolve. The client says so once
+// when it starts (and when it resolves again), so the calls failing
+// meanwhile are logged at debug level only.
+func unresolved(err error) bool {
+	var notFound *HostNotFoundError
+	return errors.As(err, &notFound)
+}
+
+// apiLogLevel is level, or debug for an error the client already logged.
+func apiLogLevel(err error, level slog.Level) slog.Level {
+	if unresolved(err) {
+		return slog.LevelDebug
+	}
+	return level
 }
 
 // Backoff of an intent whose API call failed: 2s, 4s, ... up to 5 minutes.
@@ -959,7 +980,7 @@ func (e *Engine) fireFailed(ctx context.Context, in intent, apiErr error) (time.
 		delay = apiError.RetryAfter // GitLab said when
 	}
 	retryAt := e.now().Add(delay)
-	e.log.Warn("pipeline not created yet, will retry", "run", in.RunID, "project", in.Project, "at", retryAt.Format(time.RFC3339), "err", apiErr)
+	e.log.Log(ctx, apiLogLevel(apiErr, slog.LevelWarn), "pipeline not created yet, will retry", "run", in.RunID, "project", in.Project, "at", retryAt.Format(time.RFC3339), "err", apiErr)
 	return retryAt, e.db.Update(func(tx *bolt.Tx) error {
 		var cur intent
 		ok, err := getJSON(tx.Bucket(bucketIntents), key, &cur)

@@ -3,6 +3,7 @@ package chain
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -52,7 +53,7 @@ func (e *Engine) Follow(ctx context.Context, runID string, interval time.Duratio
 				if isPermanent(err) {
 					return run, err
 				}
-				e.log.Warn("pipeline status not read, will retry", "project", p, "pipeline", s.PipelineID, "err", err)
+				e.log.Log(ctx, apiLogLevel(err, slog.LevelWarn), "pipeline status not read, will retry", "project", p, "pipeline", s.PipelineID, "err", err)
 				continue
 			}
 			if next := pipelineOutcome(status); next != s.State {

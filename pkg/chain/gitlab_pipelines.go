@@ -46,7 +46,7 @@ func (g *GitLab) CreatePipeline(ctx context.Context, project string, t Target, r
 		})
 	}
 	opt := &gitlab.CreatePipelineOptions{Ref: gitlab.Ptr(t.Ref), Variables: &vars}
-	p, resp, err := g.api.Pipelines.CreatePipeline(projectID(project, t), opt, gitlab.WithContext(ctx))
+	p, resp, err := g.api.Pipelines.CreatePipeline(projectID(project, t), opt, g.call(ctx))
 	g.requests.Add(1)
 	if err != nil {
 		return 0, permanent(g.apiError(ctx, fmt.Sprintf("create pipeline of %s on %s", project, t.Ref), triggerScopeHint, resp, err))
@@ -66,13 +66,13 @@ func (g *GitLab) FindRunPipeline(ctx context.Context, project string, t Target, 
 		Sort:         gitlab.Ptr("asc"),
 	}
 	for {
-		pipelines, resp, err := g.api.Pipelines.ListProjectPipelines(projectID(project, t), opt, gitlab.WithContext(ctx))
+		pipelines, resp, err := g.api.Pipelines.ListProjectPipelines(projectID(project, t), opt, g.call(ctx))
 		g.requests.Add(1)
 		if err != nil {
 			return 0, false, permanent(g.apiError(ctx, op, triggerScopeHint, resp, err))
 		}
 		for _, p := range pipelines {
-			vars, resp, err := g.api.Pipelines.GetPipelineVariables(projectID(project, t), p.ID, gitlab.WithContext(ctx))
+			vars, resp, err := g.api.Pipelines.GetPipelineVariables(projectID(project, t), p.ID, g.call(ctx))
 			g.requests.Add(1)
 			if err != nil {
 				return 0, false, permanent(g.apiError(ctx, fmt.Sprintf("get variables of pipeline %d of %s", p.ID, project), triggerScopeHint, resp, err))
@@ -92,7 +92,7 @@ func (g *GitLab) FindRunPipeline(ctx context.Context, project string, t Target, 
 
 // PipelineStatus returns the status of one pipeline.
 func (g *GitLab) PipelineStatus(ctx context.Context, project string, t Target, pipelineID int64) (string, error) {
-	p, resp, err := g.api.Pipelines.GetPipeline(projectID(project, t), pipelineID, gitlab.WithContext(ctx))
+	p, resp, err := g.api.Pipelines.GetPipeline(projectID(project, t), pipelineID, g.call(ctx))
 	g.requests.Add(1)
 	if err != nil {
 		return "", permanent(g.apiError(ctx, fmt.Sprintf("get pipeline %d of %s", pipelineID, project), triggerScopeHint, resp, err))

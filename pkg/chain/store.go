@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -57,17 +59,69 @@ type eventRecord struct {
 	RunID      string    `json:"run_id,omitempty"`
 }
 
-func openState(path string) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, &StateLockedError{Path: path, Msg: "locked by another opsctl process"}
-		}
-		return nil, fmt.Errorf("state file %s: %w", path, err)
+// openState opens the state file, read-only or for writing, after
+// checking it (see checkState): a damaged file is a *StateCorruptError and
+// is left exactly as it was. A new file (absent or empty) is created with
+// the buckets when writable.
+func openState(path string, readOnly bool) (*bolt.DB, error) {
+	var file *os.File
+	timeout := 5 * time.Second
+	if readOnly {
+		timeout = time.Second
 	}
+	opts := &bolt.Options{
+		Timeout:  timeout,
+		ReadOnly: readOnly,
+		// Open writes to an existing file in one case: to add the freelist
+		// to a file written without one. Nothing may be written before the
+		// check, so the freelist is synced from the first commit after it.
+		NoFreelistSync: true,
+		// Read the freelist in Open, under the guard of readGuarded, rather
+		// than in the goroutine of Tx.Check, where a damaged freelist page
+		// would panic out of reach.
+		PreLoadFreelist: true,
+		// The file is locked and its pages checked before bbolt reads
+		// any of it (see checkPages).
+		OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+			f, err := openStateFile(name, flag, mode)
+			if err != nil {
+				return nil, err
+			}
+			if err := lockAndCheckPages(f, !readOnly, timeout); err != nil {
+				f.Close()
+				return nil, err
+			}
+			file = f
+			return f, nil
+		},
+	}
+	var db *bolt.DB
+	err := readGuarded(path, func() error {
+		var err error
+		if db, err = bolt.Open(path, 0o600, opts); err != nil {
+			return openError(path, err, readOnly)
+		}
+		return checkState(path, db, file)
+	})
+	if err != nil {
+		if db != nil {
+			db.Close()
+		} else if file != nil {
+			// Open panicked before it could close the file. Its memory
+			// map stays (bbolt holds the only reference to it) and keeps
+			// the file's lock alive after close, so unlock it first.
+			syscall.Flock(int(file.Fd()), syscall.LOCK_UN)
+			file.Close()
+		}
+		return nil, err
+	}
+	if readOnly {
+		return db, nil
+	}
+	db.NoFreelistSync = false
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRuns, bucketActive, bucketPipelines, bucketIntents, bucketEvents, bucketStopped, bucketDigests} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+		for _, b := range stateBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b.name); err != nil {
 				return err
 			}
 		}
@@ -78,6 +132,36 @@ func openState(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("state file %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// openError says why bbolt could not open the file: the lock is held
+// elsewhere (temporary), the file could not be opened or read (its path),
+// or its content is not a sound bbolt file (corrupt).
+func openError(path string, err error, readOnly bool) error {
+	var pathErr *os.PathError
+	var errno syscall.Errno
+	var corrupt *StateCorruptError
+	switch {
+	case errors.As(err, &corrupt):
+		return corrupt
+	case errors.Is(err, bolterrors.ErrTimeout), errors.Is(err, errStateLocked):
+		msg := "locked by another opsctl process"
+		if readOnly {
+			msg = "in use by a running opsctl; ask it with --server"
+		}
+		return &StateLockedError{Path: path, Msg: msg}
+	case errors.Is(err, errEmptyState):
+		// bbolt would write the meta pages of an empty file, which a
+		// read-only open cannot: there is nothing to read in it.
+		return &StateCorruptError{Path: path, Problem: errEmptyState.Error()}
+	case errors.Is(err, ErrStateNotRegular) && errors.As(err, &pathErr):
+		return fmt.Errorf("state file %s: %w", path, pathErr.Err)
+	case errors.As(err, &pathErr), errors.As(err, &errno):
+		return fmt.Errorf("state file %s: %w", path, err)
+	case errors.Is(err, bolterrors.ErrInvalid):
+		return &StateCorruptError{Path: path, Problem: "not a bbolt database, or both of its meta pages are damaged"}
+	}
+	return &StateCorruptError{Path: path, Problem: err.Error()}
 }
 
 // StateLockedError: another process holds the state file. It is
@@ -120,16 +204,19 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 var errNotState = errors.New("not an opsctl chain state file")
 
 func loadRun(tx *bolt.Tx, id string) (*Run, error) {
-	var r Run
 	b := tx.Bucket(bucketRuns)
 	if b == nil {
 		return nil, errNotState
 	}
-	ok, err := getJSON(b, []byte(id), &r)
-	if err != nil || !ok {
-		return nil, err
+	data := b.Get([]byte(id))
+	if data == nil {
+		return nil, nil
 	}
-	return &r, nil
+	run, err := decodeRun([]byte(id), data)
+	if err != nil {
+		return nil, &StateCorruptError{Path: tx.DB().Path(), Problem: fmt.Sprintf("bucket runs, record %q: %v", id, err)}
+	}
+	return run, nil
 }
 
 func stoppedKey(project, runID string) []byte { return []byte(project + "\x00" + runID) }
