@@ -1,6 +1,7 @@
 package picture
 
 import (
+	"fmt"
 	"io"
 	"testing"
 )
@@ -41,6 +42,28 @@ func BenchmarkLayoutRun120(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkLayoutDeepChain is the worst case of the dummies: a chain of
+// 1,000 projects, each also built on the first, so that the edges from the
+// first span every layer (499,500 dummy vertices). Drawn in seconds, not
+// hung; no real chain of images is this deep.
+func BenchmarkLayoutDeepChain(b *testing.B) {
+	d := &Diagram{}
+	for i := range 1000 {
+		d.Nodes = append(d.Nodes, Node{ID: fmt.Sprintf("g/p%04d", i)})
+		if i > 0 {
+			d.Edges = append(d.Edges, Edge{d.Nodes[i-1].ID, d.Nodes[i].ID}, Edge{d.Nodes[0].ID, d.Nodes[i].ID})
+		}
+	}
+	var size countingWriter
+	for b.Loop() {
+		size = 0
+		if err := WriteSVG(&size, d, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(size), "svg-bytes")
 }
 
 type countingWriter int

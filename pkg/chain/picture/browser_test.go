@@ -129,6 +129,78 @@ func TestPicturesRenderInChromium(t *testing.T) {
 	}
 }
 
+// TestPictureOfHostilePathsRunsNoScriptInAPage inlines a picture of
+// project paths, details and links made to run a script into an HTML page
+// WITHOUT any Content-Security-Policy, so that only the escaping stands in
+// the way: no payload runs, the HTML parser reads every path back as it
+// was, and the only links are the http(s) ones.
+func TestPictureOfHostilePathsRunsNoScriptInAPage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Chromium")
+	}
+	payloads := []string{
+		`g/<script>window.__pwned=1</script>`,
+		`g/<img src=x onerror="window.__pwned=2">`,
+		`g/"><svg onload="window.__pwned=3">`,
+		`g/' onmouseover='window.__pwned=4`,
+		`g/</title></svg><script>window.__pwned=5</script>`,
+		`g/<![CDATA[</svg><script>window.__pwned=6</script>]]>`,
+		`g/<foreignObject><iframe srcdoc="<script>parent.__pwned=7</script>"></iframe></foreignObject>`,
+		`g/&lt;script&gt;window.__pwned=8&lt;/script&gt;`,
+	}
+	d := &Diagram{Title: `</title><script>window.__pwned=9</script>`}
+	for i, id := range payloads {
+		d.Nodes = append(d.Nodes, Node{ID: id, State: StateFailed, Detail: payloads[(i+1)%len(payloads)],
+			Link: []string{"javascript:window.__pwned=10", "data:text/html,<script>parent.__pwned=11</script>",
+				"https://gitlab.example.com/g/p/-/pipelines/1?x=\"><script>window.__pwned=12</script>"}[i%3]})
+		if i > 0 {
+			d.Edges = append(d.Edges, Edge{From: payloads[i-1], To: id})
+		}
+	}
+	lay, err := Arrange(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inline bytes.Buffer
+	if err := lay.WriteSVG(&inline, Options{Inline: true}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, "<!doctype html><html><body>\n"+inline.String()+"</body></html>\n")
+	}))
+	defer srv.Close()
+	ctx := browsertest.New(t, 1280, 900)
+	browsertest.Do(t, ctx, "opening the page", chromedp.Navigate(srv.URL))
+	// Hovering every box would fire an onmouseover that got through.
+	pwned := browsertest.Value(t, ctx, "checking for payloads", chromedp.Evaluate[string](
+		`(() => { document.querySelectorAll('*').forEach(e => e.dispatchEvent(new MouseEvent('mouseover')));
+		          return String(window.__pwned); })()`))
+	if pwned != "undefined" {
+		t.Errorf("payload %s ran", pwned)
+	}
+	ids := browsertest.Value(t, ctx, "reading the boxes", chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll('svg g.node')).map(g => g.getAttribute('data-id'))`))
+	if strings.Join(ids, "\n") != strings.Join(payloads, "\n") {
+		t.Errorf("paths read back by the HTML parser:\n%q\nwant\n%q", ids, payloads)
+	}
+	hrefs := browsertest.Value(t, ctx, "reading the links", chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href'))`))
+	for _, h := range hrefs {
+		if !strings.HasPrefix(h, "https://gitlab.example.com/") {
+			t.Errorf("link %q", h)
+		}
+	}
+	if len(hrefs) != 2 {
+		t.Errorf("%d links, want 2 (the https ones)", len(hrefs))
+	}
+	if n := browsertest.Value(t, ctx, "counting foreign elements", chromedp.Evaluate[int](
+		`document.querySelectorAll('script, iframe, img, foreignObject').length`)); n != 0 {
+		t.Errorf("%d script, iframe, img or foreignObject elements in the page", n)
+	}
+	browsertest.KeepArtifact(t, "hostile-paths.png", browsertest.FullScreenshot(t, ctx))
+}
+
 // TestCSPWatcherSeesAnInlineStyle is the control of the test above: a
 // style attribute, which a strict policy blocks, is reported.
 func TestCSPWatcherSeesAnInlineStyle(t *testing.T) {

@@ -348,8 +348,13 @@ func (lay *Layout) writeEdges(b *strings.Builder) {
 					if k == len(r.chain)-1 {
 						y = top + left[[2]int{v, ri}]
 					}
-					mid := (xl - prev.x) / 2
-					fmt.Fprintf(&d, "C%s %s %s %s %s %s", num(prev.x+mid), num(prev.y), num(xl-mid), num(y), num(xl), num(y))
+					if abs(y-prev.y) < 0.05 {
+						// Straight on: a long edge whose dummies line up.
+						fmt.Fprintf(&d, "H%s", num(xl))
+					} else {
+						mid := (xl - prev.x) / 2
+						fmt.Fprintf(&d, "C%s %s %s %s %s %s", num(prev.x+mid), num(prev.y), num(xl-mid), num(y), num(xl), num(y))
+					}
 					prev = point{xl, y}
 					if l.vertices[v].node < 0 {
 						fmt.Fprintf(&d, "H%s", num(xr))
