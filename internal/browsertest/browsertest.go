@@ -143,6 +143,13 @@ func FullScreenshot(t testing.TB, ctx context.Context) []byte {
 	return Value(t, ctx, "taking a screenshot", chromedp.FullScreenshot(100))
 }
 
+// ElementScreenshot is a PNG of the first element that matches the CSS
+// selector, at its full size.
+func ElementScreenshot(t testing.TB, ctx context.Context, selector string) []byte {
+	t.Helper()
+	return Value(t, ctx, "taking a screenshot of "+selector, chromedp.Screenshot(chromedp.CSS(selector)))
+}
+
 // KeepArtifact writes data as name in the test's artifact folder and
 // returns its path, which the test log shows.
 func KeepArtifact(t testing.TB, name string, data []byte) string {

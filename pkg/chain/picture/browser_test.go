@@ -61,9 +61,6 @@ func servePicture(t *testing.T, d *Diagram) (*httptest.Server, *Layout) {
 // screenshots are kept (see browsertest.ArtifactsEnv) for a person to look
 // at.
 func TestPicturesRenderInChromium(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Chromium")
-	}
 	ctx := browsertest.New(t, 1280, 900)
 	browsertest.WatchCSP(t, ctx)
 	for _, tc := range []struct {
@@ -106,7 +103,7 @@ func TestPicturesRenderInChromium(t *testing.T) {
 				if v := browsertest.CSPViolations(t, ctx); len(v) > 0 {
 					t.Errorf("%s: Content-Security-Policy violations: %q", url, v)
 				}
-				shot := browsertest.FullScreenshot(t, ctx)
+				shot := browsertest.ElementScreenshot(t, ctx, "svg")
 				name := tc.name + ".png"
 				if strings.HasSuffix(url, ".svg") {
 					name = tc.name + "-standalone.png"
@@ -135,9 +132,6 @@ func TestPicturesRenderInChromium(t *testing.T) {
 // the way: no payload runs, the HTML parser reads every path back as it
 // was, and the only links are the http(s) ones.
 func TestPictureOfHostilePathsRunsNoScriptInAPage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Chromium")
-	}
 	payloads := []string{
 		`g/<script>window.__pwned=1</script>`,
 		`g/<img src=x onerror="window.__pwned=2">`,
@@ -198,15 +192,12 @@ func TestPictureOfHostilePathsRunsNoScriptInAPage(t *testing.T) {
 		`document.querySelectorAll('script, iframe, img, foreignObject').length`)); n != 0 {
 		t.Errorf("%d script, iframe, img or foreignObject elements in the page", n)
 	}
-	browsertest.KeepArtifact(t, "hostile-paths.png", browsertest.FullScreenshot(t, ctx))
+	browsertest.KeepArtifact(t, "hostile-paths.png", browsertest.ElementScreenshot(t, ctx, "svg"))
 }
 
 // TestCSPWatcherSeesAnInlineStyle is the control of the test above: a
 // style attribute, which a strict policy blocks, is reported.
 func TestCSPWatcherSeesAnInlineStyle(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Chromium")
-	}
 	ctx := browsertest.New(t, 800, 600)
 	browsertest.WatchCSP(t, ctx)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
