@@ -32,6 +32,10 @@ const (
 	maxExtraGap  = 72.0
 	headerHeight = 84.0
 	legendHeight = 22.0
+	// The first line is cut after maxTitleChars, bold 15px sans-serif:
+	// about 9px a character.
+	maxTitleChars  = 100
+	titleCharWidth = 9.0
 
 	monoFont = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 	sansFont = "DejaVu Sans, Helvetica, Arial, sans-serif"
@@ -156,11 +160,26 @@ func (lay *Layout) columns(minBox float64) {
 			break
 		}
 	}
-	lay.width = max(lay.width, 520)
+	// Wide enough for the title and the legend.
+	_, legendWidth := lay.legend()
+	lay.width = max(lay.width, 520, 2*margin+legendWidth,
+		2*margin+titleCharWidth*float64(textWidth(shownTitle(lay.l.d.Title))))
 	lay.height = lay.graphTop + bottom + margin + 8
 	if n == 0 {
 		lay.height = lay.graphTop + 40
 	}
+}
+
+// shownTitle is the title as the picture's first line shows it: at most
+// maxTitleChars characters (the <title> element holds all of it).
+func shownTitle(title string) string {
+	if title == "" {
+		return "chain"
+	}
+	if runes := []rune(title); len(runes) > maxTitleChars {
+		return string(runes[:maxTitleChars-1]) + "…"
+	}
+	return title
 }
 
 // Crossings is the number of edge crossings between adjacent layers of the
@@ -190,7 +209,7 @@ func (lay *Layout) WriteSVG(w io.Writer, o Options) error {
 	d := lay.l.d
 	title := d.Title
 	if title == "" {
-		title = "chain"
+		title = shownTitle(title)
 	}
 	if !o.Inline {
 		b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
@@ -199,7 +218,7 @@ func (lay *Layout) WriteSVG(w io.Writer, o Options) error {
 		num(lay.width), num(lay.height), num(lay.width), num(lay.height), sansFont)
 	fmt.Fprintf(&b, "<title>%s</title>\n", esc(title))
 	fmt.Fprintf(&b, `<rect width="%s" height="%s" fill="#ffffff"/>`+"\n", num(lay.width), num(lay.height))
-	fmt.Fprintf(&b, `<text x="%s" y="26" font-size="15" font-weight="bold" fill="#111827">%s</text>`+"\n", num(margin), esc(title))
+	fmt.Fprintf(&b, `<text x="%s" y="26" font-size="15" font-weight="bold" fill="#111827">%s</text>`+"\n", num(margin), esc(shownTitle(title)))
 	lay.writeLegend(&b)
 	if len(d.Nodes) == 0 {
 		fmt.Fprintf(&b, `<text x="%s" y="%s" font-size="13" fill="#4b5563">no projects</text>`+"\n", num(margin), num(lay.graphTop+16))
@@ -212,27 +231,51 @@ func (lay *Layout) WriteSVG(w io.Writer, o Options) error {
 	return err
 }
 
-// writeLegend names the states shown, with how many projects are in each,
-// and the mark of a cycle: the colours never speak alone.
-func (lay *Layout) writeLegend(b *strings.Builder) {
-	d := lay.l.d
+// legendEntry is one state the legend names.
+type legendEntry struct {
+	look  look
+	label string
+}
+
+// legend lists the states shown, with how many projects are in each, and
+// returns the width the legend takes (the cycle mark included).
+func (lay *Layout) legend() ([]legendEntry, float64) {
 	count := map[State]int{}
-	for _, n := range d.Nodes {
+	for _, n := range lay.l.d.Nodes {
 		count[n.State]++
 	}
-	x := margin
-	const y = 50.0
-	b.WriteString(`<g font-size="11.5" fill="#1f2937">` + "\n")
+	var entries []legendEntry
+	width := 0.0
 	for _, s := range states {
 		if count[s] == 0 {
 			continue
 		}
-		lk := looks[s]
+		e := legendEntry{looks[s], fmt.Sprintf("%s %d", looks[s].word, count[s])}
+		entries = append(entries, e)
+		width += legendSpace(e.label)
+	}
+	if lay.anyCycles {
+		width += 28 + legendSpace("dependency cycle")
+	}
+	return entries, width
+}
+
+// legendSpace is the room a legend label takes with its swatch, at 11.5px
+// sans-serif (about 7px a character).
+func legendSpace(label string) float64 { return 24 + float64(len(label))*7 + 18 }
+
+// writeLegend names the states shown, with how many projects are in each,
+// and the mark of a cycle: the colours never speak alone.
+func (lay *Layout) writeLegend(b *strings.Builder) {
+	entries, _ := lay.legend()
+	x := margin
+	const y = 50.0
+	b.WriteString(`<g font-size="11.5" fill="#1f2937">` + "\n")
+	for _, e := range entries {
 		fmt.Fprintf(b, `<rect x="%s" y="%s" width="18" height="12" rx="2" fill="%s" stroke="%s" stroke-width="%s"%s/>`,
-			num(x), num(y-10), lk.fill, lk.stroke, num(min(lk.width, 2)), dashAttr(lk.dash))
-		label := fmt.Sprintf("%s %d", lk.word, count[s])
-		fmt.Fprintf(b, `<text x="%s" y="%s">%s</text>`+"\n", num(x+24), num(y), esc(label))
-		x += 24 + float64(len(label))*7 + 18
+			num(x), num(y-10), e.look.fill, e.look.stroke, num(min(e.look.width, 2)), dashAttr(e.look.dash))
+		fmt.Fprintf(b, `<text x="%s" y="%s">%s</text>`+"\n", num(x+24), num(y), esc(e.label))
+		x += legendSpace(e.label)
 	}
 	if lay.anyCycles {
 		fmt.Fprintf(b, `<path d="M%s %sh22" stroke="%s" stroke-width="2" stroke-dasharray="%s"/>`,

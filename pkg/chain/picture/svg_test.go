@@ -439,3 +439,40 @@ func TestSafeLink(t *testing.T) {
 		}
 	}
 }
+
+// TestRunPictureKeepsItsShapeAsTheRunProgresses: a run page redraws the
+// picture as states change; the boxes and edges must stay where they are,
+// so that the eye can follow a project from one refresh to the next.
+func TestRunPictureKeepsItsShapeAsTheRunProgresses(t *testing.T) {
+	start := runEveryState()
+	for i := range start.Nodes {
+		start.Nodes[i].State, start.Nodes[i].Link, start.Nodes[i].Detail = StateWaiting, "", ""
+	}
+	later := runEveryState()
+	geometry := func(d *Diagram) string {
+		lay, err := Arrange(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for i, v := range lay.l.vertices {
+			fmt.Fprintf(&b, "%d: layer %d pos %d y %.2f\n", i, v.layer, v.pos, v.y)
+		}
+		fmt.Fprintf(&b, "columns %v %v top %v", lay.colX, lay.colW, lay.graphTop)
+		return b.String()
+	}
+	if a, b := geometry(start), geometry(later); a != b {
+		t.Errorf("the picture moved when states changed:\n%s\nvs\n%s", a, b)
+	}
+}
+
+func TestLongTitleIsCutButKept(t *testing.T) {
+	title := strings.Repeat("very-long-title-", 20)
+	p := parseSVG(t, render(t, &Diagram{Title: title, Nodes: nodes("a")}, Options{}))
+	if p.titles[0] != title {
+		t.Errorf("<title> %q, want the whole title", p.titles[0])
+	}
+	if got := []rune(p.texts[0]); len(got) != maxTitleChars || got[len(got)-1] != '…' {
+		t.Errorf("first line %q: want %d characters ending in …", p.texts[0], maxTitleChars)
+	}
+}
