@@ -116,21 +116,22 @@ rcpt:
 	}
 	daemon := startServe(t, exec.Command(binary, "-C", confPath, "-bdf"))
 	stderr, exited := daemon.stderr, daemon.exited
-	for deadline := time.Now().Add(15 * time.Second); ; {
+	listening := testenv.WaitUntil(t, 15*time.Second, func() bool {
 		if c, err := net.Dial("tcp", e.addr); err == nil {
 			c.Close()
-			return e
+			return true
 		}
 		select {
 		case <-exited:
 			t.Fatalf("exim exited: %s\n%s", stderr, e.log())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("exim not listening on %s within 15s: %s\n%s", e.addr, stderr, e.log())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return false
+	})
+	if !listening {
+		t.Fatalf("exim not listening on %s within 15s: %s\n%s", e.addr, stderr, e.log())
 	}
+	return e
 }
 
 // log returns Exim's main, reject and panic logs.
