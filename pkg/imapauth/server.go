@@ -320,7 +320,7 @@ func (s *Server) admit(ctx context.Context, conn net.Conn, handlers *sync.WaitGr
 // logs it (attrs, when it gets a line of its own).
 // "defer" rather than nothing: no reply at all would reach ${readsocket}
 // as an empty string, which Exim's server_condition takes as a failed
-// authentication (535), so a wrong --allow-uid or a full daemon would turn
+// authentication (535), so a wrong AllowUIDs or a full daemon would turn
 // every login into "wrong password". "defer" is a temporary error (435)
 // and says nothing about any credentials.
 func (s *Server) turnAway(conn net.Conn, event *burstLog, drain []byte, uid uint32, attrs ...any) {
@@ -426,6 +426,9 @@ func (s *Server) Answer(ctx context.Context, user, password string) Verdict {
 		}
 		s.Logger.Info("login rejected", "user", user, "reason", err)
 	default:
+		if notPinned := (*PinMismatchError)(nil); errors.As(err, &notPinned) {
+			s.Metrics.pinMismatch()
+		}
 		s.Logger.Warn("login deferred", "user", user, "reason", err)
 	}
 	s.Metrics.observe(verdict, "imap", time.Since(start))
