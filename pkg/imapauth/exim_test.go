@@ -368,14 +368,17 @@ login_unused:
 func eximThroughServe(t *testing.T, allowUID string) (*exim, *daemonProcess) {
 	t.Helper()
 	d, pki := dovecotWithAllCerts(t)
-	socket := filepath.Join(worldReadableTempDir(t), "imap-auth.sock")
-	cmd := exec.Command(testenv.Opsctl(t), "imap-auth", "serve", "--socket", socket,
-		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile, "--allow-uid", allowUID)
-	p := startServe(t, cmd)
-	waitForSocket(t, p, socket)
+	socket, p := serveDovecot(t, d, pki, "--allow-uid", allowUID)
+	return eximForSocket(t, pki, socket), p
+}
+
+// eximForSocket starts Exim with the ${readsocket} authenticators of
+// docs/imap-auth.md pointed at the daemon's socket.
+func eximForSocket(t *testing.T, pki *testPKI, socket string) *exim {
+	t.Helper()
 	authenticators := docBlock(t, "## Exim with ${readsocket}")
 	if !strings.Contains(authenticators, "/run/opsctl/imap-auth.sock") {
 		t.Fatalf("the documented authenticators do not use /run/opsctl/imap-auth.sock:\n%s", authenticators)
 	}
-	return startExim(t, pki, strings.ReplaceAll(authenticators, "/run/opsctl/imap-auth.sock", socket)), p
+	return startExim(t, pki, strings.ReplaceAll(authenticators, "/run/opsctl/imap-auth.sock", socket))
 }

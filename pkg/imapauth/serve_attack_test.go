@@ -262,8 +262,7 @@ func TestServeAnswersEximWhileARefusedUIDFloods(t *testing.T) {
 	p := serveDovecotUnderLimit(t, 256, "--allow-uid", "Debian-exim")
 	socket, metricsAddr := p.socket, p.metrics
 	start := time.Now()
-	authenticators := docBlock(t, "## Exim with ${readsocket}")
-	e := startExim(t, p.pki, strings.ReplaceAll(authenticators, "/run/opsctl/imap-auth.sock", socket))
+	e := eximForSocket(t, p.pki, socket)
 
 	testBinary := copyExecutable(t, os.Args[0], p.dir)
 	flood := startFlood(t, testBinary, attackerUID, socket, "churn", 0)

@@ -68,11 +68,11 @@ func waitForSocket(t *testing.T, p *daemonProcess, path string) {
 }
 
 // serveDovecot starts `opsctl imap-auth serve` with args on a socket in a
-// temporary folder, asking d (the first good address) with the CA of pki,
-// and waits until it serves.
+// temporary folder that other uids (Exim's) can enter, asking d (the first
+// good address) with the CA of pki, and waits until it serves.
 func serveDovecot(t *testing.T, d *dovecot, pki *testPKI, args ...string) (socket string, p *daemonProcess) {
 	t.Helper()
-	socket = filepath.Join(t.TempDir(), "imap-auth.sock")
+	socket = filepath.Join(worldReadableTempDir(t), "imap-auth.sock")
 	cmd := exec.Command(testenv.Opsctl(t), append([]string{"imap-auth", "serve", "--socket", socket,
 		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile}, args...)...)
 	p = startServe(t, cmd)
