@@ -106,8 +106,7 @@ func runIMAPAuthServe(opts *IMAPAuthServeOptions) error {
 	if _, err := imapauth.RaiseOpenFileLimit(); err != nil {
 		opts.Logger.Warn("keeping the descriptor limit", "err", err)
 	}
-	limits, err := server.ConnectionLimits()
-	if err != nil {
+	if _, err := server.ConnectionLimits(); err != nil {
 		if opts.MaxConnections != 0 || opts.MaxConnectionsPerUID != 0 {
 			return cli.UsageError(imapError(err))
 		}
@@ -128,8 +127,10 @@ func runIMAPAuthServe(opts *IMAPAuthServeOptions) error {
 	ctx, stop := opts.SignalContext(nil)
 	defer stop()
 	checker := server.Checker.(*imapauth.Checker)
-	opts.Logger.Info("serving", "socket", ln.Addr().String(), "imap", checker.Addr(), "tls", opts.Server.tls, "pins", len(checker.Pins()),
-		"max_connections", limits.Total, "max_connections_per_uid", limits.PerUID, "open_files", limits.OpenFiles)
+	server.Serving = func(limits imapauth.ConnectionLimits) {
+		opts.Logger.Info("serving", "socket", ln.Addr().String(), "imap", checker.Addr(), "tls", opts.Server.tls, "pins", len(checker.Pins()),
+			"max_connections", limits.Total, "max_connections_per_uid", limits.PerUID, "open_files", limits.OpenFiles)
+	}
 	if err := server.Run(ctx, ln, metrics); err != nil {
 		return fmt.Errorf("imap-auth serve: %w", imapError(err))
 	}

@@ -267,3 +267,41 @@ func TestHangUpNeverResetsAClientThatWroteLate(t *testing.T) {
 		}
 	}
 }
+
+// TestServingIsCalledOnceServeIsSetUp: Serving (where the daemon logs
+// "serving") comes after Serve took its limits from the descriptor limit
+// and its spare descriptor: a test or an admin that lowers the limit once
+// the daemon says it serves used to find Serve still starting, its limits
+// computed from the lowered value ("leaves no room"), the daemon gone.
+func TestServingIsCalledOnceServeIsSetUp(t *testing.T) {
+	devNulls := func() int {
+		entries, _ := os.ReadDir("/proc/self/fd")
+		n := 0
+		for _, entry := range entries {
+			if target, _ := os.Readlink("/proc/self/fd/" + entry.Name()); target == "/dev/null" {
+				n++
+			}
+		}
+		return n
+	}
+	before := devNulls()
+	metrics := NewMetrics(prometheus.NewRegistry())
+	served := make(chan ConnectionLimits, 1)
+	var sparesThen int
+	server := &Server{Checker: &passwords{valid: map[string]string{"alice": "pw"}}, Metrics: metrics, MaxConnections: 7,
+		Serving: func(limits ConnectionLimits) {
+			sparesThen = devNulls() - before
+			served <- limits
+		}}
+	path := startDaemon(t, server)
+	limits := <-served
+	if limits.Total != 7 || testutil.ToFloat64(metrics.limit.WithLabelValues("total")) != 7 {
+		t.Fatalf("Serving got %+v (metric %v), want the limits in force (total 7)", limits, testutil.ToFloat64(metrics.limit.WithLabelValues("total")))
+	}
+	if sparesThen != 1 {
+		t.Fatalf("%d spare descriptors open when Serving was called, want 1", sparesThen)
+	}
+	if got := ask(t, path, request("alice", "pw")); got != "yes" {
+		t.Fatalf("first request after Serving: %q, want yes", got)
+	}
+}

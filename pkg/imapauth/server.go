@@ -70,6 +70,12 @@ type Server struct {
 	// descriptor left) is logged: the first at once, the rest as one line
 	// with their count per interval (default 1m).
 	RepeatLogInterval time.Duration
+	// Serving, when set, is called once Serve is ready to answer: its
+	// connection limits (given) in force and its spare descriptor taken,
+	// right before it accepts the first client. A daemon says "serving"
+	// there: said earlier, a client (or a test) acting on it could find
+	// Serve not yet set up.
+	Serving func(ConnectionLimits)
 	// Cache, when set, answers repeated successful logins without IMAP.
 	Cache *Cache
 	// Metrics, when set, counts every answer.
@@ -174,6 +180,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// The accept loop's scratch buffer for the input of the clients it
 	// turns away.
 	drain := make([]byte, 16<<10)
+	if s.Serving != nil {
+		s.Serving(limits)
+	}
 
 	// Requests already being answered outlive ctx by the grace period.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
