@@ -2,7 +2,6 @@ package imapauth
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -87,10 +86,6 @@ type pinSet struct {
 	generation uint64
 }
 
-func (s *pinSet) has(pin Pin) bool {
-	return slices.ContainsFunc(s.pins, func(p Pin) bool { return subtle.ConstantTimeCompare(p[:], pin[:]) == 1 })
-}
-
 // verify accepts a connection when no pin is set, or when some certificate
 // of a chain the normal verification built (leaf, intermediate or the
 // trust anchor) has a pinned key. It runs after that verification, on
@@ -101,7 +96,7 @@ func (s *pinSet) verify(state tls.ConnectionState) error {
 	}
 	for _, chain := range state.VerifiedChains {
 		for _, cert := range chain {
-			if s.has(PinOf(cert)) {
+			if slices.Contains(s.pins, PinOf(cert)) {
 				return nil
 			}
 		}
