@@ -4,7 +4,10 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -101,11 +104,22 @@ func pinReport(addr string, chain []*x509.Certificate) pinOutput {
 
 func writePinsText(w io.Writer, chain []*x509.Certificate) error {
 	for i, cert := range chain {
-		if _, err := fmt.Fprintf(w, "%s  %-12s  %s\n", imapauth.PinOf(cert), chainPlace(i, len(chain)), cert.Subject); err != nil {
+		if _, err := fmt.Fprintf(w, "%s  %-12s  %s\n", imapauth.PinOf(cert), chainPlace(i, len(chain)), printableSubject(cert)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// printableSubject is cert's subject as one line of text, quoted when it
+// holds line breaks, terminal escapes or other characters that are not
+// printable: it comes from the server.
+func printableSubject(cert *x509.Certificate) string {
+	subject := cert.Subject.String()
+	if strings.IndexFunc(subject, func(r rune) bool { return !unicode.IsGraphic(r) }) < 0 {
+		return subject
+	}
+	return strconv.Quote(subject)
 }
 
 // chainPlace names the place of the i-th of n certificates of a verified

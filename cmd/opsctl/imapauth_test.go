@@ -2,8 +2,14 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -331,5 +337,38 @@ func TestIMAPAuthPinFailsInOneLineWithoutAServer(t *testing.T) {
 	if code != cli.ExitFailure || out != "" || !strings.Contains(errOut, "imap-auth pin: connect:") ||
 		strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 1 and one line", code, out, errOut)
+	}
+}
+
+// TestIMAPAuthPinTextKeepsEachCertificateOnOneLine: a subject is the
+// server's to choose, and pkix leaves line breaks and terminal escapes in
+// it; pin's text output must stay one line per certificate.
+func TestIMAPAuthPinTextKeepsEachCertificateOnOneLine(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chain []*x509.Certificate
+	for _, cn := range []string{"imap.test\nsha256//forged  ca  CN=trust me\x1b[2K", "Example CA"} {
+		template := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, cert)
+	}
+	var out bytes.Buffer
+	if err := writePinsText(&out, chain); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 2 || strings.Contains(out.String(), "\x1b") ||
+		!strings.HasSuffix(lines[0], `"CN=imap.test\nsha256//forged  ca  CN=trust me\x1b[2K"`) || !strings.HasSuffix(lines[1], "  ca            CN=Example CA") {
+		t.Fatalf("text output:\n%s", out.String())
 	}
 }

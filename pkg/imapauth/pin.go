@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/opsctl/opsctl/internal/inputerr"
 )
@@ -118,6 +119,17 @@ func chainCertificates(chains [][]*x509.Certificate) []*x509.Certificate {
 	return certs
 }
 
+// oneLine is s, quoted when it holds anything but printable characters
+// and spaces: a subject comes from the server's certificate, and pkix
+// does not escape line breaks or terminal escapes in it, while the error
+// must stay one line.
+func oneLine(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsGraphic(r) }) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
 // PinMismatchError is a server whose certificate chain verified but holds
 // no pinned key. The handshake is aborted: no credential is ever sent on
 // such a connection.
@@ -135,7 +147,7 @@ func (e *PinMismatchError) Error() string {
 	}
 	found := make([]string, len(e.Found))
 	for i, cert := range e.Found {
-		found[i] = fmt.Sprintf("%s (%s)", PinOf(cert), cert.Subject)
+		found[i] = fmt.Sprintf("%s (%s)", PinOf(cert), oneLine(cert.Subject.String()))
 	}
 	if len(found) == 0 {
 		found = []string{"no verified chain"}

@@ -2,12 +2,15 @@ package imapauth
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"io/fs"
+	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
@@ -327,5 +330,37 @@ func TestVerifiedChainIsLeafFirstAndSendsNoCredential(t *testing.T) {
 	}
 	if log := server.log(); strings.Contains(log, "LOGIN") {
 		t.Fatalf("commands %s: LOGIN sent", log)
+	}
+}
+
+// certWithSubject is a self-signed certificate whose common name is cn.
+func certWithSubject(t *testing.T, cn string) *x509.Certificate {
+	t.Helper()
+	key := newKey(t)
+	template := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// TestPinMismatchErrorIsOneLineWhateverTheSubject: the subjects come from
+// the server's certificates, and pkix leaves line breaks and terminal
+// escapes in them as they are.
+func TestPinMismatchErrorIsOneLineWhateverTheSubject(t *testing.T) {
+	hostile := certWithSubject(t, "imap.test\nopsctl: imap-auth check: all fine\x1b[2K")
+	plain := certWithSubject(t, "imap.test")
+	msg := (&PinMismatchError{Expected: []Pin{someOtherPin}, Found: []*x509.Certificate{hostile, plain}}).Error()
+	if strings.ContainsAny(msg, "\n\x1b") {
+		t.Fatalf("the error is not one line of text: %q", msg)
+	}
+	if !strings.Contains(msg, `("CN=imap.test\nopsctl: imap-auth check: all fine\x1b[2K")`) || !strings.Contains(msg, "(CN=imap.test)") {
+		t.Fatalf("the subjects are not shown (quoted where needed): %s", msg)
 	}
 }
