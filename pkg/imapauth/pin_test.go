@@ -2,15 +2,12 @@ package imapauth
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"io/fs"
-	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
@@ -336,14 +333,8 @@ func TestVerifiedChainIsLeafFirstAndSendsNoCredential(t *testing.T) {
 // certWithSubject is a self-signed certificate whose common name is cn.
 func certWithSubject(t *testing.T, cn string) *x509.Certificate {
 	t.Helper()
-	key := newKey(t)
-	template := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	pair := newTestPKI(t).issue(t, "subject", []string{cn}, nil, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), true)
+	cert, err := x509.ParseCertificate(pair.TLS.Certificate[0])
 	if err != nil {
 		t.Fatal(err)
 	}
