@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/internal/inputerr"
 	"github.com/opsctl/opsctl/pkg/sockspy"
 )
 
@@ -124,7 +125,7 @@ Stop with Ctrl-C: every packet is written and the file is complete.`,
 			// status 1, not death by SIGPIPE).
 			sigpipe := make(chan os.Signal, 1)
 			signal.Notify(sigpipe, syscall.SIGPIPE)
-			return runSockCapture(ctx, opts)
+			return sockError(runSockCapture(ctx, opts))
 		},
 	}
 	fl := cmd.Flags()
@@ -321,10 +322,22 @@ func runProxyAndFinish(ctx context.Context, o *sockCaptureOptions, proxy *socksp
 	return nil
 }
 
-// sockInputError makes an error in a path the user named (one that does
-// not exist or is not the kind expected) a usage error.
+// sockFlagNames are the flags that fill in sockspy's inputs: errors of the
+// package name the inputs, the user reads the flags.
+var sockFlagNames = map[string]string{
+	"Config.Socket":   "--socket",
+	"Config.Listen":   "--listen",
+	"Config.Swap":     "--swap",
+	"OpenOutput.path": "-w",
+}
+
+// sockError shows the flags in an error of sockspy.
+func sockError(err error) error { return inputerr.Rename(err, sockFlagNames) }
+
+// sockInputError makes an input sockspy cannot use as given (a path that
+// does not exist or is not the kind expected) a usage error.
 func sockInputError(err error) error {
-	var inputErr *sockspy.InputError
+	var inputErr *inputerr.Error
 	if errors.As(err, &inputErr) {
 		return cli.UsageError(err)
 	}
