@@ -1,14 +1,12 @@
 package sockspy
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -299,7 +297,7 @@ func stale(path string, t SocketType) bool {
 // not listed there (another network namespace), tries connecting with each
 // type: a wrong type fails with EPROTOTYPE.
 func detectType(name string) (SocketType, error) {
-	if t, ok := typeFromProc(name); ok {
+	if t, ok := procSocketType(name); ok {
 		return t, nil
 	}
 	var lastErr error
@@ -327,40 +325,6 @@ func unwrapOpError(err error) error {
 		return oe.Err
 	}
 	return err
-}
-
-// typeFromProc looks the socket up in /proc/net/unix. Listening stream and
-// seqpacket sockets have __SO_ACCEPTCON (0x10000) in their flags; bound
-// datagram sockets are listed unconnected.
-func typeFromProc(name string) (SocketType, bool) {
-	f, err := os.Open("/proc/net/unix")
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	want := map[string]bool{name: true}
-	if abs, err := filepath.Abs(name); err == nil && !isAbstract(name) {
-		want[abs] = true
-	}
-	sc := bufio.NewScanner(f)
-	sc.Scan() // header
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		// Num RefCount Protocol Flags Type St Inode Path
-		if len(fields) < 8 || !want[strings.Join(fields[7:], " ")] {
-			continue
-		}
-		flags, _ := strconv.ParseUint(fields[3], 16, 32)
-		typ, _ := strconv.ParseUint(fields[4], 16, 16)
-		t := SocketType(typ)
-		if (t == Stream || t == SeqPacket) && flags&0x10000 != 0 {
-			return t, true
-		}
-		if t == Datagram {
-			return t, true
-		}
-	}
-	return 0, false
 }
 
 func shellQuote(s string) string {
