@@ -34,3 +34,11 @@ func watchReaderGone(ctx context.Context, out *os.File, stop func()) <-chan stru
 	}()
 	return gone
 }
+
+// readerIsGone reports whether the reader of out (a pipe, FIFO or socket)
+// has gone away, now.
+func readerIsGone(out *os.File) bool {
+	fds := []unix.PollFd{{Fd: int32(out.Fd())}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 )
 
 // Session is one capture from start to finish: the proxy serving the plan,
@@ -35,11 +36,12 @@ type Session struct {
 	Port uint16
 	// Hexdump, when set, receives the traffic as socat -x -v prints it.
 	Hexdump io.Writer
-	// Watch, when set, is a pipe or socket (the capture's or the
+	// Watch, when set, is a pipe, FIFO or socket (the capture's or the
 	// hexdump's destination) whose reader going away stops the session
 	// as the end of Run's context does: a write finds the reader gone
 	// only when there is traffic. Run then returns ErrReaderGone, unless
-	// something else failed.
+	// something else failed: a capture that could not be written because
+	// its reader went away has not failed otherwise.
 	Watch *os.File
 	// Logger receives the session's log; nil discards it.
 	Logger *slog.Logger
@@ -88,10 +90,11 @@ func (s *Session) Run(ctx context.Context) error {
 		readerGone = watchReaderGone(ctx, s.Watch, cancel)
 	}
 	finished := make(chan error, 1)
-	go func() { finished <- s.serveAndFinish(ctx, proxy, capture, served.Load) }()
+	var gone atomic.Bool // the reader of Watch was gone when the proxy stopped
+	go func() { finished <- s.serveAndFinish(ctx, proxy, capture, served.Load, &gone) }()
 	select {
 	case err := <-finished:
-		return orReaderGone(err, readerGone)
+		return orReaderGone(err, readerGone, &gone)
 	case <-ctx.Done():
 	}
 	// Stopping. Finishing the capture may wait for a reader that stopped
@@ -99,24 +102,28 @@ func (s *Session) Run(ctx context.Context) error {
 	// back and Run returns without waiting.
 	select {
 	case err := <-finished:
-		return orReaderGone(err, readerGone)
+		return orReaderGone(err, readerGone, &gone)
 	case <-s.StopAgain:
 		return errors.Join(fmt.Errorf("stopped again while the capture was being finished: %s may lack its last packets", s.outputName()), proxy.Restore())
 	}
 }
 
 // orReaderGone is err, or ErrReaderGone when there is none and the reader
-// of Session.Watch went away.
-func orReaderGone(err error, readerGone <-chan struct{}) error {
+// of Session.Watch went away: seen by the watch, or when the proxy
+// stopped.
+func orReaderGone(err error, watched <-chan struct{}, gone *atomic.Bool) error {
 	if err != nil {
 		return err
 	}
 	select {
-	case <-readerGone:
+	case <-watched:
 		return ErrReaderGone
 	default:
-		return nil
 	}
+	if gone.Load() {
+		return ErrReaderGone
+	}
+	return nil
 }
 
 // startCapture writes the capture's file header to its destination and
@@ -152,13 +159,23 @@ func (s *Session) startCapture() (*Capture, error) {
 
 // serveAndFinish serves until ctx ends, then writes what the capture still
 // holds and closes the output; served tells whether the proxy got to
-// serving (the file of a capture that never started is removed).
-func (s *Session) serveAndFinish(ctx context.Context, proxy *Proxy, capture *Capture, served func() bool) error {
+// serving (the file of a capture that never started is removed), gone is
+// set when the reader of Watch was gone by then.
+func (s *Session) serveAndFinish(ctx context.Context, proxy *Proxy, capture *Capture, served func() bool, gone *atomic.Bool) error {
 	runErr := proxy.Run(ctx)
+	var capErr error
+	if capture != nil {
+		capErr = capture.Close()
+	}
+	// Before the output is closed, while Watch is still open.
+	readerGone := s.Watch != nil && readerIsGone(s.Watch)
+	gone.Store(readerGone)
 	if capture == nil {
 		return runErr
 	}
-	capErr := capture.Close()
+	if errors.Is(capErr, syscall.EPIPE) && readerGone {
+		capErr = nil // Run says ErrReaderGone
+	}
 	if capErr != nil {
 		capErr = fmt.Errorf("%s: %w", s.outputInput(), capErr)
 	}
@@ -172,7 +189,7 @@ func (s *Session) serveAndFinish(ctx context.Context, proxy *Proxy, capture *Cap
 			capErr = fmt.Errorf("%s: %w", s.outputInput(), err)
 		}
 	}
-	if !neverServed && capErr == nil {
+	if !neverServed && capErr == nil && !readerGone {
 		s.logger().Info("capture complete", "packets", capture.Packets(), "output", s.outputName())
 	}
 	return errors.Join(runErr, capErr)
