@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
 	"syscall"
 
@@ -94,27 +93,8 @@ func NewCmdSockCapture(f *cli.Factory, runF func(*SockCaptureOptions) error) *co
 }
 
 func runSockCapture(opts *SockCaptureOptions) error {
-	// Every way of being asked to stop puts a swapped socket back: SIGHUP
-	// too (the terminal or ssh session went away), unless it is ignored
-	// (nohup); SIGQUIT (Ctrl-\) too: Go's default would end opsctl at once
-	// and leave a swapped socket moved aside. A second signal reaches
-	// again, for a reader of -w - that stopped reading.
-	extra := []os.Signal{syscall.SIGQUIT}
-	if !signal.Ignored(syscall.SIGHUP) {
-		extra = append(extra, syscall.SIGHUP)
-	}
-	again := make(chan os.Signal, 1)
-	ctx, stop := opts.SignalContext(again, extra...)
+	ctx, again, stop := sockSignalContext(opts.Factory)
 	defer stop()
-	// Without a handler, Go kills the process with SIGPIPE on a write to a
-	// broken stdout or stderr (-w - | wireshark, then Wireshark closed),
-	// before the socket is put back. With one, the write fails and the
-	// capture stops cleanly. Kept until the process exits: the error that
-	// main then prints to a broken stderr must not kill it either (exit
-	// status 1, not death by SIGPIPE). The one signal.Notify of cmd/
-	// besides SignalContext.
-	sigpipe := make(chan os.Signal, 1)
-	signal.Notify(sigpipe, syscall.SIGPIPE)
 
 	cfg, format, err := opts.validate()
 	if err != nil {

@@ -118,7 +118,7 @@ func TestSockCaptureOutputIntoAFIFOOrStdout(t *testing.T) {
 			}
 			stderr := &testenv.SyncBuffer{}
 			cmd.Stderr = stderr
-			done := startOpsctl(t, cmd)
+			done := startProcess(t, cmd)
 			if kind == "fifo" {
 				f, err := os.Open(output) // opsctl's open waits for this reader
 				if err != nil {

@@ -42,14 +42,14 @@ func startCapture(t *testing.T, args ...string) *capture {
 	c.cmd = exec.Command(testenv.Opsctl(t), append([]string{"sock", "capture"}, args...)...)
 	c.cmd.Stderr = c.stderr
 	c.cmd.Stdout = c.stdout
-	c.done = startOpsctl(t, c.cmd)
+	c.done = startProcess(t, c.cmd)
 	waitServing(t, c.stderr, c.done)
 	return c
 }
 
-// startOpsctl starts cmd (an opsctl) and returns a channel closed when it
-// has exited; it is killed at the end of the test if it still runs.
-func startOpsctl(t *testing.T, cmd *exec.Cmd) <-chan struct{} {
+// startProcess starts cmd (opsctl, tshark) and returns a channel closed
+// when it has exited; it is killed at the end of the test if it still runs.
+func startProcess(t *testing.T, cmd *exec.Cmd) <-chan struct{} {
 	t.Helper()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -376,7 +376,7 @@ func startSwapToPipe(t *testing.T) *liveCapture {
 	t.Cleanup(func() { pr.Close() })
 	lc.cmd = exec.Command(testenv.Opsctl(t), "sock", "capture", "--socket", lc.srv, "--swap", "-w", "-")
 	lc.cmd.Stdout, lc.cmd.Stderr = pw, lc.stderr
-	lc.done = startOpsctl(t, lc.cmd)
+	lc.done = startProcess(t, lc.cmd)
 	pw.Close()
 	// The file header is written before opsctl serves.
 	if _, err := io.ReadFull(pr, make([]byte, 24)); err != nil {
@@ -444,7 +444,7 @@ func TestSockCaptureHexdumpStopsWhenItsReaderQuits(t *testing.T) {
 	}
 	cmd := exec.Command(testenv.Opsctl(t), "sock", "capture", "--socket", srv, "--swap", "--hexdump")
 	cmd.Stderr = pw
-	done := startOpsctl(t, cmd)
+	done := startProcess(t, cmd)
 	pw.Close()
 	line, err := bufio.NewReader(pr).ReadString('\n')
 	if !strings.Contains(line, "capturing") {
@@ -492,6 +492,37 @@ func TestSockCaptureListenRefusesTheDeadProxyOfAKilledSwap(t *testing.T) {
 	if code != cli.ExitFailure || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 		t.Errorf("exit %d, stderr %q; want exit 1, one line with %q", code, stderr, want)
 	}
+}
+
+// startSink serves a UNIX stream socket at path that reads and drops
+// what each client sends, until the test ends. The channel gets one value
+// per connection, once its first bytes arrived.
+func startSink(t *testing.T, path string) <-chan struct{} {
+	t.Helper()
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	flowing := make(chan struct{}, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+				flowing <- struct{}{}
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return flowing
 }
 
 // deadSocket leaves a socket file at path that nobody serves.
@@ -800,30 +831,7 @@ func TestSockCaptureSIGINTMidTransferLeavesReadableFile(t *testing.T) {
 	testenv.Need(t, "tshark", "tshark")
 	dir := t.TempDir()
 	srvPath := filepath.Join(dir, "sink.sock")
-	ln, err := net.Listen("unix", srvPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	// One value per proxied connection, once its first bytes arrived.
-	flowing := make(chan struct{}, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				if _, err := c.Read(buf); err != nil {
-					return
-				}
-				flowing <- struct{}{}
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
+	flowing := startSink(t, srvPath)
 	proxy := filepath.Join(dir, "proxy.sock")
 	for _, format := range []string{"pcap", "pcapng"} {
 		t.Run(format, func(t *testing.T) {
