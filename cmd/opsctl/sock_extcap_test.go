@@ -127,6 +127,18 @@ func TestSockExtcapConfigOffersAListeningSocket(t *testing.T) {
 	}
 }
 
+// tsharkSwapping starts tshark in home capturing srv (the file before
+// was) in swap mode until stop (tshark's -a), into file, and returns once
+// the socket is swapped: what connects to srv then is captured.
+func tsharkSwapping(t *testing.T, home, srv string, before os.FileInfo, stop, file string) (*exec.Cmd, fmt.Stringer, <-chan struct{}) {
+	t.Helper()
+	cmd, out := tsharkIn(t, home, "-i", sockspy.ExtcapInterface, "-o", "extcap."+sockspy.ExtcapInterface+".socket:"+srv,
+		"-a", stop, "-w", file)
+	done := startProcess(t, cmd)
+	swapped(t, srv, before, done, out)
+	return cmd, out, done
+}
+
 // swapped waits until opsctl has swapped srv for its proxy (run by
 // tshark), failing when tshark ends first.
 func swapped(t *testing.T, srv string, before os.FileInfo, done <-chan struct{}, out fmt.Stringer) {
@@ -155,10 +167,7 @@ func TestSockExtcapCaptureInTshark(t *testing.T) {
 	startHTTPServer(t, srv)
 	before, _ := os.Stat(srv)
 	file := filepath.Join(t.TempDir(), "cap.pcapng")
-	cmd, out := tsharkIn(t, home, "-i", sockspy.ExtcapInterface, "-o", "extcap."+sockspy.ExtcapInterface+".socket:"+srv,
-		"-a", "duration:10", "-w", file)
-	done := startProcess(t, cmd)
-	swapped(t, srv, before, done, out)
+	cmd, out, done := tsharkSwapping(t, home, srv, before, "duration:10", file)
 
 	const requests = 6
 	var wg sync.WaitGroup
@@ -213,10 +222,7 @@ func TestSockExtcapSIGTERMMidTransferLeavesAReadableFile(t *testing.T) {
 	flowing := startSink(t, srv)
 	before, _ := os.Stat(srv)
 	file := filepath.Join(t.TempDir(), "cap.pcapng")
-	cmd, out := tsharkIn(t, home, "-i", sockspy.ExtcapInterface, "-o", "extcap."+sockspy.ExtcapInterface+".socket:"+srv,
-		"-a", "duration:6", "-w", file)
-	done := startProcess(t, cmd)
-	swapped(t, srv, before, done, out)
+	cmd, out, done := tsharkSwapping(t, home, srv, before, "duration:6", file)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -391,19 +397,8 @@ func TestSockExtcapErrorsReachWireshark(t *testing.T) {
 	t.Run("no right to swap", func(t *testing.T) {
 		testenv.NeedRoot(t)
 		setpriv := testenv.Need(t, "setpriv", "util-linux")
-		base := t.TempDir()
-		for _, d := range []string{filepath.Dir(base), base} {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
 		// nobody's Wireshark, opsctl linked in its personal folder.
-		bin, err := os.ReadFile(testenv.Opsctl(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		opsctl := filepath.Join(base, "opsctl")
-		os.WriteFile(opsctl, bin, 0o755)
+		base, opsctl := opsctlForNobody(t)
 		nobodyHome := filepath.Join(base, "home")
 		extcap := filepath.Join(nobodyHome, ".config", "wireshark", "extcap")
 		os.MkdirAll(extcap, 0o755)

@@ -1052,20 +1052,7 @@ func TestSockCaptureWithoutRightsKeepsAnEarlierCapture(t *testing.T) {
 	setpriv := testenv.Need(t, "setpriv", "util-linux")
 	for _, mode := range []string{"swap", "listen"} {
 		t.Run(mode, func(t *testing.T) {
-			base := t.TempDir()
-			for _, d := range []string{filepath.Dir(base), base} {
-				if err := os.Chmod(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			bin, err := os.ReadFile(testenv.Opsctl(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			opsctl := filepath.Join(base, "opsctl")
-			if err := os.WriteFile(opsctl, bin, 0o755); err != nil {
-				t.Fatal(err)
-			}
+			base, opsctl := opsctlForNobody(t)
 			run := filepath.Join(base, "run") // root's: nobody cannot create a socket there
 			out := filepath.Join(base, "out") // nobody's
 			os.Mkdir(run, 0o755)
@@ -1102,6 +1089,28 @@ func TestSockCaptureWithoutRightsKeepsAnEarlierCapture(t *testing.T) {
 			}
 		})
 	}
+}
+
+// opsctlForNobody is a folder of root's that every user may enter, base,
+// holding a copy of opsctl that every user may run (the test binary's own
+// folder may not be open to them).
+func opsctlForNobody(t *testing.T) (base, opsctl string) {
+	t.Helper()
+	base = t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin, err := os.ReadFile(testenv.Opsctl(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsctl = filepath.Join(base, "opsctl")
+	if err := os.WriteFile(opsctl, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return base, opsctl
 }
 
 func TestSockCaptureDryRunChangesNothing(t *testing.T) {

@@ -117,25 +117,16 @@ type Dir struct {
 
 // OpenDir opens the folder at path. A path that does not exist or is not a
 // folder is an error wrapping ErrNoFolder.
-func OpenDir(path string) (*Dir, error) {
-	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	switch {
-	case errors.Is(err, unix.ENOENT):
-		return nil, fmt.Errorf("folder %s does not exist: %w", path, ErrNoFolder)
-	case errors.Is(err, unix.ENOTDIR):
-		return nil, fmt.Errorf("%s is not a folder: %w", path, ErrNoFolder)
-	case err != nil:
-		return nil, fmt.Errorf("folder %s: %w", path, err)
-	}
-	return &Dir{fd: fd, path: path}, nil
-}
+func OpenDir(path string) (*Dir, error) { return openDirFlags(path, 0) }
 
 // OpenDirNoFollow is OpenDir for a folder named by a path whose last
 // component must not be a symbolic link: a link there is an error
 // wrapping ErrNoFolder that names its target.
-func OpenDirNoFollow(path string) (*Dir, error) {
-	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ENOTDIR) {
+func OpenDirNoFollow(path string) (*Dir, error) { return openDirFlags(path, unix.O_NOFOLLOW) }
+
+func openDirFlags(path string, flags int) (*Dir, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|flags, 0)
+	if errors.Is(err, unix.ENOTDIR) && flags&unix.O_NOFOLLOW != 0 {
 		if target, linkErr := os.Readlink(path); linkErr == nil {
 			return nil, fmt.Errorf("%s is a symbolic link (to %s), not followed: name the folder itself: %w", path, target, ErrNoFolder)
 		}
@@ -150,6 +141,12 @@ func OpenDirNoFollow(path string) (*Dir, error) {
 	}
 	return &Dir{fd: fd, path: path}, nil
 }
+
+// Close closes the folder's descriptor.
+func (d *Dir) Close() error { return unix.Close(d.fd) }
+
+// Path is the path of name in the folder, for messages.
+func (d *Dir) Path(name string) string { return filepath.Join(d.path, name) }
 
 // Symlink makes name a symbolic link to target. An existing name, whatever
 // it is, is an error wrapping fs.ErrExist and is left as it is.
@@ -179,12 +176,6 @@ func (d *Dir) StatTarget(name string) (Info, error) {
 	}
 	return infoOf(&st), nil
 }
-
-// Close closes the folder's descriptor.
-func (d *Dir) Close() error { return unix.Close(d.fd) }
-
-// Path is the path of name in the folder, for messages.
-func (d *Dir) Path(name string) string { return filepath.Join(d.path, name) }
 
 // Stat describes name without following a link. A missing name is an
 // error satisfying errors.Is(err, fs.ErrNotExist).
