@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/opsctl/opsctl/internal/cli"
+	"github.com/opsctl/opsctl/internal/inputerr"
 	"github.com/opsctl/opsctl/pkg/chain"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -148,9 +149,9 @@ func (o *chainSourceOptions) build(f *cli.Factory, needGitLab bool) (*chainSourc
 	} else if token = f.Getenv("GITLAB_TOKEN"); token == "" {
 		return nil, cli.Usagef("no GitLab token: expected --token-file FILE or the GITLAB_TOKEN environment variable")
 	}
-	api, err := chain.NewGitLab(chain.GitLabConfig{URL: o.GitLabURL, Token: token, Logger: f.Logger, Timeout: o.APITimeout})
+	api, err := chain.NewGitLab(chain.GitLabConfig{URL: o.GitLabURL, Token: token, Logger: chainLogger(f.Logger), Timeout: o.APITimeout})
 	if err != nil {
-		return nil, cli.UsageError(err)
+		return nil, cli.UsageError(chainRename(err))
 	}
 	registries := o.Registries
 	if len(registries) == 0 {
@@ -191,7 +192,11 @@ func (s *chainSource) scan(ctx context.Context, f *cli.Factory, concurrency int)
 		return nil, err
 	}
 	if s.dir != nil && len(s.dir.Warnings) > 0 {
-		g.Warnings = append(s.dir.Warnings, g.Warnings...)
+		warnings := make([]string, 0, len(s.dir.Warnings)+len(g.Warnings))
+		for _, w := range s.dir.Warnings {
+			warnings = append(warnings, chainText(w))
+		}
+		g.Warnings = append(warnings, g.Warnings...)
 	}
 	return g, nil
 }
@@ -206,23 +211,46 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return ctx, stop
 }
 
+// chainFlagNames are the flags (and variables) that fill in pkg/chain's
+// inputs: its errors, warnings and log lines name the inputs ("check
+// GitLabConfig.URL"), the user reads what they typed ("check --gitlab-url").
+var chainFlagNames = map[string]string{
+	"GitLabConfig.URL":     "--gitlab-url",
+	"GitLabConfig.Token":   "--token-file or GITLAB_TOKEN",
+	"DirSource.Root":       "--dir",
+	"Client.URL":           "--server or OPSCTL_CHAIN_SERVER",
+	"HookSettings.Token":   "--webhook-secret-file",
+	"RegistryDigests.Auth": "--registry-auth-file",
+}
+
+// chainRename shows the flags in an error of pkg/chain.
+func chainRename(err error) error { return inputerr.Rename(err, chainFlagNames) }
+
+// chainText shows the flags in a text of pkg/chain (a warning, a dry run).
+func chainText(s string) string { return inputerr.RenameText(s, chainFlagNames) }
+
+// chainLogger is log for pkg/chain: its lines show the flags too.
+func chainLogger(log *slog.Logger) *slog.Logger {
+	return slog.New(inputerr.RenameHandler(log.Handler(), chainFlagNames))
+}
+
 // chainError turns errors of pkg/chain into exit codes: an unknown root
 // is a usage error; the rest keep their own (temporary: 75, else 1). A
 // corrupt state file gets what to do about it.
 func chainError(cmd string, err error) error {
 	var unknown *chain.UnknownProjectError
 	if errors.As(err, &unknown) {
-		return cli.Usagef("%s: %v", cmd, err)
+		return chainRename(cli.Usagef("%s: %v", cmd, err))
 	}
 	var corrupt *chain.StateCorruptError
 	if errors.As(err, &corrupt) {
-		return fmt.Errorf("%s: %v; move it aside (mv %s %s.corrupt) and %s", cmd, corrupt, corrupt.Path, corrupt.Path, afterCorruptState(cmd))
+		return chainRename(fmt.Errorf("%s: %v; move it aside (mv %s %s.corrupt) and %s", cmd, corrupt, corrupt.Path, corrupt.Path, afterCorruptState(cmd)))
 	}
 	var exitErr *cli.ExitError
 	if errors.As(err, &exitErr) {
-		return err
+		return chainRename(err)
 	}
-	return fmt.Errorf("%s: %w", cmd, err)
+	return chainRename(fmt.Errorf("%s: %w", cmd, err))
 }
 
 // afterCorruptState says what starting again on a new state file gives,
@@ -607,7 +635,10 @@ func runChainHooksSync(opts *ChainHooksSyncOptions) error {
 		return chainError("chain hooks sync", err)
 	}
 	if opts.DryRun {
-		return plan.WriteDryRun(f.IO.Out)
+		var dryRun strings.Builder
+		plan.WriteDryRun(&dryRun)
+		_, err := io.WriteString(f.IO.Out, chainText(dryRun.String()))
+		return err
 	}
 	counts, err := plan.Apply(ctx, src.gitlab, opts.Source.Concurrency)
 	fmt.Fprintln(f.IO.Out, counts)
@@ -688,7 +719,7 @@ GET /runs, GET /runs/{id}, GET /healthz, GET /metrics.`,
     --token-file /etc/opsctl/gitlab-token --webhook-secret-file /etc/opsctl/webhook-secret`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Log = f.Logger
+			opts.Log = chainLogger(f.Logger)
 			return runChainServe(cmd.Context(), opts)
 		},
 	}
@@ -786,9 +817,9 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 	if err != nil {
 		if errors.As(err, new(*chain.HostNotFoundError)) {
 			// A wrong --gitlab-url: starting again does not cure it.
-			return fmt.Errorf("chain serve: first scan: %w", err)
+			return chainRename(fmt.Errorf("chain serve: first scan: %w", err))
 		}
-		return cli.TemporaryError(fmt.Errorf("chain serve: first scan: %w", err))
+		return cli.TemporaryError(chainRename(fmt.Errorf("chain serve: first scan: %w", err)))
 	}
 	opts.Log.Info("graph scanned", "projects", len(planner.Graph.Projects), "cycles", len(planner.Graph.Cycles))
 	engine.SetPlanner(planner)
@@ -928,7 +959,7 @@ Exit 0 when the run succeeded (with --follow) or was started.`,
   opsctl chain trigger images/base --dry-run --gitlab-url https://gitlab.example.com --group images`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Log = f.Logger
+			opts.Log = chainLogger(f.Logger)
 			opts.Project = strings.Trim(args[0], "/")
 			return runChainTrigger(opts)
 		},
@@ -1089,7 +1120,7 @@ func triggerOnServer(ctx context.Context, opts *chainTriggerOptions) error {
 	}
 	run, err := client.StartRun(ctx, chain.StartRunRequest{Project: opts.Project, Ref: opts.Ref})
 	if err != nil {
-		return err
+		return chainRename(err)
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "run %s: %d projects\n", run.ID, len(run.Steps))
 	if opts.Follow {
@@ -1101,7 +1132,7 @@ func triggerOnServer(ctx context.Context, opts *chainTriggerOptions) error {
 			case <-time.After(opts.Interval):
 			}
 			if run, err = client.Run(ctx, run.ID); err != nil {
-				return err
+				return chainRename(err)
 			}
 			if line := run.Summary(); line != lastLine {
 				fmt.Fprintln(opts.IO.ErrOut, line)
@@ -1203,10 +1234,10 @@ func runChainStatus(opts *chainStatusOptions) error {
 		}
 		if opts.RunID != "" {
 			if one, err = client.Run(ctx, opts.RunID); err != nil {
-				return err
+				return chainRename(err)
 			}
 		} else if runs, err = client.Runs(ctx, opts.Limit); err != nil {
-			return err
+			return chainRename(err)
 		}
 	}
 	if opts.RunID != "" {
@@ -1339,7 +1370,7 @@ watcher inside the receiver.`,
     --gitlab-url https://gitlab.example.com --group images --token-file /etc/opsctl/gitlab-token -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Log = f.Logger
+			opts.Log = chainLogger(f.Logger)
 			return runChainWatch(opts)
 		},
 	}
@@ -1495,6 +1526,9 @@ func watchOnce(ctx context.Context, engine *chain.Engine, w *chain.Watcher, scan
 }
 
 func writeWatchResult(w io.Writer, out *cli.OutputFlag, res *chain.WatchResult) error {
+	for i, e := range res.Errors {
+		res.Errors[i] = chainText(e)
+	}
 	if out.JSON() {
 		return cli.WriteJSON(w, res)
 	}

@@ -445,3 +445,36 @@ func TestChainHostThatDoesNotResolveIsExit1AtOnce(t *testing.T) {
 		t.Errorf("status --server: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// Issue 15: pkg/chain names its inputs (GitLabConfig.Token, DirSource.Root,
+// HookSettings.Token, RegistryDigests.Auth) and the command shows the
+// flags, in errors, warnings, dry runs and watch results alike: what the
+// user reads is what it was before the package stopped naming flags.
+func TestChainMessagesNameTheFlags(t *testing.T) {
+	fake := fakeImages(t)
+	badToken := filepath.Join(t.TempDir(), "bad")
+	os.WriteFile(badToken, []byte("glpat-wrong-token-xyz\n"), 0o600)
+	_, stderr, _ := opsctlEnv(t, nil, "chain", "scan", "--gitlab-url", fake.URL(), "--group", "img", "--token-file", badToken)
+	if !strings.HasSuffix(strings.TrimSpace(stderr), "; check the token of --token-file or GITLAB_TOKEN (expired or revoked?)") {
+		t.Errorf("401: stderr %q", stderr)
+	}
+
+	dir := writeFiles(t, map[string]string{"Containerfile": "FROM debian\n", "g/a/Containerfile": "FROM debian\n"})
+	_, stderr, code := opsctlEnv(t, nil, "chain", "scan", "--dir", dir)
+	if want := "warning: --dir " + dir + ": the folder itself holds a project file; only its subfolders are projects\n"; code != 0 || stderr != want {
+		t.Errorf("a project file at the root: exit %d, stderr %q, want %q", code, stderr, want)
+	}
+
+	fake.AddHook("img/base", fakegitlab.Hook{URL: "https://chain.example.com/hook", PipelineEvents: true, Token: "old", AlertStatus: "disabled"})
+	out, stderr, code := opsctlEnv(t, []string{"GITLAB_TOKEN=" + e2eToken}, "chain", "hooks", "sync", "--gitlab-url", fake.URL(), "--group", "img",
+		"--hook-url", "https://chain.example.com/hook", "--dry-run")
+	if code != 0 || !strings.Contains(out, "GitLab disabled it after failed deliveries: give --webhook-secret-file to replace it") {
+		t.Errorf("dry run with a disabled hook and no secret: exit %d\n%s%s", code, out, stderr)
+	}
+
+	fx := newWatchFixture(t, true)
+	res, _, code := fx.watch(t)
+	if code != 75 || len(res.Errors) == 0 || !strings.Contains(res.Errors[0], "registry refused access (401): check --registry-auth-file") {
+		t.Errorf("a registry refusing anonymous access: exit %d, errors %q", code, res.Errors)
+	}
+}

@@ -167,8 +167,8 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 	return e, nil
 }
 
-// OpenReadOnly opens a state file for reading runs (`chain status
-// --state`); it fails when another process holds the file.
+// OpenReadOnly opens a state file for reading runs (a status command on
+// a file no receiver holds); it fails when another process holds the file.
 func OpenReadOnly(path string) (*Engine, error) {
 	db, err := openState(path, true)
 	if err != nil {
@@ -305,7 +305,7 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 	}
 	if u.Tag || u.Ref != u.DefaultBranch {
 		// Off the default branch, only the root pipeline of a run that
-		// opsctl started (`chain trigger --ref`) starts a run.
+		// opsctl started (StartRun with a ref) starts a run.
 		if !ValidRunID(u.RunID) {
 			return Outcome{Reason: "not the default branch"}, nil
 		}
@@ -565,8 +565,8 @@ func (e *Engine) startRunTx(tx *bolt.Tx, roots []string, id, startedBy, ref stri
 }
 
 // UnfinishedRunAt returns the newest run whose only root is root and that
-// is still running (not failed), or nil: `trigger --follow` resumes it after a crash
-// instead of starting a second run.
+// is still running (not failed), or nil: a follower (Follow) resumes it
+// after a crash instead of starting a second run.
 func (e *Engine) UnfinishedRunAt(root string) (*Run, error) {
 	var found *Run
 	err := e.db.View(func(tx *bolt.Tx) error {

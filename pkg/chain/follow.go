@@ -20,7 +20,7 @@ func (e *RunFailedError) Error() string {
 	return fmt.Sprintf("chain run %s failed", e.Run.ID)
 }
 
-// Follow drives a run without webhooks (`chain trigger --follow`): it
+// Follow drives a run without webhooks (`chain trigger` following it): it
 // creates the queued pipelines, polls the status of the running ones every
 // interval, and feeds what it sees to the same state machine the receiver
 // uses, until the run succeeded or a project failed (*RunFailedError).

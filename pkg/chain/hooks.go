@@ -116,7 +116,7 @@ func decideHook(project ProjectRef, hooks []Hook, want HookSettings) HookAction 
 	switch {
 	case match.Disabled && match.HasToken && want.Token == "":
 		// A new hook would lose the token, which cannot be read.
-		action.Changes = append(action.Changes, "GitLab disabled it after failed deliveries: give --webhook-secret-file to replace it")
+		action.Changes = append(action.Changes, "GitLab disabled it after failed deliveries: give HookSettings.Token to replace it")
 	case match.Disabled:
 		// An edit leaves a hook disabled: replace it.
 		action.Replace = true

@@ -255,8 +255,9 @@ func parseStartRunRequest(body []byte) (StartRunRequest, error) {
 	return req, nil
 }
 
-// startRun is `chain trigger --server`: it creates pipelines, so it needs
-// the webhook secret, always: a receiver running without one refuses it.
+// startRun is the endpoint of Client.StartRun: it creates pipelines, so it
+// needs the webhook secret, always: a receiver running without one refuses
+// it.
 func (rc *Receiver) startRun(w http.ResponseWriter, r *http.Request) {
 	if rc.Secret == "" {
 		httpError(w, http.StatusForbidden, "POST /runs is refused: this receiver runs without a webhook secret (--insecure-no-webhook-secret)")

@@ -47,7 +47,8 @@ func NewRegistries(hosts ...string) *Registries {
 }
 
 // AnyRegistry matches every registry host named explicitly in a reference,
-// that is every host but docker.io. It is the default of --dir mode.
+// that is every host but docker.io: the registries of local folders (a
+// DirSource) when none are named.
 func AnyRegistry() *Registries { return &Registries{any: true} }
 
 // Match reports whether images on host are built by projects.

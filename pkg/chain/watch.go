@@ -21,7 +21,7 @@ type ImageChange struct {
 	Old       string   `json:"old"`
 	New       string   `json:"new"`
 	Triggered []string `json:"triggered"`
-	// Run is the chain run the change started ("" with --dry-run).
+	// Run is the chain run the change started ("" for a Watcher.DryRun).
 	Run string `json:"run,omitempty"`
 }
 
