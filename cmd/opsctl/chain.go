@@ -29,8 +29,10 @@ import (
 )
 
 // newCmdChain is the chain group: the dependency graph of container images
-// kept in GitLab projects (scan, plan, hooks sync) and, in later issues, the
-// trigger engine.
+// kept in GitLab projects (scan, plan), the webhooks that report their
+// pipelines (hooks sync), the receiver and trigger engine that rebuilds
+// them in order (serve, trigger, status) and the watch of their external
+// base images (watch).
 func newCmdChain(f *cli.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "chain",

@@ -20,21 +20,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Planner gives the engine the plan of a new run. The engine asks it only
-// when a run starts: a run keeps its plan while the graph is rescanned.
-type Planner interface {
-	PlanRun(roots []string) (*RunPlan, error)
-}
-
-// RunPlan is what a run needs of the graph: the projects downstream of its
-// roots in waves, each project's upstreams that are in the plan, and how to
-// create each project's pipeline.
-type RunPlan struct {
-	Waves     [][]string
-	Upstreams map[string][]string
-	Targets   map[string]Target
-}
-
 // PipelineAPI is what the engine needs of GitLab. Implementations retry
 // rate limits, server errors and time-outs themselves; an error they
 // return is either a *PermanentError (the project's step fails with it) or
@@ -866,9 +851,6 @@ func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err er
 	return time.Time{}, nil
 }
 
-// isPermanent: a *PermanentError, or an error that says it is not
-// temporary (an API error other than 429 and 5xx). Anything else, a network
-// error included, is worth another try.
 // pipelineNotFound stands for the status of a pipeline GitLab answers 404
 // for: the step's reason reads "pipeline N not found in GitLab".
 const pipelineNotFound = "not found in GitLab"
@@ -879,6 +861,9 @@ func notFound(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound
 }
 
+// isPermanent: a *PermanentError, or an error that says it is not
+// temporary (an API error other than 429 and 5xx). Anything else, a network
+// error included, is worth another try.
 func isPermanent(err error) bool {
 	var permanent *PermanentError
 	if errors.As(err, &permanent) {

@@ -265,3 +265,40 @@ func sortedKeys(m map[string]bool) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// forEach runs fn for 0..n-1 with at most concurrency at a time; the first
+// error cancels the rest and is returned. Scan reads the projects with it,
+// and hooks sync (PlanHooks, HookPlan.Apply) goes through them with it.
+func forEach(ctx context.Context, n, concurrency int, fn func(context.Context, int) error) error {
+	if concurrency <= 0 {
+		concurrency = 8
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, n)
+	sem := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+loop:
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			break loop
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if errs[i] = fn(ctx, i); errs[i] != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	// The first error that is not a cancellation caused by another one.
+	var first error
+	for _, err := range errs {
+		if err != nil && (first == nil || (errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled))) {
+			first = err
+		}
+	}
+	return first
+}
