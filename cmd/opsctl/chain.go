@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -217,12 +216,13 @@ func signalContext() (context.Context, context.CancelFunc) {
 // inputs: its errors, warnings and log lines name the inputs ("check
 // GitLabConfig.URL"), the user reads what they typed ("check --gitlab-url").
 var chainFlagNames = map[string]string{
-	"GitLabConfig.URL":     "--gitlab-url",
-	"GitLabConfig.Token":   "--token-file or GITLAB_TOKEN",
-	"DirSource.Root":       "--dir",
-	"Client.URL":           "--server or OPSCTL_CHAIN_SERVER",
-	"HookSettings.Token":   "--webhook-secret-file",
-	"RegistryDigests.Auth": "--registry-auth-file",
+	"GitLabConfig.URL":        "--gitlab-url",
+	"GitLabConfig.Token":      "--token-file or GITLAB_TOKEN",
+	"DirSource.Root":          "--dir",
+	"Client.URL":              "--server or OPSCTL_CHAIN_SERVER",
+	"HookSettings.Token":      "--webhook-secret-file",
+	"Server.InsecureNoSecret": "--insecure-no-webhook-secret",
+	"RegistryDigests.Auth":    "--registry-auth-file",
 }
 
 // chainRename shows the flags in an error of pkg/chain.
@@ -806,116 +806,39 @@ func runChainServe(parent context.Context, opts *chainServeOptions) error {
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := chain.NewMetrics(registry)
 	engine, err := chain.NewEngine(chain.EngineOptions{StatePath: opts.State, API: src.gitlab,
-		Logger: opts.Log, Metrics: metrics, Crash: crashHook(opts.Getenv), Retention: retention})
+		Logger: opts.Log, Metrics: metrics, Crash: crashHook(opts.Getenv)})
 	if err != nil {
 		return chainError("chain serve", err)
 	}
-	defer engine.Close()
-
+	server := &chain.Server{
+		Engine:           engine,
+		Scanner:          chain.Scanner{Source: src.source, Registries: src.registries, Concurrency: opts.Source.Concurrency},
+		RescanInterval:   opts.RescanInterval,
+		Secret:           secret,
+		InsecureNoSecret: opts.InsecureNoSecret,
+		Metrics:          metrics,
+		Gatherer:         registry,
+		WatchExternal:    opts.WatchExternal,
+		Digests:          digests,
+		Retention:        retention,
+		Logger:           opts.Log,
+	}
 	ctx, stop := signalContext()
 	defer stop()
-	scanner := chain.Scanner{Source: src.source, Registries: src.registries, Concurrency: opts.Source.Concurrency}
-	planner, err := chain.ScanPlanner(ctx, scanner)
-	if err != nil {
-		if errors.As(err, new(*chain.HostNotFoundError)) {
-			// A wrong --gitlab-url: starting again does not cure it.
-			return chainRename(fmt.Errorf("chain serve: first scan: %w", err))
-		}
-		return cli.TemporaryError(chainRename(fmt.Errorf("chain serve: first scan: %w", err)))
-	}
-	opts.Log.Info("graph scanned", "projects", len(planner.Graph.Projects), "cycles", len(planner.Graph.Cycles))
-	engine.SetPlanner(planner)
-
-	rescan := make(chan string, 1)
-	if secret == "" {
-		opts.Log.Warn("running without a webhook secret (--insecure-no-webhook-secret): anyone who reaches " + listener.Addr().String() + " can post webhooks that start chain runs; POST /runs is refused")
-	}
-	receiver := &chain.Receiver{Engine: engine, Secret: secret, InsecureNoSecret: opts.InsecureNoSecret, Metrics: metrics, Gatherer: registry, Log: opts.Log,
-		DepsChanged: func(project string) {
-			select {
-			case rescan <- project:
-			default:
-			}
-		}}
-	server := &http.Server{Handler: receiver.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn)}
-
-	done := make(chan error, 4)
-	// Work outlives ctx by at most the engine's grace for a pipeline
-	// creation under way; the engine is closed only after it returned.
-	workDone := make(chan error, 1)
-	go func() { workDone <- engine.Work(ctx) }()
-	if opts.WatchExternal > 0 {
-		go externalWatchLoop(ctx, opts.Log, engine, &chain.Watcher{Engine: engine, Digests: digests}, opts.WatchExternal)
-	}
-	go func() {
-		rescanLoop(ctx, opts, scanner, engine, rescan)
-		done <- nil
-	}()
-	go func() {
-		if err := server.Serve(listener); !errors.Is(err, http.ErrServerClosed) {
-			done <- err
-		}
-	}()
-	opts.Log.Info("chain receiver listening", "addr", listener.Addr().String(), "state", opts.State)
-
-	select {
-	case <-ctx.Done():
-	case err = <-done:
-	case err = <-workDone:
-		workDone = nil
-	}
-	stop()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	server.Shutdown(shutdownCtx)
-	if workDone != nil {
-		if werr := <-workDone; err == nil {
-			err = werr
-		}
-	}
-	opts.Log.Info("chain receiver stopped")
-	if err != nil {
-		return chainError("chain serve", err)
+	if err := server.Run(ctx, listener); err != nil {
+		return serveError(err)
 	}
 	return nil
 }
 
-// rescanLoop scans the graph again every interval and soon after a push
-// changed a dependency file. Runs in flight keep their plans.
-func rescanLoop(ctx context.Context, opts *chainServeOptions, scanner chain.Scanner, engine *chain.Engine, pushed <-chan string) {
-	var tick <-chan time.Time
-	if opts.RescanInterval > 0 {
-		ticker := time.NewTicker(opts.RescanInterval)
-		defer ticker.Stop()
-		tick = ticker.C
+// serveError words an error of the receiver: a first scan that failed is
+// a temporary failure (GitLab may answer later), unless GitLab's name does
+// not resolve: starting again does not cure a wrong --gitlab-url.
+func serveError(err error) error {
+	if errors.As(err, new(*chain.FirstScanError)) && !errors.As(err, new(*chain.HostNotFoundError)) {
+		return cli.TemporaryError(chainError("chain serve", err))
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick:
-		case project := <-pushed:
-			opts.Log.Info("dependency file changed, rescanning", "project", project)
-			// Let a burst of pushes settle into one scan.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(2 * time.Second):
-			}
-		}
-		planner, err := chain.ScanPlanner(ctx, scanner)
-		if err != nil {
-			level := slog.LevelError
-			if errors.As(err, new(*chain.HostNotFoundError)) {
-				level = slog.LevelDebug // the GitLab client said it once
-			}
-			opts.Log.Log(ctx, level, "rescan failed, keeping the previous graph", "err", err)
-			continue
-		}
-		engine.SetPlanner(planner)
-		opts.Log.Info("graph rescanned", "projects", len(planner.Graph.Projects))
-	}
+	return chainError("chain serve", err)
 }
 
 // ---- trigger ----
@@ -1073,13 +996,7 @@ func runChainTrigger(opts *chainTriggerOptions) error {
 		return chainError("chain trigger", err)
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "run %s: %d projects\n", run.ID, len(run.Steps))
-	lastLine := ""
-	run, err = engine.Follow(ctx, run.ID, opts.Interval, func(r *chain.Run) {
-		if line := r.Summary(); line != lastLine {
-			fmt.Fprintln(opts.IO.ErrOut, line)
-			lastLine = line
-		}
-	})
+	run, err = engine.Follow(ctx, run.ID, opts.Interval, progressLines(opts.IO.ErrOut))
 	if run != nil {
 		if werr := writeRun(opts.IO.Out, opts.Output, run); werr != nil {
 			return werr
@@ -1093,6 +1010,17 @@ func runChainTrigger(opts *chainTriggerOptions) error {
 		return chainError("chain trigger", err)
 	}
 	return nil
+}
+
+// progressLines prints each new summary line of a run that is followed.
+func progressLines(w io.Writer) func(*chain.Run) {
+	last := ""
+	return func(r *chain.Run) {
+		if line := r.Summary(); line != last {
+			fmt.Fprintln(w, line)
+			last = line
+		}
+	}
 }
 
 // receiverClient is a client of the receiver at --server, else
@@ -1126,20 +1054,9 @@ func triggerOnServer(ctx context.Context, opts *chainTriggerOptions) error {
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "run %s: %d projects\n", run.ID, len(run.Steps))
 	if opts.Follow {
-		lastLine := ""
-		for run.Status == chain.RunRunning {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(opts.Interval):
-			}
-			if run, err = client.Run(ctx, run.ID); err != nil {
-				return chainRename(err)
-			}
-			if line := run.Summary(); line != lastLine {
-				fmt.Fprintln(opts.IO.ErrOut, line)
-				lastLine = line
-			}
+		run, err = client.Follow(ctx, run, opts.Interval, progressLines(opts.IO.ErrOut))
+		if err != nil && !errors.As(err, new(*chain.RunFailedError)) {
+			return chainRename(err)
 		}
 	}
 	if err := writeRun(opts.IO.Out, opts.Output, run); err != nil {
@@ -1416,61 +1333,37 @@ func runChainWatch(opts *chainWatchOptions) error {
 	defer closeState()
 	ctx, stop := signalContext()
 	defer stop()
-	watcher := &chain.Watcher{Engine: engine, Digests: digests, DryRun: opts.DryRun}
-	scanner := chain.Scanner{Source: src.source, Registries: src.registries, Concurrency: opts.Source.Concurrency}
-	for checked := false; ; checked = true {
-		res, pending, err := watchOnce(ctx, engine, watcher, scanner, api != nil && !opts.DryRun)
-		unresolved := errors.As(err, new(*chain.HostNotFoundError))
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return nil // stopped by a signal
-		case err != nil && !opts.Once && checked && unresolved:
-			// GitLab's name resolved at the first check: the watcher goes
-			// on (the GitLab client said once that it stopped resolving).
-			opts.Log.Debug("chain watch: check failed, next check in "+opts.Interval.String(), "err", err)
-		case err != nil && !opts.Once && cli.ExitCode(err) == cli.ExitTemporary:
-			// GitLab or the network failing for a while must not end the
-			// watcher: the next check scans again.
-			opts.Log.Error("chain watch: check failed, next check in "+opts.Interval.String(), "err", err)
-		case err != nil:
+	loop := &chain.WatchLoop{
+		Watcher:   &chain.Watcher{Engine: engine, Digests: digests, DryRun: opts.DryRun},
+		Scanner:   chain.Scanner{Source: src.source, Registries: src.registries, Concurrency: opts.Source.Concurrency},
+		Interval:  opts.Interval,
+		Retention: retention,
+		Logger:    opts.Log,
+	}
+	report := func(res *chain.WatchResult) error { return writeWatchResult(opts.IO.Out, opts.Output, res) }
+	if !opts.Once {
+		if err := loop.Run(ctx, report); err != nil {
 			return chainError("chain watch", err)
 		}
-		if err != nil {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(opts.Interval):
-			}
-			continue
-		}
-		if err := writeWatchResult(opts.IO.Out, opts.Output, res); err != nil {
-			return err
-		}
-		if !opts.DryRun {
-			// A receiver continues the runs this watcher started: here they
-			// have ended once their pipelines are created.
-			retention.HandedOver = true
-			if pruned, err := engine.Prune(ctx, retention); err != nil {
-				opts.Log.Error("chain watch: old runs not pruned", "err", err)
-			} else if pruned.Removed > 0 {
-				opts.Log.Info("old runs pruned", "removed", pruned.Removed)
-			}
-		}
-		if opts.Once {
-			if len(res.Errors) > 0 {
-				return cli.TemporaryError(fmt.Errorf("chain watch: %d of %d images could not be checked", len(res.Errors), res.Checked))
-			}
-			if pending > 0 {
-				return cli.TemporaryError(fmt.Errorf("chain watch: %d pipelines not created yet (GitLab failed, see the log); the next check creates them", pending))
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(opts.Interval):
-		}
+		return nil
 	}
+	res, pending, err := loop.Check(ctx)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil // stopped by a signal
+	case err != nil:
+		return chainError("chain watch", err)
+	}
+	if err := report(res); err != nil {
+		return err
+	}
+	if len(res.Errors) > 0 {
+		return cli.TemporaryError(fmt.Errorf("chain watch: %d of %d images could not be checked", len(res.Errors), res.Checked))
+	}
+	if pending > 0 {
+		return cli.TemporaryError(fmt.Errorf("chain watch: %d pipelines not created yet (GitLab failed, see the log); the next check creates them", pending))
+	}
+	return nil
 }
 
 // openWatchState opens the state file of `chain watch`. A dry run changes
@@ -1507,26 +1400,6 @@ func openWatchState(opts *chainWatchOptions, api chain.PipelineAPI) (*chain.Engi
 	return engine, func() { engine.Close(); os.RemoveAll(dir) }, nil
 }
 
-// watchOnce scans the graph, checks its external images, and creates the
-// pipelines of the runs it started (and of any left by an earlier crash);
-// pending is how many of those are still to be created.
-func watchOnce(ctx context.Context, engine *chain.Engine, w *chain.Watcher, scanner chain.Scanner, trigger bool) (res *chain.WatchResult, pending int, err error) {
-	planner, err := chain.ScanPlanner(ctx, scanner)
-	if err != nil {
-		return nil, 0, err
-	}
-	engine.SetPlanner(planner)
-	if res, err = w.Check(ctx, planner.Graph); err != nil {
-		return res, 0, err
-	}
-	if trigger {
-		if pending, err = engine.FireDue(ctx); err != nil {
-			return res, 0, err
-		}
-	}
-	return res, pending, nil
-}
-
 func writeWatchResult(w io.Writer, out *cli.OutputFlag, res *chain.WatchResult) error {
 	for i, e := range res.Errors {
 		res.Errors[i] = chainText(e)
@@ -1549,28 +1422,4 @@ func writeWatchResult(w io.Writer, out *cli.OutputFlag, res *chain.WatchResult) 
 		fmt.Fprintf(w, "error %s\n", e)
 	}
 	return nil
-}
-
-// externalWatchLoop is `chain serve --watch-external`: the watcher on the
-// receiver's state and graph.
-func externalWatchLoop(ctx context.Context, log *slog.Logger, engine *chain.Engine, w *chain.Watcher, every time.Duration) {
-	for {
-		if planner, ok := engine.Planner().(*chain.GraphPlanner); ok {
-			res, err := w.Check(ctx, planner.Graph)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				log.Error("external image check failed", "err", err)
-			case err == nil:
-				log.Info("external images checked", "checked", res.Checked, "changed", len(res.Changed), "errors", len(res.Errors))
-				for _, e := range res.Errors {
-					log.Warn("external image not checked", "error", e)
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
-		}
-	}
 }

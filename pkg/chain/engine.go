@@ -101,8 +101,7 @@ type Engine struct {
 	mu      sync.RWMutex
 	planner Planner
 
-	retention Retention
-	health    storeHealth
+	health storeHealth
 
 	wake chan struct{}
 	// runsDecoded counts the runs RunsBefore decoded: the tests check with
@@ -124,9 +123,6 @@ type EngineOptions struct {
 	// "attempted" and "created" of the trigger path.
 	Crash func(point string)
 	Now   func() time.Time
-	// Retention: which runs Work keeps; Work prunes the others when it
-	// starts and every pruneEvery. The zero value keeps every run.
-	Retention Retention
 }
 
 // NewEngine opens (or creates) the state file and returns the engine. The
@@ -137,7 +133,7 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{db: db, api: opts.API, planner: opts.Planner, log: opts.Logger, metrics: opts.Metrics,
-		crash: opts.Crash, now: opts.Now, wake: make(chan struct{}, 1), retention: opts.Retention,
+		crash: opts.Crash, now: opts.Now, wake: make(chan struct{}, 1),
 		health: storeHealth{every: healthProbeEvery}}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -596,12 +592,8 @@ func (e *Engine) Runs(limit int) ([]*Run, error) {
 func (e *Engine) Work(ctx context.Context) error {
 	calls, release := callContext(ctx)
 	defer release()
-	nextPoll, nextPrune := e.now(), e.now()
+	nextPoll := e.now()
 	for {
-		if !e.now().Before(nextPrune) {
-			e.pruneLogged(ctx)
-			nextPrune = e.now().Add(pruneEvery)
-		}
 		if !e.now().Before(nextPoll) {
 			if err := e.pollUnfinished(ctx); err != nil {
 				return err
@@ -612,7 +604,7 @@ func (e *Engine) Work(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		wait := max(min(nextPoll.Sub(e.now()), nextPrune.Sub(e.now())), 10*time.Millisecond)
+		wait := max(nextPoll.Sub(e.now()), 10*time.Millisecond)
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(e.now()), 10*time.Millisecond))
 		}

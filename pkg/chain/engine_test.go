@@ -145,7 +145,11 @@ func newEngineFixture(t testing.TB, graph *GraphPlanner) *engineFixture {
 
 func (fx *engineFixture) open() {
 	fx.t.Helper()
-	e, err := NewEngine(EngineOptions{StatePath: fx.path, API: fx.api, Planner: fx.graph})
+	opts := EngineOptions{StatePath: fx.path, API: fx.api}
+	if fx.graph != nil {
+		opts.Planner = fx.graph // a nil *GraphPlanner would be a Planner
+	}
+	e, err := NewEngine(opts)
 	if err != nil {
 		fx.t.Fatal(err)
 	}

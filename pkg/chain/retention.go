@@ -30,13 +30,14 @@ const (
 	DefaultRetentionRuns = 10000
 )
 
-// pruneEvery is how often Work prunes the runs (and once when it starts).
+// pruneEvery is how often a Server prunes the runs (and once when it
+// starts).
 var pruneEvery = time.Hour
 
-// pruneLogged prunes by the engine's retention and logs what it removed; a
-// failure is logged, and the next pass tries again.
-func (e *Engine) pruneLogged(ctx context.Context) {
-	res, err := e.Prune(ctx, e.retention)
+// pruneLogged prunes by keep and logs what it removed; a failure is
+// logged, and the next pass tries again.
+func (e *Engine) pruneLogged(ctx context.Context, keep Retention) {
+	res, err := e.Prune(ctx, keep)
 	if err != nil {
 		e.log.Error("old runs not pruned, will try again", "err", err)
 		return
