@@ -209,7 +209,10 @@ func (g *GitLab) apiError(ctx context.Context, op, scopeHint string, resp *gitla
 		}
 		switch status {
 		case http.StatusUnauthorized:
-			apiErr.Hint = "check the token of GitLabConfig.Token (expired or revoked?)"
+			// In the admin's words, not GitLabConfig's: a pipeline that
+			// could not be created keeps this error as its step's reason,
+			// which the receiver shows long after (GET /runs, chain status).
+			apiErr.Hint = "check the token of --token-file or GITLAB_TOKEN (expired or revoked?)"
 		case http.StatusForbidden:
 			apiErr.Hint = scopeHint
 		case http.StatusTooManyRequests:
