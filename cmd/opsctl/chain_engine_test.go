@@ -733,8 +733,8 @@ func TestChainStatusLimitReachesTheReceiver(t *testing.T) {
 	defer srv.Close()
 	for limit, want := range map[int]int{0: runs, 3: 3} {
 		var out bytes.Buffer
-		opts := &chainStatusOptions{IO: &cli.IOStreams{Out: &out, ErrOut: io.Discard}, Getenv: func(string) string { return "" },
-			Server: srv.URL, Limit: limit, Output: &cli.OutputFlag{Value: "json"}}
+		f := &cli.Factory{IO: &cli.IOStreams{Out: &out, ErrOut: io.Discard}, Getenv: func(string) string { return "" }}
+		opts := &ChainStatusOptions{Factory: f, Server: srv.URL, Limit: limit, Output: &cli.OutputFlag{Value: "json"}}
 		if err := runChainStatus(opts); err != nil {
 			t.Fatal(err)
 		}

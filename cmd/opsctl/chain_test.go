@@ -297,20 +297,6 @@ func TestChainGitLabFailuresExitCodes(t *testing.T) {
 	}
 }
 
-func TestChainFlagsParseIntoOptions(t *testing.T) {
-	f := &cli.Factory{IO: &cli.IOStreams{}, Getenv: func(string) string { return "" }}
-	var got *ChainPlanOptions
-	cmd := newCmdChainPlan(f, func(o *ChainPlanOptions) error { got = o; return nil })
-	cmd.SetArgs([]string{"--gitlab-url", "https://g.example", "--group", "img", "--registry", "r1.example", "--registry", "r2.example:5050", "--concurrency", "3", "-o", "json", "img/base", "img/x"})
-	if err := cmd.Execute(); err != nil {
-		t.Fatal(err)
-	}
-	if got.Source.GitLabURL != "https://g.example" || got.Source.Group != "img" || !reflect.DeepEqual(got.Source.Registries, []string{"r1.example", "r2.example:5050"}) ||
-		got.Source.Concurrency != 3 || !got.Output.JSON() || !reflect.DeepEqual(got.Roots, []string{"img/base", "img/x"}) {
-		t.Errorf("options %+v", got)
-	}
-}
-
 func TestChainScanWarningsGoToStderr(t *testing.T) {
 	dir := writeFiles(t, map[string]string{
 		"g/a/Containerfile": "ARG BASE\nFROM ${BASE}\n",
