@@ -129,8 +129,7 @@ func TestChainCycleExitsOneAndIsNamed(t *testing.T) {
 }
 
 func TestChainBadInputIsOneLine(t *testing.T) {
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
+	tokenFile := credentialFile(t, t.TempDir(), "token", e2eToken+"\n")
 	emptyFile := filepath.Join(t.TempDir(), "empty")
 	os.WriteFile(emptyFile, nil, 0o600)
 	cases := []struct {
@@ -194,10 +193,8 @@ func fakeImages(t *testing.T) *fakegitlab.Server {
 
 func TestChainAgainstFakeGitLab(t *testing.T) {
 	fake := fakeImages(t)
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	os.WriteFile(secretFile, []byte(e2eSecret+"\n"), 0o600)
+	tokenFile := credentialFile(t, t.TempDir(), "token", e2eToken+"\n")
+	secretFile := credentialFile(t, t.TempDir(), "secret", e2eSecret+"\n")
 	source := []string{"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile}
 	noSecrets := func(what, s string) {
 		t.Helper()

@@ -143,12 +143,7 @@ func TestPruneKeepsExactlyWhatThePolicySays(t *testing.T) {
 // removed run (GitLab's webhook carries its OPSCTL_CHAIN_RUN) neither
 // revives the run nor starts a new one.
 func TestPrunedRunIsNotStartedAgain(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
-	if code := fx.pipeline("ops/base", 31, "success", hookOpts{}); code != http.StatusOK {
-		t.Fatalf("HTTP %d", code)
-	}
-	fx.work()
-	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	fx, ruby := baseSucceeded(t)
 	fx.pipeline("ops/ruby", ruby.ID, "failed", hookOpts{runID: ruby.RunID})
 	// The failed project is fixed by hand: a new pipeline; then its first
 	// pipeline's jobs are retried too.
