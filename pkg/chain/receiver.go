@@ -45,7 +45,8 @@ type Receiver struct {
 	DepsChanged func(project string)
 }
 
-// Handler routes the receiver's endpoints.
+// Handler routes the receiver's endpoints: the one place where a route of
+// the receiver is added (Server serves this handler).
 func (rc *Receiver) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /hook", rc.hook)
