@@ -26,11 +26,7 @@ func run(args []string, streams *cli.IOStreams, getenv func(string) string) int 
 		err = cli.UsageError(err)
 	}
 	if msg := cli.Message(err); msg != "" {
-		priority := ""
-		if streams.ErrIsJournal {
-			priority = cli.JournalPriority(slog.LevelError)
-		}
-		fmt.Fprintln(streams.ErrOut, priority+"opsctl: "+msg)
+		streams.Failf("%s", msg)
 	}
 	return cli.ExitCode(err)
 }
