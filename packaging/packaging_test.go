@@ -108,6 +108,7 @@ func TestDebianPackage(t *testing.T) {
 		"./etc/default/opsctl-chain",
 		"./etc/default/opsctl-imap-auth",
 		"./etc/default/opsctl-lvm-cache-metrics",
+		"./usr/lib/x86_64-linux-gnu/wireshark/extcap/opsctl-sock -> ../../../../bin/opsctl",
 	}
 	for _, u := range units {
 		want = append(want, "./lib/systemd/system/"+u)
@@ -159,6 +160,14 @@ func TestDebianPackage(t *testing.T) {
 		out := run(t, "", filepath.Join(root, "usr/bin/opsctl"), "version")
 		if !strings.HasPrefix(out, "opsctl ") {
 			t.Errorf("opsctl version: %q", out)
+		}
+	})
+
+	t.Run("Wireshark's extcap link runs opsctl as an extcap", func(t *testing.T) {
+		// What Wireshark runs to list its interfaces: the link, by its name.
+		out := run(t, "", filepath.Join(root, "usr/lib/x86_64-linux-gnu/wireshark/extcap/opsctl-sock"), "--extcap-interfaces", "--extcap-version=4.0")
+		if !strings.Contains(out, "interface {value=opsctl_sock}") {
+			t.Errorf("opsctl-sock --extcap-interfaces: %q", out)
 		}
 	})
 

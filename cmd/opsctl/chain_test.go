@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,8 +129,9 @@ func TestChainCycleExitsOneAndIsNamed(t *testing.T) {
 }
 
 func TestChainBadInputIsOneLine(t *testing.T) {
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
+	tokenFile := credentialFile(t, t.TempDir(), "token", e2eToken+"\n")
+	emptyFile := filepath.Join(t.TempDir(), "empty")
+	os.WriteFile(emptyFile, nil, 0o600)
 	cases := []struct {
 		args []string
 		code int
@@ -137,11 +142,11 @@ func TestChainBadInputIsOneLine(t *testing.T) {
 		{[]string{"chain", "scan", "--gitlab-url", "https://g.example"}, 2, "--gitlab-url needs --group GROUP"},
 		{[]string{"chain", "scan", "--gitlab-url", "ftp://g.example", "--group", "g"}, 2, `--gitlab-url "ftp://g.example": expected an http(s) URL`},
 		{[]string{"chain", "scan", "--gitlab-url", "https://g.example", "--group", "g"}, 2, "no GitLab token: expected --token-file FILE or the GITLAB_TOKEN environment variable"},
-		{[]string{"chain", "scan", "--gitlab-url", "https://g.example", "--group", "g", "--token-file", "/nonexistent/token"}, 2, "--token-file: secret file /nonexistent/token"},
+		{[]string{"chain", "scan", "--gitlab-url", "https://g.example", "--group", "g", "--token-file", "/nonexistent/token"}, 2, "--token-file /nonexistent/token: no such file"},
 		{[]string{"chain", "scan", "--dir", examplesDir(), "--registry", "https://r.example/x"}, 2, "--registry"},
 		{[]string{"chain", "scan", "--dir", examplesDir(), "--concurrency", "0"}, 2, "--concurrency 0: expected a number from 1 to 256"},
 		{[]string{"chain", "scan", "--dir", examplesDir(), "-o", "yaml"}, 2, "expected one of text, json, dot, mermaid"},
-		{[]string{"chain", "scan", "--dir", "/nonexistent/images"}, 1, "--dir /nonexistent/images: stat /nonexistent/images: no such file or directory"},
+		{[]string{"chain", "scan", "--dir", "/nonexistent/images"}, 2, "--dir /nonexistent/images: no such folder"},
 		{[]string{"chain", "plan", "--dir", examplesDir(), "ops/nope"}, 2, "chain plan: ops/nope: not a project of the scanned graph"},
 		{[]string{"chain", "plan", "--dir", examplesDir(), "ops//x"}, 2, "chain plan: ROOT"},
 		{[]string{"chain", "hooks", "sync", "--dir", examplesDir(), "--hook-url", "https://h.example/hook"}, 2, "--dir: this command works on GitLab"},
@@ -152,6 +157,16 @@ func TestChainBadInputIsOneLine(t *testing.T) {
 		{[]string{"chain", "serve", "--listen", ":8080", "--retention-runs", "-1"}, 2, "--retention-runs -1: expected 0 (no count limit) or more"},
 		{[]string{"chain", "trigger", "g/base", "--server", "http://127.0.0.1:8686"}, 2, "--server needs --webhook-secret-file FILE"},
 		{[]string{"chain", "watch", "--once", "--dir", "x"}, 2, `required flag(s) "state" not set`},
+		// Issue 19, item 18: a dry run validates as the real run does, and
+		// a named file or folder that is missing or of the wrong kind is a
+		// usage error, whichever flag names it.
+		{[]string{"chain", "trigger", "ops/base", "--dir", examplesDir(), "--dry-run"}, 2, "--dir: this command works on GitLab"},
+		{[]string{"chain", "watch", "--once", "--dry-run", "--state", filepath.Join(t.TempDir(), "w.db"), "--dir", examplesDir()}, 2, "--dir: this command works on GitLab"},
+		{[]string{"chain", "scan", "--dir", tokenFile}, 2, "--dir " + tokenFile + ": a file; expected a folder"},
+		{[]string{"chain", "scan", "--gitlab-url", "https://g.example", "--group", "g", "--token-file", filepath.Dir(tokenFile)}, 2, "--token-file " + filepath.Dir(tokenFile) + ": a folder; expected a regular file"},
+		{[]string{"chain", "scan", "--gitlab-url", "https://g.example", "--group", "g", "--token-file", emptyFile}, 1, "--token-file: secret file " + emptyFile + ": empty"},
+		{[]string{"chain", "hooks", "sync", "--gitlab-url", "https://g.example", "--group", "g", "--token-file", tokenFile, "--hook-url", "https://h.example/hook", "--webhook-secret-file", "/nonexistent/secret"}, 2, "--webhook-secret-file /nonexistent/secret: no such file"},
+		{[]string{"chain", "status", "--state", "/nonexistent/chain.db"}, 2, "--state /nonexistent/chain.db: no such file"},
 	}
 	for _, tc := range cases {
 		out, stderr, code := opsctlEnv(t, nil, tc.args...)
@@ -178,10 +193,8 @@ func fakeImages(t *testing.T) *fakegitlab.Server {
 
 func TestChainAgainstFakeGitLab(t *testing.T) {
 	fake := fakeImages(t)
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	os.WriteFile(secretFile, []byte(e2eSecret+"\n"), 0o600)
+	tokenFile := credentialFile(t, t.TempDir(), "token", e2eToken+"\n")
+	secretFile := credentialFile(t, t.TempDir(), "secret", e2eSecret+"\n")
 	source := []string{"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile}
 	noSecrets := func(what, s string) {
 		t.Helper()
@@ -281,20 +294,6 @@ func TestChainGitLabFailuresExitCodes(t *testing.T) {
 	}
 }
 
-func TestChainFlagsParseIntoOptions(t *testing.T) {
-	f := &cli.Factory{IO: &cli.IOStreams{}, Getenv: func(string) string { return "" }}
-	var got *ChainPlanOptions
-	cmd := newCmdChainPlan(f, func(o *ChainPlanOptions) error { got = o; return nil })
-	cmd.SetArgs([]string{"--gitlab-url", "https://g.example", "--group", "img", "--registry", "r1.example", "--registry", "r2.example:5050", "--concurrency", "3", "-o", "json", "img/base", "img/x"})
-	if err := cmd.Execute(); err != nil {
-		t.Fatal(err)
-	}
-	if got.Source.GitLabURL != "https://g.example" || got.Source.Group != "img" || !reflect.DeepEqual(got.Source.Registries, []string{"r1.example", "r2.example:5050"}) ||
-		got.Source.Concurrency != 3 || !got.Output.JSON() || !reflect.DeepEqual(got.Roots, []string{"img/base", "img/x"}) {
-		t.Errorf("options %+v", got)
-	}
-}
-
 func TestChainScanWarningsGoToStderr(t *testing.T) {
 	dir := writeFiles(t, map[string]string{
 		"g/a/Containerfile": "ARG BASE\nFROM ${BASE}\n",
@@ -311,5 +310,154 @@ func TestChainScanWarningsGoToStderr(t *testing.T) {
 	var g chain.Graph
 	if code != 0 || stderr != "" || json.Unmarshal([]byte(out), &g) != nil || len(g.Warnings) != 2 {
 		t.Errorf("json: exit %d, stderr %q, %s", code, stderr, out)
+	}
+}
+
+// Issue 19, item 18: the help offers what the command takes. --dir is
+// offered by scan and plan only (the others refuse it), and no example
+// needs a checkout of opsctl (the package ships no examples/ folder).
+func TestChainHelpOffersOnlyWhatTheCommandTakes(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		dir  bool
+	}{
+		{[]string{"chain"}, true},
+		{[]string{"chain", "scan"}, true},
+		{[]string{"chain", "plan"}, true},
+		{[]string{"chain", "hooks", "sync"}, false},
+		{[]string{"chain", "serve"}, false},
+		{[]string{"chain", "trigger"}, false},
+		{[]string{"chain", "watch"}, false},
+		{[]string{"chain", "status"}, false},
+		{nil, true},
+	} {
+		out, _, code := runForTest(append(tc.args, "--help")...)
+		if code != 0 {
+			t.Fatalf("%v --help: exit %d", tc.args, code)
+		}
+		if strings.Contains(out, "--dir") != tc.dir {
+			t.Errorf("opsctl %v --help offers --dir: %v, want %v\n%s", tc.args, !tc.dir, tc.dir, out)
+		}
+		if strings.Contains(out, "examples/") {
+			t.Errorf("opsctl %v --help has an example on examples/, which the package does not ship\n%s", tc.args, out)
+		}
+	}
+}
+
+// Issue 19, item 17: chain status RUN --exit-status says how the run
+// stands in its exit code (0 succeeded, 1 failed, 75 running), as
+// gh run view --exit-status; without the flag the exit code stays 0.
+func TestChainStatusExitStatus(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"g/a/Containerfile": "FROM debian\n",
+		"g/b/.gitlab-deps":  "g/a\n",
+	})
+	planner, err := chain.ScanPlanner(context.Background(), chain.Scanner{Source: &chain.DirSource{Root: dir}, Registries: chain.AnyRegistry(), Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "chain.db")
+	e, err := chain.NewEngine(chain.EngineOptions{StatePath: state, Planner: planner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := map[chain.RunStatus]string{}
+	pipeline := int64(0)
+	for _, want := range []chain.RunStatus{chain.RunRunning, chain.RunFailed, chain.RunSucceeded} {
+		run, err := e.StartRun([]string{"g/a"}, "", "test", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		statuses := map[chain.RunStatus][]string{chain.RunRunning: {"running"}, chain.RunFailed: {"failed"}, chain.RunSucceeded: {"success", "success"}}[want]
+		for i, status := range statuses {
+			pipeline++
+			u := chain.PipelineUpdate{Project: []string{"g/a", "g/b"}[i], Ref: "main", DefaultBranch: "main", PipelineID: pipeline, Status: status, RunID: run.ID}
+			if _, err := e.HandlePipeline(u); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, _ := e.Run(run.ID); got.Status != want {
+			t.Fatalf("run %s: %s, want %s", run.ID, got.Status, want)
+		}
+		runs[want] = run.ID
+	}
+	e.Close()
+	for status, code := range map[chain.RunStatus]int{chain.RunRunning: 75, chain.RunFailed: 1, chain.RunSucceeded: 0} {
+		out, stderr, got := opsctlEnv(t, nil, "chain", "status", "--state", state, runs[status], "--exit-status")
+		if got != code || !strings.Contains(out, "run "+runs[status]+": "+string(status)) || stderr != "" {
+			t.Errorf("status of a %s run --exit-status: exit %d, want %d\n%s%s", status, got, code, out, stderr)
+		}
+		if _, _, got := opsctlEnv(t, nil, "chain", "status", "--state", state, runs[status]); got != 0 {
+			t.Errorf("status of a %s run without --exit-status: exit %d, want 0", status, got)
+		}
+	}
+	if _, stderr, code := opsctlEnv(t, nil, "chain", "status", "--state", state, "--exit-status"); code != 2 || !strings.Contains(stderr, "--exit-status goes with RUN") {
+		t.Errorf("--exit-status without RUN: exit %d %q, want 2", code, stderr)
+	}
+}
+
+// Issue 19, item 12: a GitLab host (or receiver) whose name does not
+// resolve is a configuration error: exit 1 at once, one line naming the
+// host, no retries. The name is under .invalid, which never resolves
+// (RFC 6761).
+func TestChainHostThatDoesNotResolveIsExit1AtOnce(t *testing.T) {
+	var dnsErr *net.DNSError
+	if _, err := net.DefaultResolver.LookupHost(context.Background(), "gitlab.example.invalid"); !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
+		testenv.Missing(t, fmt.Sprintf("a resolver answering NXDOMAIN for .invalid (got %v)", err))
+	}
+	source := []string{"--gitlab-url", "https://gitlab.example.invalid", "--group", "img"}
+	state := filepath.Join(t.TempDir(), "chain.db")
+	for _, args := range [][]string{
+		append([]string{"chain", "scan"}, source...),
+		append([]string{"chain", "plan"}, source...),
+		append([]string{"chain", "hooks", "sync", "--hook-url", "https://h.example/hook"}, source...),
+		append([]string{"chain", "trigger", "img/base"}, source...),
+		append([]string{"chain", "trigger", "img/base", "--dry-run"}, source...),
+		append([]string{"chain", "watch", "--once", "--state", state}, source...),
+		append([]string{"chain", "watch", "--state", state}, source...),
+		append([]string{"chain", "serve", "--listen", freeAddr(t), "--state", state, "--insecure-no-webhook-secret"}, source...),
+	} {
+		_, stderr, code := opsctlEnv(t, []string{"GITLAB_TOKEN=" + e2eToken}, args...)
+		line := strings.TrimSpace(stderr)
+		if code != 1 || strings.Contains(line, "\n") || !strings.HasSuffix(line, "GitLab host gitlab.example.invalid does not resolve (no such host); check --gitlab-url") {
+			t.Errorf("%v: exit %d, stderr:\n%s\nwant exit 1 and one line naming the host", args[:3], code, stderr)
+		}
+	}
+	_, stderr, code := opsctlEnv(t, nil, "chain", "status", "--server", "http://receiver.example.invalid:8686")
+	if code != 1 || strings.TrimSpace(stderr) != "opsctl: receiver receiver.example.invalid:8686: its host does not resolve (no such host); check --server or OPSCTL_CHAIN_SERVER" {
+		t.Errorf("status --server: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// Issue 15: pkg/chain names its inputs (GitLabConfig.Token, DirSource.Root,
+// HookSettings.Token, RegistryDigests.Auth) and the command shows the
+// flags, in errors, warnings, dry runs and watch results alike: what the
+// user reads is what it was before the package stopped naming flags.
+func TestChainMessagesNameTheFlags(t *testing.T) {
+	fake := fakeImages(t)
+	badToken := filepath.Join(t.TempDir(), "bad")
+	os.WriteFile(badToken, []byte("glpat-wrong-token-xyz\n"), 0o600)
+	_, stderr, _ := opsctlEnv(t, nil, "chain", "scan", "--gitlab-url", fake.URL(), "--group", "img", "--token-file", badToken)
+	if !strings.HasSuffix(strings.TrimSpace(stderr), "; check the token of --token-file or GITLAB_TOKEN (expired or revoked?)") {
+		t.Errorf("401: stderr %q", stderr)
+	}
+
+	dir := writeFiles(t, map[string]string{"Containerfile": "FROM debian\n", "g/a/Containerfile": "FROM debian\n"})
+	_, stderr, code := opsctlEnv(t, nil, "chain", "scan", "--dir", dir)
+	if want := "warning: --dir " + dir + ": the folder itself holds a project file; only its subfolders are projects\n"; code != 0 || stderr != want {
+		t.Errorf("a project file at the root: exit %d, stderr %q, want %q", code, stderr, want)
+	}
+
+	fake.AddHook("img/base", fakegitlab.Hook{URL: "https://chain.example.com/hook", PipelineEvents: true, Token: "old", AlertStatus: "disabled"})
+	out, stderr, code := opsctlEnv(t, []string{"GITLAB_TOKEN=" + e2eToken}, "chain", "hooks", "sync", "--gitlab-url", fake.URL(), "--group", "img",
+		"--hook-url", "https://chain.example.com/hook", "--dry-run")
+	if code != 0 || !strings.Contains(out, "GitLab disabled it after failed deliveries: give --webhook-secret-file to replace it") {
+		t.Errorf("dry run with a disabled hook and no secret: exit %d\n%s%s", code, out, stderr)
+	}
+
+	fx := newWatchFixture(t, true)
+	res, _, code := fx.watch(t)
+	if code != 75 || len(res.Errors) == 0 || !strings.Contains(res.Errors[0], "registry refused access (401): check --registry-auth-file") {
+		t.Errorf("a registry refusing anonymous access: exit %d, errors %q", code, res.Errors)
 	}
 }

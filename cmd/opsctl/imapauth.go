@@ -14,8 +14,8 @@ import (
 	"github.com/opsctl/opsctl/pkg/imapauth"
 )
 
-// newCmdIMAPAuth is the imap-auth group: imapauth_check.go and
-// imapauth_serve.go hold its verbs.
+// newCmdIMAPAuth is the imap-auth group: imapauth_check.go,
+// imapauth_serve.go and imapauth_pin.go hold its verbs.
 func newCmdIMAPAuth(f *cli.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "imap-auth",
@@ -24,11 +24,14 @@ func newCmdIMAPAuth(f *cli.Factory) *cobra.Command {
 ${run} (check) or ${readsocket} (serve). The server's certificate is always
 verified (chain and name, TLS 1.2 or newer); there is no switch to turn that
 off. The answer is yes, no (the server rejected the credentials) or defer
-(anything else: connection, certificate, protocol, time-out).`,
+(anything else: connection, certificate, protocol, time-out). With
+--pin-sha256 or --pin-file, the chain must also hold a pinned key; pin
+prints the pins of the chain a server presents.`,
 		Example: `  printf '%s\n' "$PASSWORD" | opsctl imap-auth check --server imap.example.org --password-stdin alice
-  opsctl imap-auth serve --socket /run/opsctl/imap-auth.sock --server imap.example.org --allow-uid Debian-exim`,
+  opsctl imap-auth serve --socket /run/opsctl/imap-auth.sock --server imap.example.org --allow-uid Debian-exim
+  opsctl imap-auth pin --server imap.example.org`,
 	}
-	cmd.AddCommand(NewCmdIMAPAuthCheck(f, nil), NewCmdIMAPAuthServe(f, nil))
+	cmd.AddCommand(NewCmdIMAPAuthCheck(f, nil), NewCmdIMAPAuthServe(f, nil), NewCmdIMAPAuthPin(f, nil))
 	return cmd
 }
 
@@ -49,6 +52,18 @@ func (fl *imapServerFlags) register(flags *pflag.FlagSet) {
 	flags.DurationVar(&fl.timeout, "timeout", imapauth.DefaultTimeout, "time limit for one login check (`DURATION`)")
 }
 
+// imapPinFlags are the flags of the pins the server's chain must hold
+// (check and serve).
+type imapPinFlags struct {
+	pins []string
+	file string
+}
+
+func (fl *imapPinFlags) register(flags *pflag.FlagSet) {
+	flags.StringArrayVar(&fl.pins, "pin-sha256", nil, "the server's chain must hold this key: `BASE64` SHA-256 of a SubjectPublicKeyInfo, or sha256//BASE64 (repeatable; see imap-auth pin)")
+	flags.StringVar(&fl.file, "pin-file", "", "`FILE` of more pins, one a line, # comments (serve reads it again on SIGHUP)")
+}
+
 // imapFlagNames are the flags that fill in imapauth's inputs: errors of the
 // package name the inputs, the user reads the flags.
 var imapFlagNames = map[string]string{
@@ -58,6 +73,8 @@ var imapFlagNames = map[string]string{
 	"Config.ServerName":           "--server-name",
 	"Config.Timeout":              "--timeout",
 	"Config.Warm":                 "--warm",
+	"Config.Pins":                 "--pin-sha256",
+	"Config.PinFile":              "--pin-file",
 	"Server.MaxConnections":       "--max-connections",
 	"Server.MaxConnectionsPerUID": "--max-connections-per-uid",
 	"ListenUnix.path":             "--socket",
@@ -82,16 +99,17 @@ func (fl *imapServerFlags) config() (imapauth.Config, error) {
 }
 
 // checker builds the checker of the flags; a wrong value is a usage error,
-// a --ca-file that is there but cannot be used is not (see
-// caFileUnreadable).
-func (fl *imapServerFlags) checker(warm int) (*imapauth.Checker, error) {
+// a --ca-file or --pin-file that is there but cannot be used is not (see
+// inputFileUnreadable).
+func (fl *imapServerFlags) checker(warm int, pins imapPinFlags) (*imapauth.Checker, error) {
 	cfg, err := fl.config()
 	if err != nil {
 		return nil, err
 	}
 	cfg.Warm = warm
+	cfg.Pins, cfg.PinFile = pins.pins, pins.file
 	checker, err := imapauth.NewChecker(cfg)
-	if caFileUnreadable(err) {
+	if inputFileUnreadable(err) {
 		return nil, imapError(err)
 	}
 	if err != nil {
@@ -100,12 +118,14 @@ func (fl *imapServerFlags) checker(warm int) (*imapauth.Checker, error) {
 	return checker, nil
 }
 
-// caFileUnreadable reports whether err is a --ca-file that is there, a
-// regular file, but cannot be read or holds no certificate: not a usage
-// error (exit 2) but a failure of the command. A missing file or a folder,
-// FIFO or device in its place is a mistake in the flag: exit 2.
-func caFileUnreadable(err error) bool {
+// inputFileUnreadable reports whether err is a --ca-file or --pin-file
+// that is there, a regular file, but cannot be read or holds no
+// certificate or no valid pin: not a usage error (exit 2) but a failure of
+// the command. A missing file or a folder, FIFO or device in its place is
+// a mistake in the flag: exit 2.
+func inputFileUnreadable(err error) bool {
 	var caErr *imapauth.CAFileError
-	return errors.As(err, &caErr) && !errors.Is(err, fs.ErrNotExist) &&
+	var pinErr *imapauth.PinFileError
+	return (errors.As(err, &caErr) || errors.As(err, &pinErr)) && !errors.Is(err, fs.ErrNotExist) &&
 		!errors.Is(err, syscall.ENOTDIR) && !errors.Is(err, imapauth.ErrNotRegularFile)
 }

@@ -15,6 +15,7 @@ import (
 type IMAPAuthCheckOptions struct {
 	*cli.Factory
 	Server        imapServerFlags
+	Pins          imapPinFlags
 	User          string
 	Password      string
 	PasswordStdin bool
@@ -40,9 +41,13 @@ prefer --password-stdin, or the serve daemon. Exim's ${run} gives the command
 no input, so from ${run} the password can only be an argument (after --, see
 docs/imap-auth.md); ${readsocket} and serve keep it off the command line.
 
-A --ca-file that does not exist or is not a file (a folder, FIFO, device) is
-a usage error (exit 2); one that cannot be read or holds no certificate is
-defer (exit 75).`,
+With --pin-sha256 (or --pin-file), the server's verified chain must also
+hold a pinned key: if none matches, the answer is defer and the password is
+not sent. A malformed pin is a usage error (exit 2).
+
+A --ca-file or --pin-file that does not exist or is not a file (a folder,
+FIFO, device) is a usage error (exit 2); one that cannot be read or holds no
+certificate or valid pin is defer (exit 75).`,
 		Example: `  # by hand or from a script: the password on stdin, off the command line
   printf '%s\n' "$PASSWORD" | opsctl imap-auth check --server imap.example.org --password-stdin alice
 
@@ -51,7 +56,11 @@ defer (exit 75).`,
 
   # STARTTLS on port 143, a private CA, an IP address with the cert's name
   opsctl imap-auth check --server 192.0.2.10 --tls starttls --ca-file /etc/ssl/private-ca.pem \
-      --server-name imap.example.org --password-stdin alice < pw.txt`,
+      --server-name imap.example.org --password-stdin alice < pw.txt
+
+  # only if the server's key is one of two (see imap-auth pin)
+  opsctl imap-auth check --server imap.example.org --pin-sha256 sha256//9qGGs7kQt83e6JQh6HFPTnYUMJzu2qR1YGPRO0AukD4= \
+      --pin-sha256 sha256//rRq0XjRODa6vnR+88sbFFo11e8CfZI5jQcUKDl7Nrc8= --password-stdin alice < pw.txt`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.User = args[0]
@@ -65,6 +74,7 @@ defer (exit 75).`,
 		},
 	}
 	opts.Server.register(cmd.Flags())
+	opts.Pins.register(cmd.Flags())
 	cmd.Flags().BoolVar(&opts.PasswordStdin, "password-stdin", false, "read the password from stdin (one trailing newline stripped)")
 	return cmd
 }
@@ -79,11 +89,11 @@ func runIMAPAuthCheck(opts *IMAPAuthCheckOptions) error {
 	if !opts.passwordArg && !opts.PasswordStdin {
 		return cli.Usagef("imap-auth check: no password, expected a PASSWORD argument or --password-stdin")
 	}
-	checker, err := opts.Server.checker(0)
-	if caFileUnreadable(err) {
+	checker, err := opts.Server.checker(0, opts.Pins)
+	if inputFileUnreadable(err) {
 		// Exit 1 is check's "no", which ${run} recipes turn into 535
-		// (wrong password): a CA bundle that cannot be read is a
-		// certificate problem, and those are defer.
+		// (wrong password): a CA bundle or pin file that cannot be read
+		// is a certificate problem, and those are defer.
 		fmt.Fprintln(opts.IO.Out, imapauth.Defer)
 		return cli.TemporaryError(fmt.Errorf("imap-auth check: %w", err))
 	}

@@ -20,6 +20,7 @@ import (
 type IMAPAuthServeOptions struct {
 	*cli.Factory
 	Server        imapServerFlags
+	Pins          imapPinFlags
 	Socket        string
 	SocketMode    string
 	AllowUIDs     []string
@@ -57,6 +58,12 @@ to its hard limit at start): all of it but a reserve for the daemon itself,
 at most 4096, half of that per uid. A connection over a cap gets defer at
 once; a client has 10 seconds to send its line.
 
+With --pin-sha256 or --pin-file, a server whose verified chain holds no
+pinned key gets no password: the request is answered defer, logged and
+counted (opsctl_imap_auth_pin_mismatches_total). SIGHUP reads --pin-file
+again; a file that cannot be read or holds no valid pin keeps the pins in
+force (one line in the log).
+
 Under systemd socket activation (LISTEN_FDS) the passed socket is used and
 --socket may be omitted. SIGTERM and SIGINT stop accepting and let the
 requests being answered finish.`,
@@ -76,6 +83,7 @@ requests being answered finish.`,
 		},
 	}
 	opts.Server.register(cmd.Flags())
+	opts.Pins.register(cmd.Flags())
 	flags := cmd.Flags()
 	flags.StringVar(&opts.Socket, "socket", "", "`PATH` of the UNIX socket to create (not needed under socket activation)")
 	flags.StringVar(&opts.SocketMode, "socket-mode", "0666", "permissions of the socket file (octal `MODE`); --allow-uid is the access control")
@@ -98,8 +106,7 @@ func runIMAPAuthServe(opts *IMAPAuthServeOptions) error {
 	if _, err := imapauth.RaiseOpenFileLimit(); err != nil {
 		opts.Logger.Warn("keeping the descriptor limit", "err", err)
 	}
-	limits, err := server.ConnectionLimits()
-	if err != nil {
+	if _, err := server.ConnectionLimits(); err != nil {
 		if opts.MaxConnections != 0 || opts.MaxConnectionsPerUID != 0 {
 			return cli.UsageError(imapError(err))
 		}
@@ -119,8 +126,11 @@ func runIMAPAuthServe(opts *IMAPAuthServeOptions) error {
 	}
 	ctx, stop := opts.SignalContext(nil)
 	defer stop()
-	opts.Logger.Info("serving", "socket", ln.Addr().String(), "imap", server.Checker.(*imapauth.Checker).Addr(), "tls", opts.Server.tls,
-		"max_connections", limits.Total, "max_connections_per_uid", limits.PerUID, "open_files", limits.OpenFiles)
+	checker := server.Checker.(*imapauth.Checker)
+	server.Serving = func(limits imapauth.ConnectionLimits) {
+		opts.Logger.Info("serving", "socket", ln.Addr().String(), "imap", checker.Addr(), "tls", opts.Server.tls, "pins", len(checker.Pins()),
+			"max_connections", limits.Total, "max_connections_per_uid", limits.PerUID, "open_files", limits.OpenFiles)
+	}
 	if err := server.Run(ctx, ln, metrics); err != nil {
 		return fmt.Errorf("imap-auth serve: %w", imapError(err))
 	}
@@ -133,8 +143,8 @@ func (opts *IMAPAuthServeOptions) server() (*imapauth.Server, os.FileMode, error
 	if opts.Warm < 0 || opts.Warm > 64 {
 		return nil, 0, cli.Usagef("--warm %d: expected 0 to 64 connections", opts.Warm)
 	}
-	checker, err := opts.Server.checker(opts.Warm)
-	if caFileUnreadable(err) {
+	checker, err := opts.Server.checker(opts.Warm, opts.Pins)
+	if inputFileUnreadable(err) {
 		return nil, 0, fmt.Errorf("imap-auth serve: %w", err)
 	}
 	if err != nil {

@@ -2,10 +2,17 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
+	"math/big"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -108,7 +115,7 @@ func TestIMAPAuthCheckReadsPasswordFromStdinAndDefersWithoutServer(t *testing.T)
 }
 
 func TestIMAPAuthHelpHasExamples(t *testing.T) {
-	for _, sub := range []string{"check", "serve"} {
+	for _, sub := range []string{"check", "serve", "pin"} {
 		out, _, code := runForTest("imap-auth", sub, "--help")
 		if code != 0 || !strings.Contains(out, "Examples:") {
 			t.Errorf("imap-auth %s --help: exit %d, no examples:\n%s", sub, code, out)
@@ -243,5 +250,125 @@ func TestReadmeNamesTheOneSecretTakenFromArgv(t *testing.T) {
 	bullet, _, _ = strings.Cut(bullet, "\n- ")
 	if strings.Contains(bullet, "never from argv") || !strings.Contains(bullet, "imap-auth check") {
 		t.Errorf("the README's secrets bullet does not name imap-auth check's PASSWORD argument: %s", bullet)
+	}
+}
+
+func TestIMAPAuthPinFlagsFillOptions(t *testing.T) {
+	f, _, _ := testFactory("")
+	var got *IMAPAuthPinOptions
+	cmd := NewCmdIMAPAuthPin(f, func(o *IMAPAuthPinOptions) error { got = o; return nil })
+	cmd.SetArgs([]string{"--server", "imap.example.org:10143", "--tls", "starttls", "--ca-file", "/etc/ca.pem",
+		"--server-name", "mail.example.org", "--timeout", "3s", "-o", "json"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := got.Server.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server != "imap.example.org:10143" || cfg.TLS.String() != "starttls" || cfg.CAFile != "/etc/ca.pem" ||
+		cfg.ServerName != "mail.example.org" || cfg.Timeout != 3*time.Second || !got.Output.JSON() {
+		t.Fatalf("options %+v, config %+v", got, cfg)
+	}
+}
+
+func TestIMAPAuthPinFlagsOfCheckAndServeFillOptions(t *testing.T) {
+	pinArgs := []string{"--pin-sha256", "A", "--pin-sha256", "sha256//B;sha256//C", "--pin-file", "/etc/opsctl/imap-pins"}
+	want := imapPinFlags{pins: []string{"A", "sha256//B;sha256//C"}, file: "/etc/opsctl/imap-pins"}
+	f, _, _ := testFactory("")
+	var check *IMAPAuthCheckOptions
+	cmd := NewCmdIMAPAuthCheck(f, func(o *IMAPAuthCheckOptions) error { check = o; return nil })
+	cmd.SetArgs(append([]string{"--server", "imap.example.org", "alice", "pw"}, pinArgs...))
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	var serve *IMAPAuthServeOptions
+	cmd = NewCmdIMAPAuthServe(f, func(o *IMAPAuthServeOptions) error { serve = o; return nil })
+	cmd.SetArgs(append([]string{"--server", "imap.example.org", "--socket", "/run/a.sock"}, pinArgs...))
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string]imapPinFlags{"check": check.Pins, "serve": serve.Pins} {
+		if !slices.Equal(got.pins, want.pins) || got.file != want.file {
+			t.Errorf("%s: pin flags %+v, want %+v", name, got, want)
+		}
+	}
+}
+
+// TestIMAPAuthPinsAreCheckedBeforeAnything: a malformed pin, or a pin file
+// that is missing or not a file, is a usage error found before the socket
+// is made or the server asked; a pin file that is there but holds no pin
+// is a failure (exit 1; check: defer and 75, as for --ca-file).
+func TestIMAPAuthPinsAreCheckedBeforeAnything(t *testing.T) {
+	dir := t.TempDir()
+	noPins := filepath.Join(dir, "pins")
+	if err := os.WriteFile(noPins, []byte("# to do\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	serve := []string{"imap-auth", "serve", "--server", "127.0.0.1:1", "--warm", "0", "--socket", filepath.Join(dir, "none", "x.sock")}
+	check := []string{"imap-auth", "check", "--server", "127.0.0.1:1", "--timeout", "2s"}
+	cases := []struct {
+		args   []string
+		code   int
+		stdout string
+		want   string
+	}{
+		{append(serve, "--pin-sha256", "sha256//abc"), cli.ExitUsage, "", `--pin-sha256 "sha256//abc": expected the base64 of a SHA-256 hash`},
+		{append(serve, "--pin-file", filepath.Join(dir, "missing")), cli.ExitUsage, "", "--pin-file " + filepath.Join(dir, "missing") + ": no such file"},
+		{append(serve, "--pin-file", dir), cli.ExitUsage, "", "--pin-file " + dir + ": not a regular file (a folder)"},
+		{append(serve, "--pin-file", noPins), cli.ExitFailure, "", "--pin-file " + noPins + ": no pin in the file"},
+		{append(check, "--pin-sha256", "", "alice", "pw"), cli.ExitUsage, "", `--pin-sha256 "": expected`},
+		{append(check, "--pin-file", noPins, "alice", "pw"), cli.ExitTemporary, "defer\n", "--pin-file " + noPins + ": no pin in the file"},
+		{[]string{"imap-auth", "pin", "--server", "imap.test", "-o", "yaml"}, cli.ExitUsage, "", "expected one of text, json"},
+		{[]string{"imap-auth", "pin", "--server", "imap.test", "extra"}, cli.ExitUsage, "", `takes no arguments, got "extra"`},
+		{[]string{"imap-auth", "pin"}, cli.ExitUsage, "", "--server: required"},
+		{[]string{"imap-auth", "pin", "--server", "imap.test", "--pin-sha256", "x"}, cli.ExitUsage, "", "unknown flag: --pin-sha256"},
+	}
+	for _, c := range cases {
+		out, errOut, code := runForTest(c.args...)
+		if code != c.code || out != c.stdout || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d, stdout %q and one line with %q", c.args, code, out, errOut, c.code, c.stdout, c.want)
+		}
+	}
+}
+
+func TestIMAPAuthPinFailsInOneLineWithoutAServer(t *testing.T) {
+	out, errOut, code := runForTest("imap-auth", "pin", "--server", "127.0.0.1:1", "--timeout", "2s")
+	if code != cli.ExitFailure || out != "" || !strings.Contains(errOut, "imap-auth pin: connect:") ||
+		strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 1 and one line", code, out, errOut)
+	}
+}
+
+// TestIMAPAuthPinTextKeepsEachCertificateOnOneLine: a subject is the
+// server's to choose, and pkix leaves line breaks and terminal escapes in
+// it; pin's text output must stay one line per certificate.
+func TestIMAPAuthPinTextKeepsEachCertificateOnOneLine(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chain []*x509.Certificate
+	for _, cn := range []string{"imap.test\nsha256//forged  ca  CN=trust me\x1b[2K", "Example CA"} {
+		template := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, cert)
+	}
+	var out bytes.Buffer
+	if err := writePinsText(&out, chain); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 2 || strings.Contains(out.String(), "\x1b") ||
+		!strings.HasSuffix(lines[0], `"CN=imap.test\nsha256//forged  ca  CN=trust me\x1b[2K"`) || !strings.HasSuffix(lines[1], "  ca            CN=Example CA") {
+		t.Fatalf("text output:\n%s", out.String())
 	}
 }

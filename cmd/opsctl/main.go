@@ -11,5 +11,7 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], cli.SystemStreams(), os.Getenv))
+	// Wireshark runs opsctl as an extcap under another name: see
+	// sockExtcapArgs.
+	os.Exit(run(sockExtcapArgs(os.Args), cli.SystemStreams(), os.Getenv))
 }

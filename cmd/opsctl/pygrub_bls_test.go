@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/internal/testenv"
 )
 
@@ -129,8 +128,7 @@ func TestPygrubMenuLstInstallCommand(t *testing.T) {
 
 	// An EL7 guest: --install writes menu.lst only; there is no plugin to
 	// install (kernels come through new-kernel-pkg).
-	el7 := t.TempDir()
-	pygrubWriteTree(t, el7, map[string]string{"/boot/grub2/grub.cfg": pygrubReadCorpus(t, "centos7.cfg")})
+	el7 := pygrubGrub2Guest(t, "centos7.cfg")
 	out, stderr, code = testenv.Run(t, "", "pygrub", "menulst", "--root", el7, "--install", "--dry-run")
 	if code != 0 || strings.Count(out, "# would write ") != 1 || !strings.Contains(out, "/boot/grub/menu.lst in the guest, for pygrub 4.1") {
 		t.Errorf("EL7 --install --dry-run: exit %d %s\n%s", code, stderr, out)
@@ -153,11 +151,8 @@ func TestPygrubMenuLstInstallCommand(t *testing.T) {
 }
 
 func TestPygrubMenuLstInstallFlags(t *testing.T) {
-	f := &cli.Factory{IO: &cli.IOStreams{Out: &strings.Builder{}, ErrOut: &strings.Builder{}}}
-	var got *pygrubMenuLstOptions
-	cmd := newCmdPygrubMenuLst(f, func(o *pygrubMenuLstOptions) error { got = o; return nil })
-	cmd.SetArgs([]string{"--root", "/mnt", "--install", "--install-hook", "--dry-run"})
-	if err := cmd.Execute(); err != nil || got.Root != "/mnt" || !got.Install || !got.InstallHook || !got.DryRun {
+	got, err := pygrubParseFlags(t, NewCmdPygrubMenuLst, "--root", "/mnt", "--install", "--install-hook", "--dry-run")
+	if err != nil || got.Root != "/mnt" || !got.Install || !got.InstallHook || !got.DryRun {
 		t.Errorf("%+v %v", got, err)
 	}
 }

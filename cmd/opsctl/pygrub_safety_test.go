@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/internal/testenv"
 	"github.com/opsctl/opsctl/pkg/pygrubfix"
 )
@@ -75,9 +74,7 @@ func pygrubWantRefusal(t *testing.T, args []string, stderr string, code, wantCod
 // (3 entries, default 1) in /boot/grub2.
 func pygrubEL7Guest(t *testing.T) string {
 	t.Helper()
-	root := filepath.Join(t.TempDir(), "guest")
-	pygrubWriteTree(t, root, map[string]string{"/boot/grub2/grub.cfg": pygrubReadCorpus(t, "fedora20-numeric-default.cfg")})
-	return root
+	return pygrubGrub2Guest(t, "fedora20-numeric-default.cfg")
 }
 
 func pygrubMustSymlink(t *testing.T, target, link string) {
@@ -188,7 +185,7 @@ func TestPygrubMenuLstWriteStaysInsideTheGuest(t *testing.T) {
 // it was; before, a device node was replaced by a regular file.
 func TestPygrubWriteRefusesWhatIsNotARegularFile(t *testing.T) {
 	testenv.NeedRoot(t) // mknod
-	grubCfg, _ := filepath.Abs(filepath.Join(pygrubCorpus, "centos7.cfg"))
+	grubCfg := pygrubCorpusFile(t, "centos7.cfg")
 	dir := t.TempDir()
 	other := filepath.Join(dir, "other.lst")
 	os.WriteFile(other, []byte("other\n"), 0o644)
@@ -237,7 +234,7 @@ func TestPygrubWriteRefusesWhatIsNotARegularFile(t *testing.T) {
 // TestPygrubWriteRefusesAMissingFolder: a -w whose folder does not exist is
 // a usage error; before, the folders were made (mkdir -p).
 func TestPygrubWriteRefusesAMissingFolder(t *testing.T) {
-	grubCfg, _ := filepath.Abs(filepath.Join(pygrubCorpus, "centos7.cfg"))
+	grubCfg := pygrubCorpusFile(t, "centos7.cfg")
 	base := t.TempDir()
 	root := pygrubEL7Guest(t) // no /boot/grub
 	for _, c := range []struct {
@@ -311,7 +308,7 @@ func TestPygrubMenuLstKeepsAFileItDidNotWrite(t *testing.T) {
 // TestPygrubMenuLstDashIsStdout: -w - prints menu.lst; before, it wrote a
 // file named "-".
 func TestPygrubMenuLstDashIsStdout(t *testing.T) {
-	grubCfg, _ := filepath.Abs(filepath.Join(pygrubCorpus, "centos7.cfg"))
+	grubCfg := pygrubCorpusFile(t, "centos7.cfg")
 	dir := t.TempDir()
 	out, stderr, code := pygrubRunGuarded(t, dir, "pygrub", "menulst", "--grub-cfg", grubCfg, "-w", "-")
 	if code != 0 || !strings.Contains(out, "\ntitle CentOS Linux (3.10.0-1160.el7.x86_64) 7 (Core)\n") {
@@ -521,9 +518,9 @@ func TestPygrubScanTableEscapesGuestText(t *testing.T) {
 // user would: /mnt is a mounted EL7 guest (with the /boot/grub folder the
 // page tells to make), the working folder holds a copy of grub.cfg.
 func TestPygrubMenuLstExamplesRun(t *testing.T) {
-	f := &cli.Factory{IO: &cli.IOStreams{Out: &strings.Builder{}, ErrOut: &strings.Builder{}}}
+	f := pygrubTestFactory()
 	var lines []string
-	for _, example := range []string{newCmdPygrubMenuLst(f, nil).Example, newCmdPygrubCheck(f, nil).Example} {
+	for _, example := range []string{NewCmdPygrubMenuLst(f, nil).Example, NewCmdPygrubCheck(f, nil).Example} {
 		lines = append(lines, strings.Split(example, "\n")...)
 	}
 	page, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "docs/pygrub.md"))

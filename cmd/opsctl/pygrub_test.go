@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/internal/testenv"
+	"github.com/opsctl/opsctl/pkg/pygrubfix"
 )
 
 const (
@@ -46,21 +49,50 @@ func pygrubWriteTree(t *testing.T, root string, files map[string]string) {
 	}
 }
 
+// pygrubCorpusFile is the absolute path of the corpus's config name.
+func pygrubCorpusFile(t *testing.T, name string) string {
+	t.Helper()
+	path, err := filepath.Abs(filepath.Join(pygrubCorpus, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// pygrubGrub2Guest is a new guest root folder (named guest) whose
+// /boot/grub2/grub.cfg is the corpus's config name.
+func pygrubGrub2Guest(t *testing.T, name string) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "guest")
+	pygrubWriteTree(t, root, map[string]string{"/boot/grub2/grub.cfg": pygrubReadCorpus(t, name)})
+	return root
+}
+
+// pygrubTestFactory is a Factory whose output goes to buffers.
+func pygrubTestFactory() *cli.Factory {
+	return &cli.Factory{IO: &cli.IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}}
+}
+
+// pygrubParseFlags parses args with the verb newCmd builds and returns the
+// options its runF received (nil when parsing failed).
+func pygrubParseFlags[O any](t *testing.T, newCmd func(*cli.Factory, func(*O) error) *cobra.Command, args ...string) (*O, error) {
+	t.Helper()
+	var got *O
+	cmd := newCmd(pygrubTestFactory(), func(o *O) error { got = o; return nil })
+	cmd.SetArgs(append([]string{}, args...)) // never nil: cobra would read os.Args
+	err := cmd.Execute()
+	return got, err
+}
+
 func TestPygrubCheckFlags(t *testing.T) {
-	f := &cli.Factory{IO: &cli.IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}}
-	var got *pygrubCheckOptions
-	cmd := newCmdPygrubCheck(f, func(o *pygrubCheckOptions) error { got = o; return nil })
-	cmd.SetArgs([]string{"/mnt", "--xen", "4.1", "-o", "json"})
-	if err := cmd.Execute(); err != nil {
+	got, err := pygrubParseFlags(t, NewCmdPygrubCheck, "/mnt", "--xen", "4.1", "-o", "json")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Path != "/mnt" || got.Xen != "4.1" || !got.Output.JSON() {
 		t.Errorf("options %+v", got)
 	}
-	got = nil
-	cmd = newCmdPygrubCheck(f, func(o *pygrubCheckOptions) error { got = o; return nil })
-	cmd.SetArgs([]string{"/mnt"})
-	if err := cmd.Execute(); err != nil || got.Xen != "4.17" {
+	if got, err = pygrubParseFlags(t, NewCmdPygrubCheck, "/mnt"); err != nil || got.Xen != "4.17" {
 		t.Errorf("default --xen: %+v %v", got, err)
 	}
 }
@@ -68,7 +100,7 @@ func TestPygrubCheckFlags(t *testing.T) {
 // TestPygrubCheckJSONAndExitCodes runs the built binary: the SPEC's JSON
 // keys, exit 0 when bootable, 1 when not, 2 for bad usage.
 func TestPygrubCheckJSONAndExitCodes(t *testing.T) {
-	el7, _ := filepath.Abs(filepath.Join(pygrubCorpus, "centos7.cfg"))
+	el7 := pygrubCorpusFile(t, "centos7.cfg")
 	out, stderr, code := testenv.Run(t, "", "pygrub", "check", el7, "-o", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -128,8 +160,7 @@ func TestPygrubCheckJSONAndExitCodes(t *testing.T) {
 	}
 
 	// A guest root folder, text output.
-	root := t.TempDir()
-	pygrubWriteTree(t, root, map[string]string{"/boot/grub2/grub.cfg": pygrubReadCorpus(t, "centos7.cfg")})
+	root := pygrubGrub2Guest(t, "centos7.cfg")
 	out, _, code = testenv.Run(t, "", "pygrub", "check", "--xen", "4.1", root)
 	if code != 1 || !strings.Contains(out, "problem grub2-not-searched:") || !strings.Contains(out, "bootable: no") {
 		t.Errorf("4.1 on EL7 root: exit %d\n%s", code, out)
@@ -178,7 +209,7 @@ func pygrubIsconfig(t *testing.T, pygrub, cfg string) (string, error) {
 // reverted copy of the real pygrub, then boots the EL7 config with it.
 func TestPygrubPatchOnGreedyCopy(t *testing.T) {
 	script, grubConf, original := pygrubCopyTree(t)
-	el7, _ := filepath.Abs(filepath.Join(pygrubCorpus, "centos7.cfg"))
+	el7 := pygrubCorpusFile(t, "centos7.cfg")
 	want, err := pygrubIsconfig(t, pygrub417, el7)
 	if err != nil {
 		t.Fatal(err)
@@ -235,8 +266,7 @@ func TestPygrubPatchOnGreedyCopy(t *testing.T) {
 }
 
 func TestPygrubMenuLstCommand(t *testing.T) {
-	root := t.TempDir()
-	pygrubWriteTree(t, root, map[string]string{"/boot/grub2/grub.cfg": pygrubReadCorpus(t, "fedora20-numeric-default.cfg")})
+	root := pygrubEL7Guest(t)
 	target := filepath.Join(root, "boot/grub/menu.lst")
 	// As docs/pygrub.md says: the folder must be there (-w makes none).
 	if err := os.Mkdir(filepath.Dir(target), 0o755); err != nil {
@@ -376,24 +406,25 @@ func pygrubStartLibvirtd(t *testing.T) string {
 		}
 	})
 	sock := filepath.Join(dir, "libvirt-sock")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		// The socket file appears at bind(); wait until it accepts.
+	// The socket file appears at bind(); wait until it accepts.
+	accepts := testenv.WaitUntil(t, 30*time.Second, func() bool {
 		if conn, err := net.Dial("unix", sock); err == nil {
 			conn.Close()
-			return sock
+			return true
 		}
 		select {
 		case <-exited:
 			log, _ := os.ReadFile(logFile.Name())
 			t.Fatalf("libvirtd exited: %v\n%s", waitErr, log)
-		case <-time.After(100 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("libvirtd did not create %s\n%s", sock, log)
-		}
+		return false
+	})
+	if !accepts {
+		log, _ := os.ReadFile(logFile.Name())
+		t.Fatalf("libvirtd did not create %s\n%s", sock, log)
 	}
+	return sock
 }
 
 func pygrubMkext2(t *testing.T, files map[string]string) string {
@@ -516,28 +547,16 @@ func TestPygrubScanAgainstLibvirtd(t *testing.T) {
 }
 
 func TestPygrubScanMenuLstPatchFlags(t *testing.T) {
-	f := &cli.Factory{IO: &cli.IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}}
-	var scan *pygrubScanOptions
-	cmd := newCmdPygrubScan(f, func(o *pygrubScanOptions) error { scan = o; return nil })
-	cmd.SetArgs([]string{})
-	if err := cmd.Execute(); err != nil || scan.Connect != "xen:///system" || scan.Check || scan.Timeout != 30*time.Second {
+	if scan, err := pygrubParseFlags(t, NewCmdPygrubScan); err != nil || scan.Connect != "xen:///system" || scan.Check || scan.Timeout != 30*time.Second {
 		t.Errorf("scan defaults %+v %v", scan, err)
 	}
-	cmd = newCmdPygrubScan(f, func(o *pygrubScanOptions) error { scan = o; return nil })
-	cmd.SetArgs([]string{"-c", "xen:///system?socket=/run/x", "--check", "--pygrub", "/p"})
-	if err := cmd.Execute(); err != nil || scan.Connect != "xen:///system?socket=/run/x" || !scan.Check || scan.Pygrub != "/p" {
+	if scan, err := pygrubParseFlags(t, NewCmdPygrubScan, "-c", "xen:///system?socket=/run/x", "--check", "--pygrub", "/p"); err != nil || scan.Connect != "xen:///system?socket=/run/x" || !scan.Check || scan.Pygrub != "/p" {
 		t.Errorf("scan flags %+v %v", scan, err)
 	}
-	var ml *pygrubMenuLstOptions
-	cmd = newCmdPygrubMenuLst(f, func(o *pygrubMenuLstOptions) error { ml = o; return nil })
-	cmd.SetArgs([]string{"--root", "/mnt", "-w", "/mnt/boot/grub/menu.lst"})
-	if err := cmd.Execute(); err != nil || ml.Root != "/mnt" || ml.Write != "/mnt/boot/grub/menu.lst" || ml.Kickstart {
+	if ml, err := pygrubParseFlags(t, NewCmdPygrubMenuLst, "--root", "/mnt", "-w", "/mnt/boot/grub/menu.lst"); err != nil || ml.Root != "/mnt" || ml.Write != "/mnt/boot/grub/menu.lst" || ml.Kickstart {
 		t.Errorf("menulst flags %+v %v", ml, err)
 	}
-	var pa *pygrubPatchOptions
-	cmd = newCmdPygrubPatch(f, func(o *pygrubPatchOptions) error { pa = o; return nil })
-	cmd.SetArgs([]string{"--check", "--dry-run", "--pygrub", "/usr/lib/xen-4.1/bin/pygrub"})
-	if err := cmd.Execute(); err != nil || !pa.Check || !pa.DryRun || pa.Pygrub != "/usr/lib/xen-4.1/bin/pygrub" {
+	if pa, err := pygrubParseFlags(t, NewCmdPygrubPatch, "--check", "--dry-run", "--pygrub", "/usr/lib/xen-4.1/bin/pygrub"); err != nil || !pa.Check || !pa.DryRun || pa.Pygrub != "/usr/lib/xen-4.1/bin/pygrub" {
 		t.Errorf("patch flags %+v %v", pa, err)
 	}
 	for _, sub := range []string{"check", "patch", "menulst", "scan"} {
@@ -548,5 +567,35 @@ func TestPygrubScanMenuLstPatchFlags(t *testing.T) {
 	}
 	if _, _, code := runForTest("pygrub"); code != 2 {
 		t.Errorf("pygrub without subcommand: exit %d", code)
+	}
+}
+
+// TestPygrubErrorsShowTheFlags: pygrubfix names its inputs in Go terms
+// (Release.Name, FindParsers.pygrub, PlanInstall.hook...); the user reads
+// the flags they typed, in the messages of before.
+func TestPygrubErrorsShowTheFlags(t *testing.T) {
+	saved := pygrubfix.DefaultPygrubs
+	pygrubfix.DefaultPygrubs = []string{filepath.Join(t.TempDir(), "no-xen-*/bin/pygrub")}
+	t.Cleanup(func() { pygrubfix.DefaultPygrubs = saved })
+	err := runPygrubPatch(&PygrubPatchOptions{Factory: pygrubTestFactory(), Check: true})
+	if want := "pygrub patch: no pygrub found in " + pygrubfix.DefaultPygrubs[0] + " (give --pygrub PATH)"; err == nil || err.Error() != want || cli.ExitCode(err) != 1 {
+		t.Errorf("patch without a pygrub: %v (exit %d), want %q", err, cli.ExitCode(err), want)
+	}
+
+	el7 := pygrubGrub2Guest(t, "centos7.cfg")
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"pygrub", "menulst", "--root", el7, "--install-hook"}, 1, "pygrub menulst: in the guest " + el7 + ": --install-hook: no Boot Loader Spec entries (an EL7-style guest installs kernels through new-kernel-pkg, not kernel-install): keep its menu.lst current with the --kickstart %post section instead"},
+		{[]string{"pygrub", "check", "--xen", "3.4", el7}, 2, `--xen "3.4": expected 4.17 or 4.1`},
+		{[]string{"pygrub", "scan", "--connect", "nope"}, 2, `--connect "nope": expected a libvirt URI such as xen:///system`},
+		{[]string{"pygrub", "scan", "--connect", "xen+bogus:///system"}, 2, `--connect "xen+bogus:///system": unsupported transport "bogus"`},
+	} {
+		_, stderr, code := testenv.Run(t, "", c.args...)
+		if code != c.code || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d %q; want exit %d and %q", c.args, code, stderr, c.code, c.want)
+		}
 	}
 }

@@ -26,11 +26,7 @@ func run(args []string, streams *cli.IOStreams, getenv func(string) string) int 
 		err = cli.UsageError(err)
 	}
 	if msg := cli.Message(err); msg != "" {
-		priority := ""
-		if streams.ErrIsJournal {
-			priority = cli.JournalPriority(slog.LevelError)
-		}
-		fmt.Fprintln(streams.ErrOut, priority+"opsctl: "+msg)
+		streams.Failf("%s", msg)
 	}
 	return cli.ExitCode(err)
 }
@@ -61,7 +57,7 @@ func newRootCmd(f *cli.Factory) *cobra.Command {
   imap-auth  authenticate SMTP users against IMAP, strictly verified
 
 Logs and progress go to stderr; results go to stdout.`,
-		Example: `  opsctl chain plan --dir examples/images
+		Example: `  opsctl chain plan --dir ~/src/images
   opsctl lvm cache status -o json
   opsctl pygrub check --xen 4.1 /mnt
   opsctl help chain

@@ -27,9 +27,9 @@ func TestSockCaptureFlagsFillTheOptions(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var got *sockCaptureOptions
+			var got *SockCaptureOptions
 			f := &cli.Factory{IO: &cli.IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}, OutIsTerminal: tc.terminal}}
-			cmd := newCmdSockCapture(f, func(o *sockCaptureOptions) error { got = o; return nil })
+			cmd := NewCmdSockCapture(f, func(o *SockCaptureOptions) error { got = o; return nil })
 			cmd.SetArgs(tc.args)
 			if err := cmd.Execute(); err != nil {
 				t.Fatal(err)

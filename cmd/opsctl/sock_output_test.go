@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/internal/testenv"
@@ -119,19 +118,7 @@ func TestSockCaptureOutputIntoAFIFOOrStdout(t *testing.T) {
 			}
 			stderr := &testenv.SyncBuffer{}
 			cmd.Stderr = stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan struct{})
-			go func() { cmd.Wait(); close(done) }()
-			defer func() {
-				select {
-				case <-done:
-				default:
-					cmd.Process.Kill()
-					<-done
-				}
-			}()
+			done := startProcess(t, cmd)
 			if kind == "fifo" {
 				f, err := os.Open(output) // opsctl's open waits for this reader
 				if err != nil {
@@ -150,13 +137,7 @@ func TestSockCaptureOutputIntoAFIFOOrStdout(t *testing.T) {
 			} else {
 				close(copied)
 			}
-			for !strings.Contains(stderr.String(), "capturing; stop with Ctrl-C") {
-				select {
-				case <-done:
-					t.Fatalf("opsctl exited: %s", stderr)
-				case <-time.After(10 * time.Millisecond):
-				}
-			}
+			waitServing(t, stderr, done)
 			conn, err := net.Dial("unix", proxy)
 			if err != nil {
 				t.Fatal(err)

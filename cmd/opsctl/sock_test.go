@@ -32,39 +32,56 @@ type capture struct {
 	cmd    *exec.Cmd
 	stderr *testenv.SyncBuffer
 	stdout *testenv.SyncBuffer
-	done   chan struct{}
+	done   <-chan struct{}
 }
 
 // startCapture runs opsctl with args and waits until it serves.
 func startCapture(t *testing.T, args ...string) *capture {
 	t.Helper()
-	c := &capture{t: t, stderr: &testenv.SyncBuffer{}, stdout: &testenv.SyncBuffer{}, done: make(chan struct{})}
+	c := &capture{t: t, stderr: &testenv.SyncBuffer{}, stdout: &testenv.SyncBuffer{}}
 	c.cmd = exec.Command(testenv.Opsctl(t), append([]string{"sock", "capture"}, args...)...)
 	c.cmd.Stderr = c.stderr
 	c.cmd.Stdout = c.stdout
-	if err := c.cmd.Start(); err != nil {
+	c.done = startProcess(t, c.cmd)
+	waitServing(t, c.stderr, c.done)
+	return c
+}
+
+// startProcess starts cmd (opsctl, tshark) and returns a channel closed
+// when it has exited; it is killed at the end of the test if it still runs.
+func startProcess(t *testing.T, cmd *exec.Cmd) <-chan struct{} {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { c.cmd.Wait(); close(c.done) }()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		select {
-		case <-c.done:
+		case <-done:
 		default:
-			c.cmd.Process.Kill()
-			<-c.done
+			cmd.Process.Kill()
+			<-done
 		}
 	})
-	deadline := time.After(10 * time.Second)
-	for !strings.Contains(c.stderr.String(), "capturing; stop with Ctrl-C") {
+	return done
+}
+
+// waitServing waits until opsctl logs on stderr that the capture serves;
+// it fails the test when opsctl exits before or does not get there in 10s.
+func waitServing(t *testing.T, stderr fmt.Stringer, done <-chan struct{}) {
+	t.Helper()
+	serving := testenv.WaitUntil(t, 10*time.Second, func() bool {
 		select {
-		case <-c.done:
-			t.Fatalf("opsctl exited early: %s", c.stderr)
-		case <-deadline:
-			t.Fatalf("opsctl did not start: %s", c.stderr)
-		case <-time.After(10 * time.Millisecond):
+		case <-done:
+			t.Fatalf("opsctl exited early: %s", stderr)
+		default:
 		}
+		return strings.Contains(stderr.String(), "capturing; stop with Ctrl-C")
+	})
+	if !serving {
+		t.Fatalf("opsctl did not start: %s", stderr)
 	}
-	return c
 }
 
 // stop sends SIGINT and returns the exit code.
@@ -340,7 +357,7 @@ type liveCapture struct {
 	cmd    *exec.Cmd
 	pr     *os.File
 	stderr *testenv.SyncBuffer
-	done   chan struct{} // closed when opsctl exited
+	done   <-chan struct{} // closed when opsctl exited
 }
 
 // startSwapToPipe starts a live capture of an HTTP server's socket and
@@ -348,7 +365,7 @@ type liveCapture struct {
 // opsctl is killed at the end of the test if it still runs.
 func startSwapToPipe(t *testing.T) *liveCapture {
 	t.Helper()
-	lc := &liveCapture{srv: filepath.Join(t.TempDir(), "app.sock"), stderr: &testenv.SyncBuffer{}, done: make(chan struct{})}
+	lc := &liveCapture{srv: filepath.Join(t.TempDir(), "app.sock"), stderr: &testenv.SyncBuffer{}}
 	startHTTPServer(t, lc.srv)
 	lc.before, _ = os.Stat(lc.srv)
 	pr, pw, err := os.Pipe()
@@ -359,30 +376,13 @@ func startSwapToPipe(t *testing.T) *liveCapture {
 	t.Cleanup(func() { pr.Close() })
 	lc.cmd = exec.Command(testenv.Opsctl(t), "sock", "capture", "--socket", lc.srv, "--swap", "-w", "-")
 	lc.cmd.Stdout, lc.cmd.Stderr = pw, lc.stderr
-	if err := lc.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	lc.done = startProcess(t, lc.cmd)
 	pw.Close()
-	go func() { lc.cmd.Wait(); close(lc.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-lc.done:
-		default:
-			lc.cmd.Process.Kill()
-			<-lc.done
-		}
-	})
 	// The file header is written before opsctl serves.
 	if _, err := io.ReadFull(pr, make([]byte, 24)); err != nil {
 		t.Fatalf("no pcap header on stdout: %v: %s", err, lc.stderr)
 	}
-	for !strings.Contains(lc.stderr.String(), "capturing; stop with Ctrl-C") {
-		select {
-		case <-lc.done:
-			t.Fatalf("opsctl exited early: %s", lc.stderr)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	waitServing(t, lc.stderr, lc.done)
 	return lc
 }
 
@@ -444,20 +444,8 @@ func TestSockCaptureHexdumpStopsWhenItsReaderQuits(t *testing.T) {
 	}
 	cmd := exec.Command(testenv.Opsctl(t), "sock", "capture", "--socket", srv, "--swap", "--hexdump")
 	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	done := startProcess(t, cmd)
 	pw.Close()
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		select {
-		case <-done:
-		default:
-			cmd.Process.Kill()
-			<-done
-		}
-	})
 	line, err := bufio.NewReader(pr).ReadString('\n')
 	if !strings.Contains(line, "capturing") {
 		t.Fatalf("first line %q, %v", line, err)
@@ -504,6 +492,37 @@ func TestSockCaptureListenRefusesTheDeadProxyOfAKilledSwap(t *testing.T) {
 	if code != cli.ExitFailure || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 		t.Errorf("exit %d, stderr %q; want exit 1, one line with %q", code, stderr, want)
 	}
+}
+
+// startSink serves a UNIX stream socket at path that reads and drops
+// what each client sends, until the test ends. The channel gets one value
+// per connection, once its first bytes arrived.
+func startSink(t *testing.T, path string) <-chan struct{} {
+	t.Helper()
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	flowing := make(chan struct{}, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+				flowing <- struct{}{}
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return flowing
 }
 
 // deadSocket leaves a socket file at path that nobody serves.
@@ -812,30 +831,7 @@ func TestSockCaptureSIGINTMidTransferLeavesReadableFile(t *testing.T) {
 	testenv.Need(t, "tshark", "tshark")
 	dir := t.TempDir()
 	srvPath := filepath.Join(dir, "sink.sock")
-	ln, err := net.Listen("unix", srvPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	// One value per proxied connection, once its first bytes arrived.
-	flowing := make(chan struct{}, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				if _, err := c.Read(buf); err != nil {
-					return
-				}
-				flowing <- struct{}{}
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
+	flowing := startSink(t, srvPath)
 	proxy := filepath.Join(dir, "proxy.sock")
 	for _, format := range []string{"pcap", "pcapng"} {
 		t.Run(format, func(t *testing.T) {
@@ -917,19 +913,18 @@ func TestSockCaptureStreamsToStdoutPerPacket(t *testing.T) {
 				t.Fatalf("reply %q, %v", reply, err)
 			}
 			// Without stopping: request and reply are on stdout already.
-			deadline := time.Now().Add(5 * time.Second)
-			for !bytes.Contains(c.stdout.Bytes(), []byte("GET /live HTTP/1.1")) || !bytes.Contains(c.stdout.Bytes(), []byte("uri=/live")) {
-				if time.Now().After(deadline) {
-					t.Fatalf("request and reply not flushed to stdout (%d bytes there)", len(c.stdout.Bytes()))
-				}
-				time.Sleep(20 * time.Millisecond)
+			flushed := testenv.WaitUntil(t, 5*time.Second, func() bool {
+				out := c.stdout.Bytes()
+				return bytes.Contains(out, []byte("GET /live HTTP/1.1")) && bytes.Contains(out, []byte("uri=/live"))
+			})
+			if !flushed {
+				t.Fatalf("request and reply not flushed to stdout (%d bytes there)", len(c.stdout.Bytes()))
 			}
 			hexLine := " 47 45 54 20 2f 6c 69 76 65 20 48 54 54 50 2f 31  GET /live HTTP/1\n"
-			for hexdump && (!strings.Contains(c.stderr.String(), hexLine) || !strings.Contains(c.stderr.String(), "\n< ")) {
-				if time.Now().After(deadline) {
-					t.Fatalf("--hexdump output lacks the request line or the reply:\n%s", c.stderr)
-				}
-				time.Sleep(20 * time.Millisecond)
+			if hexdump && !testenv.WaitUntil(t, 5*time.Second, func() bool {
+				return strings.Contains(c.stderr.String(), hexLine) && strings.Contains(c.stderr.String(), "\n< ")
+			}) {
+				t.Fatalf("--hexdump output lacks the request line or the reply:\n%s", c.stderr)
 			}
 			if !hexdump && strings.Contains(c.stderr.String(), hexLine) {
 				t.Errorf("hexdump printed without --hexdump")
@@ -1057,20 +1052,7 @@ func TestSockCaptureWithoutRightsKeepsAnEarlierCapture(t *testing.T) {
 	setpriv := testenv.Need(t, "setpriv", "util-linux")
 	for _, mode := range []string{"swap", "listen"} {
 		t.Run(mode, func(t *testing.T) {
-			base := t.TempDir()
-			for _, d := range []string{filepath.Dir(base), base} {
-				if err := os.Chmod(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			bin, err := os.ReadFile(testenv.Opsctl(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			opsctl := filepath.Join(base, "opsctl")
-			if err := os.WriteFile(opsctl, bin, 0o755); err != nil {
-				t.Fatal(err)
-			}
+			base, opsctl := opsctlForNobody(t)
 			run := filepath.Join(base, "run") // root's: nobody cannot create a socket there
 			out := filepath.Join(base, "out") // nobody's
 			os.Mkdir(run, 0o755)
@@ -1109,6 +1091,28 @@ func TestSockCaptureWithoutRightsKeepsAnEarlierCapture(t *testing.T) {
 	}
 }
 
+// opsctlForNobody is a folder of root's that every user may enter, base,
+// holding a copy of opsctl that every user may run (the test binary's own
+// folder may not be open to them).
+func opsctlForNobody(t *testing.T) (base, opsctl string) {
+	t.Helper()
+	base = t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin, err := os.ReadFile(testenv.Opsctl(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsctl = filepath.Join(base, "opsctl")
+	if err := os.WriteFile(opsctl, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return base, opsctl
+}
+
 func TestSockCaptureDryRunChangesNothing(t *testing.T) {
 	dir := t.TempDir()
 	srv := filepath.Join(dir, "srv.sock")
@@ -1145,31 +1149,26 @@ func TestSockCaptureSecondStopLeavesAStalledReader(t *testing.T) {
 		conn.Write(make([]byte, 64<<20))
 	}()
 	// Wait until the stalled reader holds the capture: stdout's pipe full.
-	for {
-		var n int
-		if n, err = unix.IoctlGetInt(int(pr.Fd()), unix.TIOCINQ); err != nil {
+	pipeFull := testenv.WaitUntil(t, 20*time.Second, func() bool {
+		exitedEarly(t, done, "before its stdout filled up", stderr)
+		n, err := unix.IoctlGetInt(int(pr.Fd()), unix.TIOCINQ)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if n >= 60<<10 {
-			break
-		}
-		select {
-		case <-done:
-			t.Fatalf("opsctl exited early: %s", stderr)
-		case <-time.After(10 * time.Millisecond):
-		}
+		return n >= 60<<10
+	})
+	if !pipeFull {
+		t.Fatalf("stdout's pipe did not fill up: %s", stderr)
 	}
 	cmd.Process.Signal(os.Interrupt)
 	// The socket is put back although the capture cannot be finished.
-	for {
-		if after, err := os.Stat(srv); err == nil && os.SameFile(before, after) {
-			break
-		}
-		select {
-		case <-done:
-			t.Fatalf("opsctl exited after the first SIGINT with a stalled reader: %s", stderr)
-		case <-time.After(10 * time.Millisecond):
-		}
+	restored := testenv.WaitUntil(t, 20*time.Second, func() bool {
+		exitedEarly(t, done, "after the first SIGINT with a stalled reader", stderr)
+		after, err := os.Stat(srv)
+		return err == nil && os.SameFile(before, after)
+	})
+	if !restored {
+		t.Fatalf("the socket was not put back after the first SIGINT: %s", stderr)
 	}
 	cmd.Process.Signal(os.Interrupt)
 	select {
@@ -1181,6 +1180,17 @@ func TestSockCaptureSecondStopLeavesAStalledReader(t *testing.T) {
 		t.Errorf("exit %d, want 1 saying the capture may be short: %s", code, stderr)
 	}
 	wantSocketRestored(t, srv, before, stderr)
+}
+
+// exitedEarly fails the test when opsctl has exited (done closed) at a
+// point where it must still run.
+func exitedEarly(t *testing.T, done <-chan struct{}, when string, stderr fmt.Stringer) {
+	t.Helper()
+	select {
+	case <-done:
+		t.Fatalf("opsctl exited %s: %s", when, stderr)
+	default:
+	}
 }
 
 // The pcapng interface names the socket; a path given relative to where
@@ -1196,19 +1206,20 @@ func TestSockCapturePcapngNamesTheSocketByItsAbsolutePath(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if conn, err := net.Dial("unix", filepath.Join(dir, "proxy.sock")); err == nil {
-			fmt.Fprint(conn, "GET /abs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-			io.ReadAll(conn)
-			conn.Close()
-			break
+	served := testenv.WaitUntil(t, 10*time.Second, func() bool {
+		conn, err := net.Dial("unix", filepath.Join(dir, "proxy.sock"))
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("proxy never served: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+		fmt.Fprint(conn, "GET /abs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		io.ReadAll(conn)
+		conn.Close()
+		return true
+	})
+	if !served {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("proxy never served: %s", stderr.String())
 	}
 	cmd.Process.Signal(os.Interrupt)
 	if err := cmd.Wait(); err != nil {

@@ -135,8 +135,9 @@ func TestExtraArgumentIsNamedAsAnArgument(t *testing.T) {
 
 // SPEC, Everywhere: -o json means JSON on stdout, --dry-run included.
 func TestChainTriggerDryRunJSONIsJSON(t *testing.T) {
-	images := filepath.Join(testenv.ModuleRoot(), "examples", "images")
-	out, stderr, code := testenv.Run(t, "", "chain", "trigger", "ops/base", "--dir", images, "--dry-run", "-o", "json")
+	fake := fakeImages(t)
+	out, stderr, code := opsctlEnv(t, []string{"GITLAB_TOKEN=" + e2eToken}, "chain", "trigger", "img/base",
+		"--gitlab-url", fake.URL(), "--group", "img", "--dry-run", "-o", "json")
 	var got struct {
 		DryRun  bool       `json:"dry_run"`
 		Run     string     `json:"run"`
@@ -150,7 +151,7 @@ func TestChainTriggerDryRunJSONIsJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, out)
 	}
-	if !got.DryRun || got.Run == "" || got.Project != "ops/base" || len(got.Waves) != 4 || got.Waves[0][0] != "ops/base" {
+	if !got.DryRun || got.Run == "" || got.Project != "img/base" || len(got.Waves) != 3 || got.Waves[0][0] != "img/base" {
 		t.Errorf("dry run JSON %+v", got)
 	}
 }

@@ -117,8 +117,20 @@ type Dir struct {
 
 // OpenDir opens the folder at path. A path that does not exist or is not a
 // folder is an error wrapping ErrNoFolder.
-func OpenDir(path string) (*Dir, error) {
-	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+func OpenDir(path string) (*Dir, error) { return openDirFlags(path, 0) }
+
+// OpenDirNoFollow is OpenDir for a folder named by a path whose last
+// component must not be a symbolic link: a link there is an error
+// wrapping ErrNoFolder that names its target.
+func OpenDirNoFollow(path string) (*Dir, error) { return openDirFlags(path, unix.O_NOFOLLOW) }
+
+func openDirFlags(path string, flags int) (*Dir, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|flags, 0)
+	if errors.Is(err, unix.ENOTDIR) && flags&unix.O_NOFOLLOW != 0 {
+		if target, linkErr := os.Readlink(path); linkErr == nil {
+			return nil, fmt.Errorf("%s is a symbolic link (to %s), not followed: name the folder itself: %w", path, target, ErrNoFolder)
+		}
+	}
 	switch {
 	case errors.Is(err, unix.ENOENT):
 		return nil, fmt.Errorf("folder %s does not exist: %w", path, ErrNoFolder)
@@ -135,6 +147,35 @@ func (d *Dir) Close() error { return unix.Close(d.fd) }
 
 // Path is the path of name in the folder, for messages.
 func (d *Dir) Path(name string) string { return filepath.Join(d.path, name) }
+
+// Symlink makes name a symbolic link to target. An existing name, whatever
+// it is, is an error wrapping fs.ErrExist and is left as it is.
+func (d *Dir) Symlink(target, name string) error {
+	if err := unix.Symlinkat(target, d.fd, name); err != nil {
+		return &os.LinkError{Op: "symlink", Old: target, New: d.Path(name), Err: err}
+	}
+	return nil
+}
+
+// Readlink is the target of the symbolic link name.
+func (d *Dir) Readlink(name string) (string, error) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(d.fd, name, buf)
+	if err != nil {
+		return "", &fs.PathError{Op: "readlink", Path: d.Path(name), Err: err}
+	}
+	return string(buf[:n]), nil
+}
+
+// StatTarget describes the file name leads to, following symbolic links
+// (a relative target from the folder).
+func (d *Dir) StatTarget(name string) (Info, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(d.fd, name, &st, 0); err != nil {
+		return Info{}, &fs.PathError{Op: "stat", Path: d.Path(name), Err: err}
+	}
+	return infoOf(&st), nil
+}
 
 // Stat describes name without following a link. A missing name is an
 // error satisfying errors.Is(err, fs.ErrNotExist).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,26 +48,41 @@ type unreachableError struct {
 	err  error
 }
 
-func (e *unreachableError) Error() string   { return fmt.Sprintf("receiver %s: %v", e.host, e.err) }
-func (e *unreachableError) Unwrap() error   { return e.err }
-func (e *unreachableError) Temporary() bool { return true }
+func (e *unreachableError) Error() string {
+	if hostNotFound(e.err) {
+		return fmt.Sprintf("receiver %s: its host does not resolve (no such host); check Client.URL", e.host)
+	}
+	return fmt.Sprintf("receiver %s: %s", e.host, networkCause(e.err))
+}
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// Temporary: a receiver that does not answer may answer later; a name
+// that does not resolve is a wrong URL.
+func (e *unreachableError) Temporary() bool { return !hostNotFound(e.err) }
 
 // StartRun asks the receiver to start (or resume) a run from req.Project.
 func (c *Client) StartRun(ctx context.Context, req StartRunRequest) (*Run, error) {
-	var run Run
+	var run *Run
 	if _, err := c.call(ctx, http.MethodPost, "/runs", nil, req, &run); err != nil {
 		return nil, err
 	}
-	return &run, nil
+	return run, c.checkRun(http.MethodPost, "/runs", run)
 }
 
 // Run reads one run.
 func (c *Client) Run(ctx context.Context, id string) (*Run, error) {
-	var run Run
-	if _, err := c.call(ctx, http.MethodGet, "/runs/"+url.PathEscape(id), nil, nil, &run); err != nil {
+	var run *Run
+	path := "/runs/" + url.PathEscape(id)
+	if _, err := c.call(ctx, http.MethodGet, path, nil, nil, &run); err != nil {
 		return nil, err
 	}
-	return &run, nil
+	if err := c.checkRun(http.MethodGet, path, run); err != nil {
+		return nil, err
+	}
+	if run.ID != id {
+		return nil, fmt.Errorf("receiver %s: GET %s: answered run %q", c.URL.Host, path, run.ID)
+	}
+	return run, nil
 }
 
 // Runs lists the newest runs first, at most limit of them (0 for all). The
@@ -85,6 +101,11 @@ func (c *Client) Runs(ctx context.Context, limit int) ([]*Run, error) {
 		header, err := c.call(ctx, http.MethodGet, "/runs", query, nil, &page)
 		if err != nil {
 			return nil, err
+		}
+		for _, r := range page {
+			if err := c.checkRun(http.MethodGet, "/runs", r); err != nil {
+				return nil, err
+			}
 		}
 		runs = append(runs, page...)
 		before := nextRunsCursor(header)
@@ -115,6 +136,20 @@ func nextRunsCursor(h http.Header) string {
 		}
 	}
 	return ""
+}
+
+// checkRun: a run in an answer of the receiver (a network peer) must have
+// the shape of a run (see Run.check): JSON null, or a step missing or
+// null, is an error, never a nil dereference when it is printed.
+func (c *Client) checkRun(method, path string, r *Run) error {
+	err := errors.New("null")
+	if r != nil {
+		err = r.check()
+	}
+	if err != nil {
+		return fmt.Errorf("receiver %s: %s %s: the answer is not a run: %v", c.URL.Host, method, path, err)
+	}
+	return nil
 }
 
 // call sends one request, decodes the JSON answer into out and returns the

@@ -113,3 +113,37 @@ func TestRunIDsSortInTheOrderRunsStarted(t *testing.T) {
 		}
 	}
 }
+
+// A receiver is a network peer: answers with runs of the wrong shape (JSON
+// null, a null step, a step missing, a list holding null) are errors that
+// name the receiver, never a panic when `chain status` prints them.
+func TestClientRefusesRunsOfTheWrongShape(t *testing.T) {
+	const id = "20261126-101500-a1b2c3d4"
+	for _, body := range []string{
+		`null`,
+		`{"id":"` + id + `","status":"running","waves":[["a"]],"steps":{"a":null}}`,
+		`{"id":"` + id + `","status":"running","waves":[["a"],["b"]],"steps":{"a":{"state":"succeeded"}}}`,
+		`{"id":"` + id + `","status":"running","waves":[["a"]],"upstreams":{"a":["x"]},"steps":{"a":{"state":"waiting"}}}`,
+		`{"id":"20261126-101500-ffffffff","status":"running","waves":[["a"]],"steps":{"a":{"state":"waiting"}}}`,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/runs" {
+				w.Write([]byte(`[` + body + `]`))
+				return
+			}
+			w.Write([]byte(body))
+		}))
+		u, _ := url.Parse(srv.URL)
+		client := &Client{URL: u, Secret: "s3cret"}
+		if run, err := client.Run(context.Background(), id); err == nil || !strings.Contains(err.Error(), u.Host) {
+			t.Errorf("Run answered %s: %+v, %v; want an error naming the receiver", body, run, err)
+		}
+		if run, err := client.StartRun(context.Background(), StartRunRequest{Project: "a"}); err == nil && body != `{"id":"20261126-101500-ffffffff","status":"running","waves":[["a"]],"steps":{"a":{"state":"waiting"}}}` {
+			t.Errorf("StartRun answered %s: %+v; want an error", body, run)
+		}
+		if runs, err := client.Runs(context.Background(), 0); err == nil && !strings.Contains(body, "ffffffff") {
+			t.Errorf("Runs answered [%s]: %+v; want an error", body, runs)
+		}
+		srv.Close()
+	}
+}

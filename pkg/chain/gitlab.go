@@ -10,11 +10,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	gitlab "gitlab.com/gitlab-org/api/client-go/v2"
+
+	"github.com/opsctl/opsctl/internal/inputerr"
 )
 
 // GitLabConfig configures the GitLab API client.
@@ -38,6 +41,8 @@ type GitLabConfig struct {
 	// Logger receives retries at warn level and the library's chatter at
 	// debug level. Tokens are never logged: they travel in a header.
 	Logger *slog.Logger
+	// Resolver looks up GitLab's host (default: the system's).
+	Resolver *net.Resolver
 }
 
 // GitLab is the one wrapper through which opsctl calls the GitLab API. It
@@ -53,16 +58,21 @@ type GitLab struct {
 	requests atomic.Int64
 	retries  atomic.Int64
 	failures atomic.Int64
+	// reached is set once GitLab answered; unresolved while its host does
+	// not resolve after that, so that a receiver says so once, not at
+	// every call (a command that never reached GitLab says it in its
+	// error).
+	reached, unresolved atomic.Bool
 }
 
 // NewGitLab returns a client for cfg.
 func NewGitLab(cfg GitLabConfig) (*GitLab, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--gitlab-url %q: expected an http(s) URL like https://gitlab.example.com", cfg.URL)
+		return nil, inputerr.New("GitLabConfig.URL", strconv.Quote(cfg.URL), "expected an http(s) URL like https://gitlab.example.com")
 	}
 	if cfg.Token == "" {
-		return nil, errors.New("no GitLab token: expected --token-file FILE or GITLAB_TOKEN")
+		return nil, inputerr.New("GitLabConfig.Token", "", "empty, expected a GitLab access token")
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
@@ -87,6 +97,10 @@ func NewGitLab(cfg GitLabConfig) (*GitLab, error) {
 	g := &GitLab{cfg: cfg, log: cfg.Logger}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 64
+	if cfg.Resolver != nil {
+		dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Resolver: cfg.Resolver}
+		transport.DialContext = dialer.DialContext
+	}
 	g.api, err = gitlab.NewClient(cfg.Token,
 		gitlab.WithBaseURL(cfg.URL),
 		gitlab.WithHTTPClient(&http.Client{Timeout: cfg.Timeout, Transport: transport}),
@@ -99,7 +113,7 @@ func NewGitLab(cfg GitLabConfig) (*GitLab, error) {
 		gitlab.WithUserAgent("opsctl-chain"),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("--gitlab-url %q: %w", cfg.URL, err)
+		return nil, &inputerr.Error{Name: "GitLabConfig.URL", Value: strconv.Quote(cfg.URL), Problem: err.Error(), Err: err}
 	}
 	return g, nil
 }
@@ -108,6 +122,11 @@ func NewGitLab(cfg GitLabConfig) (*GitLab, error) {
 func (g *GitLab) Host() string {
 	u, _ := url.Parse(g.cfg.URL)
 	return u.Host
+}
+
+func (g *GitLab) hostname() string {
+	u, _ := url.Parse(g.cfg.URL)
+	return u.Hostname()
 }
 
 // Stats counts HTTP requests, retries among them, and calls that failed.
@@ -141,13 +160,34 @@ func (e *APIError) Error() string {
 // Temporary reports whether a later attempt may succeed (429 and 5xx).
 func (e *APIError) Temporary() bool { return e.Status == http.StatusTooManyRequests || e.Status >= 500 }
 
+// HostNotFoundError: GitLab's host name does not resolve (NXDOMAIN, or a
+// name without addresses). That is a wrong URL or a missing DNS entry,
+// which retrying does not cure, unlike a DNS server that fails or does not
+// answer (those are network errors, retried).
+type HostNotFoundError struct {
+	Op   string // what was asked
+	Host string // GitLab's host name
+}
+
+func (e *HostNotFoundError) Error() string {
+	return fmt.Sprintf("%s: GitLab host %s does not resolve (no such host); check GitLabConfig.URL", e.Op, e.Host)
+}
+
+// Temporary is false: the name will not resolve by itself.
+func (e *HostNotFoundError) Temporary() bool { return false }
+
 // networkError is a call that did not get an HTTP answer.
 type networkError struct {
 	op  string
 	err error
 }
 
-func (e *networkError) Error() string   { return fmt.Sprintf("%s: %v", e.op, e.err) }
+// Error names the operation and what failed, without the URL: the
+// operation says what was asked, and a URL with its query made lines of
+// 300 characters.
+func (e *networkError) Error() string {
+	return fmt.Sprintf("%s: GitLab not reached: %s", e.op, networkCause(e.err))
+}
 func (e *networkError) Unwrap() error   { return e.err }
 func (e *networkError) Temporary() bool { return true }
 
@@ -169,6 +209,9 @@ func (g *GitLab) apiError(ctx context.Context, op, scopeHint string, resp *gitla
 		}
 		switch status {
 		case http.StatusUnauthorized:
+			// In the admin's words, not GitLabConfig's: a pipeline that
+			// could not be created keeps this error as its step's reason,
+			// which the receiver shows long after (GET /runs, chain status).
 			apiErr.Hint = "check the token of --token-file or GITLAB_TOKEN (expired or revoked?)"
 		case http.StatusForbidden:
 			apiErr.Hint = scopeHint
@@ -182,6 +225,12 @@ func (g *GitLab) apiError(ctx context.Context, op, scopeHint string, resp *gitla
 			}
 		}
 		return apiErr
+	}
+	if hostNotFound(err) {
+		if !g.unresolved.Swap(true) && g.reached.Load() {
+			g.log.Error("GitLab host " + g.hostname() + " stopped resolving (no such host); GitLab calls fail until it resolves again")
+		}
+		return &HostNotFoundError{Op: op, Host: g.hostname()}
 	}
 	var urlErr *url.Error
 	var netErr net.Error
@@ -241,7 +290,7 @@ func (g *GitLab) GroupProjects(ctx context.Context, group string) ([]ProjectRef,
 	}
 	var refs []ProjectRef
 	for {
-		projects, resp, err := g.api.Groups.ListGroupProjects(group, opt, gitlab.WithContext(ctx))
+		projects, resp, err := g.api.Groups.ListGroupProjects(group, opt, g.call(ctx))
 		g.requests.Add(1)
 		if err != nil {
 			if errors.Is(err, gitlab.ErrNotFound) {
@@ -267,7 +316,7 @@ func (g *GitLab) GroupProjects(ctx context.Context, group string) ([]ProjectRef,
 // fs.ErrNotExist when GitLab answers 404. Errors name the file and ref; the
 // caller names the project.
 func (g *GitLab) RawFile(ctx context.Context, project ProjectRef, path, ref string) ([]byte, error) {
-	data, resp, err := g.api.RepositoryFiles.GetRawFile(project.ID, path, &gitlab.GetRawFileOptions{Ref: gitlab.Ptr(ref)}, gitlab.WithContext(ctx))
+	data, resp, err := g.api.RepositoryFiles.GetRawFile(project.ID, path, &gitlab.GetRawFileOptions{Ref: gitlab.Ptr(ref)}, g.call(ctx))
 	g.requests.Add(1)
 	if err != nil {
 		if errors.Is(err, gitlab.ErrNotFound) {
@@ -309,7 +358,7 @@ func (g *GitLab) ProjectHooks(ctx context.Context, project ProjectRef) ([]Hook, 
 	opt := &gitlab.ListProjectHooksOptions{ListOptions: gitlab.ListOptions{PerPage: 100, Page: 1}}
 	var hooks []Hook
 	for {
-		list, resp, err := g.api.Projects.ListProjectHooks(project.ID, opt, gitlab.WithContext(ctx))
+		list, resp, err := g.api.Projects.ListProjectHooks(project.ID, opt, g.call(ctx))
 		g.requests.Add(1)
 		if err != nil {
 			return nil, g.apiError(ctx, op, hooksScopeHint, resp, err)
@@ -336,7 +385,7 @@ func (g *GitLab) AddProjectHook(ctx context.Context, project ProjectRef, s HookS
 	if s.Token != "" {
 		opt.Token = gitlab.Ptr(s.Token)
 	}
-	h, resp, err := g.api.Projects.AddProjectHook(project.ID, opt, gitlab.WithContext(ctx))
+	h, resp, err := g.api.Projects.AddProjectHook(project.ID, opt, g.call(ctx))
 	g.requests.Add(1)
 	if err != nil {
 		return 0, g.apiError(ctx, fmt.Sprintf("add hook to %s", project.Path), hooksScopeHint, resp, err)
@@ -355,7 +404,7 @@ func (g *GitLab) EditProjectHook(ctx context.Context, project ProjectRef, id int
 	if s.Token != "" {
 		opt.Token = gitlab.Ptr(s.Token)
 	}
-	_, resp, err := g.api.Projects.EditProjectHook(project.ID, id, opt, gitlab.WithContext(ctx))
+	_, resp, err := g.api.Projects.EditProjectHook(project.ID, id, opt, g.call(ctx))
 	g.requests.Add(1)
 	if err != nil {
 		return g.apiError(ctx, fmt.Sprintf("edit hook %d of %s", id, project.Path), hooksScopeHint, resp, err)
@@ -365,7 +414,7 @@ func (g *GitLab) EditProjectHook(ctx context.Context, project ProjectRef, id int
 
 // DeleteProjectHook removes a webhook.
 func (g *GitLab) DeleteProjectHook(ctx context.Context, project ProjectRef, id int64) error {
-	resp, err := g.api.Projects.DeleteProjectHook(project.ID, id, gitlab.WithContext(ctx))
+	resp, err := g.api.Projects.DeleteProjectHook(project.ID, id, g.call(ctx))
 	g.requests.Add(1)
 	if err != nil {
 		return g.apiError(ctx, fmt.Sprintf("delete hook %d of %s", id, project.Path), hooksScopeHint, resp, err)

@@ -46,7 +46,7 @@ func (g *GitLab) CreatePipeline(ctx context.Context, project string, t Target, r
 		})
 	}
 	opt := &gitlab.CreatePipelineOptions{Ref: gitlab.Ptr(t.Ref), Variables: &vars}
-	p, resp, err := g.api.Pipelines.CreatePipeline(projectID(project, t), opt, gitlab.WithContext(ctx))
+	p, resp, err := g.api.Pipelines.CreatePipeline(projectID(project, t), opt, g.call(ctx))
 	g.requests.Add(1)
 	if err != nil {
 		return 0, permanent(g.apiError(ctx, fmt.Sprintf("create pipeline of %s on %s", project, t.Ref), triggerScopeHint, resp, err))
@@ -66,13 +66,13 @@ func (g *GitLab) FindRunPipeline(ctx context.Context, project string, t Target, 
 		Sort:         gitlab.Ptr("asc"),
 	}
 	for {
-		pipelines, resp, err := g.api.Pipelines.ListProjectPipelines(projectID(project, t), opt, gitlab.WithContext(ctx))
+		pipelines, resp, err := g.api.Pipelines.ListProjectPipelines(projectID(project, t), opt, g.call(ctx))
 		g.requests.Add(1)
 		if err != nil {
 			return 0, false, permanent(g.apiError(ctx, op, triggerScopeHint, resp, err))
 		}
 		for _, p := range pipelines {
-			vars, resp, err := g.api.Pipelines.GetPipelineVariables(projectID(project, t), p.ID, gitlab.WithContext(ctx))
+			vars, resp, err := g.api.Pipelines.GetPipelineVariables(projectID(project, t), p.ID, g.call(ctx))
 			g.requests.Add(1)
 			if err != nil {
 				return 0, false, permanent(g.apiError(ctx, fmt.Sprintf("get variables of pipeline %d of %s", p.ID, project), triggerScopeHint, resp, err))
@@ -92,69 +92,10 @@ func (g *GitLab) FindRunPipeline(ctx context.Context, project string, t Target, 
 
 // PipelineStatus returns the status of one pipeline.
 func (g *GitLab) PipelineStatus(ctx context.Context, project string, t Target, pipelineID int64) (string, error) {
-	p, resp, err := g.api.Pipelines.GetPipeline(projectID(project, t), pipelineID, gitlab.WithContext(ctx))
+	p, resp, err := g.api.Pipelines.GetPipeline(projectID(project, t), pipelineID, g.call(ctx))
 	g.requests.Add(1)
 	if err != nil {
 		return "", permanent(g.apiError(ctx, fmt.Sprintf("get pipeline %d of %s", pipelineID, project), triggerScopeHint, resp, err))
 	}
 	return p.Status, nil
-}
-
-// GraphPlanner plans runs on a scanned graph; Refs give each project's
-// GitLab id and default branch.
-type GraphPlanner struct {
-	Graph *Graph
-	Refs  map[string]ProjectRef
-}
-
-// PlanRun implements Planner.
-func (p *GraphPlanner) PlanRun(roots []string) (*RunPlan, error) {
-	plan, err := p.Graph.Plan(roots)
-	if err != nil {
-		return nil, err
-	}
-	in := map[string]bool{}
-	for _, w := range plan.Waves {
-		for _, path := range w {
-			in[path] = true
-		}
-	}
-	rp := &RunPlan{Waves: plan.Waves, Upstreams: map[string][]string{}, Targets: map[string]Target{}}
-	for path := range in {
-		for _, up := range p.Graph.Project(path).Upstreams {
-			if in[up] {
-				rp.Upstreams[path] = append(rp.Upstreams[path], up)
-			}
-		}
-		ref := p.Refs[path]
-		rp.Targets[path] = Target{ProjectID: ref.ID, Ref: ref.DefaultBranch}
-	}
-	return rp, nil
-}
-
-// refRecorder remembers the projects a source listed, for their ids and
-// default branches.
-type refRecorder struct {
-	Source
-	refs map[string]ProjectRef
-}
-
-func (r *refRecorder) ListProjects(ctx context.Context) ([]ProjectRef, error) {
-	refs, err := r.Source.ListProjects(ctx)
-	r.refs = make(map[string]ProjectRef, len(refs))
-	for _, ref := range refs {
-		r.refs[ref.Path] = ref
-	}
-	return refs, err
-}
-
-// ScanPlanner scans the graph with s and returns a planner for runs on it.
-func ScanPlanner(ctx context.Context, s Scanner) (*GraphPlanner, error) {
-	rec := &refRecorder{Source: s.Source}
-	s.Source = rec
-	g, err := s.Scan(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &GraphPlanner{Graph: g, Refs: rec.refs}, nil
 }

@@ -9,28 +9,57 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	gitlab "gitlab.com/gitlab-org/api/client-go/v2"
 )
+
+// attemptsKey holds, in the context of one request, how many of its
+// attempts have ended: checkRetry runs after each one, the last included,
+// and only the attempts followed by another are retries.
+type attemptsKey struct{}
+
+// call is the request option of every API call: its context, with a count
+// of its attempts. Each call builds its own, so each request (each page
+// of a listing too) counts from zero.
+func (g *GitLab) call(ctx context.Context) gitlab.RequestOptionFunc {
+	return gitlab.WithContext(context.WithValue(ctx, attemptsKey{}, new(atomic.Int32)))
+}
 
 // checkRetry is the retry policy of every GitLab call (see GitLab).
 func (g *GitLab) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return false, ctxErr
 	}
+	lastAttempt := false
+	if attempts, ok := ctx.Value(attemptsKey{}).(*atomic.Int32); ok {
+		lastAttempt = int(attempts.Add(1)) > g.cfg.MaxRetries
+	}
 	if err != nil {
-		method := ""
+		if hostNotFound(err) {
+			return false, nil // a wrong name: see HostNotFoundError
+		}
+		method, path := "", ""
 		if resp != nil && resp.Request != nil {
 			method = resp.Request.Method
 		}
 		var urlErr *url.Error
 		if errors.As(err, &urlErr) {
 			method = strings.ToUpper(urlErr.Op)
+			if u, perr := url.Parse(urlErr.URL); perr == nil {
+				path = u.Path
+			}
 		}
 		if repeatable(method) || neverSent(err) {
-			g.noteRetry("network error", method, "", err)
+			g.noteRetry(lastAttempt, networkCause(err), method, path)
 			return true, nil
 		}
 		return false, nil
+	}
+	g.reached.Store(true)
+	if g.unresolved.Swap(false) {
+		g.log.Info("GitLab host " + g.hostname() + " resolves again")
 	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
@@ -44,20 +73,36 @@ func (g *GitLab) checkRetry(ctx context.Context, resp *http.Response, err error)
 	default:
 		return false, nil
 	}
-	g.noteRetry(resp.Status, resp.Request.Method, resp.Request.URL.Path, nil)
+	g.noteRetry(lastAttempt, resp.Status, resp.Request.Method, resp.Request.URL.Path)
 	return true, nil
 }
 
-func (g *GitLab) noteRetry(why, method, path string, err error) {
+// noteRetry logs one short line per retry: the request without its query
+// (which holds no secret but made lines of 300 characters) and why.
+func (g *GitLab) noteRetry(lastAttempt bool, why, method, path string) {
+	if lastAttempt {
+		return // the caller's error says it gave up
+	}
 	g.retries.Add(1)
-	attrs := []any{"why", why, "method", method}
-	if path != "" {
-		attrs = append(attrs, "path", path)
+	g.log.Warn("GitLab API: retrying", "method", method, "path", path, "why", why)
+}
+
+// networkCause is what failed in a call without an HTTP answer, without
+// the URL: "dial tcp 10.0.0.5:443: connect: connection refused".
+func networkCause(err error) string {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err
 	}
-	if err != nil {
-		attrs = append(attrs, "error", err.Error())
-	}
-	g.log.Warn("GitLab API: retrying", attrs...)
+	return oneLine(err.Error())
+}
+
+// hostNotFound reports a name that does not resolve: NXDOMAIN, or a name
+// without addresses. A DNS time-out or SERVFAIL is not that: the same name
+// may resolve a moment later.
+func hostNotFound(err error) bool {
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr) && dnsErr.IsNotFound
 }
 
 // repeatable methods cannot duplicate an effect when sent twice.
@@ -77,7 +122,7 @@ func neverSent(err error) bool {
 		return true
 	}
 	var dnsErr *net.DNSError
-	return errors.As(err, &dnsErr) && !dnsErr.IsNotFound
+	return errors.As(err, &dnsErr)
 }
 
 // backoff waits what Retry-After asks (429 and 503), else

@@ -46,14 +46,15 @@ func BenchmarkIMAPLogins(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { serve.Process.Kill(); serve.Wait() }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if conn, err := net.Dial("unix", socket); err == nil {
+	served := testenv.WaitUntil(b, 10*time.Second, func() bool {
+		conn, err := net.Dial("unix", socket)
+		if err == nil {
 			conn.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("serve did not start: %s", serveErr.String())
-		}
+		return err == nil
+	})
+	if !served {
+		b.Fatalf("serve did not start: %s", serveErr.String())
 	}
 
 	perlLoop := exec.Command(perl, script, server, pki.CAFile, "127.0.0.1", user)

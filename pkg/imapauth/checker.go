@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opsctl/opsctl/internal/inputerr"
@@ -32,11 +34,19 @@ type Checker struct {
 	dialer  net.Dialer
 	pool    *warmPool // nil without Config.Warm
 
+	// pins are the pins in force, Config.Pins and those of pinFile;
+	// ReloadPins replaces them.
+	pins     atomic.Pointer[pinSet]
+	reload   sync.Mutex // one ReloadPins at a time
+	flagPins []Pin      // Config.Pins, kept by every reload
+	pinFile  string
+
 	background sync.WaitGroup // logouts and warm-ups under way
 }
 
-// NewChecker validates cfg and loads its CA file. Its errors are
-// configuration errors: they name the flag at fault.
+// NewChecker validates cfg and loads its CA file and pin file. Its errors
+// are configuration errors: they name the input at fault (Config.Server,
+// a *CAFileError, a *PinFileError...).
 func NewChecker(cfg Config) (*Checker, error) {
 	host, addr, err := splitServer(cfg.Server, cfg.TLS)
 	if err != nil {
@@ -48,6 +58,18 @@ func NewChecker(cfg Config) (*Checker, error) {
 	if cfg.Warm < 0 {
 		return nil, inputerr.New("Config.Warm", strconv.Itoa(cfg.Warm), "expected 0 or more connections")
 	}
+	flagPins, err := parsePins(cfg.Pins)
+	if err != nil {
+		return nil, err
+	}
+	pins := flagPins
+	if cfg.PinFile != "" {
+		filePins, err := readPinFile(cfg.PinFile)
+		if err != nil {
+			return nil, err
+		}
+		pins = append(slices.Clone(flagPins), filePins...)
+	}
 	tlsConfig, err := newTLSConfig(cfg, host)
 	if err != nil {
 		return nil, err
@@ -56,7 +78,8 @@ func NewChecker(cfg Config) (*Checker, error) {
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	c := &Checker{addr: addr, mode: cfg.TLS, tls: tlsConfig, timeout: timeout}
+	c := &Checker{addr: addr, mode: cfg.TLS, tls: tlsConfig, timeout: timeout, flagPins: flagPins, pinFile: cfg.PinFile}
+	c.pins.Store(&pinSet{pins: pins})
 	if cfg.Warm > 0 {
 		c.pool = newWarmPool(cfg.Warm, warmMaxIdle)
 	}
@@ -79,20 +102,34 @@ func (c *Checker) Check(ctx context.Context, user, password string) (Verdict, er
 	defer cancel()
 
 	verdict, err := c.check(ctx, user, password)
-	if err != nil && verdict == Defer && ctx.Err() != nil {
-		// A closed connection is how the time limit shows up inside the
-		// IMAP client; say what really happened.
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return Defer, fmt.Errorf("%s: no answer within %s (%v)", c.addr, c.timeout, err)
-		}
-		return Defer, fmt.Errorf("%s: %w", c.addr, ctx.Err())
+	if verdict == Defer {
+		err = c.whyEnded(ctx, err)
 	}
 	return verdict, err
+}
+
+// whyEnded is err, or, when ctx (the check's) has ended, what really
+// happened: a closed connection is how the time limit shows up inside the
+// IMAP client.
+func (c *Checker) whyEnded(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil {
+		return err
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%s: no answer within %s (%v)", c.addr, c.timeout, err)
+	}
+	return fmt.Errorf("%s: %w", c.addr, ctx.Err())
 }
 
 func (c *Checker) check(ctx context.Context, user, password string) (Verdict, error) {
 	session, warm := c.pool.take(ctx)
 	c.refill()
+	if session != nil && session.pins != c.pins.Load().generation {
+		// Made ready under pins that a reload has replaced since: the
+		// password goes only where the pins in force would let it.
+		c.retire(session)
+		session, warm = nil, false
+	}
 	if session == nil {
 		var err error
 		if session, err = c.connect(ctx); err != nil {
@@ -111,6 +148,26 @@ func (c *Checker) check(ctx context.Context, user, password string) (Verdict, er
 	return verdict, err
 }
 
+// VerifiedChain connects as Check does, up to the point where LOGIN
+// would be sent, and returns the chain the handshake verified, leaf first
+// and the trusted CA last; then it logs out without sending any
+// credential. The pins, if any, apply as for Check. It is how an admin
+// learns what to pin (PinOf each certificate).
+func (c *Checker) VerifiedChain(ctx context.Context) ([]*x509.Certificate, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	s, err := c.connect(ctx)
+	if err != nil {
+		return nil, c.whyEnded(ctx, err)
+	}
+	c.retire(s)
+	if len(s.chains) == 0 {
+		// Verification always builds a chain; this is not to be reached.
+		return nil, fmt.Errorf("%s: TLS: no verified chain", c.addr)
+	}
+	return s.chains[0], nil
+}
+
 // Prewarm opens the ready connections now instead of at the first check.
 func (c *Checker) Prewarm() { c.refill() }
 
@@ -123,12 +180,16 @@ func (c *Checker) Close() {
 	c.background.Wait()
 }
 
-// session is a connection that is ready for LOGIN: TLS verified, greeting
-// read, capabilities checked.
+// session is a connection that is ready for LOGIN: TLS verified (and its
+// key pinned), greeting read, capabilities checked.
 type session struct {
 	conn   net.Conn
 	client *imapclient.Client
 	ready  time.Time
+	// chains are what the handshake verified, leaf first; pins is the
+	// generation of the pin set they were checked against.
+	chains [][]*x509.Certificate
+	pins   uint64
 }
 
 // connect dials the server and makes a session ready. Every error is a
@@ -147,28 +208,11 @@ func (c *Checker) connect(ctx context.Context) (*session, error) {
 		conn.SetDeadline(deadline)
 	}
 
-	var client *imapclient.Client
-	switch c.mode {
-	case ImplicitTLS:
-		tlsConn := tls.Client(conn, c.tls)
-		if err := tlsConn.HandshakeContext(ctx); err != nil {
-			conn.Close()
-			return nil, describeTLSError(c.addr, err)
-		}
-		client = imapclient.New(tlsConn, nil)
-	case StartTLS:
-		// NewStartTLS sends STARTTLS before anything else and fails unless
-		// the handshake (with verification) succeeds, so no credential can
-		// travel in clear text, whatever the server advertises.
-		client, err = imapclient.NewStartTLS(conn, &imapclient.Options{TLSConfig: c.tls})
-		if err != nil {
-			conn.Close()
-			var imapErr *imap.Error
-			if errors.As(err, &imapErr) {
-				return nil, fmt.Errorf("%s: STARTTLS refused: %v", c.addr, err)
-			}
-			return nil, describeTLSError(c.addr, err)
-		}
+	pins := c.pins.Load()
+	client, chains, err := c.secure(ctx, conn, pins)
+	if err != nil {
+		conn.Close()
+		return nil, err
 	}
 
 	fail := func(err error) (*session, error) {
@@ -199,7 +243,39 @@ func (c *Checker) connect(ctx context.Context) (*session, error) {
 		return fail(fmt.Errorf("%s: server advertises LOGINDISABLED over TLS, LOGIN not sent", c.addr))
 	}
 	conn.SetDeadline(time.Time{})
-	return &session{conn: conn, client: client, ready: time.Now()}, nil
+	return &session{conn: conn, client: client, ready: time.Now(), chains: chains, pins: pins.generation}, nil
+}
+
+// secure makes conn a TLS connection as c.mode says and returns the IMAP
+// client on it, with the chains the handshake verified. pins are checked
+// in the handshake, after the chain and the name and before anything is
+// sent over TLS, resumed sessions included.
+func (c *Checker) secure(ctx context.Context, conn net.Conn, pins *pinSet) (*imapclient.Client, [][]*x509.Certificate, error) {
+	var chains [][]*x509.Certificate
+	tlsConfig := c.tls.Clone() // shares the session cache
+	tlsConfig.VerifyConnection = func(state tls.ConnectionState) error {
+		chains = state.VerifiedChains
+		return pins.verify(state)
+	}
+	if c.mode == ImplicitTLS {
+		tlsConn := tls.Client(conn, tlsConfig)
+		if err := tlsConn.HandshakeContext(ctx); err != nil {
+			return nil, nil, describeTLSError(c.addr, err)
+		}
+		return imapclient.New(tlsConn, nil), chains, nil
+	}
+	// NewStartTLS sends STARTTLS before anything else and fails unless the
+	// handshake (with verification) succeeds, so no credential can travel
+	// in clear text, whatever the server advertises.
+	client, err := imapclient.NewStartTLS(conn, &imapclient.Options{TLSConfig: tlsConfig})
+	if err != nil {
+		var imapErr *imap.Error
+		if errors.As(err, &imapErr) {
+			return nil, nil, fmt.Errorf("%s: STARTTLS refused: %v", c.addr, err)
+		}
+		return nil, nil, describeTLSError(c.addr, err)
+	}
+	return client, chains, nil
 }
 
 // login sends LOGIN on session and retires the session. unanswered
@@ -326,8 +402,11 @@ func describeTLSError(addr string, err error) error {
 		unknownAuthority x509.UnknownAuthorityError
 		hostname         x509.HostnameError
 		invalid          x509.CertificateInvalidError
+		notPinned        *PinMismatchError
 	)
 	switch {
+	case errors.As(err, &notPinned):
+		return fmt.Errorf("%s: %w", addr, notPinned)
 	case errors.As(err, &unknownAuthority):
 		return fmt.Errorf("%s: certificate not trusted (unknown authority; check Config.CAFile): %w", addr, err)
 	case errors.As(err, &hostname):
@@ -342,7 +421,7 @@ func describeTLSError(addr string, err error) error {
 // included. A session reads a certificate chain, a greeting, capabilities
 // and the answers to LOGIN and LOGOUT: a few KiB. The time limit alone
 // would let a server stream gigabytes into memory (go-imap buffers a
-// string or a response line whole) before --timeout ends the check.
+// string or a response line whole) before Config.Timeout ends the check.
 const maxSessionInput = 1 << 20
 
 // errSessionInputTooLarge says the IMAP server sent more than

@@ -310,6 +310,20 @@ func (s *scriptedServer) serve(conn *tls.Conn) {
 	}
 }
 
+// checkerForScripted serves s over TLS with a good certificate of a new
+// test PKI (the other settings of s.tlsConfig kept) and returns a checker
+// of cfg for it that trusts that PKI.
+func checkerForScripted(t *testing.T, s *scriptedServer, cfg Config) *Checker {
+	t.Helper()
+	pki := newTestPKI(t)
+	if s.tlsConfig == nil {
+		s.tlsConfig = &tls.Config{}
+	}
+	s.tlsConfig.Certificates = []tls.Certificate{pki.good(t).TLS}
+	cfg.Server, cfg.CAFile = s.start(t), pki.CAFile
+	return newTestChecker(t, cfg)
+}
+
 func (s *scriptedServer) sawCommand(verb string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -322,8 +336,6 @@ func (s *scriptedServer) sawCommand(verb string) bool {
 }
 
 func TestLoginAnswersMapToVerdicts(t *testing.T) {
-	pki := newTestPKI(t)
-	good := pki.good(t)
 	cases := []struct {
 		reply string
 		want  Verdict
@@ -347,10 +359,8 @@ func TestLoginAnswersMapToVerdicts(t *testing.T) {
 			server := &scriptedServer{
 				greeting:   "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready",
 				loginReply: tc.reply,
-				tlsConfig:  &tls.Config{Certificates: []tls.Certificate{good.TLS}},
 			}
-			addr := server.start(t)
-			checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile})
+			checker := checkerForScripted(t, server, Config{})
 			got, err := checker.Check(context.Background(), "alice", "pw")
 			if got != tc.want {
 				t.Fatalf("verdict %v (%v), want %v", got, err, tc.want)
@@ -360,15 +370,11 @@ func TestLoginAnswersMapToVerdicts(t *testing.T) {
 }
 
 func TestLoginDisabledOverTLSDefersWithoutLogin(t *testing.T) {
-	pki := newTestPKI(t)
-	good := pki.good(t)
 	server := &scriptedServer{
 		greeting:   "* OK [CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=PLAIN] ready",
 		loginReply: "OK Logged in",
-		tlsConfig:  &tls.Config{Certificates: []tls.Certificate{good.TLS}},
 	}
-	addr := server.start(t)
-	checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile})
+	checker := checkerForScripted(t, server, Config{})
 	got, err := checker.Check(context.Background(), "alice", "pw")
 	if got != Defer || err == nil || !strings.Contains(err.Error(), "LOGINDISABLED") {
 		t.Fatalf("verdict %v (%v), want defer naming LOGINDISABLED", got, err)
@@ -379,11 +385,8 @@ func TestLoginDisabledOverTLSDefersWithoutLogin(t *testing.T) {
 }
 
 func TestSilentServerDefersAtTheTimeout(t *testing.T) {
-	pki := newTestPKI(t)
-	good := pki.good(t)
-	server := &scriptedServer{silent: true, tlsConfig: &tls.Config{Certificates: []tls.Certificate{good.TLS}}}
-	addr := server.start(t)
-	checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile, Timeout: 300 * time.Millisecond})
+	server := &scriptedServer{silent: true}
+	checker := checkerForScripted(t, server, Config{Timeout: 300 * time.Millisecond})
 	start := time.Now()
 	got, err := checker.Check(context.Background(), "alice", "pw")
 	if got != Defer || err == nil || !strings.Contains(err.Error(), "no answer within 300ms") {
@@ -395,14 +398,11 @@ func TestSilentServerDefersAtTheTimeout(t *testing.T) {
 }
 
 func TestOldTLSVersionsAreRefused(t *testing.T) {
-	pki := newTestPKI(t)
-	good := pki.good(t)
 	server := &scriptedServer{
 		greeting: "* OK ready", loginReply: "OK Logged in",
-		tlsConfig: &tls.Config{Certificates: []tls.Certificate{good.TLS}, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11},
+		tlsConfig: &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11},
 	}
-	addr := server.start(t)
-	checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile})
+	checker := checkerForScripted(t, server, Config{})
 	if got, err := checker.Check(context.Background(), "alice", "pw"); got != Defer {
 		t.Fatalf("verdict %v (%v) from a TLS 1.1 server, want defer", got, err)
 	}
@@ -412,15 +412,12 @@ func TestOldTLSVersionsAreRefused(t *testing.T) {
 }
 
 func TestLaterChecksResumeTheTLSSession(t *testing.T) {
-	pki := newTestPKI(t)
-	good := pki.good(t)
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		server := &scriptedServer{
 			greeting: "* OK [CAPABILITY IMAP4rev1] ready", loginReply: "OK Logged in",
-			tlsConfig: &tls.Config{Certificates: []tls.Certificate{good.TLS}, MaxVersion: version},
+			tlsConfig: &tls.Config{MaxVersion: version},
 		}
-		addr := server.start(t)
-		checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile})
+		checker := checkerForScripted(t, server, Config{})
 		for range 3 {
 			if got, err := checker.Check(context.Background(), "alice", "pw"); got != Yes {
 				t.Fatalf("verdict %v (%v), want yes", got, err)
@@ -452,14 +449,10 @@ func (s *scriptedServer) log() string {
 }
 
 func TestWarmConnectionServesTheNextCheckAndIsReplaced(t *testing.T) {
-	pki := newTestPKI(t)
-	good := pki.good(t)
 	server := &scriptedServer{
 		greeting: "* OK [CAPABILITY IMAP4rev1] ready", loginReply: "OK Logged in",
-		tlsConfig: &tls.Config{Certificates: []tls.Certificate{good.TLS}},
 	}
-	addr := server.start(t)
-	checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile, Warm: 1})
+	checker := checkerForScripted(t, server, Config{Warm: 1})
 	defer checker.Close()
 	checker.Prewarm()
 	waitFor(t, func() bool { return server.conns.Load() == 1 })
@@ -473,15 +466,11 @@ func TestWarmConnectionServesTheNextCheckAndIsReplaced(t *testing.T) {
 }
 
 func TestDeadWarmConnectionIsReplacedNotDeferred(t *testing.T) {
-	pki := newTestPKI(t)
-	good := pki.good(t)
 	server := &scriptedServer{
 		greeting: "* OK [CAPABILITY IMAP4rev1] ready", loginReply: "OK Logged in",
-		tlsConfig: &tls.Config{Certificates: []tls.Certificate{good.TLS}},
 		dropFirst: 1,
 	}
-	addr := server.start(t)
-	checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile, Warm: 1})
+	checker := checkerForScripted(t, server, Config{Warm: 1})
 	defer checker.Close()
 	checker.Prewarm()
 	waitFor(t, func() bool { return server.dropped.Load() == 1 })
@@ -491,14 +480,10 @@ func TestDeadWarmConnectionIsReplacedNotDeferred(t *testing.T) {
 }
 
 func TestIdleWarmConnectionIsLoggedOut(t *testing.T) {
-	pki := newTestPKI(t)
-	good := pki.good(t)
 	server := &scriptedServer{
 		greeting: "* OK [CAPABILITY IMAP4rev1] ready", loginReply: "OK Logged in",
-		tlsConfig: &tls.Config{Certificates: []tls.Certificate{good.TLS}},
 	}
-	addr := server.start(t)
-	checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile, Warm: 1})
+	checker := checkerForScripted(t, server, Config{Warm: 1})
 	defer checker.Close()
 	checker.pool.maxIdle = 100 * time.Millisecond
 	checker.Prewarm()
@@ -603,12 +588,8 @@ func TestStartTLSJudgesLoginDisabledByTheCapabilitiesOverTLS(t *testing.T) {
 // (here a 2 MiB greeting) would have go-imap buffer it whole until the time
 // limit ends the check; the session stops reading at 1 MiB and defers.
 func TestServerSendingTooMuchIsCutOff(t *testing.T) {
-	pki := newTestPKI(t)
-	good := pki.good(t)
-	server := &scriptedServer{greeting: "* OK [CAPABILITY IMAP4rev1] " + strings.Repeat("x", 2<<20), loginReply: "OK welcome",
-		tlsConfig: &tls.Config{Certificates: []tls.Certificate{good.TLS}}}
-	addr := server.start(t)
-	checker := newTestChecker(t, Config{Server: addr, CAFile: pki.CAFile, Timeout: 10 * time.Second})
+	server := &scriptedServer{greeting: "* OK [CAPABILITY IMAP4rev1] " + strings.Repeat("x", 2<<20), loginReply: "OK welcome"}
+	checker := checkerForScripted(t, server, Config{Timeout: 10 * time.Second})
 	got, err := checker.Check(context.Background(), "alice", "pw")
 	if got != Defer || err == nil || !strings.Contains(err.Error(), "more than 1024 KiB") {
 		t.Fatalf("verdict %v (%v), want defer naming the 1 MiB bound", got, err)

@@ -72,6 +72,19 @@ type Config struct {
 	// Warm is the number of connections kept ready for the next checks
 	// (TLS up, greeting read); 0 connects per check. For daemons.
 	Warm int
+	// Pins, when there are any with those of PinFile, are the keys the
+	// server's chain must hold: each value a pin as ParsePin reads it, or
+	// several sha256//BASE64 joined by ";" as curl writes them. A
+	// connection is then accepted only when the normal verification
+	// succeeds and some certificate of the verified chain (the server's,
+	// an intermediate's or the trusted CA's) has a pinned key; otherwise
+	// the handshake is aborted, before any credential is sent, and the
+	// check defers (PinMismatchError). Two pins allow a key rotation.
+	Pins []string
+	// PinFile is a file of more pins: one a line as ParsePin reads it,
+	// blank lines and # comments skipped, at least one pin. NewChecker
+	// reads it, and Checker.ReloadPins again.
+	PinFile string
 }
 
 // DefaultTimeout is the time one check may take when Config.Timeout is zero.
@@ -151,33 +164,50 @@ var ErrNotRegularFile = errors.New("not a regular file")
 // about 220 KiB.
 const maxCAFile = 16 << 20
 
-// readCAFile reads the PEM bundle at path. Anything but a regular file is
-// refused before it is read: a FIFO would block the start for as long as no
-// one writes to it, and a device such as /dev/zero never ends.
+// readCAFile reads the PEM bundle at path (see readRegularFile).
 func readCAFile(path string) ([]byte, error) {
+	data, err := readRegularFile(path, maxCAFile, "a PEM file of CA certificates")
+	if errors.Is(err, errFileTooLarge) {
+		err = fmt.Errorf("larger than %d MiB, expected a CA bundle", maxCAFile>>20)
+	}
+	if err != nil {
+		return nil, &CAFileError{Path: path, Err: err}
+	}
+	return data, nil
+}
+
+// errFileTooLarge is a file larger than its reader takes.
+var errFileTooLarge = errors.New("file too large")
+
+// readRegularFile reads the file at path, up to limit bytes (more is
+// errFileTooLarge). Anything but a regular file is refused before it is
+// read, as not being want: a FIFO would block the start for as long as no
+// one writes to it, and a device such as /dev/zero never ends. Its errors
+// do not repeat the path.
+func readRegularFile(path string, limit int64, want string) ([]byte, error) {
 	// O_NONBLOCK: opening a FIFO does not wait for a writer.
 	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		var pathErr *fs.PathError
 		if errors.As(err, &pathErr) {
-			err = pathErr.Err // the path is in CAFileError already
+			err = pathErr.Err // the caller names the path
 		}
-		return nil, &CAFileError{Path: path, Err: err}
+		return nil, err
 	}
 	defer file.Close()
 	info, err := file.Stat()
 	if err != nil {
-		return nil, &CAFileError{Path: path, Err: err}
+		return nil, err
 	}
 	if !info.Mode().IsRegular() {
-		return nil, &CAFileError{Path: path, Err: fmt.Errorf("%w (%s), expected a PEM file of CA certificates", ErrNotRegularFile, fileKind(info.Mode()))}
+		return nil, fmt.Errorf("%w (%s), expected %s", ErrNotRegularFile, fileKind(info.Mode()), want)
 	}
-	data, err := io.ReadAll(io.LimitReader(file, maxCAFile+1))
+	data, err := io.ReadAll(io.LimitReader(file, limit+1))
 	if err != nil {
-		return nil, &CAFileError{Path: path, Err: err}
+		return nil, err
 	}
-	if len(data) > maxCAFile {
-		return nil, &CAFileError{Path: path, Err: fmt.Errorf("larger than %d MiB, expected a CA bundle", maxCAFile>>20)}
+	if int64(len(data)) > limit {
+		return nil, errFileTooLarge
 	}
 	return data, nil
 }

@@ -25,7 +25,9 @@ const MetricsMaxConns = 8
 // Run is the whole daemon: it answers ln as Serve does and, with metrics
 // not nil, serves Prometheus /metrics there (the Server's counters, Go's and
 // the process's). The Checker, when it is a *Checker, is warmed first and
-// closed after the last answer. When ctx ends Run stops accepting, lets the
+// closed after the last answer, and each SIGHUP reads its Config.PinFile
+// again (Checker.ReloadPins; a file that cannot be used keeps the pins in
+// force), logged in one line. When ctx ends Run stops accepting, lets the
 // answers under way finish, stops the metrics endpoint and returns what
 // Serve returned.
 func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
@@ -44,6 +46,8 @@ func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
 	}
 	checker, _ := s.Checker.(*Checker)
 	if checker != nil {
+		stopReloading := s.reloadOnHangup(checker)
+		defer stopReloading()
 		checker.Prewarm()
 	}
 	err := s.Serve(ctx, ln)

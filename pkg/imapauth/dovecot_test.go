@@ -206,20 +206,16 @@ service imap-login {
 	})
 
 	// Ready when the auth process answers: the greeting then says "ready".
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	ready := testenv.WaitUntil(t, 15*time.Second, func() bool {
 		select {
 		case <-exited:
 			t.Fatalf("dovecot exited at start:\n%s\n%s", out.String(), readFile(d.logPath))
 		default:
 		}
-		if greeting := readGreeting(d.Plain("127.0.0.1")); strings.Contains(greeting, "ready.") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dovecot not ready within 15s:\n%s\n%s", out.String(), readFile(d.logPath))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return strings.Contains(readGreeting(d.Plain("127.0.0.1")), "ready.")
+	})
+	if !ready {
+		t.Fatalf("dovecot not ready within 15s:\n%s\n%s", out.String(), readFile(d.logPath))
 	}
 	return d
 }

@@ -116,21 +116,22 @@ rcpt:
 	}
 	daemon := startServe(t, exec.Command(binary, "-C", confPath, "-bdf"))
 	stderr, exited := daemon.stderr, daemon.exited
-	for deadline := time.Now().Add(15 * time.Second); ; {
+	listening := testenv.WaitUntil(t, 15*time.Second, func() bool {
 		if c, err := net.Dial("tcp", e.addr); err == nil {
 			c.Close()
-			return e
+			return true
 		}
 		select {
 		case <-exited:
 			t.Fatalf("exim exited: %s\n%s", stderr, e.log())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("exim not listening on %s within 15s: %s\n%s", e.addr, stderr, e.log())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return false
+	})
+	if !listening {
+		t.Fatalf("exim not listening on %s within 15s: %s\n%s", e.addr, stderr, e.log())
 	}
+	return e
 }
 
 // log returns Exim's main, reject and panic logs.
@@ -367,14 +368,17 @@ login_unused:
 func eximThroughServe(t *testing.T, allowUID string) (*exim, *daemonProcess) {
 	t.Helper()
 	d, pki := dovecotWithAllCerts(t)
-	socket := filepath.Join(worldReadableTempDir(t), "imap-auth.sock")
-	cmd := exec.Command(testenv.Opsctl(t), "imap-auth", "serve", "--socket", socket,
-		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile, "--allow-uid", allowUID)
-	p := startServe(t, cmd)
-	waitForSocket(t, p, socket)
+	socket, p := serveDovecot(t, d, pki, "--allow-uid", allowUID)
+	return eximForSocket(t, pki, socket), p
+}
+
+// eximForSocket starts Exim with the ${readsocket} authenticators of
+// docs/imap-auth.md pointed at the daemon's socket.
+func eximForSocket(t *testing.T, pki *testPKI, socket string) *exim {
+	t.Helper()
 	authenticators := docBlock(t, "## Exim with ${readsocket}")
 	if !strings.Contains(authenticators, "/run/opsctl/imap-auth.sock") {
 		t.Fatalf("the documented authenticators do not use /run/opsctl/imap-auth.sock:\n%s", authenticators)
 	}
-	return startExim(t, pki, strings.ReplaceAll(authenticators, "/run/opsctl/imap-auth.sock", socket)), p
+	return startExim(t, pki, strings.ReplaceAll(authenticators, "/run/opsctl/imap-auth.sock", socket))
 }

@@ -121,18 +121,15 @@ func TestCheckSendsNoLoginToAServerWithoutSTARTTLS(t *testing.T) {
 	// The readiness probe only talks to 127.0.0.1: this line is ours.
 	// Dovecot writes it when the login process notices the close, which
 	// may be after our process exited: give its log a moment.
-	sawOurs := false
-	for deadline := time.Now().Add(10 * time.Second); !sawOurs && time.Now().Before(deadline); {
+	sawOurs := testenv.WaitUntil(t, 10*time.Second, func() bool {
+		log = d.Log(t)
 		for _, line := range strings.Split(log, "\n") {
 			if strings.Contains(line, "no auth attempts") && strings.Contains(line, "lip=127.0.0.2") {
-				sawOurs = true
+				return true
 			}
 		}
-		if !sawOurs {
-			time.Sleep(50 * time.Millisecond)
-			log = d.Log(t)
-		}
-	}
+		return false
+	})
 	if !sawOurs {
 		t.Fatalf("Dovecot did not log our connection to 127.0.0.2 as one without auth attempts:\n%s", log)
 	}

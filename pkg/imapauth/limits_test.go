@@ -52,12 +52,8 @@ func TestConnectionLimitsAreSizedFromTheDescriptorLimit(t *testing.T) {
 }
 
 func TestServeRefusesToStartWithCapsTheDescriptorsCannotHold(t *testing.T) {
-	path := socketPath(t)
-	ln, err := ListenUnix(path, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = (&Server{Checker: &passwords{}, MaxConnections: 1 << 30}).Serve(context.Background(), ln)
+	path, ln := listenTestSocket(t)
+	err := (&Server{Checker: &passwords{}, MaxConnections: 1 << 30}).Serve(context.Background(), ln)
 	if err == nil || !strings.Contains(err.Error(), "Server.MaxConnections") {
 		t.Fatalf("Serve with more connections than descriptors: %v", err)
 	}
@@ -103,50 +99,32 @@ func TestRefusedFloodCostsTwoLogLinesAndEveryClientSeesDefer(t *testing.T) {
 	metrics := NewMetrics(prometheus.NewRegistry())
 	server := &Server{Checker: &passwords{}, AllowUIDs: []uint32{uint32(os.Getuid()) + 4242}, Metrics: metrics,
 		Logger: slog.New(slog.NewTextHandler(&log, nil))}
-	path := socketPath(t)
-	ln, err := ListenUnix(path, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	path, ln := listenTestSocket(t)
 	start := time.Now()
-	go func() { done <- server.Serve(ctx, ln) }()
+	serve := serveInBackground(t, server, ln)
 
 	const clients, workers = 3000, 4
-	seen := make(chan string, clients)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < clients; i += workers {
-				if i%3 == 2 {
-					// A flooder that connects and leaves at once.
-					if conn, err := net.Dial("unix", path); err == nil {
-						conn.Close()
-					}
-					seen <- "defer"
-					continue
-				}
-				got, err := eximSees(path, request("alice", "pw"))
-				if got != "defer" {
-					got = got + " (" + err.Error() + ")"
-				}
-				seen <- got
+	seen := inParallel(clients, workers, func(i int) string {
+		if i%3 == 2 {
+			// A flooder that connects and leaves at once.
+			if conn, err := net.Dial("unix", path); err == nil {
+				conn.Close()
 			}
-		}()
-	}
-	wg.Wait()
-	close(seen)
-	for got := range seen {
+			return "defer"
+		}
+		got, err := eximSees(path, request("alice", "pw"))
+		if got != "defer" {
+			got = got + " (" + err.Error() + ")"
+		}
+		return got
+	})
+	for _, got := range seen {
 		if got != "defer" {
 			t.Fatalf("a refused client: Exim would see %q, want defer", got)
 		}
 	}
 	waitFor(t, func() bool { return testutil.ToFloat64(metrics.refused) == clients })
-	cancel()
-	if err := <-done; err != nil {
+	if err := serve.stop(); err != nil {
 		t.Fatal(err)
 	}
 	maxLines := 2 + int(time.Since(start)/server.RepeatLogInterval)
@@ -192,21 +170,33 @@ func TestConnectionsOverThePerUIDCapGetDeferAtOnce(t *testing.T) {
 	}
 }
 
+// testClock is a clock that moves only when the test says.
+type testClock struct{ now time.Time }
+
+func (c *testClock) Now() time.Time          { return c.now }
+func (c *testClock) advance(d time.Duration) { c.now = c.now.Add(d) }
+
+// newTestBurstLog is a burstLog of "refused" events, a minute apart,
+// writing text lines to out and reading the time from clock.
+func newTestBurstLog() (l *burstLog, out *bytes.Buffer, clock *testClock) {
+	out, clock = &bytes.Buffer{}, &testClock{now: time.Unix(1_000_000, 0)}
+	l = newBurstLog(slog.New(slog.NewTextHandler(out, nil)), slog.LevelWarn, "refused", time.Minute)
+	l.now = clock.Now
+	return l, out, clock
+}
+
 // TestBurstLogWritesTheFirstAtOnceAndTheRestAsACount uses a clock of its
 // own: no line depends on real time passing.
 func TestBurstLogWritesTheFirstAtOnceAndTheRestAsACount(t *testing.T) {
-	var out bytes.Buffer
-	now := time.Unix(1_000_000, 0)
-	l := newBurstLog(slog.New(slog.NewTextHandler(&out, nil)), slog.LevelWarn, "refused", time.Minute)
-	l.now = func() time.Time { return now }
+	l, out, clock := newTestBurstLog()
 	l.note(1001, "uid", uint32(1001))
 	for i := range 500 {
 		l.note(uint32(2000+i%12), "uid", uint32(2000+i%12))
 	}
 	if lines := strings.Count(out.String(), "\n"); lines != 1 {
-		t.Fatalf("%d lines within the interval, want 1:\n%s", lines, &out)
+		t.Fatalf("%d lines within the interval, want 1:\n%s", lines, out)
 	}
-	now = now.Add(30 * time.Second)
+	clock.advance(30 * time.Second)
 	l.close() // the daemon stops: the count is written
 	summary := out.String()[strings.Index(out.String(), "\n")+1:]
 	for _, want := range []string{`msg="refused (repeated)"`, "count=500", "since=30s", `uids="2000:42 2001:42`, "others:164"} {
@@ -222,19 +212,16 @@ func TestBurstLogWritesTheFirstAtOnceAndTheRestAsACount(t *testing.T) {
 // TestBurstLogWritesAnEventAfterAQuietIntervalAtOnce: a refusal after a
 // quiet minute is logged with its details again.
 func TestBurstLogWritesAnEventAfterAQuietIntervalAtOnce(t *testing.T) {
-	var out bytes.Buffer
-	now := time.Unix(1_000_000, 0)
-	l := newBurstLog(slog.New(slog.NewTextHandler(&out, nil)), slog.LevelWarn, "refused", time.Minute)
-	l.now = func() time.Time { return now }
+	l, out, clock := newTestBurstLog()
 	l.note(1, "uid", uint32(1))
-	now = now.Add(2 * time.Minute)
+	clock.advance(2 * time.Minute)
 	l.note(2, "uid", uint32(2))
 	if got := out.String(); strings.Count(got, "\n") != 2 || !strings.Contains(got, "uid=2") {
 		t.Fatalf("want two lines, the second with uid=2:\n%s", got)
 	}
 	l.close()
 	if strings.Count(out.String(), "\n") != 2 {
-		t.Fatalf("close wrote a count of nothing:\n%s", &out)
+		t.Fatalf("close wrote a count of nothing:\n%s", out)
 	}
 }
 
@@ -278,5 +265,43 @@ func TestHangUpNeverResetsAClientThatWroteLate(t *testing.T) {
 		case readErr != nil || string(reply) != "defer":
 			t.Fatalf("client %d: read %q, %v; want defer and the end of input", i, reply, readErr)
 		}
+	}
+}
+
+// TestServingIsCalledOnceServeIsSetUp: Serving (where the daemon logs
+// "serving") comes after Serve took its limits from the descriptor limit
+// and its spare descriptor: a test or an admin that lowers the limit once
+// the daemon says it serves used to find Serve still starting, its limits
+// computed from the lowered value ("leaves no room"), the daemon gone.
+func TestServingIsCalledOnceServeIsSetUp(t *testing.T) {
+	devNulls := func() int {
+		entries, _ := os.ReadDir("/proc/self/fd")
+		n := 0
+		for _, entry := range entries {
+			if target, _ := os.Readlink("/proc/self/fd/" + entry.Name()); target == "/dev/null" {
+				n++
+			}
+		}
+		return n
+	}
+	before := devNulls()
+	metrics := NewMetrics(prometheus.NewRegistry())
+	served := make(chan ConnectionLimits, 1)
+	var sparesThen int
+	server := &Server{Checker: &passwords{valid: map[string]string{"alice": "pw"}}, Metrics: metrics, MaxConnections: 7,
+		Serving: func(limits ConnectionLimits) {
+			sparesThen = devNulls() - before
+			served <- limits
+		}}
+	path := startDaemon(t, server)
+	limits := <-served
+	if limits.Total != 7 || testutil.ToFloat64(metrics.limit.WithLabelValues("total")) != 7 {
+		t.Fatalf("Serving got %+v (metric %v), want the limits in force (total 7)", limits, testutil.ToFloat64(metrics.limit.WithLabelValues("total")))
+	}
+	if sparesThen != 1 {
+		t.Fatalf("%d spare descriptors open when Serving was called, want 1", sparesThen)
+	}
+	if got := ask(t, path, request("alice", "pw")); got != "yes" {
+		t.Fatalf("first request after Serving: %q, want yes", got)
 	}
 }

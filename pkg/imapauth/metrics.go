@@ -19,6 +19,8 @@ type Metrics struct {
 	limit     *prometheus.GaugeVec
 	overcap   *prometheus.CounterVec
 	acceptErr prometheus.Counter
+	notPinned prometheus.Counter
+	pinReload *prometheus.CounterVec
 }
 
 // NewMetrics registers the server's series on reg.
@@ -57,6 +59,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "opsctl_imap_auth_malformed_requests_total",
 			Help: "Requests that were not base64(user) SP base64(password) LF.",
 		}),
+		notPinned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "opsctl_imap_auth_pin_mismatches_total",
+			Help: "Logins answered defer because no certificate of the IMAP server's verified chain had a pinned key (the password was not sent).",
+		}),
+		pinReload: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "opsctl_imap_auth_pin_reloads_total",
+			Help: "Readings of the pin file on SIGHUP by result: ok (its pins in force) or failed (the pins in force kept).",
+		}, []string{"result"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "opsctl_imap_auth_imap_logins_in_flight",
 			Help: "IMAP logins being made now.",
@@ -67,7 +77,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.refused, m.malformed, m.inFlight, m.queued,
-		m.open, m.limit, m.overcap, m.acceptErr)
+		m.open, m.limit, m.overcap, m.acceptErr, m.notPinned, m.pinReload)
 	// Make every result visible from the start, so rate() works at once.
 	for _, result := range []string{"yes", "no", "defer"} {
 		m.latency.WithLabelValues(result)
@@ -75,6 +85,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	for _, limit := range []limitName{limitPerUID, limitTotal, limitDescriptors} {
 		m.overcap.WithLabelValues(string(limit))
+	}
+	for _, result := range []string{"ok", "failed"} {
+		m.pinReload.WithLabelValues(result)
 	}
 	return m
 }
@@ -133,5 +146,21 @@ func (m *Metrics) addOpen(d float64) {
 func (m *Metrics) acceptFailed() {
 	if m != nil {
 		m.acceptErr.Inc()
+	}
+}
+
+func (m *Metrics) pinMismatch() {
+	if m != nil {
+		m.notPinned.Inc()
+	}
+}
+
+func (m *Metrics) pinsReloaded(ok bool) {
+	if m != nil {
+		result := "ok"
+		if !ok {
+			result = "failed"
+		}
+		m.pinReload.WithLabelValues(result).Inc()
 	}
 }

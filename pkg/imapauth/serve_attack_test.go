@@ -48,20 +48,48 @@ func serveUnderLimit(t *testing.T, nofile int, socket string, args ...string) *d
 	return p
 }
 
+// dovecotServe is `imap-auth serve` under a descriptor limit, in front of
+// the Dovecot of dovecotWithAllCerts, serving metrics.
+type dovecotServe struct {
+	*daemonProcess
+	dovecot *dovecot
+	pki     *testPKI
+	// dir is world-readable: clients of other uids reach the socket and
+	// the copy of the test binary they run there.
+	dir, socket string
+	metricsPort int
+	metrics     string // 127.0.0.1:metricsPort
+}
+
+// serveDovecotUnderLimit starts Dovecot and `imap-auth serve` in front of
+// it (serveUnderLimit) with --server, --ca-file, --metrics-listen and args.
+func serveDovecotUnderLimit(t *testing.T, nofile int, args ...string) *dovecotServe {
+	t.Helper()
+	d, pki := dovecotWithAllCerts(t)
+	dir := worldReadableTempDir(t)
+	s := &dovecotServe{dovecot: d, pki: pki, dir: dir, socket: filepath.Join(dir, "imap-auth.sock"), metricsPort: freePort(t)}
+	s.metrics = "127.0.0.1:" + strconv.Itoa(s.metricsPort)
+	s.daemonProcess = serveUnderLimit(t, nofile, s.socket, append([]string{"--server", d.Implicit("127.0.0.1"),
+		"--ca-file", pki.CAFile, "--metrics-listen", s.metrics}, args...)...)
+	return s
+}
+
 // waitForLog waits until the daemon's log holds want.
 func waitForLog(t *testing.T, p *daemonProcess, want string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(p.stderr.String(), want) {
+	logged := testenv.WaitUntil(t, 15*time.Second, func() bool {
+		if strings.Contains(p.stderr.String(), want) {
+			return true
+		}
 		select {
 		case <-p.exited:
 			t.Fatalf("serve exited: %s", p.stderr)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not log %q within 15s: %s", want, p.stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	})
+	if !logged {
+		t.Fatalf("serve did not log %q within 15s: %s", want, p.stderr)
 	}
 }
 
@@ -231,17 +259,12 @@ func TestHelperFlood(t *testing.T) {
 // however many clients it refused. The daemon runs with 256 descriptors:
 // refused clients must not hold any.
 func TestServeAnswersEximWhileARefusedUIDFloods(t *testing.T) {
-	d, pki := dovecotWithAllCerts(t)
-	dir := worldReadableTempDir(t)
-	socket := filepath.Join(dir, "imap-auth.sock")
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	p := serveUnderLimit(t, 256, socket, "--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile,
-		"--allow-uid", "Debian-exim", "--metrics-listen", metricsAddr)
+	p := serveDovecotUnderLimit(t, 256, "--allow-uid", "Debian-exim")
+	socket, metricsAddr := p.socket, p.metrics
 	start := time.Now()
-	authenticators := docBlock(t, "## Exim with ${readsocket}")
-	e := startExim(t, pki, strings.ReplaceAll(authenticators, "/run/opsctl/imap-auth.sock", socket))
+	e := eximForSocket(t, p.pki, socket)
 
-	testBinary := copyExecutable(t, os.Args[0], dir)
+	testBinary := copyExecutable(t, os.Args[0], p.dir)
 	flood := startFlood(t, testBinary, attackerUID, socket, "churn", 0)
 	const refusedMetric = "opsctl_imap_auth_refused_clients_total"
 	waitFor(t, func() bool { return metric(t, metricsAddr, refusedMetric) >= 1000 })
@@ -275,15 +298,11 @@ func TestServeAnswersEximWhileARefusedUIDFloods(t *testing.T) {
 // also allowed, still gets Dovecot's answer at once, and the connections
 // over the per-uid cap were answered defer at once.
 func TestServeIdleConnectionsOfOneAllowedUIDLeaveRoomForAnother(t *testing.T) {
-	d, pki := dovecotWithAllCerts(t)
-	dir := worldReadableTempDir(t)
-	socket := filepath.Join(dir, "imap-auth.sock")
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	p := serveUnderLimit(t, 256, socket, "--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile,
-		"--allow-uid", "root", "--allow-uid", strconv.Itoa(attackerUID), "--metrics-listen", metricsAddr)
+	p := serveDovecotUnderLimit(t, 256, "--allow-uid", "root", "--allow-uid", strconv.Itoa(attackerUID))
+	socket, metricsAddr := p.socket, p.metrics
 
 	const idle = 300
-	testBinary := copyExecutable(t, os.Args[0], dir)
+	testBinary := copyExecutable(t, os.Args[0], p.dir)
 	startFlood(t, testBinary, attackerUID, socket, "idle", idle)
 	// Within the daemon's 10s read time-out of the idle connections.
 	if got, err := eximSeesWithin(socket, request("alice", dovecotUsers["alice"]), 5*time.Second); got != "yes" {
@@ -308,14 +327,10 @@ func TestServeIdleConnectionsOfOneAllowedUIDLeaveRoomForAnother(t *testing.T) {
 // flags, two allowed uids fill the total between them; a third allowed
 // uid then gets defer at once, not a hang, and so does root.
 func TestServeTotalConnectionCapCoversEveryUID(t *testing.T) {
-	d, pki := dovecotWithAllCerts(t)
-	dir := worldReadableTempDir(t)
-	socket := filepath.Join(dir, "imap-auth.sock")
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	p := serveUnderLimit(t, 1024, socket, "--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile,
-		"--allow-uid", "root", "--allow-uid", strconv.Itoa(attackerUID), "--allow-uid", strconv.Itoa(otherUID),
-		"--max-connections", "50", "--max-connections-per-uid", "30", "--metrics-listen", metricsAddr)
-	testBinary := copyExecutable(t, os.Args[0], dir)
+	p := serveDovecotUnderLimit(t, 1024, "--allow-uid", "root", "--allow-uid", strconv.Itoa(attackerUID), "--allow-uid", strconv.Itoa(otherUID),
+		"--max-connections", "50", "--max-connections-per-uid", "30")
+	socket, metricsAddr := p.socket, p.metrics
+	testBinary := copyExecutable(t, os.Args[0], p.dir)
 	startFlood(t, testBinary, attackerUID, socket, "idle", 30)
 	startFlood(t, testBinary, otherUID, socket, "idle", 30)
 	overTotal := `opsctl_imap_auth_connections_over_limit_total{limit="total"}`
@@ -340,13 +355,9 @@ func TestServeTotalConnectionCapCoversEveryUID(t *testing.T) {
 // defer at once, not wait in the listen queue; the accept loop must not
 // spin or die, and once descriptors are back the daemon answers again.
 func TestServeOutOfDescriptorsAnswersDeferAndRecovers(t *testing.T) {
-	d, pki := dovecotWithAllCerts(t)
-	dir := worldReadableTempDir(t)
-	socket := filepath.Join(dir, "imap-auth.sock")
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	// --warm 0: no connection to Dovecot opens or closes in the background.
-	p := serveUnderLimit(t, 1024, socket, "--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile,
-		"--warm", "0", "--metrics-listen", metricsAddr)
+	p := serveDovecotUnderLimit(t, 1024, "--warm", "0")
+	socket, metricsAddr := p.socket, p.metrics
 	pid := p.cmd.Process.Pid
 	start := time.Now()
 
@@ -359,22 +370,14 @@ func TestServeOutOfDescriptorsAnswersDeferAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	const clients = 20
-	var wg sync.WaitGroup
-	replies := make(chan string, clients)
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			got, err := eximSeesWithin(socket, request("alice", dovecotUsers["alice"]), 5*time.Second)
-			if got != "defer" {
-				got = fmt.Sprintf("%q (%v)", got, err)
-			}
-			replies <- got
-		}()
-	}
-	wg.Wait()
-	close(replies)
-	for got := range replies {
+	replies := inParallel(clients, clients, func(int) string {
+		got, err := eximSeesWithin(socket, request("alice", dovecotUsers["alice"]), 5*time.Second)
+		if got != "defer" {
+			got = fmt.Sprintf("%q (%v)", got, err)
+		}
+		return got
+	})
+	for _, got := range replies {
 		if got != "defer" {
 			t.Errorf("client while the daemon has no descriptor: Exim would see %s, want defer", got)
 		}
@@ -425,12 +428,8 @@ func lowestFreeDescriptor(t *testing.T, pid int) int {
 // idle connections to the metrics port. The daemon takes only a few; the
 // rest wait in the kernel's listen queue, costing it no descriptor.
 func TestServeMetricsEndpointHoldsFewConnections(t *testing.T) {
-	d, pki := dovecotWithAllCerts(t)
-	socket := filepath.Join(worldReadableTempDir(t), "imap-auth.sock")
-	port := freePort(t)
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(port)
-	p := serveUnderLimit(t, 1024, socket, "--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile,
-		"--metrics-listen", metricsAddr)
+	p := serveDovecotUnderLimit(t, 1024)
+	socket, metricsAddr, port := p.socket, p.metrics, p.metricsPort
 	const idle = 40
 	var conns []net.Conn
 	for range idle {

@@ -50,33 +50,41 @@ func startServe(t *testing.T, cmd *exec.Cmd) *daemonProcess {
 
 func waitForSocket(t *testing.T, p *daemonProcess, path string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	served := testenv.WaitUntil(t, 10*time.Second, func() bool {
 		if conn, err := net.Dial("unix", path); err == nil {
 			conn.Close()
-			return
+			return true
 		}
 		select {
 		case <-p.exited:
 			t.Fatalf("serve exited: %s", p.stderr.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("socket %s not served within 10s: %s", path, p.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	})
+	if !served {
+		t.Fatalf("socket %s not served within 10s: %s", path, p.stderr.String())
 	}
+}
+
+// serveDovecot starts `opsctl imap-auth serve` with args on a socket in a
+// temporary folder that other uids (Exim's) can enter, asking d (the first
+// good address) with the CA of pki, and waits until it serves.
+func serveDovecot(t *testing.T, d *dovecot, pki *testPKI, args ...string) (socket string, p *daemonProcess) {
+	t.Helper()
+	socket = filepath.Join(worldReadableTempDir(t), "imap-auth.sock")
+	cmd := exec.Command(testenv.Opsctl(t), append([]string{"imap-auth", "serve", "--socket", socket,
+		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile}, args...)...)
+	p = startServe(t, cmd)
+	waitForSocket(t, p, socket)
+	return socket, p
 }
 
 func TestServeCommandAgainstDovecot(t *testing.T) {
 	d, pki := dovecotWithAllCerts(t)
-	dir := t.TempDir()
-	socket := filepath.Join(dir, "imap-auth.sock")
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	cmd := exec.Command(testenv.Opsctl(t), "imap-auth", "serve", "--socket", socket,
-		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile, "--metrics-listen", metricsAddr)
-	p := startServe(t, cmd)
-	waitForSocket(t, p, socket)
+	socket, p := serveDovecot(t, d, pki, "--metrics-listen", metricsAddr)
+	cmd := p.cmd
 
 	steps := []struct{ name, raw, want string }{
 		{"good password with spaces", request("alice", dovecotUsers["alice"]), "yes"},
@@ -133,11 +141,7 @@ func TestServeCommandAgainstDovecot(t *testing.T) {
 
 func TestServeCommandCacheSparesIMAPUntilALoginFails(t *testing.T) {
 	d, pki := dovecotWithAllCerts(t)
-	socket := filepath.Join(t.TempDir(), "imap-auth.sock")
-	cmd := exec.Command(testenv.Opsctl(t), "imap-auth", "serve", "--socket", socket,
-		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile, "--cache-ttl", "1m")
-	p := startServe(t, cmd)
-	waitForSocket(t, p, socket)
+	socket, _ := serveDovecot(t, d, pki, "--cache-ttl", "1m")
 	logins := func() int { return strings.Count(d.Log(t), "Login: user=<alice>") }
 	steps := []struct {
 		password, want string
@@ -164,11 +168,7 @@ func TestServeCommandCacheSparesIMAPUntilALoginFails(t *testing.T) {
 
 func TestServeCommandRefusesUIDsNotAllowed(t *testing.T) {
 	d, pki := dovecotWithAllCerts(t)
-	socket := filepath.Join(t.TempDir(), "imap-auth.sock")
-	cmd := exec.Command(testenv.Opsctl(t), "imap-auth", "serve", "--socket", socket,
-		"--server", d.Implicit("127.0.0.1"), "--ca-file", pki.CAFile, "--allow-uid", "nobody", "--allow-uid", "4242")
-	p := startServe(t, cmd)
-	waitForSocket(t, p, socket)
+	socket, p := serveDovecot(t, d, pki, "--allow-uid", "nobody", "--allow-uid", "4242")
 	if got, err := eximSees(socket, request("alice", dovecotUsers["alice"])); got != "defer" {
 		t.Fatalf("root, not in --allow-uid: Exim would see %q (%v); want defer (an empty reply is a 535 in Exim)", got, err)
 	}
@@ -202,13 +202,7 @@ func TestServeCommandUnderSocketActivation(t *testing.T) {
 	p := startServe(t, cmd)
 	// Ask only once the daemon said it serves: until then the kernel queues
 	// connections on the socket we created, which proves nothing.
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.stderr.String(), "serving") {
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not start: %s", p.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForLog(t, p, "serving")
 	ln.Close() // only the daemon's copy is left
 	if got := ask(t, socket, request("alice", dovecotUsers["alice"])); got != "yes" {
 		t.Fatalf("activated daemon answered %q: %s", got, p.stderr.String())

@@ -70,6 +70,12 @@ type Server struct {
 	// descriptor left) is logged: the first at once, the rest as one line
 	// with their count per interval (default 1m).
 	RepeatLogInterval time.Duration
+	// Serving, when set, is called once Serve is ready to answer: its
+	// connection limits (given) in force and its spare descriptor taken,
+	// right before it accepts the first client. A daemon says "serving"
+	// there: said earlier, a client (or a test) acting on it could find
+	// Serve not yet set up.
+	Serving func(ConnectionLimits)
 	// Cache, when set, answers repeated successful logins without IMAP.
 	Cache *Cache
 	// Metrics, when set, counts every answer.
@@ -174,6 +180,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// The accept loop's scratch buffer for the input of the clients it
 	// turns away.
 	drain := make([]byte, 16<<10)
+	if s.Serving != nil {
+		s.Serving(limits)
+	}
 
 	// Requests already being answered outlive ctx by the grace period.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -320,7 +329,7 @@ func (s *Server) admit(ctx context.Context, conn net.Conn, handlers *sync.WaitGr
 // logs it (attrs, when it gets a line of its own).
 // "defer" rather than nothing: no reply at all would reach ${readsocket}
 // as an empty string, which Exim's server_condition takes as a failed
-// authentication (535), so a wrong --allow-uid or a full daemon would turn
+// authentication (535), so a wrong AllowUIDs or a full daemon would turn
 // every login into "wrong password". "defer" is a temporary error (435)
 // and says nothing about any credentials.
 func (s *Server) turnAway(conn net.Conn, event *burstLog, drain []byte, uid uint32, attrs ...any) {
@@ -426,6 +435,9 @@ func (s *Server) Answer(ctx context.Context, user, password string) Verdict {
 		}
 		s.Logger.Info("login rejected", "user", user, "reason", err)
 	default:
+		if notPinned := (*PinMismatchError)(nil); errors.As(err, &notPinned) {
+			s.Metrics.pinMismatch()
+		}
 		s.Logger.Warn("login deferred", "user", user, "reason", err)
 	}
 	s.Metrics.observe(verdict, "imap", time.Since(start))

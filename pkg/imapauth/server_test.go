@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/opsctl/opsctl/internal/testenv"
 )
 
 // checkerFunc lets a test decide the answers of the daemon's checker.
@@ -45,21 +47,90 @@ func (p *passwords) Check(_ context.Context, user, password string) (Verdict, er
 // returns the socket's path.
 func startDaemon(t *testing.T, s *Server) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "auth.sock")
+	path, ln := listenTestSocket(t)
+	serveInBackground(t, s, ln)
+	return path
+}
+
+// listenTestSocket is a fresh UNIX socket listener, made by ListenUnix.
+func listenTestSocket(t *testing.T) (string, net.Listener) {
+	t.Helper()
+	path := socketPath(t)
 	ln, err := ListenUnix(path, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return path, ln
+}
+
+// backgroundServe is a Server serving in a goroutine of the test.
+type backgroundServe struct {
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// serveInBackground runs s.Serve on ln until cancel or stop is called, or
+// the test ends; an error of Serve not collected by stop fails the test.
+func serveInBackground(t *testing.T, s *Server, ln net.Listener) *backgroundServe {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
+	b := &backgroundServe{cancel: cancel, done: make(chan error, 1)}
+	go func() { b.done <- s.Serve(ctx, ln) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := b.stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return path
+	return b
+}
+
+// stop ends Serve's context, waits for Serve and returns its error (once:
+// later calls return nil).
+func (b *backgroundServe) stop() error {
+	var err error
+	b.once.Do(func() {
+		b.cancel()
+		err = <-b.done
+	})
+	return err
+}
+
+// inParallel runs do(0) ... do(n-1) on workers goroutines and returns
+// their results in no particular order.
+func inParallel(n, workers int, do func(i int) string) []string {
+	results := make(chan string, n)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				results <- do(i)
+			}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	var all []string
+	for r := range results {
+		all = append(all, r)
+	}
+	return all
+}
+
+// askAsync sends raw to the daemon from a goroutine (see ask); the channel
+// gets the reply, or what went wrong instead.
+func askAsync(path, raw string) <-chan string {
+	reply := make(chan string, 1)
+	go func() {
+		got, err := askErr(path, raw)
+		if err != nil {
+			got = err.Error()
+		}
+		reply <- got
+	}()
+	return reply
 }
 
 // ask sends raw to the daemon without half-closing and returns all it
@@ -218,29 +289,18 @@ func TestDaemonBoundsConcurrencyAndQueue(t *testing.T) {
 	server := &Server{Checker: checker, MaxConcurrent: 2, MaxQueue: 3}
 	path := startDaemon(t, server)
 
-	replies := make(chan string, 5)
-	var wg sync.WaitGroup
+	var replies []<-chan string
 	for range 5 { // 2 run, 3 wait
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			reply, err := askErr(path, request("alice", "pw"))
-			if err != nil {
-				reply = err.Error()
-			}
-			replies <- reply
-		}()
+		replies = append(replies, askAsync(path, request("alice", "pw")))
 	}
 	waitFor(t, func() bool { return running.Load() == 2 && server.waiting.Load() == 3 })
 	if got := ask(t, path, request("alice", "pw")); got != "defer" {
 		t.Fatalf("request beyond the queue got %q, want defer", got)
 	}
 	close(release)
-	wg.Wait()
-	close(replies)
-	for reply := range replies {
-		if reply != "yes" {
-			t.Errorf("queued request got %q, want yes", reply)
+	for _, reply := range replies {
+		if got := <-reply; got != "yes" {
+			t.Errorf("queued request got %q, want yes", got)
 		}
 	}
 	if maxRunning.Load() != 2 {
@@ -348,31 +408,21 @@ func TestServeFinishesRequestsInFlightOnShutdown(t *testing.T) {
 		<-release
 		return Yes, nil
 	})
-	path := filepath.Join(t.TempDir(), "auth.sock")
-	ln, err := ListenUnix(path, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&Server{Checker: checker}).Serve(ctx, ln) }()
-	reply := make(chan string, 1)
-	go func() {
-		got, err := askErr(path, request("alice", "pw"))
-		if err != nil {
-			got = err.Error()
-		}
-		reply <- got
-	}()
+	// A failed wait must not leave the check, and Serve with it, hanging.
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	defer releaseOnce()
+	path, ln := listenTestSocket(t)
+	serve := serveInBackground(t, &Server{Checker: checker}, ln)
+	reply := askAsync(path, request("alice", "pw"))
 	<-started
-	cancel()
+	serve.cancel()
 	// The listener is closed (and its file gone) while the check still runs.
 	waitFor(t, func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
-	close(release)
+	releaseOnce()
 	if got := <-reply; got != "yes" {
 		t.Fatalf("request in flight at shutdown got %q, want yes", got)
 	}
-	if err := <-done; err != nil {
+	if err := serve.stop(); err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
 }
@@ -384,28 +434,15 @@ func TestServeDefersRequestsStillRunningAfterTheGrace(t *testing.T) {
 		<-ctx.Done() // a login that would never end by itself
 		return Defer, ctx.Err()
 	})
-	path := filepath.Join(t.TempDir(), "auth.sock")
-	ln, err := ListenUnix(path, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&Server{Checker: checker, ShutdownGrace: 50 * time.Millisecond}).Serve(ctx, ln) }()
-	reply := make(chan string, 1)
-	go func() {
-		got, err := askErr(path, request("alice", "pw"))
-		if err != nil {
-			got = err.Error()
-		}
-		reply <- got
-	}()
+	path, ln := listenTestSocket(t)
+	serve := serveInBackground(t, &Server{Checker: checker, ShutdownGrace: 50 * time.Millisecond}, ln)
+	reply := askAsync(path, request("alice", "pw"))
 	<-started
-	cancel()
+	serve.cancel()
 	if got := <-reply; got != "defer" {
 		t.Fatalf("request still running after the grace got %q, want defer", got)
 	}
-	if err := <-done; err != nil {
+	if err := serve.stop(); err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
 }
@@ -475,12 +512,8 @@ func TestActivationListenerReadsSystemdEnvironment(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testenv.WaitUntil(t, 5*time.Second, cond) {
+		t.Fatal("condition not reached within 5s")
 	}
 }
 
@@ -493,15 +526,7 @@ func TestDaemonRefusesClientsWhoseUIDCannotBeChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&Server{Checker: checker}).Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
+	serveInBackground(t, &Server{Checker: checker}, ln)
 	conn, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -530,14 +555,7 @@ func TestCacheKeepsNoLateYesThatARejectionOvertook(t *testing.T) {
 		return No, errors.New("rejected")
 	})
 	path := startDaemon(t, &Server{Checker: checker, Cache: NewCache(time.Minute, 0)})
-	first := make(chan string, 1)
-	go func() {
-		reply, err := askErr(path, request("alice", "old"))
-		if err != nil {
-			reply = err.Error()
-		}
-		first <- reply
-	}()
+	first := askAsync(path, request("alice", "old"))
 	<-firstStarted
 	if got := ask(t, path, request("alice", "old")); got != "no" {
 		t.Fatalf("second check: %q, want no", got)

@@ -309,31 +309,7 @@ func expandBLSValue(value string, env map[string]string) (string, bool) {
 // line is split into words at blanks. Quotes are kept as written (the
 // kernel reads foo="a b" as grub would pass it).
 func expandScriptWords(s string, env map[string]string) []string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '$' {
-			b.WriteByte(s[i])
-			continue
-		}
-		if i+1 < len(s) && s[i+1] == '{' {
-			if end := strings.IndexByte(s[i+2:], '}'); end >= 0 {
-				b.WriteString(env[s[i+2:i+2+end]])
-				i += 2 + end
-				continue
-			}
-		}
-		j := i + 1
-		for j < len(s) && (isASCIIAlnum(s[j]) || s[j] == '_') {
-			j++
-		}
-		if j == i+1 {
-			b.WriteByte('$')
-			continue
-		}
-		b.WriteString(env[s[i+1:j]])
-		i = j - 1
-	}
-	return strings.FieldsFunc(b.String(), func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' })
+	return strings.FieldsFunc(expandScriptString(s, env), func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' })
 }
 
 // BLSBoot is one menu entry that blscfg makes of an entry file: what grub
@@ -623,7 +599,6 @@ func expandScriptString(s string, env map[string]string) string {
 	if !strings.Contains(s, "$") {
 		return s
 	}
-	// The words of expandScriptWords would lose the blanks.
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		if s[i] != '$' {

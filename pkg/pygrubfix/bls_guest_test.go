@@ -2,8 +2,6 @@ package pygrubfix
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -30,14 +28,8 @@ func grubenvBlock(vars ...string) string {
 	return s + strings.Repeat("#", 1024-len(s))
 }
 
-func blsTestdata(t testing.TB, name string) string {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata/bls", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
-}
+// blsTestdata is testdata/bls/name.
+func blsTestdata(t testing.TB, name string) string { return testdataFile(t, "bls", name) }
 
 // el9Tree is Rocky 9 with /boot on a file system of its own: entries with
 // literal options, one of them with $tuned_params/$tuned_initrd (set empty

@@ -199,29 +199,15 @@ func (m *MenuLst) Grub2Text() (string, error) {
 			quote = `"`
 		}
 		fmt.Fprintf(&b, "menuentry %s%s%s {\n", quote, titles[i], quote)
-		kernel := e.Kernel
-		if e.Args != "" {
-			kernel += " " + e.Args
-		}
-		fmt.Fprintf(&b, "\tlinux %s\n", kernel)
+		fmt.Fprintf(&b, "\tlinux %s\n", e.kernelLine())
 		if e.HasInitrd && e.Initrd != "" {
 			fmt.Fprintf(&b, "\tinitrd %s\n", e.Initrd)
 		}
 		b.WriteString("}\n")
 	}
 	text := b.String()
-	back, err := Parse([]byte(text), ParserGrub2, Xen417, FromImage)
-	if err != nil {
-		return "", fmt.Errorf("grub.cfg from %s does not read back: %w", m.Source, err)
-	}
-	if len(back.Entries) != len(m.Entries) || back.Default != m.Default {
-		return "", fmt.Errorf("grub.cfg from %s reads back as %d entries (default %d), want %d (default %d)", m.Source, len(back.Entries), back.Default, len(m.Entries), m.Default)
-	}
-	for i, e := range back.Entries {
-		w := m.Entries[i]
-		if e.Title != titles[i] || e.Kernel != w.Kernel || e.Args != w.Args || e.Initrd != w.Initrd {
-			return "", fmt.Errorf("grub.cfg from %s: entry %d %q reads back as %+v", m.Source, i, w.Title, e)
-		}
+	if err := m.readsBack("grub.cfg", text, ParserGrub2, Xen417, titles); err != nil {
+		return "", err
 	}
 	return text, nil
 }

@@ -7,7 +7,7 @@ import "strings"
 // /usr/lib/kernel/install.d/*.install in the order of their names, for
 // add and for remove: 99 runs after grub2's 20-grub.install has written or
 // removed the kernel's entry and dracut's 50-dracut.install has built its
-// initramfs. It is the name the --kickstart section of earlier releases
+// initramfs. It is the name the KickstartPost section of earlier releases
 // installed a smaller hook under, so that one replaces it.
 const PluginPath = "/etc/kernel/install.d/99-opsctl-pygrub-menulst.install"
 
@@ -15,10 +15,10 @@ const PluginPath = "/etc/kernel/install.d/99-opsctl-pygrub-menulst.install"
 // (for pygrub 4.17) and /boot/grub/menu.lst (for pygrub 4.1) current in a
 // Boot Loader Spec guest: at every kernel add and remove it reads the
 // entries, grubenv and grub.cfg as opsctl does and writes the same two
-// files as `opsctl pygrub menulst --install` (byte for byte: the tests
-// compare them), keeping saved_entry's choice. In a guest without BLS
-// entries it runs the EL7 generator of the --kickstart section when that
-// is installed, else does nothing.
+// files as PlanInstall (byte for byte: the tests compare them), keeping
+// saved_entry's choice. In a guest without BLS entries it runs the EL7
+// generator of the KickstartPost section when that is installed, else
+// does nothing.
 //
 // It runs as root in the guest at every kernel update, so it is careful
 // in the way opsctl is: it writes only in /boot/grub (created 0755 when

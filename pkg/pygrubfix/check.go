@@ -46,10 +46,16 @@ const (
 	ProblemBLS              = "bls-entries"
 )
 
-// The three fixes, as the problems name them.
+// The fixes, as the problems of a Report and the details of CheckGuest
+// name them. A report is advice for the admin who ran opsctl, so these
+// (with fixBLS) name opsctl's own commands and flags: the one place of the
+// package that does, on purpose.
 const (
 	fixPatch   = "patch pygrub on the host (`opsctl pygrub patch`)"
 	fixMenuLst = "write a grub-legacy menu.lst into the guest (`opsctl pygrub menulst`, or `--kickstart` for new installs)"
+	fixStale   = "rewrite it with `opsctl pygrub menulst` and install the kernel hook (`opsctl pygrub menulst --kickstart`)"
+	// fixBLSDisk is fixBLS where only a disk is known, not a mounted guest.
+	fixBLSDisk = "mount its /boot and root, and run `opsctl pygrub menulst --root DIR --install` (see `opsctl pygrub check DIR`)"
 	fixLink    = "link /boot/grub/grub.cfg to ../grub2/grub.cfg in the guest and " + fixPatch
 	fixExt3    = "put /boot on ext3/ext4 instead of XFS (pygrub of Xen 4.1 has no XFS reader)"
 )
@@ -341,7 +347,7 @@ func (r *Report) checkStale(g *guestRoot, grubCfg string) {
 	}
 	want := cfg.Entries[cfg.Default].Kernel
 	if got := r.Entries[r.Default].Kernel; want != "" && got != want {
-		r.add(ProblemStaleMenuLst, fmt.Sprintf("%s boots %s but %s boots %s: menu.lst was not updated after a kernel update; rewrite it with `opsctl pygrub menulst` and install the kernel hook (`opsctl pygrub menulst --kickstart`)", r.Config, got, grubCfg, want))
+		r.add(ProblemStaleMenuLst, fmt.Sprintf("%s boots %s but %s boots %s: menu.lst was not updated after a kernel update; %s", r.Config, got, grubCfg, want, fixStale))
 	}
 }
 

@@ -216,6 +216,15 @@ func (e *Entry) setKernel(val string) error {
 	return nil
 }
 
+// kernelLine is the kernel and its arguments as setKernel reads them back:
+// what menu.lst's kernel and grub.cfg's linux lines say.
+func (e *Entry) kernelLine() string {
+	if e.Args == "" {
+		return e.Kernel
+	}
+	return e.Kernel + " " + e.Args
+}
+
 func (e *Entry) setInitrd(val string) error {
 	path, err := getPath(val)
 	if err != nil {

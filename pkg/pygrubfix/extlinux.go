@@ -4,6 +4,10 @@ import "strings"
 
 // parseExtlinux is ExtLinuxConf.ExtLinuxConfigFile.parse: an entry starts
 // at a "label" line; the default names a label, else entry 0 is booted.
+// Its loop has the shape of parseLegacy's on purpose: each follows its own
+// pygrub parser line by line (they differ in case folding, in what starts
+// an entry and in where the title comes from), so that each can be read
+// against its original.
 func parseExtlinux(lines []string) (*Config, error) {
 	cfg := &Config{}
 	var img []string

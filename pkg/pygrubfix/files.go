@@ -20,8 +20,8 @@ import (
 
 // Size limits of what is read whole.
 const (
-	// maxConfigSize bounds a boot loader config named on the command line
-	// (check FILE, menulst --grub-cfg): pygrub --isconfig reads all of it.
+	// maxConfigSize bounds a boot loader config the caller names (Check of
+	// a file, MenuLstFromFile): pygrub --isconfig reads all of it.
 	// Configs of 50 MB were seen (a grub.cfg listing thousands of
 	// snapshots) and must keep working.
 	maxConfigSize = 64 << 20
@@ -30,9 +30,11 @@ const (
 	maxParserSize = 4 << 20
 )
 
-// InputError is a path given to the package (the value of a flag or an
-// argument of a command) that does not exist or is not the kind of file
-// wanted: the caller's mistake, not a failure to read or write it.
+// InputError is a path the caller gave the package (Check's target,
+// MenuLstFromRoot's root, PlanMenuLstWrite's file...) that does not exist
+// or is not the kind of file wanted: the caller's mistake, not a failure
+// to read or write it. It names the path, not where it came from: the
+// caller says that.
 type InputError struct {
 	Path string
 	Msg  string // what is wrong, and what was expected

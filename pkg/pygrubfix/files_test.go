@@ -124,11 +124,8 @@ func TestGuestReadsRefuseDevicesAndFIFOs(t *testing.T) {
 	root := guestTree(t, map[string]string{
 		"/boot/grub/grub.cfg": "->/dev/zero",
 		"/grub/grub.cfg":      "->../dev/fifo",
-		"/dev/.keep":          "",
+		"/dev/fifo":           guestFIFO,
 	})
-	if err := syscall.Mkfifo(filepath.Join(root, "dev/fifo"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	zero := "/dev/zero"
 	if os.Geteuid() == 0 {
 		if err := syscall.Mknod(filepath.Join(root, "dev/zero"), syscall.S_IFCHR|0o666, 1<<8|5); err != nil {
@@ -381,9 +378,7 @@ func TestReadHostFileLimits(t *testing.T) {
 // FIFO was opened for reading and blocked for ever) and left as it is.
 func TestPatchApplyRefusesAParserSwappedSincePlanned(t *testing.T) {
 	dir := t.TempDir()
-	script := filepath.Join(dir, "pygrub")
-	src := "#!/usr/bin/python\nimport re\ndef parse(l):\n    title_match = re.match('^menuentry [\"\\'](.*)[\"\\'] (.*){', l)\n    return title_match\n"
-	os.WriteFile(script, []byte(src), 0o755)
+	script := regexScript(t, dir, "pygrub", greedyTitle)
 	plan, err := PlanPatch([]string{script})
 	if err != nil {
 		t.Fatal(err)

@@ -7,13 +7,17 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/opsctl/opsctl/internal/testenv"
 )
 
+// guestFIFO, as the content of a guestTree file, makes it a FIFO.
+const guestFIFO = "\x00fifo"
+
 // guestTree writes files (guest path -> content; content "->target" makes a
-// symlink) under a new folder.
+// symlink, guestFIFO a FIFO) under a new folder.
 func guestTree(t testing.TB, files map[string]string) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
@@ -31,6 +35,12 @@ func guestTree(t testing.TB, files map[string]string) string {
 			}
 			continue
 		}
+		if content == guestFIFO {
+			if err := syscall.Mkfifo(host, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		if err := os.WriteFile(host, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -38,9 +48,13 @@ func guestTree(t testing.TB, files map[string]string) string {
 	return root
 }
 
-func corpus(t testing.TB, name string) string {
+// corpus is the grub config testdata/corpus/name.
+func corpus(t testing.TB, name string) string { return testdataFile(t, "corpus", name) }
+
+// testdataFile is the content of testdata/dir/name.
+func testdataFile(t testing.TB, dir, name string) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata/corpus", name))
+	data, err := os.ReadFile(filepath.Join("testdata", dir, name))
 	if err != nil {
 		t.Fatal(err)
 	}

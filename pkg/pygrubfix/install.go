@@ -7,9 +7,11 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/opsctl/opsctl/internal/inputerr"
 )
 
-// Where `menulst --install` writes in the guest. pygrub 4.17 searches
+// Where PlanInstall writes in the guest. pygrub 4.17 searches
 // /boot/grub/grub.cfg (/grub/grub.cfg on a /boot file system of its own)
 // before /boot/grub2/grub.cfg, and pygrub 4.1 reads /boot/grub/menu.lst
 // (/grub/menu.lst) before anything else, so these two files are what each
@@ -21,8 +23,8 @@ const (
 	MenuLstFile   = "/boot/grub/menu.lst"
 )
 
-// Install is the plan of `opsctl pygrub menulst --root DIR --install`: the
-// files that make pygrub 4.17 and 4.1 boot what grub itself boots.
+// Install is the plan PlanInstall makes: the files that make pygrub 4.17
+// and 4.1 boot what grub itself boots.
 type Install struct {
 	Root string
 	// Menu is what the files hold.
@@ -57,8 +59,9 @@ type InstallFile struct {
 // boot; for an EL7 guest (grub.cfg with menuentries, which pygrub 4.17
 // reads itself) /boot/grub/menu.lst for pygrub 4.1. With hook it also
 // installs the kernel-install plugin that rewrites them at every kernel
-// update (BLS guests only). A root that is missing or not a folder is an
-// InputError; /boot/grub is created when missing (the one folder it makes,
+// update (BLS guests only): hook for a guest without BLS entries is an
+// *inputerr.Error of PlanInstall.hook. A root that is missing or not a
+// folder is an InputError; /boot/grub is created when missing (the one folder it makes,
 // inside the guest's /boot). Nothing is written until Apply.
 func PlanInstall(root string, hook bool) (*Install, error) {
 	g, err := openGuestRoot(root)
@@ -85,7 +88,7 @@ func (p *Install) plan(hook bool) error {
 	}
 	if m.bls == nil {
 		if hook {
-			return fmt.Errorf("in the guest %s: --install-hook: no Boot Loader Spec entries (an EL7-style guest installs kernels through new-kernel-pkg, not kernel-install): keep its menu.lst current with the --kickstart %%post section instead", p.Root)
+			return fmt.Errorf("in the guest %s: %w", p.Root, inputerr.New("PlanInstall.hook", "", "no Boot Loader Spec entries (an EL7-style guest installs kernels through new-kernel-pkg, not kernel-install): keep its menu.lst current with the KickstartPost %post section instead"))
 		}
 		return p.add(MenuLstFile, "pygrub 4.1", legacy, false)
 	}
@@ -140,7 +143,7 @@ func (p *Install) add(file, reader, text string, owned bool) error {
 	return nil
 }
 
-// guestContent words a file of the guest that is not what --install can
+// guestContent words a file of the guest that is not what Install can
 // replace (a symlink, a FIFO, a folder): the user named the guest's root,
 // which is fine; its content is not (exit 1, not a usage error).
 func guestContent(err error) error {

@@ -89,7 +89,7 @@ func MenuLstFromFile(file string) (*MenuLst, error) {
 	// file is as good as none.
 	env, _ := readHostFile(filepath.Join(filepath.Dir(real), "grubenv"), fsReadMax, true)
 	if usesBLS(data) {
-		return nil, fmt.Errorf("%s runs blscfg: its entries are Boot Loader Spec files in the guest's /boot/loader/entries, which a grub config file alone does not have; use --root with the guest's root folder", file)
+		return nil, fmt.Errorf("%s runs blscfg: its entries are Boot Loader Spec files in the guest's /boot/loader/entries, which a grub config file alone does not have; use MenuLstFromRoot with the guest's root folder", file)
 	}
 	return newMenuLst(file, data, env)
 }
@@ -170,30 +170,41 @@ func (m *MenuLst) Text() (string, error) {
 		if r := legacyRoot(e.Root); r != "" {
 			fmt.Fprintf(&b, "\troot %s\n", r)
 		}
-		kernel := e.Kernel
-		if e.Args != "" {
-			kernel += " " + e.Args
-		}
-		fmt.Fprintf(&b, "\tkernel %s\n", kernel)
+		fmt.Fprintf(&b, "\tkernel %s\n", e.kernelLine())
 		if e.HasInitrd && e.Initrd != "" {
 			fmt.Fprintf(&b, "\tinitrd %s\n", e.Initrd)
 		}
 	}
 	text := b.String()
-	back, err := Parse([]byte(text), ParserLegacy, Xen41, FromImage)
+	titles := make([]string, len(m.Entries))
+	for i, e := range m.Entries {
+		titles[i] = e.Title
+	}
+	if err := m.readsBack("menu.lst", text, ParserLegacy, Xen41, titles); err != nil {
+		return "", err
+	}
+	return text, nil
+}
+
+// readsBack checks that text, the file what ("menu.lst") written from m,
+// reads through pygrub's parser of rel to m's entries, with the titles
+// titles (as that pygrub shows them), and to m's default: what opsctl
+// writes for pygrub is what pygrub will boot.
+func (m *MenuLst) readsBack(what, text string, parser Parser, rel *Release, titles []string) error {
+	back, err := Parse([]byte(text), parser, rel, FromImage)
 	if err != nil {
-		return "", fmt.Errorf("menu.lst from %s does not read back: %w", m.Source, err)
+		return fmt.Errorf("%s from %s does not read back: %w", what, m.Source, err)
 	}
 	if len(back.Entries) != len(m.Entries) || back.Default != m.Default {
-		return "", fmt.Errorf("menu.lst from %s reads back as %d entries (default %d), want %d (default %d)", m.Source, len(back.Entries), back.Default, len(m.Entries), m.Default)
+		return fmt.Errorf("%s from %s reads back as %d entries (default %d), want %d (default %d)", what, m.Source, len(back.Entries), back.Default, len(m.Entries), m.Default)
 	}
 	for i, e := range back.Entries {
 		w := m.Entries[i]
-		if e.Title != w.Title || e.Kernel != w.Kernel || e.Args != w.Args || e.Initrd != w.Initrd {
-			return "", fmt.Errorf("menu.lst from %s: entry %d %q reads back as %+v", m.Source, i, w.Title, e)
+		if e.Title != titles[i] || e.Kernel != w.Kernel || e.Args != w.Args || e.Initrd != w.Initrd {
+			return fmt.Errorf("%s from %s: entry %d %q reads back as %+v", what, m.Source, i, w.Title, e)
 		}
 	}
-	return text, nil
+	return nil
 }
 
 // PlanMenuLstWrite plans writing menu.lst (or a kickstart section) to

@@ -22,6 +22,9 @@ type FilePatch struct {
 	Old     string
 	New     string
 	Changes []string // what is changed, in words; empty when up to date
+	// Backup is where Apply kept the original ("" before Apply, or when
+	// the file was up to date).
+	Backup string
 
 	write *FileWrite // the file, as read; its folder, held open
 }
@@ -109,7 +112,7 @@ func FindParsers(pygrub string) ([]string, error) {
 			scripts = append(scripts, matches...)
 		}
 		if len(scripts) == 0 {
-			return nil, fmt.Errorf("no pygrub found in %s (give --pygrub PATH)", strings.Join(DefaultPygrubs, ", "))
+			return nil, fmt.Errorf("no pygrub found in %s (give FindParsers.pygrub PATH)", strings.Join(DefaultPygrubs, ", "))
 		}
 	}
 	seen := map[string]bool{}
@@ -291,10 +294,11 @@ func patchSource(path, src string) (FilePatch, error) {
 // Apply writes every changed file: the original is kept as PATH.orig (or
 // PATH.orig.N when that exists), then the new text replaces it through a
 // temporary file, with its mode, owner and extended attributes (see
-// FileWrite). It returns the backups made.
+// FileWrite). It returns the backups made, and sets each file's Backup.
 func (p *PatchPlan) Apply() ([]string, error) {
 	var backups []string
-	for _, f := range p.Files {
+	for i := range p.Files {
+		f := &p.Files[i]
 		if len(f.Changes) == 0 {
 			continue
 		}
@@ -313,6 +317,7 @@ func (p *PatchPlan) Apply() ([]string, error) {
 		if err != nil {
 			return backups, err
 		}
+		f.Backup = backup
 		backups = append(backups, backup)
 	}
 	return backups, nil

@@ -186,9 +186,7 @@ func TestUnifiedDiffHunks(t *testing.T) {
 // script itself holds the menuentry regex, with no GrubConf.py beside it.
 func TestFindParsersPatchesAScriptHoldingTheRegex(t *testing.T) {
 	dir := t.TempDir()
-	script := filepath.Join(dir, "pygrub")
-	src := "#!/usr/bin/python\nimport re\ndef parse(l):\n    title_match = re.match('^menuentry [\"\\'](.*)[\"\\'] (.*){', l)\n    return title_match\n"
-	os.WriteFile(script, []byte(src), 0o755)
+	script := regexScript(t, dir, "pygrub", greedyTitle)
 	paths, err := FindParsers(script)
 	if err != nil || len(paths) != 1 || paths[0] != script {
 		t.Fatalf("FindParsers = %v, %v", paths, err)
@@ -213,14 +211,7 @@ func TestPatchThroughSymlinkedGrubConfPatchesTheTarget(t *testing.T) {
 	if err := os.Symlink(grubConf, link); err != nil {
 		t.Fatal(err)
 	}
-	paths, err := FindParsers(link)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := PlanPatch(paths)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := planPatchOf(t, link)
 	if _, err := plan.Apply(); err != nil {
 		t.Fatal(err)
 	}
@@ -309,6 +300,19 @@ func TestPatchKeepsTheFilesExtendedAttributes(t *testing.T) {
 	}
 }
 
+// regexScript writes dir/name, a pygrub script holding the menuentry regex
+// itself (no GrubConf.py beside it), title its title pattern (greedyTitle,
+// fixedTitle).
+func regexScript(t *testing.T, dir, name, title string) string {
+	t.Helper()
+	script := filepath.Join(dir, name)
+	src := "#!/usr/bin/python\nimport re\ndef parse(l):\n    title_match = re.match('^menuentry " + title + "', l)\n    return title_match\n"
+	if err := os.WriteFile(script, []byte(src), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return script
+}
+
 // planPatchOf plans the patch of the parsers pygrub script uses.
 func planPatchOf(t *testing.T, script string) *PatchPlan {
 	t.Helper()
@@ -321,4 +325,24 @@ func planPatchOf(t *testing.T, script string) *PatchPlan {
 		t.Fatal(err)
 	}
 	return plan
+}
+
+// TestPatchApplyNamesEachFilesBackup: after Apply every file of the plan
+// says where its original went, "" for a file that was up to date, so that
+// a report pairs each file with its own backup.
+func TestPatchApplyNamesEachFilesBackup(t *testing.T) {
+	dir := t.TempDir()
+	fixed, greedy := regexScript(t, dir, "a-fixed", fixedTitle), regexScript(t, dir, "b-greedy", greedyTitle)
+	plan, err := PlanPatch([]string{fixed, greedy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plan.Close()
+	backups, err := plan.Apply()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Files[0].Backup != "" || plan.Files[1].Backup != greedy+".orig" || len(backups) != 1 || backups[0] != greedy+".orig" {
+		t.Errorf("backups %v; files %q %q, want \"\" and %s.orig", backups, plan.Files[0].Backup, plan.Files[1].Backup, greedy)
+	}
 }

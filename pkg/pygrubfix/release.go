@@ -1,14 +1,16 @@
 package pygrubfix
 
 import (
-	"fmt"
 	"regexp"
+	"strconv"
+
+	"github.com/opsctl/opsctl/internal/inputerr"
 )
 
 // Release is a pygrub as shipped with one Xen release: where it looks for a
 // boot loader config and how its grub2 parser reads one.
 type Release struct {
-	// Name is the Xen version as given to --xen: "4.17" or "4.1".
+	// Name is the Xen version LookupRelease knows it by: "4.17" or "4.1".
 	Name string
 	// Search is the list of config files pygrub tries, in order, on each
 	// partition of the guest's disk.
@@ -98,7 +100,9 @@ func concat(lists ...[]Candidate) []Candidate {
 	return out
 }
 
-// LookupRelease returns the Release named by --xen.
+// LookupRelease returns the Release of the Xen version name: "4.17" (or
+// ""), "4.1" and its point releases 4.1.0 to 4.1.2. Another name is an
+// *inputerr.Error of Release.Name.
 func LookupRelease(name string) (*Release, error) {
 	switch name {
 	case "4.17", "":
@@ -106,5 +110,5 @@ func LookupRelease(name string) (*Release, error) {
 	case "4.1", "4.1.0", "4.1.1", "4.1.2":
 		return Xen41, nil
 	}
-	return nil, fmt.Errorf("--xen %q: expected 4.17 or 4.1", name)
+	return nil, inputerr.New("Release.Name", strconv.Quote(name), "expected 4.17 or 4.1")
 }

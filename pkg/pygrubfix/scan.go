@@ -12,14 +12,17 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	libvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/opsctl/opsctl/internal/inputerr"
 )
 
-// DefaultURI is the libvirt URI scan connects to.
+// DefaultURI is the libvirt URI of the local Xen toolstack.
 const DefaultURI = "xen:///system"
 
 // Guest is a libvirt domain booted by pygrub.
@@ -56,14 +59,15 @@ func goLibvirtDials(transport string) bool {
 	return false
 }
 
-// ParseURI checks a libvirt URI for scan.
+// ParseURI checks a libvirt URI for Scan. A URI that is not one, or whose
+// transport go-libvirt cannot dial, is an *inputerr.Error of ParseURI.uri.
 func ParseURI(uri string) (*url.URL, error) {
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme == "" {
-		return nil, fmt.Errorf("--connect %q: expected a libvirt URI such as xen:///system or test:///path/node.xml?socket=/run/libvirt/libvirt-sock", uri)
+		return nil, inputerr.New("ParseURI.uri", strconv.Quote(uri), "expected a libvirt URI such as xen:///system or test:///path/node.xml?socket=/run/libvirt/libvirt-sock")
 	}
 	if _, transport, ok := strings.Cut(u.Scheme, "+"); ok && !goLibvirtDials(transport) {
-		return nil, fmt.Errorf("--connect %q: unsupported transport %q (expected unix, tcp, tls, ssh, libssh or libssh2)", uri, transport)
+		return nil, inputerr.New("ParseURI.uri", strconv.Quote(uri), fmt.Sprintf("unsupported transport %q (expected unix, tcp, tls, ssh, libssh or libssh2)", transport))
 	}
 	return u, nil
 }
@@ -297,9 +301,9 @@ func blsHint(config, stderr string) string {
 	}
 	switch {
 	case strings.Contains(stderr, "Unknown directive blscfg"):
-		return "; grub.cfg runs blscfg: a Boot Loader Spec guest (EL8/EL9) whose entries pygrub cannot read; fix: mount its /boot and root, and run `opsctl pygrub menulst --root DIR --install` (see `opsctl pygrub check DIR`)"
+		return "; grub.cfg runs blscfg: a Boot Loader Spec guest (EL8/EL9) whose entries pygrub cannot read; fix: " + fixBLSDisk
 	case strings.Contains(stderr, "too many values to unpack"):
-		return "; this is how pygrub fails on the grub.cfg of a Boot Loader Spec guest (EL8/EL9: set kernelopts=\"root=...\" before blscfg); fix: mount its /boot and root, and run `opsctl pygrub menulst --root DIR --install` (see `opsctl pygrub check DIR`)"
+		return "; this is how pygrub fails on the grub.cfg of a Boot Loader Spec guest (EL8/EL9: set kernelopts=\"root=...\" before blscfg); fix: " + fixBLSDisk
 	}
 	return ""
 }
@@ -318,6 +322,19 @@ func lastMeaningfulLine(stderr string, err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// CheckGuests checks every guest as CheckGuest does, one after the other
+// (pygrub on a disk is quick, and the host is about to reboot: no load to
+// add), and returns the domains that would not boot, in the guests' order.
+func CheckGuests(ctx context.Context, guests []Guest, override string) (unbootable []string) {
+	for i := range guests {
+		CheckGuest(ctx, &guests[i], override)
+		if !guests[i].Check.Bootable {
+			unbootable = append(unbootable, guests[i].Domain)
+		}
+	}
+	return unbootable
 }
 
 // CheckGuest checks every disk of g with the host's pygrub; the guest

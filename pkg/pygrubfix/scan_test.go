@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -57,6 +58,32 @@ func TestParseURIRejectsTransportsGoLibvirtCannotDial(t *testing.T) {
 	} {
 		if _, err := ParseURI(uri); (err == nil) != ok {
 			t.Errorf("ParseURI(%q): %v, want ok=%v", uri, err, ok)
+		}
+	}
+}
+
+// TestCheckGuestsNamesTheGuestsThatWouldNotBoot runs the real pygrub on an
+// EL7 disk, and on guests it cannot check (no disk, a bootloader missing on
+// this host): those are the ones CheckGuests names, in order.
+func TestCheckGuestsNamesTheGuestsThatWouldNotBoot(t *testing.T) {
+	pygrub := needPygrub(t)
+	good := ext2Image(t, guestTree(t, map[string]string{
+		"/grub2/grub.cfg":                       corpus(t, "centos7.cfg"),
+		"/vmlinuz-3.10.0-1160.el7.x86_64":       "k",
+		"/initramfs-3.10.0-1160.el7.x86_64.img": "i",
+	}))
+	guests := []Guest{
+		{Domain: "nodisk", Bootloader: pygrub},
+		{Domain: "el7", Bootloader: pygrub, Disks: []string{good}},
+		{Domain: "oldhost", Bootloader: "/usr/lib/xen-4.1/bin/pygrub", Disks: []string{good}},
+	}
+	unbootable := CheckGuests(context.Background(), guests, "")
+	if strings.Join(unbootable, ",") != "nodisk,oldhost" {
+		t.Errorf("unbootable %v, want nodisk and oldhost", unbootable)
+	}
+	for _, g := range guests {
+		if g.Check == nil || g.Check.Bootable != (g.Domain == "el7") || g.Check.Detail == "" {
+			t.Errorf("%s: check %+v", g.Domain, g.Check)
 		}
 	}
 }

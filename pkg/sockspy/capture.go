@@ -305,7 +305,8 @@ func (c *Capture) openGather() {
 	}
 	c.gather = pipePair{fds[0], fds[1]}
 	// Only the write end: splice(2) from a non-blocking pipe into another
-	// pipe (a `-w -` reader) would not wait for that reader either.
+	// pipe (stdout piped into a live reader) would not wait for that
+	// reader either.
 	if err := unix.SetNonblock(fds[1], true); err != nil {
 		c.gather.close()
 		c.gather = pipePair{-1, -1}

@@ -29,6 +29,28 @@ func serveStream(t *testing.T, path string, handle func(net.Conn)) {
 	}()
 }
 
+// serveDatagrams binds a UNIX datagram socket at path and runs handle on
+// each datagram it receives (srv is the socket, to reply from), until the
+// test ends.
+func serveDatagrams(t *testing.T, path string, handle func(srv *net.UnixConn, msg []byte, from *net.UnixAddr)) {
+	t.Helper()
+	srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := srv.ReadFromUnix(buf)
+			if err != nil {
+				return
+			}
+			handle(srv, buf[:n], from)
+		}
+	}()
+}
+
 // runProxy starts p in-process (so the race detector sees it) and returns
 // once it serves. stop ends it and returns what Run returned.
 func runProxy(p *Proxy) (stop func() error) {
@@ -57,7 +79,15 @@ func proxyToFile(t *testing.T, dir, target string) (*Plan, *Capture, *os.File) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := os.Create(filepath.Join(dir, "cap.pcap"))
+	capture, out := pcapFile(t, filepath.Join(dir, "cap.pcap"))
+	return plan, capture, out
+}
+
+// pcapFile creates a pcap capture into a new file at path, which is
+// closed when the test ends (the test closes the capture).
+func pcapFile(t *testing.T, path string) (*Capture, *os.File) {
+	t.Helper()
+	out, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,5 +96,5 @@ func proxyToFile(t *testing.T, dir, target string) (*Plan, *Capture, *os.File) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return plan, capture, out
+	return capture, out
 }

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/opsctl/opsctl/internal/inputerr"
 	"github.com/opsctl/opsctl/internal/sockfile"
 )
 
@@ -41,7 +42,8 @@ func (o *Output) Streaming() bool { return o.info.Mode&unix.S_IFMT == unix.S_IFI
 //     descriptors: those are used as they are.
 //
 // Anything else (a link, a folder, a device, a socket, a missing folder)
-// is an *InputError naming path.
+// is an *inputerr.Error naming the input OpenOutput.path; other errors name
+// it too.
 func OpenOutput(path string) (*Output, error) {
 	if fd, ok := ownDescriptor(path); ok {
 		return openDescriptor(path, fd)
@@ -67,21 +69,21 @@ func OpenOutput(path string) (*Output, error) {
 		unix.Close(pathFD)
 		return o, err
 	}
-	return nil, fmt.Errorf("-w %s: it keeps appearing and disappearing", path)
+	return nil, fmt.Errorf("OpenOutput.path %s: it keeps appearing and disappearing", path)
 }
 
-// outputOpenError turns an open error into one line naming -w.
+// outputOpenError turns an open error into one line naming the path.
 func outputOpenError(path string, err error) error {
 	dir := filepath.Dir(path)
 	switch {
 	case errors.Is(err, unix.ENOENT):
-		return inputErrorf("-w %s: folder %s does not exist", path, dir)
+		return outputInputError(path, fmt.Sprintf("folder %s does not exist", dir))
 	case errors.Is(err, unix.ENOTDIR):
-		return inputErrorf("-w %s: %s is not a folder", path, dir)
+		return outputInputError(path, fmt.Sprintf("%s is not a folder", dir))
 	case errors.Is(err, unix.ELOOP):
-		return inputErrorf("-w %s: too many symbolic links in the folders above it", path)
+		return outputInputError(path, "too many symbolic links in the folders above it")
 	}
-	return fmt.Errorf("-w %s: %w", path, err)
+	return fmt.Errorf("OpenOutput.path %s: %w", path, err)
 }
 
 // reopen checks the file pathFD refers to and opens that very file for
@@ -89,7 +91,7 @@ func outputOpenError(path string, err error) error {
 func reopen(path string, pathFD int) (*Output, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(pathFD, &st); err != nil {
-		return nil, fmt.Errorf("-w %s: %w", path, err)
+		return nil, fmt.Errorf("OpenOutput.path %s: %w", path, err)
 	}
 	if err := checkOutputKind(path, &st); err != nil {
 		return nil, err
@@ -97,7 +99,7 @@ func reopen(path string, pathFD int) (*Output, error) {
 	// A FIFO waits here for its reader, as when writing to it any other way.
 	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(pathFD), unix.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("-w %s: %w", path, err)
+		return nil, fmt.Errorf("OpenOutput.path %s: %w", path, err)
 	}
 	o, err := newOutput(path, fd)
 	if err != nil {
@@ -106,7 +108,7 @@ func reopen(path string, pathFD int) (*Output, error) {
 	if o.regular {
 		if err := unix.Ftruncate(fd, 0); err != nil {
 			o.Close()
-			return nil, fmt.Errorf("-w %s: truncating: %w", path, err)
+			return nil, fmt.Errorf("OpenOutput.path %s: truncating: %w", path, err)
 		}
 		if o.info.Mode&0o7777 != 0o600 {
 			o.NotPrivate = unix.Fchmod(fd, 0o600)
@@ -119,7 +121,7 @@ func newOutput(path string, fd int) (*Output, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("-w %s: %w", path, err)
+		return nil, fmt.Errorf("OpenOutput.path %s: %w", path, err)
 	}
 	return &Output{
 		File:    os.NewFile(uintptr(fd), path),
@@ -129,6 +131,12 @@ func newOutput(path string, fd int) (*Output, error) {
 	}, nil
 }
 
+// outputInputError is path, which the capture cannot be written to as
+// given, and why.
+func outputInputError(path, problem string) error {
+	return inputerr.New("OpenOutput.path", path, problem)
+}
+
 // checkOutputKind refuses what a capture must not be written into.
 func checkOutputKind(path string, st *unix.Stat_t) error {
 	switch st.Mode & unix.S_IFMT {
@@ -136,7 +144,7 @@ func checkOutputKind(path string, st *unix.Stat_t) error {
 		// Another name of the same file may be anywhere, say /etc/shadow
 		// linked by a user where fs.protected_hardlinks is off.
 		if st.Nlink > 1 {
-			return inputErrorf("-w %s: has %d hard links; refusing to overwrite a file that has other names: remove it or choose another name", path, st.Nlink)
+			return outputInputError(path, fmt.Sprintf("has %d hard links; refusing to overwrite a file that has other names: remove it or choose another name", st.Nlink))
 		}
 		return nil
 	case unix.S_IFIFO:
@@ -145,18 +153,18 @@ func checkOutputKind(path string, st *unix.Stat_t) error {
 		if isNullDevice(st) {
 			return nil
 		}
-		return inputErrorf("-w %s: is a device; expected a regular file, a FIFO or -", path)
+		return outputInputError(path, "is a device; expected a regular file, a FIFO or -")
 	case unix.S_IFBLK:
-		return inputErrorf("-w %s: is a device; expected a regular file, a FIFO or -", path)
+		return outputInputError(path, "is a device; expected a regular file, a FIFO or -")
 	case unix.S_IFLNK:
 		target, _ := os.Readlink(path)
-		return inputErrorf("-w %s: is a symbolic link (to %s); opsctl does not follow it: name the file itself", path, target)
+		return outputInputError(path, fmt.Sprintf("is a symbolic link (to %s); opsctl does not follow it: name the file itself", target))
 	case unix.S_IFDIR:
-		return inputErrorf("-w %s: is a folder; expected a file to write", path)
+		return outputInputError(path, "is a folder; expected a file to write")
 	case unix.S_IFSOCK:
-		return inputErrorf("-w %s: is a socket; expected a regular file, a FIFO or -", path)
+		return outputInputError(path, "is a socket; expected a regular file, a FIFO or -")
 	}
-	return inputErrorf("-w %s: is not a regular file", path)
+	return outputInputError(path, "is not a regular file")
 }
 
 // isNullDevice: /dev/null's device numbers (1, 3) on Linux. Writing the
@@ -166,7 +174,7 @@ func isNullDevice(st *unix.Stat_t) bool {
 }
 
 // ownDescriptor recognises the names of opsctl's own open descriptors:
-// /dev/stdout, /dev/fd/N (bash's process substitution, `-w >(...)`) and
+// /dev/stdout, /dev/fd/N (bash's process substitution, `>(...)`) and
 // /proc/self/fd/N. They are links, but into /proc/self, which no other
 // user can change.
 func ownDescriptor(path string) (int, bool) {
@@ -188,17 +196,17 @@ func ownDescriptor(path string) (int, bool) {
 func openDescriptor(path string, fd int) (*Output, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, inputErrorf("-w %s: not an open descriptor of opsctl", path)
+		return nil, outputInputError(path, "not an open descriptor of opsctl")
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFCHR && !isNullDevice(&st) {
-		return nil, inputErrorf("-w %s: is a terminal or device; pipe the capture (| wireshark -k -i -) or redirect it to a file", path)
+		return nil, outputInputError(path, "is a terminal or device; pipe the capture (| wireshark -k -i -) or redirect it to a file")
 	}
 	if k := st.Mode & unix.S_IFMT; k != unix.S_IFREG && k != unix.S_IFIFO && k != unix.S_IFCHR {
-		return nil, inputErrorf("-w %s: is a %s; expected a regular file or a pipe", path, (sockfile.Info{Mode: st.Mode}).Kind())
+		return nil, outputInputError(path, fmt.Sprintf("is a %s; expected a regular file or a pipe", (sockfile.Info{Mode: st.Mode}).Kind()))
 	}
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("-w %s: %w", path, err)
+		return nil, fmt.Errorf("OpenOutput.path %s: %w", path, err)
 	}
 	o, err := newOutput(path, dup)
 	if err != nil {

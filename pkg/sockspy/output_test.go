@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/opsctl/opsctl/internal/inputerr"
 )
 
 // TestOpenOutputTakesWhatTheUserMeant: the kinds of -w that are written
@@ -70,7 +72,7 @@ func TestOpenOutputTakesWhatTheUserMeant(t *testing.T) {
 }
 
 // TestOpenOutputRefusesWhatIsNotAFileToWrite: every refusal is an
-// *InputError (a usage error) naming -w, and touches nothing.
+// *inputerr.Error naming the input OpenOutput.path, and touches nothing.
 func TestOpenOutputRefusesWhatIsNotAFileToWrite(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "target")
@@ -95,8 +97,8 @@ func TestOpenOutputRefusesWhatIsNotAFileToWrite(t *testing.T) {
 	}
 	for path, want := range cases {
 		_, err := OpenOutput(path)
-		var inputErr *InputError
-		if !errors.As(err, &inputErr) || !strings.Contains(err.Error(), "-w "+path+": "+want) {
+		var inputErr *inputerr.Error
+		if !errors.As(err, &inputErr) || !strings.Contains(err.Error(), "OpenOutput.path "+path+": "+want) {
 			t.Errorf("%s: %v, want an input error with %q", path, err, want)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/opsctl/opsctl/internal/testenv"
 )
 
 // pipeSizes maps the pipes this process holds, by inode (both ends of a
@@ -95,12 +97,11 @@ func TestConnectionPipesGrowOnlyWhenBusy(t *testing.T) {
 	// says: each direction's goroutine makes its forwarding pipe when it
 	// starts, which may come after the other direction forwarded.
 	pipesAre := func(ok func(small, full int) bool) (small, full int) {
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		testenv.WaitUntil(t, 5*time.Second, func() bool {
 			small, full = connPipes()
-			if ok(small, full) || time.Now().After(deadline) {
-				return small, full
-			}
-		}
+			return ok(small, full)
+		})
+		return small, full
 	}
 
 	quiet, err := net.Dial("unix", plan.Listen)

@@ -1,19 +1,18 @@
 package sockspy
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/opsctl/opsctl/internal/inputerr"
 	"github.com/opsctl/opsctl/internal/sockfile"
 )
 
@@ -49,7 +48,8 @@ func (t SocketType) network() string {
 	return "unix"
 }
 
-// Config is what the user asked for.
+// Config is what the user asked for. Errors about it name its fields
+// ("Config.Socket"), see NewPlan.
 type Config struct {
 	// Socket is the socket to capture: a path, or @name for the abstract
 	// namespace.
@@ -82,39 +82,34 @@ type Plan struct {
 	UID, GID int
 	HasOwner bool
 
-	// socketID is the socket file --swap checked: the one it moves aside,
-	// and nothing that took its name since.
+	// socketID is the socket file NewPlan checked for swap mode: the one
+	// it moves aside, and nothing that took its name since.
 	socketID sockfile.ID
 }
 
-// InputError is an error in a path the user named: one that does not
-// exist, or is not the kind of file expected (a folder where a file is
-// wanted, a missing folder for a file to create, a path too long for a
-// socket). The command reports it as a usage error.
-type InputError struct{ Err error }
-
-func (e *InputError) Error() string { return e.Err.Error() }
-func (e *InputError) Unwrap() error { return e.Err }
-
-func inputErrorf(format string, args ...any) error {
-	return &InputError{Err: fmt.Errorf(format, args...)}
-}
+// An input that cannot be used as given (a path that does not exist, is
+// not the kind of file expected, or is too long for a socket address, a
+// missing folder for a file to create) is an *inputerr.Error naming it in
+// this package's terms: "Config.Socket", "OpenOutput.path". Every other
+// error of the package (permissions, a socket nobody serves, a leftover of
+// an earlier capture) is not, though its message names the input too.
 
 // NewPlan checks cfg against the system and returns the plan, or an error
-// naming the input that is wrong and what was expected.
+// naming the input that is wrong (Config.Socket, Config.Listen,
+// Config.Swap) and what was expected.
 func NewPlan(cfg Config) (*Plan, error) {
 	if cfg.Socket == "" {
-		return nil, errors.New("--socket: expected a socket path or @name")
+		return nil, inputerr.New("Config.Socket", "", "expected a socket path or @name")
 	}
 	if cfg.Swap == (cfg.Listen != "") {
-		return nil, errors.New("expected exactly one of --listen PROXY and --swap")
+		return nil, inputerr.New("Config.Listen", "", "expected exactly one of Config.Listen and Config.Swap")
 	}
 	p := &Plan{Socket: cfg.Socket, Swap: cfg.Swap, Target: cfg.Socket, Listen: cfg.Listen}
 	if !isAbstract(cfg.Socket) {
 		if err := sockfile.CheckPath(cfg.Socket); err != nil {
-			return nil, &InputError{Err: fmt.Errorf("--socket %s: %w", cfg.Socket, err)}
+			return nil, &inputerr.Error{Name: "Config.Socket", Value: cfg.Socket, Problem: err.Error(), Err: err}
 		}
-		// --swap moves the file at the path itself: a link to a socket
+		// Swap mode moves the file at the path itself: a link to a socket
 		// would be moved, not the socket.
 		stat := os.Stat
 		if cfg.Swap {
@@ -122,17 +117,18 @@ func NewPlan(cfg Config) (*Plan, error) {
 		}
 		st, err := stat(cfg.Socket)
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-			return nil, inputErrorf("--socket %s: %w", cfg.Socket, unwrapPathError(err))
+			cause := unwrapPathError(err)
+			return nil, &inputerr.Error{Name: "Config.Socket", Value: cfg.Socket, Problem: cause.Error(), Err: cause}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("--socket %s: %w", cfg.Socket, unwrapPathError(err))
+			return nil, fmt.Errorf("Config.Socket %s: %w", cfg.Socket, unwrapPathError(err))
 		}
 		if st.Mode()&fs.ModeSymlink != 0 {
 			target, _ := filepath.EvalSymlinks(cfg.Socket)
-			return nil, inputErrorf("--swap: %s is a symbolic link to %s: swap the socket itself (--socket %s)", cfg.Socket, target, shellQuote(target))
+			return nil, inputerr.New("Config.Swap", "", fmt.Sprintf("%s is a symbolic link to %s: swap the socket itself (Config.Socket %s)", cfg.Socket, target, shellQuote(target)))
 		}
 		if st.Mode()&fs.ModeSocket == 0 {
-			return nil, inputErrorf("--socket %s: not a UNIX socket (it is a %s)", cfg.Socket, describeMode(st.Mode()))
+			return nil, inputerr.New("Config.Socket", cfg.Socket, fmt.Sprintf("not a UNIX socket (it is a %s)", describeMode(st.Mode())))
 		}
 		p.Mode = st.Mode().Perm()
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
@@ -142,7 +138,7 @@ func NewPlan(cfg Config) (*Plan, error) {
 	}
 	if !isAbstract(cfg.Listen) {
 		if err := sockfile.CheckPath(cfg.Listen); err != nil {
-			return nil, &InputError{Err: fmt.Errorf("--listen %s: %w", cfg.Listen, err)}
+			return nil, &inputerr.Error{Name: "Config.Listen", Value: cfg.Listen, Problem: err.Error(), Err: err}
 		}
 	}
 	t, err := detectType(cfg.Socket)
@@ -151,23 +147,23 @@ func NewPlan(cfg Config) (*Plan, error) {
 	}
 	p.Type = t
 	if !cfg.Swap && !isAbstract(cfg.Socket) {
-		// A --swap capture that was killed left its dead proxy at the
-		// socket's path and the server at the moved-aside name: forwarding
-		// to the dead proxy would drop every client.
+		// A capture in swap mode that was killed left its dead proxy at
+		// the socket's path and the server at the moved-aside name:
+		// forwarding to the dead proxy would drop every client.
 		aside := cfg.Socket + asideSuffix
 		if _, err := os.Lstat(aside); err == nil && !stale(aside, t) && stale(cfg.Socket, t) {
-			return nil, fmt.Errorf("--socket %s: nobody serves it; the server is at %s, left by an earlier --swap capture. "+
+			return nil, fmt.Errorf("Config.Socket %s: nobody serves it; the server is at %s, left by an earlier Config.Swap capture. "+
 				"If no capture is running, restore it with: mv -f %s %s", cfg.Socket, aside, shellQuote(aside), shellQuote(cfg.Socket))
 		}
 	}
 	if cfg.Swap {
 		if isAbstract(cfg.Socket) {
-			return nil, fmt.Errorf("--swap: %s is an abstract socket, which has no file to move aside; use --listen", cfg.Socket)
+			return nil, fmt.Errorf("Config.Swap: %s is an abstract socket, which has no file to move aside; use Config.Listen", cfg.Socket)
 		}
-		// Checked here, before anything (the -w file) is touched: the
+		// Checked here, before anything (the capture file) is touched: the
 		// swap links and renames in the socket's folder.
 		if dir := filepath.Dir(cfg.Socket); unix.Access(dir, unix.W_OK) != nil {
-			return nil, fmt.Errorf("--swap: cannot move %s aside: no write permission on folder %s; run as root or as its owner", cfg.Socket, dir)
+			return nil, fmt.Errorf("Config.Swap: cannot move %s aside: no write permission on folder %s; run as root or as its owner", cfg.Socket, dir)
 		}
 		p.Listen = cfg.Socket
 		p.Aside = cfg.Socket + asideSuffix
@@ -177,48 +173,48 @@ func NewPlan(cfg Config) (*Plan, error) {
 				// A capture that stopped between linking the original
 				// aside and serving: both names are the original (mv
 				// would refuse to move a file over itself).
-				return nil, fmt.Errorf("--swap: %s is a second name of %s left by an earlier capture: "+
+				return nil, fmt.Errorf("Config.Swap: %s is a second name of %s left by an earlier capture: "+
 					"if no capture is running, remove it with: rm %s", p.Aside, cfg.Socket, shellQuote(p.Aside))
 			}
 			if stale(p.Aside, t) && !stale(cfg.Socket, t) {
 				// The server made a new socket during that capture: the
 				// leftover is dead, and moving it back would cut the
 				// server off.
-				return nil, fmt.Errorf("--swap: %s is left from an earlier capture and nobody serves it, while %s is served: "+
+				return nil, fmt.Errorf("Config.Swap: %s is left from an earlier capture and nobody serves it, while %s is served: "+
 					"remove the leftover with: rm %s", p.Aside, cfg.Socket, shellQuote(p.Aside))
 			}
-			return nil, fmt.Errorf("--swap: %s already exists: an earlier capture did not put the socket back. "+
+			return nil, fmt.Errorf("Config.Swap: %s already exists: an earlier capture did not put the socket back. "+
 				"If no capture is running, restore it with: mv -f %s %s", p.Aside, shellQuote(p.Aside), shellQuote(cfg.Socket))
 		}
 		return p, nil
 	}
 	if isAbstract(cfg.Listen) {
-		// Checked here, before anything (the -w file) is touched.
+		// Checked here, before anything (the capture file) is touched.
 		if cfg.Listen == cfg.Socket {
-			return nil, inputErrorf("--listen %s: is the socket to capture; choose another name", cfg.Listen)
+			return nil, inputerr.New("Config.Listen", cfg.Listen, "is the socket to capture; choose another name")
 		}
 		if !stale(cfg.Listen, t) {
-			return nil, fmt.Errorf("--listen %s: already in use; choose another name", cfg.Listen)
+			return nil, fmt.Errorf("Config.Listen %s: already in use; choose another name", cfg.Listen)
 		}
 	} else {
 		if cfg.Listen == cfg.Socket || sameFile(cfg.Listen, cfg.Socket) {
-			return nil, inputErrorf("--listen %s: is the socket to capture; choose another path or use --swap", cfg.Listen)
+			return nil, inputerr.New("Config.Listen", cfg.Listen, "is the socket to capture; choose another path or use Config.Swap")
 		}
 		if st, err := os.Lstat(cfg.Listen); err == nil {
 			if st.Mode()&fs.ModeSocket == 0 {
-				return nil, inputErrorf("--listen %s: already exists and is not a socket (it is a %s); choose another path", cfg.Listen, describeMode(st.Mode()))
+				return nil, inputerr.New("Config.Listen", cfg.Listen, fmt.Sprintf("already exists and is not a socket (it is a %s); choose another path", describeMode(st.Mode())))
 			}
 			if !stale(cfg.Listen, t) {
-				return nil, fmt.Errorf("--listen %s: already exists and is in use; remove it or choose another path", cfg.Listen)
+				return nil, fmt.Errorf("Config.Listen %s: already exists and is in use; remove it or choose another path", cfg.Listen)
 			}
 		}
 		if dir := filepath.Dir(cfg.Listen); dir != "" {
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-				return nil, inputErrorf("--listen %s: folder %s does not exist", cfg.Listen, dir)
+				return nil, inputerr.New("Config.Listen", cfg.Listen, fmt.Sprintf("folder %s does not exist", dir))
 			}
-			// Checked here, before anything (the -w file) is touched.
+			// Checked here, before anything (the capture file) is touched.
 			if unix.Access(dir, unix.W_OK) != nil {
-				return nil, fmt.Errorf("--listen %s: cannot create the proxy socket: no write permission on folder %s; choose another path", cfg.Listen, dir)
+				return nil, fmt.Errorf("Config.Listen %s: cannot create the proxy socket: no write permission on folder %s; choose another path", cfg.Listen, dir)
 			}
 		}
 	}
@@ -301,7 +297,7 @@ func stale(path string, t SocketType) bool {
 // not listed there (another network namespace), tries connecting with each
 // type: a wrong type fails with EPROTOTYPE.
 func detectType(name string) (SocketType, error) {
-	if t, ok := typeFromProc(name); ok {
+	if t, ok := procSocketType(name); ok {
 		return t, nil
 	}
 	var lastErr error
@@ -316,7 +312,7 @@ func detectType(name string) (SocketType, error) {
 			break
 		}
 	}
-	return 0, fmt.Errorf("--socket %s: cannot connect: %w", name, unwrapOpError(lastErr))
+	return 0, fmt.Errorf("Config.Socket %s: cannot connect: %w", name, unwrapOpError(lastErr))
 }
 
 func unwrapOpError(err error) error {
@@ -329,40 +325,6 @@ func unwrapOpError(err error) error {
 		return oe.Err
 	}
 	return err
-}
-
-// typeFromProc looks the socket up in /proc/net/unix. Listening stream and
-// seqpacket sockets have __SO_ACCEPTCON (0x10000) in their flags; bound
-// datagram sockets are listed unconnected.
-func typeFromProc(name string) (SocketType, bool) {
-	f, err := os.Open("/proc/net/unix")
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	want := map[string]bool{name: true}
-	if abs, err := filepath.Abs(name); err == nil && !isAbstract(name) {
-		want[abs] = true
-	}
-	sc := bufio.NewScanner(f)
-	sc.Scan() // header
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		// Num RefCount Protocol Flags Type St Inode Path
-		if len(fields) < 8 || !want[strings.Join(fields[7:], " ")] {
-			continue
-		}
-		flags, _ := strconv.ParseUint(fields[3], 16, 32)
-		typ, _ := strconv.ParseUint(fields[4], 16, 16)
-		t := SocketType(typ)
-		if (t == Stream || t == SeqPacket) && flags&0x10000 != 0 {
-			return t, true
-		}
-		if t == Datagram {
-			return t, true
-		}
-	}
-	return 0, false
 }
 
 func shellQuote(s string) string {

@@ -228,7 +228,7 @@ func (p *Proxy) target() string {
 	return p.Plan.Target
 }
 
-// listen creates the proxy's socket: at the --listen address, or in swap
+// listen creates the proxy's socket: at Plan.Listen, or in swap
 // mode in place of the original, atomically, while a hard link keeps the
 // original reachable at Plan.Aside. opsctl runs as root in folders other
 // users may own: every step goes through internal/sockfile, which never
@@ -267,11 +267,11 @@ func (p *Proxy) listen() (io.Closer, *boundFile, error) {
 		b.aside = filepath.Base(plan.Aside)
 		if b.original, err = dir.Open(b.name, plan.socketID); err != nil {
 			dir.Close()
-			return nil, nil, fmt.Errorf("--swap: %s changed since it was checked; nothing was done", plan.Socket)
+			return nil, nil, fmt.Errorf("Config.Swap: %s changed since it was checked; nothing was done", plan.Socket)
 		}
 		if err := dir.Link(b.name, b.aside, plan.socketID); err != nil {
 			b.close()
-			return nil, nil, fmt.Errorf("--swap: keeping %s at %s: %w", plan.Socket, plan.Aside, unwrapLinkError(err))
+			return nil, nil, fmt.Errorf("Config.Swap: keeping %s at %s: %w", plan.Socket, plan.Aside, unwrapLinkError(err))
 		}
 		opts.Replace = &plan.socketID
 	}
@@ -282,7 +282,7 @@ func (p *Proxy) listen() (io.Closer, *boundFile, error) {
 		}
 		b.close()
 		if plan.Swap {
-			return nil, nil, fmt.Errorf("--swap: serving at %s: %w", plan.Socket, err)
+			return nil, nil, fmt.Errorf("Config.Swap: serving at %s: %w", plan.Socket, err)
 		}
 		return nil, nil, fmt.Errorf("listening at %s: %w", plan.Listen, err)
 	}
@@ -334,10 +334,10 @@ func (p *Proxy) unbind(b *boundFile) error {
 	}
 	err := b.dir.PutBack(b.aside, plan.socketID, b.name, b.id)
 	if errors.Is(err, sockfile.ErrChanged) {
-		return fmt.Errorf("--swap: %s was replaced during the capture; the original socket was left at %s", plan.Socket, plan.Aside)
+		return fmt.Errorf("Config.Swap: %s was replaced during the capture; the original socket was left at %s", plan.Socket, plan.Aside)
 	}
 	if err != nil {
-		return fmt.Errorf("--swap: moving %s back to %s: %w (restore it with: mv -f %s %s)",
+		return fmt.Errorf("Config.Swap: moving %s back to %s: %w (restore it with: mv -f %s %s)",
 			plan.Aside, plan.Socket, err, shellQuote(plan.Aside), shellQuote(plan.Socket))
 	}
 	p.logger().Info("socket restored", "path", plan.Socket)

@@ -210,17 +210,15 @@ func TestProxyWaitsForAServerWhoseBacklogIsFull(t *testing.T) {
 	}
 	// One proxied connection fills the backlog; the others must be waiting
 	// (or, the defect, dropped) before the server starts accepting.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	waiting := testenv.WaitUntil(t, 20*time.Second, func() bool {
 		out := logs.String()
 		if strings.Contains(out, "client dropped") {
 			t.Fatalf("proxy dropped a client of a busy server:\n%s", out)
 		}
-		if strings.Count(out, "backlog is full") >= clients-1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the proxy's connects never met the full backlog:\n%s", out)
-		}
+		return strings.Count(out, "backlog is full") >= clients-1
+	})
+	if !waiting {
+		t.Fatalf("the proxy's connects never met the full backlog:\n%s", logs)
 	}
 	go func() {
 		for {
@@ -259,22 +257,8 @@ func TestProxyWaitsForAServerWhoseBacklogIsFull(t *testing.T) {
 func TestProxyLetsGoOfIdleUnnamedDatagramClients(t *testing.T) {
 	dir := t.TempDir()
 	srvPath := filepath.Join(dir, "log.sock")
-	srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: srvPath, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
 	received := make(chan string, 10)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, _, err := srv.ReadFromUnix(buf)
-			if err != nil {
-				return
-			}
-			received <- string(buf[:n])
-		}
-	}()
+	serveDatagrams(t, srvPath, func(_ *net.UnixConn, msg []byte, _ *net.UnixAddr) { received <- string(msg) })
 	plan, err := NewPlan(Config{Socket: srvPath, Listen: filepath.Join(dir, "proxy.sock")})
 	if err != nil {
 		t.Fatal(err)
@@ -416,21 +400,9 @@ func TestDatagramClientsOfAFileSocketGetTheirReplies(t *testing.T) {
 		t.Run(fmt.Sprintf("swap=%v", swap), func(t *testing.T) {
 			dir := t.TempDir()
 			srvPath := filepath.Join(dir, "echo.sock")
-			srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: srvPath, Net: "unixgram"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
-			go func() {
-				buf := make([]byte, 1024)
-				for {
-					n, from, err := srv.ReadFromUnix(buf)
-					if err != nil {
-						return
-					}
-					srv.WriteToUnix(bytes.ToUpper(buf[:n]), from)
-				}
-			}()
+			serveDatagrams(t, srvPath, func(srv *net.UnixConn, msg []byte, from *net.UnixAddr) {
+				srv.WriteToUnix(bytes.ToUpper(msg), from)
+			})
 			cfg := Config{Socket: srvPath, Swap: swap}
 			if !swap {
 				cfg.Listen = filepath.Join(dir, "proxy.sock")
