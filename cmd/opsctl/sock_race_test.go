@@ -1,9 +1,13 @@
 package main
 
 import (
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/opsctl/opsctl/internal/testenv"
 )
@@ -96,5 +100,133 @@ func TestSockCaptureSymlinkRaceLeavesOtherFilesAlone(t *testing.T) {
 			}
 			t.Logf("served %d of %d tries; racer: %d actions", served, raceTries, len(racer.lines()))
 		})
+	}
+}
+
+// asNobody runs name with args as nobody (uid and gid 65534, no groups):
+// the hostile local user of an attack. It returns the combined output.
+func asNobody(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	testenv.NeedRoot(t)
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// rootOnlyServer serves HTTP at a socket of mode 0600 in a folder of mode
+// 0700, both root's: nobody but root may connect to it. It records every
+// connection it accepts.
+func rootOnlyServer(t *testing.T) (string, *recordingListener) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "root-only.sock")
+	ln := startHTTPServer(t, path)
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, ln
+}
+
+// accepted is the number of connections ln accepted so far.
+func (l *recordingListener) accepted() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
+// TestSockCaptureListenForwardsOnlyToTheSocketItChecked: with --listen,
+// opsctl (root) connected every client to --socket by its path, looked up
+// again at each connection. The user who owns the socket's folder renamed
+// a symbolic link to a socket only root may use over it, connected to the
+// proxy (which has the mode of their own socket), and reached that socket
+// as root: a root shell through /run/docker.sock. Now the proxy connects
+// to the very file it checked at the start, whatever is at its name since.
+func TestSockCaptureListenForwardsOnlyToTheSocketItChecked(t *testing.T) {
+	testenv.NeedRoot(t)
+	curl := testenv.Need(t, "curl", "curl")
+	t.Run("stream", func(t *testing.T) {
+		owned, _ := raceFolders(t)
+		rootOnly, rootLn := rootOnlyServer(t)
+		app := filepath.Join(owned, "app.sock") // nobody's server
+		appLn := startHTTPServer(t, app)
+		os.Chmod(app, 0o666)
+		os.Chown(app, 65534, 65534)
+		base, _ := opsctlForNobody(t)
+		proxy := filepath.Join(base, "proxy.sock")
+		c := startCapture(t, "--socket", app, "--listen", proxy, "--hexdump")
+
+		// The attack: nobody renames a link to root's socket over its own,
+		// then asks through the proxy.
+		swapForLink(t, rootOnly, app)
+		out, _ := asNobody(t, curl, "-sS", "--max-time", "10", "--unix-socket", proxy, "http://x/root-only-data")
+		c.stop()
+		if rootLn.accepted() != 0 {
+			t.Errorf("nobody reached the root-only socket through the proxy (%d connections); curl: %q\n%s", rootLn.accepted(), out, c.stderr)
+		}
+		if appLn.accepted() != 1 {
+			t.Errorf("the socket checked at the start got %d connections, want 1; curl: %q\n%s", appLn.accepted(), out, c.stderr)
+		}
+	})
+	t.Run("datagram", func(t *testing.T) {
+		owned, _ := raceFolders(t)
+		rootDir := t.TempDir() // 0700, root's
+		rootOnly := filepath.Join(rootDir, "root-only.dgram")
+		app := filepath.Join(owned, "app.dgram")
+		received := make(chan string, 4)
+		for _, path := range []string{rootOnly, app} {
+			conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					n, _, err := conn.ReadFromUnix(buf)
+					if err != nil {
+						return
+					}
+					received <- filepath.Base(path) + ": " + string(buf[:n])
+				}
+			}()
+		}
+		os.Chmod(rootOnly, 0o600)
+		os.Chmod(app, 0o666)
+		os.Chown(app, 65534, 65534)
+		base, _ := opsctlForNobody(t)
+		proxy := filepath.Join(base, "proxy.dgram")
+		c := startCapture(t, "--socket", app, "--listen", proxy, "--hexdump")
+
+		swapForLink(t, rootOnly, app)
+		client, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: proxy, Net: "unixgram"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		if _, err := client.Write([]byte("for root only")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-received:
+			if got != "app.dgram: for root only" {
+				t.Errorf("the proxy forwarded the datagram elsewhere than to the socket it checked: %q\n%s", got, c.stderr)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("the datagram reached no socket\n%s", c.stderr)
+		}
+		c.stop()
+	})
+}
+
+// swapForLink is the hostile user's move: as nobody, rename a symbolic
+// link to target over name, in a folder nobody owns.
+func swapForLink(t *testing.T, target, name string) {
+	t.Helper()
+	if out, err := asNobody(t, "sh", "-c", `ln -s "$1" "$2.new" && mv -Tf "$2.new" "$2"`, "sh", target, name); err != nil {
+		t.Fatalf("nobody's rename: %v: %s", err, out)
 	}
 }
