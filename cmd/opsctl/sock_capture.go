@@ -34,12 +34,14 @@ and FIN, so Wireshark's "Follow TCP Stream" and port-based dissectors work.
 Datagram sockets become UDP. pcapng also records the socket path and each
 client's pid, uid and command.
 
---listen PROXY serves at PROXY (mode and owner copied from PATH); point clients
-at PROXY. --swap serves at PATH itself, keeping the original at
-PATH.opsctl-orig, and puts it back on SIGINT, SIGTERM, SIGQUIT or SIGHUP: clients need no
-change. @name means an abstract socket. On the first signal the capture is
-finished and closed; a second one exits at once (status 1), for a reader of
--w - that stopped reading.
+--listen PROXY serves at PROXY (mode and owner copied from PATH, less the
+group and other bits that PATH's folders take away); point clients at PROXY.
+--swap serves at PATH itself, keeping the original at PATH.opsctl-orig, and
+puts it back on SIGINT, SIGTERM, SIGQUIT or SIGHUP: clients need no change.
+@name means an abstract socket; an abstract PROXY, which every user may
+connect to, is refused for a PATH that not every user may reach. On the
+first signal the capture is finished and closed; a second one exits at once
+(status 1), for a reader of -w - that stopped reading.
 
 -w FILE is created with mode 0600, or truncated when it is a regular file
 with no other hard link; a symbolic link is never followed, and a folder, a

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/internal/testenv"
 )
 
@@ -229,4 +232,72 @@ func swapForLink(t *testing.T, target, name string) {
 	if out, err := asNobody(t, "sh", "-c", `ln -s "$1" "$2.new" && mv -Tf "$2.new" "$2"`, "sh", target, name); err != nil {
 		t.Fatalf("nobody's rename: %v: %s", err, out)
 	}
+}
+
+// TestSockCaptureProxyAdmitsOnlyWhoMayReachTheSocket: the proxy connects
+// to --socket as root, so whoever may connect to the proxy reaches the
+// socket with root's rights. It got the socket file's own mode, which is
+// not all that keeps users out: an abstract --listen name has no mode at
+// all (every local user could connect), and a socket of mode 0666 in a
+// folder of mode 0700 (/run/user/UID/bus) is closed to everyone else by
+// its folder. Now an abstract proxy of a socket that not everyone may
+// reach is refused (exit 2), and the proxy's mode loses the group and
+// other bits that the socket's folders take away.
+func TestSockCaptureProxyAdmitsOnlyWhoMayReachTheSocket(t *testing.T) {
+	testenv.NeedRoot(t)
+	curl := testenv.Need(t, "curl", "curl")
+	t.Run("abstract proxy of a root-only socket", func(t *testing.T) {
+		rootOnly, rootLn := rootOnlyServer(t)
+		proxy := fmt.Sprintf("@opsctl-test-reach-%d", os.Getpid())
+		var out string
+		started, code, stderr := runUntilReady(t, "capturing; stop with Ctrl-C", os.Interrupt, func() {
+			out, _ = asNobody(t, curl, "-sS", "--max-time", "10", "--abstract-unix-socket", proxy[1:], "http://x/root-only-data")
+		}, "sock", "capture", "--socket", rootOnly, "--listen", proxy, "--hexdump")
+		if rootLn.accepted() != 0 {
+			t.Errorf("nobody reached the root-only socket through the abstract proxy: curl %q\n%s", out, stderr)
+		}
+		want := "--listen " + proxy + ": "
+		if started || code != cli.ExitUsage || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("served %v, exit %d, stderr %q; want exit 2, one line with %q", started, code, stderr, want)
+		}
+	})
+	t.Run("file proxy of a socket in a private folder", func(t *testing.T) {
+		rootOnly, rootLn := rootOnlyServer(t) // 0600 in a 0700 folder
+		if err := os.Chmod(rootOnly, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		base, _ := opsctlForNobody(t)
+		proxy := filepath.Join(base, "proxy.sock")
+		var out string
+		var mode os.FileMode
+		started, code, stderr := runUntilReady(t, "capturing; stop with Ctrl-C", os.Interrupt, func() {
+			if st, err := os.Lstat(proxy); err == nil {
+				mode = st.Mode().Perm()
+			}
+			out, _ = asNobody(t, curl, "-sS", "--max-time", "10", "--unix-socket", proxy, "http://x/root-only-data")
+		}, "sock", "capture", "--socket", rootOnly, "--listen", proxy, "--hexdump")
+		if !started || code != 0 {
+			t.Fatalf("served %v, exit %d: %s", started, code, stderr)
+		}
+		if rootLn.accepted() != 0 || mode != 0o600 {
+			t.Errorf("the proxy has mode %04o, and nobody reached the socket of the private folder %d times (curl %q); want mode 0600, no connection\n%s",
+				mode, rootLn.accepted(), out, stderr)
+		}
+	})
+	t.Run("abstract proxy of a socket open to all", func(t *testing.T) {
+		base, _ := opsctlForNobody(t)
+		open := filepath.Join(base, "open.sock")
+		openLn := startHTTPServer(t, open)
+		if err := os.Chmod(open, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		proxy := fmt.Sprintf("@opsctl-test-open-%d", os.Getpid())
+		var out string
+		started, code, stderr := runUntilReady(t, "capturing; stop with Ctrl-C", os.Interrupt, func() {
+			out, _ = asNobody(t, curl, "-sS", "--max-time", "10", "--abstract-unix-socket", proxy[1:], "http://x/open")
+		}, "sock", "capture", "--socket", open, "--listen", proxy, "--hexdump")
+		if !started || code != 0 || openLn.accepted() != 1 || !strings.Contains(out, "uri=/open") {
+			t.Errorf("served %v, exit %d, %d connections, curl %q; want the capture to serve nobody's request\n%s", started, code, openLn.accepted(), out, stderr)
+		}
+	})
 }
