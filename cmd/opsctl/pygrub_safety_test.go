@@ -567,3 +567,48 @@ func TestPygrubMenuLstExamplesRun(t *testing.T) {
 		t.Errorf("ran %d examples; the help and the page have more", ran)
 	}
 }
+
+// TestPygrubWritesRefuseAUsersLinkOnTheWay: -w's folder, and --root
+// itself, were opened following every symbolic link on the way. A user
+// who owns a folder on the path pointed a link there at a folder of
+// root's: `menulst -w ~user/d/menu.lst` replaced root's menu.lst there,
+// and `menulst --root ~user/guest --install` (guest -> a root-owned tree,
+// the host's / as well) wrote into root's tree. Such a link is not
+// followed now: exit 2, one line, nothing written.
+func TestPygrubWritesRefuseAUsersLinkOnTheWay(t *testing.T) {
+	testenv.NeedRoot(t)
+	const rootText = "# root's own menu.lst\n"
+	grubCfg := pygrubCorpusFile(t, "centos7.cfg")
+	for _, form := range []string{"-w", "--root --install", "--root -w"} {
+		t.Run(form, func(t *testing.T) {
+			owned, victim := raceFolders(t)
+			rootTree := pygrubEL7Guest(t) // root's, with /boot/grub2/grub.cfg
+			pygrubWriteTree(t, rootTree, map[string]string{"boot/grub/menu.lst": rootText})
+			var args []string
+			var link, want string
+			switch form {
+			case "-w":
+				link = filepath.Join(owned, "d")
+				nobodysLink(t, filepath.Join(rootTree, "boot/grub"), link)
+				target := filepath.Join(link, "menu.lst")
+				args = []string{"pygrub", "menulst", "--grub-cfg", grubCfg, "-w", target}
+				want = "-w " + target + ": " + link + " leads through " + link
+			default:
+				link = filepath.Join(owned, "guest")
+				nobodysLink(t, rootTree, link)
+				args = []string{"pygrub", "menulst", "--root", link, "--install"}
+				if form == "--root -w" {
+					args = []string{"pygrub", "menulst", "--root", link, "-w", filepath.Join(link, "boot/grub/menu.lst")}
+				}
+				want = "--root " + link + ": " + link + " leads through " + link
+			}
+			_, stderr, code := pygrubRunGuarded(t, "", args...)
+			pygrubWantRefusal(t, args, stderr, code, 2, want, "a symbolic link")
+			pygrubFileIs(t, filepath.Join(rootTree, "boot/grub/menu.lst"), rootText)
+			if names, _ := os.ReadDir(filepath.Join(rootTree, "boot/grub")); len(names) != 1 {
+				t.Errorf("root's /boot/grub holds %v, want menu.lst alone", names)
+			}
+			victimUntouched(t, victim, 1)
+		})
+	}
+}

@@ -45,7 +45,9 @@ first signal the capture is finished and closed; a second one exits at once
 
 -w FILE is created with mode 0600, or truncated when it is a regular file
 with no other hard link; a symbolic link is never followed, and a folder, a
-device or a socket is refused. A FIFO, /dev/stdout, /dev/fd/N and /dev/null
+device or a socket is refused. A symbolic link on the way to the folder of
+FILE, PROXY or a swapped PATH is followed only when nobody but root can
+change it. A FIFO, /dev/stdout, /dev/fd/N and /dev/null
 are written to as they are. The proxy's socket is made in a private folder
 beside its path with its mode and owner, then moved into place.
 

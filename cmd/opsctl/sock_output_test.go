@@ -61,6 +61,17 @@ func TestSockCaptureOutputRefusesWhatIsNotAFile(t *testing.T) {
 		{"parent is a file", func(t *testing.T, owned, victim, dir string) string {
 			return filepath.Join(victim, "cap.pcap")
 		}, "{victim} is not a folder"},
+		// The folder's owner points a link on the way at root's folder:
+		// root truncated the file of that name there, or made a new one
+		// there with what the capture records (traffic the user sends).
+		{"user's link on the way to a root file", func(t *testing.T, owned, victim, dir string) string {
+			nobodysLink(t, filepath.Dir(victim), filepath.Join(owned, "d"))
+			return filepath.Join(owned, "d", filepath.Base(victim))
+		}, "{owned}/d leads through {owned}/d, a symbolic link"},
+		{"user's link on the way to a root folder", func(t *testing.T, owned, victim, dir string) string {
+			nobodysLink(t, filepath.Dir(victim), filepath.Join(owned, "d"))
+			return filepath.Join(owned, "d", "cron-job")
+		}, "{owned}/d leads through {owned}/d, a symbolic link"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,6 +90,9 @@ func TestSockCaptureOutputRefusesWhatIsNotAFile(t *testing.T) {
 				t.Errorf("the victim was changed: %q, %v", b, err)
 			}
 			victimUntouched(t, victim, 1)
+			if names, _ := os.ReadDir(filepath.Dir(victim)); len(names) != 2 {
+				t.Errorf("root's folder holds %v, want owned and victim alone", names)
+			}
 			if _, err := os.Lstat(filepath.Join(dir, "proxy.sock")); !os.IsNotExist(err) {
 				t.Errorf("proxy socket left behind: %v", err)
 			}
@@ -183,5 +197,17 @@ func TestSockCaptureOutputTruncatesOnlyARegularFile(t *testing.T) {
 	var st syscall.Stat_t
 	if syscall.Stat(file, &st); st.Mode&0o777 != 0o600 {
 		t.Errorf("mode %04o, want 0600", st.Mode&0o777)
+	}
+}
+
+// nobodysLink makes link, owned by nobody, a symbolic link to target: what
+// nobody can do in a folder of theirs.
+func nobodysLink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(link, 65534, 65534); err != nil {
+		t.Fatal(err)
 	}
 }

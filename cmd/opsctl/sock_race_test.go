@@ -301,3 +301,44 @@ func TestSockCaptureProxyAdmitsOnlyWhoMayReachTheSocket(t *testing.T) {
 		}
 	})
 }
+
+// TestSockCaptureSocketsStayOutOfFoldersAUsersLinkLeadsTo: the proxy's
+// socket (--listen) and a swap (--swap) go into the folder of the path
+// given, which opsctl opened following every symbolic link on the way. A
+// user who owns a folder on that path pointed a link at a folder of root's:
+// root made its socket there, or swapped the socket of that name. Now such
+// a link is not followed (exit 2, one line), and root's folder is left as
+// it was.
+func TestSockCaptureSocketsStayOutOfFoldersAUsersLinkLeadsTo(t *testing.T) {
+	testenv.NeedRoot(t)
+	for _, mode := range []string{"listen", "swap"} {
+		t.Run(mode, func(t *testing.T) {
+			owned, victim := raceFolders(t)
+			rootDir := filepath.Dir(victim)
+			srv := filepath.Join(t.TempDir(), "srv.sock")
+			startHTTPServer(t, srv)
+			nobodysLink(t, rootDir, filepath.Join(owned, "d"))
+			args := []string{"sock", "capture", "--hexdump"}
+			flag := "--listen " + filepath.Join(owned, "d", "proxy.sock")
+			if mode == "listen" {
+				args = append(args, "--socket", srv, "--listen", filepath.Join(owned, "d", "proxy.sock"))
+			} else {
+				// root's own socket, in root's folder, where nobody's link leads
+				rootSrv := filepath.Join(rootDir, "app.sock")
+				startHTTPServer(t, rootSrv)
+				args = append(args, "--socket", filepath.Join(owned, "d", "app.sock"), "--swap")
+				flag = "--socket " + filepath.Join(owned, "d", "app.sock")
+			}
+			before, _ := os.ReadDir(rootDir)
+			started, code, stderr := runUntilReady(t, "capturing; stop with Ctrl-C", os.Interrupt, func() {}, args...)
+			want := flag + ": " + filepath.Join(owned, "d") + " leads through " + filepath.Join(owned, "d") + ", a symbolic link"
+			if started || code != cli.ExitUsage || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+				t.Errorf("served %v, exit %d, stderr %q; want exit 2, one line with %q", started, code, stderr, want)
+			}
+			after, _ := os.ReadDir(rootDir)
+			if fmt.Sprint(before) != fmt.Sprint(after) {
+				t.Errorf("root's folder held %v, now %v", before, after)
+			}
+		})
+	}
+}

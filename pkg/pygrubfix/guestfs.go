@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/opsctl/opsctl/internal/sockfile"
 )
 
 // guestRoot is a guest's file system unpacked in a host folder. Paths are
@@ -28,22 +30,26 @@ type guestRoot struct {
 
 const maxSymlinks = 40
 
-// openGuestRoot opens the guest's root folder path (a symlink to it is
-// followed: the caller named it). A path that is missing or not a folder
-// is an InputError.
+// openGuestRoot opens the guest's root folder path (the caller named it:
+// a symlink on the way is followed when nobody but root can change it, see
+// sockfile.OpenDir; a guest tree another user owns, or links to, could
+// otherwise be the host's /). A path that is missing, not a folder, or
+// reached through another user's link is an InputError.
 func openGuestRoot(path string) (*guestRoot, error) {
-	dir, err := openPathAt(unix.AT_FDCWD, path, 0)
-	if err != nil {
-		return nil, namedInput(path, err, "a folder (the guest's root)")
-	}
-	st, err := fstat(dir)
-	if err != nil {
-		dir.Close()
+	folder, err := sockfile.OpenDir(path)
+	var folderErr *sockfile.FolderError
+	switch {
+	case errors.As(err, &folderErr) && folderErr.Err != nil:
+		return nil, &InputError{Path: path, Msg: folderErr.Err.Error() + ", expected a folder (the guest's root)", Err: err}
+	case errors.As(err, &folderErr):
+		return nil, &InputError{Path: path, Msg: folderErr.Problem, Err: err}
+	case err != nil:
 		return nil, err
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		dir.Close()
-		return nil, namedInput(path, &kindError{path: path, is: kindOf(st.Mode), want: "a folder"}, "a folder (the guest's root)")
+	defer folder.Close()
+	dir, err := folder.Reopen(unix.O_PATH)
+	if err != nil {
+		return nil, err
 	}
 	return &guestRoot{path: path, dir: dir}, nil
 }

@@ -117,6 +117,10 @@ func NewPlan(cfg Config) (*Plan, error) {
 		stat := os.Stat
 		if cfg.Swap {
 			stat = os.Lstat
+			// The swap works in that folder, as root.
+			if err := checkFolder("Config.Socket", cfg.Socket); err != nil {
+				return nil, err
+			}
 		}
 		st, err := stat(cfg.Socket)
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
@@ -234,8 +238,8 @@ func NewPlan(cfg Config) (*Plan, error) {
 			}
 		}
 		if dir := filepath.Dir(cfg.Listen); dir != "" {
-			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-				return nil, inputerr.New("Config.Listen", cfg.Listen, fmt.Sprintf("folder %s does not exist", dir))
+			if err := checkFolder("Config.Listen", cfg.Listen); err != nil {
+				return nil, err
 			}
 			// Checked here, before anything (the capture file) is touched.
 			if unix.Access(dir, unix.W_OK) != nil {
@@ -274,6 +278,22 @@ func (p *Plan) Steps() []string {
 }
 
 func isAbstract(name string) bool { return strings.HasPrefix(name, "@") }
+
+// checkFolder checks that the folder of path, the input named input, is
+// one the proxy may make or move its socket in: there, a folder, and not
+// reached through a symbolic link that another user may change (see
+// sockfile.OpenDir, which the proxy opens it with).
+func checkFolder(input, path string) error {
+	dir, err := sockfile.OpenDir(filepath.Dir(path))
+	var folderErr *sockfile.FolderError
+	switch {
+	case errors.As(err, &folderErr):
+		return inputerr.New(input, path, folderErr.Problem)
+	case err != nil:
+		return fmt.Errorf("%s %s: %w", input, path, err)
+	}
+	return dir.Close()
+}
 
 // reachers reports whether the members of the socket's group gid (group)
 // and all other users (other) may pass every folder on the way to the
