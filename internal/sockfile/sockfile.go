@@ -579,6 +579,43 @@ func (d *Dir) Bind(name string, opts Options) (*Socket, error) {
 	return &Socket{File: file, Info: info}, nil
 }
 
+// Replace makes a new regular file of mode perm (exactly: the umask does
+// not apply), owned by whoever runs opsctl, and puts it at name in place
+// of the file want, which the caller holds open, atomically; the file
+// taken out is removed. It returns the new file open for writing. The
+// file is made in a private folder, so that nobody else can open it
+// before it has its mode, and exchanged with name (renameat2
+// RENAME_EXCHANGE), never over anything but want: when name is another
+// file by then, it is left there and the error wraps ErrChanged.
+//
+// Writing a new file rather than truncating the one there keeps what is
+// written from whoever could read that one: its owner, who may make it
+// readable again at any time, and whoever opened it before.
+func (d *Dir) Replace(name string, want ID, perm fs.FileMode) (*os.File, Info, error) {
+	p, err := d.private()
+	if err != nil {
+		return nil, Info{}, err
+	}
+	defer p.remove()
+	const made = "new"
+	fd, err := unix.Openat(p.fd, made, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("making the new %s: %w", d.Path(name), err)
+	}
+	p.made = append(p.made, made)
+	var st unix.Stat_t
+	if err := errors.Join(unix.Fchmod(fd, uint32(perm.Perm())), unix.Fstat(fd, &st)); err != nil {
+		unix.Close(fd)
+		return nil, Info{}, fmt.Errorf("making the new %s: %w", d.Path(name), err)
+	}
+	if err := p.exchange(made, name, want); err != nil {
+		unix.Close(fd)
+		return nil, Info{}, err
+	}
+	p.made = nil // in place; what was there is removed
+	return os.NewFile(uintptr(fd), d.Path(name)), infoOf(&st), nil
+}
+
 // Link makes newName a second name of oldName, which must be the file
 // want (held open by the caller). An existing newName is an error wrapping fs.ErrExist and is left as
 // it is.

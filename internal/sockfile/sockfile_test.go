@@ -521,3 +521,37 @@ func FuzzOpenDirWalksAsTheKernel(f *testing.F) {
 		}
 	})
 }
+
+// TestReplaceTakesOnlyTheFileItWasGiven: the new file takes the place of
+// the file the caller checked, with the exact mode; when another file has
+// the name by then, that one is left there and nothing else stays behind.
+func TestReplaceTakesOnlyTheFileItWasGiven(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cap.pcap")
+	if err := os.WriteFile(path, []byte("earlier"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := openDir(t, dir)
+	f, info, err := d.Replace("cap.pcap", idOf(t, path), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("new"))
+	f.Close()
+	if b, _ := os.ReadFile(path); string(b) != "new" || idOf(t, path) != info.ID || info.Mode&0o7777 != 0o600 {
+		t.Errorf("%s holds %q, mode %04o; want the new file, 0600", path, b, info.Mode&0o7777)
+	}
+	noPrivateLeft(t, dir)
+
+	// Another file took the name since it was checked.
+	checked := idOf(t, path)
+	os.Remove(path)
+	os.WriteFile(path, []byte("someone else's"), 0o644)
+	if _, _, err := d.Replace("cap.pcap", checked, 0o600); !errors.Is(err, ErrChanged) {
+		t.Errorf("Replace of a file swapped since: %v, want ErrChanged", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "someone else's" {
+		t.Errorf("the file swapped in was changed: %q", b)
+	}
+	noPrivateLeft(t, dir)
+}

@@ -21,9 +21,6 @@ type Output struct {
 	dir     *sockfile.Dir // the folder OpenOutput opened the file in; nil for a descriptor
 	info    sockfile.Info
 	regular bool
-	// NotPrivate is why an existing regular file could not be given mode
-	// 0600 (nil when it has it).
-	NotPrivate error
 }
 
 // Streaming reports whether the output is read live (a FIFO or a pipe):
@@ -37,8 +34,10 @@ func (o *Output) Streaming() bool { return o.info.Mode&unix.S_IFMT == unix.S_IFI
 // sockfile.OpenDir), the file is opened relative to it, never followed
 // when it is a symbolic link, and only a regular file is truncated (after
 // it was opened and checked, never by O_TRUNC). Allowed:
-//   - a regular file, created with mode 0600 or truncated and given mode
-//     0600 (the capture holds passwords), unless it has other hard links;
+//   - a regular file, created with mode 0600 (the capture holds
+//     passwords); one that is there is replaced by a new one, unless it
+//     has other hard links (never truncated: its owner, and whoever
+//     opened it before, could read the capture written into it);
 //   - a FIFO (a live reader such as `wireshark -k -i FIFO`), and the null
 //     device;
 //   - /dev/stdout, /dev/fd/N and /proc/self/fd/N, which name opsctl's own
@@ -98,9 +97,10 @@ func openOutputIn(dir *sockfile.Dir, name, path string) (*Output, error) {
 	return nil, fmt.Errorf("OpenOutput.path %s: it keeps appearing and disappearing", path)
 }
 
-// reopen checks the file pathFD (name in dir) refers to and opens that
-// very file for writing, through /proc/self/fd: the name is not looked up
-// again.
+// reopen checks the file pathFD (name in dir, held open) refers to, and
+// opens that very file for writing, through /proc/self/fd, when it is a
+// FIFO or the null device; a regular file is replaced by a new one (see
+// sockfile.Dir.Replace), when it is still that file.
 func reopen(dir *sockfile.Dir, name, path string, pathFD int) (*Output, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(pathFD, &st); err != nil {
@@ -109,25 +109,19 @@ func reopen(dir *sockfile.Dir, name, path string, pathFD int) (*Output, error) {
 	if err := checkOutputKind(dir, name, path, &st); err != nil {
 		return nil, err
 	}
+	if st.Mode&unix.S_IFMT == unix.S_IFREG {
+		f, info, err := dir.Replace(name, sockfile.ID{Dev: st.Dev, Ino: st.Ino}, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("OpenOutput.path %s: replacing it: %w", path, err)
+		}
+		return &Output{File: f, path: path, info: info, regular: true}, nil
+	}
 	// A FIFO waits here for its reader, as when writing to it any other way.
 	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(pathFD), unix.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("OpenOutput.path %s: %w", path, err)
 	}
-	o, err := newOutput(path, fd)
-	if err != nil {
-		return nil, err
-	}
-	if o.regular {
-		if err := unix.Ftruncate(fd, 0); err != nil {
-			o.Close()
-			return nil, fmt.Errorf("OpenOutput.path %s: truncating: %w", path, err)
-		}
-		if o.info.Mode&0o7777 != 0o600 {
-			o.NotPrivate = unix.Fchmod(fd, 0o600)
-		}
-	}
-	return o, nil
+	return newOutput(path, fd)
 }
 
 func newOutput(path string, fd int) (*Output, error) {
