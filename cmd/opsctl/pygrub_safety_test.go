@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -610,5 +611,47 @@ func TestPygrubWritesRefuseAUsersLinkOnTheWay(t *testing.T) {
 			}
 			victimUntouched(t, victim, 1)
 		})
+	}
+}
+
+// TestPygrubBLSEntriesOfAHostileGuestAreBounded: a guest's Boot Loader Spec
+// entries were read up to 1 MiB each, 1,000 of them: a guest with 999
+// hard links to one 1 MiB entry (1 MiB of its disk) made `pygrub check`
+// (root, on the host) take 2.5 GB of memory and 17 s, and a dom0 of 1 or
+// 2 GB would run out. An entry is a few lines; one over 64 KiB is now
+// refused in one line naming it, before the others are read.
+func TestPygrubBLSEntriesOfAHostileGuestAreBounded(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "guest")
+	pygrubWriteTree(t, root, map[string]string{"/boot/grub2/grub.cfg": "set timeout=5\nload_env\nblscfg\n"})
+	entries := filepath.Join(root, "boot/loader/entries")
+	if err := os.MkdirAll(entries, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(t.TempDir(), "big.conf")
+	if err := os.WriteFile(big, []byte("title x\nlinux /vmlinuz\noptions "+strings.Repeat("a", 1<<20-40)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 999 {
+		if err := os.Link(big, filepath.Join(entries, fmt.Sprintf("e-%03d.conf", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sh := testenv.Need(t, "sh", "dash")
+	for _, args := range [][]string{{"pygrub", "check", root}, {"pygrub", "menulst", "--root", root}} {
+		// 1 GiB of address space: far more than a boot menu needs.
+		cmd := exec.Command(sh, append([]string{"-c", `ulimit -v 1048576 && exec "$0" "$@"`, testenv.Opsctl(t)}, args...)...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Run()
+		code := cmd.ProcessState.ExitCode()
+		const want = ".conf: 1048568 bytes, more than 64 KiB"
+		if args[1] == "check" {
+			// check reports it as a problem of the guest, on stdout
+			if code != 1 || !strings.Contains(stdout.String(), want) || stderr.Len() != 0 {
+				t.Errorf("check: exit %d, stdout %q, stderr %.300q; want exit 1 and the problem naming the entry", code, stdout.String(), stderr.String())
+			}
+			continue
+		}
+		pygrubWantRefusal(t, args, stderr.String(), code, 1, want)
 	}
 }

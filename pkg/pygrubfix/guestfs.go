@@ -3,6 +3,7 @@ package pygrubfix
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -229,6 +230,42 @@ func (g *guestRoot) readFile(p string) ([]byte, error) {
 	}
 	defer f.Close()
 	return readAll(f, p, st.Size, fsReadMax, true)
+}
+
+// readFileLimit reads the guest path p, a regular file of at most limit
+// bytes; a larger one is a *tooLargeError, refused before it is read.
+func (g *guestRoot) readFileLimit(p string, limit int64) ([]byte, error) {
+	pathFD, err := g.open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer pathFD.Close()
+	f, st, err := openRegular(pathFD, p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st.Size > limit {
+		return nil, &tooLargeError{path: p, size: st.Size, limit: limit}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, &tooLargeError{path: p, size: int64(len(data)), limit: limit} // it grew while read
+	}
+	return data, nil
+}
+
+// tooLargeError is a guest file larger than opsctl reads of its kind.
+type tooLargeError struct {
+	path        string
+	size, limit int64
+}
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("%s: %d bytes, more than %d KiB", e.path, e.size, e.limit>>10)
 }
 
 // bootFSType is the file system type /boot (or, without its own line, /)
