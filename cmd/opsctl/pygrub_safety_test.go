@@ -655,3 +655,45 @@ func TestPygrubBLSEntriesOfAHostileGuestAreBounded(t *testing.T) {
 		pygrubWantRefusal(t, args, stderr.String(), code, 1, want)
 	}
 }
+
+// TestPygrubBLSVariablesOfAHostileGuestAreBounded: opsctl expands the
+// variables of a guest's grub.cfg and entries as grub does, and a value
+// had no bound: 41 lines of grub.cfg (set x="$x$x", 40 times) doubled a
+// variable to terabytes (pygrub check and menulst, root on the host, ran
+// out of memory), and an options line of $xy, 10,000 times over,
+// multiplied a 60 KiB one into a 600 MB menu. A value that grows beyond 64 KiB (a kernel command line
+// is a few KiB) is now refused in one line.
+func TestPygrubBLSVariablesOfAHostileGuestAreBounded(t *testing.T) {
+	doubling := "set x=aaaaaaaaaaaaaaaa\n" + strings.Repeat("set x=\"$x$x\"\n", 40)
+	// blscfg drops a variable of one letter at the end of a field: xy.
+	long := "set xy=" + strings.Repeat("a", 60<<10) + "\n"
+	cases := map[string]struct{ cfg, options string }{
+		"doubling in grub.cfg":  {doubling, "$x"},
+		"references in options": {long, strings.Repeat("$xy ", 10000)},
+	}
+	sh := testenv.Need(t, "sh", "dash")
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "guest")
+			pygrubWriteTree(t, root, map[string]string{
+				"/boot/grub2/grub.cfg":            tc.cfg + "set timeout=5\nload_env\nblscfg\n",
+				"/boot/loader/entries/a-1-1.conf": "title a\nlinux /vmlinuz\noptions " + tc.options + "\n",
+			})
+			for _, args := range [][]string{{"pygrub", "check", root}, {"pygrub", "menulst", "--root", root}} {
+				cmd := exec.Command(sh, append([]string{"-c", `ulimit -v 1048576 && exec "$0" "$@"`, testenv.Opsctl(t)}, args...)...)
+				var stdout, stderr strings.Builder
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				cmd.Run()
+				code := cmd.ProcessState.ExitCode()
+				const want = "beyond 64 KiB"
+				if args[1] == "check" {
+					if code != 1 || !strings.Contains(stdout.String(), want) || stderr.Len() != 0 {
+						t.Errorf("check: exit %d, stdout %q, stderr %.300q; want exit 1 and the problem", code, stdout.String(), stderr.String())
+					}
+					continue
+				}
+				pygrubWantRefusal(t, args, stderr.String(), code, 1, want)
+			}
+		})
+	}
+}

@@ -78,7 +78,10 @@ func readBLSMenu(g *guestRoot, config string, cfg []byte) (*BLSMenu, error) {
 	if err == nil {
 		grubenv, haveGrubenv = ParseGrubenv(envData)
 	}
-	env := grubCfgEnv(cfg, grubenv, haveGrubenv)
+	env, err := grubCfgEnv(cfg, grubenv, haveGrubenv)
+	if err != nil {
+		return nil, fmt.Errorf("in the guest %s: %s: %w", g.path, config, err)
+	}
 
 	// blscfg reads /loader/entries of the boot file system and, when that
 	// folder cannot be read, /boot/loader/entries.
@@ -114,7 +117,10 @@ func readBLSMenu(g *guestRoot, config string, cfg []byte) (*BLSMenu, error) {
 		e, _ := ParseBLSEntry(name, data)
 		entries = append(entries, e)
 	}
-	boots, skipped := blsBoots(sortBLS(entries), env)
+	boots, skipped, err := blsBoots(sortBLS(entries), env)
+	if err != nil {
+		return nil, fmt.Errorf("in the guest %s: %s: %w", g.path, m.Dir, err)
+	}
 	m.Boots, m.Skipped = boots, append(m.Skipped, skipped...)
 	saved, isSet := env["default"]
 	m.SavedEntry = saved
