@@ -63,8 +63,12 @@ func (ci *fakeCI) build(id int64, final string) {
 }
 
 func (ci *fakeCI) deliver(id int64, status string) {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	testenv.WaitUntil(ci.t, 60*time.Second, func() bool {
+		select {
+		case <-ci.stop:
+			return true
+		default:
+		}
 		codes, err := ci.pl.SetStatus(id, status)
 		ok := err == nil
 		for _, c := range codes {
@@ -72,15 +76,8 @@ func (ci *fakeCI) deliver(id int64, status string) {
 				ok = false
 			}
 		}
-		if ok {
-			return
-		}
-		select {
-		case <-ci.stop:
-			return
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return ok
+	})
 }
 
 // apiPipelines counts the pipelines created through the API per project.
@@ -94,6 +91,17 @@ func (ci *fakeCI) apiPipelines() map[string]int {
 	return n
 }
 
+// credentialFile writes content (a token, a secret) to the file name in
+// dir, as an admin would, and returns its path.
+func credentialFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -104,13 +112,64 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-type receiverProc struct {
-	t      *testing.T
-	addr   string
-	args   []string
+// opsctlProc is the opsctl binary running in the background; the test's
+// end kills it.
+type opsctlProc struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
-	stderr *testenv.SyncBuffer
+}
+
+// startOpsctl starts opsctl with args, GITLAB_TOKEN emptied and env added,
+// writing to stdout and stderr (nil: discarded).
+func startOpsctl(t *testing.T, stdout, stderr io.Writer, env []string, args ...string) *opsctlProc {
+	t.Helper()
+	cmd := exec.Command(testenv.Opsctl(t), args...)
+	cmd.Env = append(append(os.Environ(), "GITLAB_TOKEN="), env...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &opsctlProc{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(p.kill)
+	return p
+}
+
+func (p *opsctlProc) kill() {
+	p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// hasExited: the process has ended.
+func (p *opsctlProc) hasExited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *opsctlProc) waitExit(d time.Duration) bool {
+	select {
+	case <-p.exited:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// receiverProc is `chain serve` on addr, started (and started again) by
+// the test.
+type receiverProc struct {
+	*opsctlProc // the running one
+	t           *testing.T
+	addr        string
+	args        []string
+	stderr      *testenv.SyncBuffer
 }
 
 func (r *receiverProc) url() string { return "http://" + r.addr }
@@ -119,58 +178,20 @@ func (r *receiverProc) url() string { return "http://" + r.addr }
 // answers /healthz, or it exited (a crash point may kill it early).
 func (r *receiverProc) start(env ...string) {
 	r.t.Helper()
-	r.cmd = exec.Command(testenv.Opsctl(r.t), r.args...)
-	r.cmd.Env = append(append(os.Environ(), "GITLAB_TOKEN="), env...)
-	r.cmd.Stderr = r.stderr
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	r.exited = make(chan struct{})
-	go func() {
-		r.cmd.Wait()
-		close(r.exited)
-	}()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-r.exited:
-			return
-		default:
+	r.opsctlProc = startOpsctl(r.t, nil, r.stderr, env, r.args...)
+	up := func() bool {
+		if r.hasExited() {
+			return true
 		}
 		resp, err := http.Get(r.url() + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == 200
 	}
-	r.t.Fatalf("receiver did not come up:\n%s", r.stderr)
-}
-
-func (r *receiverProc) kill() {
-	r.cmd.Process.Kill()
-	<-r.exited
-}
-
-// hasExited: the process has ended (start returns once it answers, or
-// once it exited).
-func (r *receiverProc) hasExited() bool {
-	select {
-	case <-r.exited:
-		return true
-	default:
-		return false
-	}
-}
-
-func (r *receiverProc) waitExit(d time.Duration) bool {
-	select {
-	case <-r.exited:
-		return true
-	case <-time.After(d):
-		return false
+	if !testenv.WaitUntil(r.t, 15*time.Second, up) {
+		r.t.Fatalf("receiver did not come up:\n%s", r.stderr)
 	}
 }
 
@@ -199,10 +220,8 @@ type chainE2E struct {
 func newChainE2E(t *testing.T) *chainE2E {
 	fake := fakeImages(t)
 	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
-	secretFile := filepath.Join(dir, "secret")
-	os.WriteFile(secretFile, []byte(e2eSecret+"\n"), 0o600)
+	tokenFile := credentialFile(t, dir, "token", e2eToken+"\n")
+	secretFile := credentialFile(t, dir, "secret", e2eSecret+"\n")
 	e := &chainE2E{fake: fake, ci: newFakeCI(t, fake), secret: secretFile,
 		source: []string{"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile}}
 	addr := freeAddr(t)
@@ -214,9 +233,7 @@ func newChainE2E(t *testing.T) *chainE2E {
 		args: append([]string{"chain", "serve", "--listen", addr, "--state", filepath.Join(dir, "chain.db"),
 			"--webhook-secret-file", secretFile, "--log-level", "debug"}, e.source...)}
 	t.Cleanup(func() {
-		if e.recv.cmd != nil && e.recv.cmd.ProcessState == nil {
-			e.recv.kill()
-		}
+		// After the receiver was killed: cleanups run last first.
 		for _, s := range []string{e2eToken, e2eSecret} {
 			if strings.Contains(e.recv.stderr.String(), s) {
 				t.Errorf("the receiver logged a secret")
@@ -229,16 +246,20 @@ func newChainE2E(t *testing.T) *chainE2E {
 // waitRunSucceeded waits until the receiver reports one succeeded run.
 func (e *chainE2E) waitRunSucceeded(t *testing.T) chain.Run {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		runs := e.recv.runs(t)
-		if len(runs) == 1 && runs[0].Status == chain.RunSucceeded {
-			return runs[0]
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !e.recv.waitOneRunSucceeded(t, 60*time.Second) {
+		t.Fatalf("no succeeded run; runs %+v\nreceiver log:\n%s", e.recv.runs(t), e.recv.stderr)
 	}
-	t.Fatalf("no succeeded run; runs %+v\nreceiver log:\n%s", e.recv.runs(t), e.recv.stderr)
-	return chain.Run{}
+	return e.recv.runs(t)[0]
+}
+
+// waitOneRunSucceeded waits until the receiver reports one run, succeeded,
+// and says whether it did within d.
+func (r *receiverProc) waitOneRunSucceeded(t *testing.T, d time.Duration) bool {
+	t.Helper()
+	return testenv.WaitUntil(t, d, func() bool {
+		runs := r.runs(t)
+		return len(runs) == 1 && runs[0].Status == chain.RunSucceeded
+	})
 }
 
 func wantEachDownstreamOnce(t *testing.T, ci *fakeCI) {
@@ -361,13 +382,10 @@ func TestChainFailureStopsDownstreamUntilTheProjectSucceeds(t *testing.T) {
 	e.recv.start()
 	base := e.ci.pl.Start("img/base", "main", "schedule")
 	e.ci.build(base, "success")
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if runs := e.recv.runs(t); len(runs) == 1 && runs[0].Status == chain.RunFailed && runs[0].Steps["img/lang/python"].State == chain.StepSucceeded {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitUntil(t, 30*time.Second, func() bool {
+		runs := e.recv.runs(t)
+		return len(runs) == 1 && runs[0].Status == chain.RunFailed && runs[0].Steps["img/lang/python"].State == chain.StepSucceeded
+	})
 	runs := e.recv.runs(t)
 	if len(runs) != 1 || runs[0].Status != chain.RunFailed || runs[0].Steps["img/lang/ruby"].State != chain.StepFailed ||
 		runs[0].Steps["img/lang/python"].State != chain.StepSucceeded || runs[0].Steps["img/app"].State == chain.StepSucceeded {
@@ -444,8 +462,7 @@ func TestChainServeWithASlowGitLab(t *testing.T) {
 func TestChainTriggerFollowDrivesTheRunWithoutWebhooks(t *testing.T) {
 	fake := fakeImages(t)
 	ci := newFakeCI(t, fake)
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
+	tokenFile := credentialFile(t, t.TempDir(), "token", e2eToken+"\n")
 	state := filepath.Join(t.TempDir(), "follow.db")
 	args := []string{"chain", "trigger", "img/base", "--follow", "--interval", "50ms", "--state", state,
 		"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile, "-o", "json"}
@@ -598,8 +615,8 @@ func TestPackagedChainUnitStarts(t *testing.T) {
 	}
 	fake := fakeImages(t)
 	creds := t.TempDir()
-	os.WriteFile(filepath.Join(creds, "gitlab-token"), []byte(e2eToken+"\n"), 0o600)
-	os.WriteFile(filepath.Join(creds, "webhook-secret"), []byte(e2eSecret+"\n"), 0o600)
+	credentialFile(t, creds, "gitlab-token", e2eToken+"\n")
+	credentialFile(t, creds, "webhook-secret", e2eSecret+"\n")
 	addr := freeAddr(t)
 	env := map[string]string{}
 	for _, line := range strings.Split(string(settings), "\n") {
@@ -669,18 +686,15 @@ func TestChainServePrunesOldRuns(t *testing.T) {
 	for range 2 {
 		base := e.ci.pl.Start("img/base", "main", "schedule")
 		e.ci.build(base, "success")
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			runs := e.recv.runs(t)
-			if len(runs) == len(ids)+1 && runs[0].Status == chain.RunSucceeded {
-				ids = append(ids, runs[0].ID)
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("run %d did not succeed: %+v\n%s", len(ids)+1, runs, e.recv.stderr)
-			}
-			time.Sleep(50 * time.Millisecond)
+		var runs []chain.Run
+		succeeded := func() bool {
+			runs = e.recv.runs(t)
+			return len(runs) == len(ids)+1 && runs[0].Status == chain.RunSucceeded
 		}
+		if !testenv.WaitUntil(t, 60*time.Second, succeeded) {
+			t.Fatalf("run %d did not succeed: %+v\n%s", len(ids)+1, runs, e.recv.stderr)
+		}
+		ids = append(ids, runs[0].ID)
 	}
 	e.recv.kill()
 	e.recv.args = append(e.recv.args, "--retention-runs", "1")
@@ -699,10 +713,7 @@ func TestChainServeRescansTheGraph(t *testing.T) {
 	e.recv.start()
 	e.fake.AddProject(fakegitlab.ProjectSpec{Path: "img/late", Files: map[string]string{".gitlab-deps": "img/app\n"}})
 	e.fake.AddHook("img/late", fakegitlab.Hook{URL: e.recv.url() + "/hook", PipelineEvents: true, Token: e2eSecret})
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(e.recv.stderr.String(), "graph rescanned") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitUntil(t, 20*time.Second, func() bool { return strings.Contains(e.recv.stderr.String(), "graph rescanned") })
 	base := e.ci.pl.Start("img/base", "main", "schedule")
 	e.ci.build(base, "success")
 	run := e.waitRunSucceeded(t)
@@ -733,8 +744,8 @@ func TestChainStatusLimitReachesTheReceiver(t *testing.T) {
 	defer srv.Close()
 	for limit, want := range map[int]int{0: runs, 3: 3} {
 		var out bytes.Buffer
-		opts := &chainStatusOptions{IO: &cli.IOStreams{Out: &out, ErrOut: io.Discard}, Getenv: func(string) string { return "" },
-			Server: srv.URL, Limit: limit, Output: &cli.OutputFlag{Value: "json"}}
+		f := &cli.Factory{IO: &cli.IOStreams{Out: &out, ErrOut: io.Discard}, Getenv: func(string) string { return "" }}
+		opts := &ChainStatusOptions{Factory: f, Server: srv.URL, Limit: limit, Output: &cli.OutputFlag{Value: "json"}}
 		if err := runChainStatus(opts); err != nil {
 			t.Fatal(err)
 		}
@@ -786,10 +797,8 @@ func TestChainServeStopFinishesTheCreationUnderWay(t *testing.T) {
 // waitLog waits until log holds want.
 func waitLog(t *testing.T, log *testenv.SyncBuffer, want string, d time.Duration) {
 	t.Helper()
-	for deadline := time.Now().Add(d); !strings.Contains(log.String(), want); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the log within %v:\n%s", want, d, log)
-		}
+	if !testenv.WaitUntil(t, d, func() bool { return strings.Contains(log.String(), want) }) {
+		t.Fatalf("no %q in the log within %v:\n%s", want, d, log)
 	}
 }
 
@@ -801,36 +810,19 @@ func TestChainTriggerFollowSecondInterruptStopsAtOnce(t *testing.T) {
 	newFakeCI(t, fake)
 	fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Delay: time.Minute, Times: 1})
 	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
+	tokenFile := credentialFile(t, dir, "token", e2eToken+"\n")
 	stderr := &testenv.SyncBuffer{}
-	cmd := exec.Command(testenv.Opsctl(t), "chain", "trigger", "img/base", "--follow", "--interval", "50ms",
+	proc := startOpsctl(t, nil, stderr, nil, "chain", "trigger", "img/base", "--follow", "--interval", "50ms",
 		"--state", filepath.Join(dir, "follow.db"), "--log-level", "debug",
 		"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile)
-	cmd.Env = append(os.Environ(), "GITLAB_TOKEN=")
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
 	waitLog(t, stderr, `msg="performing request" method=POST`, 15*time.Second)
 	// Interrupted again and again, as an impatient person would: the first
 	// starts the grace, a later one must end it.
-	stopped := time.Now()
-	for {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Since(stopped) > 5*time.Second {
-			t.Fatalf("trigger --follow still running %v after repeated SIGINTs:\n%s", time.Since(stopped), stderr)
-		}
+	interrupted := func() bool {
+		proc.cmd.Process.Signal(os.Interrupt)
+		return proc.waitExit(50 * time.Millisecond)
+	}
+	if !testenv.WaitUntil(t, 5*time.Second, interrupted) {
+		t.Fatalf("trigger --follow still running after 5s of repeated SIGINTs:\n%s", stderr)
 	}
 }

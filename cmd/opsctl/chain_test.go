@@ -129,8 +129,7 @@ func TestChainCycleExitsOneAndIsNamed(t *testing.T) {
 }
 
 func TestChainBadInputIsOneLine(t *testing.T) {
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
+	tokenFile := credentialFile(t, t.TempDir(), "token", e2eToken+"\n")
 	emptyFile := filepath.Join(t.TempDir(), "empty")
 	os.WriteFile(emptyFile, nil, 0o600)
 	cases := []struct {
@@ -194,10 +193,8 @@ func fakeImages(t *testing.T) *fakegitlab.Server {
 
 func TestChainAgainstFakeGitLab(t *testing.T) {
 	fake := fakeImages(t)
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	os.WriteFile(secretFile, []byte(e2eSecret+"\n"), 0o600)
+	tokenFile := credentialFile(t, t.TempDir(), "token", e2eToken+"\n")
+	secretFile := credentialFile(t, t.TempDir(), "secret", e2eSecret+"\n")
 	source := []string{"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile}
 	noSecrets := func(what, s string) {
 		t.Helper()
@@ -294,20 +291,6 @@ func TestChainGitLabFailuresExitCodes(t *testing.T) {
 	if code != cli.ExitTemporary || out != "" || !strings.HasPrefix(stderr, "opsctl: chain plan: project img/") ||
 		!strings.Contains(stderr, " (ref main): GitLab answered 503 Service Unavailable; gave up after 6 attempts") {
 		t.Errorf("503: exit %d after %v, stdout %q, stderr %q", code, time.Since(start), out, stderr)
-	}
-}
-
-func TestChainFlagsParseIntoOptions(t *testing.T) {
-	f := &cli.Factory{IO: &cli.IOStreams{}, Getenv: func(string) string { return "" }}
-	var got *ChainPlanOptions
-	cmd := newCmdChainPlan(f, func(o *ChainPlanOptions) error { got = o; return nil })
-	cmd.SetArgs([]string{"--gitlab-url", "https://g.example", "--group", "img", "--registry", "r1.example", "--registry", "r2.example:5050", "--concurrency", "3", "-o", "json", "img/base", "img/x"})
-	if err := cmd.Execute(); err != nil {
-		t.Fatal(err)
-	}
-	if got.Source.GitLabURL != "https://g.example" || got.Source.Group != "img" || !reflect.DeepEqual(got.Source.Registries, []string{"r1.example", "r2.example:5050"}) ||
-		got.Source.Concurrency != 3 || !got.Output.JSON() || !reflect.DeepEqual(got.Roots, []string{"img/base", "img/x"}) {
-		t.Errorf("options %+v", got)
 	}
 }
 
@@ -443,5 +426,38 @@ func TestChainHostThatDoesNotResolveIsExit1AtOnce(t *testing.T) {
 	_, stderr, code := opsctlEnv(t, nil, "chain", "status", "--server", "http://receiver.example.invalid:8686")
 	if code != 1 || strings.TrimSpace(stderr) != "opsctl: receiver receiver.example.invalid:8686: its host does not resolve (no such host); check --server or OPSCTL_CHAIN_SERVER" {
 		t.Errorf("status --server: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// Issue 15: pkg/chain names its inputs (GitLabConfig.Token, DirSource.Root,
+// HookSettings.Token, RegistryDigests.Auth) and the command shows the
+// flags, in errors, warnings, dry runs and watch results alike: what the
+// user reads is what it was before the package stopped naming flags.
+func TestChainMessagesNameTheFlags(t *testing.T) {
+	fake := fakeImages(t)
+	badToken := filepath.Join(t.TempDir(), "bad")
+	os.WriteFile(badToken, []byte("glpat-wrong-token-xyz\n"), 0o600)
+	_, stderr, _ := opsctlEnv(t, nil, "chain", "scan", "--gitlab-url", fake.URL(), "--group", "img", "--token-file", badToken)
+	if !strings.HasSuffix(strings.TrimSpace(stderr), "; check the token of --token-file or GITLAB_TOKEN (expired or revoked?)") {
+		t.Errorf("401: stderr %q", stderr)
+	}
+
+	dir := writeFiles(t, map[string]string{"Containerfile": "FROM debian\n", "g/a/Containerfile": "FROM debian\n"})
+	_, stderr, code := opsctlEnv(t, nil, "chain", "scan", "--dir", dir)
+	if want := "warning: --dir " + dir + ": the folder itself holds a project file; only its subfolders are projects\n"; code != 0 || stderr != want {
+		t.Errorf("a project file at the root: exit %d, stderr %q, want %q", code, stderr, want)
+	}
+
+	fake.AddHook("img/base", fakegitlab.Hook{URL: "https://chain.example.com/hook", PipelineEvents: true, Token: "old", AlertStatus: "disabled"})
+	out, stderr, code := opsctlEnv(t, []string{"GITLAB_TOKEN=" + e2eToken}, "chain", "hooks", "sync", "--gitlab-url", fake.URL(), "--group", "img",
+		"--hook-url", "https://chain.example.com/hook", "--dry-run")
+	if code != 0 || !strings.Contains(out, "GitLab disabled it after failed deliveries: give --webhook-secret-file to replace it") {
+		t.Errorf("dry run with a disabled hook and no secret: exit %d\n%s%s", code, out, stderr)
+	}
+
+	fx := newWatchFixture(t, true)
+	res, _, code := fx.watch(t)
+	if code != 75 || len(res.Errors) == 0 || !strings.Contains(res.Errors[0], "registry refused access (401): check --registry-auth-file") {
+		t.Errorf("a registry refusing anonymous access: exit %d, errors %q", code, res.Errors)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -138,8 +137,7 @@ func newWatchFixture(t *testing.T, bearer bool) *watchFixture {
 	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/app", Files: map[string]string{".gitlab-deps": "img/base\n"}})
 	fx.fake, fx.ci = fake, newFakeCI(t, fake)
 	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
+	tokenFile := credentialFile(t, dir, "token", e2eToken+"\n")
 	fx.args = []string{"chain", "watch", "--once", "--state", filepath.Join(dir, "watch.db"), "-o", "json",
 		"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile, "--plain-http-registry", reg.host}
 	return fx
@@ -334,8 +332,7 @@ func TestChainServeWatchExternalRebuildsTheChain(t *testing.T) {
 	fx := newWatchFixture(t, false)
 	addr := freeAddr(t)
 	dir := t.TempDir()
-	secretFile := filepath.Join(dir, "secret")
-	os.WriteFile(secretFile, []byte(e2eSecret), 0o600)
+	secretFile := credentialFile(t, dir, "secret", e2eSecret)
 	for _, p := range []string{"img/base", "img/app", "img/tools", "img/pinned"} {
 		fx.fake.AddHook(p, fakegitlab.Hook{URL: "http://" + addr + "/hook", PipelineEvents: true, Token: e2eSecret})
 	}
@@ -346,17 +343,9 @@ func TestChainServeWatchExternalRebuildsTheChain(t *testing.T) {
 	recv.start()
 	defer recv.kill()
 	// Let the first check record the digests, then change one.
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(recv.stderr.String(), "external images checked") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitUntil(t, 20*time.Second, func() bool { return strings.Contains(recv.stderr.String(), "external images checked") })
 	fx.reg.push(t, "library/debian:bookworm", false)
-	for time.Now().Before(deadline) {
-		if runs := recv.runs(t); len(runs) == 1 && runs[0].Status == chain.RunSucceeded {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	recv.waitOneRunSucceeded(t, 20*time.Second)
 	if got := fx.ci.apiPipelines(); fmt.Sprint(got) != "map[img/app:1 img/base:1]" {
 		t.Fatalf("pipelines %v, want img/base then img/app once\n%s", got, recv.stderr)
 	}
@@ -378,11 +367,10 @@ func TestChainWatchOnceWhenGitLabFailsTheTrigger(t *testing.T) {
 	}
 	fx.fake.ClearFaults()
 	// The failed trigger is retried after its backoff (2 s).
-	deadline := time.Now().Add(30 * time.Second)
-	for code != 0 && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
+	testenv.WaitUntil(t, 30*time.Second, func() bool {
 		res, stderr, code = fx.watch(t)
-	}
+		return code == 0
+	})
 	if code != 0 || len(res.Changed) != 0 {
 		t.Fatalf("after GitLab recovered: exit %d %+v\n%s", code, res, stderr)
 	}
@@ -398,26 +386,14 @@ func TestChainWatchKeepsWatchingWhenGitLabFailsACheck(t *testing.T) {
 	// The first scan's attempts (1 + 5 retries) all fail.
 	fx.fake.InjectFault(fakegitlab.Fault{Path: "/api/v4/groups/img", Status: 503, RetryAfter: "0", Times: 6})
 	args := slices.DeleteFunc(slices.Clone(fx.args), func(a string) bool { return a == "--once" })
-	cmd := exec.Command(testenv.Opsctl(t), append(args, "--interval", "100ms")...)
 	stdout, stderr := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	defer func() {
-		cmd.Process.Kill()
-		<-exited
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stdout.String(), `"checked": 2`) && time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			t.Fatalf("the watcher ended: %v\n%s", cmd.ProcessState, stderr)
-		case <-time.After(50 * time.Millisecond):
+	proc := startOpsctl(t, stdout, stderr, nil, append(args, "--interval", "100ms")...)
+	testenv.WaitUntil(t, 30*time.Second, func() bool {
+		if proc.hasExited() {
+			t.Fatalf("the watcher ended: %v\n%s", proc.cmd.ProcessState, stderr)
 		}
-	}
+		return strings.Contains(stdout.String(), `"checked": 2`)
+	})
 	if !strings.Contains(stdout.String(), `"checked": 2`) || !strings.Contains(stderr.String(), "check failed") {
 		t.Fatalf("no check after the failed one:\n%s\n%s", stdout, stderr)
 	}
@@ -439,10 +415,8 @@ func TestChainWatchOnceWithAReceiverBuildsASharedDownstreamOnce(t *testing.T) {
 	fake.AddProject(fakegitlab.ProjectSpec{Path: "img/app", Files: map[string]string{".gitlab-deps": "img/ruby\nimg/python\n"}})
 	ci := newFakeCI(t, fake)
 	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	os.WriteFile(tokenFile, []byte(e2eToken), 0o600)
-	secretFile := filepath.Join(dir, "secret")
-	os.WriteFile(secretFile, []byte(e2eSecret), 0o600)
+	tokenFile := credentialFile(t, dir, "token", e2eToken)
+	secretFile := credentialFile(t, dir, "secret", e2eSecret)
 	source := []string{"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile}
 	addr := freeAddr(t)
 	for _, p := range []string{"img/ruby", "img/python", "img/app"} {
@@ -463,13 +437,7 @@ func TestChainWatchOnceWithAReceiverBuildsASharedDownstreamOnce(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"img/python"`) || !strings.Contains(out, `"img/ruby"`) {
 		t.Fatalf("watch after the push: exit %d\n%s%s", code, out, stderr)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if runs := recv.runs(t); len(runs) == 1 && runs[0].Status == chain.RunSucceeded {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	recv.waitOneRunSucceeded(t, 30*time.Second)
 	runs := recv.runs(t)
 	if len(runs) != 1 || runs[0].Status != chain.RunSucceeded || len(runs[0].Roots) != 2 {
 		t.Fatalf("receiver runs: %+v\n%s", runs, recv.stderr)

@@ -55,15 +55,19 @@ type renamed struct {
 	names map[string]string
 }
 
-func (r *renamed) Error() string {
-	msg := r.err.Error()
-	for name, shown := range r.names {
+func (r *renamed) Error() string { return RenameText(r.err.Error(), r.names) }
+
+func (r *renamed) Unwrap() error { return r.err }
+
+// RenameText is msg with the names of names shown as Rename shows them in
+// an error: for a package's text that is not an error (a warning, a line
+// of a dry run) but speaks of its inputs too.
+func RenameText(msg string, names map[string]string) string {
+	for name, shown := range names {
 		msg = replaceWhole(msg, name, shown)
 	}
 	return msg
 }
-
-func (r *renamed) Unwrap() error { return r.err }
 
 // replaceWhole replaces name in msg where it is not followed by a letter,
 // digit or underscore.

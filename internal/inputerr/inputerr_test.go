@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"strings"
 	"testing"
 )
 
@@ -52,5 +54,33 @@ func TestRenameReplacesWholeNamesOnly(t *testing.T) {
 	got = Rename(joined, map[string]string{"Plan.Size": "--size", "Plan.Name": "--name"}).Error()
 	if got != "--size 0: expected more\n--name \"x\": taken" {
 		t.Errorf("joined: got %q", got)
+	}
+}
+
+func TestRenameTextShowsTheFlagsInText(t *testing.T) {
+	got := RenameText("g/a: skipped, see Source.Root and Source.RootDir", map[string]string{"Source.Root": "--dir"})
+	if got != "g/a: skipped, see --dir and Source.RootDir" {
+		t.Errorf("got %q", got)
+	}
+}
+
+// A daemon's log line shows the flags in its message, in string and error
+// attributes, in groups and in attributes given to With.
+func TestRenameHandlerShowsTheFlagsInLogLines(t *testing.T) {
+	var out strings.Builder
+	names := map[string]string{"Config.Server": "--server", "Config.CAFile": "--ca-file"}
+	log := slog.New(RenameHandler(slog.NewTextHandler(&out, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}), names)).With("where", "check Config.Server")
+	log.Warn("not trusted (check Config.CAFile)", "err", errors.New("Config.Server \"x\": bad"), "n", 3,
+		slog.Group("g", "hint", "check Config.CAFile"))
+	want := `level=WARN msg="not trusted (check --ca-file)" where="check --server" err="--server \"x\": bad" n=3 g.hint="check --ca-file"` + "\n"
+	if out.String() != want {
+		t.Errorf("got  %q\nwant %q", out.String(), want)
 	}
 }

@@ -50,7 +50,7 @@ type unreachableError struct {
 
 func (e *unreachableError) Error() string {
 	if hostNotFound(e.err) {
-		return fmt.Sprintf("receiver %s: its host does not resolve (no such host); check --server or OPSCTL_CHAIN_SERVER", e.host)
+		return fmt.Sprintf("receiver %s: its host does not resolve (no such host); check Client.URL", e.host)
 	}
 	return fmt.Sprintf("receiver %s: %s", e.host, networkCause(e.err))
 }

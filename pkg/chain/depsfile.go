@@ -45,7 +45,7 @@ func ParseDepsFile(data []byte) ([]string, error) {
 }
 
 // ValidateProjectPath checks that p is a project path as GitLab writes them
-// (group/sub/project, or one folder name in --dir mode): components of
+// (group/sub/project, or one folder name of a DirSource): components of
 // letters, digits, '_', '-' and '.', not starting with '-' or '.', and no
 // white space, empty component or trailing slash.
 func ValidateProjectPath(p string) error {

@@ -1,7 +1,6 @@
 package chain
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -20,21 +19,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 )
-
-// Planner gives the engine the plan of a new run. The engine asks it only
-// when a run starts: a run keeps its plan while the graph is rescanned.
-type Planner interface {
-	PlanRun(roots []string) (*RunPlan, error)
-}
-
-// RunPlan is what a run needs of the graph: the projects downstream of its
-// roots in waves, each project's upstreams that are in the plan, and how to
-// create each project's pipeline.
-type RunPlan struct {
-	Waves     [][]string
-	Upstreams map[string][]string
-	Targets   map[string]Target
-}
 
 // PipelineAPI is what the engine needs of GitLab. Implementations retry
 // rate limits, server errors and time-outs themselves; an error they
@@ -117,8 +101,7 @@ type Engine struct {
 	mu      sync.RWMutex
 	planner Planner
 
-	retention Retention
-	health    storeHealth
+	health storeHealth
 
 	wake chan struct{}
 	// runsDecoded counts the runs RunsBefore decoded: the tests check with
@@ -140,9 +123,6 @@ type EngineOptions struct {
 	// "attempted" and "created" of the trigger path.
 	Crash func(point string)
 	Now   func() time.Time
-	// Retention: which runs Work keeps; Work prunes the others when it
-	// starts and every pruneEvery. The zero value keeps every run.
-	Retention Retention
 }
 
 // NewEngine opens (or creates) the state file and returns the engine. The
@@ -153,7 +133,7 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{db: db, api: opts.API, planner: opts.Planner, log: opts.Logger, metrics: opts.Metrics,
-		crash: opts.Crash, now: opts.Now, wake: make(chan struct{}, 1), retention: opts.Retention,
+		crash: opts.Crash, now: opts.Now, wake: make(chan struct{}, 1),
 		health: storeHealth{every: healthProbeEvery}}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -167,8 +147,8 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 	return e, nil
 }
 
-// OpenReadOnly opens a state file for reading runs (`chain status
-// --state`); it fails when another process holds the file.
+// OpenReadOnly opens a state file for reading runs (a status command on
+// a file no receiver holds); it fails when another process holds the file.
 func OpenReadOnly(path string) (*Engine, error) {
 	db, err := openState(path, true)
 	if err != nil {
@@ -305,7 +285,7 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 	}
 	if u.Tag || u.Ref != u.DefaultBranch {
 		// Off the default branch, only the root pipeline of a run that
-		// opsctl started (`chain trigger --ref`) starts a run.
+		// opsctl started (StartRun with a ref) starts a run.
 		if !ValidRunID(u.RunID) {
 			return Outcome{Reason: "not the default branch"}, nil
 		}
@@ -355,7 +335,7 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 	}
 	root := run.Steps[u.Project]
 	root.State, root.PipelineID, root.Updated = StepSucceeded, u.PipelineID, e.now().UTC()
-	if err := tx.Bucket(bucketPipelines).Put(u64key(u.PipelineID), []byte(run.ID)); err != nil {
+	if err := indexPipeline(tx, u.PipelineID, run.ID); err != nil {
 		return Outcome{}, err
 	}
 	queued, err := e.queueReady(tx, run)
@@ -374,8 +354,8 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 // success, an unfinished run in which this project failed (the run
 // continues where it stopped).
 func (e *Engine) findRun(tx *bolt.Tx, u PipelineUpdate) (*Run, error) {
-	if id := tx.Bucket(bucketPipelines).Get(u64key(u.PipelineID)); id != nil {
-		return loadRun(tx, string(id))
+	if id, found := runOfPipeline(tx, u.PipelineID); found {
+		return loadRun(tx, id)
 	}
 	if u.RunID != "" {
 		run, err := loadRun(tx, u.RunID)
@@ -387,12 +367,7 @@ func (e *Engine) findRun(tx *bolt.Tx, u PipelineUpdate) (*Run, error) {
 		return nil, nil
 	}
 	// The newest run in which the project stopped wins.
-	prefix := []byte(u.Project + "\x00")
-	var newest string
-	c := tx.Bucket(bucketStopped).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		newest = string(k[len(prefix):])
-	}
+	newest := newestStoppedRun(tx, u.Project)
 	if newest == "" {
 		return nil, nil
 	}
@@ -414,7 +389,7 @@ func (e *Engine) applyToRun(tx *bolt.Tx, run *Run, u PipelineUpdate) (Outcome, e
 	switch state := pipelineOutcome(u.Status); state {
 	case StepSucceeded:
 		step.State, step.Reason = StepSucceeded, ""
-		if err := supersedeStops(tx.Bucket(bucketStopped), u.Project); err != nil {
+		if err := supersedeStops(tx, u.Project); err != nil {
 			return Outcome{}, err
 		}
 	case StepFailed, StepCanceled:
@@ -434,7 +409,7 @@ func (e *Engine) applyToRun(tx *bolt.Tx, run *Run, u PipelineUpdate) (Outcome, e
 		step.State, step.Reason = StepRunning, ""
 	}
 	step.PipelineID, step.Updated = u.PipelineID, now
-	if err := tx.Bucket(bucketPipelines).Put(u64key(u.PipelineID), []byte(run.ID)); err != nil {
+	if err := indexPipeline(tx, u.PipelineID, run.ID); err != nil {
 		return Outcome{}, err
 	}
 	if step.State == StepSucceeded {
@@ -499,7 +474,7 @@ func (e *Engine) queueReady(tx *bolt.Tx, run *Run) ([]string, error) {
 	for _, p := range ready {
 		run.Steps[p].State, run.Steps[p].Updated = StepQueued, now
 		in := intent{RunID: run.ID, Project: p, Target: run.Targets[p], Created: now}
-		if err := putJSON(tx.Bucket(bucketIntents), intentKey(run.ID, p), in); err != nil {
+		if err := saveIntent(tx, in); err != nil {
 			return nil, err
 		}
 	}
@@ -565,27 +540,17 @@ func (e *Engine) startRunTx(tx *bolt.Tx, roots []string, id, startedBy, ref stri
 }
 
 // UnfinishedRunAt returns the newest run whose only root is root and that
-// is still running (not failed), or nil: `trigger --follow` resumes it after a crash
-// instead of starting a second run.
+// is still running (not failed), or nil: a follower (Follow) resumes it
+// after a crash instead of starting a second run.
 func (e *Engine) UnfinishedRunAt(root string) (*Run, error) {
 	var found *Run
 	err := e.db.View(func(tx *bolt.Tx) error {
-		active := tx.Bucket(bucketActive)
-		if active == nil {
-			return nil // a file opened read-only that has no runs yet
-		}
-		c := active.Cursor()
-		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
-			run, err := loadRun(tx, string(k))
-			if err != nil {
-				return err
-			}
-			if run != nil && run.Status == RunRunning && len(run.Roots) == 1 && run.Roots[0] == root {
+		return walkActiveRuns(tx, true, func(run *Run) bool {
+			if run.Status == RunRunning && len(run.Roots) == 1 && run.Roots[0] == root {
 				found = run
-				return nil
 			}
-		}
-		return nil
+			return found == nil
+		})
 	})
 	return found, err
 }
@@ -605,19 +570,17 @@ func (e *Engine) Run(id string) (*Run, error) {
 func (e *Engine) Runs(limit int) ([]*Run, error) {
 	var runs []*Run
 	err := e.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRuns)
-		if b == nil {
-			return errNotState
-		}
-		c := b.Cursor()
-		for k, v := c.Last(); k != nil && (limit == 0 || len(runs) < limit); k, v = c.Prev() {
+		return walkRunsBack(tx, "", func(k, v []byte) (bool, error) {
+			if limit > 0 && len(runs) == limit {
+				return false, nil
+			}
 			var r Run
 			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("state: run %s: %w", k, err)
+				return false, fmt.Errorf("state: run %s: %w", k, err)
 			}
 			runs = append(runs, &r)
-		}
-		return nil
+			return true, nil
+		})
 	})
 	return runs, err
 }
@@ -629,12 +592,8 @@ func (e *Engine) Runs(limit int) ([]*Run, error) {
 func (e *Engine) Work(ctx context.Context) error {
 	calls, release := callContext(ctx)
 	defer release()
-	nextPoll, nextPrune := e.now(), e.now()
+	nextPoll := e.now()
 	for {
-		if !e.now().Before(nextPrune) {
-			e.pruneLogged(ctx)
-			nextPrune = e.now().Add(pruneEvery)
-		}
 		if !e.now().Before(nextPoll) {
 			if err := e.pollUnfinished(ctx); err != nil {
 				return err
@@ -645,7 +604,7 @@ func (e *Engine) Work(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		wait := max(min(nextPoll.Sub(e.now()), nextPrune.Sub(e.now())), 10*time.Millisecond)
+		wait := max(nextPoll.Sub(e.now()), 10*time.Millisecond)
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(e.now()), 10*time.Millisecond))
 		}
@@ -681,11 +640,7 @@ func (e *Engine) pollUnfinished(ctx context.Context) error {
 	}
 	var todo []waiting
 	err := e.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketActive).ForEach(func(k, _ []byte) error {
-			run, err := loadRun(tx, string(k))
-			if err != nil || run == nil {
-				return err
-			}
+		return walkActiveRuns(tx, false, func(run *Run) bool {
 			for _, p := range run.projects() {
 				// A triggered step without a pipeline id is another root of
 				// a run adopted from a pipeline: its pipeline is found by
@@ -694,7 +649,7 @@ func (e *Engine) pollUnfinished(ctx context.Context) error {
 					todo = append(todo, waiting{run.ID, p, run.Targets[p], s.PipelineID, run.Created})
 				}
 			}
-			return nil
+			return true
 		})
 	})
 	if err != nil {
@@ -775,14 +730,9 @@ func callContext(ctx context.Context) (context.Context, func()) {
 func (e *Engine) fireDue(ctx, calls context.Context) (time.Time, error) {
 	var intents []intent
 	err := e.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketIntents).ForEach(func(k, v []byte) error {
-			var in intent
-			if err := json.Unmarshal(v, &in); err != nil {
-				return fmt.Errorf("state: intent %q: %w", k, err)
-			}
-			intents = append(intents, in)
-			return nil
-		})
+		var err error
+		intents, err = loadIntents(tx)
+		return err
 	})
 	if err != nil {
 		return time.Time{}, err
@@ -813,12 +763,10 @@ func (e *Engine) fireDue(ctx, calls context.Context) (time.Time, error) {
 // fire creates the pipeline of one intent: mark it attempted, look for a
 // pipeline an earlier attempt may have created, create it, record it.
 func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err error) {
-	key := intentKey(in.RunID, in.Project)
 	var reconcile, done bool
 	var roots []string
 	err = e.db.Update(func(tx *bolt.Tx) error {
-		var cur intent
-		ok, err := getJSON(tx.Bucket(bucketIntents), key, &cur)
+		cur, ok, err := loadIntent(tx, in.RunID, in.Project)
 		if err != nil || !ok {
 			done = true
 			return err
@@ -833,13 +781,13 @@ func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err er
 		if run == nil || run.Steps[in.Project] == nil || run.Steps[in.Project].PipelineID != 0 {
 			// A webhook already told us about the pipeline.
 			done = true
-			return tx.Bucket(bucketIntents).Delete(key)
+			return deleteIntent(tx, in.RunID, in.Project)
 		}
 		reconcile = cur.Attempted
 		cur.Attempted = true
 		cur.Attempts++
 		in = cur
-		return putJSON(tx.Bucket(bucketIntents), key, cur)
+		return saveIntent(tx, cur)
 	})
 	if err != nil || done {
 		return time.Time{}, err
@@ -877,10 +825,10 @@ func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err er
 		if step.State == StepQueued {
 			step.State, step.Updated = StepTriggered, e.now().UTC()
 		}
-		if err := tx.Bucket(bucketPipelines).Put(u64key(id), []byte(run.ID)); err != nil {
+		if err := indexPipeline(tx, id, run.ID); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketIntents).Delete(key); err != nil {
+		if err := deleteIntent(tx, in.RunID, in.Project); err != nil {
 			return err
 		}
 		return saveRun(tx, run)
@@ -895,9 +843,6 @@ func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err er
 	return time.Time{}, nil
 }
 
-// isPermanent: a *PermanentError, or an error that says it is not
-// temporary (an API error other than 429 and 5xx). Anything else, a network
-// error included, is worth another try.
 // pipelineNotFound stands for the status of a pipeline GitLab answers 404
 // for: the step's reason reads "pipeline N not found in GitLab".
 const pipelineNotFound = "not found in GitLab"
@@ -908,6 +853,9 @@ func notFound(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound
 }
 
+// isPermanent: a *PermanentError, or an error that says it is not
+// temporary (an API error other than 429 and 5xx). Anything else, a network
+// error included, is worth another try.
 func isPermanent(err error) bool {
 	var permanent *PermanentError
 	if errors.As(err, &permanent) {
@@ -951,7 +899,6 @@ func (e *Engine) fireFailed(ctx context.Context, in intent, apiErr error) (time.
 	if e.metrics != nil {
 		e.metrics.APIErrors.Inc()
 	}
-	key := intentKey(in.RunID, in.Project)
 	if isPermanent(apiErr) {
 		e.log.Error("pipeline not created", "run", in.RunID, "project", in.Project, "err", apiErr)
 		if e.metrics != nil {
@@ -965,7 +912,7 @@ func (e *Engine) fireFailed(ctx context.Context, in intent, apiErr error) (time.
 			step := run.Steps[in.Project]
 			step.State, step.Reason, step.Updated = StepFailed, "creating the pipeline: "+apiErr.Error(), e.now().UTC()
 			run.updateStatus(e.now().UTC())
-			if err := tx.Bucket(bucketIntents).Delete(key); err != nil {
+			if err := deleteIntent(tx, in.RunID, in.Project); err != nil {
 				return err
 			}
 			return saveRun(tx, run)
@@ -982,12 +929,11 @@ func (e *Engine) fireFailed(ctx context.Context, in intent, apiErr error) (time.
 	retryAt := e.now().Add(delay)
 	e.log.Log(ctx, apiLogLevel(apiErr, slog.LevelWarn), "pipeline not created yet, will retry", "run", in.RunID, "project", in.Project, "at", retryAt.Format(time.RFC3339), "err", apiErr)
 	return retryAt, e.db.Update(func(tx *bolt.Tx) error {
-		var cur intent
-		ok, err := getJSON(tx.Bucket(bucketIntents), key, &cur)
+		cur, ok, err := loadIntent(tx, in.RunID, in.Project)
 		if err != nil || !ok {
 			return err
 		}
 		cur.NextTry, cur.LastError = retryAt, apiErr.Error()
-		return putJSON(tx.Bucket(bucketIntents), key, cur)
+		return saveIntent(tx, cur)
 	})
 }

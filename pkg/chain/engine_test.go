@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/opsctl/opsctl/internal/testenv"
 )
 
 // fakePipelines stands in for GitLab's pipeline API in the engine's unit
@@ -145,7 +147,11 @@ func newEngineFixture(t testing.TB, graph *GraphPlanner) *engineFixture {
 
 func (fx *engineFixture) open() {
 	fx.t.Helper()
-	e, err := NewEngine(EngineOptions{StatePath: fx.path, API: fx.api, Planner: fx.graph})
+	opts := EngineOptions{StatePath: fx.path, API: fx.api}
+	if fx.graph != nil {
+		opts.Planner = fx.graph // a nil *GraphPlanner would be a Planner
+	}
+	e, err := NewEngine(opts)
 	if err != nil {
 		fx.t.Fatal(err)
 	}
@@ -238,6 +244,19 @@ func (fx *engineFixture) onlyRun() *Run {
 	return runs[0]
 }
 
+// baseSucceeded is a fixture of the chain base -> ruby -> app in which
+// base's pipeline 31 succeeded and the engine created ruby's pipeline,
+// which it returns.
+func baseSucceeded(t *testing.T) (*engineFixture, createdPipeline) {
+	t.Helper()
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
+	if code := fx.pipeline("ops/base", 31, "success", hookOpts{}); code != http.StatusOK {
+		t.Fatalf("success of base: HTTP %d", code)
+	}
+	fx.work()
+	return fx, fx.api.pipelineOf(t, "ops/ruby")
+}
+
 func wantCreated(t *testing.T, api *fakePipelines, want ...string) {
 	t.Helper()
 	if got := api.projects(); !slices.Equal(got, want) {
@@ -246,11 +265,7 @@ func wantCreated(t *testing.T, api *fakePipelines, want ...string) {
 }
 
 func TestChainRebuildsDownstreamInOrder(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
-	if code := fx.pipeline("ops/base", 31, "success", hookOpts{}); code != http.StatusOK {
-		t.Fatalf("success of base: HTTP %d", code)
-	}
-	fx.work()
+	fx, _ := baseSucceeded(t)
 	wantCreated(t, fx.api, "ops/ruby")
 	fx.work()
 	wantCreated(t, fx.api, "ops/ruby") // nothing more until ruby succeeded
@@ -291,10 +306,7 @@ func TestDiamondBuildsItsBottomOnce(t *testing.T) {
 }
 
 func TestFailureStopsDownstreamAndALaterSuccessResumes(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
-	fx.pipeline("ops/base", 31, "success", hookOpts{})
-	fx.work()
-	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	fx, ruby := baseSucceeded(t)
 	fx.pipeline("ops/ruby", ruby.ID, "running", hookOpts{runID: ruby.RunID})
 	fx.pipeline("ops/ruby", ruby.ID, "failed", hookOpts{runID: ruby.RunID})
 	fx.work()
@@ -317,10 +329,7 @@ func TestFailureStopsDownstreamAndALaterSuccessResumes(t *testing.T) {
 }
 
 func TestRetriedPipelineContinuesItsRun(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
-	fx.pipeline("ops/base", 31, "success", hookOpts{})
-	fx.work()
-	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	fx, ruby := baseSucceeded(t)
 	fx.pipeline("ops/ruby", ruby.ID, "failed", hookOpts{runID: ruby.RunID})
 	// Retrying the failed jobs keeps the pipeline id.
 	fx.pipeline("ops/ruby", ruby.ID, "running", hookOpts{runID: ruby.RunID})
@@ -356,10 +365,7 @@ func TestIgnoredPipelineEvents(t *testing.T) {
 }
 
 func TestEnginePipelinesNeverStartNewRuns(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
-	fx.pipeline("ops/base", 31, "success", hookOpts{})
-	fx.work()
-	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	fx, ruby := baseSucceeded(t)
 	// Without the variable, known by its id alone.
 	fx.pipeline("ops/ruby", ruby.ID, "success", hookOpts{})
 	fx.work()
@@ -368,10 +374,7 @@ func TestEnginePipelinesNeverStartNewRuns(t *testing.T) {
 }
 
 func TestOutOfOrderDeliveryDoesNotRegress(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
-	fx.pipeline("ops/base", 31, "success", hookOpts{})
-	fx.work()
-	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	fx, ruby := baseSucceeded(t)
 	fx.succeed("ops/ruby")
 	fx.pipeline("ops/ruby", ruby.ID, "pending", hookOpts{runID: ruby.RunID})
 	fx.pipeline("ops/ruby", ruby.ID, "failed", hookOpts{runID: ruby.RunID})
@@ -558,10 +561,7 @@ func TestReceiverHTTPRules(t *testing.T) {
 }
 
 func TestLateRunningAfterAFailureKeepsTheRunResumable(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
-	fx.pipeline("ops/base", 31, "success", hookOpts{})
-	fx.work()
-	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	fx, ruby := baseSucceeded(t)
 	fx.pipeline("ops/ruby", ruby.ID, "failed", hookOpts{runID: ruby.RunID})
 	// GitLab's "running" delivery of the same pipeline arrives late.
 	fx.pipeline("ops/ruby", ruby.ID, "running", hookOpts{runID: ruby.RunID})
@@ -695,10 +695,7 @@ func TestChildPipelinesStartNoRunAndMoveNoStep(t *testing.T) {
 // downstream: an older run in which it failed is not resumed by its next
 // success, which starts a run on the current graph.
 func TestAFailureSupersededByALaterRunIsNotResumed(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
-	fx.pipeline("ops/base", 31, "success", hookOpts{})
-	fx.work()
-	first := fx.api.pipelineOf(t, "ops/ruby")
+	fx, first := baseSucceeded(t)
 	fx.pipeline("ops/ruby", first.ID, "failed", hookOpts{runID: first.RunID})
 	// The next night's run rebuilds ruby and app.
 	fx.pipeline("ops/base", 32, "success", hookOpts{})
@@ -730,9 +727,7 @@ func TestUnwritableStateAnswers503(t *testing.T) {
 // Only a success after the failure supersedes it: a run in which the
 // project had succeeded earlier does not, however often it is saved later.
 func TestAnEarlierSuccessDoesNotSupersedeALaterFailure(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
-	fx.pipeline("ops/base", 31, "success", hookOpts{})
-	fx.work()
+	fx, _ := baseSucceeded(t)
 	fx.succeed("ops/ruby")
 	fx.work()
 	app := fx.api.pipelineOf(t, "ops/app") // app of the first run still building
@@ -853,9 +848,7 @@ func TestStopGivesUpACreationAfterTheGrace(t *testing.T) {
 // pipeline of a run that ended meanwhile is asked for its status when the
 // receiver starts, and the run goes on.
 func TestRestartLearnsTheOutcomeOfPipelinesWhoseWebhookWasMissed(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
-	fx.pipeline("ops/base", 31, "success", hookOpts{})
-	fx.work()
+	fx, _ := baseSucceeded(t)
 	wantCreated(t, fx.api, "ops/ruby")
 	// The receiver is down while ruby's pipeline succeeds.
 	fx.reopen()
@@ -865,10 +858,7 @@ func TestRestartLearnsTheOutcomeOfPipelinesWhoseWebhookWasMissed(t *testing.T) {
 	defer stop()
 	worked := make(chan error, 1)
 	go func() { worked <- fx.engine.Work(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(fx.api.projects()) < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitUntil(t, 5*time.Second, func() bool { return len(fx.api.projects()) >= 2 })
 	stop()
 	if err := <-worked; err != nil {
 		t.Fatal(err)
@@ -951,18 +941,26 @@ func TestStateHeldByAnotherProcessIsTemporary(t *testing.T) {
 	}
 }
 
+// polledOtherRoot adopts a run with the roots base and tools from base's
+// pipeline; the starter created tools' pipeline 77, which has status and
+// whose webhook never came; then the engine polls the unfinished runs.
+func polledOtherRoot(t *testing.T, status string) *engineFixture {
+	t.Helper()
+	fx := newEngineFixture(t, testGraph("ops/base:", "ops/tools:", "ops/app: ops/base ops/tools"))
+	runID := fx.adoptRun(t, "ops/base,ops/tools")
+	fx.api.created = append(fx.api.created, createdPipeline{Project: "ops/tools", Ref: "main", RunID: runID, ID: 77})
+	fx.api.setStatus(77, status)
+	if err := fx.engine.pollUnfinished(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return fx
+}
+
 // The other root of a run adopted from a pipeline (`chain watch --once`
 // created both roots' pipelines) has no pipeline id in the state: when its
 // webhook was missed, the poll finds its pipeline by the run id.
 func TestPollFindsTheOtherRootsPipelineOfAnAdoptedRun(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/tools:", "ops/app: ops/base ops/tools"))
-	runID := fx.adoptRun(t, "ops/base,ops/tools")
-	// The starter created tools' pipeline; it succeeded while no webhook came.
-	fx.api.created = append(fx.api.created, createdPipeline{Project: "ops/tools", Ref: "main", RunID: runID, ID: 77})
-	fx.api.setStatus(77, "success")
-	if err := fx.engine.pollUnfinished(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	fx := polledOtherRoot(t, "success")
 	fx.work()
 	wantCreated(t, fx.api, "ops/tools", "ops/app")
 	if s := fx.onlyRun().Steps["ops/tools"]; s.State != StepSucceeded || s.PipelineID != 77 {
@@ -993,9 +991,7 @@ func TestABigPushRescans(t *testing.T) {
 // webhook for a deletion) ends the step as failed at the next poll: the run
 // must not wait for ever, and a later success of the project resumes it.
 func TestPollEndsTheStepOfADeletedPipeline(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
-	fx.pipeline("ops/base", 31, "success", hookOpts{})
-	fx.work()
+	fx, _ := baseSucceeded(t)
 	wantCreated(t, fx.api, "ops/ruby")
 	fx.api.setStatus(fx.api.pipelineOf(t, "ops/ruby").ID, statusDeleted)
 	if err := fx.engine.pollUnfinished(context.Background()); err != nil {
@@ -1027,13 +1023,7 @@ func (fx *engineFixture) adoptRun(t *testing.T, roots string) string {
 // later polls ask for its status alone instead of listing the project's
 // pipelines and their variables again.
 func TestPollRecordsARunningPipelineItFoundByTheRunID(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/tools:", "ops/app: ops/base ops/tools"))
-	runID := fx.adoptRun(t, "ops/base,ops/tools")
-	fx.api.created = append(fx.api.created, createdPipeline{Project: "ops/tools", Ref: "main", RunID: runID, ID: 77})
-	fx.api.setStatus(77, "running")
-	if err := fx.engine.pollUnfinished(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	fx := polledOtherRoot(t, "running")
 	if s := fx.onlyRun().Steps["ops/tools"]; s.PipelineID != 77 || s.State == StepSucceeded {
 		t.Errorf("tools after the poll: %+v, want pipeline 77 recorded, not succeeded", s)
 	}

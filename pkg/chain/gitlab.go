@@ -10,11 +10,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	gitlab "gitlab.com/gitlab-org/api/client-go/v2"
+
+	"github.com/opsctl/opsctl/internal/inputerr"
 )
 
 // GitLabConfig configures the GitLab API client.
@@ -66,10 +69,10 @@ type GitLab struct {
 func NewGitLab(cfg GitLabConfig) (*GitLab, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--gitlab-url %q: expected an http(s) URL like https://gitlab.example.com", cfg.URL)
+		return nil, inputerr.New("GitLabConfig.URL", strconv.Quote(cfg.URL), "expected an http(s) URL like https://gitlab.example.com")
 	}
 	if cfg.Token == "" {
-		return nil, errors.New("no GitLab token: expected --token-file FILE or GITLAB_TOKEN")
+		return nil, inputerr.New("GitLabConfig.Token", "", "empty, expected a GitLab access token")
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
@@ -110,7 +113,7 @@ func NewGitLab(cfg GitLabConfig) (*GitLab, error) {
 		gitlab.WithUserAgent("opsctl-chain"),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("--gitlab-url %q: %w", cfg.URL, err)
+		return nil, &inputerr.Error{Name: "GitLabConfig.URL", Value: strconv.Quote(cfg.URL), Problem: err.Error(), Err: err}
 	}
 	return g, nil
 }
@@ -167,7 +170,7 @@ type HostNotFoundError struct {
 }
 
 func (e *HostNotFoundError) Error() string {
-	return fmt.Sprintf("%s: GitLab host %s does not resolve (no such host); check --gitlab-url", e.Op, e.Host)
+	return fmt.Sprintf("%s: GitLab host %s does not resolve (no such host); check GitLabConfig.URL", e.Op, e.Host)
 }
 
 // Temporary is false: the name will not resolve by itself.
@@ -206,6 +209,9 @@ func (g *GitLab) apiError(ctx context.Context, op, scopeHint string, resp *gitla
 		}
 		switch status {
 		case http.StatusUnauthorized:
+			// In the admin's words, not GitLabConfig's: a pipeline that
+			// could not be created keeps this error as its step's reason,
+			// which the receiver shows long after (GET /runs, chain status).
 			apiErr.Hint = "check the token of --token-file or GITLAB_TOKEN (expired or revoked?)"
 		case http.StatusForbidden:
 			apiErr.Hint = scopeHint

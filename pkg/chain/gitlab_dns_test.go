@@ -124,7 +124,7 @@ func TestGitLabHostThatDoesNotResolveIsNotRetried(t *testing.T) {
 				if !errors.As(err, &temp) || temp.Temporary() {
 					t.Errorf("err %v is temporary", err)
 				}
-				if want := "list projects of group img: GitLab host gitlab.example.invalid does not resolve (no such host); check --gitlab-url"; err.Error() != want {
+				if want := "list projects of group img: GitLab host gitlab.example.invalid does not resolve (no such host); check GitLabConfig.URL"; err.Error() != want {
 					t.Errorf("err %q\nwant %q", err, want)
 				}
 			}

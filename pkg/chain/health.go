@@ -28,11 +28,6 @@ const minFreeBytes = 1 << 20
 // reaches the receiver may ask for: one commit (and fsync) a second at most.
 const healthProbeEvery = time.Second
 
-var (
-	bucketHealth = []byte("health")
-	healthKey    = []byte("probe")
-)
-
 // storeHealth is the last known answer to "can the state file take a
 // write": from a probe, or from a write of the engine that failed.
 type storeHealth struct {
@@ -58,13 +53,7 @@ func (e *Engine) Writable() error {
 	}
 	err := e.freeSpace()
 	if err == nil {
-		err = e.db.Update(func(tx *bolt.Tx) error {
-			b, err := tx.CreateBucketIfNotExists(bucketHealth)
-			if err != nil {
-				return err
-			}
-			return b.Put(healthKey, []byte(now.UTC().Format(time.RFC3339Nano)))
-		})
+		err = e.db.Update(func(tx *bolt.Tx) error { return writeHealthProbe(tx, now) })
 	}
 	if err != nil {
 		err = fmt.Errorf("state file cannot store events: %w", err)

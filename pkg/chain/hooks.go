@@ -2,12 +2,10 @@ package chain
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 )
 
@@ -116,7 +114,7 @@ func decideHook(project ProjectRef, hooks []Hook, want HookSettings) HookAction 
 	switch {
 	case match.Disabled && match.HasToken && want.Token == "":
 		// A new hook would lose the token, which cannot be read.
-		action.Changes = append(action.Changes, "GitLab disabled it after failed deliveries: give --webhook-secret-file to replace it")
+		action.Changes = append(action.Changes, "GitLab disabled it after failed deliveries: give HookSettings.Token to replace it")
 	case match.Disabled:
 		// An edit leaves a hook disabled: replace it.
 		action.Replace = true
@@ -213,40 +211,4 @@ func (p *HookPlan) Apply(ctx context.Context, api HookAPI, concurrency int) (Hoo
 		return nil
 	})
 	return HookCounts{Added: int(added.Load()), Updated: int(updated.Load()), Unchanged: int(unchanged.Load())}, err
-}
-
-// forEach runs fn for 0..n-1 with at most concurrency at a time; the first
-// error cancels the rest and is returned.
-func forEach(ctx context.Context, n, concurrency int, fn func(context.Context, int) error) error {
-	if concurrency <= 0 {
-		concurrency = 8
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make([]error, n)
-	sem := make(chan struct{}, concurrency)
-	var wg sync.WaitGroup
-loop:
-	for i := range n {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			break loop
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if errs[i] = fn(ctx, i); errs[i] != nil {
-				cancel()
-			}
-		})
-	}
-	wg.Wait()
-	// The first error that is not a cancellation caused by another one.
-	var first error
-	for _, err := range errs {
-		if err != nil && (first == nil || (errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled))) {
-			first = err
-		}
-	}
-	return first
 }

@@ -45,7 +45,8 @@ type Receiver struct {
 	DepsChanged func(project string)
 }
 
-// Handler routes the receiver's endpoints.
+// Handler routes the receiver's endpoints: the one place where a route of
+// the receiver is added (Server serves this handler).
 func (rc *Receiver) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /hook", rc.hook)
@@ -255,8 +256,9 @@ func parseStartRunRequest(body []byte) (StartRunRequest, error) {
 	return req, nil
 }
 
-// startRun is `chain trigger --server`: it creates pipelines, so it needs
-// the webhook secret, always: a receiver running without one refuses it.
+// startRun is the endpoint of Client.StartRun: it creates pipelines, so it
+// needs the webhook secret, always: a receiver running without one refuses
+// it.
 func (rc *Receiver) startRun(w http.ResponseWriter, r *http.Request) {
 	if rc.Secret == "" {
 		httpError(w, http.StatusForbidden, "POST /runs is refused: this receiver runs without a webhook secret (--insecure-no-webhook-secret)")

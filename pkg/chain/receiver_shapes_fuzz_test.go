@@ -254,7 +254,7 @@ func FuzzHookShapes(f *testing.F) {
 			t.Fatal(err)
 		}
 		wantBad := !seed.shape.conforms(doc, true)
-		runsBefore := countRuns(t, fx.engine)
+		runsBefore := storedRuns(t, fx.engine)
 
 		rec := serveDirect(t, h, seed.method, seed.target, seed.event, "s3cret", string(body))
 		where := fmt.Sprintf("%s %s %s, %v changed (kind %d): %s", seed.method, seed.target, seed.event, at, kind%12, body)
@@ -270,19 +270,19 @@ func FuzzHookShapes(f *testing.F) {
 			if strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") || json.Unmarshal([]byte(line), &answer) != nil || answer.Error == "" {
 				t.Fatalf("%s\n400 body %q, want one line of {\"error\": ...}", where, line)
 			}
-			if n := countRuns(t, fx.engine); n != runsBefore {
+			if n := storedRuns(t, fx.engine); n != runsBefore {
 				t.Fatalf("%s\na 400 changed the state: %d runs before, %d after", where, runsBefore, n)
 			}
 		}
 	})
 }
 
-// countRuns counts the runs of the state file.
-func countRuns(t testing.TB, e *Engine) int {
+// storedRuns counts the runs of the state file.
+func storedRuns(t testing.TB, e *Engine) int {
 	t.Helper()
 	n := 0
 	err := e.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketRuns).Stats().KeyN
+		n = countRuns(tx)
 		return nil
 	})
 	if err != nil {

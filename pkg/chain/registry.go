@@ -152,7 +152,7 @@ func registryError(err error) error {
 	if errors.As(err, &terr) {
 		switch terr.StatusCode {
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("registry refused access (%d): check --registry-auth-file", terr.StatusCode)
+			return fmt.Errorf("registry refused access (%d): check RegistryDigests.Auth", terr.StatusCode)
 		case http.StatusNotFound:
 			return fmt.Errorf("no such image or tag (404)")
 		case http.StatusTooManyRequests:

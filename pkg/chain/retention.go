@@ -30,13 +30,14 @@ const (
 	DefaultRetentionRuns = 10000
 )
 
-// pruneEvery is how often Work prunes the runs (and once when it starts).
+// pruneEvery is how often a Server prunes the runs (and once when it
+// starts).
 var pruneEvery = time.Hour
 
-// pruneLogged prunes by the engine's retention and logs what it removed; a
-// failure is logged, and the next pass tries again.
-func (e *Engine) pruneLogged(ctx context.Context) {
-	res, err := e.Prune(ctx, e.retention)
+// pruneLogged prunes by keep and logs what it removed; a failure is
+// logged, and the next pass tries again.
+func (e *Engine) pruneLogged(ctx context.Context, keep Retention) {
+	res, err := e.Prune(ctx, keep)
 	if err != nil {
 		e.log.Error("old runs not pruned, will try again", "err", err)
 		return
@@ -50,13 +51,6 @@ func (e *Engine) pruneLogged(ctx context.Context) {
 // transaction holds the state file's only writer lock, and webhooks wait for
 // it, so a pass over 100,000 runs is many short transactions.
 const pruneBatch = 256
-
-// bucketRetention holds prunedThroughKey: the newest id of a run Prune has
-// removed.
-var (
-	bucketRetention  = []byte("retention")
-	prunedThroughKey = []byte("pruned-through")
-)
 
 // PruneResult says what one Prune pass did.
 type PruneResult struct {
@@ -76,9 +70,8 @@ type PruneResult struct {
 // It works through the oldest runs in batches of pruneBatch, each in a
 // transaction of its own, and stops early (without error) when ctx ends.
 func (e *Engine) Prune(ctx context.Context, keep Retention) (PruneResult, error) {
-	var res PruneResult
 	if keep.MaxAge <= 0 && keep.MaxRuns <= 0 {
-		return res, nil
+		return PruneResult{}, nil
 	}
 	now := e.now().UTC()
 	// Only runs that started before the age cut-off can have ended before
@@ -92,65 +85,82 @@ func (e *Engine) Prune(ctx context.Context, keep Retention) (PruneResult, error)
 	beyondCount := 0
 	err := e.db.View(func(tx *bolt.Tx) error {
 		if keep.MaxRuns > 0 {
-			beyondCount = max(0, tx.Bucket(bucketRuns).Stats().KeyN-keep.MaxRuns)
+			beyondCount = max(0, countRuns(tx)-keep.MaxRuns)
 		}
 		return nil
 	})
 	if err != nil {
-		return res, fmt.Errorf("state: pruning runs: %w", err)
+		return PruneResult{}, fmt.Errorf("state: pruning runs: %w", err)
 	}
-	var after []byte // the last run looked at
-	position := 0    // of the next run, from the oldest
+	pass := &prunePass{keep: keep, now: now, ageBound: ageBound, beyondCount: beyondCount}
 	for done := false; !done && ctx.Err() == nil; {
 		err := e.db.Update(func(tx *bolt.Tx) error {
-			res.Batches++
-			c := tx.Bucket(bucketRuns).Cursor()
-			k, v := c.First()
-			if after != nil {
-				if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
-					k, v = c.Next()
-				}
-			}
-			var remove []*Run
-			for n := 0; ; n, position = n+1, position+1 {
-				if k == nil || (position >= beyondCount && (ageBound == nil || bytes.Compare(k, ageBound) >= 0)) {
-					done = true
-					break
-				}
-				if n == pruneBatch {
-					break
-				}
-				var run Run
-				res.Examined++
-				if err := json.Unmarshal(v, &run); err != nil {
-					return fmt.Errorf("state: run %s: %w", k, err)
-				}
-				after = bytes.Clone(k)
-				ended, at, err := runEnded(tx, &run, keep.HandedOver)
-				if err != nil {
-					return err
-				}
-				if ended && (position < beyondCount || (keep.MaxAge > 0 && now.Sub(at) > keep.MaxAge)) {
-					remove = append(remove, &run)
-				}
-				k, v = c.Next()
-			}
-			for _, run := range remove {
-				if err := deleteRun(tx, run); err != nil {
-					return err
-				}
-			}
-			res.Removed += len(remove)
-			if len(remove) > 0 {
-				return notePruned(tx, remove[len(remove)-1].ID)
-			}
-			return nil
+			var err error
+			done, err = pass.batch(tx)
+			return err
 		})
 		if err != nil {
-			return res, fmt.Errorf("state: pruning runs: %w", err)
+			return pass.res, fmt.Errorf("state: pruning runs: %w", err)
 		}
 	}
-	return res, nil
+	return pass.res, nil
+}
+
+// prunePass is where a Prune stands between its batches.
+type prunePass struct {
+	keep        Retention
+	now         time.Time
+	ageBound    []byte // no run from this id on ended before MaxAge
+	beyondCount int    // the oldest runs beyond the newest MaxRuns
+	after       []byte // the last run looked at
+	position    int    // of the next run, from the oldest
+	res         PruneResult
+}
+
+// batch looks at the next pruneBatch runs at most, in tx, and removes
+// those to remove; done when no run further on is to be looked at.
+func (p *prunePass) batch(tx *bolt.Tx) (done bool, err error) {
+	p.res.Batches++
+	var remove []*Run
+	n := 0
+	done = true // unless the batch is full first
+	err = walkRuns(tx, p.after, func(k, v []byte) (bool, error) {
+		if p.position >= p.beyondCount && (p.ageBound == nil || bytes.Compare(k, p.ageBound) >= 0) {
+			return false, nil
+		}
+		if n == pruneBatch {
+			done = false
+			return false, nil
+		}
+		var run Run
+		p.res.Examined++
+		if err := json.Unmarshal(v, &run); err != nil {
+			return false, fmt.Errorf("state: run %s: %w", k, err)
+		}
+		p.after = bytes.Clone(k)
+		ended, at, err := runEnded(tx, &run, p.keep.HandedOver)
+		if err != nil {
+			return false, err
+		}
+		if ended && (p.position < p.beyondCount || (p.keep.MaxAge > 0 && p.now.Sub(at) > p.keep.MaxAge)) {
+			remove = append(remove, &run)
+		}
+		n, p.position = n+1, p.position+1
+		return true, nil
+	})
+	if err != nil {
+		return false, err
+	}
+	for _, run := range remove {
+		if err := deleteRun(tx, run); err != nil {
+			return false, err
+		}
+	}
+	p.res.Removed += len(remove)
+	if len(remove) > 0 {
+		return done, notePruned(tx, remove[len(remove)-1].ID)
+	}
+	return done, nil
 }
 
 // runEnded says whether nothing of run is under way any more, and when it
@@ -175,53 +185,13 @@ func runEnded(tx *bolt.Tx, run *Run, handedOver bool) (bool, time.Time, error) {
 			last = s.Updated
 		}
 	}
-	prefix := []byte(run.ID + "\x00")
-	if k, _ := tx.Bucket(bucketIntents).Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+	if runHasIntents(tx, run.ID) {
 		return false, time.Time{}, nil // a pipeline is still to be created
 	}
 	if run.Status == RunSucceeded && run.Finished != nil {
 		last = *run.Finished
 	}
 	return true, last, nil
-}
-
-// deleteRun removes a run and its entries in the indexes: the runs not yet
-// succeeded, the stopped steps, and the pipelines of its steps.
-func deleteRun(tx *bolt.Tx, run *Run) error {
-	id := []byte(run.ID)
-	pipelines, stopped := tx.Bucket(bucketPipelines), tx.Bucket(bucketStopped)
-	for project, s := range run.Steps {
-		if err := stopped.Delete(stoppedKey(project, run.ID)); err != nil {
-			return err
-		}
-		if s.PipelineID == 0 {
-			continue
-		}
-		// A pipeline of an earlier failure of the step, replaced by a new
-		// one, keeps its entry: a late event of it finds the run gone and
-		// is ignored (see prunedRun).
-		if key := u64key(s.PipelineID); bytes.Equal(pipelines.Get(key), id) {
-			if err := pipelines.Delete(key); err != nil {
-				return err
-			}
-		}
-	}
-	if err := tx.Bucket(bucketActive).Delete(id); err != nil {
-		return err
-	}
-	return tx.Bucket(bucketRuns).Delete(id)
-}
-
-// notePruned records id as removed when it is the newest removed so far.
-func notePruned(tx *bolt.Tx, id string) error {
-	b, err := tx.CreateBucketIfNotExists(bucketRetention)
-	if err != nil {
-		return err
-	}
-	if prev := b.Get(prunedThroughKey); prev == nil || string(prev) < id {
-		return b.Put(prunedThroughKey, []byte(id))
-	}
-	return nil
 }
 
 // prunedRun reports whether an update belongs to a run that Prune removed:
@@ -231,20 +201,15 @@ func notePruned(tx *bolt.Tx, id string) error {
 // created never starts a new run, and a run id carried by a pipeline is
 // adopted only when no run had it.
 func prunedRun(tx *bolt.Tx, u PipelineUpdate) bool {
-	runs := tx.Bucket(bucketRuns)
-	if id := tx.Bucket(bucketPipelines).Get(u64key(u.PipelineID)); id != nil {
-		return runs.Get(id) == nil
+	if id, found := runOfPipeline(tx, u.PipelineID); found {
+		return !runExists(tx, id)
 	}
 	if !ValidRunID(u.RunID) {
 		return false
 	}
-	b := tx.Bucket(bucketRetention)
-	if b == nil {
+	through := prunedThrough(tx)
+	if through == "" || u.RunID > through {
 		return false
 	}
-	through := b.Get(prunedThroughKey)
-	if through == nil || u.RunID > string(through) {
-		return false
-	}
-	return runs.Get([]byte(u.RunID)) == nil
+	return !runExists(tx, u.RunID)
 }

@@ -53,7 +53,7 @@ func TestPruneKeepsExactlyWhatThePolicySays(t *testing.T) {
 	// An intent left for one old succeeded run: a pipeline still to create.
 	withIntent := runs[10]
 	fx.engine.db.Update(func(tx *bolt.Tx) error {
-		return putJSON(tx.Bucket(bucketIntents), intentKey(withIntent.ID, "g/p0"), intent{RunID: withIntent.ID, Project: "g/p0"})
+		return saveIntent(tx, intent{RunID: withIntent.ID, Project: "g/p0"})
 	})
 
 	// What the policy says, computed apart from Prune: rank 0 is the newest.
@@ -143,12 +143,7 @@ func TestPruneKeepsExactlyWhatThePolicySays(t *testing.T) {
 // removed run (GitLab's webhook carries its OPSCTL_CHAIN_RUN) neither
 // revives the run nor starts a new one.
 func TestPrunedRunIsNotStartedAgain(t *testing.T) {
-	fx := newEngineFixture(t, testGraph("ops/base:", "ops/ruby: ops/base", "ops/app: ops/ruby"))
-	if code := fx.pipeline("ops/base", 31, "success", hookOpts{}); code != http.StatusOK {
-		t.Fatalf("HTTP %d", code)
-	}
-	fx.work()
-	ruby := fx.api.pipelineOf(t, "ops/ruby")
+	fx, ruby := baseSucceeded(t)
 	fx.pipeline("ops/ruby", ruby.ID, "failed", hookOpts{runID: ruby.RunID})
 	// The failed project is fixed by hand: a new pipeline; then its first
 	// pipeline's jobs are retried too.
@@ -172,12 +167,12 @@ func TestPrunedRunIsNotStartedAgain(t *testing.T) {
 			t.Errorf("late success of pipeline %d (run variable %q) of a removed run: HTTP %d, want 204", late.id, late.runID, code)
 		}
 	}
-	if n := countRuns(t, fx.engine); n != 0 {
+	if n := storedRuns(t, fx.engine); n != 0 {
 		t.Errorf("%d runs after late events of a removed run, want 0", n)
 	}
 	// A new success of the root starts a new run as always.
-	if code := fx.pipeline("ops/base", 32, "success", hookOpts{}); code != http.StatusOK || countRuns(t, fx.engine) != 1 {
-		t.Errorf("a new success of the root: HTTP %d, %d runs", code, countRuns(t, fx.engine))
+	if code := fx.pipeline("ops/base", 32, "success", hookOpts{}); code != http.StatusOK || storedRuns(t, fx.engine) != 1 {
+		t.Errorf("a new success of the root: HTTP %d, %d runs", code, storedRuns(t, fx.engine))
 	}
 }
 
@@ -197,7 +192,7 @@ func TestPruneHandedOverRuns(t *testing.T) {
 	runs[1].Steps["g/p0"].State = StepQueued // its pipeline is still to create
 	storeRuns(t, fx.engine, runs)
 	fx.engine.db.Update(func(tx *bolt.Tx) error {
-		return putJSON(tx.Bucket(bucketIntents), intentKey(runs[1].ID, "g/p0"), intent{RunID: runs[1].ID, Project: "g/p0"})
+		return saveIntent(tx, intent{RunID: runs[1].ID, Project: "g/p0"})
 	})
 	if res, err := fx.engine.Prune(context.Background(), Retention{MaxRuns: 1}); err != nil || res.Removed != 0 {
 		t.Fatalf("without HandedOver: %+v, %v; want no running run removed", res, err)
@@ -231,7 +226,7 @@ func TestStateFileStopsGrowingUnderRetention(t *testing.T) {
 		if _, err := fx.engine.Prune(context.Background(), Retention{MaxRuns: 1000}); err != nil {
 			t.Fatal(err)
 		}
-		if n := countRuns(t, fx.engine); n != 1000 {
+		if n := storedRuns(t, fx.engine); n != 1000 {
 			t.Fatalf("%d runs after pruning, want 1000", n)
 		}
 		info, err := os.Stat(fx.path)

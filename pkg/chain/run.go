@@ -9,8 +9,8 @@ const RunVariable = "OPSCTL_CHAIN_RUN"
 // RootsVariable is set on the root pipelines of a run with several roots
 // (a base image used by several projects): the projects, comma-separated.
 // A receiver that adopts such a run from a pipeline it did not create (one
-// started by `chain watch --once` or `chain trigger`) plans it with all its
-// roots, so a project below two of them is built once, after both.
+// started by a Watcher or a trigger on another state file) plans it with
+// all its roots, so a project below two of them is built once, after both.
 const RootsVariable = "OPSCTL_CHAIN_ROOTS"
 
 // RunStatus is where a chain run stands.

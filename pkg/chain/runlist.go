@@ -39,35 +39,21 @@ func (e *Engine) RunsBefore(before string, limit int) (RunPage, error) {
 	}
 	var page RunPage
 	err := e.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRuns)
-		if b == nil {
-			return errNotState
-		}
-		c := b.Cursor()
-		var k, v []byte
-		if before == "" {
-			k, v = c.Last()
-		} else if k, _ = c.Seek([]byte(before)); k == nil {
-			// Every id sorts before the cursor.
-			k, v = c.Last()
-		} else {
-			k, v = c.Prev()
-		}
 		size, last := 0, ""
-		for ; k != nil; k, v = c.Prev() {
+		return walkRunsBack(tx, before, func(k, v []byte) (bool, error) {
 			if len(page.Runs) == limit || (len(page.Runs) > 0 && size+len(v) > maxRunsPageBytes) {
 				page.Next = last
-				break
+				return false, nil
 			}
 			var r Run
 			e.runsDecoded.Add(1)
 			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("state: run %s: %w", k, err)
+				return false, fmt.Errorf("state: run %s: %w", k, err)
 			}
 			size, last = size+len(v), string(k)
 			page.Runs = append(page.Runs, &r)
-		}
-		return nil
+			return true, nil
+		})
 	})
 	if err != nil {
 		return RunPage{}, err

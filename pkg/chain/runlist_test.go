@@ -54,7 +54,7 @@ func storeRuns(t testing.TB, e *Engine, runs []*Run) {
 					return err
 				}
 				for _, s := range r.Steps {
-					if err := tx.Bucket(bucketPipelines).Put(u64key(s.PipelineID), []byte(r.ID)); err != nil {
+					if err := indexPipeline(tx, s.PipelineID, r.ID); err != nil {
 						return err
 					}
 				}

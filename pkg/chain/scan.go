@@ -47,7 +47,8 @@ func NewRegistries(hosts ...string) *Registries {
 }
 
 // AnyRegistry matches every registry host named explicitly in a reference,
-// that is every host but docker.io. It is the default of --dir mode.
+// that is every host but docker.io: the registries of local folders (a
+// DirSource) when none are named.
 func AnyRegistry() *Registries { return &Registries{any: true} }
 
 // Match reports whether images on host are built by projects.
@@ -263,4 +264,41 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// forEach runs fn for 0..n-1 with at most concurrency at a time; the first
+// error cancels the rest and is returned. Scan reads the projects with it,
+// and hooks sync (PlanHooks, HookPlan.Apply) goes through them with it.
+func forEach(ctx context.Context, n, concurrency int, fn func(context.Context, int) error) error {
+	if concurrency <= 0 {
+		concurrency = 8
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, n)
+	sem := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+loop:
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			break loop
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if errs[i] = fn(ctx, i); errs[i] != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	// The first error that is not a cancellation caused by another one.
+	var first error
+	for _, err := range errs {
+		if err != nil && (first == nil || (errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled))) {
+			first = err
+		}
+	}
+	return first
 }

@@ -26,21 +26,21 @@ var projectFiles = []string{DepsFileName, SourceContainerfile, SourceDockerfile}
 func (s *DirSource) ListProjects(ctx context.Context) ([]ProjectRef, error) {
 	st, err := os.Stat(s.Root)
 	if err != nil {
-		return nil, fmt.Errorf("--dir %s: %w", s.Root, err)
+		return nil, fmt.Errorf("DirSource.Root %s: %w", s.Root, err)
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("--dir %s: not a folder", s.Root)
+		return nil, fmt.Errorf("DirSource.Root %s: not a folder", s.Root)
 	}
 	// WalkDir does not enter a root that is a symbolic link: walk what it
 	// names (links below the root stay unfollowed).
 	walkRoot, err := filepath.EvalSymlinks(s.Root)
 	if err != nil {
-		return nil, fmt.Errorf("--dir %s: %w", s.Root, err)
+		return nil, fmt.Errorf("DirSource.Root %s: %w", s.Root, err)
 	}
 	var refs []ProjectRef
 	err = filepath.WalkDir(walkRoot, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return fmt.Errorf("--dir %s: %w", s.Root, err)
+			return fmt.Errorf("DirSource.Root %s: %w", s.Root, err)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -57,11 +57,11 @@ func (s *DirSource) ListProjects(ctx context.Context) ([]ProjectRef, error) {
 		}
 		rel = filepath.ToSlash(rel)
 		if rel == "." {
-			s.Warnings = append(s.Warnings, fmt.Sprintf("--dir %s: the folder itself holds a project file; only its subfolders are projects", s.Root))
+			s.Warnings = append(s.Warnings, fmt.Sprintf("DirSource.Root %s: the folder itself holds a project file; only its subfolders are projects", s.Root))
 			return nil
 		}
 		if err := ValidateProjectPath(rel); err != nil {
-			s.Warnings = append(s.Warnings, fmt.Sprintf("--dir %s: folder skipped: %v", s.Root, err))
+			s.Warnings = append(s.Warnings, fmt.Sprintf("DirSource.Root %s: folder skipped: %v", s.Root, err))
 			return nil
 		}
 		refs = append(refs, ProjectRef{Path: rel, DefaultBranch: "local"})

@@ -1,7 +1,6 @@
 package chain
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,11 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
-// The buckets of the engine's state file.
+// The buckets of the engine's state file. Only the store files read and
+// write them: this one opens the file and keeps the events, the digests and
+// the health probe; store_runs.go the runs and their indexes;
+// store_intents.go the pipelines to create. The engine decides and never
+// touches a bucket itself.
 var (
 	bucketRuns      = []byte("runs")      // run id -> Run (JSON)
 	bucketActive    = []byte("active")    // run id -> "" for runs not yet succeeded
@@ -26,28 +29,16 @@ var (
 	bucketStopped = []byte("stopped")
 	// normalised external image reference -> its last seen manifest digest
 	bucketDigests = []byte("digests")
+	// prunedThroughKey -> the newest id of a run retention removed
+	bucketRetention  = []byte("retention")
+	prunedThroughKey = []byte("pruned-through")
+	// healthKey -> the time of the last probe write (see Engine.Writable)
+	bucketHealth = []byte("health")
+	healthKey    = []byte("probe")
 )
 
 // eventsKept bounds the log of received pipeline events.
 const eventsKept = 10000
-
-// intent is a pipeline the engine decided to create. It is written in the
-// same transaction as the decision, and removed in the same transaction
-// that records the created pipeline, so a crash at any point leaves either
-// the intent (do it, or find that it was done) or the record.
-type intent struct {
-	RunID   string    `json:"run_id"`
-	Project string    `json:"project"`
-	Target  Target    `json:"target"`
-	Created time.Time `json:"created"`
-	// Attempted is set, and committed, before each API call: after a crash
-	// or an error, a pipeline may exist that was never recorded, so the
-	// next try looks for it before creating one.
-	Attempted bool      `json:"attempted,omitempty"`
-	Attempts  int       `json:"attempts,omitempty"`
-	NextTry   time.Time `json:"next_try,omitempty"`
-	LastError string    `json:"last_error,omitempty"`
-}
 
 type eventRecord struct {
 	Received   time.Time `json:"received"`
@@ -177,10 +168,6 @@ func u64key(n int64) []byte {
 	return k
 }
 
-func intentKey(runID, project string) []byte {
-	return []byte(runID + "\x00" + project)
-}
-
 func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
 	data := b.Get(key)
 	if data == nil {
@@ -203,71 +190,6 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 // errNotState: the file is a bbolt file, but not an opsctl chain state.
 var errNotState = errors.New("not an opsctl chain state file")
 
-func loadRun(tx *bolt.Tx, id string) (*Run, error) {
-	b := tx.Bucket(bucketRuns)
-	if b == nil {
-		return nil, errNotState
-	}
-	data := b.Get([]byte(id))
-	if data == nil {
-		return nil, nil
-	}
-	run, err := decodeRun([]byte(id), data)
-	if err != nil {
-		return nil, &StateCorruptError{Path: tx.DB().Path(), Problem: fmt.Sprintf("bucket runs, record %q: %v", id, err)}
-	}
-	return run, nil
-}
-
-func stoppedKey(project, runID string) []byte { return []byte(project + "\x00" + runID) }
-
-func saveRun(tx *bolt.Tx, r *Run) error {
-	if err := putJSON(tx.Bucket(bucketRuns), []byte(r.ID), r); err != nil {
-		return err
-	}
-	// Keep the index in step with the run, writing only what changed: a
-	// run of a thousand projects must not rewrite a thousand keys per event.
-	stopped := tx.Bucket(bucketStopped)
-	for project, s := range r.Steps {
-		key := stoppedKey(project, r.ID)
-		isStopped, indexed := s.State == StepFailed || s.State == StepCanceled, stopped.Get(key) != nil
-		var err error
-		switch {
-		case isStopped && !indexed:
-			// Not an empty value: bbolt's Get answers nil for one within
-			// the transaction that put it.
-			err = stopped.Put(key, []byte{1})
-		case !isStopped && indexed:
-			err = stopped.Delete(key)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if r.Status == RunSucceeded {
-		return tx.Bucket(bucketActive).Delete([]byte(r.ID))
-	}
-	return tx.Bucket(bucketActive).Put([]byte(r.ID), nil)
-}
-
-// supersedeStops removes every run's stop at project: called when the
-// project succeeds in a run, which builds its downstream now, so that its
-// next success does not resume an older failed run on that run's old plan.
-func supersedeStops(stopped *bolt.Bucket, project string) error {
-	prefix := []byte(project + "\x00")
-	var keys [][]byte
-	c := stopped.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		keys = append(keys, bytes.Clone(k))
-	}
-	for _, k := range keys {
-		if err := stopped.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func appendEvent(tx *bolt.Tx, rec eventRecord) error {
 	b := tx.Bucket(bucketEvents)
 	seq, err := b.NextSequence()
@@ -280,4 +202,28 @@ func appendEvent(tx *bolt.Tx, rec eventRecord) error {
 		}
 	}
 	return putJSON(b, u64key(int64(seq)), rec)
+}
+
+// loadDigest is the digest last seen of an external image, or "".
+func loadDigest(tx *bolt.Tx, image string) string {
+	b := tx.Bucket(bucketDigests)
+	if b == nil {
+		return "" // a file opened read-only that has seen no image yet
+	}
+	return string(b.Get([]byte(image)))
+}
+
+// saveDigest records the digest an external image has now.
+func saveDigest(tx *bolt.Tx, image, digest string) error {
+	return tx.Bucket(bucketDigests).Put([]byte(image), []byte(digest))
+}
+
+// writeHealthProbe writes the small record of a health probe (see
+// Engine.Writable).
+func writeHealthProbe(tx *bolt.Tx, now time.Time) error {
+	b, err := tx.CreateBucketIfNotExists(bucketHealth)
+	if err != nil {
+		return err
+	}
+	return b.Put(healthKey, []byte(now.UTC().Format(time.RFC3339Nano)))
 }

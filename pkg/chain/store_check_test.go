@@ -139,57 +139,21 @@ var corruptions = []struct {
 	{"a branch page pointing past the end of the file", func(t *testing.T, path string) {
 		// bbolt maps more than the file (a power of two): the page is in
 		// the map but not in the file, and reading it faults (SIGBUS).
-		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var root uint64
-		db.View(func(tx *bolt.Tx) error { root = uint64(tx.Bucket(bucketRuns).RootPage()); return nil })
-		db.Close()
-		data := mustReadFile(t, path)
-		m := readBoltMeta(t, data)
-		off := int(root) * m.pageSize
-		if root == 0 || binary.LittleEndian.Uint16(data[off+8:]) != 0x01 {
-			t.Fatalf("the root of bucket runs (page %d) is not a branch page", root)
-		}
+		data, m, _, off := runsRootBranch(t, path)
 		// One page more makes the map twice the file: point into the gap.
 		data = append(data, make([]byte, m.pageSize)...)
 		binary.LittleEndian.PutUint64(data[off+16+8:], uint64(len(data)/m.pageSize+3))
 		writeBack(t, path, data)
 	}},
 	{"a branch page pointing to itself", func(t *testing.T, path string) {
-		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var root uint64
-		db.View(func(tx *bolt.Tx) error { root = uint64(tx.Bucket(bucketRuns).RootPage()); return nil })
-		db.Close()
-		data := mustReadFile(t, path)
-		m := readBoltMeta(t, data)
-		off := int(root) * m.pageSize
-		if root == 0 || binary.LittleEndian.Uint16(data[off+8:]) != 0x01 {
-			t.Fatalf("the root of bucket runs (page %d) is not a branch page", root)
-		}
+		data, _, root, off := runsRootBranch(t, path)
 		binary.LittleEndian.PutUint64(data[off+16+8:], root)
 		writeBack(t, path, data)
 	}},
 	{"a branch key that is not the first key of its page", func(t *testing.T, path string) {
 		// bbolt's Tx.Check lets this pass (the child's keys are still above
 		// it); its writer then freed a page twice and panicked in Commit.
-		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var root uint64
-		db.View(func(tx *bolt.Tx) error { root = uint64(tx.Bucket(bucketRuns).RootPage()); return nil })
-		db.Close()
-		data := mustReadFile(t, path)
-		m := readBoltMeta(t, data)
-		off := int(root) * m.pageSize
-		if root == 0 || binary.LittleEndian.Uint16(data[off+8:]) != 0x01 {
-			t.Fatalf("the root of bucket runs (page %d) is not a branch page", root)
-		}
+		data, _, _, off := runsRootBranch(t, path)
 		elem := off + 16 + 16 // the second element: pos, ksize
 		key := elem + int(binary.LittleEndian.Uint32(data[elem:]))
 		data[key+int(binary.LittleEndian.Uint32(data[elem+4:]))-1]-- // its last byte, lowered
@@ -286,6 +250,25 @@ func putRaw(bucket, key []byte, value string) func(*testing.T, string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// runsRootBranch reads the state file at path and finds the root page of
+// bucket runs, which must be a branch page: its id and offset in data.
+func runsRootBranch(t *testing.T, path string) (data []byte, m boltMeta, root uint64, off int) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.View(func(tx *bolt.Tx) error { root = uint64(tx.Bucket(bucketRuns).RootPage()); return nil })
+	db.Close()
+	data = mustReadFile(t, path)
+	m = readBoltMeta(t, data)
+	off = int(root) * m.pageSize
+	if root == 0 || binary.LittleEndian.Uint16(data[off+8:]) != 0x01 {
+		t.Fatalf("the root of bucket runs (page %d) is not a branch page", root)
+	}
+	return data, m, root, off
 }
 
 func mustReadFile(t *testing.T, path string) []byte {

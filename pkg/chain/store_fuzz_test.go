@@ -40,7 +40,7 @@ func smallState(t testing.TB, many bool) []byte {
 			if err := saveRun(tx, run); err != nil {
 				return err
 			}
-			if err := putJSON(tx.Bucket(bucketIntents), intentKey(run.ID, "g/app"), intent{RunID: run.ID, Project: "g/app", Target: run.Targets["g/app"], Created: created}); err != nil {
+			if err := saveIntent(tx, intent{RunID: run.ID, Project: "g/app", Target: run.Targets["g/app"], Created: created}); err != nil {
 				return err
 			}
 			if err := tx.Bucket(bucketPipelines).Put(u64key(int64(31+i)), []byte(run.ID)); err != nil {

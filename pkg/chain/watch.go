@@ -21,7 +21,7 @@ type ImageChange struct {
 	Old       string   `json:"old"`
 	New       string   `json:"new"`
 	Triggered []string `json:"triggered"`
-	// Run is the chain run the change started ("" with --dry-run).
+	// Run is the chain run the change started ("" for a Watcher.DryRun).
 	Run string `json:"run,omitempty"`
 }
 
@@ -124,11 +124,7 @@ func (e *Engine) recordDigest(image, digest string, roots []string, dryRun bool)
 		update = e.db.View
 	}
 	err := update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDigests)
-		old := ""
-		if b != nil {
-			old = string(b.Get([]byte(image)))
-		}
+		old := loadDigest(tx, image)
 		if old == digest {
 			return nil
 		}
@@ -138,7 +134,7 @@ func (e *Engine) recordDigest(image, digest string, roots []string, dryRun bool)
 		if dryRun {
 			return nil
 		}
-		if err := b.Put([]byte(image), []byte(digest)); err != nil {
+		if err := saveDigest(tx, image, digest); err != nil {
 			return err
 		}
 		if change == nil {
@@ -185,7 +181,7 @@ func (e *Engine) FireDue(ctx context.Context) (pending int, err error) {
 		return 0, err
 	}
 	err = e.db.View(func(tx *bolt.Tx) error {
-		pending = tx.Bucket(bucketIntents).Stats().KeyN
+		pending = countIntents(tx)
 		return nil
 	})
 	return pending, err
