@@ -233,6 +233,7 @@ func TestSockCaptureFileStaysPrivateFromOthers(t *testing.T) {
 			var reader *exec.Cmd
 			var readerIn io.WriteCloser
 			var readerOut bytes.Buffer
+			var readerDone <-chan struct{}
 			if tc == "the user's own file" {
 				if out, err := asNobody(t, "sh", "-c", `umask 077 && echo "nobody's file" > "$1"`, "sh", file); err != nil {
 					t.Fatalf("%v: %s", err, out)
@@ -247,11 +248,10 @@ func TestSockCaptureFileStaysPrivateFromOthers(t *testing.T) {
 				readerIn, _ = reader.StdinPipe()
 				opened := &testenv.SyncBuffer{}
 				reader.Stdout = io.MultiWriter(opened, &readerOut)
-				done := startProcess(t, reader)
+				readerDone = startProcess(t, reader)
 				if !testenv.WaitUntil(t, 10*time.Second, func() bool { return strings.Contains(opened.String(), "opened") }) {
 					t.Fatal("the reader did not open the file")
 				}
-				defer func() { <-done }()
 			}
 			c := startCapture(t, "--socket", srv, "--listen", filepath.Join(base, "proxy.sock"), "-w", file)
 			if out, err := exec.Command(curl, "-sS", "--unix-socket", filepath.Join(base, "proxy.sock"), "http://x/secret-request").CombinedOutput(); err != nil {
@@ -264,7 +264,8 @@ func TestSockCaptureFileStaysPrivateFromOthers(t *testing.T) {
 			if reader != nil {
 				fmt.Fprintln(readerIn, "go")
 				readerIn.Close()
-				reader.Wait()
+				// startProcess waits for it: a second Wait would race that one.
+				<-readerDone
 				seen = readerOut.String()
 			} else {
 				seen, _ = asNobody(t, "sh", "-c", `chmod 0644 "$1"; cat "$1"`, "sh", file)
