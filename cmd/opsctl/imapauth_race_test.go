@@ -93,3 +93,25 @@ func TestIMAPAuthServeSocketPathErrors(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// TestIMAPAuthServeSocketStaysOutOfAFolderAUsersLinkLeadsTo: --socket's
+// folder was opened following every symbolic link on the way, so the
+// owner of a folder on the path could have the daemon (root) make its
+// socket, or replace a stale one, in any folder. Such a link is not
+// followed now: exit 2, one line, nothing made.
+func TestIMAPAuthServeSocketStaysOutOfAFolderAUsersLinkLeadsTo(t *testing.T) {
+	testenv.NeedRoot(t)
+	owned, victim := raceFolders(t)
+	rootDir := filepath.Dir(victim)
+	nobodysLink(t, rootDir, filepath.Join(owned, "d"))
+	socket := filepath.Join(owned, "d", "auth.sock")
+	started, code, stderr := runUntilReady(t, "msg=serving", syscall.SIGTERM, func() {},
+		"imap-auth", "serve", "--socket", socket, "--server", "127.0.0.1:1", "--warm", "0")
+	want := "--socket " + socket + ": " + filepath.Join(owned, "d") + " leads through"
+	if started || code != cli.ExitUsage || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Errorf("served %v, exit %d, stderr %q; want exit 2, one line with %q", started, code, stderr, want)
+	}
+	if _, err := os.Lstat(filepath.Join(rootDir, "auth.sock")); !os.IsNotExist(err) {
+		t.Errorf("the daemon made its socket in root's folder: %v", err)
+	}
+}

@@ -52,7 +52,8 @@ kernel-install plugin that rewrites both files at every kernel installation
 and removal, keeping saved_entry's choice (EL8/EL9 guests). --dry-run prints
 each file and its content and writes nothing.
 
--w FILE is written atomically. Its folder must exist, and FILE must be a
+-w FILE is written atomically. Its folder must exist, reached through no
+symbolic link that a user other than root may change, and FILE must be a
 regular file or not exist yet: a symlink, FIFO, device node or folder there
 is refused (exit 2). With --root DIR (and no --kickstart), FILE must be
 inside DIR and is

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -565,5 +566,134 @@ func TestPygrubMenuLstExamplesRun(t *testing.T) {
 	}
 	if ran < 6 {
 		t.Errorf("ran %d examples; the help and the page have more", ran)
+	}
+}
+
+// TestPygrubWritesRefuseAUsersLinkOnTheWay: -w's folder, and --root
+// itself, were opened following every symbolic link on the way. A user
+// who owns a folder on the path pointed a link there at a folder of
+// root's: `menulst -w ~user/d/menu.lst` replaced root's menu.lst there,
+// and `menulst --root ~user/guest --install` (guest -> a root-owned tree,
+// the host's / as well) wrote into root's tree. Such a link is not
+// followed now: exit 2, one line, nothing written.
+func TestPygrubWritesRefuseAUsersLinkOnTheWay(t *testing.T) {
+	testenv.NeedRoot(t)
+	const rootText = "# root's own menu.lst\n"
+	grubCfg := pygrubCorpusFile(t, "centos7.cfg")
+	for _, form := range []string{"-w", "--root --install", "--root -w"} {
+		t.Run(form, func(t *testing.T) {
+			owned, victim := raceFolders(t)
+			rootTree := pygrubEL7Guest(t) // root's, with /boot/grub2/grub.cfg
+			pygrubWriteTree(t, rootTree, map[string]string{"boot/grub/menu.lst": rootText})
+			var args []string
+			var link, want string
+			switch form {
+			case "-w":
+				link = filepath.Join(owned, "d")
+				nobodysLink(t, filepath.Join(rootTree, "boot/grub"), link)
+				target := filepath.Join(link, "menu.lst")
+				args = []string{"pygrub", "menulst", "--grub-cfg", grubCfg, "-w", target}
+				want = "-w " + target + ": " + link + " leads through " + link
+			default:
+				link = filepath.Join(owned, "guest")
+				nobodysLink(t, rootTree, link)
+				args = []string{"pygrub", "menulst", "--root", link, "--install"}
+				if form == "--root -w" {
+					args = []string{"pygrub", "menulst", "--root", link, "-w", filepath.Join(link, "boot/grub/menu.lst")}
+				}
+				want = "--root " + link + ": " + link + " leads through " + link
+			}
+			_, stderr, code := pygrubRunGuarded(t, "", args...)
+			pygrubWantRefusal(t, args, stderr, code, 2, want, "a symbolic link")
+			pygrubFileIs(t, filepath.Join(rootTree, "boot/grub/menu.lst"), rootText)
+			if names, _ := os.ReadDir(filepath.Join(rootTree, "boot/grub")); len(names) != 1 {
+				t.Errorf("root's /boot/grub holds %v, want menu.lst alone", names)
+			}
+			victimUntouched(t, victim, 1)
+		})
+	}
+}
+
+// TestPygrubBLSEntriesOfAHostileGuestAreBounded: a guest's Boot Loader Spec
+// entries were read up to 1 MiB each, 1,000 of them: a guest with 999
+// hard links to one 1 MiB entry (1 MiB of its disk) made `pygrub check`
+// (root, on the host) take 2.5 GB of memory and 17 s, and a dom0 of 1 or
+// 2 GB would run out. An entry is a few lines; one over 64 KiB is now
+// refused in one line naming it, before the others are read.
+func TestPygrubBLSEntriesOfAHostileGuestAreBounded(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "guest")
+	pygrubWriteTree(t, root, map[string]string{"/boot/grub2/grub.cfg": "set timeout=5\nload_env\nblscfg\n"})
+	entries := filepath.Join(root, "boot/loader/entries")
+	if err := os.MkdirAll(entries, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(t.TempDir(), "big.conf")
+	if err := os.WriteFile(big, []byte("title x\nlinux /vmlinuz\noptions "+strings.Repeat("a", 1<<20-40)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 999 {
+		if err := os.Link(big, filepath.Join(entries, fmt.Sprintf("e-%03d.conf", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sh := testenv.Need(t, "sh", "dash")
+	for _, args := range [][]string{{"pygrub", "check", root}, {"pygrub", "menulst", "--root", root}} {
+		// 1 GiB of address space: far more than a boot menu needs.
+		cmd := exec.Command(sh, append([]string{"-c", `ulimit -v 1048576 && exec "$0" "$@"`, testenv.Opsctl(t)}, args...)...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Run()
+		code := cmd.ProcessState.ExitCode()
+		const want = ".conf: 1048568 bytes, more than 64 KiB"
+		if args[1] == "check" {
+			// check reports it as a problem of the guest, on stdout
+			if code != 1 || !strings.Contains(stdout.String(), want) || stderr.Len() != 0 {
+				t.Errorf("check: exit %d, stdout %q, stderr %.300q; want exit 1 and the problem naming the entry", code, stdout.String(), stderr.String())
+			}
+			continue
+		}
+		pygrubWantRefusal(t, args, stderr.String(), code, 1, want)
+	}
+}
+
+// TestPygrubBLSVariablesOfAHostileGuestAreBounded: opsctl expands the
+// variables of a guest's grub.cfg and entries as grub does, and a value
+// had no bound: 41 lines of grub.cfg (set x="$x$x", 40 times) doubled a
+// variable to terabytes (pygrub check and menulst, root on the host, ran
+// out of memory), and an options line of $xy, 10,000 times over,
+// multiplied a 60 KiB one into a 600 MB menu. A value that grows beyond 64 KiB (a kernel command line
+// is a few KiB) is now refused in one line.
+func TestPygrubBLSVariablesOfAHostileGuestAreBounded(t *testing.T) {
+	doubling := "set x=aaaaaaaaaaaaaaaa\n" + strings.Repeat("set x=\"$x$x\"\n", 40)
+	// blscfg drops a variable of one letter at the end of a field: xy.
+	long := "set xy=" + strings.Repeat("a", 60<<10) + "\n"
+	cases := map[string]struct{ cfg, options string }{
+		"doubling in grub.cfg":  {doubling, "$x"},
+		"references in options": {long, strings.Repeat("$xy ", 10000)},
+	}
+	sh := testenv.Need(t, "sh", "dash")
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "guest")
+			pygrubWriteTree(t, root, map[string]string{
+				"/boot/grub2/grub.cfg":            tc.cfg + "set timeout=5\nload_env\nblscfg\n",
+				"/boot/loader/entries/a-1-1.conf": "title a\nlinux /vmlinuz\noptions " + tc.options + "\n",
+			})
+			for _, args := range [][]string{{"pygrub", "check", root}, {"pygrub", "menulst", "--root", root}} {
+				cmd := exec.Command(sh, append([]string{"-c", `ulimit -v 1048576 && exec "$0" "$@"`, testenv.Opsctl(t)}, args...)...)
+				var stdout, stderr strings.Builder
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				cmd.Run()
+				code := cmd.ProcessState.ExitCode()
+				const want = "beyond 64 KiB"
+				if args[1] == "check" {
+					if code != 1 || !strings.Contains(stdout.String(), want) || stderr.Len() != 0 {
+						t.Errorf("check: exit %d, stdout %q, stderr %.300q; want exit 1 and the problem", code, stdout.String(), stderr.String())
+					}
+					continue
+				}
+				pygrubWantRefusal(t, args, stderr.String(), code, 1, want)
+			}
+		})
 	}
 }

@@ -34,18 +34,23 @@ and FIN, so Wireshark's "Follow TCP Stream" and port-based dissectors work.
 Datagram sockets become UDP. pcapng also records the socket path and each
 client's pid, uid and command.
 
---listen PROXY serves at PROXY (mode and owner copied from PATH); point clients
-at PROXY. --swap serves at PATH itself, keeping the original at
-PATH.opsctl-orig, and puts it back on SIGINT, SIGTERM, SIGQUIT or SIGHUP: clients need no
-change. @name means an abstract socket. On the first signal the capture is
-finished and closed; a second one exits at once (status 1), for a reader of
--w - that stopped reading.
+--listen PROXY serves at PROXY (mode and owner copied from PATH, less the
+group and other bits that PATH's folders take away); point clients at PROXY.
+--swap serves at PATH itself, keeping the original at PATH.opsctl-orig, and
+puts it back on SIGINT, SIGTERM, SIGQUIT or SIGHUP: clients need no change.
+@name means an abstract socket; an abstract PROXY, which every user may
+connect to, is refused for a PATH that not every user may reach. On the
+first signal the capture is finished and closed; a second one exits at once
+(status 1), for a reader of -w - that stopped reading.
 
--w FILE is created with mode 0600, or truncated when it is a regular file
-with no other hard link; a symbolic link is never followed, and a folder, a
-device or a socket is refused. A FIFO, /dev/stdout, /dev/fd/N and /dev/null
-are written to as they are. The proxy's socket is made in a private folder
-beside its path with its mode and owner, then moved into place.
+-w FILE is created with mode 0600, or replaced by such a new file when it is
+a regular file with no other hard link (never written into: its owner or an
+earlier reader could read the capture); a symbolic link is never followed,
+and a folder, a device or a socket is refused. A symbolic link on the way to
+the folder of FILE, PROXY or a swapped PATH is followed only when nobody but
+root can change it. A FIFO, /dev/stdout, /dev/fd/N and /dev/null are written
+to as they are. The proxy's socket is made in a private folder beside its
+path with its mode and owner, then moved into place.
 
 Stop with Ctrl-C: every packet is written and the file is complete.`
 
@@ -189,7 +194,7 @@ func (o *SockCaptureOptions) session(plan *sockspy.Plan, format sockspy.Format) 
 		s.Stdout = o.IO.Out
 	default:
 		// As root, in a folder another user may own: no link is followed
-		// and only a regular file is truncated.
+		// and only a regular file is replaced.
 		out, err := sockspy.OpenOutput(o.Output)
 		if err != nil {
 			return nil, sockInputError(err)

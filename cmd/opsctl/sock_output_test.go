@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/internal/testenv"
@@ -61,6 +62,17 @@ func TestSockCaptureOutputRefusesWhatIsNotAFile(t *testing.T) {
 		{"parent is a file", func(t *testing.T, owned, victim, dir string) string {
 			return filepath.Join(victim, "cap.pcap")
 		}, "{victim} is not a folder"},
+		// The folder's owner points a link on the way at root's folder:
+		// root truncated the file of that name there, or made a new one
+		// there with what the capture records (traffic the user sends).
+		{"user's link on the way to a root file", func(t *testing.T, owned, victim, dir string) string {
+			nobodysLink(t, filepath.Dir(victim), filepath.Join(owned, "d"))
+			return filepath.Join(owned, "d", filepath.Base(victim))
+		}, "{owned}/d leads through {owned}/d, a symbolic link"},
+		{"user's link on the way to a root folder", func(t *testing.T, owned, victim, dir string) string {
+			nobodysLink(t, filepath.Dir(victim), filepath.Join(owned, "d"))
+			return filepath.Join(owned, "d", "cron-job")
+		}, "{owned}/d leads through {owned}/d, a symbolic link"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,6 +91,9 @@ func TestSockCaptureOutputRefusesWhatIsNotAFile(t *testing.T) {
 				t.Errorf("the victim was changed: %q, %v", b, err)
 			}
 			victimUntouched(t, victim, 1)
+			if names, _ := os.ReadDir(filepath.Dir(victim)); len(names) != 2 {
+				t.Errorf("root's folder holds %v, want owned and victim alone", names)
+			}
 			if _, err := os.Lstat(filepath.Join(dir, "proxy.sock")); !os.IsNotExist(err) {
 				t.Errorf("proxy socket left behind: %v", err)
 			}
@@ -183,5 +198,85 @@ func TestSockCaptureOutputTruncatesOnlyARegularFile(t *testing.T) {
 	var st syscall.Stat_t
 	if syscall.Stat(file, &st); st.Mode&0o777 != 0o600 {
 		t.Errorf("mode %04o, want 0600", st.Mode&0o777)
+	}
+}
+
+// nobodysLink makes link, owned by nobody, a symbolic link to target: what
+// nobody can do in a folder of theirs.
+func nobodysLink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(link, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSockCaptureFileStaysPrivateFromOthers: the capture holds what
+// clients say (passwords). An existing -w FILE was truncated and written
+// in place, given mode 0600: a file another user owns stayed theirs (they
+// chmod it back and read the capture), and a reader who opened a
+// world-readable one before (an earlier capture) read the new capture
+// through that descriptor. Now an existing file is replaced by a new one,
+// root's, mode 0600, made aside and renamed over it.
+func TestSockCaptureFileStaysPrivateFromOthers(t *testing.T) {
+	testenv.NeedRoot(t)
+	curl := testenv.Need(t, "curl", "curl")
+	for _, tc := range []string{"the user's own file", "a reader holding it open"} {
+		t.Run(tc, func(t *testing.T) {
+			owned, _ := raceFolders(t)
+			base, _ := opsctlForNobody(t)
+			srv := filepath.Join(base, "srv.sock")
+			startHTTPServer(t, srv)
+			file := filepath.Join(owned, "cap.pcap")
+			var reader *exec.Cmd
+			var readerIn io.WriteCloser
+			var readerOut bytes.Buffer
+			var readerDone <-chan struct{}
+			if tc == "the user's own file" {
+				if out, err := asNobody(t, "sh", "-c", `umask 077 && echo "nobody's file" > "$1"`, "sh", file); err != nil {
+					t.Fatalf("%v: %s", err, out)
+				}
+			} else {
+				if err := os.WriteFile(file, []byte("an earlier capture\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				os.Chmod(file, 0o644)
+				reader = exec.Command("sh", "-c", `exec 3<"$1" && echo opened && read go && cat <&3`, "sh", file)
+				reader.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+				readerIn, _ = reader.StdinPipe()
+				opened := &testenv.SyncBuffer{}
+				reader.Stdout = io.MultiWriter(opened, &readerOut)
+				readerDone = startProcess(t, reader)
+				if !testenv.WaitUntil(t, 10*time.Second, func() bool { return strings.Contains(opened.String(), "opened") }) {
+					t.Fatal("the reader did not open the file")
+				}
+			}
+			c := startCapture(t, "--socket", srv, "--listen", filepath.Join(base, "proxy.sock"), "-w", file)
+			if out, err := exec.Command(curl, "-sS", "--unix-socket", filepath.Join(base, "proxy.sock"), "http://x/secret-request").CombinedOutput(); err != nil {
+				t.Fatalf("curl: %v %s", err, out)
+			}
+			if code := c.stop(); code != 0 {
+				t.Fatalf("exit %d: %s", code, c.stderr)
+			}
+			var seen string
+			if reader != nil {
+				fmt.Fprintln(readerIn, "go")
+				readerIn.Close()
+				// startProcess waits for it: a second Wait would race that one.
+				<-readerDone
+				seen = readerOut.String()
+			} else {
+				seen, _ = asNobody(t, "sh", "-c", `chmod 0644 "$1"; cat "$1"`, "sh", file)
+			}
+			if strings.Contains(seen, "secret-request") {
+				t.Errorf("nobody read the capture: %q", seen)
+			}
+			var st syscall.Stat_t
+			if err := syscall.Lstat(file, &st); err != nil || st.Uid != 0 || st.Mode&0o777 != 0o600 {
+				t.Errorf("the capture file: owner %d, mode %04o, %v; want root's, 0600", st.Uid, st.Mode&0o777, err)
+			}
+		})
 	}
 }

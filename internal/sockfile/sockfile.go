@@ -32,6 +32,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -116,7 +117,8 @@ type Dir struct {
 }
 
 // OpenDir opens the folder at path. A path that does not exist or is not a
-// folder is an error wrapping ErrNoFolder.
+// folder is an error wrapping ErrNoFolder, and so is a path that leads
+// through a symbolic link another user can change (see openFolder).
 func OpenDir(path string) (*Dir, error) { return openDirFlags(path, 0) }
 
 // OpenDirNoFollow is OpenDir for a folder named by a path whose last
@@ -125,21 +127,175 @@ func OpenDir(path string) (*Dir, error) { return openDirFlags(path, 0) }
 func OpenDirNoFollow(path string) (*Dir, error) { return openDirFlags(path, unix.O_NOFOLLOW) }
 
 func openDirFlags(path string, flags int) (*Dir, error) {
-	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|flags, 0)
-	if errors.Is(err, unix.ENOTDIR) && flags&unix.O_NOFOLLOW != 0 {
-		if target, linkErr := os.Readlink(path); linkErr == nil {
-			return nil, fmt.Errorf("%s is a symbolic link (to %s), not followed: name the folder itself: %w", path, target, ErrNoFolder)
-		}
-	}
-	switch {
-	case errors.Is(err, unix.ENOENT):
-		return nil, fmt.Errorf("folder %s does not exist: %w", path, ErrNoFolder)
-	case errors.Is(err, unix.ENOTDIR):
-		return nil, fmt.Errorf("%s is not a folder: %w", path, ErrNoFolder)
-	case err != nil:
-		return nil, fmt.Errorf("folder %s: %w", path, err)
+	fd, err := openFolder(path, flags&unix.O_NOFOLLOW != 0)
+	if err != nil {
+		return nil, err
 	}
 	return &Dir{fd: fd, path: path}, nil
+}
+
+// FolderError is a folder path that opsctl does not use: missing, not a
+// folder, or reached through a symbolic link that is not followed. It
+// wraps ErrNoFolder, and the system's error when there is one (ENOENT,
+// ENOTDIR).
+type FolderError struct {
+	// Problem says what is wrong, naming the path: "folder /x does not
+	// exist".
+	Problem string
+	Err     error
+}
+
+func (e *FolderError) Error() string { return e.Problem + ": " + ErrNoFolder.Error() }
+func (e *FolderError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrNoFolder}
+	}
+	return []error{ErrNoFolder, e.Err}
+}
+
+// maxLinks bounds the symbolic links followed in one path, as the kernel's
+// ELOOP does.
+const maxLinks = 40
+
+// openFolder opens the folder at path (O_PATH), one component at a time,
+// each relative to the folder before it, and follows a symbolic link on
+// the way only when nobody but root and opsctl's user can have put it
+// there or change it (trustedLink). opsctl runs as root and writes into
+// folders other users own: a user who owns a folder on the path could
+// otherwise point a link there at any folder (/etc, /root) and have root
+// create or truncate a file of the name given there. With noFollow, a
+// link as the last component is refused whoever owns it.
+func openFolder(path string, noFollow bool) (int, error) {
+	if path == "" {
+		path = "."
+	}
+	if strings.IndexByte(path, 0) >= 0 {
+		return -1, &FolderError{Problem: fmt.Sprintf("%q is not a folder", path)}
+	}
+	start := "."
+	if filepath.IsAbs(path) {
+		start = "/"
+	}
+	cur, err := unix.Open(start, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("folder %s: %w", path, err)
+	}
+	rest := strings.Split(path, "/")
+	walked := strings.TrimSuffix(start, ".") // for messages: the path up to here
+	links := 0
+	fail := func(err error) (int, error) {
+		unix.Close(cur)
+		return -1, err
+	}
+	for len(rest) > 0 {
+		name := rest[0]
+		rest = rest[1:]
+		if name == "" || name == "." {
+			continue
+		}
+		next, err := unix.Openat(cur, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			return fail(&FolderError{Problem: fmt.Sprintf("folder %s does not exist", path), Err: unix.ENOENT})
+		case err != nil:
+			return fail(fmt.Errorf("folder %s: %w", path, err))
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(next, &st); err != nil {
+			unix.Close(next)
+			return fail(fmt.Errorf("folder %s: %w", path, err))
+		}
+		here := filepath.Join(walked, name)
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			unix.Close(cur)
+			cur, walked = next, here
+			continue
+		case unix.S_IFLNK:
+		default:
+			unix.Close(next)
+			return fail(&FolderError{Problem: fmt.Sprintf("%s is not a folder", path), Err: unix.ENOTDIR})
+		}
+		target, err := readlinkFD(next)
+		unix.Close(next)
+		if err != nil {
+			return fail(fmt.Errorf("folder %s: reading the link %s: %w", path, here, err))
+		}
+		if noFollow && allEmpty(rest) {
+			return fail(&FolderError{Problem: fmt.Sprintf("%s is a symbolic link (to %s), not followed: name the folder itself", path, target)})
+		}
+		var folder unix.Stat_t
+		if err := unix.Fstat(cur, &folder); err != nil {
+			return fail(fmt.Errorf("folder %s: %w", path, err))
+		}
+		if !trustedLink(&folder, &st) {
+			return fail(&FolderError{Problem: fmt.Sprintf("%s leads through %s, a symbolic link (to %s) that users other than root may change "+
+				"(link owner %d; folder %s: owner %d, mode %04o): not followed; name the folder it leads to",
+				path, here, target, st.Uid, filepath.Dir(here), folder.Uid, folder.Mode&0o7777)})
+		}
+		if links++; links > maxLinks {
+			return fail(&FolderError{Problem: fmt.Sprintf("folder %s: more than %d symbolic links", path, maxLinks)})
+		}
+		if filepath.IsAbs(target) {
+			root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fail(fmt.Errorf("folder %s: %w", path, err))
+			}
+			unix.Close(cur)
+			cur, walked = root, "/"
+		}
+		rest = append(strings.Split(target, "/"), rest...)
+	}
+	return cur, nil
+}
+
+func allEmpty(names []string) bool {
+	for _, n := range names {
+		if n != "" && n != "." {
+			return false
+		}
+	}
+	return true
+}
+
+// trustedLink reports whether the symbolic link link, found in folder,
+// was put there by root or opsctl's user and can be changed by no one
+// else: the folder is theirs and no one else may write in it (but the
+// root group), or it is sticky (as /tmp is), where only the link's owner
+// and the folder's may rename or remove the link, and both are theirs.
+func trustedLink(folder, link *unix.Stat_t) bool {
+	if !ours(folder.Uid) {
+		return false
+	}
+	if folder.Mode&0o002 == 0 && (folder.Mode&0o020 == 0 || folder.Gid == 0) {
+		return true
+	}
+	return folder.Mode&unix.S_ISVTX != 0 && ours(link.Uid)
+}
+
+// ours: root, or the user opsctl runs as.
+func ours(uid uint32) bool { return uid == 0 || int(uid) == os.Geteuid() }
+
+// readlinkFD reads the target of the symbolic link of the O_PATH
+// descriptor fd.
+func readlinkFD(fd int) (string, error) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(fd, "", buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
+// Reopen opens the folder itself again, with flags (O_RDONLY|O_DIRECTORY
+// to sync it, O_PATH to resolve names under it), through /proc/self/fd:
+// the path is not looked up again.
+func (d *Dir) Reopen(flags int) (*os.File, error) {
+	fd, err := unix.Open(procPath(d.fd), flags|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: d.path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), d.path), nil
 }
 
 // Close closes the folder's descriptor.
@@ -185,6 +341,21 @@ func (d *Dir) Stat(name string) (Info, error) {
 		return Info{}, &fs.PathError{Op: "stat", Path: d.Path(name), Err: err}
 	}
 	return infoOf(&st), nil
+}
+
+// OpenPath opens name itself (never a link's target) as an O_PATH
+// descriptor. A missing name is an error satisfying errors.Is(err,
+// unix.ENOENT).
+func (d *Dir) OpenPath(name string) (int, error) {
+	return unix.Openat(d.fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+}
+
+// Create makes name, a new regular file of mode perm (less the umask),
+// and opens it with flags: O_CREAT|O_EXCL|O_NOFOLLOW are added, so that
+// it is never a file that was there, nor one a link leads to. An existing
+// name is an error satisfying errors.Is(err, unix.EEXIST).
+func (d *Dir) Create(name string, flags int, perm uint32) (int, error) {
+	return unix.Openat(d.fd, name, flags|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
 }
 
 // Open opens name itself (never a link's target) as an O_PATH descriptor,
@@ -406,6 +577,43 @@ func (d *Dir) Bind(name string, opts Options) (*Socket, error) {
 	}
 	p.made = nil // in place, or exchanged and removed
 	return &Socket{File: file, Info: info}, nil
+}
+
+// Replace makes a new regular file of mode perm (exactly: the umask does
+// not apply), owned by whoever runs opsctl, and puts it at name in place
+// of the file want, which the caller holds open, atomically; the file
+// taken out is removed. It returns the new file open for writing. The
+// file is made in a private folder, so that nobody else can open it
+// before it has its mode, and exchanged with name (renameat2
+// RENAME_EXCHANGE), never over anything but want: when name is another
+// file by then, it is left there and the error wraps ErrChanged.
+//
+// Writing a new file rather than truncating the one there keeps what is
+// written from whoever could read that one: its owner, who may make it
+// readable again at any time, and whoever opened it before.
+func (d *Dir) Replace(name string, want ID, perm fs.FileMode) (*os.File, Info, error) {
+	p, err := d.private()
+	if err != nil {
+		return nil, Info{}, err
+	}
+	defer p.remove()
+	const made = "new"
+	fd, err := unix.Openat(p.fd, made, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("making the new %s: %w", d.Path(name), err)
+	}
+	p.made = append(p.made, made)
+	var st unix.Stat_t
+	if err := errors.Join(unix.Fchmod(fd, uint32(perm.Perm())), unix.Fstat(fd, &st)); err != nil {
+		unix.Close(fd)
+		return nil, Info{}, fmt.Errorf("making the new %s: %w", d.Path(name), err)
+	}
+	if err := p.exchange(made, name, want); err != nil {
+		unix.Close(fd)
+		return nil, Info{}, err
+	}
+	p.made = nil // in place; what was there is removed
+	return os.NewFile(uintptr(fd), d.Path(name)), infoOf(&st), nil
 }
 
 // Link makes newName a second name of oldName, which must be the file

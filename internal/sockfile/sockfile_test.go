@@ -381,3 +381,177 @@ func TestListenerCloseRemovesOnlyItsOwnFile(t *testing.T) {
 	}
 	noPrivateLeft(t, dir)
 }
+
+// TestOpenDirFollowsOnlyLinksNobodyElseCanChange: opsctl (root) opens the
+// folder a file or socket goes into; a user who owns a folder on the way
+// could point a link there at /etc or /root. A link is followed when the
+// folder holding it is root's (or opsctl's user's) alone, or sticky with a
+// link of theirs (/tmp); any other link is refused, naming it.
+func TestOpenDirFollowsOnlyLinksNobodyElseCanChange(t *testing.T) {
+	testenv.NeedRoot(t)
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		os.Chmod(d, 0o755)
+	}
+	mk := func(path string, mode os.FileMode, uid int) string {
+		if err := os.Mkdir(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(path, mode)
+		os.Chown(path, uid, uid)
+		return path
+	}
+	link := func(target, path string, uid int) string {
+		if err := os.Symlink(target, path); err != nil {
+			t.Fatal(err)
+		}
+		os.Lchown(path, uid, uid)
+		return path
+	}
+	target := mk(filepath.Join(base, "target"), 0o700, 0)
+	rootOnly := mk(filepath.Join(base, "root"), 0o755, 0)
+	users := mk(filepath.Join(base, "users"), 0o755, 65534)
+	sticky := mk(filepath.Join(base, "sticky"), os.ModeSticky|0o777, 0)
+	shared := mk(filepath.Join(base, "shared"), 0o775, 0)
+	os.Chown(shared, 0, 100) // a group of users may write there
+	cases := []struct {
+		path   string
+		follow bool
+	}{
+		{link(target, filepath.Join(rootOnly, "abs"), 0), true},
+		{link("../target", filepath.Join(rootOnly, "rel"), 0), true},
+		{link(target, filepath.Join(sticky, "roots"), 0), true},
+		{link(target, filepath.Join(users, "theirs"), 65534), false},
+		{link(target, filepath.Join(users, "roots-in-theirs"), 0), false},
+		{link(target, filepath.Join(sticky, "theirs"), 65534), false},
+		{link(target, filepath.Join(shared, "roots"), 0), false},
+		// a root link that leads into a user's link
+		{link(filepath.Join(users, "theirs"), filepath.Join(rootOnly, "chain"), 0), false},
+	}
+	for _, tc := range cases {
+		for _, path := range []string{tc.path, tc.path + "/", filepath.Join(tc.path, ".")} {
+			d, err := OpenDir(path)
+			if tc.follow {
+				if err != nil {
+					t.Errorf("%s: %v; want %s", path, err, target)
+					continue
+				}
+				var st unix.Stat_t
+				unix.Fstat(d.fd, &st)
+				if (ID{st.Dev, st.Ino}) != idOf(t, target) {
+					t.Errorf("%s led elsewhere than to %s", path, target)
+				}
+				d.Close()
+				continue
+			}
+			var folderErr *FolderError
+			if err == nil || !errors.As(err, &folderErr) || !errors.Is(err, ErrNoFolder) || !strings.Contains(err.Error(), "a symbolic link (to ") {
+				t.Errorf("%s: %v; want a FolderError naming the link", path, err)
+			}
+			if d != nil {
+				d.Close()
+			}
+		}
+	}
+	// The last component with OpenDirNoFollow: refused whoever owns it.
+	if d, err := OpenDirNoFollow(filepath.Join(rootOnly, "abs")); err == nil || !strings.Contains(err.Error(), "not followed: name the folder itself") {
+		t.Errorf("OpenDirNoFollow of a link: %v", err)
+		if d != nil {
+			d.Close()
+		}
+	}
+	loop := link("loop", filepath.Join(rootOnly, "loop"), 0)
+	if _, err := OpenDir(loop); err == nil || !errors.Is(err, ErrNoFolder) {
+		t.Errorf("a link to itself: %v", err)
+	}
+}
+
+// FuzzOpenDirWalksAsTheKernel: where every link is root's, in folders of
+// root's alone, OpenDir's walk one component at a time must end in the
+// folder the kernel's own lookup finds, and fail where it fails: "..",
+// ".", absolute and relative links, links to links, trailing slashes.
+func FuzzOpenDirWalksAsTheKernel(f *testing.F) {
+	base := f.TempDir()
+	tree := filepath.Join(base, "t")
+	for _, d := range []string{"t/a/b/c", "t/x/y"} {
+		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
+			f.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(tree, "a", "file"), nil, 0o644)
+	for link, target := range map[string]string{
+		"t/a/up": "..", "t/a/b/toy": "../../x/y", "t/x/abs": filepath.Join(tree, "a", "b"),
+		"t/x/y/loop": "loop", "t/x/chain": "abs/c", "t/a/tofile": "file", "t/a/dangling": "none",
+	} {
+		if err := os.Symlink(target, filepath.Join(base, link)); err != nil {
+			f.Fatal(err)
+		}
+	}
+	for _, seed := range []string{"t", "t/a/up/x/abs/c", "t/a/b/toy/../..", "t/x/chain/", "t/x/y/loop", "t/a/tofile", "t/a/dangling", "t/a//b/./c/..", "t/a/file/x"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, rel string) {
+		if rel == "" || strings.IndexByte(rel, 0) >= 0 || len(rel) > 1000 || strings.HasPrefix(rel, "/") {
+			return
+		}
+		path := filepath.Join(base, rel)
+		if strings.HasSuffix(rel, "/") {
+			path += "/"
+		}
+		var want unix.Stat_t
+		kernelFD, kernelErr := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if kernelErr == nil {
+			unix.Fstat(kernelFD, &want)
+			unix.Close(kernelFD)
+		}
+		d, err := OpenDir(path)
+		switch {
+		case kernelErr != nil && err == nil:
+			d.Close()
+			t.Fatalf("%s: OpenDir opened what the kernel refuses (%v)", path, kernelErr)
+		case kernelErr == nil && err != nil:
+			t.Fatalf("%s: %v; the kernel finds a folder", path, err)
+		case err == nil:
+			var got unix.Stat_t
+			unix.Fstat(d.fd, &got)
+			d.Close()
+			if got.Dev != want.Dev || got.Ino != want.Ino {
+				t.Fatalf("%s: OpenDir found another folder than the kernel", path)
+			}
+		}
+	})
+}
+
+// TestReplaceTakesOnlyTheFileItWasGiven: the new file takes the place of
+// the file the caller checked, with the exact mode; when another file has
+// the name by then, that one is left there and nothing else stays behind.
+func TestReplaceTakesOnlyTheFileItWasGiven(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cap.pcap")
+	if err := os.WriteFile(path, []byte("earlier"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := openDir(t, dir)
+	f, info, err := d.Replace("cap.pcap", idOf(t, path), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("new"))
+	f.Close()
+	if b, _ := os.ReadFile(path); string(b) != "new" || idOf(t, path) != info.ID || info.Mode&0o7777 != 0o600 {
+		t.Errorf("%s holds %q, mode %04o; want the new file, 0600", path, b, info.Mode&0o7777)
+	}
+	noPrivateLeft(t, dir)
+
+	// Another file took the name since it was checked.
+	checked := idOf(t, path)
+	os.Remove(path)
+	os.WriteFile(path, []byte("someone else's"), 0o644)
+	if _, _, err := d.Replace("cap.pcap", checked, 0o600); !errors.Is(err, ErrChanged) {
+		t.Errorf("Replace of a file swapped since: %v, want ErrChanged", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "someone else's" {
+		t.Errorf("the file swapped in was changed: %q", b)
+	}
+	noPrivateLeft(t, dir)
+}

@@ -11,8 +11,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/opsctl/opsctl/internal/inputerr"
 )
@@ -181,27 +182,32 @@ var errFileTooLarge = errors.New("file too large")
 
 // readRegularFile reads the file at path, up to limit bytes (more is
 // errFileTooLarge). Anything but a regular file is refused before it is
-// read, as not being want: a FIFO would block the start for as long as no
-// one writes to it, and a device such as /dev/zero never ends. Its errors
-// do not repeat the path.
+// opened, as not being want: a FIFO would block the start for as long as
+// no one writes to it (and opening it lets a writer waiting on it go on),
+// a device such as /dev/zero never ends, and opening some devices does
+// something (/dev/watchdog starts counting down to a reboot). So the file
+// is looked at through an O_PATH descriptor, which opens nothing, and only
+// a regular file is then opened, through /proc/self/fd: the very file
+// that was looked at. Its errors do not repeat the path.
 func readRegularFile(path string, limit int64, want string) ([]byte, error) {
-	// O_NONBLOCK: opening a FIFO does not wait for a writer.
-	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	pathFD, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		var pathErr *fs.PathError
-		if errors.As(err, &pathErr) {
-			err = pathErr.Err // the caller names the path
-		}
+		return nil, err // the caller names the path
+	}
+	defer unix.Close(pathFD)
+	var st unix.Stat_t
+	if err := unix.Fstat(pathFD, &st); err != nil {
 		return nil, err
 	}
+	if mode := fileMode(st.Mode); !mode.IsRegular() {
+		return nil, fmt.Errorf("%w (%s), expected %s", ErrNotRegularFile, fileKind(mode), want)
+	}
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(pathFD), unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	file := os.NewFile(uintptr(fd), path)
 	defer file.Close()
-	info, err := file.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w (%s), expected %s", ErrNotRegularFile, fileKind(info.Mode()), want)
-	}
 	data, err := io.ReadAll(io.LimitReader(file, limit+1))
 	if err != nil {
 		return nil, err
@@ -210,6 +216,25 @@ func readRegularFile(path string, limit int64, want string) ([]byte, error) {
 		return nil, errFileTooLarge
 	}
 	return data, nil
+}
+
+// fileMode turns the type bits of st_mode into an fs.FileMode's.
+func fileMode(mode uint32) fs.FileMode {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return 0
+	case unix.S_IFDIR:
+		return fs.ModeDir
+	case unix.S_IFIFO:
+		return fs.ModeNamedPipe
+	case unix.S_IFSOCK:
+		return fs.ModeSocket
+	case unix.S_IFCHR:
+		return fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFBLK:
+		return fs.ModeDevice
+	}
+	return fs.ModeIrregular
 }
 
 // fileKind names the kind of a file that is not a regular one.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // someOtherPin is a pin no test certificate has.
@@ -353,5 +354,48 @@ func TestPinMismatchErrorIsOneLineWhateverTheSubject(t *testing.T) {
 	}
 	if !strings.Contains(msg, `("CN=imap.test\nopsctl: imap-auth check: all fine\x1b[2K")`) || !strings.Contains(msg, "(CN=imap.test)") {
 		t.Fatalf("the subjects are not shown (quoted where needed): %s", msg)
+	}
+}
+
+// TestFilesThatAreNotRegularAreNeverOpened: a --ca-file or --pin-file was
+// opened (O_RDONLY|O_NONBLOCK) and then found to be a FIFO or a device.
+// Opening does things: it lets a writer waiting on the FIFO go on, and
+// /dev/watchdog, once opened, reboots the machine unless it is fed. A pin
+// file in a folder another user owns could be made a link to it before a
+// SIGHUP. Now the kind is looked at through an O_PATH descriptor, which
+// opens nothing (inotify sees no IN_OPEN), and only a regular file is
+// opened.
+func TestFilesThatAreNotRegularAreNeverOpened(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "pins.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{fifo}
+	if os.Geteuid() == 0 {
+		null := filepath.Join(dir, "null") // /dev/null's numbers: opening it is harmless
+		if err := unix.Mknod(null, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, null)
+	}
+	inotify, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(inotify)
+	for _, path := range paths {
+		if _, err := unix.InotifyAddWatch(inotify, path, unix.IN_OPEN); err != nil {
+			t.Fatal(err)
+		}
+		for _, cfg := range []Config{{Server: "imap.test", PinFile: path}, {Server: "imap.test", CAFile: path}} {
+			if _, err := NewChecker(cfg); !errors.Is(err, ErrNotRegularFile) {
+				t.Errorf("%+v: %v; want ErrNotRegularFile", cfg, err)
+			}
+		}
+	}
+	buf := make([]byte, 4096)
+	if n, _ := unix.Read(inotify, buf); n > 0 {
+		t.Errorf("a FIFO or device was opened (%d bytes of inotify IN_OPEN events) before it was found not to be a regular file", n)
 	}
 }

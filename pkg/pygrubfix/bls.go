@@ -257,10 +257,17 @@ func rpmVercmp(a, b string) int {
 // expand_val's quirks: a last field of one character is dropped, and
 // ok is false when nothing was added (options then fall back to
 // $default_kernelopts).
+//
+// The result is cut at maxExpansion+1 bytes: longer means too long (see
+// maxExpansion).
 func expandBLSValue(value string, env map[string]string) (string, bool) {
 	var buf strings.Builder
 	set := false
 	appendField := func(isVar bool, field string) {
+		if buf.Len() > maxExpansion {
+			set = true
+			return
+		}
 		if isVar {
 			v, ok := env[field]
 			if !ok {
@@ -300,7 +307,35 @@ func expandBLSValue(value string, env map[string]string) (string, bool) {
 	if start != end {
 		appendField(isVar, field(start, end))
 	}
-	return buf.String(), set
+	return capExpansion(buf.String()), set
+}
+
+// maxExpansion bounds a value opsctl expands from a guest's grub.cfg,
+// grubenv and entries: a kernel command line is at most a few KiB. grub
+// itself has no bound, and a guest's 41 lines of grub.cfg (set x="$x$x",
+// 40 times) made a value of terabytes, on the host, as root.
+const maxExpansion = 64 << 10
+
+// maxEnvBytes bounds all the variables of a grub.cfg together.
+const maxEnvBytes = 1 << 20
+
+// capExpansion cuts s at maxExpansion+1 bytes: longer is too long.
+func capExpansion(s string) string {
+	if len(s) > maxExpansion+1 {
+		return s[:maxExpansion+1]
+	}
+	return s
+}
+
+// expansionError is a value that grows beyond maxExpansion, or variables
+// beyond maxEnvBytes: what says which ("the variable x grows").
+type expansionError struct {
+	what  string
+	limit int
+}
+
+func (e *expansionError) Error() string {
+	return fmt.Sprintf("%s beyond %d KiB (a kernel command line is a few KiB)", e.what, e.limit>>10)
 }
 
 // expandScriptWords is what grub's script engine does with the linux and
@@ -309,7 +344,12 @@ func expandBLSValue(value string, env map[string]string) (string, bool) {
 // line is split into words at blanks. Quotes are kept as written (the
 // kernel reads foo="a b" as grub would pass it).
 func expandScriptWords(s string, env map[string]string) []string {
-	return strings.FieldsFunc(expandScriptString(s, env), func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' })
+	return splitWords(expandScriptString(s, env))
+}
+
+// splitWords splits s at blanks, as grub's script engine splits a line.
+func splitWords(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' })
 }
 
 // BLSBoot is one menu entry that blscfg makes of an entry file: what grub
@@ -327,7 +367,7 @@ type BLSBoot struct {
 // blsBoots makes the menu of sorted entries with the variables env: one
 // menu entry for each entry with a linux key and no efi key (entries
 // without one are no menu entries for grub, nor for pygrub).
-func blsBoots(sorted []*BLSEntry, env map[string]string) (boots []BLSBoot, skipped []string) {
+func blsBoots(sorted []*BLSEntry, env map[string]string) (boots []BLSBoot, skipped []string, err error) {
 	for _, e := range sorted {
 		linux, hasLinux := e.first("linux")
 		if _, efi := e.first("efi"); !hasLinux || efi {
@@ -347,7 +387,12 @@ func blsBoots(sorted []*BLSEntry, env map[string]string) (boots []BLSBoot, skipp
 				options, _ = expandBLSValue(def, env)
 			}
 		}
-		words := expandScriptWords(linux+" "+options, env)
+		line := expandScriptString(capExpansion(linux+" "+options), env)
+		initrds := expandScriptString(strings.Join(e.all("initrd"), " "), env)
+		if len(line) > maxExpansion || len(initrds) > maxExpansion {
+			return nil, nil, &expansionError{what: "the kernel line of entry " + e.ID + " grows", limit: maxExpansion}
+		}
+		words := splitWords(line)
 		if len(words) == 0 {
 			skipped = append(skipped, e.ID)
 			continue
@@ -356,11 +401,11 @@ func blsBoots(sorted []*BLSEntry, env map[string]string) (boots []BLSBoot, skipp
 			ID:      e.ID,
 			Title:   title,
 			Kernel:  words[0],
-			Initrds: expandScriptWords(strings.Join(e.all("initrd"), " "), env),
+			Initrds: splitWords(initrds),
 			Args:    strings.Join(words[1:], " "),
 		})
 	}
-	return boots, skipped
+	return boots, skipped, nil
 }
 
 // grubDefaultIndex is the menu entry grub boots for the value of its
@@ -483,8 +528,23 @@ func ParseGrubenv(data []byte) (vars map[string]string, ok bool) {
 // and [ -f/-s .../grubenv ]. Any other test is taken as false (EL9's
 // boot counting, feature checks). Menu entries, submenus and functions are
 // not run.
-func grubCfgEnv(cfg []byte, grubenv map[string]string, haveGrubenv bool) map[string]string {
+//
+// A value that grows beyond maxExpansion, or variables beyond maxEnvBytes
+// in all, is an *expansionError.
+func grubCfgEnv(cfg []byte, grubenv map[string]string, haveGrubenv bool) (map[string]string, error) {
 	env := map[string]string{}
+	size := 0 // of the values in env
+	assign := func(s string) error {
+		name, old := grubAssign(s, env)
+		value := env[name]
+		if len(value) > maxExpansion {
+			return &expansionError{what: "the variable " + name + " grows", limit: maxExpansion}
+		}
+		if size += len(value) - len(old); size > maxEnvBytes {
+			return &expansionError{what: "the variables together grow", limit: maxEnvBytes}
+		}
+		return nil
+	}
 	type frame struct{ active, taken bool }
 	var stack []frame
 	active := func() bool {
@@ -542,20 +602,25 @@ func grubCfgEnv(cfg []byte, grubenv map[string]string, haveGrubenv bool) map[str
 		if !active() {
 			continue
 		}
+		var err error
 		switch {
 		case word == "load_env":
 			if haveGrubenv {
 				for k, v := range grubenv {
+					size += len(v) - len(env[k])
 					env[k] = v
 				}
 			}
 		case word == "set":
-			grubAssign(rest, env)
+			err = assign(rest)
 		case grubAssignment(line):
-			grubAssign(line, env)
+			err = assign(line)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
-	return env
+	return env, nil
 }
 
 // grubAssignment is whether line is NAME=VALUE.
@@ -573,12 +638,13 @@ func grubAssignment(line string) bool {
 	return true
 }
 
-// grubAssign runs `NAME=VALUE`.
-func grubAssign(s string, env map[string]string) {
+// grubAssign runs `NAME=VALUE` and returns NAME and its value before.
+func grubAssign(s string, env map[string]string) (name, old string) {
 	name, value, ok := strings.Cut(s, "=")
 	if !ok || !grubAssignment(s) {
-		return
+		return "", ""
 	}
+	old = env[name]
 	value = strings.TrimRight(value, " \t")
 	switch {
 	case len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"':
@@ -592,15 +658,17 @@ func grubAssign(s string, env map[string]string) {
 		value = expandScriptString(value, env)
 	}
 	env[name] = value
+	return name, old
 }
 
 // expandScriptString replaces $name and ${name} in s, without splitting.
+// The result is cut at maxExpansion+1 bytes: longer means too long.
 func expandScriptString(s string, env map[string]string) string {
 	if !strings.Contains(s, "$") {
-		return s
+		return capExpansion(s)
 	}
 	var b strings.Builder
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s) && b.Len() <= maxExpansion; i++ {
 		if s[i] != '$' {
 			b.WriteByte(s[i])
 			continue
@@ -623,7 +691,7 @@ func expandScriptString(s string, env map[string]string) string {
 		b.WriteString(env[s[i+1:j]])
 		i = j - 1
 	}
-	return b.String()
+	return capExpansion(b.String())
 }
 
 // grubTest evaluates the test of an if line ("[ -z "${kernelopts}" ]; then").

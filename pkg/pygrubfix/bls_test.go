@@ -1,6 +1,11 @@
 package pygrubfix
 
-import "testing"
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
 
 // Cases of rpm's own version comparison tests (rpmvercmp.at), which
 // blscfg's vercmp copies, and the two places where blscfg's copy differs
@@ -36,15 +41,49 @@ func TestRPMVercmp(t *testing.T) {
 // opsctl cannot run) does not set default=1.
 func TestGrubCfgEnvOfRocky9(t *testing.T) {
 	cfg := []byte(blsTestdata(t, "rocky9-grub.cfg"))
-	env := grubCfgEnv(cfg, map[string]string{"saved_entry": "x-1-1", "tuned_params": "isolcpus=1", "boot_counter": "0", "boot_success": "0"}, true)
+	env, _ := grubCfgEnv(cfg, map[string]string{"saved_entry": "x-1-1", "tuned_params": "isolcpus=1", "boot_counter": "0", "boot_success": "0"}, true)
 	if env["default"] != "x-1-1" || env["kernelopts"] != "root=/dev/mapper/rl-root ro resume=/dev/mapper/rl-swap rd.lvm.lv=rl/root rd.lvm.lv=rl/swap console=hvc0 " || env["tuned_params"] != "" || env["menuentry_id_option"] != "" {
 		t.Errorf("env %q", env)
 	}
-	env = grubCfgEnv(cfg, map[string]string{"kernelopts": "root=/dev/xvda1"}, true)
+	env, _ = grubCfgEnv(cfg, map[string]string{"kernelopts": "root=/dev/xvda1"}, true)
 	if env["kernelopts"] != "root=/dev/xvda1" || env["default"] != "" {
 		t.Errorf("with grubenv's kernelopts: %q", env)
 	}
-	if env = grubCfgEnv(cfg, map[string]string{"saved_entry": "x"}, false); env["default"] != "" {
+	if env, _ = grubCfgEnv(cfg, map[string]string{"saved_entry": "x"}, false); env["default"] != "" {
 		t.Errorf("no grubenv: default %q", env["default"])
+	}
+}
+
+// TestGrubCfgEnvBoundsWhatItExpands: a value beyond maxExpansion, or
+// variables beyond maxEnvBytes in all, is an *expansionError naming them;
+// values of a real size are kept exactly.
+func TestGrubCfgEnvBoundsWhatItExpands(t *testing.T) {
+	long := strings.Repeat("a", maxExpansion/2)
+	var many strings.Builder
+	many.WriteString("set v=\"" + long + "\"\n")
+	for i := range 2 * maxEnvBytes / len(long) {
+		fmt.Fprintf(&many, "set w_%d=$v\n", i)
+	}
+	cases := map[string]struct {
+		cfg  string
+		want string // in the error; "" for none
+	}{
+		"doubling":        {"set x=aaaa\n" + strings.Repeat("set x=\"$x$x\"\n", 40), "the variable x grows beyond 64 KiB"},
+		"just below":      {"set x=" + long + "\nset x=\"$x${x}\"\n", ""},
+		"just beyond":     {"set x=" + long + "\nset x=\"$x${x}b\"\n", "the variable x grows beyond"},
+		"many variables":  {many.String(), "the variables together grow beyond"},
+		"reassigned fits": {strings.Repeat("set v=\""+long+"\"\n", 100), ""},
+	}
+	for name, tc := range cases {
+		env, err := grubCfgEnv([]byte(tc.cfg), nil, false)
+		var exp *expansionError
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case tc.want != "" && (!errors.As(err, &exp) || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v; want an expansionError with %q", name, err, tc.want)
+		case name == "just below" && env["x"] != long+long:
+			t.Errorf("just below: x is %d bytes, want %d", len(env["x"]), 2*len(long))
+		}
 	}
 }

@@ -15,6 +15,12 @@ import (
 // kernels (installonly_limit=3); thousands of files are not a boot menu.
 const maxBLSEntries = 1000
 
+// maxBLSEntrySize bounds one entry file. An entry is a few lines (EL9's
+// options line is a few hundred bytes); read up to pygrub's 1 MiB each,
+// 999 hard links to one 1 MiB file (1 MiB of the guest's disk) made a
+// check on the host take 2.5 GB of memory.
+const maxBLSEntrySize = 64 << 10
+
 // BLSMenu is the boot menu grub makes of a Boot Loader Spec guest.
 type BLSMenu struct {
 	// Config is the guest's grub.cfg that runs blscfg; Dir the entries
@@ -72,7 +78,10 @@ func readBLSMenu(g *guestRoot, config string, cfg []byte) (*BLSMenu, error) {
 	if err == nil {
 		grubenv, haveGrubenv = ParseGrubenv(envData)
 	}
-	env := grubCfgEnv(cfg, grubenv, haveGrubenv)
+	env, err := grubCfgEnv(cfg, grubenv, haveGrubenv)
+	if err != nil {
+		return nil, fmt.Errorf("in the guest %s: %s: %w", g.path, config, err)
+	}
 
 	// blscfg reads /loader/entries of the boot file system and, when that
 	// folder cannot be read, /boot/loader/entries.
@@ -95,7 +104,11 @@ func readBLSMenu(g *guestRoot, config string, cfg []byte) (*BLSMenu, error) {
 		if _, ok := blsEntryName(name); !ok {
 			continue
 		}
-		data, err := g.readFile(m.Dir + "/" + name)
+		data, err := g.readFileLimit(m.Dir+"/"+name, maxBLSEntrySize)
+		var tooLarge *tooLargeError
+		if errors.As(err, &tooLarge) {
+			return nil, fmt.Errorf("in the guest %s: %w: a Boot Loader Spec entry is a few lines", g.path, err)
+		}
 		if err != nil {
 			// A FIFO, a device or a dangling link is no entry.
 			m.Skipped = append(m.Skipped, strings.TrimSuffix(name, ".conf"))
@@ -104,7 +117,10 @@ func readBLSMenu(g *guestRoot, config string, cfg []byte) (*BLSMenu, error) {
 		e, _ := ParseBLSEntry(name, data)
 		entries = append(entries, e)
 	}
-	boots, skipped := blsBoots(sortBLS(entries), env)
+	boots, skipped, err := blsBoots(sortBLS(entries), env)
+	if err != nil {
+		return nil, fmt.Errorf("in the guest %s: %s: %w", g.path, m.Dir, err)
+	}
 	m.Boots, m.Skipped = boots, append(m.Skipped, skipped...)
 	saved, isSet := env["default"]
 	m.SavedEntry = saved

@@ -3,6 +3,7 @@ package pygrubfix
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -10,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/opsctl/opsctl/internal/sockfile"
 )
 
 // guestRoot is a guest's file system unpacked in a host folder. Paths are
@@ -28,22 +31,26 @@ type guestRoot struct {
 
 const maxSymlinks = 40
 
-// openGuestRoot opens the guest's root folder path (a symlink to it is
-// followed: the caller named it). A path that is missing or not a folder
-// is an InputError.
+// openGuestRoot opens the guest's root folder path (the caller named it:
+// a symlink on the way is followed when nobody but root can change it, see
+// sockfile.OpenDir; a guest tree another user owns, or links to, could
+// otherwise be the host's /). A path that is missing, not a folder, or
+// reached through another user's link is an InputError.
 func openGuestRoot(path string) (*guestRoot, error) {
-	dir, err := openPathAt(unix.AT_FDCWD, path, 0)
-	if err != nil {
-		return nil, namedInput(path, err, "a folder (the guest's root)")
-	}
-	st, err := fstat(dir)
-	if err != nil {
-		dir.Close()
+	folder, err := sockfile.OpenDir(path)
+	var folderErr *sockfile.FolderError
+	switch {
+	case errors.As(err, &folderErr) && folderErr.Err != nil:
+		return nil, &InputError{Path: path, Msg: folderErr.Err.Error() + ", expected a folder (the guest's root)", Err: err}
+	case errors.As(err, &folderErr):
+		return nil, &InputError{Path: path, Msg: folderErr.Problem, Err: err}
+	case err != nil:
 		return nil, err
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		dir.Close()
-		return nil, namedInput(path, &kindError{path: path, is: kindOf(st.Mode), want: "a folder"}, "a folder (the guest's root)")
+	defer folder.Close()
+	dir, err := folder.Reopen(unix.O_PATH)
+	if err != nil {
+		return nil, err
 	}
 	return &guestRoot{path: path, dir: dir}, nil
 }
@@ -223,6 +230,42 @@ func (g *guestRoot) readFile(p string) ([]byte, error) {
 	}
 	defer f.Close()
 	return readAll(f, p, st.Size, fsReadMax, true)
+}
+
+// readFileLimit reads the guest path p, a regular file of at most limit
+// bytes; a larger one is a *tooLargeError, refused before it is read.
+func (g *guestRoot) readFileLimit(p string, limit int64) ([]byte, error) {
+	pathFD, err := g.open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer pathFD.Close()
+	f, st, err := openRegular(pathFD, p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st.Size > limit {
+		return nil, &tooLargeError{path: p, size: st.Size, limit: limit}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, &tooLargeError{path: p, size: int64(len(data)), limit: limit} // it grew while read
+	}
+	return data, nil
+}
+
+// tooLargeError is a guest file larger than opsctl reads of its kind.
+type tooLargeError struct {
+	path        string
+	size, limit int64
+}
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("%s: %d bytes, more than %d KiB", e.path, e.size, e.limit>>10)
 }
 
 // bootFSType is the file system type /boot (or, without its own line, /)

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/opsctl/opsctl/internal/sockfile"
 )
 
 // FileWrite is the planned replacement of one file, made so that whoever
@@ -99,19 +101,20 @@ func planWriteIn(dir *os.File, name, display string) (*FileWrite, error) {
 }
 
 // planHostWrite plans the write of the host path file: its folder is
-// opened following symlinks (the caller named it), the file itself is
-// not. A missing folder or a file that is not regular is an InputError.
+// opened following the symlinks that only root can change (the caller
+// named it; see openFolder), the file itself is not followed. A missing
+// folder, one reached through another user's link, or a file that is not
+// regular is an InputError.
 func planHostWrite(file string) (*FileWrite, error) {
 	folder, name := filepath.Dir(file), filepath.Base(file)
 	if strings.HasSuffix(file, "/") || name == "." || name == ".." || name == "/" {
 		return nil, &InputError{Path: file, Msg: "a folder, expected a file name"}
 	}
 	dir, err := openFolder(folder)
+	var folderErr *sockfile.FolderError
 	switch {
-	case errors.Is(err, unix.ENOENT):
-		return nil, &InputError{Path: file, Msg: fmt.Sprintf("folder %s does not exist", folder), Err: err}
-	case errors.Is(err, unix.ENOTDIR):
-		return nil, &InputError{Path: file, Msg: fmt.Sprintf("%s is not a folder", folder), Err: err}
+	case errors.As(err, &folderErr):
+		return nil, &InputError{Path: file, Msg: folderErr.Problem, Err: err}
 	case err != nil:
 		return nil, err
 	}
@@ -122,15 +125,21 @@ func planHostWrite(file string) (*FileWrite, error) {
 	return w, nil
 }
 
-// openFolder opens the host folder for the *at calls of a write, symlinks
-// followed. O_DIRECTORY is checked before anything is opened: a FIFO or a
-// device there is refused, never opened.
+// openFolder opens the host folder for the *at calls of a write. opsctl
+// runs as root and the path may lead through folders other users own: a
+// symbolic link on the way is followed only when nobody but root can
+// change it (sockfile.OpenDir), else whoever owns a folder on the path
+// could point it at /boot/grub or /etc. Each component is looked at
+// through an O_PATH descriptor: a FIFO or a device there is refused, never
+// opened. A missing folder, a file on the way, or another user's link is a
+// *sockfile.FolderError.
 func openFolder(folder string) (*os.File, error) {
-	fd, err := unix.Open(folder, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	dir, err := sockfile.OpenDir(folder)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: folder, Err: err}
+		return nil, err
 	}
-	return os.NewFile(uintptr(fd), folder), nil
+	defer dir.Close()
+	return dir.Reopen(unix.O_RDONLY)
 }
 
 // planWrite plans the write of the guest path file (named display): its

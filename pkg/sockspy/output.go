@@ -18,11 +18,9 @@ import (
 type Output struct {
 	*os.File
 	path    string
+	dir     *sockfile.Dir // the folder OpenOutput opened the file in; nil for a descriptor
 	info    sockfile.Info
 	regular bool
-	// NotPrivate is why an existing regular file could not be given mode
-	// 0600 (nil when it has it).
-	NotPrivate error
 }
 
 // Streaming reports whether the output is read live (a FIFO or a pipe):
@@ -31,90 +29,99 @@ func (o *Output) Streaming() bool { return o.info.Mode&unix.S_IFMT == unix.S_IFI
 
 // OpenOutput opens the capture file at path for writing. opsctl runs as
 // root and path may be in a folder another user owns, who could put a link
-// to any file at that name: so path is never followed when it is a
-// symbolic link, and only a regular file is truncated (after it was opened
-// and checked, never by O_TRUNC). Allowed:
-//   - a regular file, created with mode 0600 or truncated and given mode
-//     0600 (the capture holds passwords), unless it has other hard links;
+// to any file or folder on the way: so the folder is opened once,
+// following only the symbolic links that nobody but root can change (see
+// sockfile.OpenDir), the file is opened relative to it, never followed
+// when it is a symbolic link, and only a regular file is truncated (after
+// it was opened and checked, never by O_TRUNC). Allowed:
+//   - a regular file, created with mode 0600 (the capture holds
+//     passwords); one that is there is replaced by a new one, unless it
+//     has other hard links (never truncated: its owner, and whoever
+//     opened it before, could read the capture written into it);
 //   - a FIFO (a live reader such as `wireshark -k -i FIFO`), and the null
 //     device;
 //   - /dev/stdout, /dev/fd/N and /proc/self/fd/N, which name opsctl's own
 //     descriptors: those are used as they are.
 //
-// Anything else (a link, a folder, a device, a socket, a missing folder)
-// is an *inputerr.Error naming the input OpenOutput.path; other errors name
-// it too.
+// Anything else (a link, a folder, a device, a socket, a missing folder, a
+// folder reached through another user's link) is an *inputerr.Error
+// naming the input OpenOutput.path; other errors name it too.
 func OpenOutput(path string) (*Output, error) {
 	if fd, ok := ownDescriptor(path); ok {
 		return openDescriptor(path, fd)
 	}
+	name := filepath.Base(path)
+	if strings.HasSuffix(path, "/") || name == "." || name == ".." || name == "/" {
+		return nil, outputInputError(path, "is a folder; expected a file to write")
+	}
+	dir, err := sockfile.OpenDir(filepath.Dir(path))
+	if err != nil {
+		var folderErr *sockfile.FolderError
+		if errors.As(err, &folderErr) {
+			return nil, outputInputError(path, folderErr.Problem)
+		}
+		return nil, fmt.Errorf("OpenOutput.path %s: %w", path, err)
+	}
+	o, err := openOutputIn(dir, name, path)
+	if err != nil {
+		dir.Close()
+		return nil, err
+	}
+	o.dir = dir
+	return o, nil
+}
+
+// openOutputIn opens name in dir, as OpenOutput says.
+func openOutputIn(dir *sockfile.Dir, name, path string) (*Output, error) {
 	for range 8 {
-		pathFD, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		pathFD, err := dir.OpenPath(name)
 		if errors.Is(err, unix.ENOENT) {
 			// O_EXCL: the file is the one just made, never one that a
 			// link put there meanwhile (O_EXCL does not follow links).
-			fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0o600)
+			fd, err := dir.Create(name, unix.O_WRONLY|unix.O_NOCTTY, 0o600)
 			if errors.Is(err, unix.EEXIST) {
 				continue // it appeared meanwhile: look at it again
 			}
 			if err != nil {
-				return nil, outputOpenError(path, err)
+				return nil, fmt.Errorf("OpenOutput.path %s: %w", path, err)
 			}
 			return newOutput(path, fd)
 		}
 		if err != nil {
-			return nil, outputOpenError(path, err)
+			return nil, fmt.Errorf("OpenOutput.path %s: %w", path, err)
 		}
-		o, err := reopen(path, pathFD)
+		o, err := reopen(dir, name, path, pathFD)
 		unix.Close(pathFD)
 		return o, err
 	}
 	return nil, fmt.Errorf("OpenOutput.path %s: it keeps appearing and disappearing", path)
 }
 
-// outputOpenError turns an open error into one line naming the path.
-func outputOpenError(path string, err error) error {
-	dir := filepath.Dir(path)
-	switch {
-	case errors.Is(err, unix.ENOENT):
-		return outputInputError(path, fmt.Sprintf("folder %s does not exist", dir))
-	case errors.Is(err, unix.ENOTDIR):
-		return outputInputError(path, fmt.Sprintf("%s is not a folder", dir))
-	case errors.Is(err, unix.ELOOP):
-		return outputInputError(path, "too many symbolic links in the folders above it")
-	}
-	return fmt.Errorf("OpenOutput.path %s: %w", path, err)
-}
-
-// reopen checks the file pathFD refers to and opens that very file for
-// writing, through /proc/self/fd: the name is not looked up again.
-func reopen(path string, pathFD int) (*Output, error) {
+// reopen checks the file pathFD (name in dir, held open) refers to, and
+// opens that very file for writing, through /proc/self/fd, when it is a
+// FIFO or the null device; a regular file is replaced by a new one (see
+// sockfile.Dir.Replace), when it is still that file.
+func reopen(dir *sockfile.Dir, name, path string, pathFD int) (*Output, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(pathFD, &st); err != nil {
 		return nil, fmt.Errorf("OpenOutput.path %s: %w", path, err)
 	}
-	if err := checkOutputKind(path, &st); err != nil {
+	if err := checkOutputKind(dir, name, path, &st); err != nil {
 		return nil, err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFREG {
+		f, info, err := dir.Replace(name, sockfile.ID{Dev: st.Dev, Ino: st.Ino}, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("OpenOutput.path %s: replacing it: %w", path, err)
+		}
+		return &Output{File: f, path: path, info: info, regular: true}, nil
 	}
 	// A FIFO waits here for its reader, as when writing to it any other way.
 	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(pathFD), unix.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("OpenOutput.path %s: %w", path, err)
 	}
-	o, err := newOutput(path, fd)
-	if err != nil {
-		return nil, err
-	}
-	if o.regular {
-		if err := unix.Ftruncate(fd, 0); err != nil {
-			o.Close()
-			return nil, fmt.Errorf("OpenOutput.path %s: truncating: %w", path, err)
-		}
-		if o.info.Mode&0o7777 != 0o600 {
-			o.NotPrivate = unix.Fchmod(fd, 0o600)
-		}
-	}
-	return o, nil
+	return newOutput(path, fd)
 }
 
 func newOutput(path string, fd int) (*Output, error) {
@@ -138,7 +145,7 @@ func outputInputError(path, problem string) error {
 }
 
 // checkOutputKind refuses what a capture must not be written into.
-func checkOutputKind(path string, st *unix.Stat_t) error {
+func checkOutputKind(dir *sockfile.Dir, name, path string, st *unix.Stat_t) error {
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		// Another name of the same file may be anywhere, say /etc/shadow
@@ -157,7 +164,7 @@ func checkOutputKind(path string, st *unix.Stat_t) error {
 	case unix.S_IFBLK:
 		return outputInputError(path, "is a device; expected a regular file, a FIFO or -")
 	case unix.S_IFLNK:
-		target, _ := os.Readlink(path)
+		target, _ := dir.Readlink(name)
 		return outputInputError(path, fmt.Sprintf("is a symbolic link (to %s); opsctl does not follow it: name the file itself", target))
 	case unix.S_IFDIR:
 		return outputInputError(path, "is a folder; expected a file to write")
@@ -221,14 +228,19 @@ func openDescriptor(path string, fd int) (*Output, error) {
 // it is still that file, and the file is closed.
 func (o *Output) Discard() error {
 	defer o.Close() // after: open, its inode number cannot be reused
-	if !o.regular {
+	if !o.regular || o.dir == nil {
 		return nil
 	}
-	dir, err := sockfile.OpenDir(filepath.Dir(o.path))
-	if err != nil {
-		return err
+	_, err := o.dir.RemoveIf(filepath.Base(o.path), o.info.ID)
+	return err
+}
+
+// Close closes the file and the folder it was opened in.
+func (o *Output) Close() error {
+	err := o.File.Close()
+	if o.dir != nil {
+		o.dir.Close()
+		o.dir = nil
 	}
-	defer dir.Close()
-	_, err = dir.RemoveIf(filepath.Base(o.path), o.info.ID)
 	return err
 }

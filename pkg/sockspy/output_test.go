@@ -3,6 +3,7 @@ package sockspy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,15 +30,29 @@ func TestOpenOutputTakesWhatTheUserMeant(t *testing.T) {
 		t.Errorf("a new capture file has mode %v (want 0600), streaming %v", st.Mode(), o.Streaming())
 	}
 
+	// An earlier capture is replaced by a new file, never written into:
+	// whoever opened it before keeps the old one.
 	old := filepath.Join(dir, "old.pcap")
 	os.WriteFile(old, []byte("an earlier capture"), 0o644)
+	opened, err := os.Open(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opened.Close()
 	o, err = OpenOutput(old)
 	if err != nil {
 		t.Fatal(err)
 	}
+	o.Write([]byte("new"))
 	o.Close()
-	if st, _ := os.Stat(old); st.Size() != 0 || st.Mode().Perm() != 0o600 || o.NotPrivate != nil {
-		t.Errorf("an earlier capture: size %d mode %v (want 0, 0600), %v", st.Size(), st.Mode(), o.NotPrivate)
+	if st, _ := os.Stat(old); st.Size() != 3 || st.Mode().Perm() != 0o600 {
+		t.Errorf("an earlier capture: size %d mode %v, want 3, 0600", st.Size(), st.Mode())
+	}
+	if b, _ := io.ReadAll(opened); string(b) != "an earlier capture" {
+		t.Errorf("a reader of the earlier capture read %q", b)
+	}
+	if names, _ := os.ReadDir(dir); len(names) != 2 {
+		t.Errorf("the folder holds %v, want new.pcap and old.pcap", names)
 	}
 
 	o, err = OpenOutput("/dev/null")

@@ -76,11 +76,14 @@ type Plan struct {
 	Swap   bool
 	Aside  string // swap: where the original socket is kept meanwhile
 
-	// Mode, UID and GID of the socket file, copied to the proxy's socket
-	// when HasOwner (filesystem sockets only).
+	// Mode, UID and GID of the proxy's socket when HasOwner (filesystem
+	// sockets only): those of the socket file, but for the group and
+	// other bits that its folders take away (see reachers).
 	Mode     fs.FileMode
 	UID, GID int
 	HasOwner bool
+	// SocketMode is the socket file's own mode, which Mode narrows.
+	SocketMode fs.FileMode
 
 	// socketID is the socket file NewPlan checked for swap mode: the one
 	// it moves aside, and nothing that took its name since.
@@ -114,6 +117,10 @@ func NewPlan(cfg Config) (*Plan, error) {
 		stat := os.Stat
 		if cfg.Swap {
 			stat = os.Lstat
+			// The swap works in that folder, as root.
+			if err := checkFolder("Config.Socket", cfg.Socket); err != nil {
+				return nil, err
+			}
 		}
 		st, err := stat(cfg.Socket)
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
@@ -131,9 +138,22 @@ func NewPlan(cfg Config) (*Plan, error) {
 			return nil, inputerr.New("Config.Socket", cfg.Socket, fmt.Sprintf("not a UNIX socket (it is a %s)", describeMode(st.Mode())))
 		}
 		p.Mode = st.Mode().Perm()
+		p.SocketMode = p.Mode
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 			p.UID, p.GID, p.HasOwner = int(sys.Uid), int(sys.Gid), true
 			p.socketID = sockfile.ID{Dev: sys.Dev, Ino: sys.Ino}
+		}
+		if !cfg.Swap {
+			// The proxy takes the place of the folders too: it lets in
+			// only whom they let through (swap mode serves in the same
+			// folder).
+			group, other := reachers(cfg.Socket, uint32(p.GID))
+			if !group {
+				p.Mode &^= 0o070
+			}
+			if !other {
+				p.Mode &^= 0o007
+			}
 		}
 	}
 	if !isAbstract(cfg.Listen) {
@@ -196,6 +216,15 @@ func NewPlan(cfg Config) (*Plan, error) {
 		if !stale(cfg.Listen, t) {
 			return nil, fmt.Errorf("Config.Listen %s: already in use; choose another name", cfg.Listen)
 		}
+		// An abstract socket has no mode: every local user may connect
+		// to it, and through the proxy to the socket, with the rights of
+		// whoever runs opsctl (root).
+		if p.HasOwner && p.Mode&0o002 == 0 {
+			return nil, inputerr.New("Config.Listen", cfg.Listen, fmt.Sprintf(
+				"an abstract socket has no mode or owner: every local user could connect to it, and through it to %s, "+
+					"which not everyone may reach now (mode %04o, owner %d:%d, and its folders); give a path instead",
+				cfg.Socket, p.SocketMode, p.UID, p.GID))
+		}
 	} else {
 		if cfg.Listen == cfg.Socket || sameFile(cfg.Listen, cfg.Socket) {
 			return nil, inputerr.New("Config.Listen", cfg.Listen, "is the socket to capture; choose another path or use Config.Swap")
@@ -209,8 +238,8 @@ func NewPlan(cfg Config) (*Plan, error) {
 			}
 		}
 		if dir := filepath.Dir(cfg.Listen); dir != "" {
-			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-				return nil, inputerr.New("Config.Listen", cfg.Listen, fmt.Sprintf("folder %s does not exist", dir))
+			if err := checkFolder("Config.Listen", cfg.Listen); err != nil {
+				return nil, err
 			}
 			// Checked here, before anything (the capture file) is touched.
 			if unix.Access(dir, unix.W_OK) != nil {
@@ -236,6 +265,9 @@ func (p *Plan) Steps() []string {
 			fmt.Sprintf("on exit (SIGINT, SIGTERM, SIGHUP) move %s back to %s", p.Aside, p.Socket))
 		return steps
 	}
+	if owner != "" && p.Mode != p.SocketMode {
+		owner += fmt.Sprintf(" (%s has mode %04o; its folders keep out the users the proxy's mode leaves out)", p.Socket, p.SocketMode)
+	}
 	steps = append(steps,
 		fmt.Sprintf("listen at %s%s", p.Listen, owner),
 		fmt.Sprintf("forward every client to %s (%s) and record the traffic", p.Target, p.Type))
@@ -246,6 +278,60 @@ func (p *Plan) Steps() []string {
 }
 
 func isAbstract(name string) bool { return strings.HasPrefix(name, "@") }
+
+// checkFolder checks that the folder of path, the input named input, is
+// one the proxy may make or move its socket in: there, a folder, and not
+// reached through a symbolic link that another user may change (see
+// sockfile.OpenDir, which the proxy opens it with).
+func checkFolder(input, path string) error {
+	dir, err := sockfile.OpenDir(filepath.Dir(path))
+	var folderErr *sockfile.FolderError
+	switch {
+	case errors.As(err, &folderErr):
+		return inputerr.New(input, path, folderErr.Problem)
+	case err != nil:
+		return fmt.Errorf("%s %s: %w", input, path, err)
+	}
+	return dir.Close()
+}
+
+// reachers reports whether the members of the socket's group gid (group)
+// and all other users (other) may pass every folder on the way to the
+// socket at path, as named and once its links are resolved: connect(2)
+// needs search permission on each. A socket of mode 0666 in a folder of
+// mode 0700 (/run/user/UID/bus) is its folder owner's alone. The answer
+// errs on the side of "no": a group member who passes a folder of
+// another group, or thanks to an ACL, is not seen; a folder that cannot
+// be looked at lets nobody through.
+func reachers(path string, gid uint32) (group, other bool) {
+	group, other = true, true
+	paths := []string{path}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		paths = append(paths, real)
+	}
+	for _, p := range paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return false, false
+		}
+		for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+			var st unix.Stat_t
+			if err := unix.Stat(dir, &st); err != nil {
+				return false, false
+			}
+			if st.Mode&0o001 == 0 {
+				other = false
+				if st.Gid != gid || st.Mode&0o010 == 0 {
+					group = false
+				}
+			}
+			if dir == "/" || dir == "." {
+				break
+			}
+		}
+	}
+	return group, other
+}
 
 func unwrapPathError(err error) error {
 	var pe *fs.PathError

@@ -44,6 +44,11 @@ type Proxy struct {
 
 	now func() time.Time // the clock; nil means time.Now (a seam for tests)
 
+	// checked is the socket file of Plan.Socket that NewPlan checked, held
+	// open in listen mode: clients are connected to it, never to whatever
+	// its name leads to later (set by Run before any goroutine starts).
+	checked *os.File
+
 	// bindMu orders binding against Restore from another goroutine: once
 	// restored, Run binds nothing any more.
 	bindMu      sync.Mutex
@@ -128,10 +133,19 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.bindMu.Unlock()
 		return errors.New("stopped before it started")
 	}
+	checked, err := p.checkedSocket()
+	if err != nil {
+		p.bindMu.Unlock()
+		return err
+	}
+	p.checked = checked
 	ln, bound, err := p.listen()
 	p.bound = bound
 	p.bindMu.Unlock()
 	if err != nil {
+		if checked != nil {
+			checked.Close()
+		}
 		return err
 	}
 	defer p.restoreOnPanic()
@@ -178,7 +192,40 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if p.bound != nil {
 		p.bound.close()
 	}
+	if p.checked != nil {
+		p.checked.Close()
+	}
 	return errors.Join(serveErr, restoreErr)
+}
+
+// checkedSocket opens (O_PATH) the socket file of Plan.Socket in listen
+// mode, when it is still the file NewPlan checked; nil for an abstract
+// socket, and in swap mode, where listen holds the original open.
+//
+// opsctl runs as root and connects every client to the socket: connected
+// by its path, the owner of a folder on that path could rename a link to
+// a socket only root may use (/run/docker.sock) over it, and reach that
+// socket through the proxy, which has the mode of their own. So clients
+// are connected to this descriptor (ProcPath), whatever the name leads to
+// since; like --swap, a server that makes its socket anew during the
+// capture is not followed.
+func (p *Proxy) checkedSocket() (*os.File, error) {
+	plan := p.Plan
+	if plan.Swap || isAbstract(plan.Socket) || !plan.HasOwner {
+		return nil, nil
+	}
+	// The path as NewPlan followed it (a link to the socket is fine in
+	// listen mode); the file it leads to must be the one checked.
+	fd, err := unix.Open(plan.Socket, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("Config.Socket %s: %w", plan.Socket, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || (sockfile.ID{Dev: st.Dev, Ino: st.Ino}) != plan.socketID {
+		unix.Close(fd)
+		return nil, fmt.Errorf("Config.Socket %s changed since it was checked; nothing was done", plan.Socket)
+	}
+	return os.NewFile(uintptr(fd), plan.Socket), nil
 }
 
 // Restore puts the original socket back (swap) or removes the proxy's
@@ -218,12 +265,17 @@ type boundFile struct {
 	original *os.File
 }
 
-// target is where the proxy connects its clients: in swap mode the
-// original socket through its descriptor (the moved-aside name of a long
-// PATH is too long for a socket address), else Plan.Target.
+// target is where the proxy connects its clients: the socket file that
+// was checked, through its descriptor (in swap mode the original, whose
+// moved-aside name of a long PATH is too long for a socket address; in
+// listen mode the file of checkedSocket), else Plan.Target (an abstract
+// socket, which has no file).
 func (p *Proxy) target() string {
 	if p.bound != nil && p.bound.original != nil {
 		return sockfile.ProcPath(p.bound.original)
+	}
+	if p.checked != nil {
+		return sockfile.ProcPath(p.checked)
 	}
 	return p.Plan.Target
 }

@@ -135,9 +135,6 @@ func (s *Session) startCapture() (*Capture, error) {
 	}
 	out, streaming := s.Stdout, true
 	if s.Output != nil {
-		if s.Output.NotPrivate != nil {
-			s.logger().Warn("cannot make the capture file private (mode 0600)", "output", s.Output.path, "err", s.Output.NotPrivate)
-		}
 		out, streaming = s.Output.File, s.Output.Streaming()
 	}
 	// The file is read elsewhere: name the socket by its absolute path.
