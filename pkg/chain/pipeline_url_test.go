@@ -31,7 +31,7 @@ func TestStepRecordsPipelinePage(t *testing.T) {
 	}
 	// A link that is not http(s) is never kept.
 	for _, bad := range []string{"javascript:alert(1)", "data:text/html,<script>alert(1)</script>", "/ops/ruby/-/pipelines/1",
-		"https://gitlab.example.com/a b", "https://user:pw@gitlab.example.com/x", "https://gitlab.example.com/" + strings.Repeat("a", MaxPipelineURL)} {
+		"https://gitlab.example.com/a b", `https://gitlab.example.com/x"><script>alert(1)</script>`, "https://user:pw@gitlab.example.com/x", "https://gitlab.example.com/" + strings.Repeat("a", MaxPipelineURL)} {
 		if code := fx.pipeline("ops/ruby", ruby.ID, "running", hookOpts{runID: ruby.RunID, url: bad}); code != http.StatusOK {
 			t.Fatalf("running with url %.40q: HTTP %d", bad, code)
 		}

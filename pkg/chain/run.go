@@ -73,11 +73,13 @@ func (s *Step) setPipeline(u PipelineUpdate) {
 const MaxPipelineURL = 2048
 
 // PipelinePageURL returns s when it is an absolute http or https URL of at
-// most MaxPipelineURL bytes, without white space or control characters,
-// and "" otherwise: what GitLab (or whoever posts webhooks) says is a
-// pipeline's page becomes a link on the run page only in that shape.
+// most MaxPipelineURL bytes, without white space, control characters or
+// characters that a URL must not hold unescaped (quotes, <, >, ...), and ""
+// otherwise: what GitLab (or whoever posts webhooks) says is a pipeline's
+// page becomes a link on the run page only in that shape.
 func PipelinePageURL(s string) string {
-	if s == "" || len(s) > MaxPipelineURL || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+	if s == "" || len(s) > MaxPipelineURL || strings.ContainsAny(s, "\"'<>\\`{}|^") ||
+		strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		return ""
 	}
 	u, err := url.Parse(s)
