@@ -42,82 +42,21 @@ func fakeWeb(t *testing.T) *fakegitlab.Server {
 // Content-Security-Policy violation. `chain status RUN` names the page.
 // Screenshots of both pages are kept (browsertest.ArtifactsEnv).
 func TestChainServePagesFollowARunInChromium(t *testing.T) {
-	e := newChainE2EOn(t, fakeWeb(t), "web")
-	var mu sync.Mutex
-	created := map[string]int64{}
-	e.ci.pl.OnCreate = func(p fakegitlab.Pipeline) {
-		mu.Lock()
-		created[p.Project] = p.ID
-		mu.Unlock()
-		if p.Project == "web/lang/ruby" {
-			e.ci.build(p.ID, "failed")
-			return
-		}
-		e.ci.wg.Add(1)
-		go func() {
-			defer e.ci.wg.Done()
-			e.ci.deliver(p.ID, "running")
-		}()
-	}
-	e.recv.start()
-	base := e.ci.pl.Start("web/base", "main", "schedule")
-	e.ci.build(base, "success")
-	var run chain.Run
-	everyState := func() bool {
-		runs := e.recv.runs(t)
-		if len(runs) != 1 {
-			return false
-		}
-		run = runs[0]
-		s := run.Steps
-		return s["web/lang/ruby"].State == chain.StepFailed && s["web/lang/python"].State == chain.StepRunning
-	}
-	if !testenv.WaitUntil(t, 30*time.Second, everyState) {
-		t.Fatalf("the run did not reach ruby failed and python running: %+v\n%s", run, e.recv.stderr)
-	}
-
+	w := startWebRun(t)
 	ctx := browsertest.New(t, 1280, 800)
 	browsertest.WatchCSP(t, ctx)
-	browsertest.Do(t, ctx, "opening the runs page", chromedp.Navigate(e.recv.url()+"/"))
-	row := browsertest.Value(t, ctx, "reading the runs table", chromedp.Evaluate[[]string](
-		`Array.from(document.querySelectorAll('table.runs tbody tr td')).map(td => td.textContent)`))
-	if len(row) < 7 || row[0] != run.ID || row[1] != "web/base" || row[3] != "failed" || row[4] != "1" || row[5] != "1" || row[6] != "5" {
-		t.Errorf("runs page row %q, want run %s of web/base, failed, 1 done, 1 failed, 5 projects", row, run.ID)
-	}
-	browsertest.KeepArtifact(t, "runs-page.png", browsertest.FullScreenshot(t, ctx))
-	href := browsertest.Value(t, ctx, "following the run's link", chromedp.Evaluate[string](`document.querySelector('table.runs a').href`))
-	if href != e.recv.url()+chain.RunPagePath(run.ID) {
-		t.Errorf("the run links to %q", href)
-	}
+	href := w.wantRunsPage(t, ctx)
 	browsertest.Do(t, ctx, "opening the run page", chromedp.Navigate(href))
 	wantRunPage(t, ctx, map[string]string{"web/base": "success", "web/lang/ruby": "failed", "web/lang/python": "running",
 		"web/app": "stopped", "web/tools/linter": "waiting"})
-	mu.Lock()
-	rubyPage := fmt.Sprintf("%s/web/lang/ruby/-/pipelines/%d", e.fake.URL(), created["web/lang/ruby"])
-	python := created["web/lang/python"]
-	mu.Unlock()
+	rubyPage := fmt.Sprintf("%s/web/lang/ruby/-/pipelines/%d", w.e.fake.URL(), w.pipeline("web/lang/ruby"))
 	link := browsertest.Value(t, ctx, "reading ruby's link", chromedp.Evaluate[string](
 		`document.querySelector('g.node[data-id="web/lang/ruby"] a').getAttribute('href')`))
 	if link != rubyPage {
 		t.Errorf("ruby's box links to %q, want its GitLab pipeline page %q", link, rubyPage)
 	}
 	browsertest.KeepArtifact(t, "run-page.png", browsertest.FullScreenshot(t, ctx))
-
-	// The next pipeline event shows without a reload: a reload would lose
-	// the mark set on the window.
-	_ = browsertest.Value(t, ctx, "marking the window", chromedp.Evaluate[bool](`window.__sameDocument = true`))
-	e.ci.deliver(python, "success")
-	shown := func() bool {
-		states, _ := browsertest.Run(ctx, chromedp.Evaluate[[]string](
-			`['web/lang/python', 'web/tools/linter'].map(p => document.querySelector('g.node[data-id="' + p + '"]').dataset.state)`))
-		return len(states) == 2 && states[0] == "success" && states[1] != "waiting"
-	}
-	if !testenv.WaitUntil(t, 30*time.Second, shown) {
-		t.Fatalf("the run page did not show python's success and the linter's pipeline")
-	}
-	if !browsertest.Value(t, ctx, "reading the mark", chromedp.Evaluate[bool](`window.__sameDocument === true`)) {
-		t.Errorf("the page was reloaded")
-	}
+	w.wantLiveUpdate(t, ctx)
 	if v := browsertest.CSPViolations(t, ctx); len(v) > 0 {
 		t.Errorf("Content-Security-Policy violations: %q", v)
 	}
@@ -132,12 +71,102 @@ func TestChainServePagesFollowARunInChromium(t *testing.T) {
 		resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Referrer-Policy") == "" {
 		t.Errorf("run page headers %v", resp.Header)
 	}
-	out, stderr, code := testenv.Run(t, "", "chain", "status", run.ID, "--server", e.recv.url())
+	out, stderr, code := testenv.Run(t, "", "chain", "status", w.run.ID, "--server", w.e.recv.url())
 	if code != 0 || !strings.HasSuffix(out, "page: "+href+"\n") {
 		t.Errorf("chain status RUN: exit %d, %s\n%s", code, out, stderr)
 	}
-	if out, _, _ := testenv.Run(t, "", "chain", "status", run.ID, "--server", e.recv.url(), "-o", "json"); strings.Contains(out, "page:") {
+	if out, _, _ := testenv.Run(t, "", "chain", "status", w.run.ID, "--server", w.e.recv.url(), "-o", "json"); strings.Contains(out, "page:") {
 		t.Errorf("chain status -o json names the page outside the JSON")
+	}
+}
+
+// webRun is a receiver running a run of fakeWeb: base succeeded, ruby
+// failed, python running.
+type webRun struct {
+	e       *chainE2E
+	run     chain.Run
+	mu      sync.Mutex
+	created map[string]int64 // pipelines created through the API
+}
+
+// startWebRun starts the receiver and base's successful pipeline, and
+// waits until the run has ruby failed and python running.
+func startWebRun(t *testing.T) *webRun {
+	w := &webRun{e: newChainE2EOn(t, fakeWeb(t), "web"), created: map[string]int64{}}
+	ci := w.e.ci
+	ci.pl.OnCreate = func(p fakegitlab.Pipeline) {
+		w.mu.Lock()
+		w.created[p.Project] = p.ID
+		w.mu.Unlock()
+		if p.Project == "web/lang/ruby" {
+			ci.build(p.ID, "failed")
+			return
+		}
+		ci.wg.Add(1)
+		go func() {
+			defer ci.wg.Done()
+			ci.deliver(p.ID, "running")
+		}()
+	}
+	w.e.recv.start()
+	base := ci.pl.Start("web/base", "main", "schedule")
+	ci.build(base, "success")
+	everyState := func() bool {
+		runs := w.e.recv.runs(t)
+		if len(runs) != 1 {
+			return false
+		}
+		w.run = runs[0]
+		s := w.run.Steps
+		return s["web/lang/ruby"].State == chain.StepFailed && s["web/lang/python"].State == chain.StepRunning
+	}
+	if !testenv.WaitUntil(t, 30*time.Second, everyState) {
+		t.Fatalf("the run did not reach ruby failed and python running: %+v\n%s", w.run, w.e.recv.stderr)
+	}
+	return w
+}
+
+func (w *webRun) pipeline(project string) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.created[project]
+}
+
+// wantRunsPage opens the runs page, checks the run's row, keeps a
+// screenshot and returns the address of the run's page.
+func (w *webRun) wantRunsPage(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	browsertest.Do(t, ctx, "opening the runs page", chromedp.Navigate(w.e.recv.url()+"/"))
+	row := browsertest.Value(t, ctx, "reading the runs table", chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll('table.runs tbody tr td')).map(td => td.textContent)`))
+	if len(row) < 7 || row[0] != w.run.ID || row[1] != "web/base" || row[3] != "failed" || row[4] != "1" || row[5] != "1" || row[6] != "5" {
+		t.Errorf("runs page row %q, want run %s of web/base, failed, 1 done, 1 failed, 5 projects", row, w.run.ID)
+	}
+	browsertest.KeepArtifact(t, "runs-page.png", browsertest.FullScreenshot(t, ctx))
+	href := browsertest.Value(t, ctx, "following the run's link", chromedp.Evaluate[string](`document.querySelector('table.runs a').href`))
+	if href != w.e.recv.url()+chain.RunPagePath(w.run.ID) {
+		t.Errorf("the run links to %q", href)
+	}
+	return href
+}
+
+// wantLiveUpdate delivers python's success and waits for the open run page
+// to show it, and the linter's new pipeline, without a reload: a reload
+// would lose the mark set on the window.
+func (w *webRun) wantLiveUpdate(t *testing.T, ctx context.Context) {
+	t.Helper()
+	_ = browsertest.Value(t, ctx, "marking the window", chromedp.Evaluate[bool](`window.__sameDocument = true`))
+	w.e.ci.deliver(w.pipeline("web/lang/python"), "success")
+	shown := func() bool {
+		states, _ := browsertest.Run(ctx, chromedp.Evaluate[[]string](
+			`['web/lang/python', 'web/tools/linter'].map(p => document.querySelector('g.node[data-id="' + p + '"]').dataset.state)`))
+		return len(states) == 2 && states[0] == "success" && states[1] != "waiting"
+	}
+	if !testenv.WaitUntil(t, 30*time.Second, shown) {
+		t.Fatalf("the run page did not show python's success and the linter's pipeline")
+	}
+	if !browsertest.Value(t, ctx, "reading the mark", chromedp.Evaluate[bool](`window.__sameDocument === true`)) {
+		t.Errorf("the page was reloaded")
 	}
 }
 
