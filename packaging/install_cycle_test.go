@@ -189,7 +189,7 @@ func TestPackageInstallUpgradeRemovePurge(t *testing.T) {
 		t.Errorf("the install enabled %v; no unit can run before it is configured", links)
 	}
 	// Tracked, so that a purge removes the links whoever makes them.
-	for _, unit := range []string{"opsctl-chain.service", "opsctl-chain-sync.timer", "opsctl-imap-auth.service", "opsctl-imap-auth.socket"} {
+	for _, unit := range []string{"opsctl-chain.service", "opsctl-chain-sync.timer", "opsctl-imap-auth.service", "opsctl-imap-auth.socket", "opsctl-lvm-cache-metrics.timer"} {
 		if !slices.Contains(r.helperState(), "/var/lib/systemd/deb-systemd-helper-enabled/"+unit+".dsh-also") {
 			t.Errorf("deb-systemd-helper does not track %s: %v", unit, r.helperState())
 		}
@@ -240,7 +240,7 @@ echo '{"version":1}' >/var/lib/opsctl/lvm/storage-slowlv.json`)
 			t.Errorf("after dpkg -P, %s is still there", gone)
 		}
 	}
-	if !r.exists("/var/lib/opsctl/lvm/storage-slowlv.json") || !strings.Contains(said, "kept the journal of an interrupted lvm cache resize: /var/lib/opsctl/lvm/storage-slowlv.json") {
+	if !r.exists("/var/lib/opsctl/lvm/storage-slowlv.json") || !strings.Contains(said, "kept the journal of an interrupted lvm cache resize or flush: /var/lib/opsctl/lvm/storage-slowlv.json") {
 		t.Errorf("a resize journal must outlive a purge, and be named: %q", said)
 	}
 	if out := r.sh(`dpkg-query -W -f '${Status}' opsctl 2>/dev/null || true`); strings.Contains(out, "installed") && !strings.Contains(out, "not-installed") {
@@ -299,13 +299,13 @@ ls /var/lib/private/opsctl`); out != "directory root 755\ndirectory root 700\ndi
 	}
 
 	r.dpkg("-i", "/tmp/opsctl-upgrade.deb")
-	if calls := systemctl(); !slices.Equal(calls, []string{"--system daemon-reload", "try-restart opsctl-chain.service opsctl-chain-sync.timer opsctl-imap-auth.service"}) {
+	if calls := systemctl(); !slices.Equal(calls, []string{"--system daemon-reload", "try-restart opsctl-chain.service opsctl-chain-sync.timer opsctl-imap-auth.service opsctl-lvm-cache-metrics.timer"}) {
 		t.Errorf("systemctl calls of the upgrade: %q; want a reload and a restart of what runs", calls)
 	}
 
 	r.dpkg("-r", "opsctl")
 	if calls := systemctl(); !slices.Equal(calls, []string{
-		"stop opsctl-chain-sync.timer opsctl-chain-sync.service opsctl-chain.service opsctl-imap-auth.socket opsctl-imap-auth.service",
+		"stop opsctl-chain-sync.timer opsctl-chain-sync.service opsctl-chain.service opsctl-imap-auth.socket opsctl-imap-auth.service opsctl-lvm-cache-metrics.timer opsctl-lvm-cache-metrics.service",
 		"--system daemon-reload"}) {
 		t.Errorf("systemctl calls of the remove: %q; want every unit stopped, then a reload", calls)
 	}

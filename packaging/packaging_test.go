@@ -24,6 +24,8 @@ var units = []string{
 	"opsctl-chain-sync.timer",
 	"opsctl-imap-auth.socket",
 	"opsctl-imap-auth.service",
+	"opsctl-lvm-cache-metrics.service",
+	"opsctl-lvm-cache-metrics.timer",
 }
 
 func run(t *testing.T, dir string, name string, args ...string) string {
@@ -105,6 +107,7 @@ func TestDebianPackage(t *testing.T) {
 		"./usr/share/doc/opsctl/copyright",
 		"./etc/default/opsctl-chain",
 		"./etc/default/opsctl-imap-auth",
+		"./etc/default/opsctl-lvm-cache-metrics",
 		"./usr/lib/x86_64-linux-gnu/wireshark/extcap/opsctl-sock -> ../../../../bin/opsctl",
 	}
 	for _, u := range units {
@@ -116,7 +119,7 @@ func TestDebianPackage(t *testing.T) {
 		}
 	}
 	conffiles := run(t, "", "dpkg-deb", "-I", deb, "conffiles")
-	for _, c := range []string{"/etc/default/opsctl-chain", "/etc/default/opsctl-imap-auth"} {
+	for _, c := range []string{"/etc/default/opsctl-chain", "/etc/default/opsctl-imap-auth", "/etc/default/opsctl-lvm-cache-metrics"} {
 		if !strings.Contains(conffiles, c) {
 			t.Errorf("%s is not a conffile: %q", c, conffiles)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net/url"
@@ -242,9 +241,9 @@ func (o *chainSourceOptions) scanGraph(f *cli.Factory, cmd string) (*chain.Graph
 	return g, nil
 }
 
-func writeWarnings(w io.Writer, warnings []string) {
+func writeWarnings(streams *cli.IOStreams, warnings []string) {
 	for _, warning := range warnings {
-		fmt.Fprintln(w, "warning: "+warning)
+		streams.Warnf("%s", warning)
 	}
 }
 

@@ -60,7 +60,7 @@ func runChainPlan(opts *ChainPlanOptions) error {
 	if err != nil {
 		return err
 	}
-	writeWarnings(opts.IO.ErrOut, g.Warnings)
+	writeWarnings(opts.IO, g.Warnings)
 	plan, err := g.Plan(opts.Roots)
 	if err != nil {
 		return chainError("chain plan", err)

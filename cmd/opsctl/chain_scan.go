@@ -75,7 +75,7 @@ func runChainScan(opts *ChainScanOptions) error {
 		return fmt.Errorf("chain scan: write output: %w", err)
 	}
 	if !opts.Output.JSON() {
-		writeWarnings(opts.IO.ErrOut, g.Warnings)
+		writeWarnings(opts.IO, g.Warnings)
 	}
 	if len(g.Cycles) > 0 {
 		if opts.Output.JSON() || opts.Output.Value == "text" {

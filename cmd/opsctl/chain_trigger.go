@@ -197,11 +197,11 @@ func (opts *ChainTriggerOptions) follow(ctx context.Context, engine *chain.Engin
 		return chainError("chain trigger", err)
 	}
 	if run != nil {
-		fmt.Fprintf(opts.IO.ErrOut, "resuming the unfinished run %s of %s\n", run.ID, opts.Project)
+		opts.IO.Sayf("resuming the unfinished run %s of %s", run.ID, opts.Project)
 	} else if run, err = engine.StartRun([]string{opts.Project}, runID, opts.Project, opts.Ref); err != nil {
 		return chainError("chain trigger", err)
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "run %s: %d projects\n", run.ID, len(run.Steps))
+	opts.IO.Sayf("run %s: %d projects", run.ID, len(run.Steps))
 	run, err = engine.Follow(ctx, run.ID, opts.Interval, progressLines(opts.IO.ErrOut))
 	if run != nil {
 		if werr := writeRun(opts.IO.Out, opts.Output, run); werr != nil {
@@ -228,7 +228,7 @@ func (opts *ChainTriggerOptions) triggerOnServer(ctx context.Context) error {
 	if err != nil {
 		return chainRename(err)
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "run %s: %d projects\n", run.ID, len(run.Steps))
+	opts.IO.Sayf("run %s: %d projects", run.ID, len(run.Steps))
 	if opts.Follow {
 		run, err = client.Follow(ctx, run, opts.Interval, progressLines(opts.IO.ErrOut))
 		if err != nil && !errors.As(err, new(*chain.RunFailedError)) {

@@ -106,6 +106,7 @@ func hostCompletions(f *cli.Factory) []hostCompletion {
 		{path: []string{"lvm", "cache", "create"}, complete: completeLVs(f, false)},
 		{path: []string{"lvm", "cache", "create"}, flag: "cache-pv", complete: completeCachePVs(f)},
 		{path: []string{"lvm", "cache", "resize"}, complete: completeLVs(f, true)},
+		{path: []string{"lvm", "cache", "flush"}, complete: completeLVs(f, true)},
 		{path: []string{"lvm", "cache", "status"}, complete: completeLVs(f, true)},
 		{path: []string{"lvm", "cache", "remove"}, complete: completeLVs(f, true)},
 		{path: []string{"chain", "plan"}, complete: completeDirProjects(-1)},

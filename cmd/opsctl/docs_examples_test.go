@@ -108,15 +108,17 @@ func TestDocChainExamplesPrintWhatThePageShows(t *testing.T) {
 }
 
 // The `lvm cache` examples of docs/lvm.md, against lvm2 2.03.16's reports
-// of the cached storage/slowlv they were taken from.
+// of the cached storage/slowlv they were taken from, and the kernel's
+// status of its cache (fakeDmsetup).
 func TestDocLVMExamplesPrintWhatThePageShows(t *testing.T) {
-	lvm := fakeLVM(t)
+	lvm, dmsetup := fakeLVM(t), fakeDmsetup(t)
 	for _, ex := range docExamples(t, "docs/lvm.md", "opsctl lvm cache") {
-		args := append(append([]string{}, ex.args...), "--lvm", lvm, "--state-dir", t.TempDir())
+		args := append(append([]string{}, ex.args...), "--lvm", lvm, "--dmsetup", dmsetup, "--state-dir", t.TempDir())
 		out, stderr, code := runForTest(args...)
 		want := make([]string, len(ex.want))
 		for k, line := range ex.want {
-			want[k] = strings.Replace(line, "+ lvm ", "+ "+lvm+" ", 1)
+			line = strings.Replace(line, "+ lvm ", "+ "+lvm+" ", 1)
+			want[k] = strings.Replace(line, "+ dmsetup ", "+ "+dmsetup+" ", 1)
 		}
 		if code != 0 || !matchDocOutput(want, out) {
 			t.Errorf("docs/lvm.md:%d: opsctl %s: exit %d, prints\n%s%s\nthe page shows\n%s", ex.line, strings.Join(ex.args, " "), code, out, stderr, strings.Join(want, "\n"))

@@ -48,18 +48,20 @@ esac
 // only a guard against a hung test.
 func waitForFile(t *testing.T, path string, exited <-chan struct{}) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
+	appeared := testenv.WaitUntil(t, time.Minute, func() bool {
 		if _, err := os.Stat(path); err == nil {
-			return
+			return true
 		}
 		select {
 		case <-exited:
 			t.Fatalf("opsctl exited before %s appeared", path)
-		case <-time.After(20 * time.Millisecond):
+		default:
 		}
+		return false
+	})
+	if !appeared {
+		t.Fatalf("%s did not appear", path)
 	}
-	t.Fatalf("%s did not appear", path)
 }
 
 // TestLVMCacheChangeOfAnLVAnotherOpsctlIsChangingIsBusy: while one opsctl
@@ -177,14 +179,12 @@ func TestLVMCacheStatusOfAHungLVM2ExitsTemporary(t *testing.T) {
 			t.Fatalf("the hung lvm2 started no child: %v", err)
 		}
 		pid := strings.TrimSpace(string(data))
-		for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		gone := testenv.WaitUntil(t, time.Minute, func() bool {
 			stat, err := os.ReadFile("/proc/" + pid + "/stat")
-			if err != nil || strings.Contains(string(stat), ") Z") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the hung lvm2's child %s still runs: its process group was not killed", pid)
-			}
+			return err != nil || strings.Contains(string(stat), ") Z")
+		})
+		if !gone {
+			t.Fatalf("the hung lvm2's child %s still runs: its process group was not killed", pid)
 		}
 	}
 	if _, stderr, code := runForTest("lvm", "--report-timeout", "0s", "cache", "status"); code != cli.ExitUsage || !strings.Contains(stderr, "--report-timeout 0s: expected a positive duration") {
@@ -220,15 +220,16 @@ func TestLVMCacheSecondInterruptStopsWaitingForLVM2(t *testing.T) {
 	waitForFile(t, filepath.Join(dir, "started"), exited)
 
 	opsctl.Process.Signal(os.Interrupt)
-	for deadline := time.Now().Add(time.Minute); !strings.Contains(stderr.String(), "interrupt again to stop waiting"); time.Sleep(20 * time.Millisecond) {
+	said := testenv.WaitUntil(t, time.Minute, func() bool {
 		select {
 		case <-exited:
 			t.Fatalf("the first interrupt ended opsctl while lvm2 ran: %s", stderr.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no word about waiting for lvm2 after the first interrupt: %q", stderr.String())
-		}
+		return strings.Contains(stderr.String(), "interrupt again to stop waiting")
+	})
+	if !said {
+		t.Fatalf("no word about waiting for lvm2 after the first interrupt: %q", stderr.String())
 	}
 	opsctl.Process.Signal(os.Interrupt)
 	select {

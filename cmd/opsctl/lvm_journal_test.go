@@ -217,3 +217,52 @@ func TestLVMCacheAbandonOfALinkRemovesTheLinkOnly(t *testing.T) {
 		t.Errorf("the link's target changed: %q", data)
 	}
 }
+
+// TestLVMCacheMessagesNameTheCommandLinesNotTheCalls: lvmcache points to
+// Manager.Resume and Manager.PlanAbandon in its own terms; the user reads
+// the command lines that make those calls, in errors and in the notes of
+// --abandon alike.
+func TestLVMCacheMessagesNameTheCommandLinesNotTheCalls(t *testing.T) {
+	lvm, _ := recordingLVM(t)
+	state := t.TempDir()
+	writeJSON(t, filepath.Join(state, "storage-slowlv.json"), slowlvJournal(t))
+	base := []string{"lvm", "--lvm", lvm, "--state-dir", state, "cache"}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"remove", "storage/slowlv", "-y"}, cli.ExitFailure, "finish it with `opsctl lvm cache resize storage/slowlv --resume`"},
+		{[]string{"resize", "storage/slowlv", "--abandon", "--dry-run"}, cli.ExitOK, "`opsctl lvm cache resize storage/slowlv --resume` would finish this"},
+		{[]string{"resize", "storage/plainlv", "--resume", "-y"}, cli.ExitFailure, "opsctl: lvm cache resize storage/plainlv --resume: no interrupted resize of storage/plainlv"},
+		{[]string{"resize", "storage/plainlv", "--abandon", "-y"}, cli.ExitFailure, "opsctl: lvm cache resize storage/plainlv --abandon: no interrupted resize of storage/plainlv"},
+	} {
+		_, stderr, code := runForTest(append(base, tc.args...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "Manager.") {
+			t.Errorf("%s: exit %d, %q; want exit %d and %q", strings.Join(tc.args, " "), code, stderr, tc.code, tc.want)
+		}
+	}
+	// The journal of a killed flush points to flush --resume.
+	flush := map[string]any{"version": 1, "op": "flush", "lv": "storage/slowlv", "lvm": "lvm",
+		"flush": map[string]any{"method": "cleaner", "policy": "smq", "migration_threshold": 0, "dirty_blocks": 192, "chunk_size_bytes": 65536},
+		"steps": []any{
+			map[string]any{"kind": "cleaner-policy", "args": []string{"lvchange", "--cachepolicy", "cleaner", "storage/slowlv"}, "state": "done"},
+			map[string]any{"kind": "write-back", "args": nil, "state": "running"},
+			map[string]any{"kind": "restore-policy", "args": []string{"lvchange", "--cachepolicy", "smq", "storage/slowlv"}, "state": "pending"},
+			map[string]any{"kind": "restore-threshold", "args": []string{"message", "storage-slowlv", "0", "migration_threshold", "0"}, "dmsetup": true, "state": "pending"},
+		}}
+	writeJSON(t, filepath.Join(state, "storage-slowlv.json"), flush)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"remove", "storage/slowlv", "-y"}, "an interrupted flush of storage/slowlv is journaled in " + state + "/storage-slowlv.json (a flush of storage/slowlv; steps cleaner-policy done, write-back running, restore-policy pending, restore-threshold pending; the settings to put back: policy smq, migration_threshold 0); finish it with `opsctl lvm cache flush storage/slowlv --resume`"},
+		{[]string{"resize", "storage/slowlv", "--resume", "-y"}, "opsctl: lvm cache resize storage/slowlv --resume: the journal " + state + "/storage-slowlv.json records an interrupted flush, not a resize; finish it with `opsctl lvm cache flush storage/slowlv --resume`"},
+		{[]string{"flush", "storage/plainlv", "--resume"}, "opsctl: lvm cache flush storage/plainlv --resume: no interrupted flush of storage/plainlv is journaled in " + state},
+	} {
+		_, stderr, code := runForTest(append(base, tc.args...)...)
+		if code != cli.ExitFailure || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "Manager.") {
+			t.Errorf("%s: exit %d, %q; want exit 1 and %q", strings.Join(tc.args, " "), code, stderr, tc.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opsctl/opsctl/internal/cli"
 	"github.com/opsctl/opsctl/pkg/lvmcache"
@@ -73,8 +74,9 @@ func TestLVMCacheUsageErrors(t *testing.T) {
 }
 
 func TestLVMCacheFlagsReachTheOptions(t *testing.T) {
-	var got *lvmCacheCreateOptions
-	cmd := newCmdLVMCacheCreate(&lvmEnv{}, func(o *lvmCacheCreateOptions) error { got = o; return nil })
+	f, _, _ := testFactory("")
+	var got *LVMCacheCreateOptions
+	cmd := NewCmdLVMCacheCreate(f, func(o *LVMCacheCreateOptions) error { got = o; return nil })
 	cmd.SetArgs([]string{"storage/slowlv", "--size", "100G", "--cache-pv", "/dev/md3", "--cache-pv", "/dev/md4", "--cachemode", "writethrough", "--name", "fast", "--dry-run", "-y"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
@@ -83,14 +85,50 @@ func TestLVMCacheFlagsReachTheOptions(t *testing.T) {
 		got.CacheMode != "writethrough" || got.Name != "fast" || !got.DryRun || !got.Yes {
 		t.Errorf("options %+v", got)
 	}
-	var resize *lvmCacheResizeOptions
-	cmd = newCmdLVMCacheResize(&lvmEnv{}, func(o *lvmCacheResizeOptions) error { resize = o; return nil })
+	var resize *LVMCacheResizeOptions
+	cmd = NewCmdLVMCacheResize(f, func(o *LVMCacheResizeOptions) error { resize = o; return nil })
 	cmd.SetArgs([]string{"storage/slowlv", "--resume", "--strategy", "recache"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
 	if !resize.Resume || resize.Strategy != "recache" || resize.Size != "" {
 		t.Errorf("resize options %+v", resize)
+	}
+}
+
+// The flags of the group (persistent, before or after the verb) and of
+// status and remove land in their options; a verb built alone gets the
+// group's defaults.
+func TestLVMCacheStatusAndRemoveFlagsReachTheOptions(t *testing.T) {
+	f, _, _ := testFactory("")
+	var status *LVMCacheStatusOptions
+	cmd := NewCmdLVMCacheStatus(f, func(o *LVMCacheStatusOptions) error { status = o; return nil })
+	cmd.SetArgs([]string{"storage/slowlv", "-o", "json"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if status.LV != "storage/slowlv" || !status.Output.JSON() || status.LVM != (lvmFlags{ReportTimeout: lvmcache.DefaultReportTimeout}) {
+		t.Errorf("status options %+v", status)
+	}
+	var remove *LVMCacheRemoveOptions
+	group := newCmdLVM(f)
+	cache, _, err := group.Find([]string{"cache"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range cache.Commands() {
+		if sub.Name() == "remove" {
+			cache.RemoveCommand(sub)
+		}
+	}
+	cache.AddCommand(NewCmdLVMCacheRemove(f, func(o *LVMCacheRemoveOptions) error { remove = o; return nil }))
+	group.SetArgs([]string{"--lvm", "/sbin/lvm", "cache", "remove", "storage/slowlv", "--state-dir", "/srv/state", "--report-timeout", "5s", "--dry-run"})
+	if err := group.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if remove.LV != "storage/slowlv" || !remove.DryRun || remove.Yes ||
+		remove.LVM != (lvmFlags{LVMPath: "/sbin/lvm", StateDir: "/srv/state", ReportTimeout: 5 * time.Second}) {
+		t.Errorf("remove options %+v", remove)
 	}
 }
 
@@ -163,12 +201,11 @@ func TestLVMCacheChangesNeedConfirmationOrDryRun(t *testing.T) {
 }
 
 func TestLVMCacheConfirmationPrompt(t *testing.T) {
-	env := &lvmEnv{StdinIsTerminal: func() bool { return true }}
 	for answer, ok := range map[string]bool{"y\n": true, "yes\n": true, "n\n": false, "\n": false, "": false} {
 		var errOut strings.Builder
-		env.IO = &cli.IOStreams{In: strings.NewReader(answer), Out: &strings.Builder{}, ErrOut: &errOut}
+		io := &cli.IOStreams{In: strings.NewReader(answer), Out: &strings.Builder{}, ErrOut: &errOut}
 		plan := testPlan()
-		err := confirm(env, plan, false)
+		err := confirm(io, true, plan, false)
 		if (err == nil) != ok {
 			t.Errorf("answer %q: %v", answer, err)
 		}

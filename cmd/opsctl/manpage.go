@@ -151,6 +151,7 @@ var environment = []envVar{
 	{"OPSCTL_CHAIN_SERVER", "The receiver's URL for chain status when --server is not given (default http://127.0.0.1:8686).",
 		isCommand("opsctl chain status")},
 	{"OPSCTL_LVM", "The lvm2 executable, when --lvm is not given (default: lvm on PATH).", hasFlag("lvm")},
+	{"OPSCTL_DMSETUP", "The dmsetup executable, when --dmsetup is not given (default: dmsetup on PATH).", hasFlag("dmsetup")},
 	{"LISTEN_PID, LISTEN_FDS", "Set by systemd under socket activation: the socket to serve, instead of --socket.",
 		isCommand("opsctl imap-auth serve")},
 	{"OPSCTL_SOCK_NOSPLICE", "1: copy the traffic through user space instead of splice(2); for benchmarks only.",

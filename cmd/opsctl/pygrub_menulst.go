@@ -202,11 +202,11 @@ func runPygrubMenuLstInstall(opts *PygrubMenuLstOptions) error {
 	}
 	m := plan.Menu
 	for _, f := range plan.Files {
-		fmt.Fprintf(opts.IO.ErrOut, "wrote %s for %s%s\n", escapeControls(f.HostPath), f.For, pygrubInstallNotes(f))
+		opts.IO.Sayf("wrote %s for %s%s", escapeControls(f.HostPath), f.For, pygrubInstallNotes(f))
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "%d entries, default %d: %s (%s)\n", len(m.Entries), m.Default, escapeControls(m.Entries[m.Default].Title), escapeControls(m.Entries[m.Default].Kernel))
+	opts.IO.Sayf("%d entries, default %d: %s (%s)", len(m.Entries), m.Default, escapeControls(m.Entries[m.Default].Title), escapeControls(m.Entries[m.Default].Kernel))
 	for _, d := range m.Dropped {
-		fmt.Fprintf(opts.IO.ErrOut, "left out %s\n", escapeControls(d))
+		opts.IO.Sayf("left out %s", escapeControls(d))
 	}
 	return nil
 }
@@ -247,6 +247,6 @@ func writePygrubFile(opts *PygrubMenuLstOptions, root, text, what string) error 
 	if backup != "" {
 		what += "; kept the file that was there as " + backup
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "wrote %s: %s\n", opts.Write, what)
+	opts.IO.Sayf("wrote %s: %s", opts.Write, what)
 	return nil
 }

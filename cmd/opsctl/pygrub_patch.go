@@ -93,9 +93,9 @@ func runPygrubPatch(opts *PygrubPatchOptions) error {
 func printPatchNeeds(streams *cli.IOStreams, plan *pygrubfix.PatchPlan) {
 	for _, f := range plan.Files {
 		if len(f.Changes) == 0 {
-			fmt.Fprintf(streams.ErrOut, "%s: up to date\n", f.Path)
+			streams.Sayf("%s: up to date", f.Path)
 			continue
 		}
-		fmt.Fprintf(streams.ErrOut, "%s: patch needed: %s\n", f.Path, strings.Join(f.Changes, "; "))
+		streams.Sayf("%s: patch needed: %s", f.Path, strings.Join(f.Changes, "; "))
 	}
 }

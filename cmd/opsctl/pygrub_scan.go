@@ -94,7 +94,7 @@ func runPygrubScan(opts *PygrubScanOptions) error {
 		printScanTable(opts.IO.Out, guests, opts.Check)
 	}
 	if len(failed) > 0 {
-		fmt.Fprintf(opts.IO.ErrOut, "%d of %d pygrub guests would not boot: %s\n", len(failed), len(guests), escapeControls(strings.Join(failed, ", ")))
+		opts.IO.Sayf("%d of %d pygrub guests would not boot: %s", len(failed), len(guests), escapeControls(strings.Join(failed, ", ")))
 		return cli.Silent(cli.ExitFailure)
 	}
 	return nil

@@ -26,11 +26,7 @@ func run(args []string, streams *cli.IOStreams, getenv func(string) string) int 
 		err = cli.UsageError(err)
 	}
 	if msg := cli.Message(err); msg != "" {
-		priority := ""
-		if streams.ErrIsJournal {
-			priority = cli.JournalPriority(slog.LevelError)
-		}
-		fmt.Fprintln(streams.ErrOut, priority+"opsctl: "+msg)
+		streams.Failf("%s", msg)
 	}
 	return cli.ExitCode(err)
 }
@@ -55,7 +51,7 @@ func newRootCmd(f *cli.Factory) *cobra.Command {
 		Long: `opsctl turns five operations recipes into safe, repeatable commands:
 
   chain      rebuild container images in dependency order through GitLab CI
-  lvm        create, resize and remove an LVM writeback cache
+  lvm        create, resize, flush and remove an LVM writeback cache
   sock       capture the traffic of a UNIX socket into a pcap file
   pygrub     make EL7-style grub2 guests boot under Xen's pygrub
   imap-auth  authenticate SMTP users against IMAP, strictly verified

@@ -291,3 +291,21 @@ func TestCompletionHelpNamesTheInstalledScripts(t *testing.T) {
 		t.Errorf("opsctl --help still writes /etc/bash_completion.d:\n%s", root)
 	}
 }
+
+// A warning about the input (not a log record) carries its priority in the
+// journal too: one format for warnings wherever they come from.
+func TestInputWarningsCarryAPriorityUnderSystemd(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Containerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stderr, code := runWithStderrFile(t, true, "chain", "scan", "--dir", dir)
+	want := "<4>warning: --dir " + dir + ": the folder itself holds a project file; only its subfolders are projects\n"
+	if code != 0 || stderr != want {
+		t.Errorf("chain scan's warning in the journal: exit %d, stderr %q; want %q", code, stderr, want)
+	}
+	stderr, code = runWithStderrFile(t, false, "chain", "scan", "--dir", dir)
+	if code != 0 || stderr != strings.TrimPrefix(want, "<4>") {
+		t.Errorf("chain scan's warning on a file: exit %d, stderr %q", code, stderr)
+	}
+}

@@ -92,12 +92,43 @@ func TestProgressPlainLinesAreThrottled(t *testing.T) {
 	}
 }
 
+// With ShowRate, a line says what is left, the rate since the first update
+// and the time left at that rate (lvm's flushes).
+func TestProgressShowsTheRateAndTheTimeLeft(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(0, 0)
+	p := NewProgress(&IOStreams{ErrOut: &buf}, "flush", 300)
+	p.ShowRate = true
+	p.now = func() time.Time { return now }
+	p.Update(0)
+	now = now.Add(10 * time.Second)
+	p.Update(100)
+	p.Done()
+	want := "flush: 0/300 (300 left)\nflush: 100/300 (200 left, 10.0/s, about 20s left)\nflush: 300/300 done\n"
+	if buf.String() != want {
+		t.Errorf("got %q, want %q", buf.String(), want)
+	}
+}
+
 func TestProgressBarOnTerminal(t *testing.T) {
 	var buf bytes.Buffer
 	p := NewProgress(&IOStreams{ErrOut: &buf, ErrIsTerminal: true}, "flush", 4)
 	p.Update(2)
 	if !strings.Contains(buf.String(), "\rflush [###############...............] 2/4") {
 		t.Errorf("got %q", buf.String())
+	}
+}
+
+// Stop ends the bar's line on a terminal, and writes nothing in a log.
+func TestProgressStopEndsTheBarsLine(t *testing.T) {
+	var term, log bytes.Buffer
+	for _, buf := range []*bytes.Buffer{&term, &log} {
+		p := NewProgress(&IOStreams{ErrOut: buf, ErrIsTerminal: buf == &term}, "flush", 4)
+		p.Update(2)
+		p.Stop()
+	}
+	if !strings.HasSuffix(term.String(), " 2/4\n") || log.String() != "flush: 2/4\n" {
+		t.Errorf("terminal %q, log %q", term.String(), log.String())
 	}
 }
 

@@ -116,3 +116,20 @@ func FuzzJournalRecordIsOneLine(f *testing.F) {
 		}
 	})
 }
+
+func TestStderrLinesHaveOneFormatAndAPriorityInTheJournal(t *testing.T) {
+	var plain, journal bytes.Buffer
+	p := &IOStreams{ErrOut: &plain}
+	j := &IOStreams{ErrOut: &journal, ErrIsJournal: true}
+	for _, s := range []*IOStreams{p, j} {
+		s.Sayf("wrote %s", "/boot/grub/menu.lst")
+		s.Warnf("g/a: %s", "FROM ${BASE} has no default")
+		s.Failf("chain scan: %s", "two\nlines")
+	}
+	if want := "wrote /boot/grub/menu.lst\nwarning: g/a: FROM ${BASE} has no default\nopsctl: chain scan: two\nlines\n"; plain.String() != want {
+		t.Errorf("on a terminal or a file: %q, want %q", plain.String(), want)
+	}
+	if want := "<6>wrote /boot/grub/menu.lst\n<4>warning: g/a: FROM ${BASE} has no default\n<3>opsctl: \"chain scan: two\\nlines\"\n"; journal.String() != want {
+		t.Errorf("in the journal: %q, want %q", journal.String(), want)
+	}
+}

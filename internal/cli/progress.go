@@ -22,6 +22,12 @@ type Progress struct {
 	now      func() time.Time
 	// LogEvery is how often a non-terminal writer gets a line.
 	LogEvery time.Duration
+	// ShowRate adds to each update what is left, the rate since the first
+	// update and an estimate of the time left.
+	ShowRate bool
+	// first is the first update: when, and how much was done then.
+	first     time.Time
+	firstDone int64
 }
 
 // NewProgress returns a Progress for a step of total units writing to the
@@ -39,16 +45,49 @@ func (p *Progress) SetTotal(total int64) { p.total = total }
 
 // Update shows that done of total units are finished.
 func (p *Progress) Update(done int64) {
+	now := p.now()
+	if p.first.IsZero() {
+		p.first, p.firstDone = now, done
+	}
 	if p.terminal {
-		fmt.Fprintf(p.w, "\r%s %s", p.label, bar(done, p.total, 30))
+		// The rate's text changes length: erase what a longer line left.
+		erase := ""
+		if p.ShowRate {
+			erase = "\x1b[K"
+		}
+		fmt.Fprintf(p.w, "\r%s %s%s%s", p.label, bar(done, p.total, 30), p.rate(done, now), erase)
 		return
 	}
-	now := p.now()
 	if !p.lastLine.IsZero() && now.Sub(p.lastLine) < p.LogEvery {
 		return
 	}
 	p.lastLine = now
-	fmt.Fprintf(p.w, "%s%s: %d/%d\n", p.priority, p.label, done, p.total)
+	fmt.Fprintf(p.w, "%s%s: %d/%d%s\n", p.priority, p.label, done, p.total, p.rate(done, now))
+}
+
+// rate is what ShowRate adds: " (N left, R/s, about D left)", the rate
+// and estimate once a second has passed since the first update.
+func (p *Progress) rate(done int64, now time.Time) string {
+	if !p.ShowRate || p.total <= 0 {
+		return ""
+	}
+	left := max(p.total-done, 0)
+	elapsed := now.Sub(p.first)
+	if elapsed < time.Second || done <= p.firstDone {
+		return fmt.Sprintf(" (%d left)", left)
+	}
+	perSecond := float64(done-p.firstDone) / elapsed.Seconds()
+	eta := time.Duration(float64(left) / perSecond * float64(time.Second)).Round(time.Second)
+	return fmt.Sprintf(" (%d left, %.1f/s, about %s left)", left, perSecond, eta)
+}
+
+// Stop ends the display where it stands, for a step that ends before its
+// total (a window that closed, an interrupt): on a terminal the bar's line
+// is ended, so that what follows starts on a line of its own.
+func (p *Progress) Stop() {
+	if p.terminal {
+		fmt.Fprintln(p.w)
+	}
 }
 
 // Done ends the progress display.

@@ -9,7 +9,7 @@ import (
 )
 
 // Abandonment is the removal of the journal of an interrupted resize that
-// --resume cannot (or should not) finish, once an admin has looked at the
+// Resume cannot (or should not) finish, once an admin has looked at the
 // LV by hand: the way out of a damaged journal. It changes nothing in
 // lvm2 and removes nothing but that LV's journal file.
 type Abandonment struct {
@@ -17,7 +17,7 @@ type Abandonment struct {
 	Path string
 	// Records is what the journal says, as far as it can be read.
 	Records string
-	// Problem is why --resume cannot use the journal, "" when it could.
+	// Problem is why Resume cannot use the journal, "" when it could.
 	Problem string
 	// Checks are what to look at, and the lvm2 commands that would finish
 	// the resize by hand, before the journal goes.
@@ -41,21 +41,13 @@ func (a *Abandonment) Commands() []string {
 // records and what to check before it is removed.
 func (m *Manager) PlanAbandon(name Name) (*Abandonment, error) {
 	fail := func(err error) (*Abandonment, error) {
-		return nil, fmt.Errorf("lvm cache resize %s --abandon: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", abandonContext(name), err)
 	}
-	d, err := m.openStateToLook()
+	d, err := m.openJournalDir(name)
 	if err != nil {
 		return fail(err)
 	}
-	if d == nil {
-		return fail(fmt.Errorf("%w of %s is journaled in %s", ErrNoJournal, name, m.stateDir()))
-	}
 	defer d.Close()
-	if busy, err := d.lockedBy(name); err != nil {
-		return fail(err)
-	} else if busy != nil {
-		return fail(busy)
-	}
 	seen, readErr, err := identify(d, name)
 	if err != nil {
 		return fail(err)
@@ -99,7 +91,10 @@ func identify(d *stateDir, name Name) (id journalIdentity, readErr, err error) {
 func abandonChecks(name Name, plan *Plan) []string {
 	checks := []string{"look at the LV: " + lvsCheck(name)}
 	if plan == nil {
-		return append(checks, fmt.Sprintf("is %s cached, with the cache recorded above, and of the size you expect? Finish by hand with lvm2 what is missing", name))
+		return append(checks, fmt.Sprintf("is %s cached, with the cache (or the settings) recorded above, and of the size you expect? Finish by hand with lvm2 what is missing", name))
+	}
+	if plan.Op == OpFlush {
+		return append(checks, flushChecks(name, plan)...)
 	}
 	resize := plan.step(StepResize)
 	checks = append(checks, fmt.Sprintf("is %s %s (grown) or still %s? To grow it: %s", name, FormatBytes(plan.TargetSizeBytes),
@@ -107,13 +102,13 @@ func abandonChecks(name Name, plan *Plan) []string {
 	if recache := plan.step(StepRecache); recache != nil {
 		checks = append(checks, fmt.Sprintf("is %s cached (segtype cache)? If not, re-create the recorded cache: %s", name, ShellQuote(append([]string{"lvm"}, recache.Args...))))
 	}
-	return append(checks, fmt.Sprintf("the journal itself is readable: `opsctl lvm cache resize %s --resume` would finish this", name))
+	return append(checks, fmt.Sprintf("the journal itself is readable: `%s` would finish this", resumeCall(name)))
 }
 
 // Abandon removes the journal PlanAbandon looked at, under the LV's lock,
 // provided it has not changed since (another opsctl resuming it, say).
 func (m *Manager) Abandon(a *Abandonment) error {
-	fail := func(err error) error { return fmt.Errorf("lvm cache resize %s --abandon: %w", a.LV, err) }
+	fail := func(err error) error { return fmt.Errorf("%s: %w", abandonContext(a.LV), err) }
 	d, err := m.openStateToLook()
 	if err != nil {
 		return fail(err)
@@ -138,4 +133,23 @@ func (m *Manager) Abandon(a *Abandonment) error {
 		return fail(err)
 	}
 	return nil
+}
+
+// flushChecks are what an admin looks at before dropping the journal of a
+// flush: the policy and runtime migration_threshold it recorded, and the
+// commands that put them back.
+func flushChecks(name Name, plan *Plan) []string {
+	rec := plan.Flush
+	policy := plan.step(StepRestorePolicy)
+	if policy == nil {
+		policy = &Step{Args: []string{"lvchange", "--cachepolicy", rec.Policy, name.String()}}
+	}
+	threshold := plan.step(StepRestoreThreshold)
+	return []string{
+		fmt.Sprintf("is the cache policy of %s %s again (lvs -o cache_policy,cache_settings %s)? If not: %s", name, rec.Policy, name,
+			ShellQuote(append([]string{"lvm"}, policy.Args...))),
+		fmt.Sprintf("is its runtime migration_threshold %d again (dmsetup status %s)? If not: %s", rec.MigrationThreshold, name.DMName(),
+			ShellQuote(append([]string{"dmsetup"}, threshold.Args...))),
+		fmt.Sprintf("the journal itself is readable: `%s` would finish this", flushResumeCall(name)),
+	}
 }

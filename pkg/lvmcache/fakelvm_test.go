@@ -36,6 +36,49 @@ type fakeCache struct {
 	// Health is the 9th letter of the cached LV's lv_attr: "F" when
 	// dm-cache has failed (no counters then), "M" for read-only metadata.
 	Health string `json:"health,omitempty"`
+	// Threshold is the kernel's runtime migration_threshold (dmsetup
+	// message); a reload (lvchange) sets it from Settings, else 2048.
+	Threshold int64 `json:"threshold"`
+	// KernelPolicy, when set, is the policy the kernel runs where it
+	// differs from lvm's metadata (Policy).
+	KernelPolicy string `json:"kernel_policy,omitempty"`
+	// Busy is an LV in use: smq writes nothing back then, cleaner does.
+	Busy bool `json:"busy,omitempty"`
+	// Inactive is an LV without a device in the kernel.
+	Inactive bool `json:"inactive,omitempty"`
+}
+
+// reload is what lvm2 does to the kernel's table after a change of the
+// cache's metadata: the kernel runs the policy of the metadata, with the
+// migration_threshold of its settings.
+func (c *fakeCache) reload() {
+	c.KernelPolicy = ""
+	c.Threshold = 2048
+	for _, setting := range strings.Split(c.Settings, ",") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(setting), "migration_threshold="); ok {
+			c.Threshold, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+}
+
+func (c *fakeCache) kernelPolicy() string {
+	if c.KernelPolicy != "" {
+		return c.KernelPolicy
+	}
+	return c.Policy
+}
+
+// writeBack is what dm-cache writes back between two status reads: a
+// quarter of the dirty blocks, when its policy writes back at all (cleaner
+// always, smq on an idle LV) and migration_threshold lets it.
+func (c *fakeCache) writeBack() {
+	if c.Dirty == 0 || c.Threshold == 0 || (c.kernelPolicy() != "cleaner" && c.Busy) {
+		return
+	}
+	if c.kernelPolicy() != "cleaner" && c.Threshold <= 2048 {
+		return // smq at its own pace: slower than any test waits
+	}
+	c.Dirty = max(c.Dirty-max(c.Dirty/4, 1), 0)
 }
 
 type fakeLV struct {
@@ -338,6 +381,20 @@ func (s *fakeState) run(args []string) int {
 		}
 		lv.Cache = nil
 		return 0
+	case "lvchange":
+		lv := s.lv(strings.TrimPrefix(positional[0], s.VG+"/"))
+		if lv == nil || lv.Cache == nil {
+			fmt.Fprintf(os.Stderr, "  Logical volume %s is not cached.\n", positional[0])
+			return 5
+		}
+		if policy, ok := flags["--cachepolicy"]; ok {
+			lv.Cache.Policy = policy
+		}
+		lv.Cache.reload()
+		fmt.Fprintf(os.Stderr, "  Logical volume %s changed.\n", positional[0])
+		return 0
+	case "status", "message":
+		return s.dmsetup(args)
 	case "lvresize":
 		lv := s.lv(strings.TrimPrefix(positional[0], s.VG+"/"))
 		if lv.Cache != nil && s.Version < "2.03.12" {
@@ -359,6 +416,43 @@ func (s *fakeState) run(args []string) int {
 	}
 	fmt.Fprintln(os.Stderr, "fake lvm: unknown command", args[0])
 	return 3
+}
+
+// dmsetup answers as dmsetup does for the cached LVs of the VG: status
+// (each read lets dm-cache write some blocks back, see writeBack) and
+// message DEV 0 migration_threshold N.
+func (s *fakeState) dmsetup(args []string) int {
+	if len(args) < 2 {
+		return 3
+	}
+	var lv *fakeLV
+	for _, l := range s.LVs {
+		if (Name{VG: s.VG, LV: l.Name}).DMName() == args[1] && l.Cache != nil && !l.Cache.Inactive {
+			lv = l
+		}
+	}
+	if lv == nil {
+		fmt.Fprintf(os.Stderr, "Device %s not found\nCommand failed.\n", args[1])
+		return 1
+	}
+	c := lv.Cache
+	if args[0] == "message" {
+		if len(args) != 5 || args[2] != "0" || args[3] != "migration_threshold" {
+			fmt.Fprintln(os.Stderr, "device-mapper: message ioctl failed: Invalid argument")
+			return 1
+		}
+		c.Threshold, _ = strconv.ParseInt(args[4], 10, 64)
+		return 0
+	}
+	if c.Health == "F" {
+		fmt.Printf("0 %d cache Fail\n", lv.Extents*s.ExtentSize/512)
+		return 0
+	}
+	c.writeBack()
+	total := c.DataExtents * s.ExtentSize / c.Chunk
+	fmt.Printf("0 %d cache 8 27/2048 %d %d/%d 1 2 3 4 5 6 %d 1 %s 2 migration_threshold %d %s 0 rw -\n",
+		lv.Extents*s.ExtentSize/512, c.Chunk/512, c.Dirty, total, c.Dirty, c.Mode, c.Threshold, c.kernelPolicy())
+	return 0
 }
 
 // fakeParse splits lvm-style arguments into --flag value pairs and
@@ -430,6 +524,9 @@ func (s *fakeState) lvRows() []Row {
 			for _, k := range []string{"cache_total_blocks", "cache_used_blocks", "cache_dirty_blocks", "cache_read_hits", "cache_read_misses", "cache_write_hits", "cache_write_misses"} {
 				main[k], poolRow[k] = "", ""
 			}
+		}
+		if c.Inactive {
+			main["lv_attr"] = "Cwi---C---"
 		}
 		cdata := map[string]string{"lv_name": "[" + pool + "_cdata]", "vg_name": s.VG, "lv_size": itoa(c.DataExtents * s.ExtentSize), "segtype": "linear", "lv_layout": "linear", "lv_attr": "Cwi-ao----", "devices": c.PV + "(4)"}
 		if c.MirrorPV != "" {

@@ -42,6 +42,11 @@ func ParseName(s string) (Name, error) {
 	return Name{VG: vg, LV: lv}, nil
 }
 
+// ValidVGName reports whether name is a VG name lvm2 accepts.
+func ValidVGName(name string) bool {
+	return lvmName.MatchString(name) && name != "." && name != ".."
+}
+
 // ValidLVName reports whether name may be given to lvcreate --name.
 func ValidLVName(name string) bool {
 	return lvmName.MatchString(name) && name != "." && name != ".." && !strings.HasPrefix(name, "snapshot") && !strings.HasPrefix(name, "pvmove")
@@ -65,6 +70,9 @@ type LV struct {
 	// takes at least: the images of an lvm raid1 or mirror origin, 2 for
 	// raid10, 1 otherwise.
 	Copies int64
+	// Active tells an LV the kernel has a device for (lv_attr's fifth
+	// letter "a"): only then does dm-cache keep counters and write back.
+	Active bool
 }
 
 // Cached reports whether a dm-cache is attached.
@@ -202,7 +210,9 @@ func buildVG(vgName string, pvReport, lvReport Report) (*VG, error) {
 		if err != nil {
 			return nil, err
 		}
-		vg.LVs[name] = &LV{Name: Name{VG: vgName, LV: name}, SizeBytes: size, Segtype: row["segtype"], Layout: row["lv_layout"], Devices: Devices(row["devices"])}
+		attr := row["lv_attr"]
+		vg.LVs[name] = &LV{Name: Name{VG: vgName, LV: name}, SizeBytes: size, Segtype: row["segtype"], Layout: row["lv_layout"], Devices: Devices(row["devices"]),
+			Active: len(attr) > 4 && attr[4] == 'a'}
 	}
 	for _, name := range order {
 		seen := map[string]bool{}

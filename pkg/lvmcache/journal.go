@@ -78,12 +78,29 @@ func (m *Manager) checkNoJournal(d *stateDir, name Name) error {
 	if err != nil || !exists {
 		return err
 	}
-	records := "it cannot be read"
+	records, op := "it cannot be read", OpResize
 	if data, err := d.readFile(journalFile(name)); err == nil {
-		records = describeJournal(data)
+		records, op = describeJournal(data), journalOp(data)
 	}
-	return fmt.Errorf("an interrupted resize of %s is journaled in %s (%s); finish it with `opsctl lvm cache resize %s --resume`",
-		name, m.journalPath(name), records, name)
+	call := resumeCall(name)
+	if op == OpFlush {
+		call = flushResumeCall(name)
+	} else {
+		op = OpResize
+	}
+	return fmt.Errorf("an interrupted %s of %s is journaled in %s (%s); finish it with `%s`",
+		op, name, m.journalPath(name), records, call)
+}
+
+// journalOp is the operation a journal records, "" when it cannot tell.
+func journalOp(data []byte) string {
+	var doc struct {
+		Op string `json:"op"`
+	}
+	if json.Unmarshal(data, &doc) != nil {
+		return ""
+	}
+	return doc.Op
 }
 
 // checkJournalExists makes sure the journal a resumed plan was loaded from
@@ -99,25 +116,44 @@ func (m *Manager) checkJournalExists(d *stateDir, name Name) error {
 	return nil
 }
 
-// LoadJournal reads the journal of the LV's interrupted resize: a plan
-// that Apply finishes. A journal that is not one opsctl wrote is a
-// *JournalError saying what it records as far as it can be read, and how
-// to get out.
-func (m *Manager) LoadJournal(name Name) (*Plan, error) {
-	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("lvm cache resize %s --resume: %w", name, err) }
+// openJournalDir opens the state dir to read name's journal: an error
+// wrapping ErrNoJournal when there is no state dir yet, a *BusyError while
+// another opsctl holds the LV (that resize is running, not interrupted).
+func (m *Manager) openJournalDir(name Name) (*stateDir, error) {
 	d, err := m.openStateToLook()
+	if err != nil {
+		return nil, err
+	}
+	if d == nil {
+		return nil, fmt.Errorf("%w of %s is journaled in %s", ErrNoJournal, name, m.stateDir())
+	}
+	busy, err := d.lockedBy(name)
+	if err == nil && busy != nil {
+		err = busy
+	}
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// LoadJournal reads the journal of the LV's interrupted resize (or flush):
+// a plan that Apply (or Flush) finishes. A journal that is not one opsctl
+// wrote is a *JournalError saying what it records as far as it can be
+// read, and how to get out.
+func (m *Manager) LoadJournal(name Name) (*Plan, error) {
+	return m.loadJournal(name, resumeContext(name))
+}
+
+// loadJournal is LoadJournal with context heading its errors.
+func (m *Manager) loadJournal(name Name, context string) (*Plan, error) {
+	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("%s: %w", context, err) }
+	d, err := m.openJournalDir(name)
 	if err != nil {
 		return fail(err)
 	}
-	if d == nil {
-		return fail(fmt.Errorf("%w of %s is journaled in %s", ErrNoJournal, name, m.stateDir()))
-	}
 	defer d.Close()
-	if busy, err := d.lockedBy(name); err != nil {
-		return fail(err)
-	} else if busy != nil {
-		return fail(busy)
-	}
 	if exists, _, err := d.regularAt(journalFile(name)); err != nil {
 		return fail(err)
 	} else if !exists {
@@ -136,12 +172,15 @@ func (m *Manager) LoadJournal(name Name) (*Plan, error) {
 		return fail(err)
 	}
 	plan.Lvm = m.Runner.Executable()
+	if plan.Op == OpFlush {
+		plan.Dmsetup = m.Runner.DmsetupExecutable()
+	}
 	return plan, nil
 }
 
 // JournalError is a journal opsctl cannot resume from: unreadable, or not
 // the shape opsctl writes. It says what the journal records as far as it
-// can be read, what to check by hand, and the way out: --abandon.
+// can be read, what to check by hand, and the way out: PlanAbandon.
 type JournalError struct {
 	Path    string
 	LV      Name
@@ -155,8 +194,8 @@ func (e *JournalError) Error() string {
 	if records == "" {
 		records = "nothing readable"
 	}
-	return fmt.Sprintf("journal %s is not one opsctl can resume (%s); as far as it can be read it records: %s; check %s by hand (%s) and finish what is missing with lvm2, then drop the journal with `opsctl lvm cache resize %s --abandon`",
-		e.Path, e.Problem, records, e.LV, lvsCheck(e.LV), e.LV)
+	return fmt.Sprintf("journal %s is not one opsctl can resume (%s); as far as it can be read it records: %s; check %s by hand (%s) and finish what is missing with lvm2, then drop the journal with `%s`",
+		e.Path, e.Problem, records, e.LV, lvsCheck(e.LV), abandonCall(e.LV))
 }
 
 // lvsCheck is the lvm2 report that shows what a resize changed.
@@ -185,7 +224,9 @@ func ParseJournal(data []byte, name Name) (*Plan, error) {
 	dec.DisallowUnknownFields()
 	var plan Plan
 	if err := dec.Decode(&plan); err != nil {
-		return bad("not the JSON of a journal: %v", err)
+		// The decoder quotes what it could not read: a damaged field's
+		// DEL or terminal escape must not reach the terminal.
+		return bad("not the JSON of a journal: %s", printable(err.Error()))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return bad("more data after the journal")
@@ -193,11 +234,23 @@ func ParseJournal(data []byte, name Name) (*Plan, error) {
 	if plan.Version != 1 {
 		return bad("version %d, expected 1", plan.Version)
 	}
-	if plan.Op != OpResize {
-		return bad("op %q, expected %q", plan.Op, OpResize)
+	if plan.Op != OpResize && plan.Op != OpFlush {
+		return bad("op %q, expected %q or %q", plan.Op, OpResize, OpFlush)
 	}
 	if plan.LV != name.String() {
 		return bad("it is the journal of %q, expected %s", plan.LV, name)
+	}
+	if plan.Op == OpFlush {
+		if problem := checkFlushRecordShape(data); problem != "" {
+			return bad("%s", problem)
+		}
+		if problem := checkFlushJournal(&plan, name); problem != "" {
+			return bad("%s", problem)
+		}
+		return resumedPlan(&plan), nil
+	}
+	if plan.Flush != nil {
+		return bad("a resize with a flush record")
 	}
 	if plan.OriginalSizeBytes <= 0 || plan.TargetSizeBytes <= plan.OriginalSizeBytes {
 		return bad("sizes %d to %d bytes, expected a growth", plan.OriginalSizeBytes, plan.TargetSizeBytes)
@@ -230,15 +283,23 @@ func ParseJournal(data []byte, name Name) (*Plan, error) {
 		if step.DirtyBlocks < 0 {
 			return bad("step %s: dirty blocks %d", step.Kind, step.DirtyBlocks)
 		}
+		if step.Dmsetup {
+			return bad("step %s: a dmsetup step in a resize", step.Kind)
+		}
 		if err := checkJournalArgs(&plan, step); err != nil {
 			return bad("step %s: %v", step.Kind, err)
 		}
 	}
+	return resumedPlan(&plan), nil
+}
+
+// resumedPlan marks a plan read from its journal.
+func resumedPlan(plan *Plan) *Plan {
 	for i := range plan.Steps {
 		plan.Steps[i].Earlier = plan.Steps[i].State == StateDone
 	}
 	plan.Resumed = true
-	return &plan, nil
+	return plan
 }
 
 // checkJournalCache checks the recorded cache a recache re-creates.
@@ -363,6 +424,17 @@ func describeJournal(data []byte) string {
 			cache += ", settings " + settings
 		}
 		parts = append(parts, cache)
+	}
+	if flush, ok := doc["flush"].(map[string]any); ok {
+		threshold := "?"
+		if n, ok := flush["migration_threshold"].(float64); ok && n >= 0 && n < 1<<62 {
+			threshold = strconv.FormatInt(int64(n), 10)
+		}
+		put := fmt.Sprintf("the settings to put back: policy %s, migration_threshold %s", orUnknown(str(flush, "policy")), threshold)
+		if settings := str(flush, "settings"); settings != "" {
+			put += ", settings " + settings
+		}
+		parts = append(parts, put)
 	}
 	return strings.Join(parts, "; ")
 }

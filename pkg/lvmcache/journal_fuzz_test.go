@@ -51,6 +51,10 @@ var journalFlags = []string{"--uncache", "--type", "--cachemode", "--cachepolicy
 // ParseJournal.
 func checkAcceptedJournal(t *testing.T, plan *Plan) {
 	t.Helper()
+	if plan.Op == OpFlush {
+		checkAcceptedFlushJournal(t, plan)
+		return
+	}
 	if plan.Version != 1 || plan.Op != OpResize || plan.LV != "storage/slowlv" || !plan.Resumed || plan.Cache == nil {
 		t.Fatalf("accepted %+v", plan)
 	}
@@ -140,6 +144,8 @@ func printableLine(s string) bool {
 func FuzzParseJournal(f *testing.F) {
 	f.Add(recacheJournal())
 	f.Add(onlineJournal())
+	f.Add(flushJournal())
+	f.Add(thresholdJournal())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > maxJournalBytes {
 			return
@@ -219,33 +225,46 @@ func FuzzJournalField(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, field uint8, value string) {
-		path := journalFields[int(field)%len(journalFields)]
-		var doc any
-		if err := json.Unmarshal(recacheJournal(), &doc); err != nil {
-			t.Fatal(err)
-		}
-		var v any
-		if err := json.Unmarshal([]byte(value), &v); err != nil {
-			v = value
-		}
-		old, ok := setField(doc, path, v)
-		if !ok {
-			return
-		}
-		data, err := json.Marshal(doc)
-		if err != nil {
-			return
-		}
-		plan, err := ParseJournal(data, slowlv)
-		if err != nil {
-			checkJournalError(t, err)
-			return
-		}
-		checkAcceptedJournal(t, plan)
-		if slices.Contains(identityFields, path) && !reflect.DeepEqual(old, v) {
-			t.Fatalf("accepted %s changed from %v to %v", path, old, v)
-		}
+		fuzzJournalField(t, recacheJournal(), journalFields, identityFields, field, value)
 	})
+}
+
+// fuzzJournalField sets the field numbered field of journals (a path of
+// fields) to value read as JSON (else as a string) and parses the result:
+// an error must be a sound *JournalError, an accepted plan sound, and a
+// change to an identity field never accepted. A field the journal leaves
+// out (omitempty) set to null or its zero value reads the same.
+func fuzzJournalField(t *testing.T, journal []byte, fields, identity []string, field uint8, value string) {
+	t.Helper()
+	path := fields[int(field)%len(fields)]
+	var doc any
+	if err := json.Unmarshal(journal, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal([]byte(value), &v); err != nil {
+		v = value
+	}
+	old, ok := setField(doc, path, v)
+	if !ok {
+		return
+	}
+	data, err := json.Marshal(doc)
+	if err != nil {
+		return
+	}
+	plan, err := ParseJournal(data, slowlv)
+	if err != nil {
+		checkJournalError(t, err)
+		return
+	}
+	checkAcceptedJournal(t, plan)
+	if old == nil && (v == nil || v == "" || v == float64(0) || v == false) {
+		return
+	}
+	if slices.Contains(identity, path) && !reflect.DeepEqual(old, v) {
+		t.Fatalf("accepted %s changed from %v to %v", path, old, v)
+	}
 }
 
 func TestTheJournalApplyWritesReadsBack(t *testing.T) {
@@ -262,4 +281,18 @@ func TestTheJournalApplyWritesReadsBack(t *testing.T) {
 	if _, err := ParseJournal(data, slowlv); err != nil {
 		t.Fatalf("the journal of a fresh plan: %v", err)
 	}
+}
+
+// TestAJournalWithAnEscapeInATimeIsShownPrintable: a damaged time field
+// holding a terminal escape (or DEL) must not reach the terminal through
+// the JSON decoder's error, which repeats what it could not read.
+func TestAJournalWithAnEscapeInATimeIsShownPrintable(t *testing.T) {
+	var doc map[string]any
+	if err := json.Unmarshal(recacheJournal(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["created"] = "\x1b[2J\x7f"
+	data, _ := json.Marshal(doc)
+	_, err := ParseJournal(data, slowlv)
+	checkJournalError(t, err)
 }

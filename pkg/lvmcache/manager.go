@@ -37,6 +37,14 @@ type Manager struct {
 	Clock func() time.Time
 }
 
+// pollInterval is how often a flush polls the dirty blocks.
+func (m *Manager) pollInterval() time.Duration {
+	if m.PollInterval <= 0 {
+		return 500 * time.Millisecond
+	}
+	return m.PollInterval
+}
+
 func (m *Manager) logger() *slog.Logger {
 	if m.Logger != nil {
 		return m.Logger
@@ -72,7 +80,7 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 	journaled := plan.Op == OpResize && len(plan.Steps) > 0
 	// The plan was made before the lock was taken: check the journal again
 	// under the lock. Another opsctl may have left a journal since (no
-	// change may run before its --resume), or finished the journal this
+	// change may run before it is resumed), or finished the journal this
 	// resumed plan was loaded from (running it again would flush and
 	// re-create the cache once more).
 	if !plan.Resumed {
@@ -80,7 +88,7 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 			return fmt.Errorf("lvm cache %s %s: %w", plan.Op, name, err)
 		}
 	} else if err := m.checkJournalExists(state, name); err != nil {
-		return fmt.Errorf("lvm cache %s %s --resume: %w", plan.Op, name, err)
+		return fmt.Errorf("%s: %w", resumeContext(name), err)
 	}
 	save := func() error {
 		if !journaled {
@@ -104,7 +112,7 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 				return failf("%w before %s; nothing was changed", ErrInterrupted, step.Kind)
 			}
 			// Stopped before its first step, a new resize has changed
-			// nothing: no journal binds the LV to a --resume of it.
+			// nothing: no journal binds the LV to a Resume of it.
 			if !plan.Resumed && !plan.started() {
 				if err := removeJournal(); err != nil {
 					return failf("%w before %s; nothing was changed (%v)", ErrInterrupted, step.Kind, err)
@@ -112,7 +120,7 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 				return failf("%w before %s; nothing was changed", ErrInterrupted, step.Kind)
 			}
 			_ = save()
-			return failf("%w before %s; run `opsctl lvm cache resize %s --resume` to finish", ErrInterrupted, step.Kind, name)
+			return failf("%w before %s; run `%s` to finish", ErrInterrupted, step.Kind, resumeCall(name))
 		}
 		if ctx.Err() != nil {
 			return interrupted()
@@ -126,8 +134,8 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 				return failf("before %s: %w", step.Kind, err)
 			}
 			_ = save()
-			return failf("before %s: %w; the journal %s records the remaining steps, run `opsctl lvm cache resize %s --resume` once the cause is fixed",
-				step.Kind, err, m.journalPath(name), name)
+			return failf("before %s: %w; the journal %s records the remaining steps, run `%s` once the cause is fixed",
+				step.Kind, err, m.journalPath(name), resumeCall(name))
 		}
 		// The plan was made before the lock: another opsctl (or an admin's
 		// lvm2 command) may have changed the LV since. A plan for a state
@@ -187,9 +195,27 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) error {
 	return nil
 }
 
+// Resume reads the journal of name's interrupted resize and returns the
+// plan that finishes it, with the leading steps whose effect is already
+// there marked done (see SkipDoneSteps): Apply carries it out.
+func (m *Manager) Resume(ctx context.Context, name Name) (*Plan, error) {
+	plan, err := m.LoadJournal(name)
+	if err != nil {
+		return nil, err
+	}
+	if plan.Op != OpResize {
+		return nil, fmt.Errorf("%s: the journal %s records an interrupted %s, not a resize; finish it with `%s`",
+			resumeContext(name), m.journalPath(name), plan.Op, flushResumeCall(name))
+	}
+	if err := m.SkipDoneSteps(ctx, plan); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
 // SkipDoneSteps marks the leading steps of a resumed plan whose effect is
 // already there as done (an uncache that lvm2 finished after opsctl was
-// killed, say), so that --dry-run and the confirmation show only the lvm2
+// killed, say), so that a dry run and the confirmation show only the lvm2
 // commands Apply will really run. Apply checks each step again.
 func (m *Manager) SkipDoneSteps(ctx context.Context, plan *Plan) error {
 	var lv *LV
@@ -246,8 +272,8 @@ func (m *Manager) recover(ctx context.Context, plan *Plan, failed *Step, stepErr
 		if reErr != nil {
 			recache.Error = "re-attach after the failed lvresize: " + reErr.Error()
 			_ = save()
-			return fmt.Errorf("%s: %w; re-attaching the cache failed too (%v): %s is NOT cached, its data is intact; the journal %s keeps the cache settings, run `opsctl lvm cache resize %s --resume` once the cause is fixed",
-				prefix, stepErr, reErr, name, m.journalPath(name), name)
+			return fmt.Errorf("%s: %w; re-attaching the cache failed too (%v): %s is NOT cached, its data is intact; the journal %s keeps the cache settings, run `%s` once the cause is fixed",
+				prefix, stepErr, reErr, name, m.journalPath(name), resumeCall(name))
 		}
 		recache.Started, recache.Finished = &started, &finished
 	}
@@ -263,8 +289,8 @@ func (m *Manager) recover(ctx context.Context, plan *Plan, failed *Step, stepErr
 		return fmt.Errorf("%s: %w; %s", prefix, stepErr, what)
 	}
 	_ = save()
-	return fmt.Errorf("%s: %w; the journal %s records the remaining steps, run `opsctl lvm cache resize %s --resume` once the cause is fixed",
-		prefix, stepErr, m.journalPath(name), name)
+	return fmt.Errorf("%s: %w; the journal %s records the remaining steps, run `%s` once the cause is fixed",
+		prefix, stepErr, m.journalPath(name), resumeCall(name))
 }
 
 // changedSincePlan says how lv differs from what plan was made for, ""
@@ -330,6 +356,8 @@ func (m *Manager) runStep(ctx context.Context, plan *Plan, step *Step, lv *LV) e
 	// began; the plan stops before the next step instead. A flush can take
 	// hours: say what opsctl waits for, and how not to.
 	runCtx := context.WithoutCancel(ctx)
+	// A log line an admin reads while lvm2 runs, not an error a program
+	// could rename (see hints.go): it names opsctl's command lines itself.
 	later := "`opsctl lvm cache status " + plan.LV + "` shows what it did"
 	if plan.Op == OpResize {
 		later = "`opsctl lvm cache resize " + plan.LV + " --resume` checks what it did and finishes"
@@ -377,12 +405,8 @@ func (m *Manager) runStep(ctx context.Context, plan *Plan, step *Step, lv *LV) e
 // the VG lock for the whole flush, so the poll reads without locking; a
 // poll that fails (metadata being rewritten) is simply skipped.
 func (m *Manager) pollDirtyBlocks(ctx context.Context, name Name, step *Step, progress Progress) {
-	interval := m.PollInterval
-	if interval <= 0 {
-		interval = 500 * time.Millisecond
-	}
 	total := step.DirtyBlocks
-	ticker := time.NewTicker(interval)
+	ticker := time.NewTicker(m.pollInterval())
 	defer ticker.Stop()
 	for {
 		select {
@@ -406,4 +430,11 @@ func (m *Manager) pollDirtyBlocks(ctx context.Context, name Name, step *Step, pr
 		}
 		progress.Update(total - left)
 	}
+}
+
+func (m *Manager) now() time.Time {
+	if m.Clock != nil {
+		return m.Clock().UTC()
+	}
+	return time.Now().UTC()
 }

@@ -37,7 +37,7 @@ func newFake(t *testing.T, mutate func(*fakeState)) (*Manager, string) {
 	if err := os.Mkdir(filepath.Join(dir, "state"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return &Manager{Runner: &Runner{Path: os.Args[0]}, StateDir: filepath.Join(dir, "state")}, path
+	return &Manager{Runner: &Runner{Path: os.Args[0], Dmsetup: os.Args[0]}, StateDir: filepath.Join(dir, "state")}, path
 }
 
 // saveJournalOf journals plan in m's state dir, as Apply does.
@@ -92,11 +92,17 @@ func readFake(t *testing.T, path string) *fakeState {
 	return &s
 }
 
-func failNext(t *testing.T, path, command string, after bool, count int) {
+// editFake changes the fake's state between two lvm2 calls.
+func editFake(t *testing.T, path string, edit func(*fakeState)) {
 	t.Helper()
 	s := readFake(t, path)
-	s.FailOn, s.FailAfter, s.FailCount = command, after, count
+	edit(s)
 	writeFake(t, path, s)
+}
+
+func failNext(t *testing.T, path, command string, after bool, count int) {
+	t.Helper()
+	editFake(t, path, func(s *fakeState) { s.FailOn, s.FailAfter, s.FailCount = command, after, count })
 }
 
 var slowlv = Name{VG: "storage", LV: "slowlv"}
@@ -142,16 +148,13 @@ func TestPlansBuildTheExactLVM2Commands(t *testing.T) {
 func TestRecacheNeverGrowsOntoTheCachePVs(t *testing.T) {
 	m, _ := newFake(t, func(s *fakeState) { s.LVs[0].PV = "/dev/fast" })
 	ctx := context.Background()
-	plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 8 * mib, Relative: true}, Strategy: StrategyRecache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := planRecache(t, m, Size{Bytes: 8 * mib, Relative: true})
 	if got := strings.Join(plan.Steps[1].Args, " "); got != "lvresize --size 104M storage/slowlv /dev/slow" {
 		t.Errorf("recache grows with %q, want it kept off /dev/fast", got)
 	}
 	// Online, the cache keeps its extents: the origin may grow where it
 	// already lives.
-	plan, err = m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 8 * mib, Relative: true}, Strategy: StrategyOnline})
+	plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 8 * mib, Relative: true}, Strategy: StrategyOnline})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,55 +181,31 @@ func TestAutoPicksRecacheOnOldLVM2AndOnlineIsRefused(t *testing.T) {
 
 func TestPreflightRefusesWithOneClearLine(t *testing.T) {
 	ctx := context.Background()
+	create := func(req CreateRequest) func(*Manager) error {
+		return func(m *Manager) error { _, err := m.PlanCreate(ctx, req); return err }
+	}
+	resize := func(req ResizeRequest) func(*Manager) error {
+		return func(m *Manager) error { _, err := m.PlanResize(ctx, req); return err }
+	}
+	remove := func(name Name) func(*Manager) error {
+		return func(m *Manager) error { _, err := m.PlanRemove(ctx, name); return err }
+	}
 	cases := []struct {
 		name string
 		run  func(m *Manager) error
 		want string
 	}{
-		{"create on a cached LV", func(m *Manager) error {
-			_, err := m.PlanCreate(ctx, CreateRequest{LV: slowlv, SizeBytes: mib, PVs: []string{"/dev/fast"}})
-			return err
-		}, "lvm cache create storage/slowlv: already cached by slowlv_cache_cpool"},
-		{"create with a PV outside the VG", func(m *Manager) error {
-			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: mib, PVs: []string{"/dev/elsewhere"}})
-			return err
-		}, "PV /dev/elsewhere is not in volume group storage (its PVs: /dev/slow, /dev/fast)"},
-		{"create without room", func(m *Manager) error {
-			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: 180 * mib, PVs: []string{"/dev/fast"}})
-			return err
-		}, "not enough free space on /dev/fast for a 180.00 MiB cache: it needs 47 extents of 4.00 MiB (data and metadata), 46 are free"},
-		{"create with a cache PV the LV itself lives on", func(m *Manager) error {
-			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: mib, PVs: []string{"/dev/fast", "/dev/slow"}})
-			return err
-		}, "PV /dev/slow holds data of storage/plainlv itself"},
-		{"create on an unknown LV", func(m *Manager) error {
-			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "nolv"}, SizeBytes: mib, PVs: []string{"/dev/fast"}})
-			return err
-		}, "logical volume storage/nolv not found (LVs of storage: plainlv, slowlv)"},
-		{"create in an unknown VG", func(m *Manager) error {
-			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"novg", "x"}, SizeBytes: mib, PVs: []string{"/dev/fast"}})
-			return err
-		}, `volume group "novg" not found (volume groups: storage)`},
-		{"create with a taken name", func(m *Manager) error {
-			_, err := m.PlanCreate(ctx, CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: mib, PVs: []string{"/dev/fast"}, CacheName: "slowlv"})
-			return err
-		}, `cache name "slowlv": an LV storage/slowlv already exists`},
-		{"resize of a plain LV", func(m *Manager) error {
-			_, err := m.PlanResize(ctx, ResizeRequest{LV: Name{"storage", "plainlv"}, Size: Size{Bytes: mib, Relative: true}})
-			return err
-		}, "lvm cache resize storage/plainlv: is not cached"},
-		{"resize that shrinks", func(m *Manager) error {
-			_, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 50 * mib}})
-			return err
-		}, "size 52.00 MiB is smaller than the LV (96.00 MiB): shrinking is not supported"},
-		{"resize beyond the room outside the cache PVs", func(m *Manager) error {
-			_, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 500 * mib, Relative: true}})
-			return err
-		}, "not enough free space to grow by 500.00 MiB: it needs 125 extents of 4.00 MiB on PVs other than the cache's (/dev/fast), 102 are free"},
-		{"remove of a plain LV", func(m *Manager) error {
-			_, err := m.PlanRemove(ctx, Name{"storage", "plainlv"})
-			return err
-		}, "is not cached: nothing to remove"},
+		{"create on a cached LV", create(CreateRequest{LV: slowlv, SizeBytes: mib, PVs: []string{"/dev/fast"}}), "lvm cache create storage/slowlv: already cached by slowlv_cache_cpool"},
+		{"create with a PV outside the VG", create(CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: mib, PVs: []string{"/dev/elsewhere"}}), "PV /dev/elsewhere is not in volume group storage (its PVs: /dev/slow, /dev/fast)"},
+		{"create without room", create(CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: 180 * mib, PVs: []string{"/dev/fast"}}), "not enough free space on /dev/fast for a 180.00 MiB cache: it needs 47 extents of 4.00 MiB (data and metadata), 46 are free"},
+		{"create with a cache PV the LV itself lives on", create(CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: mib, PVs: []string{"/dev/fast", "/dev/slow"}}), "PV /dev/slow holds data of storage/plainlv itself"},
+		{"create on an unknown LV", create(CreateRequest{LV: Name{"storage", "nolv"}, SizeBytes: mib, PVs: []string{"/dev/fast"}}), "logical volume storage/nolv not found (LVs of storage: plainlv, slowlv)"},
+		{"create in an unknown VG", create(CreateRequest{LV: Name{"novg", "x"}, SizeBytes: mib, PVs: []string{"/dev/fast"}}), `volume group "novg" not found (volume groups: storage)`},
+		{"create with a taken name", create(CreateRequest{LV: Name{"storage", "plainlv"}, SizeBytes: mib, PVs: []string{"/dev/fast"}, CacheName: "slowlv"}), `cache name "slowlv": an LV storage/slowlv already exists`},
+		{"resize of a plain LV", resize(ResizeRequest{LV: Name{"storage", "plainlv"}, Size: Size{Bytes: mib, Relative: true}}), "lvm cache resize storage/plainlv: is not cached"},
+		{"resize that shrinks", resize(ResizeRequest{LV: slowlv, Size: Size{Bytes: 50 * mib}}), "size 52.00 MiB is smaller than the LV (96.00 MiB): shrinking is not supported"},
+		{"resize beyond the room outside the cache PVs", resize(ResizeRequest{LV: slowlv, Size: Size{Bytes: 500 * mib, Relative: true}}), "not enough free space to grow by 500.00 MiB: it needs 125 extents of 4.00 MiB on PVs other than the cache's (/dev/fast), 102 are free"},
+		{"remove of a plain LV", remove(Name{"storage", "plainlv"}), "is not cached: nothing to remove"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -242,7 +221,7 @@ func TestPreflightRefusesWithOneClearLine(t *testing.T) {
 			after := readFake(t, path)
 			for _, call := range after.Calls {
 				switch call[0] {
-				case "lvs", "pvs", "vgs", "version":
+				case "lvs", "pvs", "vgs", "version", "status":
 				default:
 					t.Errorf("a refused plan ran %v", call)
 				}
@@ -278,11 +257,11 @@ func TestRecacheSurvivesAFailureAtEveryStep(t *testing.T) {
 		resumeRun []string // the commands --resume runs (besides reports)
 	}{
 		{"lvconvert", false, "nothing was changed", false, 24, true, nil},
-		{"lvconvert", true, "run `opsctl lvm cache resize storage/slowlv --resume`", true, 24, false, []string{"lvresize", "lvcreate"}},
+		{"lvconvert", true, "run `Manager.Resume(storage/slowlv)`", true, 24, false, []string{"lvresize", "lvcreate"}},
 		{"lvresize", false, "the cache was re-attached with its recorded settings, storage/slowlv is as before", false, 24, true, nil},
-		{"lvresize", true, "--resume", true, 26, true, []string{}},
+		{"lvresize", true, "Manager.Resume(storage/slowlv)", true, 26, true, []string{}},
 		{"lvcreate", false, "injected failure of lvcreate; the journal", true, 26, false, []string{"lvcreate"}},
-		{"lvcreate", true, "--resume", true, 26, true, []string{}},
+		{"lvcreate", true, "Manager.Resume(storage/slowlv)", true, 26, true, []string{}},
 	}
 	for _, tc := range cases {
 		name := tc.command + "-fails-before"
@@ -291,12 +270,9 @@ func TestRecacheSurvivesAFailureAtEveryStep(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			m, path := newFake(t, nil)
-			plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 8 * mib, Relative: true}, Strategy: StrategyRecache})
-			if err != nil {
-				t.Fatal(err)
-			}
+			plan := planRecache(t, m, Size{Bytes: 8 * mib, Relative: true})
 			failNext(t, path, tc.command, tc.after, 1)
-			err = m.Apply(ctx, plan)
+			err := m.Apply(ctx, plan)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Apply: %v, want an error containing %q", err, tc.want)
 			}
@@ -317,8 +293,8 @@ func TestRecacheSurvivesAFailureAtEveryStep(t *testing.T) {
 				}
 				return
 			}
-			// Anything but --resume is refused while the journal is there.
-			if _, err := m.PlanRemove(ctx, slowlv); err == nil || !strings.Contains(err.Error(), "--resume") {
+			// Anything but Resume is refused while the journal is there.
+			if _, err := m.PlanRemove(ctx, slowlv); err == nil || !strings.Contains(err.Error(), "Manager.Resume(storage/slowlv)") {
 				t.Errorf("remove with a journal: %v", err)
 			}
 			callsBefore := len(readFake(t, path).Calls)
@@ -329,13 +305,7 @@ func TestRecacheSurvivesAFailureAtEveryStep(t *testing.T) {
 			if err := m.Apply(ctx, resumed); err != nil {
 				t.Fatalf("resume: %v", err)
 			}
-			var ran []string
-			for _, call := range readFake(t, path).Calls[callsBefore:] {
-				if call[0] != "lvs" && call[0] != "pvs" && call[0] != "vgs" {
-					ran = append(ran, call[0])
-				}
-			}
-			if strings.Join(ran, " ") != strings.Join(tc.resumeRun, " ") {
+			if ran := changesSince(t, path, callsBefore); strings.Join(ran, " ") != strings.Join(tc.resumeRun, " ") {
 				t.Errorf("resume ran %v, want %v", ran, tc.resumeRun)
 			}
 			lv = slowlvOf(t, path)
@@ -352,20 +322,15 @@ func TestRecacheSurvivesAFailureAtEveryStep(t *testing.T) {
 func TestFailedReattachKeepsTheJournalAndResumeFinishes(t *testing.T) {
 	ctx := context.Background()
 	m, path := newFake(t, nil)
-	plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 8 * mib, Relative: true}, Strategy: StrategyRecache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := planRecache(t, m, Size{Bytes: 8 * mib, Relative: true})
 	failNext(t, path, "lvresize", false, 1)
-	s := readFake(t, path)
-	s.Calls = nil
-	writeFake(t, path, s)
 	// lvresize and the re-attach both fail: make lvcreate fail too by
 	// filling /dev/fast from under the plan.
-	orig := readFake(t, path)
-	orig.LVs = append(orig.LVs, &fakeLV{Name: "filler", Extents: 60, PV: "/dev/fast"})
-	writeFake(t, path, orig)
-	err = m.Apply(ctx, plan)
+	editFake(t, path, func(s *fakeState) {
+		s.Calls = nil
+		s.LVs = append(s.LVs, &fakeLV{Name: "filler", Extents: 60, PV: "/dev/fast"})
+	})
+	err := m.Apply(ctx, plan)
 	if err == nil || !strings.Contains(err.Error(), "re-attaching the cache failed too") || !strings.Contains(err.Error(), "NOT cached, its data is intact") {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -376,9 +341,7 @@ func TestFailedReattachKeepsTheJournalAndResumeFinishes(t *testing.T) {
 	if journal.Steps[0].State != StateDone || journal.Steps[1].State != StateFailed || journal.Cache.SizeBytes != 64*mib {
 		t.Errorf("journal: %+v", journal.Steps)
 	}
-	fixed := readFake(t, path)
-	fixed.LVs = fixed.LVs[:2]
-	writeFake(t, path, fixed)
+	editFake(t, path, func(s *fakeState) { s.LVs = s.LVs[:2] })
 	if err := m.Apply(ctx, journal); err != nil {
 		t.Fatalf("resume: %v", err)
 	}
@@ -387,25 +350,31 @@ func TestFailedReattachKeepsTheJournalAndResumeFinishes(t *testing.T) {
 	}
 }
 
-func TestResumeAfterACrashBetweenSteps(t *testing.T) {
-	ctx := context.Background()
-	m, path := newFake(t, nil)
-	plan, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 128 * mib}, Strategy: StrategyRecache})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// What a SIGKILL during lvresize leaves: the uncache done and journaled,
-	// lvresize journaled as running and never run.
+// crashAfterUncache leaves what opsctl, killed after the uncache of a
+// recache plan, leaves: the uncache done in lvm2 and in the journal,
+// lvresize journaled in state next. It returns the plan Resume loads.
+func crashAfterUncache(t *testing.T, m *Manager, plan *Plan, next string) *Plan {
+	t.Helper()
 	plan.Steps[0].State = StateDone
-	plan.Steps[1].State = StateRunning
+	plan.Steps[1].State = next
 	saveJournalOf(t, m, plan)
-	if _, err := m.Runner.Run(ctx, "lvconvert", "--uncache", "storage/slowlv"); err != nil {
+	if _, err := m.Runner.Run(context.Background(), "lvconvert", "--uncache", "storage/slowlv"); err != nil {
 		t.Fatal(err)
 	}
 	resumed, err := m.LoadJournal(slowlv)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resumed
+}
+
+func TestResumeAfterACrashBetweenSteps(t *testing.T) {
+	ctx := context.Background()
+	m, path := newFake(t, nil)
+	plan := planRecache(t, m, Size{Bytes: 128 * mib})
+	// What a SIGKILL during lvresize leaves: the uncache done and journaled,
+	// lvresize journaled as running and never run.
+	resumed := crashAfterUncache(t, m, plan, StateRunning)
 	if got := strings.Join(resumed.Commands(), "\n"); strings.Contains(got, "--uncache") || !strings.Contains(got, "lvresize") {
 		t.Errorf("resume plan: %s", got)
 	}
@@ -417,15 +386,22 @@ func TestResumeAfterACrashBetweenSteps(t *testing.T) {
 	}
 }
 
+// applyInterruptedInTheFlush applies plan and cancels its context once the
+// flush of its uncache has begun, as Ctrl-C during a long flush does.
+func applyInterruptedInTheFlush(m *Manager, plan *Plan) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m.NewProgress = func(string, int64) Progress { cancel(); return &recordedProgress{} }
+	defer func() { m.NewProgress = nil }()
+	return m.Apply(ctx, plan)
+}
+
 func TestInterruptedPlanStopsBeforeTheNextStep(t *testing.T) {
 	m, path := newFake(t, nil)
 	plan := planRecacheBy4MiB(t, m)
 	// Ctrl-C arrives while lvm2 flushes: the uncache finishes, lvresize
 	// does not start.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	m.NewProgress = func(string, int64) Progress { cancel(); return &recordedProgress{} }
-	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "before lvresize; run `opsctl lvm cache resize storage/slowlv --resume`") {
+	if err := applyInterruptedInTheFlush(m, plan); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "before lvresize; run `Manager.Resume(storage/slowlv)`") {
 		t.Fatalf("Apply interrupted during the flush: %v", err)
 	}
 	if lv := slowlvOf(t, path); lv.Cache != nil || lv.Extents != 24 {
@@ -448,7 +424,7 @@ func TestResizeInterruptedBeforeItsFirstStepLeavesNoJournal(t *testing.T) {
 	plan := planRecacheBy4MiB(t, m)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "--resume") {
+	if err := m.Apply(ctx, plan); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "Manager.Resume") {
 		t.Fatalf("Apply with a cancelled context: %v; want it to say nothing was changed", err)
 	}
 	if lv := slowlvOf(t, path); lv.Cache == nil || lv.Extents != 24 {
@@ -553,16 +529,14 @@ func TestSecondOpsctlOnTheSameLVIsBusy(t *testing.T) {
 	isBusy("PlanResize of a journaled LV", err)
 	_, err = m.LoadJournal(slowlv)
 	isBusy("LoadJournal", err)
-	if ran := changesSince(t, path, calls); len(ran) != 0 {
-		t.Errorf("a busy LV was changed: %v", ran)
-	}
+	noChanges(t, path, calls, "a change of a busy LV")
 	// The other opsctl is gone (killed): its journal is an interrupted
 	// resize now, to finish with --resume.
 	unlock()
 	unlock = func() {}
 	_, err = m.PlanRemove(ctx, slowlv)
-	if err == nil || errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "--resume") {
-		t.Errorf("PlanRemove with the journal of a dead opsctl: %v; want the interrupted resize and --resume", err)
+	if err == nil || errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "Manager.Resume(storage/slowlv)") {
+		t.Errorf("PlanRemove with the journal of a dead opsctl: %v; want the interrupted resize and Manager.Resume", err)
 	}
 }
 
@@ -638,14 +612,19 @@ func TestFlushProgressEndsAtTheTotal(t *testing.T) {
 func changesSince(t *testing.T, path string, n int) []string {
 	t.Helper()
 	var ran []string
-	for _, call := range readFake(t, path).Calls[n:] {
-		switch call[0] {
-		case "lvs", "pvs", "vgs", "version":
-		default:
-			ran = append(ran, call[0])
-		}
+	for _, call := range changesOf(t, path, n) {
+		ran = append(ran, strings.Fields(call)[0])
 	}
 	return ran
+}
+
+// noChanges fails the test when the fake ran an lvm2 command other than a
+// report after its first n calls; what says what should have changed nothing.
+func noChanges(t *testing.T, path string, n int, what string) {
+	t.Helper()
+	if ran := changesSince(t, path, n); len(ran) != 0 {
+		t.Errorf("%s: ran %v", what, ran)
+	}
 }
 
 func TestInterruptedCreateOrRemoveSaysNothingChanged(t *testing.T) {
@@ -662,13 +641,11 @@ func TestInterruptedCreateOrRemoveSaysNothingChanged(t *testing.T) {
 	}
 	for _, plan := range []*Plan{remove, create} {
 		err := m.Apply(ctx, plan)
-		if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "--resume") {
-			t.Errorf("%s interrupted: %v; want it to say nothing was changed, without a --resume that has no journal", plan.Op, err)
+		if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "Manager.Resume") {
+			t.Errorf("%s interrupted: %v; want it to say nothing was changed, without a Manager.Resume that has no journal", plan.Op, err)
 		}
 	}
-	if ran := changesSince(t, path, 0); len(ran) != 0 {
-		t.Errorf("interrupted plans ran %v", ran)
-	}
+	noChanges(t, path, 0, "interrupted plans")
 	if _, err := os.Stat(m.journalPath(slowlv)); err == nil {
 		t.Error("an interrupted remove left a journal")
 	}
@@ -685,25 +662,19 @@ func TestChangeIsRefusedWhenAResizeWasJournaledAfterItsPlan(t *testing.T) {
 	resize := planRecacheBy4MiB(t, m)
 	saveJournalOf(t, m, resize)
 	calls := len(readFake(t, path).Calls)
-	if err := m.Apply(ctx, remove); err == nil || !strings.Contains(err.Error(), "--resume") {
+	if err := m.Apply(ctx, remove); err == nil || !strings.Contains(err.Error(), "Manager.Resume(storage/slowlv)") {
 		t.Errorf("remove while a resize is journaled: %v", err)
 	}
-	if ran := changesSince(t, path, calls); len(ran) != 0 {
-		t.Errorf("remove ran %v while a resize was journaled", ran)
-	}
+	noChanges(t, path, calls, "a remove while a resize was journaled")
 }
 
 func TestResumeOfAJournalAnotherOpsctlFinishedChangesNothing(t *testing.T) {
 	m, path := newFake(t, nil)
 	plan := planRecacheBy4MiB(t, m)
 	// Interrupted during the flush: the journal waits for --resume.
-	interrupted, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	m.NewProgress = func(string, int64) Progress { cancel(); return &recordedProgress{} }
-	if err := m.Apply(interrupted, plan); !errors.Is(err, ErrInterrupted) {
+	if err := applyInterruptedInTheFlush(m, plan); !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("Apply: %v", err)
 	}
-	m.NewProgress = nil
 	// Two admins run --resume at once: both load the journal, one finishes.
 	first, err := m.LoadJournal(slowlv)
 	if err != nil {
@@ -720,9 +691,7 @@ func TestResumeOfAJournalAnotherOpsctlFinishedChangesNothing(t *testing.T) {
 	if err := m.Apply(context.Background(), second); !errors.Is(err, ErrNoJournal) {
 		t.Errorf("second --resume: %v, want ErrNoJournal", err)
 	}
-	if ran := changesSince(t, path, calls); len(ran) != 0 {
-		t.Errorf("second --resume ran %v: the resize was done already", ran)
-	}
+	noChanges(t, path, calls, "a second resume of a resize done already")
 	if _, err := os.Stat(m.journalPath(slowlv)); err == nil {
 		t.Error("the second --resume wrote the finished journal back")
 	}
@@ -731,20 +700,11 @@ func TestResumeOfAJournalAnotherOpsctlFinishedChangesNothing(t *testing.T) {
 func TestAFailedReportMidResizePointsToResume(t *testing.T) {
 	ctx := context.Background()
 	m, path := newFake(t, nil)
-	plan := planRecacheBy4MiB(t, m)
 	// The uncache is done; lvm2 cannot report the LV before lvresize.
-	plan.Steps[0].State = StateDone
-	saveJournalOf(t, m, plan)
-	if _, err := m.Runner.Run(ctx, "lvconvert", "--uncache", "storage/slowlv"); err != nil {
-		t.Fatal(err)
-	}
-	resumed, err := m.LoadJournal(slowlv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resumed := crashAfterUncache(t, m, planRecacheBy4MiB(t, m), StatePending)
 	failNext(t, path, "lvs", false, 1)
-	err = m.Apply(ctx, resumed)
-	if err == nil || !strings.Contains(err.Error(), "injected failure of lvs") || !strings.Contains(err.Error(), "run `opsctl lvm cache resize storage/slowlv --resume`") {
+	err := m.Apply(ctx, resumed)
+	if err == nil || !strings.Contains(err.Error(), "injected failure of lvs") || !strings.Contains(err.Error(), "run `Manager.Resume(storage/slowlv)`") {
 		t.Errorf("Apply with a failing lvs after the uncache: %v; want the lvm2 error and the way to finish", err)
 	}
 	if _, err := m.LoadJournal(slowlv); err != nil {
@@ -762,9 +722,7 @@ func TestCreateCountsTheSpareMetadataLVM2Adds(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("create: %v\nwant %s", err, want)
 	}
-	if ran := changesSince(t, path, 0); len(ran) != 0 {
-		t.Errorf("a refused create ran %v", ran)
-	}
+	noChanges(t, path, 0, "a refused create")
 	if _, err := m.PlanCreate(ctx, CreateRequest{LV: slowlv, SizeBytes: 60 * 4 * mib, PVs: []string{"/dev/fast"}}); err != nil {
 		t.Errorf("a cache that fits with its spare: %v", err)
 	}
@@ -779,20 +737,24 @@ func TestResizeRefusesSizesBeyondLVM2sRange(t *testing.T) {
 			t.Errorf("resize to %v: %v; want it refused as too large", size, err)
 		}
 	}
-	if ran := changesSince(t, path, 0); len(ran) != 0 {
-		t.Errorf("ran %v", ran)
-	}
+	noChanges(t, path, 0, "resizes beyond lvm2's range")
 }
 
-// planRecacheBy4MiB plans growing slowlv by 4 MiB by recache: uncache,
+// planRecache plans growing slowlv to (or by) size by recache: uncache,
 // lvresize, re-create.
-func planRecacheBy4MiB(t *testing.T, m *Manager) *Plan {
+func planRecache(t *testing.T, m *Manager, size Size) *Plan {
 	t.Helper()
-	plan, err := m.PlanResize(context.Background(), ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache})
+	plan, err := m.PlanResize(context.Background(), ResizeRequest{LV: slowlv, Size: size, Strategy: StrategyRecache})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return plan
+}
+
+// planRecacheBy4MiB plans growing slowlv by 4 MiB by recache.
+func planRecacheBy4MiB(t *testing.T, m *Manager) *Plan {
+	t.Helper()
+	return planRecache(t, m, Size{Bytes: 4 * mib, Relative: true})
 }
 
 // TestAPlanOvertakenByASecondOpsctlIsRefused: two admins plan the same
@@ -847,9 +809,7 @@ func TestAPlanOvertakenByASecondOpsctlIsRefused(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "changed since") || !strings.Contains(err.Error(), "nothing was changed") {
 				t.Errorf("Apply of the overtaken plan: %v; want it refused as changed since the plan", err)
 			}
-			if ran := changesSince(t, path, calls); len(ran) != 0 {
-				t.Errorf("the overtaken plan ran %v", ran)
-			}
+			noChanges(t, path, calls, "the overtaken plan")
 			if _, err := os.Stat(m.journalPath(late.Name())); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("journal left behind: %v", err)
 			}
@@ -869,21 +829,15 @@ func TestRecacheRefusesACacheItCannotRecreate(t *testing.T) {
 	})
 	for _, strategy := range []string{StrategyRecache, StrategyAuto} {
 		if strategy == StrategyAuto {
-			s := readFake(t, path)
-			s.Version = "2.03.11"
-			writeFake(t, path, s)
+			editFake(t, path, func(s *fakeState) { s.Version = "2.03.11" })
 		}
 		_, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: strategy})
 		if err == nil || !strings.Contains(err.Error(), "raid1") {
 			t.Errorf("%s of a raid1 cache: %v; want it refused naming raid1", strategy, err)
 		}
 	}
-	if ran := changesSince(t, path, 0); len(ran) != 0 {
-		t.Errorf("ran %v", ran)
-	}
-	s := readFake(t, path)
-	s.Version = "2.03.16"
-	writeFake(t, path, s)
+	noChanges(t, path, 0, "refused recaches of a raid1 cache")
+	editFake(t, path, func(s *fakeState) { s.Version = "2.03.16" })
 	if _, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyOnline}); err != nil {
 		t.Errorf("online resize of a raid1 cache: %v", err)
 	}
@@ -909,9 +863,7 @@ func TestUncacheOfAFailedWritebackCacheIsRefused(t *testing.T) {
 		if _, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 4 * mib, Relative: true}, Strategy: StrategyRecache}); err == nil || !strings.Contains(err.Error(), "dirty blocks") {
 			t.Errorf("recache of a writeback cache with health %s: %v; want it refused", health, err)
 		}
-		if ran := changesSince(t, path, 0); len(ran) != 0 {
-			t.Errorf("ran %v", ran)
-		}
+		noChanges(t, path, 0, "refused uncaches of a failed cache")
 	}
 	// The cache fails between the plan and the confirmation.
 	m, path := newFake(t, nil)
@@ -919,15 +871,11 @@ func TestUncacheOfAFailedWritebackCacheIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := readFake(t, path)
-	s.LVs[0].Cache.Health = "F"
-	writeFake(t, path, s)
+	editFake(t, path, func(s *fakeState) { s.LVs[0].Cache.Health = "F" })
 	if err := m.Apply(ctx, plan); err == nil || !strings.Contains(err.Error(), "dirty blocks") {
 		t.Errorf("Apply of a remove after the cache failed: %v; want it refused", err)
 	}
-	if ran := changesSince(t, path, 0); len(ran) != 0 {
-		t.Errorf("ran %v", ran)
-	}
+	noChanges(t, path, 0, "a remove of a cache that failed after its plan")
 	m, _ = newFake(t, func(s *fakeState) { s.LVs[0].Cache.Health, s.LVs[0].Cache.Mode = "F", "writethrough" })
 	if _, err := m.PlanRemove(ctx, slowlv); err != nil {
 		t.Errorf("remove of a failed writethrough cache: %v", err)
@@ -977,9 +925,7 @@ func TestAReattachThatFailedAfterAttachingSaysSo(t *testing.T) {
 	m, path := newFake(t, nil)
 	plan := planRecacheBy4MiB(t, m)
 	failNext(t, path, "lvresize", false, 1)
-	s := readFake(t, path)
-	s.AlsoFailAfter = "lvcreate"
-	writeFake(t, path, s)
+	editFake(t, path, func(s *fakeState) { s.AlsoFailAfter = "lvcreate" })
 	err := m.Apply(ctx, plan)
 	if err == nil || strings.Contains(err.Error(), "NOT cached") || !strings.Contains(err.Error(), "is as before") {
 		t.Errorf("Apply: %v; want the lvresize error and the LV as before, not NOT cached", err)
@@ -1028,9 +974,7 @@ func TestResizeCountsEveryMirrorOfAnLVMRaid1Origin(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("growing a raid1 origin by 100 extents: %v; want %q", err, want)
 	}
-	if ran := changesSince(t, path, 0); len(ran) != 0 {
-		t.Errorf("ran %v", ran)
-	}
+	noChanges(t, path, 0, "a refused growth of a raid1 origin")
 	if _, err := m.PlanResize(ctx, ResizeRequest{LV: slowlv, Size: Size{Bytes: 40 * 4 * mib, Relative: true}, Strategy: StrategyRecache}); err != nil {
 		t.Errorf("growing a raid1 origin by 40 extents, 80 of 142 free: %v", err)
 	}

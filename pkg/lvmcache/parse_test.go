@@ -39,7 +39,7 @@ func TestReportOfRealLVM2DescribesTheCachedLV(t *testing.T) {
 	}
 	want := Status{LV: "storage/slowlv", Cached: true, Mode: "writeback", Policy: "smq", ChunkSizeBytes: 65536,
 		OriginSizeBytes: 32 * mib, CacheSizeBytes: 16 * mib, TotalBlocks: 256, UsedBlocks: 192, DirtyBlocks: 192,
-		ReadHits: 558, ReadMisses: 917, WriteHits: 84, WriteMisses: 0, CachePVs: []string{"/dev/loop1"}}
+		ReadHits: 558, ReadMisses: 917, WriteHits: 84, WriteMisses: 0, CachePVs: []string{"/dev/loop1"}, Active: true}
 	if got := StatusOf(lv); !reflect.DeepEqual(got, want) {
 		t.Errorf("status\n got %+v\nwant %+v", got, want)
 	}

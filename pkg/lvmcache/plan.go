@@ -11,6 +11,7 @@ const (
 	OpCreate = "create"
 	OpResize = "resize"
 	OpRemove = "remove"
+	OpFlush  = "flush"
 )
 
 // Resize strategies.
@@ -33,6 +34,20 @@ const (
 	StepResize = "lvresize"
 	// StepRecache re-creates the recorded cache: done when the LV is cached.
 	StepRecache = "recache"
+
+	// The steps of a flush (flush.go). StepCleanerPolicy switches the cache
+	// to the cleaner policy (lvchange --cachepolicy cleaner), which writes
+	// every dirty block back and promotes none; StepRaiseThreshold raises
+	// the runtime migration_threshold instead (dmsetup message), for the
+	// cache's own policy to write back faster; StepWriteBack is opsctl
+	// waiting for the dirty blocks to go, no command; StepRestorePolicy
+	// puts the recorded policy back in lvm's metadata and the kernel, and
+	// StepRestoreThreshold the recorded runtime migration_threshold.
+	StepCleanerPolicy    = "cleaner-policy"
+	StepRaiseThreshold   = "raise-threshold"
+	StepWriteBack        = "write-back"
+	StepRestorePolicy    = "restore-policy"
+	StepRestoreThreshold = "restore-threshold"
 )
 
 // Step states in the journal.
@@ -43,11 +58,13 @@ const (
 	StateFailed  = "failed"
 )
 
-// Step is one lvm2 command of a plan.
+// Step is one lvm2 command of a plan (a dmsetup command when Dmsetup is
+// set; StepWriteBack runs none).
 type Step struct {
-	Kind  string   `json:"kind"`
-	Args  []string `json:"args"`
-	State string   `json:"state"`
+	Kind    string   `json:"kind"`
+	Args    []string `json:"args"`
+	Dmsetup bool     `json:"dmsetup,omitempty"`
+	State   string   `json:"state"`
 	// Started and Finished are set when the step ran; Skipped when it was
 	// found already done (a resumed plan).
 	Started  *time.Time `json:"started,omitempty"`
@@ -71,24 +88,28 @@ func (s *Step) Duration() time.Duration {
 
 // Plan is a checked list of lvm2 commands that carries out one operation on
 // one LV. It is built by PlanCreate, PlanResize or PlanRemove after every
-// preflight check, shown by --dry-run, and for a resize saved as the journal
+// preflight check, shown by a dry run, and for a resize saved as the journal
 // before each step.
 type Plan struct {
 	Version  int    `json:"version"`
 	Op       string `json:"op"`
 	LV       string `json:"lv"`
 	Strategy string `json:"strategy,omitempty"`
-	// Lvm is the lvm2 executable the plan was made with.
+	// Lvm is the lvm2 executable the plan was made with; Dmsetup the
+	// dmsetup one, for a plan that runs it.
 	Lvm               string `json:"lvm"`
+	Dmsetup           string `json:"dmsetup,omitempty"`
 	LVMVersion        string `json:"lvm_version,omitempty"`
 	OriginalSizeBytes int64  `json:"original_size_bytes,omitempty"`
 	TargetSizeBytes   int64  `json:"target_size_bytes,omitempty"`
 	// Cache is the cache as recorded before anything changed: what a
 	// recache re-creates.
-	Cache   *Cache    `json:"cache,omitempty"`
-	Steps   []Step    `json:"steps"`
-	Created time.Time `json:"created"`
-	Updated time.Time `json:"updated"`
+	Cache *Cache `json:"cache,omitempty"`
+	// Flush is what a flush puts back, and until when it runs.
+	Flush   *FlushRecord `json:"flush,omitempty"`
+	Steps   []Step       `json:"steps"`
+	Created time.Time    `json:"created"`
+	Updated time.Time    `json:"updated"`
 	// Notes explain the plan to a person: shown before confirmation.
 	Notes []string `json:"notes,omitempty"`
 	// Resumed is set on a plan loaded from its journal.
@@ -101,17 +122,28 @@ func (p *Plan) Name() Name {
 	return n
 }
 
-// Commands are the lvm2 command lines of the steps still to run, each
-// "+ " and the argv shell-quoted: what --dry-run prints.
+// Commands are the lvm2 (and dmsetup) command lines of the steps still to
+// run, each "+ " and the argv shell-quoted: what a dry run prints.
 func (p *Plan) Commands() []string {
 	var lines []string
 	for _, s := range p.Steps {
-		if s.State == StateDone {
+		if s.State == StateDone || len(s.Args) == 0 {
 			continue
 		}
-		lines = append(lines, "+ "+ShellQuote(append([]string{p.Lvm}, s.Args...)))
+		lines = append(lines, "+ "+ShellQuote(append([]string{p.executable(&s)}, s.Args...)))
 	}
 	return lines
+}
+
+// executable is what runs step: lvm2, or dmsetup.
+func (p *Plan) executable(step *Step) string {
+	if step.Dmsetup {
+		if p.Dmsetup == "" {
+			return "dmsetup"
+		}
+		return p.Dmsetup
+	}
+	return p.Lvm
 }
 
 func (p *Plan) step(kind string) *Step {
@@ -177,4 +209,15 @@ func createCacheArgs(name Name, c *Cache, exact bool) []string {
 	}
 	args = append(args, "--name", c.Name, "--size", lvmSize(c.SizeBytes), name.String())
 	return append(args, c.PVs...)
+}
+
+// recordCache copies what re-creating c needs. A cache left in the cleaner
+// policy by an interrupted uncache is re-created with smq, lvm2's default.
+func recordCache(c *Cache) *Cache {
+	rec := *c
+	rec.PVs = append([]string(nil), c.PVs...)
+	if rec.Policy == "cleaner" {
+		rec.Policy = "smq"
+	}
+	return &rec
 }

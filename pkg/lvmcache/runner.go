@@ -28,11 +28,16 @@ const DefaultReportTimeout = 60 * time.Second
 // the kernel (a dead device) may not, and opsctl does not wait for it.
 const killWait = 5 * time.Second
 
-// Runner runs lvm2. It is the one place where opsctl executes lvm: every
-// call gets LC_ALL=C, and its exact argv is logged at debug level.
+// Runner runs lvm2, and device-mapper's dmsetup for what lvm2 does not
+// offer (dm-cache's runtime migration_threshold and its promotion and
+// demotion counters). It is the one place where opsctl executes either:
+// every call gets LC_ALL=C, and its exact argv is logged at debug level.
 type Runner struct {
 	// Path is the lvm executable: "lvm" (looked up on PATH) when empty.
 	Path string
+	// Dmsetup is the dmsetup executable: "dmsetup" (looked up on PATH)
+	// when empty.
+	Dmsetup string
 	// Logger receives the argv of every call at debug level; nil discards.
 	Logger *slog.Logger
 	// ReportTimeout bounds each report: DefaultReportTimeout when zero. A
@@ -71,18 +76,32 @@ func (r *Runner) Executable() string {
 	return r.Path
 }
 
-// NotFoundError is an lvm2 executable that does not exist: not on PATH
-// when OnPath, else not at Path.
+// DmsetupExecutable is the dmsetup command as it is run and shown in plans.
+func (r *Runner) DmsetupExecutable() string {
+	if r == nil || r.Dmsetup == "" {
+		return "dmsetup"
+	}
+	return r.Dmsetup
+}
+
+// NotFoundError is an lvm2 (or dmsetup) executable that does not exist:
+// not on PATH when OnPath, else not at Path.
 type NotFoundError struct {
 	Path   string
 	OnPath bool
+	// Tool is what the executable is: "lvm2" or "dmsetup".
+	Tool string
 }
 
 func (e *NotFoundError) Error() string {
-	if e.OnPath {
-		return fmt.Sprintf("lvm2 executable %q not found on PATH", e.Path)
+	tool := e.Tool
+	if tool == "" {
+		tool = "lvm2"
 	}
-	return fmt.Sprintf("lvm2 executable %q not found", e.Path)
+	if e.OnPath {
+		return fmt.Sprintf("%s executable %q not found on PATH", tool, e.Path)
+	}
+	return fmt.Sprintf("%s executable %q not found", tool, e.Path)
 }
 
 // CommandError is an lvm2 command that exited non-zero. Stderr holds what
@@ -123,7 +142,18 @@ func lastLines(s string, n int) string {
 // killed with whatever it started. A report ends with ctx or after
 // ReportTimeout; a change is never abandoned.
 func (r *Runner) Run(ctx context.Context, args ...string) ([]byte, error) {
-	argv := append([]string{r.Executable()}, args...)
+	return r.run(ctx, "lvm2", append([]string{r.Executable()}, args...), isReport(args))
+}
+
+// RunDmsetup executes dmsetup with args, as Run does lvm: `dmsetup status`
+// is a report (it ends with ctx or after ReportTimeout), `dmsetup message`
+// a change.
+func (r *Runner) RunDmsetup(ctx context.Context, args ...string) ([]byte, error) {
+	report := len(args) > 0 && (args[0] == "status" || args[0] == "table" || args[0] == "info")
+	return r.run(ctx, "dmsetup", append([]string{r.DmsetupExecutable()}, args...), report)
+}
+
+func (r *Runner) run(ctx context.Context, tool string, argv []string, report bool) ([]byte, error) {
 	if r != nil && r.Logger != nil {
 		r.Logger.Debug("exec", "argv", ShellQuote(argv))
 	}
@@ -135,14 +165,14 @@ func (r *Runner) Run(ctx context.Context, args ...string) ([]byte, error) {
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
-			return nil, &NotFoundError{Path: argv[0], OnPath: !strings.Contains(argv[0], "/")}
+			return nil, &NotFoundError{Path: argv[0], OnPath: !strings.Contains(argv[0], "/"), Tool: tool}
 		}
 		return nil, fmt.Errorf("run %s: %w", argv[0], err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var err error
-	if isReport(args) {
+	if report {
 		timeout := time.NewTimer(r.reportTimeout())
 		defer timeout.Stop()
 		select {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opsctl/opsctl/internal/testenv"
 )
 
 // hungPIDs reads the pids of a hung fake lvm and its child.
@@ -29,16 +31,17 @@ func hungPIDs(t *testing.T, path string) []int {
 // the minute is only a guard.
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	gone := testenv.WaitUntil(t, time.Minute, func() bool {
 		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 		if err != nil {
-			return
+			return true
 		}
-		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
-			return
-		}
+		i := strings.LastIndexByte(string(stat), ')')
+		return i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z")
+	})
+	if !gone {
+		t.Errorf("pid %d still runs", pid)
 	}
-	t.Errorf("pid %d still runs", pid)
 }
 
 // TestAReportCancelledByItsContextKillsTheProcessGroup: an lvm2 report

@@ -148,7 +148,7 @@ func checkStateFolder(fd int, stateDir, path string, last bool) error {
 		return &StateDirError{StateDir: stateDir, Path: path, Problem: "cannot be read: " + err.Error(), Err: err}
 	}
 	if st.Uid != 0 && int(st.Uid) != os.Geteuid() {
-		return &StateDirError{StateDir: stateDir, Path: path, Problem: fmt.Sprintf("is owned by uid %d, not root: that user could change the journals; give another --state-dir", st.Uid)}
+		return &StateDirError{StateDir: stateDir, Path: path, Problem: fmt.Sprintf("is owned by uid %d, not root: that user could change the journals; give another Manager.StateDir", st.Uid)}
 	}
 	if st.Mode&0o022 != 0 && (last || st.Mode&unix.S_ISVTX == 0) {
 		return &StateDirError{StateDir: stateDir, Path: path, Problem: fmt.Sprintf("is writable by others (mode %04o): they could change the journals; chmod go-w it", st.Mode&0o7777)}
@@ -209,6 +209,8 @@ func fileKind(mode uint32) string {
 		return "a socket"
 	case unix.S_IFLNK:
 		return "a symbolic link"
+	case unix.S_IFREG:
+		return "a regular file"
 	}
 	return "not a file"
 }

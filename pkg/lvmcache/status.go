@@ -24,12 +24,15 @@ type Status struct {
 	WriteHits       int64    `json:"write_hits"`
 	WriteMisses     int64    `json:"write_misses"`
 	CachePVs        []string `json:"cache_pvs"`
+	// Active tells an LV with a device in the kernel, whose dm-cache has
+	// counters (see Counters).
+	Active bool `json:"-"`
 }
 
 // StatusOf describes lv. An LV without a cache has Cached false, its origin
 // size and zeros elsewhere.
 func StatusOf(lv *LV) Status {
-	s := Status{LV: lv.Name.String(), OriginSizeBytes: lv.SizeBytes, CachePVs: []string{}}
+	s := Status{LV: lv.Name.String(), OriginSizeBytes: lv.SizeBytes, CachePVs: []string{}, Active: lv.Active}
 	if c := lv.Cache; c != nil {
 		s.Cached = true
 		s.Mode, s.Policy = c.Mode, c.Policy
@@ -75,12 +78,30 @@ func (m *Manager) StatusAll(ctx context.Context) ([]Status, error) {
 		if err != nil {
 			return nil, fmt.Errorf("lvm cache status: %w", err)
 		}
-		for _, lv := range vg.LVs {
-			if lv.Cached() {
-				all = append(all, StatusOf(lv))
-			}
-		}
+		all = append(all, cachedOf(vg)...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].LV < all[j].LV })
 	return all, nil
+}
+
+// StatusOfVG reports every cached LV of the VG vgName, sorted by name.
+func (m *Manager) StatusOfVG(ctx context.Context, vgName string) ([]Status, error) {
+	vg, err := m.Runner.InspectVG(ctx, vgName)
+	if err != nil {
+		return nil, fmt.Errorf("lvm cache status %s: %w", vgName, err)
+	}
+	all := cachedOf(vg)
+	sort.Slice(all, func(i, j int) bool { return all[i].LV < all[j].LV })
+	return all, nil
+}
+
+// cachedOf is the status of every cached LV of vg.
+func cachedOf(vg *VG) []Status {
+	all := []Status{}
+	for _, lv := range vg.LVs {
+		if lv.Cached() {
+			all = append(all, StatusOf(lv))
+		}
+	}
+	return all
 }

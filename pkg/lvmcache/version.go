@@ -1,6 +1,7 @@
 package lvmcache
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -45,4 +46,13 @@ func ParseVersion(out string) (Version, error) {
 	v.Minor, _ = strconv.Atoi(m[2])
 	v.Patch, _ = strconv.Atoi(m[3])
 	return v, nil
+}
+
+// Version asks lvm2 for its release.
+func (r *Runner) Version(ctx context.Context) (Version, error) {
+	out, err := r.Run(ctx, "version")
+	if err != nil {
+		return Version{}, fmt.Errorf("lvm version: %w", err)
+	}
+	return ParseVersion(string(out))
 }

@@ -102,6 +102,83 @@ if [ -n "$measure_mb" ]; then
 		left=$($OPSCTL lvm cache status $VG/$LV -o json | sed -n 's/.*"dirty_blocks": \([0-9]*\).*/\1/p')
 		echo "@@MEASURE $strategy rc=$rc dirty_before=$blocks dirty_after=$left polls=$polls start=$start end=$end out=$(echo "$out" | grep resized | base64 -w0)"
 	done
+
+	# The flush (issue 20): the same dirty blocks written back by opsctl's
+	# flush (the cleaner policy; migration_threshold raised in steps) and
+	# by lvm2's own uncache, on an idle LV.
+	dcount() { dmsetup status $VG-$LV | awk '$3 == "cache" {print $14}'; }
+	now() { cut -d' ' -f1 /proc/uptime; }
+	# wb_at is when the kernel first showed fewer dirty blocks, clean_at
+	# when it first showed none (or no cache): from one to the other is the
+	# write-back's own time, without what the command does before its first
+	# change and after it (lvm2 reports and the restore, which cost a second
+	# or more each on this emulated CPU).
+	measure_flush() {
+		name=$1
+		shift
+		dirty "$measure_mb"
+		blocks=$(dcount)
+		start=$(now)
+		"$@" >/tmp/measure.out 2>&1 &
+		cpid=$!
+		clean_at= wb_at=
+		while kill -0 $cpid 2>/dev/null; do
+			left=$(dcount)
+			[ -z "$wb_at" ] && [ "${left:-0}" -lt "$blocks" ] && wb_at=$(now)
+			[ -z "$clean_at" ] && [ "${left:-0}" = 0 ] && clean_at=$(now)
+			sleep 0.1
+		done
+		wait $cpid
+		rc=$?
+		end=$(now)
+		echo "@@MEASURE $name rc=$rc dirty_before=$blocks dirty_after=$(dcount) start=$start end=$end wb_at=${wb_at:-$end} clean_at=${clean_at:-$end} out=$(tail -n 1 /tmp/measure.out | base64 -w0)"
+	}
+	measure_flush flush-cleaner $OPSCTL lvm cache flush $VG/$LV --state-dir $STATE
+	measure_flush flush-threshold $OPSCTL lvm cache flush $VG/$LV --method threshold --state-dir $STATE
+	measure_flush uncache lvm lvconvert --uncache $VG/$LV
+	$OPSCTL lvm cache create $VG/$LV --size $((measure_mb + 64))M --cache-pv /dev/loop1 -y --state-dir $STATE >/dev/null
+
+	# A busy origin: a writer of 4 KiB blocks (direct I/O, one at a time)
+	# to the LV's blocks outside the dirty ones runs alone for 20 s, then
+	# during each flush, which may take 30 s at most. A write of part of a
+	# block that is not cached goes to the origin, and smq promotes none
+	# (it would for a whole block, or a read of a hot one, and demote dirty
+	# blocks to make room): the origin stays busy and the cache as it is.
+	# What the flush writes back says whether it gets anywhere; what the
+	# writer writes, what it takes from the LV's users (on dm-delay a write
+	# takes its delay whatever else is in flight: here, mostly CPU).
+	reader() {
+		n=0
+		while [ ! -e /tmp/stop-reader ]; do
+			dd if=/dev/zero of=$DEV bs=4k count=1 seek=$((32768 + (n * 17) % 65536)) oflag=direct conv=notrunc 2>/dev/null
+			n=$((n + 1))
+		done
+		echo $n >/tmp/reader.count
+	}
+	measure_busy() {
+		name=$1
+		shift
+		dirty "$measure_mb"
+		blocks=$(dcount)
+		rm -f /tmp/stop-reader /tmp/reader.count
+		reader &
+		rpid=$!
+		start=$(now)
+		if [ $# -gt 0 ]; then
+			out=$("$@" 2>&1)
+			rc=$?
+		else
+			sleep 20
+			out= rc=0
+		fi
+		end=$(now)
+		touch /tmp/stop-reader
+		wait $rpid
+		echo "@@MEASURE $name rc=$rc dirty_before=$blocks dirty_after=$(dcount) start=$start end=$end writes=$(cat /tmp/reader.count) out=$(echo "$out" | tail -n 1 | base64 -w0)"
+	}
+	measure_busy busy-writer-alone
+	measure_busy busy-flush-cleaner $OPSCTL lvm cache flush $VG/$LV --for 30s --state-dir $STATE
+	measure_busy busy-flush-threshold $OPSCTL lvm cache flush $VG/$LV --method threshold --for 30s --state-dir $STATE
 	echo "@@END"
 	exit 0
 fi
@@ -237,6 +314,34 @@ step status-after-ctrl-c $OPSCTL lvm cache status $VG/$LV -o json $S
 echo "@@JOURNAL after-ctrl-c $(cat $STATE/$VG-$LV.json | base64 -w0)"
 step resume-after-ctrl-c $OPSCTL lvm cache resize $VG/$LV --resume -y $S
 
+# Flush (issue 20): dirty blocks with dm-cache's own writeback frozen
+# (runtime migration_threshold 0) and a persistent setting
+# (migration_threshold=4096, which a reload puts in the kernel): afterwards
+# no dirty block, still cached in writeback, the same policy and settings in
+# lvm's metadata, the runtime migration_threshold 0 again, the data intact.
+lvm lvchange -q --cachesettings migration_threshold=4096 $VG/$LV
+dirty 12
+capture lvs-before-flush lvm lvs --reportformat json -o lv_name,cache_mode,cache_policy,cache_settings,kernel_cache_settings,kernel_cache_policy $VG/$LV
+capture dm-before-flush dmsetup status $VG-$LV
+step flush-dry-run $OPSCTL lvm cache flush $VG/$LV --dry-run $S
+step flush $OPSCTL lvm cache flush $VG/$LV -o json $S
+capture lvs-after-flush lvm lvs --reportformat json -o lv_name,cache_mode,cache_policy,cache_settings,kernel_cache_settings,kernel_cache_policy $VG/$LV
+capture dm-after-flush dmsetup status $VG-$LV
+step status-flushed $OPSCTL lvm cache status $VG/$LV -o json $S
+step flush-clean $OPSCTL lvm cache flush $VG/$LV $S
+lvm lvchange -q --cachesettings migration_threshold=default $VG/$LV
+
+# Prometheus: the metrics, then at once lvm2's and dmsetup's view of the
+# same counters (nothing reads or writes the LV in between).
+dd if=$DEV of=/dev/null bs=64k count=64 iflag=direct 2>/dev/null
+capture prometheus $OPSCTL lvm cache status -o prometheus $S
+capture lvs-counters lvm lvs --reportformat json --units b --nosuffix -o lv_name,vg_name,cache_mode,cache_read_hits,cache_read_misses,cache_write_hits,cache_write_misses,cache_dirty_blocks,cache_used_blocks,cache_total_blocks $VG/$LV
+capture dm-counters dmsetup status $VG-$LV
+mkdir -p /tmp/prom
+step status-textfile $OPSCTL lvm cache status $VG -o prometheus --textfile /tmp/prom $S
+capture textfile cat /tmp/prom/opsctl_lvm_cache.prom
+step status-textfile-missing $OPSCTL lvm cache status -o prometheus --textfile /tmp/nosuchdir $S
+
 # Remove with dirty blocks: flushed with progress, LV left plain.
 dirty 12
 step status-dirty-remove $OPSCTL lvm cache status $VG/$LV -o json $S
@@ -266,4 +371,100 @@ echo "@@SIGNATURES $(lvm lvcreate -n probe -L 4M $VG /dev/loop1 </dev/null 2>&1 
 lvm lvremove -q -y $VG/probe >/dev/null 2>&1
 step create-over-stale-signatures $OPSCTL lvm cache create $VG/$LV --size 16M --cache-pv /dev/loop1 -y $S
 step status-over-stale-signatures $OPSCTL lvm cache status $VG/$LV -o json $S
+
+# Flushes on a slow origin (the dm-delay set-up of `make bench-lvm`, every
+# write to the origin's PV delayed 500 ms): a window that ends first,
+# SIGTERM mid-flush, SIGKILL mid-flush then --resume. Its own VG, LV and
+# expected data. At 1 s a write, 448 dirty blocks take the cleaner some
+# 15 s to write back (26 blocks/s measured on an idle machine): longer than
+# the 5 s window, and long enough to be stopped mid-way.
+DVG=slowvg
+DLV=data
+DDEV=/dev/$DVG/$DLV
+DEXPECT=/tmp/expect-delayed
+truncate -s 256M /tmp/dslow.img
+truncate -s 64M /tmp/dfast.img
+losetup /dev/loop3 /tmp/dslow.img
+losetup /dev/loop4 /tmp/dfast.img
+dmsetup create delayed --table "0 $(blockdev --getsz /dev/loop3) delay /dev/loop3 0 0 /dev/loop3 0 1000"
+sed -i 's|^devices {|devices {\n\tglobal_filter = [ "r\|^/dev/loop3$\|" ]|' /etc/lvm/lvm.conf
+dslow=/dev/$(dmsetup info -c --noheadings -o blkdevname delayed)
+lvm pvcreate -q $dslow /dev/loop4 >/dev/null
+lvm vgcreate -q $DVG $dslow /dev/loop4 >/dev/null
+lvm lvcreate -q -n $DLV -L 64M $DVG $dslow </dev/null >/dev/null
+dd if=/dev/zero of=$DEXPECT bs=1M count=1 2>/dev/null
+$OPSCTL lvm cache create $DVG/$DLV --size 32M --cache-pv /dev/loop4 -y $S >/dev/null
+
+# dstep is step on the delayed LV: its data checked against its copy.
+dstep() {
+	saved_dev=$DEV saved_expect=$EXPECT
+	DEV=$DDEV EXPECT=$DEXPECT
+	step "$@"
+	DEV=$saved_dev EXPECT=$saved_expect
+}
+
+# ddirty makes 448 blocks of the delayed LV dirty, writeback frozen.
+ddirty() {
+	dmsetup message "$DVG-$DLV" 0 migration_threshold 0
+	dd if=/dev/urandom of=/tmp/chunk bs=1M count=28 2>/dev/null
+	dd if=/tmp/chunk of="$DDEV" bs=1M oflag=direct conv=notrunc 2>/dev/null
+	dd if=/tmp/chunk of="$DEXPECT" bs=1M conv=notrunc 2>/dev/null
+	sync
+	rm -f /tmp/chunk
+}
+
+# start_flush starts a flush of the delayed LV in the background and
+# returns once its journal says the write-back runs.
+start_flush() {
+	$OPSCTL lvm cache flush $DVG/$DLV -o json $S </dev/null >/tmp/bg.out 2>/tmp/bg.err &
+	bgpid=$!
+	i=0
+	while [ $i -lt 600 ]; do
+		if tr -d ' \n' <$STATE/$DVG-$DLV.json 2>/dev/null | grep -q '"kind":"write-back","args":null,"state":"running"'; then
+			return 0
+		fi
+		sleep 0.1
+		i=$((i + 1))
+	done
+	echo "@@INIT start_flush: the write-back of $DVG/$DLV never ran"
+}
+
+# end_flush reports the background flush as a step, once it has exited.
+end_flush() {
+	wait $bgpid
+	rc=$?
+	echo "@@STEP $1 rc=$rc out=$(b64 /tmp/bg.out) err=$(b64 /tmp/bg.err) t=$(cut -d' ' -f1 /proc/uptime)"
+	saved_dev=$DEV saved_expect=$EXPECT
+	DEV=$DDEV EXPECT=$DEXPECT
+	check_data "$1"
+	DEV=$saved_dev EXPECT=$saved_expect
+}
+
+ddirty
+capture dm-delayed-before dmsetup status $DVG-$DLV
+echo "@@TIME flush-window-start $(cut -d' ' -f1 /proc/uptime)"
+dstep flush-window $OPSCTL lvm cache flush $DVG/$DLV --for 5s -o json $S
+capture lvs-delayed-after-window lvm lvs --reportformat json -o lv_name,cache_mode,cache_policy,cache_settings,kernel_cache_policy $DVG/$DLV
+capture dm-delayed-after-window dmsetup status $DVG-$DLV
+
+ddirty
+start_flush
+kill -TERM $bgpid
+end_flush flush-sigterm
+capture lvs-delayed-after-sigterm lvm lvs --reportformat json -o lv_name,cache_mode,cache_policy,cache_settings,kernel_cache_policy $DVG/$DLV
+capture dm-delayed-after-sigterm dmsetup status $DVG-$DLV
+echo "@@JOURNAL after-flush-sigterm $(ls $STATE | grep -c json)"
+
+ddirty
+start_flush
+kill -KILL $bgpid
+end_flush flush-killed
+capture lvs-delayed-after-kill lvm lvs --reportformat json -o lv_name,cache_mode,cache_policy,cache_settings,kernel_cache_policy $DVG/$DLV
+echo "@@JOURNAL after-flush-kill $(cat $STATE/$DVG-$DLV.json | base64 -w0)"
+dstep remove-while-flush-journaled $OPSCTL lvm cache remove $DVG/$DLV -y $S
+dstep flush-resume-dry-run $OPSCTL lvm cache flush $DVG/$DLV --resume --dry-run $S
+dstep flush-resume $OPSCTL lvm cache flush $DVG/$DLV --resume -o json $S
+capture lvs-delayed-after-resume lvm lvs --reportformat json -o lv_name,cache_mode,cache_policy,cache_settings,kernel_cache_policy $DVG/$DLV
+capture dm-delayed-after-resume dmsetup status $DVG-$DLV
+echo "@@JOURNAL after-flush-resume $(ls $STATE | grep -c json)"
 echo "@@END"

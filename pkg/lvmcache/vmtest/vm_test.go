@@ -17,12 +17,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/opsctl/opsctl/internal/testenv"
 	"github.com/opsctl/opsctl/pkg/lvmcache"
 )
 
-// vmTimeout bounds one boot of the VM and everything test.sh does in it.
-const vmTimeout = 360 * time.Second
+// vmTimeout bounds one boot of the VM and everything test.sh does in it:
+// some 3 minutes on an idle build machine (qemu TCG), more than twice that
+// where other builds share its two cores. OPSCTL_LVM_VM_TIMEOUT (seconds)
+// sets another bound.
+func vmTimeout() time.Duration {
+	if s, err := strconv.Atoi(os.Getenv("OPSCTL_LVM_VM_TIMEOUT")); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return 900 * time.Second
+}
 
 // stepResult is one @@STEP line of the console, with its @@DATA check.
 type stepResult struct {
@@ -43,10 +54,12 @@ type vmResults struct {
 	// signatures is what a plain lvcreate said on the SSD's free space
 	// before the create over stale signatures.
 	signatures string
+	// times are the VM's uptimes of @@TIME lines, by name.
+	times map[string]float64
 }
 
 func parseConsole(console []byte) (*vmResults, error) {
-	res := &vmResults{steps: map[string]*stepResult{}, journals: map[string]string{}, captures: map[string][]byte{}}
+	res := &vmResults{steps: map[string]*stepResult{}, journals: map[string]string{}, captures: map[string][]byte{}, times: map[string]float64{}}
 	scanner := bufio.NewScanner(bytes.NewReader(console))
 	scanner.Buffer(make([]byte, 1<<20), 16<<20)
 	for scanner.Scan() {
@@ -105,6 +118,10 @@ func parseConsole(console []byte) (*vmResults, error) {
 			if len(fields) >= 2 {
 				decoded, _ := base64.StdEncoding.DecodeString(fields[1])
 				res.signatures = string(decoded)
+			}
+		case "@@TIME":
+			if len(fields) >= 3 {
+				res.times[fields[1]], _ = strconv.ParseFloat(fields[2], 64)
 			}
 		case "@@END":
 			res.ended = true
@@ -184,7 +201,7 @@ func bootVM(t *testing.T, memory, extraAppend string) []byte {
 		t.Fatal(err)
 	}
 
-	vmCtx, vmCancel := context.WithTimeout(context.Background(), vmTimeout)
+	vmCtx, vmCancel := context.WithTimeout(context.Background(), vmTimeout())
 	defer vmCancel()
 	cmd := exec.CommandContext(vmCtx, qemu, "-accel", "tcg", "-cpu", "max", "-m", memory, "-smp", "1",
 		"-nographic", "-no-reboot", "-kernel", paths["KERNEL"], "-initrd", initrd,
@@ -205,7 +222,7 @@ func bootVM(t *testing.T, memory, extraAppend string) []byte {
 		}
 	})
 	if vmCtx.Err() != nil {
-		t.Fatalf("the VM did not finish within %s (killed); console in %s, last lines:\n%s", vmTimeout, logPath, tail(console.String(), 30))
+		t.Fatalf("the VM did not finish within %s (killed); console in %s, last lines:\n%s", vmTimeout(), logPath, tail(console.String(), 30))
 	}
 	if err != nil {
 		t.Fatalf("qemu: %v; console in %s:\n%s", err, logPath, tail(console.String(), 30))
@@ -450,6 +467,9 @@ func TestLVMCacheOnRealLVM2InVM(t *testing.T) {
 		}
 	}
 
+	checkFlushes(t, res)
+	checkMetrics(t, res)
+
 	// The measurement for docs/lvm.md: the same cached LV, about the same
 	// number of dirty blocks, grown by recache and online.
 	t.Logf("measurement: %s", strings.TrimSpace(get("resize-recache").Stdout))
@@ -472,7 +492,10 @@ func lastNonLog(stderr string) string {
 
 // TestMeasureRecacheVsOnline is the measurement of docs/lvm.md, run by
 // `make bench-lvm` (OPSCTL_LVM_MEASURE=MiB to dirty): the same cached LV with
-// the same number of dirty blocks grown by recache, then online.
+// the same number of dirty blocks grown by recache, then online; then
+// flushed by opsctl (the cleaner policy, then migration_threshold raised in
+// steps) and by lvm2's own uncache; then flushed while a writer keeps the
+// origin busy.
 func TestMeasureRecacheVsOnline(t *testing.T) {
 	mb := os.Getenv("OPSCTL_LVM_MEASURE")
 	if mb == "" {
@@ -490,33 +513,310 @@ func TestMeasureRecacheVsOnline(t *testing.T) {
 		extra += " opsctl.delay=" + delay
 	}
 	console := bootVM(t, "1536", extra)
-	seconds := map[string]float64{}
-	for _, line := range strings.Split(string(console), "\n") {
+	measures := parseMeasures(string(console))
+	for _, name := range []string{"recache", "online", "flush-cleaner", "flush-threshold", "uncache", "busy-writer-alone", "busy-flush-cleaner", "busy-flush-threshold"} {
+		m, ok := measures[name]
+		if !ok {
+			t.Fatalf("no measurement %s in the console:\n%s", name, tail(string(console), 30))
+		}
+		if m.values["rc"] != "0" {
+			t.Errorf("%s: exit %s", name, m.values["rc"])
+		}
+		line := fmt.Sprintf("measure: %-20s dirty blocks before %6s, after %6s, wall %6.2fs", name, m.values["dirty_before"], m.values["dirty_after"], m.seconds)
+		if m.clean > 0 {
+			line += fmt.Sprintf(", clean after %6.2fs (write-back %5.2fs)", m.clean, m.clean-m.writeBack)
+		}
+		if writes, err := strconv.ParseFloat(m.values["writes"], 64); err == nil {
+			line += fmt.Sprintf(", writer %5.0f writes (%.1f/s)", writes, writes/m.seconds)
+		}
+		fmt.Printf("%s: %s\n", line, m.out)
+	}
+	fmt.Printf("measure: recache  dirty blocks left as polled during the flush: %s\n", strings.TrimSuffix(measures["recache"].values["polls"], ","))
+	ratio := func(what string, a, b string) {
+		fmt.Printf("measure: %s %.2fx\n", what, measures[a].seconds/measures[b].seconds)
+	}
+	ratio("recache/online wall time ratio", "recache", "online")
+	ratio("flush by opsctl (cleaner) / lvm2 uncache flush, wall time", "flush-cleaner", "uncache")
+	ratio("flush by migration_threshold / by cleaner, wall time", "flush-threshold", "flush-cleaner")
+	writeBack := func(name string) float64 { return measures[name].clean - measures[name].writeBack }
+	fmt.Printf("measure: flush by opsctl (cleaner) / lvm2 uncache flush, write-back time %.2fx\n", writeBack("flush-cleaner")/writeBack("uncache"))
+	fmt.Printf("measure: flush by migration_threshold / by cleaner, write-back time %.2fx\n", writeBack("flush-threshold")/writeBack("flush-cleaner"))
+	rate := func(name string) float64 {
+		writes, _ := strconv.ParseFloat(measures[name].values["writes"], 64)
+		return writes / measures[name].seconds
+	}
+	for _, name := range []string{"busy-flush-cleaner", "busy-flush-threshold"} {
+		before, _ := strconv.Atoi(measures[name].values["dirty_before"])
+		after, _ := strconv.Atoi(measures[name].values["dirty_after"])
+		fmt.Printf("measure: %s: %d of %d blocks written back in %.1fs; the writer at %.2fx its rate alone\n",
+			name, before-after, before, measures[name].seconds, rate(name)/rate("busy-writer-alone"))
+	}
+}
+
+type measure struct {
+	values  map[string]string
+	seconds float64
+	// writeBack and clean are when the kernel showed fewer dirty blocks
+	// first and none, from the start (the flushes of an idle LV).
+	writeBack, clean float64
+	out              string
+}
+
+// parseMeasures reads the @@MEASURE lines of test.sh's measurement mode.
+func parseMeasures(console string) map[string]measure {
+	measures := map[string]measure{}
+	for _, line := range strings.Split(console, "\n") {
 		i := strings.Index(line, "@@MEASURE ")
 		if i < 0 {
 			continue
 		}
 		fields := strings.Fields(line[i:])
-		values := map[string]string{}
+		if len(fields) < 2 {
+			continue
+		}
+		m := measure{values: map[string]string{}}
 		for _, kv := range fields[2:] {
 			k, v, _ := strings.Cut(kv, "=")
-			values[k] = strings.TrimRight(v, "\r")
+			m.values[k] = strings.TrimRight(v, "\r")
 		}
-		start, _ := strconv.ParseFloat(values["start"], 64)
-		end, _ := strconv.ParseFloat(values["end"], 64)
-		out, _ := base64.StdEncoding.DecodeString(values["out"])
-		if values["rc"] != "0" {
-			t.Errorf("%s: exit %s", fields[1], values["rc"])
+		start, _ := strconv.ParseFloat(m.values["start"], 64)
+		end, _ := strconv.ParseFloat(m.values["end"], 64)
+		out, _ := base64.StdEncoding.DecodeString(m.values["out"])
+		m.seconds, m.out = end-start, strings.TrimSpace(string(out))
+		if clean, err := strconv.ParseFloat(m.values["clean_at"], 64); err == nil {
+			m.clean = clean - start
 		}
-		seconds[fields[1]] = end - start
-		fmt.Printf("measure: %-8s dirty blocks before %6s, after %6s, wall %6.2fs: %s\n", fields[1], values["dirty_before"], values["dirty_after"], end-start, strings.TrimSpace(string(out)))
-		if fields[1] == "recache" {
-			// The progress poll read the dirty blocks during the flush.
-			fmt.Printf("measure: recache  dirty blocks left as polled during the flush: %s\n", strings.TrimSuffix(values["polls"], ","))
+		if wb, err := strconv.ParseFloat(m.values["wb_at"], 64); err == nil {
+			m.writeBack = wb - start
+		}
+		measures[fields[1]] = m
+	}
+	return measures
+}
+
+// step returns the result of a step of test.sh, failing the test when it
+// did not run.
+func (res *vmResults) step(t *testing.T, name string) *stepResult {
+	t.Helper()
+	r, ok := res.steps[name]
+	if !ok {
+		t.Fatalf("step %s did not run", name)
+	}
+	return r
+}
+
+// flushResult reads the JSON a flush printed.
+func flushResult(t *testing.T, r *stepResult) lvmcache.FlushResult {
+	t.Helper()
+	var f lvmcache.FlushResult
+	if err := json.Unmarshal([]byte(r.Stdout), &f); err != nil {
+		t.Fatalf("flush JSON: %v\n%s", err, r.Stdout)
+	}
+	return f
+}
+
+// dmStatus reads a captured `dmsetup status`.
+func dmStatus(t *testing.T, res *vmResults, name string) (*lvmcache.DMCacheStatus, int64) {
+	t.Helper()
+	s, err := lvmcache.ParseDMCacheStatus(string(res.captures[name]))
+	if err != nil {
+		t.Fatalf("%s: %v: %q", name, err, res.captures[name])
+	}
+	threshold, err := s.MigrationThreshold()
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return s, threshold
+}
+
+// lvsRow reads the one LV row of a captured lvs report.
+func lvsRow(t *testing.T, res *vmResults, name string) lvmcache.Row {
+	t.Helper()
+	report, err := lvmcache.ParseReport(res.captures[name])
+	if err != nil || len(report["lv"]) != 1 {
+		t.Fatalf("%s: %v %q", name, err, res.captures[name])
+	}
+	return report["lv"][0]
+}
+
+// checkFlushes checks the flushes of test.sh: storage/slowlv's, with
+// dm-cache's writeback frozen and a persistent setting, and those of the
+// delayed slowvg/data: a window, SIGTERM, SIGKILL and --resume.
+func checkFlushes(t *testing.T, res *vmResults) {
+	wantCode := func(name string, code int) *stepResult {
+		t.Helper()
+		r := res.step(t, name)
+		if r.Code != code {
+			t.Errorf("%s: exit %d, want %d\nstdout: %s\nstderr: %s", name, r.Code, code, r.Stdout, r.Stderr)
+		}
+		return r
+	}
+	if r := wantCode("flush-dry-run", 0); r.Stdout != "+ lvm lvchange --cachepolicy cleaner storage/slowlv\n+ lvm lvchange --cachepolicy smq storage/slowlv\n+ dmsetup message storage-slowlv 0 migration_threshold 0\n" {
+		t.Errorf("flush --dry-run printed %q", r.Stdout)
+	}
+	before, beforeThreshold := dmStatus(t, res, "dm-before-flush")
+	after, afterThreshold := dmStatus(t, res, "dm-after-flush")
+	r := wantCode("flush", 0)
+	f := flushResult(t, r)
+	if !f.Complete || f.Stopped != lvmcache.StoppedClean || f.DirtyBlocksBefore != before.DirtyBlocks || f.DirtyBlocksAfter != 0 ||
+		f.FlushedBlocks != before.DirtyBlocks || f.Policy != "smq" || f.Settings != "migration_threshold=4096" || f.MigrationThreshold != 0 {
+		t.Errorf("flush: %+v; the kernel had %d dirty blocks", f, before.DirtyBlocks)
+	}
+	if before.DirtyBlocks < 100 || beforeThreshold != 0 {
+		t.Errorf("before the flush: %d dirty blocks, migration_threshold %d; want about 192, frozen at 0", before.DirtyBlocks, beforeThreshold)
+	}
+	if after.DirtyBlocks != 0 || afterThreshold != 0 || after.Policy != "smq" || after.Mode() != "writeback" {
+		t.Errorf("after the flush the kernel reports %d dirty blocks, migration_threshold %d, %s, %s; want 0, 0 (not left raised), smq, writeback",
+			after.DirtyBlocks, afterThreshold, after.Policy, after.Mode())
+	}
+	if !strings.Contains(r.Stderr, "flush storage/slowlv: blocks written back: ") {
+		t.Errorf("flush: no progress in %q", r.Stderr)
+	}
+	lvsBefore, lvsAfter := lvsRow(t, res, "lvs-before-flush"), lvsRow(t, res, "lvs-after-flush")
+	for _, field := range []string{"cache_mode", "cache_policy", "cache_settings", "kernel_cache_policy"} {
+		if lvsBefore[field] != lvsAfter[field] {
+			t.Errorf("%s: %q before the flush, %q after", field, lvsBefore[field], lvsAfter[field])
 		}
 	}
-	if seconds["recache"] == 0 || seconds["online"] == 0 {
-		t.Fatalf("no measurement in the console:\n%s", tail(string(console), 30))
+	if lvsAfter["cache_settings"] != "migration_threshold=4096" || lvsAfter["cache_mode"] != "writeback" {
+		t.Errorf("lvm's metadata after the flush: %v", lvsAfter)
 	}
-	fmt.Printf("measure: recache/online wall time ratio %.1fx\n", seconds["recache"]/seconds["online"])
+	if s := status(t, res.step(t, "status-flushed")); !s.Cached || s.Mode != "writeback" || s.Policy != "smq" || s.DirtyBlocks != 0 {
+		t.Errorf("status after the flush: %+v", s)
+	}
+	if r := wantCode("flush-clean", 0); !strings.Contains(r.Stderr, "storage/slowlv has no dirty block: nothing to flush") {
+		t.Errorf("flush of a clean cache: %q", r.Stderr)
+	}
+
+	// The delayed LV: the window of 5 s ends first. The command ends once
+	// the settings are back: after the window, and not long after (the
+	// 120 s are a guard against a flush that ignores its window, not a
+	// measure).
+	delayedBefore, _ := dmStatus(t, res, "dm-delayed-before")
+	r = wantCode("flush-window", 0)
+	f = flushResult(t, r)
+	if f.Complete || f.Stopped != lvmcache.StoppedWindow || f.DirtyBlocksAfter == 0 || f.DirtyBlocksBefore != delayedBefore.DirtyBlocks {
+		t.Errorf("flush --for 5s: %+v; want stopped by the window with blocks left of %d", f, delayedBefore.DirtyBlocks)
+	}
+	if took := r.Uptime - res.times["flush-window-start"]; took < 5 || took > 5+120 {
+		t.Errorf("flush --for 5s ended %.1fs after it started", took)
+	}
+	checkDelayedBack := func(when string) {
+		t.Helper()
+		row := lvsRow(t, res, "lvs-delayed-after-"+when)
+		if row["cache_policy"] != "smq" || row["kernel_cache_policy"] != "smq" || row["cache_mode"] != "writeback" || row["cache_settings"] != "" {
+			t.Errorf("after the %s: lvs %v; want writeback, smq in lvm2 and the kernel, no settings", when, row)
+		}
+		if name := "dm-delayed-after-" + when; res.captures[name] != nil {
+			if s, threshold := dmStatus(t, res, name); threshold != 0 || s.Policy != "smq" {
+				t.Errorf("after the %s: the kernel runs %s with migration_threshold %d; want smq, 0 as found", when, s.Policy, threshold)
+			}
+		}
+	}
+	checkDelayedBack("window")
+
+	// SIGTERM mid-flush: the settings back before exit 1.
+	r = wantCode("flush-sigterm", 1)
+	if !strings.Contains(r.Stderr, "opsctl: lvm cache flush slowvg/data: interrupted with ") ||
+		!strings.Contains(r.Stderr, "dirty blocks left; the settings are back (policy smq, migration_threshold 0)") {
+		t.Errorf("flush after SIGTERM: %q", r.Stderr)
+	}
+	if f := flushResult(t, r); f.Stopped != lvmcache.StoppedInterrupted || f.Complete {
+		t.Errorf("flush after SIGTERM: %+v", f)
+	}
+	checkDelayedBack("sigterm")
+	if n := res.journals["after-flush-sigterm"]; n != "0" {
+		t.Errorf("%s journals after SIGTERM, want 0", n)
+	}
+
+	// SIGKILL mid-flush: the cleaner policy stays, the journal says what to
+	// put back; other changes are refused; --resume finishes.
+	wantCode("flush-killed", 137)
+	if row := lvsRow(t, res, "lvs-delayed-after-kill"); row["cache_policy"] != "cleaner" {
+		t.Errorf("after SIGKILL: lvs %v; want the cleaner policy the flush set", row)
+	}
+	if raw, err := base64.StdEncoding.DecodeString(res.journals["after-flush-kill"]); err != nil {
+		t.Errorf("journal after SIGKILL: %v", err)
+	} else if plan, err := lvmcache.ParseJournal(raw, lvmcache.Name{VG: "slowvg", LV: "data"}); err != nil || plan.Op != lvmcache.OpFlush ||
+		plan.Steps[0].State != lvmcache.StateDone || plan.Steps[1].State != lvmcache.StateRunning || plan.Flush.MigrationThreshold != 0 || plan.Flush.Policy != "smq" {
+		t.Errorf("journal after SIGKILL: %v\n%s", err, raw)
+	}
+	if r := wantCode("remove-while-flush-journaled", 1); !strings.Contains(r.Stderr, "an interrupted flush of slowvg/data is journaled in /tmp/state/slowvg-data.json") ||
+		!strings.Contains(r.Stderr, "finish it with `opsctl lvm cache flush slowvg/data --resume`") {
+		t.Errorf("remove while a flush is journaled: %q", r.Stderr)
+	}
+	if r := wantCode("flush-resume-dry-run", 0); r.Stdout != "+ lvm lvchange --cachepolicy smq slowvg/data\n+ dmsetup message slowvg-data 0 migration_threshold 0\n" {
+		t.Errorf("flush --resume --dry-run printed %q", r.Stdout)
+	}
+	if f := flushResult(t, wantCode("flush-resume", 0)); !f.Complete || f.DirtyBlocksAfter != 0 || f.MigrationThreshold != 0 {
+		t.Errorf("flush --resume: %+v", f)
+	}
+	checkDelayedBack("resume")
+	if s, _ := dmStatus(t, res, "dm-delayed-after-resume"); s.DirtyBlocks != 0 {
+		t.Errorf("after --resume: %d dirty blocks", s.DirtyBlocks)
+	}
+	if n := res.journals["after-flush-resume"]; n != "0" {
+		t.Errorf("%s journals after --resume, want 0", n)
+	}
+	window := flushResult(t, res.step(t, "flush-window"))
+	t.Logf("flush of storage/slowlv: %d blocks in %.2fs; window of 5 s on slowvg/data: %d of %d written back in %.2fs, the command took %.1fs",
+		flushResult(t, res.step(t, "flush")).FlushedBlocks, flushResult(t, res.step(t, "flush")).Seconds, window.FlushedBlocks, window.DirtyBlocksBefore,
+		window.Seconds, res.step(t, "flush-window").Uptime-res.times["flush-window-start"])
+}
+
+// checkMetrics reads -o prometheus with Prometheus's text parser: every
+// value is what lvm2 (lvs) and dmsetup report for the same counters.
+func checkMetrics(t *testing.T, res *vmResults) {
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(res.captures["prometheus"]))
+	if err != nil {
+		t.Fatalf("-o prometheus: %v\n%s", err, res.captures["prometheus"])
+	}
+	lvs := lvsRow(t, res, "lvs-counters")
+	dm, _ := dmStatus(t, res, "dm-counters")
+	want := map[string]float64{"opsctl_lvm_cache_promotions_total": float64(dm.Promotions), "opsctl_lvm_cache_demotions_total": float64(dm.Demotions)}
+	for metric, field := range map[string]string{
+		"opsctl_lvm_cache_read_hits_total": "cache_read_hits", "opsctl_lvm_cache_read_misses_total": "cache_read_misses",
+		"opsctl_lvm_cache_write_hits_total": "cache_write_hits", "opsctl_lvm_cache_write_misses_total": "cache_write_misses",
+		"opsctl_lvm_cache_dirty_blocks": "cache_dirty_blocks", "opsctl_lvm_cache_used_blocks": "cache_used_blocks", "opsctl_lvm_cache_blocks": "cache_total_blocks",
+	} {
+		n, err := lvs.Int(field)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[metric] = float64(n)
+	}
+	if want["opsctl_lvm_cache_read_hits_total"] == 0 {
+		t.Errorf("no read hit to compare: %v", lvs)
+	}
+	for metric, value := range want {
+		family := families[metric]
+		if family == nil || family.GetHelp() == "" {
+			t.Errorf("%s missing or without HELP", metric)
+			continue
+		}
+		found := false
+		for _, m := range family.Metric {
+			labels := map[string]string{}
+			for _, l := range m.Label {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["lv"] != "storage/slowlv" {
+				continue
+			}
+			found = true
+			if got := m.GetCounter().GetValue() + m.GetGauge().GetValue(); got != value || labels["mode"] != lvs["cache_mode"] {
+				t.Errorf("%s{lv=storage/slowlv,mode=%s} = %v; lvm2 and dmsetup say %v (mode %s)", metric, labels["mode"], got, value, lvs["cache_mode"])
+			}
+		}
+		if !found {
+			t.Errorf("%s: no sample of storage/slowlv", metric)
+		}
+	}
+	if r := res.step(t, "status-textfile"); r.Code != 0 || r.Stdout != "" || !bytes.Contains(res.captures["textfile"], []byte(`opsctl_lvm_cache_blocks{lv="storage/slowlv",mode="writeback"} `)) {
+		t.Errorf("--textfile: exit %d %q; file %q", r.Code, r.Stderr, res.captures["textfile"])
+	}
+	if r := res.step(t, "status-textfile-missing"); r.Code != 2 || r.Stderr != "opsctl: --textfile: /tmp/nosuchdir: no such folder\n" {
+		t.Errorf("--textfile of a missing folder: exit %d %q", r.Code, r.Stderr)
+	}
 }

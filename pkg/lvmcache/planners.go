@@ -2,12 +2,15 @@ package lvmcache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 	"time"
 )
+
+// The planners: each checks a request against the LV as lvm2 reports it
+// and returns the Plan that carries it out, or says why it cannot be.
 
 // CreateRequest asks for a cache on an LV.
 type CreateRequest struct {
@@ -25,15 +28,6 @@ type ResizeRequest struct {
 	LV       Name
 	Size     Size
 	Strategy string // auto (the default), online or recache
-}
-
-// Version asks lvm2 for its release.
-func (r *Runner) Version(ctx context.Context) (Version, error) {
-	out, err := r.Run(ctx, "version")
-	if err != nil {
-		return Version{}, fmt.Errorf("lvm version: %w", err)
-	}
-	return ParseVersion(string(out))
 }
 
 // PlanCreate checks that req can be carried out (the LV exists and is not
@@ -59,7 +53,7 @@ func (m *Manager) PlanCreate(ctx context.Context, req CreateRequest) (*Plan, err
 		return fail(fmt.Errorf("cache size must be greater than zero"))
 	}
 	if len(req.PVs) == 0 {
-		return fail(fmt.Errorf("no cache PV: give the fast PV with --cache-pv"))
+		return fail(fmt.Errorf("no cache PV: give the fast PV with CreateRequest.PVs"))
 	}
 	if err := m.checkLVFree(req.LV); err != nil {
 		return fail(err)
@@ -76,7 +70,7 @@ func (m *Manager) PlanCreate(ctx context.Context, req CreateRequest) (*Plan, err
 	}
 	for _, taken := range []string{cacheName, cacheName + "_cpool"} {
 		if _, exists := vg.LVs[taken]; exists {
-			return fail(fmt.Errorf("cache name %q: an LV %s/%s already exists; choose another with --name", cacheName, vg.Name, taken))
+			return fail(fmt.Errorf("cache name %q: an LV %s/%s already exists; choose another with CreateRequest.CacheName", cacheName, vg.Name, taken))
 		}
 	}
 	var pvs []string
@@ -125,44 +119,6 @@ func (m *Manager) PlanCreate(ctx context.Context, req CreateRequest) (*Plan, err
 	return plan, nil
 }
 
-// spareExtents is the size of lvm2's pool metadata spare LV (lvol0_pmspare)
-// in extents, 0 when the VG has none.
-func (vg *VG) spareExtents() int64 {
-	var extents int64
-	for name, lv := range vg.LVs {
-		if strings.HasSuffix(name, "_pmspare") && vg.ExtentSizeBytes > 0 {
-			extents = max(extents, lv.SizeBytes/vg.ExtentSizeBytes)
-		}
-	}
-	return extents
-}
-
-// cacheMetadataBytes estimates the cache pool metadata lvm2 allocates for
-// a cache of dataBytes with its default chunk size, after lvm2's rule: 4 MiB
-// of transaction overhead plus 44 bytes (mapping, hint and its overhead)
-// per chunk, with the default chunk size of 64 KiB grown, when that makes
-// more than a million chunks, to the smallest multiple of 32 KiB that does
-// not (update_cache_pool_params; lvm2 counts in sectors).
-func cacheMetadataBytes(dataBytes int64) int64 {
-	const maxChunks = 1_000_000
-	const minChunkSectors = (32 << 10) / 512
-	dataSectors := ceilDiv(dataBytes, 512)
-	chunk := int64(64 << 10)
-	if minChunk := ceilDiv(ceilDiv(dataSectors, maxChunks), minChunkSectors) * minChunkSectors * 512; minChunk > chunk {
-		chunk = minChunk
-	}
-	perChunk := int64(16 + 20 + 8)
-	sectors := ceilDiv((dataBytes/chunk)*perChunk, 512) + 4096*2
-	return max(sectors*512, 2<<20)
-}
-
-func ceilDiv(a, b int64) int64 {
-	if b <= 0 {
-		return a
-	}
-	return (a + b - 1) / b
-}
-
 // PlanResize checks that req can be carried out (the LV exists and is
 // cached, it grows, its VG has the room outside the cache PVs, lvm2
 // supports the strategy) and returns the plan. A plan with no steps means
@@ -190,7 +146,7 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 	}
 	switch {
 	case strategy == StrategyOnline && !version.SupportsOnlineResize():
-		return fail(fmt.Errorf("lvm2 %s cannot resize a cached LV online (that needs %s or newer); use --strategy recache", version, OnlineResizeVersion))
+		return fail(fmt.Errorf("lvm2 %s cannot resize a cached LV online (that needs %s or newer); use StrategyRecache", version, OnlineResizeVersion))
 	case strategy == StrategyAuto && version.SupportsOnlineResize():
 		strategy = StrategyOnline
 	case strategy == StrategyAuto:
@@ -210,7 +166,7 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 		return fail(fmt.Errorf("%s", why))
 	}
 	if strategy == StrategyRecache && lv.Cache.NotRecreatable != "" {
-		hint := "resize it with --strategy online (lvm2 " + OnlineResizeVersion.String() + " or newer)"
+		hint := "resize it with StrategyOnline (lvm2 " + OnlineResizeVersion.String() + " or newer)"
 		if version != (Version{}) && !version.SupportsOnlineResize() {
 			hint = "lvm2 " + version.String() + " cannot resize it online; uncache, lvresize and re-create that cache by hand"
 		}
@@ -276,53 +232,6 @@ func (m *Manager) PlanResize(ctx context.Context, req ResizeRequest) (*Plan, err
 	return plan, nil
 }
 
-// recordCache copies what re-creating c needs. A cache left in the cleaner
-// policy by an interrupted uncache is re-created with smq, lvm2's default.
-func recordCache(c *Cache) *Cache {
-	rec := *c
-	rec.PVs = append([]string(nil), c.PVs...)
-	if rec.Policy == "cleaner" {
-		rec.Policy = "smq"
-	}
-	return &rec
-}
-
-// growthPVs are the PVs an LV may grow on: the VG's allocatable PVs, except
-// those that hold only its cache, or with recache every PV of its cache,
-// and those that hold the cache of another LV of the VG (and none of this
-// LV): that cache's own recache needs the room. It returns nil (lvresize's
-// own choice) when that is every PV, and the free extents on them.
-func growthPVs(vg *VG, lv *LV, recache bool) ([]string, int64) {
-	otherCaches := map[string]bool{}
-	for _, other := range vg.LVs {
-		if other != lv && other.Cache != nil {
-			for _, pv := range other.Cache.PVs {
-				otherCaches[pv] = true
-			}
-		}
-	}
-	var pvs []string
-	var free int64
-	for _, pv := range vg.PVs {
-		if !pv.Allocatable {
-			continue
-		}
-		if contains(lv.Cache.PVs, pv.Name) && (recache || !contains(lv.PVs, pv.Name)) {
-			continue
-		}
-		if otherCaches[pv.Name] && !contains(lv.PVs, pv.Name) && !contains(lv.Cache.PVs, pv.Name) {
-			continue
-		}
-		pvs = append(pvs, pv.Name)
-		free += pv.FreeBytes / vg.ExtentSizeBytes
-	}
-	if len(pvs) == len(vg.PVs) {
-		return nil, free
-	}
-	sort.Strings(pvs)
-	return pvs, free
-}
-
 // PlanRemove checks that the LV is cached and returns the plan that
 // flushes the cache and deletes it, leaving the LV plain.
 func (m *Manager) PlanRemove(ctx context.Context, name Name) (*Plan, error) {
@@ -350,9 +259,100 @@ func (m *Manager) PlanRemove(ctx context.Context, name Name) (*Plan, error) {
 	}, nil
 }
 
-func (m *Manager) now() time.Time {
-	if m.Clock != nil {
-		return m.Clock().UTC()
+// PlanFlush checks that the cache of req.LV can be flushed (it is an
+// active writeback cache, not failed, its policy one a flush puts back) and
+// returns the plan: the change of its policy or migration_threshold, the
+// write-back, and the restore of what it found. A plan with no steps means
+// there is nothing to flush (a writethrough cache, no dirty block): its
+// note says why.
+func (m *Manager) PlanFlush(ctx context.Context, req FlushRequest) (*Plan, error) {
+	fail := func(err error) (*Plan, error) { return nil, fmt.Errorf("lvm cache flush %s: %w", req.LV, err) }
+	method := req.Method
+	if method == "" {
+		method = FlushCleaner
 	}
-	return time.Now().UTC()
+	if method != FlushCleaner && method != FlushThreshold {
+		return fail(fmt.Errorf("method %q: expected %s or %s", method, FlushCleaner, FlushThreshold))
+	}
+	if err := m.checkLVFree(req.LV); err != nil {
+		return fail(err)
+	}
+	_, lv, err := m.inspectLV(ctx, req.LV)
+	if err != nil {
+		return fail(err)
+	}
+	now := m.now()
+	plan := &Plan{Version: 1, Op: OpFlush, LV: req.LV.String(), Lvm: m.Runner.Executable(), Dmsetup: m.Runner.DmsetupExecutable(),
+		OriginalSizeBytes: lv.SizeBytes, Created: now, Updated: now}
+	if err := flushable(lv); err != nil {
+		return fail(err)
+	}
+	if lv.Cache.Mode != "writeback" {
+		plan.Notes = []string{fmt.Sprintf("%s has a %s cache, which holds no dirty block: nothing to flush", req.LV, lv.Cache.Mode)}
+		return plan, nil
+	}
+	st, err := m.Runner.DMCacheStatus(ctx, req.LV)
+	if errors.Is(err, ErrCacheFailed) {
+		return fail(fmt.Errorf("dm-cache reports the cache %s failed: it writes nothing back; check the fast PV and the cache (lvmcache(7))", lv.Cache.Pool))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if st.Policy != lv.Cache.Policy {
+		return fail(fmt.Errorf("the kernel runs the cache policy %s, lvm's metadata says %s: reload the LV (lvchange --refresh %s) before a flush", st.Policy, lv.Cache.Policy, req.LV))
+	}
+	threshold, err := st.MigrationThreshold()
+	if err != nil {
+		return fail(err)
+	}
+	if st.DirtyBlocks == 0 {
+		plan.Notes = []string{fmt.Sprintf("%s has no dirty block: nothing to flush", req.LV)}
+		return plan, nil
+	}
+	rec := &FlushRecord{Method: method, Policy: lv.Cache.Policy, Settings: lv.Cache.Settings, MigrationThreshold: threshold,
+		DirtyBlocks: st.DirtyBlocks, ChunkSizeBytes: lv.Cache.ChunkSizeBytes}
+	if !req.Until.IsZero() {
+		until := req.Until.UTC()
+		rec.Until = &until
+	}
+	plan.Flush = rec
+	plan.Steps = flushSteps(req.LV, rec, rec.ChunkSizeBytes/sectorSize)
+	plan.Notes = flushNotes(req.LV, rec)
+	return plan, nil
+}
+
+// flushable says why the cache of lv cannot be flushed, nil when it can.
+func flushable(lv *LV) error {
+	switch {
+	case !lv.Cached():
+		return errors.New("is not cached: nothing to flush")
+	case lv.Cache.Health != "" && lv.Cache.Mode == "writeback":
+		return fmt.Errorf("the writeback cache %s is %s: dm-cache cannot write its dirty blocks back; check the fast PV and the cache (lvmcache(7))", lv.Cache.Pool, lv.Cache.Health)
+	case lv.Cache.Mode != "writeback":
+		return nil
+	case !lv.Active:
+		return fmt.Errorf("is not active: dm-cache writes back only for an active LV (lvchange -ay %s)", lv.Name)
+	case lv.Cache.Policy == "cleaner":
+		return fmt.Errorf("its cache policy is cleaner already (left by an interrupted lvconvert --uncache?), not one a flush puts back; set the policy it should have first (lvchange --cachepolicy smq %s)", lv.Name)
+	}
+	return nil
+}
+
+// flushNotes explain a flush plan before it runs.
+func flushNotes(name Name, rec *FlushRecord) []string {
+	dirty := fmt.Sprintf("write back %d dirty blocks (%s) of %s, which stays cached and online", rec.DirtyBlocks, FormatBytes(rec.DirtyBlocks*rec.ChunkSizeBytes), name)
+	how := "with the cleaner policy, which promotes no block meanwhile"
+	if rec.Method == FlushThreshold {
+		how = "by raising the runtime migration_threshold in steps"
+	}
+	settings := rec.Settings
+	if settings == "" {
+		settings = "none"
+	}
+	notes := []string{dirty + ", " + how,
+		fmt.Sprintf("then put back policy %s (settings: %s) and the runtime migration_threshold %d (the last command runs only if it is not that already)", rec.Policy, settings, rec.MigrationThreshold)}
+	if rec.Until != nil {
+		notes = append(notes, "stop at "+rec.Until.Local().Format(time.DateTime)+", whatever is left")
+	}
+	return notes
 }
