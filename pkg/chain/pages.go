@@ -74,13 +74,20 @@ func (rc *Receiver) staticFile(w http.ResponseWriter, r *http.Request) {
 	}
 	data, err := fs.ReadFile(webFiles, "web/"+name)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		pageError(w, err.Error())
 		return
 	}
 	pageHeaders(w.Header())
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Cache-Control", "no-cache")
 	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(data))
+}
+
+// pageError answers a page that cannot be made with one line of plain
+// text, under the pages' headers.
+func pageError(w http.ResponseWriter, msg string) {
+	pageHeaders(w.Header())
+	http.Error(w, msg, http.StatusInternalServerError)
 }
 
 // page is what the layout of every page needs.
@@ -108,7 +115,7 @@ func writePage(w http.ResponseWriter, r *http.Request, code int, name, tag strin
 	}
 	var b bytes.Buffer
 	if err := pageTemplates.ExecuteTemplate(&b, name, data); err != nil {
-		http.Error(w, "rendering the page: "+err.Error(), http.StatusInternalServerError)
+		pageError(w, "rendering the page: "+err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -154,6 +161,9 @@ type runsPage struct {
 
 func countSteps(r *Run) (done, failed int) {
 	for _, s := range r.Steps {
+		if s == nil {
+			continue
+		}
 		switch s.State {
 		case StepSucceeded:
 			done++
@@ -175,7 +185,7 @@ func (rc *Receiver) runsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	runs, err := rc.Engine.RunsBefore(before, runsPageSize)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		pageError(w, err.Error())
 		return
 	}
 	for _, run := range runs.Runs {
@@ -229,7 +239,7 @@ func (rc *Receiver) runPage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	run, err := rc.Engine.Run(id)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		pageError(w, err.Error())
 		return
 	}
 	p := runPage{page: page{Title: "chain run " + id, Heading: "run " + id, Refresh: runPageRefresh, JSON: "/runs/" + url.PathEscape(id)}}
@@ -250,7 +260,7 @@ func (rc *Receiver) runPage(w http.ResponseWriter, r *http.Request) {
 	}
 	view, err := rc.runView(run)
 	if err != nil {
-		http.Error(w, "drawing the run: "+err.Error(), http.StatusInternalServerError)
+		pageError(w, "drawing the run: "+err.Error())
 		return
 	}
 	p.Title = fmt.Sprintf("chain run %s: %s", run.ID, run.Status)

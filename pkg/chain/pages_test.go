@@ -182,3 +182,27 @@ func (fx *engineFixture) storeRun(run *Run) {
 		fx.t.Fatal(err)
 	}
 }
+
+// A run the state file holds in a shape the engine never writes (a step
+// that is null, a project in two waves) breaks no page: the runs page
+// lists it (without a panic on the null step), its page answers 500 with
+// the state check's one line under the pages' headers.
+func TestPagesOfABrokenRun(t *testing.T) {
+	fx := newEngineFixture(t, nil)
+	broken := &Run{ID: "20261126-101500-a1b2c3d4"}
+	err := fx.engine.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRuns).Put([]byte(broken.ID), []byte(`{"id":"`+broken.ID+`","roots":["g/a"],"status":"running",`+
+			`"waves":[["g/a"],["g/a"]],"steps":{"g/a":null}}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := fx.get("/"); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), broken.ID) {
+		t.Errorf("GET /: %d\n%s", rec.Code, rec.Body)
+	}
+	rec := fx.get(RunPagePath(broken.ID))
+	if rec.Code != http.StatusInternalServerError || strings.Count(rec.Body.String(), "\n") != 1 || !strings.Contains(rec.Body.String(), "corrupt") {
+		t.Errorf("run page: %d %q", rec.Code, rec.Body)
+	}
+	wantPageHeaders(t, "500 page", rec.Header())
+}
