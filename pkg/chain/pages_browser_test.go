@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
@@ -149,5 +150,32 @@ func wantInert(t *testing.T, ctx context.Context, csp bool, texts ...string) {
 		if v := browsertest.CSPViolations(t, ctx); len(v) > 0 {
 			t.Errorf("Content-Security-Policy violations: %q", v)
 		}
+	}
+}
+
+// TestPagesFollowWithoutJavaScript opens a run page in Chromium with
+// JavaScript off: the page reloads itself (its <noscript> refresh) and so
+// shows a pipeline event too.
+func TestPagesFollowWithoutJavaScript(t *testing.T) {
+	fx, ruby := pageFixture(t)
+	srv := httptest.NewServer(fx.recv.Handler())
+	defer srv.Close()
+	ctx := browsertest.New(t, 1000, 700)
+	_ = browsertest.Value(t, ctx, "turning JavaScript off", func(ctx context.Context, target *chromedp.Target) (cdp.Empty, error) {
+		return cdp.Call(ctx, target, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+	})
+	browsertest.Do(t, ctx, "opening the run page", chromedp.Navigate(srv.URL+RunPagePath(fx.onlyRun().ID)))
+	_ = browsertest.Value(t, ctx, "marking the window", chromedp.Evaluate[bool](`window.__sameDocument = true`))
+	fx.pipeline("ops/ruby", ruby.ID, "failed", hookOpts{runID: ruby.RunID})
+	reloaded := func() bool {
+		state, _ := browsertest.Run(ctx, chromedp.Evaluate[string](
+			`window.__sameDocument ? 'same' : document.querySelector('g.node[data-id="ops/ruby"]').dataset.state`))
+		return state == "failed"
+	}
+	if !testenv.WaitUntil(t, 30*time.Second, reloaded) {
+		t.Fatalf("without JavaScript the page did not reload to show ruby failed")
+	}
+	if live := browsertest.Value(t, ctx, "reading the status", chromedp.Evaluate[string](`document.getElementById('live-status').textContent`)); !strings.Contains(live, "reloads every 5 s") {
+		t.Errorf("without JavaScript the page says %q, want that it reloads itself", live)
 	}
 }

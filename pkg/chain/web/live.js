@@ -51,7 +51,7 @@
         say('live, checked ' + clock());
       })
       .catch(function (err) {
-        say('receiver not reachable (' + err.message + '), trying again');
+        say('not updated (' + err.message + '), trying again');
       })
       .then(function () {
         setTimeout(tick, every);
