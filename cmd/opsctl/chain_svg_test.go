@@ -16,46 +16,46 @@ import (
 	"github.com/opsctl/opsctl/internal/testenv"
 )
 
-// svgNodes parses out as XML (failing the test when it is not well-formed
-// SVG) and returns the data-id of every project box, in document order.
+// svgGroup is a <g> of the picture: the project boxes are those of class
+// "node", inside the group of class "nodes".
+type svgGroup struct {
+	Class  string     `xml:"class,attr"`
+	ID     string     `xml:"data-id,attr"`
+	Groups []svgGroup `xml:"g"`
+}
+
+// svgNodes decodes out as an SVG document (failing the test when it is not
+// well-formed XML with an svg root in the SVG namespace) and returns the
+// data-id of every project box, sorted.
 func svgNodes(t *testing.T, what, out string) []string {
 	t.Helper()
+	var doc struct {
+		XMLName xml.Name
+		Groups  []svgGroup `xml:"g"`
+	}
 	dec := xml.NewDecoder(strings.NewReader(out))
-	var ids []string
-	root := ""
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatalf("%s: not well-formed SVG: %v\n%.400s", what, err, out)
+	}
 	for {
 		tok, err := dec.Token()
 		if err == io.EOF {
 			break
 		}
-		if err != nil {
-			t.Fatalf("%s: not well-formed XML: %v\n%.400s", what, err, out)
-		}
-		el, ok := tok.(xml.StartElement)
-		if !ok {
-			continue
-		}
-		if root == "" {
-			root = el.Name.Space + " " + el.Name.Local
-		}
-		if el.Name.Local != "g" {
-			continue
-		}
-		var class, id string
-		for _, a := range el.Attr {
-			switch a.Name.Local {
-			case "class":
-				class = a.Value
-			case "data-id":
-				id = a.Value
-			}
-		}
-		if class == "node" {
-			ids = append(ids, id)
+		if text, ok := tok.(xml.CharData); err != nil || !ok || strings.TrimSpace(string(text)) != "" {
+			t.Fatalf("%s: more than white space after the svg element: %v %v", what, tok, err)
 		}
 	}
-	if root != "http://www.w3.org/2000/svg svg" {
-		t.Errorf("%s: root element %q, want svg in the SVG namespace", what, root)
+	if doc.XMLName.Space != "http://www.w3.org/2000/svg" || doc.XMLName.Local != "svg" {
+		t.Errorf("%s: root element %v, want svg in the SVG namespace", what, doc.XMLName)
+	}
+	var ids []string
+	for _, g := range doc.Groups {
+		for _, n := range g.Groups {
+			if g.Class == "nodes" && n.Class == "node" {
+				ids = append(ids, n.ID)
+			}
+		}
 	}
 	slices.Sort(ids)
 	return ids
