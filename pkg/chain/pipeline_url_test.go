@@ -3,6 +3,7 @@ package chain
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -63,4 +64,24 @@ func TestPipelineHookURLOfWrongType(t *testing.T) {
 	if _, err := ParsePipelineHook([]byte(body)); err == nil || !strings.Contains(err.Error(), "url") {
 		t.Errorf("url 42: err %v, want one naming the url", err)
 	}
+}
+
+// FuzzPipelinePageURL: what PipelinePageURL keeps is its input unchanged,
+// an absolute http(s) URL with a host, short, without white space, control
+// characters, quotes or angle brackets; everything else is "".
+func FuzzPipelinePageURL(f *testing.F) {
+	f.Add("https://gitlab.example.com/g/p/-/pipelines/31")
+	f.Add("javascript:alert(1)")
+	f.Add(`https://gitlab.example.com/x"><script>alert(1)</script>`)
+	f.Fuzz(func(t *testing.T, s string) {
+		got := PipelinePageURL(s)
+		if got == "" {
+			return
+		}
+		u, err := url.Parse(got)
+		if got != s || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			len(got) > MaxPipelineURL || strings.ContainsAny(got, "\"'<>\\`{}|^ \t\r\n\x00\x7f") {
+			t.Errorf("PipelinePageURL(%q) kept %q", s, got)
+		}
+	})
 }
