@@ -111,7 +111,7 @@ func runLVMCacheFlush(opts *LVMCacheFlushOptions) error {
 		return lvmError(err, name)
 	}
 	if len(plan.Steps) == 0 {
-		fmt.Fprintf(opts.IO.ErrOut, "opsctl: %s\n", strings.Join(plan.Notes, "; "))
+		opts.IO.Sayf("%s", strings.Join(plan.Notes, "; "))
 		if opts.Output.JSON() {
 			return cli.WriteJSON(opts.IO.Out, lvmcache.FlushResult{LV: name.String(), Complete: true})
 		}
@@ -119,7 +119,7 @@ func runLVMCacheFlush(opts *LVMCacheFlushOptions) error {
 	}
 	if opts.DryRun {
 		for _, note := range plan.Notes {
-			fmt.Fprintf(opts.IO.ErrOut, "opsctl: %s\n", note)
+			opts.IO.Sayf("%s", note)
 		}
 		printPlan(opts.IO, plan)
 		return nil

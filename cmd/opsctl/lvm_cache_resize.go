@@ -99,7 +99,7 @@ func runLVMCacheResize(opts *LVMCacheResizeOptions) error {
 		return lvmError(err, name)
 	}
 	if len(plan.Steps) == 0 {
-		fmt.Fprintf(opts.IO.ErrOut, "opsctl: %s\n", strings.Join(plan.Notes, "; "))
+		opts.IO.Sayf("%s", strings.Join(plan.Notes, "; "))
 		return nil
 	}
 	if applied, err := runPlan(opts.Factory, m, plan, opts.lvmChange); err != nil || !applied {
@@ -176,7 +176,7 @@ func abandonJournal(opts *LVMCacheResizeOptions, m *lvmcache.Manager, name lvmca
 	notes = append(notes, "nothing is changed in lvm2; only this journal is removed")
 	if opts.DryRun {
 		for _, note := range notes {
-			fmt.Fprintf(opts.IO.ErrOut, "opsctl: %s\n", note)
+			opts.IO.Sayf("%s", note)
 		}
 		for _, line := range a.Commands() {
 			fmt.Fprintln(opts.IO.Out, line)

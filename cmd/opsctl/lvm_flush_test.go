@@ -157,7 +157,7 @@ func TestLVMCacheFlushOfAWritethroughCacheSaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, stderr, code := runForTest("lvm", "--lvm", lvm, "--state-dir", t.TempDir(), "cache", "flush", "storage/slowlv")
-	if code != 0 || out != "" || stderr != "opsctl: storage/slowlv has a writethrough cache, which holds no dirty block: nothing to flush\n" {
+	if code != 0 || out != "" || stderr != "storage/slowlv has a writethrough cache, which holds no dirty block: nothing to flush\n" {
 		t.Errorf("flush of a writethrough cache: exit %d, %q %q", code, out, stderr)
 	}
 	out, _, code = runForTest("lvm", "--lvm", lvm, "--state-dir", t.TempDir(), "cache", "flush", "storage/slowlv", "-o", "json")
