@@ -49,7 +49,7 @@ read them from local folders (a checkout of the projects):
   --dir DIR                          local folders, one project per folder
                                      (scan and plan only)`,
 		Example: `  opsctl chain plan --dir ~/src/images
-  opsctl chain scan --dir ~/src/images -o dot | dot -Tsvg > chain.svg
+  opsctl chain scan --dir ~/src/images -o svg > chain.svg
   GITLAB_TOKEN=... opsctl chain scan --gitlab-url https://gitlab.example.com --group images -o json`,
 	}
 	cmd.AddCommand(

@@ -218,12 +218,16 @@ type chainE2E struct {
 }
 
 func newChainE2E(t *testing.T) *chainE2E {
-	fake := fakeImages(t)
+	return newChainE2EOn(t, fakeImages(t), "img")
+}
+
+// newChainE2EOn is newChainE2E on the projects of group in fake.
+func newChainE2EOn(t *testing.T, fake *fakegitlab.Server, group string) *chainE2E {
 	dir := t.TempDir()
 	tokenFile := credentialFile(t, dir, "token", e2eToken+"\n")
 	secretFile := credentialFile(t, dir, "secret", e2eSecret+"\n")
 	e := &chainE2E{fake: fake, ci: newFakeCI(t, fake), secret: secretFile,
-		source: []string{"--gitlab-url", fake.URL(), "--group", "img", "--token-file", tokenFile}}
+		source: []string{"--gitlab-url", fake.URL(), "--group", group, "--token-file", tokenFile}}
 	addr := freeAddr(t)
 	args := append([]string{"chain", "hooks", "sync", "--hook-url", "http://" + addr + "/hook", "--webhook-secret-file", secretFile}, e.source...)
 	if _, stderr, code := opsctlEnv(t, nil, args...); code != 0 {

@@ -30,11 +30,12 @@ once, in a wave after all its upstreams that are in the plan: the projects of
 one wave can build at the same time.
 
 A dependency cycle among the projects to build is an error (exit 1) that
-names the cycle. -o dot and -o mermaid draw the graph of the projects of the
-plan (without ROOT, the graph of 'chain scan').`,
+names the cycle. -o svg draws the plan's waves as a standalone SVG picture, one
+column per wave (no Graphviz needed). -o dot and -o mermaid draw the graph of
+the projects of the plan (without ROOT, the graph of 'chain scan').`,
 		Example: `  opsctl chain plan --dir ~/src/images
   opsctl chain plan --dir ~/src/images ops/ruby -o json
-  opsctl chain plan --dir ~/src/images ops/ruby -o dot | dot -Tsvg > plan.svg
+  opsctl chain plan --dir ~/src/images ops/ruby -o svg > plan.svg
   opsctl chain plan --gitlab-url https://gitlab.example.com --group images images/base`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Roots = args
@@ -45,7 +46,7 @@ plan (without ROOT, the graph of 'chain scan').`,
 		},
 	}
 	addChainSourceFlags(cmd.Flags(), &opts.Source, false)
-	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json", "dot", "mermaid")
+	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json", "svg", "dot", "mermaid")
 	return cmd
 }
 
@@ -68,6 +69,8 @@ func runChainPlan(opts *ChainPlanOptions) error {
 	switch opts.Output.Value {
 	case "json":
 		err = cli.WriteJSON(out, plan)
+	case "svg":
+		err = plan.WriteSVG(out, g)
 	case "dot":
 		err = g.Subgraph(plan).WriteDot(out)
 	case "mermaid":

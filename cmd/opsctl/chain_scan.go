@@ -29,9 +29,14 @@ Containerfile, Dockerfile or none) and the external images it builds on.
 
 With a dependency cycle the graph is still printed, the cycles named, and the
 exit code is 1. Warnings (an ARG without default in FROM, an upstream that is
-not a project) go to stderr, or into the JSON.`,
+not a project) go to stderr, or into the JSON.
+
+-o svg draws the graph as a standalone SVG picture (no Graphviz needed): one
+column per wave, one box per project, cycles marked; long paths are
+shortened in the box and given in full as its tooltip.`,
 		Example: `  opsctl chain scan --dir ~/src/images
-  opsctl chain scan --dir ~/src/images -o dot | dot -Tsvg > chain.svg
+  opsctl chain scan --dir ~/src/images -o svg > chain.svg
+  opsctl chain scan --dir ~/src/images -o dot | dot -Tpng > chain.png
   opsctl chain scan --dir ~/src/images -o mermaid
   opsctl chain scan --gitlab-url https://gitlab.example.com --group images \
       --token-file ~/.config/opsctl/gitlab-token -o json`,
@@ -44,7 +49,7 @@ not a project) go to stderr, or into the JSON.`,
 		},
 	}
 	addChainSourceFlags(cmd.Flags(), &opts.Source, false)
-	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json", "dot", "mermaid")
+	opts.Output = cli.AddOutputFlag(cmd.Flags(), "text", "json", "svg", "dot", "mermaid")
 	return cmd
 }
 
@@ -57,6 +62,8 @@ func runChainScan(opts *ChainScanOptions) error {
 	switch opts.Output.Value {
 	case "json":
 		err = cli.WriteJSON(out, g)
+	case "svg":
+		err = g.WriteSVG(out)
 	case "dot":
 		err = g.WriteDot(out)
 	case "mermaid":

@@ -137,6 +137,7 @@ func (opts *ChainServeOptions) server() (*chain.Server, net.Listener, error) {
 		RescanInterval:   opts.RescanInterval,
 		Secret:           secret,
 		InsecureNoSecret: opts.InsecureNoSecret,
+		GitLabURL:        opts.Source.GitLabURL,
 		Metrics:          metrics,
 		Gatherer:         registry,
 		WatchExternal:    opts.WatchExternal,

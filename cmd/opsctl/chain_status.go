@@ -24,6 +24,9 @@ type ChainStatusOptions struct {
 	// 1 failed, 75 still running.
 	ExitStatus bool
 	Output     *cli.OutputFlag
+	// runPage is RUN's web page on the receiver that was asked ("" when
+	// a state file was read).
+	runPage string
 }
 
 // NewCmdChainStatus builds `chain status`; runF, when set, receives the
@@ -37,6 +40,10 @@ func NewCmdChainStatus(f *cli.Factory, runF func(*ChainStatusOptions) error) *co
 of each project. The receiver is --server URL (default $OPSCTL_CHAIN_SERVER or
 ` + defaultChainServer + `); --state FILE reads a state file that no process holds
 (e.g. that of 'chain trigger --follow').
+
+The text of one RUN asked of a receiver ends with the address of the run's
+web page on the receiver (page: URL/ui/runs/RUN), which draws the run and
+follows it live.
 
 The exit code is 0 whenever the runs could be shown. With --exit-status (as
 'gh run view --exit-status'), it says how RUN stands: 0 succeeded, 1 failed
@@ -127,6 +134,7 @@ func (opts *ChainStatusOptions) readReceiver(ctx context.Context) (one *chain.Ru
 	}
 	if opts.RunID != "" {
 		one, err = client.Run(ctx, opts.RunID)
+		opts.runPage = client.RunPageURL(opts.RunID)
 	} else {
 		runs, err = client.Runs(ctx, opts.Limit)
 	}
@@ -138,8 +146,16 @@ func (opts *ChainStatusOptions) writeOne(run *chain.Run) error {
 	if run == nil {
 		return fmt.Errorf("chain status: no run %s", opts.RunID)
 	}
-	if err := writeRun(opts.IO.Out, opts.Output, run); err != nil || !opts.ExitStatus {
+	if err := writeRun(opts.IO.Out, opts.Output, run); err != nil {
 		return err
+	}
+	if opts.runPage != "" && !opts.Output.JSON() {
+		if _, err := fmt.Fprintf(opts.IO.Out, "page: %s\n", opts.runPage); err != nil {
+			return err
+		}
+	}
+	if !opts.ExitStatus {
+		return nil
 	}
 	switch run.Status {
 	case chain.RunSucceeded:

@@ -145,7 +145,7 @@ func TestChainBadInputIsOneLine(t *testing.T) {
 		{[]string{"chain", "scan", "--gitlab-url", "https://g.example", "--group", "g", "--token-file", "/nonexistent/token"}, 2, "--token-file /nonexistent/token: no such file"},
 		{[]string{"chain", "scan", "--dir", examplesDir(), "--registry", "https://r.example/x"}, 2, "--registry"},
 		{[]string{"chain", "scan", "--dir", examplesDir(), "--concurrency", "0"}, 2, "--concurrency 0: expected a number from 1 to 256"},
-		{[]string{"chain", "scan", "--dir", examplesDir(), "-o", "yaml"}, 2, "expected one of text, json, dot, mermaid"},
+		{[]string{"chain", "scan", "--dir", examplesDir(), "-o", "yaml"}, 2, "expected one of text, json, svg, dot, mermaid"},
 		{[]string{"chain", "scan", "--dir", "/nonexistent/images"}, 2, "--dir /nonexistent/images: no such folder"},
 		{[]string{"chain", "plan", "--dir", examplesDir(), "ops/nope"}, 2, "chain plan: ops/nope: not a project of the scanned graph"},
 		{[]string{"chain", "plan", "--dir", examplesDir(), "ops//x"}, 2, "chain plan: ROOT"},

@@ -177,10 +177,11 @@ func (opts *ChainTriggerOptions) writeDryRun(plan *chain.RunPlan, runID, ref str
 
 // createPipeline creates PROJECT's pipeline, which a receiver continues.
 func (opts *ChainTriggerOptions) createPipeline(ctx context.Context, api *chain.GitLab, plan *chain.RunPlan, runID, ref string) error {
-	id, err := api.CreatePipeline(ctx, opts.Project, chain.Target{ProjectID: plan.Targets[opts.Project].ProjectID, Ref: ref}, runID, nil)
+	created, err := api.CreatePipeline(ctx, opts.Project, chain.Target{ProjectID: plan.Targets[opts.Project].ProjectID, Ref: ref}, runID, nil)
 	if err != nil {
 		return chainError("chain trigger", err)
 	}
+	id := created.ID
 	if opts.Output.JSON() {
 		return cli.WriteJSON(opts.IO.Out, map[string]any{"run": runID, "project": opts.Project, "pipeline_id": id, "ref": ref})
 	}

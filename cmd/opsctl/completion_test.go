@@ -55,7 +55,7 @@ func TestFixedValueFlagsComplete(t *testing.T) {
 		{[]string{"lvm", "cache", "create", "--cachemode", ""}, []string{"writeback", "writethrough"}},
 		{[]string{"lvm", "cache", "resize", "--strategy", ""}, []string{"auto", "online", "recache"}},
 		{[]string{"sock", "capture", "--format", ""}, []string{"pcap", "pcapng"}},
-		{[]string{"chain", "scan", "-o", ""}, []string{"text", "json", "dot", "mermaid"}},
+		{[]string{"chain", "scan", "-o", ""}, []string{"text", "json", "svg", "dot", "mermaid"}},
 		{[]string{"version", "--output", "j"}, []string{"json"}},
 	}
 	for _, tc := range cases {

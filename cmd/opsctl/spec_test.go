@@ -173,7 +173,7 @@ func TestReadmeFirstExampleRunsWithDot(t *testing.T) {
 	if out != scan {
 		t.Errorf("chain plan -o dot without ROOT is not the graph of chain scan -o dot:\n%s\nscan:\n%s", out, scan)
 	}
-	// The README pipes it into `dot -Tsvg`: Graphviz must draw it, every
+	// docs/chain.md pipes it into Graphviz (`dot -Tpng`): it must draw it, every
 	// edge (5 between projects, 2 from external images).
 	if edges := graphvizEdges(t, out); edges != 7 {
 		t.Errorf("graphviz drew %d edges of chain plan -o dot, want 7:\n%s", edges, out)

@@ -152,6 +152,14 @@ func (c *Client) checkRun(method, path string, r *Run) error {
 	return nil
 }
 
+// RunPageURL is the address of run id's web page on the receiver (see
+// RunPagePath), without any credentials the receiver's URL holds.
+func (c *Client) RunPageURL(id string) string {
+	page := c.URL.JoinPath("ui", "runs", id)
+	page.User, page.RawQuery, page.Fragment = nil, "", ""
+	return page.String()
+}
+
 // call sends one request, decodes the JSON answer into out and returns the
 // answer's header.
 func (c *Client) call(ctx context.Context, method, path string, query url.Values, body, out any) (http.Header, error) {

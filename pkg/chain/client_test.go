@@ -147,3 +147,21 @@ func TestClientRefusesRunsOfTheWrongShape(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// A run's page is under the receiver's URL (a path prefix included), with
+// the run id escaped and without the URL's credentials.
+func TestClientRunPageURL(t *testing.T) {
+	for base, want := range map[string]string{
+		"http://127.0.0.1:8686":                    "http://127.0.0.1:8686/ui/runs/20261126-101500-a1b2c3d4",
+		"https://user:pw@ci.example.com/chain/":    "https://ci.example.com/chain/ui/runs/20261126-101500-a1b2c3d4",
+		"https://ci.example.com/chain?x=1#section": "https://ci.example.com/chain/ui/runs/20261126-101500-a1b2c3d4",
+	} {
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := (&Client{URL: u}).RunPageURL("20261126-101500-a1b2c3d4"); got != want {
+			t.Errorf("%s: %s, want %s", base, got, want)
+		}
+	}
+}

@@ -27,13 +27,21 @@ import (
 type PipelineAPI interface {
 	// CreatePipeline creates a pipeline of project on t.Ref carrying
 	// RunVariable=runID (and RootsVariable when roots has more than one
-	// project) and returns its id.
-	CreatePipeline(ctx context.Context, project string, t Target, runID string, roots []string) (int64, error)
+	// project) and returns its id and page.
+	CreatePipeline(ctx context.Context, project string, t Target, runID string, roots []string) (CreatedPipeline, error)
 	// FindRunPipeline looks for a pipeline of project created since since
 	// that carries RunVariable=runID.
 	FindRunPipeline(ctx context.Context, project string, t Target, runID string, since time.Time) (id int64, found bool, err error)
 	// PipelineStatus returns GitLab's status of a pipeline.
 	PipelineStatus(ctx context.Context, project string, t Target, pipelineID int64) (string, error)
+}
+
+// CreatedPipeline is GitLab's answer to a pipeline creation.
+type CreatedPipeline struct {
+	ID int64
+	// WebURL is the pipeline's page (the API's web_url); "" when GitLab
+	// gave none that is an http(s) URL (see PipelinePageURL).
+	WebURL string
 }
 
 // PermanentError is an API error that retrying will not cure (403, 404,
@@ -73,6 +81,9 @@ type PipelineUpdate struct {
 	RunID string
 	// RunRoots is the value of RootsVariable, split.
 	RunRoots []string
+	// PipelineURL is the pipeline's page in GitLab (object_attributes.url
+	// of the Pipeline Hook, GitLab 16.1 and later), or "".
+	PipelineURL string
 }
 
 // Outcome says what the engine did with an update.
@@ -334,7 +345,8 @@ func (e *Engine) apply(tx *bolt.Tx, u PipelineUpdate) (Outcome, error) {
 		}
 	}
 	root := run.Steps[u.Project]
-	root.State, root.PipelineID, root.Updated = StepSucceeded, u.PipelineID, e.now().UTC()
+	root.State, root.Updated = StepSucceeded, e.now().UTC()
+	root.setPipeline(u)
 	if err := indexPipeline(tx, u.PipelineID, run.ID); err != nil {
 		return Outcome{}, err
 	}
@@ -408,7 +420,8 @@ func (e *Engine) applyToRun(tx *bolt.Tx, run *Run, u PipelineUpdate) (Outcome, e
 		}
 		step.State, step.Reason = StepRunning, ""
 	}
-	step.PipelineID, step.Updated = u.PipelineID, now
+	step.setPipeline(u)
+	step.Updated = now
 	if err := indexPipeline(tx, u.PipelineID, run.ID); err != nil {
 		return Outcome{}, err
 	}
@@ -795,6 +808,7 @@ func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err er
 	e.crash("attempted")
 
 	var id int64
+	var page string
 	result := "created"
 	if reconcile {
 		var found bool
@@ -805,7 +819,9 @@ func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err er
 		}
 	}
 	if err == nil && id == 0 {
-		id, err = e.api.CreatePipeline(ctx, in.Project, in.Target, in.RunID, roots)
+		var created CreatedPipeline
+		created, err = e.api.CreatePipeline(ctx, in.Project, in.Target, in.RunID, roots)
+		id, page = created.ID, PipelinePageURL(created.WebURL)
 	}
 	if err == nil {
 		e.crash("created")
@@ -821,6 +837,9 @@ func (e *Engine) fire(ctx context.Context, in intent) (retryAt time.Time, err er
 		step := run.Steps[in.Project]
 		if step.PipelineID == 0 {
 			step.PipelineID = id
+		}
+		if step.PipelineID == id && page != "" {
+			step.PipelineURL = page
 		}
 		if step.State == StepQueued {
 			step.State, step.Updated = StepTriggered, e.now().UTC()

@@ -45,16 +45,16 @@ func newFakePipelines() *fakePipelines {
 	return &fakePipelines{nextID: 1000, failNext: map[string][]error{}, statuses: map[int64]string{}}
 }
 
-func (f *fakePipelines) CreatePipeline(ctx context.Context, project string, t Target, runID string, roots []string) (int64, error) {
+func (f *fakePipelines) CreatePipeline(ctx context.Context, project string, t Target, runID string, roots []string) (CreatedPipeline, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if errs := f.failNext[project]; len(errs) > 0 {
 		f.failNext[project] = errs[1:]
-		return 0, errs[0]
+		return CreatedPipeline{}, errs[0]
 	}
 	f.nextID++
 	f.created = append(f.created, createdPipeline{project, t.Ref, runID, f.nextID})
-	return f.nextID, nil
+	return CreatedPipeline{ID: f.nextID, WebURL: fmt.Sprintf("https://gitlab.example.com/%s/-/pipelines/%d", project, f.nextID)}, nil
 }
 
 func (f *fakePipelines) FindRunPipeline(ctx context.Context, project string, t Target, runID string, since time.Time) (int64, bool, error) {
@@ -178,6 +178,11 @@ type hookOpts struct {
 	ref, defaultBranch, runID string
 	tag                       bool
 	roots                     string // RootsVariable
+	// url replaces object_attributes.url (the pipeline's page, which is
+	// otherwise GitLab's URL of this project and pipeline); noURL leaves it
+	// out, as GitLab before 16.1 did.
+	url   string
+	noURL bool
 }
 
 // pipelineHook returns the recorded GitLab Pipeline Hook payload, changed
@@ -199,6 +204,13 @@ func pipelineHook(t testing.TB, project string, id int64, status string, o hookO
 		o.ref = o.defaultBranch
 	}
 	attrs["id"], attrs["status"], attrs["ref"], attrs["tag"] = id, status, o.ref, o.tag
+	attrs["url"] = fmt.Sprintf("http://example.com/%s/-/pipelines/%d", project, id)
+	if o.url != "" {
+		attrs["url"] = o.url
+	}
+	if o.noURL {
+		delete(attrs, "url")
+	}
 	proj["path_with_namespace"], proj["default_branch"] = project, o.defaultBranch
 	if o.runID != "" {
 		vars := []map[string]string{{"key": RunVariable, "value": o.runID}}
@@ -771,16 +783,16 @@ type blockingPipelines struct {
 	entered, release chan struct{}
 }
 
-func (b *blockingPipelines) CreatePipeline(ctx context.Context, project string, t Target, runID string, roots []string) (int64, error) {
+func (b *blockingPipelines) CreatePipeline(ctx context.Context, project string, t Target, runID string, roots []string) (CreatedPipeline, error) {
 	b.entered <- struct{}{}
 	select {
 	case <-b.release:
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return CreatedPipeline{}, err
 		}
 		return b.fakePipelines.CreatePipeline(ctx, project, t, runID, roots)
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return CreatedPipeline{}, ctx.Err()
 	}
 }
 

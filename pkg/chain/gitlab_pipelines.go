@@ -33,9 +33,9 @@ func permanent(err error) error {
 // CreatePipeline creates a pipeline of project on t.Ref with RunVariable
 // set to runID. A POST is not repeated after a 5xx or a time-out (GitLab
 // may have created the pipeline): the engine looks for it first.
-func (g *GitLab) CreatePipeline(ctx context.Context, project string, t Target, runID string, roots []string) (int64, error) {
+func (g *GitLab) CreatePipeline(ctx context.Context, project string, t Target, runID string, roots []string) (CreatedPipeline, error) {
 	if t.Ref == "" {
-		return 0, &PermanentError{Err: fmt.Errorf("create pipeline of %s: the project has no default branch (empty repository?)", project)}
+		return CreatedPipeline{}, &PermanentError{Err: fmt.Errorf("create pipeline of %s: the project has no default branch (empty repository?)", project)}
 	}
 	vars := []*gitlab.PipelineVariableOptions{{
 		Key: gitlab.Ptr(RunVariable), Value: gitlab.Ptr(runID), VariableType: gitlab.Ptr(gitlab.EnvVariableType),
@@ -49,9 +49,9 @@ func (g *GitLab) CreatePipeline(ctx context.Context, project string, t Target, r
 	p, resp, err := g.api.Pipelines.CreatePipeline(projectID(project, t), opt, g.call(ctx))
 	g.requests.Add(1)
 	if err != nil {
-		return 0, permanent(g.apiError(ctx, fmt.Sprintf("create pipeline of %s on %s", project, t.Ref), triggerScopeHint, resp, err))
+		return CreatedPipeline{}, permanent(g.apiError(ctx, fmt.Sprintf("create pipeline of %s on %s", project, t.Ref), triggerScopeHint, resp, err))
 	}
-	return p.ID, nil
+	return CreatedPipeline{ID: p.ID, WebURL: PipelinePageURL(p.WebURL)}, nil
 }
 
 // FindRunPipeline looks among the pipelines of project on t.Ref created

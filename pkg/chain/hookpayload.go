@@ -274,6 +274,13 @@ func ParsePipelineHook(body []byte) (PipelineUpdate, error) {
 	if u.Source, err = attrs.str("source"); err != nil {
 		return u, err
 	}
+	// GitLab 16.1 and later name the pipeline's page; anything but an
+	// http(s) URL is not kept.
+	page, err := attrs.str("url")
+	if err != nil {
+		return u, err
+	}
+	u.PipelineURL = PipelinePageURL(page)
 	variables, err := attrs.objects("variables")
 	if err != nil {
 		return u, err

@@ -40,6 +40,9 @@ type Receiver struct {
 	Gatherer         prometheus.Gatherer
 	// Log, when set, gets the errors of the state file.
 	Log *slog.Logger
+	// GitLabURL is the GitLab the receiver talks to: a run page links a
+	// project to its pipeline page only on this host ("" : no links).
+	GitLabURL string
 	// DepsChanged is called when a push to a default branch touches a
 	// dependency file: the graph should be scanned again.
 	DepsChanged func(project string)
@@ -54,6 +57,10 @@ func (rc *Receiver) Handler() http.Handler {
 	mux.HandleFunc("GET /runs", rc.listRuns)
 	mux.HandleFunc("GET /runs/{id}", rc.getRun)
 	mux.HandleFunc("GET /healthz", rc.healthz)
+	// The web pages (pages.go): read-only, beside the JSON API.
+	mux.HandleFunc("GET /{$}", rc.runsPage)
+	mux.HandleFunc("GET /ui/runs/{id}", rc.runPage)
+	mux.HandleFunc("GET /ui/static/{name}", rc.staticFile)
 	if rc.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(rc.Gatherer, promhttp.HandlerOpts{}))
 	}

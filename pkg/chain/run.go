@@ -1,6 +1,10 @@
 package chain
 
-import "time"
+import (
+	"net/url"
+	"strings"
+	"time"
+)
 
 // RunVariable is the CI/CD variable every pipeline the engine creates
 // carries: the id of its chain run.
@@ -43,9 +47,46 @@ const (
 type Step struct {
 	State      StepState `json:"state"`
 	PipelineID int64     `json:"pipeline_id,omitempty"`
+	// PipelineURL is the pipeline's page in GitLab, as GitLab gave it (the
+	// web_url of the created pipeline, the url of its Pipeline Hook); only
+	// an http(s) URL is kept.
+	PipelineURL string `json:"pipeline_url,omitempty"`
 	// Reason says why a step failed, in words for the admin.
 	Reason  string    `json:"reason,omitempty"`
 	Updated time.Time `json:"updated"`
+}
+
+// setPipeline makes u's pipeline the step's: a page that GitLab names for
+// it is kept, and the page of an earlier pipeline is forgotten.
+func (s *Step) setPipeline(u PipelineUpdate) {
+	if s.PipelineID != u.PipelineID {
+		s.PipelineURL = ""
+	}
+	s.PipelineID = u.PipelineID
+	if page := PipelinePageURL(u.PipelineURL); page != "" {
+		s.PipelineURL = page
+	}
+}
+
+// MaxPipelineURL bounds the length of a pipeline page's URL the engine
+// keeps.
+const MaxPipelineURL = 2048
+
+// PipelinePageURL returns s when it is an absolute http or https URL of at
+// most MaxPipelineURL bytes, without white space, control characters or
+// characters that a URL must not hold unescaped (quotes, <, >, ...), and ""
+// otherwise: what GitLab (or whoever posts webhooks) says is a pipeline's
+// page becomes a link on the run page only in that shape.
+func PipelinePageURL(s string) string {
+	if s == "" || len(s) > MaxPipelineURL || strings.ContainsAny(s, "\"'<>\\`{}|^") ||
+		strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" || u.User != nil {
+		return ""
+	}
+	return s
 }
 
 // Run is one rebuild of the chain: the plan downstream of its roots,

@@ -33,6 +33,9 @@ type Server struct {
 	// or the admin's choice to run without one.
 	Secret           string
 	InsecureNoSecret bool
+	// GitLabURL is the GitLab the engine talks to: the run pages link to
+	// pipeline pages on its host only.
+	GitLabURL string
 	// Metrics are counted by the endpoints and the engine; Gatherer is what
 	// GET /metrics serves (nil: no /metrics).
 	Metrics  *Metrics
@@ -140,7 +143,7 @@ func (s *Server) logger() *slog.Logger {
 // receiver is the HTTP side, whose pushes that change a dependency file
 // are sent on pushed (at most one waits: one rescan covers them all).
 func (s *Server) receiver(log *slog.Logger, pushed chan<- string) *Receiver {
-	return &Receiver{Engine: s.Engine, Secret: s.Secret, InsecureNoSecret: s.InsecureNoSecret,
+	return &Receiver{Engine: s.Engine, Secret: s.Secret, InsecureNoSecret: s.InsecureNoSecret, GitLabURL: s.GitLabURL,
 		Metrics: s.Metrics, Gatherer: s.Gatherer, Log: log,
 		DepsChanged: func(project string) {
 			select {
