@@ -40,6 +40,7 @@ var (
 			"ref":    {kind: "string"},
 			"tag":    {kind: "bool"},
 			"source": {kind: "string"},
+			"url":    {kind: "string"},
 			"variables": {kind: "array", elem: &shape{kind: "object", required: true, fields: map[string]*shape{
 				"key": {kind: "string"}, "value": {kind: "string"},
 			}}},
