@@ -17,7 +17,7 @@ import (
 	"github.com/opsctl/opsctl/internal/testenv"
 )
 
-// The units of SPEC.md's installation issue, all shipped in the package.
+// The systemd units docs/install.md lists, all shipped in the package.
 var units = []string{
 	"opsctl-chain.service",
 	"opsctl-chain-sync.service",

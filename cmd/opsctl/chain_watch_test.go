@@ -461,7 +461,7 @@ func TestChainWatchOnceWithAReceiverBuildsASharedDownstreamOnce(t *testing.T) {
 	}
 }
 
-// SPEC, Everywhere: --dry-run changes nothing, and that includes not
+// Every command: --dry-run changes nothing, and that includes not
 // creating the state file on the first check. It validates as the real run
 // does: a state file in a folder that does not exist is a usage error for
 // both.

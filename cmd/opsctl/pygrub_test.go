@@ -97,8 +97,8 @@ func TestPygrubCheckFlags(t *testing.T) {
 	}
 }
 
-// TestPygrubCheckJSONAndExitCodes runs the built binary: the SPEC's JSON
-// keys, exit 0 when bootable, 1 when not, 2 for bad usage.
+// TestPygrubCheckJSONAndExitCodes runs the built binary: the JSON
+// keys docs/pygrub.md documents, exit 0 when bootable, 1 when not, 2 for bad usage.
 func TestPygrubCheckJSONAndExitCodes(t *testing.T) {
 	el7 := pygrubCorpusFile(t, "centos7.cfg")
 	out, stderr, code := testenv.Run(t, "", "pygrub", "check", el7, "-o", "json")
@@ -311,7 +311,7 @@ func TestPygrubMenuLstCommand(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "%post") || !strings.HasSuffix(out, "%end\n") || !strings.Contains(out, "/etc/kernel/postinst.d/") {
 		t.Errorf("--kickstart: exit %d\n%s", code, out)
 	}
-	// The contract's form: --kickstart beside --root DIR (the installed
+	// The documented form: --kickstart beside --root DIR (the installed
 	// system as %post sees it) and -w FILE (where the section goes).
 	ksFile := filepath.Join(t.TempDir(), "post.ks")
 	if _, stderr, code := testenv.Run(t, "", "pygrub", "menulst", "--root", "/mnt/sysimage", "--kickstart", "-w", ksFile); code != 0 {

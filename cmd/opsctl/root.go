@@ -239,56 +239,77 @@ for a binary copied by hand, or to try completion in the current shell.`
 		cmd.Example = `  source <(opsctl completion bash)
   opsctl completion fish > ~/.config/fish/completions/opsctl.fish`
 		for _, shell := range cmd.Commands() {
-			switch shell.Name() {
-			case "bash":
-				shell.Short = "Print the bash completion script"
-				shell.Long = `Print the bash completion script. It needs the bash-completion package.
+			help, ok := shellCompletionHelp[shell.Name()]
+			if !ok {
+				continue
+			}
+			if help.short != "" {
+				shell.Short = help.short
+				shell.Long = help.long
+			}
+			shell.Example = help.example
+			shell.Hidden = help.hidden
+		}
+	}
+}
+
+// completionHelp is the help of one shell's completion command. A help
+// without short keeps cobra's texts.
+type completionHelp struct {
+	short, long, example string
+	hidden               bool
+}
+
+// shellCompletionHelp says, for each shell, where the package puts its
+// script and how to load it by hand.
+var shellCompletionHelp = map[string]completionHelp{
+	"bash": {
+		short: "Print the bash completion script",
+		long: `Print the bash completion script. It needs the bash-completion package.
 
 The Debian package installs it as /usr/share/bash-completion/completions/opsctl
 (make install: under its PREFIX), where bash-completion finds it the first
 time opsctl is completed: nothing to do. For a binary copied by hand, put it
 in your own completions folder (~/.local/share/bash-completion/completions,
-or $BASH_COMPLETION_USER_DIR/completions), or load it into this shell.`
-				shell.Example = `  # this shell only
+or $BASH_COMPLETION_USER_DIR/completions), or load it into this shell.`,
+		example: `  # this shell only
   source <(opsctl completion bash)
 
   # every new shell of yours, for a binary copied by hand
   mkdir -p ~/.local/share/bash-completion/completions
-  opsctl completion bash > ~/.local/share/bash-completion/completions/opsctl`
-			case "zsh":
-				shell.Short = "Print the zsh completion script"
-				shell.Long = `Print the zsh completion script.
+  opsctl completion bash > ~/.local/share/bash-completion/completions/opsctl`,
+	},
+	"zsh": {
+		short: "Print the zsh completion script",
+		long: `Print the zsh completion script.
 
 The Debian package installs it as /usr/share/zsh/vendor-completions/_opsctl
 (make install: PREFIX/share/zsh/site-functions/_opsctl), where zsh finds it
 once compinit runs (most zsh setups run it; otherwise add
 "autoload -U compinit; compinit" to ~/.zshrc). For a binary copied by hand,
-write it as _opsctl in a folder of your $fpath, or load it into this shell.`
-				shell.Example = `  # this shell only
+write it as _opsctl in a folder of your $fpath, or load it into this shell.`,
+		example: `  # this shell only
   source <(opsctl completion zsh)
 
   # every new shell of yours: a folder in fpath before compinit runs
   mkdir -p ~/.zfunc && opsctl completion zsh > ~/.zfunc/_opsctl
-  echo 'fpath=(~/.zfunc $fpath)' >> ~/.zshrc`
-			case "fish":
-				shell.Short = "Print the fish completion script"
-				shell.Long = `Print the fish completion script.
+  echo 'fpath=(~/.zfunc $fpath)' >> ~/.zshrc`,
+	},
+	"fish": {
+		short: "Print the fish completion script",
+		long: `Print the fish completion script.
 
 The Debian package installs it as
 /usr/share/fish/vendor_completions.d/opsctl.fish (make install: under its
 PREFIX), where fish loads it: nothing to do. For a binary copied by hand,
-write it into ~/.config/fish/completions, or load it into this shell.`
-				shell.Example = `  # this shell only
+write it into ~/.config/fish/completions, or load it into this shell.`,
+		example: `  # this shell only
   opsctl completion fish | source
 
   # every new shell of yours
-  opsctl completion fish > ~/.config/fish/completions/opsctl.fish`
-			case "powershell":
-				shell.Hidden = true
-				shell.Example = `  opsctl completion powershell | Out-String | Invoke-Expression`
-			}
-		}
-	}
+  opsctl completion fish > ~/.config/fish/completions/opsctl.fish`,
+	},
+	"powershell": {hidden: true, example: `  opsctl completion powershell | Out-String | Invoke-Expression`},
 }
 
 // refuseUnknownHelpTopics makes `opsctl help NOSUCH` a usage error (cobra

@@ -116,8 +116,8 @@ func TestBuiltBinaryIsStaticAndVersioned(t *testing.T) {
 	}
 }
 
-// SPEC, Everywhere: `opsctl --version` prints what `opsctl version` prints
-// (the same first line), and -v is its short form.
+// `opsctl --version` prints what `opsctl version` prints (the same first
+// line), and -v is its short form.
 func TestVersionFlagPrintsWhatVersionPrints(t *testing.T) {
 	want, _, code := runForTest("version")
 	if code != 0 || !strings.HasPrefix(want, "opsctl "+version+"\n") {

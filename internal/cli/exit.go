@@ -7,7 +7,7 @@ import (
 	"net"
 )
 
-// Exit codes of SPEC.md.
+// The exit codes of every opsctl command (README.md, Exit status).
 const (
 	ExitOK        = 0
 	ExitFailure   = 1 // a failure or a negative answer

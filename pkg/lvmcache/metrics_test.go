@@ -23,8 +23,8 @@ func parseMetrics(t *testing.T, text string) map[string]*dto.MetricFamily {
 	return families
 }
 
-// TestMetricsAreDMCachesCountersWithHelpAndType: every metric of the
-// contract, with HELP and TYPE, one sample per LV labelled lv and mode,
+// TestMetricsAreDMCachesCountersWithHelpAndType: every metric that
+// docs/lvm.md lists, with HELP and TYPE, one sample per LV labelled lv and mode,
 // the values exactly the kernel's, large ones too.
 func TestMetricsAreDMCachesCountersWithHelpAndType(t *testing.T) {
 	big, err := ParseDMCacheStatus("0 1 cache 8 15/2048 128 512/3072 9007199254740991 3979 1024 7 3 11 440 1 writeback 2 migration_threshold 2048 smq 0 rw -")

@@ -36,7 +36,7 @@ func commandPaths(t *testing.T) [][]string {
 	return paths
 }
 
-// SPEC, Everywhere: `opsctl --help`, `opsctl COMMAND --help` with examples.
+// Every command: `opsctl --help` and `opsctl COMMAND --help` show examples.
 func TestEveryCommandHelpHasExamples(t *testing.T) {
 	paths := commandPaths(t)
 	if len(paths) < 25 {
@@ -56,7 +56,7 @@ func TestEveryCommandHelpHasExamples(t *testing.T) {
 	}
 }
 
-// SPEC, Everywhere: exit 2 for every usage error, the completion command
+// Every command: exit 2 for every usage error, the completion command
 // included (cobra adds it only when the command line is executed).
 func TestCompletionUsageErrorsExitTwo(t *testing.T) {
 	cases := []struct {
@@ -88,7 +88,7 @@ func TestCompletionUsageErrorsExitTwo(t *testing.T) {
 	}
 }
 
-// SPEC, Everywhere: bad input gets a one-line error that names the input and
+// Every command: bad input gets a one-line error that names the input and
 // what was expected, not the message of a Go parser.
 func TestBadFlagValuesSayWhatWasExpected(t *testing.T) {
 	cases := []struct {
@@ -133,7 +133,7 @@ func TestExtraArgumentIsNamedAsAnArgument(t *testing.T) {
 	}
 }
 
-// SPEC, Everywhere: -o json means JSON on stdout, --dry-run included.
+// Every command: -o json means JSON on stdout, --dry-run included.
 func TestChainTriggerDryRunJSONIsJSON(t *testing.T) {
 	fake := fakeImages(t)
 	out, stderr, code := opsctlEnv(t, []string{"GITLAB_TOKEN=" + e2eToken}, "chain", "trigger", "img/base",
@@ -156,7 +156,7 @@ func TestChainTriggerDryRunJSONIsJSON(t *testing.T) {
 	}
 }
 
-// SPEC, Everywhere: the README's first example runs on a fresh checkout,
+// The README's first example runs on a fresh checkout with no server,
 // `chain plan --dir examples/images` and `-o dot` of the same graph.
 func TestReadmeFirstExampleRunsWithDot(t *testing.T) {
 	images := filepath.Join(testenv.ModuleRoot(), "examples", "images")
@@ -210,7 +210,7 @@ func graphvizEdges(t *testing.T, dotText string) int {
 	return strings.Count("\n"+string(out), "\nedge ")
 }
 
-// SPEC, Everywhere: secrets never appear in error messages, not even the
+// Every command: secrets never appear in error messages, not even the
 // password of a URL given where credentials are refused.
 func TestRefusedURLCredentialsAreNotEchoed(t *testing.T) {
 	for _, url := range []string{"https://user:s3cretpw@gitlab.example.com", "https://user:s3cretpw@gitlab.example.com:bad"} {
@@ -230,7 +230,7 @@ func TestRefusedURLCredentialsAreNotEchoed(t *testing.T) {
 	}
 }
 
-// SPEC, Everywhere: bad input gets one line naming it and what was expected;
+// Every command: bad input gets one line naming it and what was expected;
 // a missing lvm2 binary is not a Go exec error. Named by --lvm, it is a
 // usage error (issue item 18); not on PATH, a failure.
 func TestMissingLVMExecutableIsNamed(t *testing.T) {
