@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/opsctl/opsctl/internal/sockfile"
 )
 
 // TextfileName is the file of the metrics in a folder of node_exporter's
@@ -19,7 +21,8 @@ const TextfileName = "opsctl_lvm_cache.prom"
 // root may write into a folder another user owns (node_exporter's textfile
 // folder often belongs to its user): the folder is opened once, without
 // following a symbolic link in its place, and everything else happens
-// relative to it; the data goes to a new hidden file (".name.RANDOM.tmp",
+// relative to it (a symbolic link on the way is followed only when
+// nobody but root can change it); the data goes to a new hidden file (".name.RANDOM.tmp",
 // which the collector skips), mode 0644 set on the descriptor, synced, and
 // then takes name's place atomically, so that a reader sees the old file or
 // the new one, never a torn one. Whatever is at name is replaced only if it
@@ -27,9 +30,9 @@ const TextfileName = "opsctl_lvm_cache.prom"
 // it was, and the write fails. dir missing, not a folder or a symbolic link
 // is a *TextfileDirError wrapping ENOENT, ENOTDIR or ELOOP.
 func WriteTextfile(dir, name string, data []byte) error {
-	dirFD, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	dirFD, err := openTextfileDir(dir)
 	if err != nil {
-		return textfileDirError(dir, err)
+		return err
 	}
 	defer unix.Close(dirFD)
 	tmp, ino, err := writeTemp(dirFD, dir, name, data)
@@ -58,17 +61,45 @@ type TextfileDirError struct {
 func (e *TextfileDirError) Error() string { return e.Dir + ": " + e.What }
 func (e *TextfileDirError) Unwrap() error { return e.Err }
 
+// openTextfileDir opens dir for writing in it. The path is walked one
+// component at a time (sockfile.OpenDirNoFollow): the collector's user
+// often owns a folder on the way, and a symbolic link of theirs there
+// would otherwise lead root's file into any folder (/etc/cron.d); such a
+// link, and a link as dir itself, is refused.
+func openTextfileDir(dir string) (int, error) {
+	d, err := sockfile.OpenDirNoFollow(dir)
+	if err != nil {
+		return -1, textfileDirError(dir, err)
+	}
+	defer d.Close()
+	f, err := d.Reopen(unix.O_RDONLY)
+	if err != nil {
+		return -1, &TextfileDirError{Dir: dir, What: err.Error(), Err: err}
+	}
+	// The descriptor outlives f, which must not close it.
+	fd, err := unix.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return -1, &TextfileDirError{Dir: dir, What: err.Error(), Err: err}
+	}
+	unix.CloseOnExec(fd)
+	return fd, nil
+}
+
 // textfileDirError says why dir could not be opened as a folder.
 func textfileDirError(dir string, err error) error {
+	var folderErr *sockfile.FolderError
 	var st unix.Stat_t
 	switch {
 	case errors.Is(err, unix.ENOENT):
-		return &TextfileDirError{Dir: dir, What: "no such folder", Err: err}
-	case (errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR)) && unix.Lstat(dir, &st) == nil:
-		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			return &TextfileDirError{Dir: dir, What: "a symbolic link; give the folder itself", Err: unix.ELOOP}
-		}
+		return &TextfileDirError{Dir: dir, What: "no such folder", Err: unix.ENOENT}
+	case errors.Is(err, unix.ENOTDIR) && unix.Lstat(dir, &st) == nil:
 		return &TextfileDirError{Dir: dir, What: fileKind(st.Mode) + ", expected a folder", Err: unix.ENOTDIR}
+	case errors.As(err, &folderErr) && unix.Lstat(dir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		return &TextfileDirError{Dir: dir, What: "a symbolic link; give the folder itself", Err: unix.ELOOP}
+	case errors.As(err, &folderErr):
+		// A link on the way that another user may change.
+		return &TextfileDirError{Dir: dir, What: folderErr.Problem, Err: unix.ELOOP}
 	}
 	return &TextfileDirError{Dir: dir, What: err.Error(), Err: err}
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/opsctl/opsctl/internal/testenv"
 )
 
 func TestWriteTextfileReplacesItsFileAtomically(t *testing.T) {
@@ -141,5 +143,41 @@ func TestWriteTextfileNeedsAFolderThatIsThere(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(base, TextfileName)); err == nil {
 		t.Error("written through the link to the folder")
+	}
+}
+
+// TestWriteTextfileRefusesAnotherUsersLinkOnTheWay: DIR's parent belongs
+// to the collector's user, who replaces a folder on the way to DIR with a
+// symbolic link to a folder of root's (/etc, say). Root must not follow
+// that link and create its file there: the folder is refused, as a
+// symbolic link in DIR's place is, and root's folder stays empty.
+func TestWriteTextfileRefusesAnotherUsersLinkOnTheWay(t *testing.T) {
+	testenv.NeedRoot(t)
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		os.Chmod(d, 0o755)
+	}
+	roots := filepath.Join(base, "etc", "cron.d")
+	if err := os.MkdirAll(roots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	users := filepath.Join(base, "node_exporter")
+	if err := os.Mkdir(users, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(users, 65534, 65534)
+	// Was node_exporter/textfile/cron.d, a folder; now a link of the user's.
+	link := filepath.Join(users, "textfile")
+	if err := os.Symlink(filepath.Join(base, "etc"), link); err != nil {
+		t.Fatal(err)
+	}
+	os.Lchown(link, 65534, 65534)
+	err := WriteTextfile(filepath.Join(link, "cron.d"), TextfileName, []byte("metrics\n"))
+	var dirErr *TextfileDirError
+	if !errors.As(err, &dirErr) || !errors.Is(err, syscall.ELOOP) {
+		t.Errorf("WriteTextfile through another user's link: %v; want a *TextfileDirError wrapping ELOOP", err)
+	}
+	if entries, _ := os.ReadDir(roots); len(entries) != 0 {
+		t.Errorf("root's folder was written through the user's link: %v", entries)
 	}
 }
