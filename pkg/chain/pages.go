@@ -2,17 +2,21 @@ package chain
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opsctl/opsctl/pkg/chain/picture"
@@ -113,14 +117,28 @@ func writePage(w http.ResponseWriter, r *http.Request, code int, name, tag strin
 			return
 		}
 	}
-	var b bytes.Buffer
-	if err := pageTemplates.ExecuteTemplate(&b, name, data); err != nil {
-		pageError(w, "rendering the page: "+err.Error())
+	body, err := renderPage(name, data)
+	if err != nil {
+		pageError(w, err.Error())
 		return
 	}
+	writeBody(w, code, body)
+}
+
+// renderPage renders the template name with data.
+func renderPage(name string, data any) ([]byte, error) {
+	var b bytes.Buffer
+	if err := pageTemplates.ExecuteTemplate(&b, name, data); err != nil {
+		return nil, fmt.Errorf("rendering the page: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// writeBody answers a rendered page (its headers set by the caller).
+func writeBody(w http.ResponseWriter, code int, body []byte) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
-	w.Write(b.Bytes())
+	w.Write(body)
 }
 
 // pageTag is an entity tag of v (what a page is made of) and the page's
@@ -258,14 +276,126 @@ func (rc *Receiver) runPage(w http.ResponseWriter, r *http.Request) {
 		writePage(w, r, http.StatusOK, "run", tag, nil)
 		return
 	}
-	view, err := rc.runView(run)
-	if err != nil {
-		pageError(w, "drawing the run: "+err.Error())
+	body, err := rc.runPages.get(r.Context(), id, tag, func() ([]byte, error) {
+		view, err := rc.runView(run)
+		if err != nil {
+			return nil, fmt.Errorf("drawing the run: %w", err)
+		}
+		p.Title = fmt.Sprintf("chain run %s: %s", run.ID, run.Status)
+		p.Run = view
+		return renderPage("run", p)
+	})
+	switch {
+	case errors.Is(err, errPageBusy):
+		pageHeaders(w.Header())
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	case err != nil:
+		pageError(w, err.Error())
 		return
 	}
-	p.Title = fmt.Sprintf("chain run %s: %s", run.ID, run.Status)
-	p.Run = view
-	writePage(w, r, http.StatusOK, "run", tag, p)
+	pageHeaders(w.Header())
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("ETag", `"`+tag+`"`)
+	writeBody(w, http.StatusOK, body)
+}
+
+// Drawing a run page costs in proportion to the run (a run of 10,000
+// projects: about a second of a core and tens of MB), and the pages are
+// open to whoever reaches the receiver. So a run page is drawn once for
+// each state of the run (its entity tag) and kept, for the pages that poll
+// it and for anyone else who asks, and at most maxPageDraws pages are
+// drawn at once: other requests wait for a turn, up to pageDrawWait.
+const (
+	maxPageDraws = 2
+	pageDrawWait = 10 * time.Second
+	// maxCachedPages bounds the bytes of run pages kept (a page of 10,000
+	// projects is about 13 MB); a bigger page is drawn for each request.
+	maxCachedPages = 32 << 20
+)
+
+// errPageBusy: no turn to draw a page came within pageDrawWait.
+var errPageBusy = errors.New("the receiver is busy drawing other run pages; try again in a few seconds")
+
+// runPageCache holds the run pages drawn last, one per run, and the turns
+// to draw one. Its zero value is ready.
+type runPageCache struct {
+	mu    sync.Mutex
+	turns chan struct{}
+	pages map[string]cachedPage
+	order []string // run ids, oldest first
+	bytes int
+}
+
+type cachedPage struct {
+	tag  string
+	body []byte
+}
+
+func (c *runPageCache) cached(id, tag string) ([]byte, chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.turns == nil {
+		c.turns = make(chan struct{}, maxPageDraws)
+		c.pages = map[string]cachedPage{}
+	}
+	if p, ok := c.pages[id]; ok && p.tag == tag {
+		return p.body, c.turns
+	}
+	return nil, c.turns
+}
+
+// get returns the page of run id in the state tag: the one kept, or one
+// draw makes when a turn comes (ctx ended or no turn within pageDrawWait:
+// errPageBusy).
+func (c *runPageCache) get(ctx context.Context, id, tag string, draw func() ([]byte, error)) ([]byte, error) {
+	body, turns := c.cached(id, tag)
+	if body != nil {
+		return body, nil
+	}
+	wait := time.NewTimer(pageDrawWait)
+	defer wait.Stop()
+	select {
+	case turns <- struct{}{}:
+	case <-ctx.Done():
+		return nil, errPageBusy
+	case <-wait.C:
+		return nil, errPageBusy
+	}
+	defer func() { <-turns }()
+	// Drawn by another request while this one waited?
+	if body, _ := c.cached(id, tag); body != nil {
+		return body, nil
+	}
+	body, err := draw()
+	if err != nil {
+		return nil, err
+	}
+	c.keep(id, tag, body)
+	return body, nil
+}
+
+// keep puts the page of run id in the cache, in place of its older state,
+// and drops the oldest pages beyond maxCachedPages.
+func (c *runPageCache) keep(id, tag string, body []byte) {
+	if len(body) > maxCachedPages {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.pages[id]; ok {
+		c.bytes -= len(old.body)
+		c.order = slices.DeleteFunc(c.order, func(o string) bool { return o == id })
+	}
+	for c.bytes+len(body) > maxCachedPages && len(c.order) > 0 {
+		c.bytes -= len(c.pages[c.order[0]].body)
+		delete(c.pages, c.order[0])
+		c.order = c.order[1:]
+	}
+	c.pages[id] = cachedPage{tag: tag, body: body}
+	c.order = append(c.order, id)
+	c.bytes += len(body)
 }
 
 // runView is what the run page shows of run: its picture, with a link on

@@ -1,11 +1,13 @@
 package chain
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -205,4 +207,101 @@ func TestPagesOfABrokenRun(t *testing.T) {
 		t.Errorf("run page: %d %q", rec.Code, rec.Body)
 	}
 	wantPageHeaders(t, "500 page", rec.Header())
+}
+
+// discardResponse is a ResponseWriter that keeps the code and drops the
+// body: what a client that never reads costs the receiver is the drawing.
+type discardResponse struct {
+	header http.Header
+	code   int
+}
+
+func (d *discardResponse) Header() http.Header         { return d.header }
+func (d *discardResponse) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardResponse) WriteHeader(code int)        { d.code = code }
+
+// allocatedBy is the bytes the Go heap allocated while f ran.
+func allocatedBy(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestRunPageIsDrawnOncePerStateOfTheRun: anyone who reaches the receiver
+// may ask for a run's page again and again, without If-None-Match. Drawing
+// a run of 1,000 projects allocates megabytes; asking eight more times
+// while the run does not change must not draw it eight more times (it
+// costs less, all eight together, than the first drawing).
+func TestRunPageIsDrawnOncePerStateOfTheRun(t *testing.T) {
+	fx := newEngineFixture(t, nil)
+	fx.recv.GitLabURL = testGitLabURL
+	run := bigRun(t, 1000)
+	fx.storeRun(run)
+	h := fx.recv.Handler()
+	ask := func() int {
+		w := &discardResponse{header: http.Header{}}
+		h.ServeHTTP(w, httptest.NewRequest("GET", RunPagePath(run.ID), nil))
+		return w.code
+	}
+	var code int
+	first := allocatedBy(func() { code = ask() })
+	if code != http.StatusOK {
+		t.Fatalf("first request: HTTP %d", code)
+	}
+	again := allocatedBy(func() {
+		for range 8 {
+			if code := ask(); code != http.StatusOK {
+				t.Errorf("HTTP %d", code)
+			}
+		}
+	})
+	t.Logf("first request: %d bytes allocated; 8 more: %d", first, again)
+	if again > first {
+		t.Errorf("8 more requests of the unchanged page allocated %d bytes, the first %d: the page is drawn for every request", again, first)
+	}
+	// A change of the run draws it again.
+	changed := run.Waves[2][0]
+	run.Steps[changed].State = StepRunning
+	fx.storeRun(run)
+	rec := fx.get(RunPagePath(run.ID))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `data-id="`+changed+`" data-state="running"`) {
+		t.Errorf("after a change: HTTP %d, the change not shown", rec.Code)
+	}
+}
+
+// TestRunPagesDrawnAtOnceAreBounded: while maxPageDraws pages are being
+// drawn, another run page that is not kept waits for a turn, and a
+// request that gives up (or waits too long) gets 503 with Retry-After,
+// not one more drawing at once; a page already drawn is still answered.
+func TestRunPagesDrawnAtOnceAreBounded(t *testing.T) {
+	fx, _ := pageFixture(t)
+	id := fx.onlyRun().ID
+	if rec := fx.get(RunPagePath(id)); rec.Code != http.StatusOK {
+		t.Fatalf("HTTP %d", rec.Code)
+	}
+	other := bigRun(t, 30)
+	fx.storeRun(other)
+	_, turns := fx.recv.runPages.cached("", "")
+	for range maxPageDraws {
+		turns <- struct{}{} // drawings under way
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // a client that gives up before a turn comes
+	rec := httptest.NewRecorder()
+	fx.recv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", RunPagePath(other.ID), nil).WithContext(ctx))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("a page drawn beyond %d at once: HTTP %d, Retry-After %q; want 503 and Retry-After", maxPageDraws, rec.Code, rec.Header().Get("Retry-After"))
+	}
+	wantPageHeaders(t, "busy page", rec.Header())
+	if rec := fx.get(RunPagePath(id)); rec.Code != http.StatusOK {
+		t.Errorf("a page drawn already, while busy: HTTP %d", rec.Code)
+	}
+	for range maxPageDraws {
+		<-turns
+	}
+	if rec := fx.get(RunPagePath(other.ID)); rec.Code != http.StatusOK {
+		t.Errorf("once a turn is free: HTTP %d", rec.Code)
+	}
 }

@@ -46,6 +46,9 @@ type Receiver struct {
 	// DepsChanged is called when a push to a default branch touches a
 	// dependency file: the graph should be scanned again.
 	DepsChanged func(project string)
+
+	// runPages keeps the run pages drawn last (pages.go).
+	runPages runPageCache
 }
 
 // Handler routes the receiver's endpoints: the one place where a route of
