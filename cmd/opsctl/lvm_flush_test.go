@@ -234,6 +234,27 @@ func TestLVMCacheStatusTextfile(t *testing.T) {
 			t.Errorf("--textfile %s: exit %d, %q; want exit 2 and %q", path, code, stderr, want)
 		}
 	}
+	// A folder on the way replaced by another user's link (to a folder of
+	// root's): not followed, exit 2, nothing written there.
+	if os.Geteuid() == 0 {
+		users := t.TempDir()
+		os.Chmod(users, 0o755)
+		os.Chmod(filepath.Dir(users), 0o755)
+		os.Chown(users, 65534, 65534)
+		roots := t.TempDir()
+		os.Mkdir(filepath.Join(roots, "cron.d"), 0o755)
+		theirs := filepath.Join(users, "textfile")
+		os.Symlink(roots, theirs)
+		os.Lchown(theirs, 65534, 65534)
+		path := filepath.Join(theirs, "cron.d")
+		_, stderr, code := runForTest(append(base, path)...)
+		if code != cli.ExitUsage || !strings.HasPrefix(stderr, "opsctl: --textfile: "+path+": leads through "+theirs+", a symbolic link") {
+			t.Errorf("--textfile through another user's link: exit %d, %q; want exit 2", code, stderr)
+		}
+		if entries, _ := os.ReadDir(filepath.Join(roots, "cron.d")); len(entries) != 0 {
+			t.Errorf("written through another user's link: %v", entries)
+		}
+	}
 	// A FIFO where the file belongs: not replaced, exit 1.
 	fifoDir := t.TempDir()
 	if err := syscall.Mkfifo(filepath.Join(fifoDir, lvmcache.TextfileName), 0o644); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -99,7 +100,7 @@ func textfileDirError(dir string, err error) error {
 		return &TextfileDirError{Dir: dir, What: "a symbolic link; give the folder itself", Err: unix.ELOOP}
 	case errors.As(err, &folderErr):
 		// A link on the way that another user may change.
-		return &TextfileDirError{Dir: dir, What: folderErr.Problem, Err: unix.ELOOP}
+		return &TextfileDirError{Dir: dir, What: strings.TrimPrefix(folderErr.Problem, dir+" "), Err: unix.ELOOP}
 	}
 	return &TextfileDirError{Dir: dir, What: err.Error(), Err: err}
 }
