@@ -306,26 +306,32 @@ func (rc *Receiver) runPage(w http.ResponseWriter, r *http.Request) {
 // open to whoever reaches the receiver. So a run page is drawn once for
 // each state of the run (its entity tag) and kept, for the pages that poll
 // it and for anyone else who asks, and at most maxPageDraws pages are
-// drawn at once: other requests wait for a turn, up to pageDrawWait.
+// drawn at once: other requests wait for a turn, up to pageDrawWait, and
+// at most maxPageQueue of them (each holds its run meanwhile); any more
+// are answered 503 at once.
 const (
 	maxPageDraws = 2
+	maxPageQueue = 8
 	pageDrawWait = 10 * time.Second
 	// maxCachedPages bounds the bytes of run pages kept (a page of 10,000
 	// projects is about 13 MB); a bigger page is drawn for each request.
 	maxCachedPages = 32 << 20
 )
 
-// errPageBusy: no turn to draw a page came within pageDrawWait.
+// errPageBusy: no turn to draw a page came within pageDrawWait, or too
+// many requests wait for one.
 var errPageBusy = errors.New("the receiver is busy drawing other run pages; try again in a few seconds")
 
 // runPageCache holds the run pages drawn last, one per run, and the turns
 // to draw one. Its zero value is ready.
 type runPageCache struct {
-	mu    sync.Mutex
-	turns chan struct{}
-	pages map[string]cachedPage
-	order []string // run ids, oldest first
-	bytes int
+	mu sync.Mutex
+	// queue holds a place for each request drawing or waiting to draw,
+	// turns one for each drawing.
+	queue, turns chan struct{}
+	pages        map[string]cachedPage
+	order        []string // run ids, oldest first
+	bytes        int
 }
 
 type cachedPage struct {
@@ -333,27 +339,47 @@ type cachedPage struct {
 	body []byte
 }
 
-func (c *runPageCache) cached(id, tag string) ([]byte, chan struct{}) {
+// cached returns the page of run id in the state tag when it is kept.
+func (c *runPageCache) cached(id, tag string) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.init()
+	if p, ok := c.pages[id]; ok && p.tag == tag {
+		return p.body
+	}
+	return nil
+}
+
+// lanes returns the queue and the turns (see runPageCache).
+func (c *runPageCache) lanes() (queue, turns chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.init()
+	return c.queue, c.turns
+}
+
+func (c *runPageCache) init() {
 	if c.turns == nil {
+		c.queue = make(chan struct{}, maxPageQueue+maxPageDraws)
 		c.turns = make(chan struct{}, maxPageDraws)
 		c.pages = map[string]cachedPage{}
 	}
-	if p, ok := c.pages[id]; ok && p.tag == tag {
-		return p.body, c.turns
-	}
-	return nil, c.turns
 }
 
 // get returns the page of run id in the state tag: the one kept, or one
-// draw makes when a turn comes (ctx ended or no turn within pageDrawWait:
-// errPageBusy).
+// draw makes when a turn comes (the queue full, ctx ended or no turn
+// within pageDrawWait: errPageBusy).
 func (c *runPageCache) get(ctx context.Context, id, tag string, draw func() ([]byte, error)) ([]byte, error) {
-	body, turns := c.cached(id, tag)
-	if body != nil {
+	if body := c.cached(id, tag); body != nil {
 		return body, nil
 	}
+	queue, turns := c.lanes()
+	select {
+	case queue <- struct{}{}:
+	default:
+		return nil, errPageBusy
+	}
+	defer func() { <-queue }()
 	wait := time.NewTimer(pageDrawWait)
 	defer wait.Stop()
 	select {
@@ -365,7 +391,7 @@ func (c *runPageCache) get(ctx context.Context, id, tag string, draw func() ([]b
 	}
 	defer func() { <-turns }()
 	// Drawn by another request while this one waited?
-	if body, _ := c.cached(id, tag); body != nil {
+	if body := c.cached(id, tag); body != nil {
 		return body, nil
 	}
 	body, err := draw()

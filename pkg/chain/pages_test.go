@@ -275,6 +275,7 @@ func TestRunPageIsDrawnOncePerStateOfTheRun(t *testing.T) {
 // drawn, another run page that is not kept waits for a turn, and a
 // request that gives up (or waits too long) gets 503 with Retry-After,
 // not one more drawing at once; a page already drawn is still answered.
+// Beyond maxPageQueue waiting requests (each holds its run), 503 at once.
 func TestRunPagesDrawnAtOnceAreBounded(t *testing.T) {
 	fx, _ := pageFixture(t)
 	id := fx.onlyRun().ID
@@ -283,8 +284,9 @@ func TestRunPagesDrawnAtOnceAreBounded(t *testing.T) {
 	}
 	other := bigRun(t, 30)
 	fx.storeRun(other)
-	_, turns := fx.recv.runPages.cached("", "")
+	queue, turns := fx.recv.runPages.lanes()
 	for range maxPageDraws {
+		queue <- struct{}{}
 		turns <- struct{}{} // drawings under way
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -297,6 +299,17 @@ func TestRunPagesDrawnAtOnceAreBounded(t *testing.T) {
 	wantPageHeaders(t, "busy page", rec.Header())
 	if rec := fx.get(RunPagePath(id)); rec.Code != http.StatusOK {
 		t.Errorf("a page drawn already, while busy: HTTP %d", rec.Code)
+	}
+	// The queue full: 503 at once, even for a client that would wait.
+	for range maxPageQueue {
+		queue <- struct{}{}
+	}
+	rec = fx.get(RunPagePath(other.ID))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("a request beyond the queue: HTTP %d, Retry-After %q; want 503 and Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	for range maxPageQueue + maxPageDraws {
+		<-queue
 	}
 	for range maxPageDraws {
 		<-turns
