@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	gitlab "gitlab.com/gitlab-org/api/client-go/v2"
 
@@ -251,7 +253,7 @@ func gitlabMessage(er *gitlab.ErrorResponse) string {
 		Description string `json:"error_description"`
 	}
 	if json.Unmarshal(er.Body, &body) != nil {
-		return strings.TrimSpace(er.Message)
+		return visible(strings.TrimSpace(er.Message))
 	}
 	var parts []string
 	if m, ok := body.Message.(string); ok && m != "" {
@@ -268,7 +270,33 @@ func gitlabMessage(er *gitlab.ErrorResponse) string {
 	if len(msg) > 300 {
 		msg = msg[:300] + "..."
 	}
-	return msg
+	return visible(msg)
+}
+
+// visible writes the characters of GitLab's message that a terminal would
+// act on (escape sequences, other control characters, bidirectional
+// overrides) and bytes that are not UTF-8 as Go escapes (\x1b, \u202e):
+// the message quotes what the project's owner wrote (.gitlab-ci.yml) and
+// ends up on the admin's terminal, in `chain status` and in errors.
+func visible(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r == utf8.RuneError || (r != ' ' && !unicode.IsGraphic(r)) }) {
+		return s
+	}
+	var b strings.Builder
+	for i, w := 0, 0; i < len(s); i += w {
+		r, width := utf8.DecodeRuneInString(s[i:])
+		w = width
+		switch {
+		case r == utf8.RuneError && width == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == ' ' || (r != utf8.RuneError && unicode.IsGraphic(r)):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+	}
+	return b.String()
 }
 
 const (

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/opsctl/opsctl/internal/fakegitlab"
 )
@@ -480,4 +481,33 @@ func syncGroupHooks(t *testing.T, api *GitLab, url, secret string) HookCounts {
 		t.Fatal(err)
 	}
 	return counts
+}
+
+// TestGitLabMessageCannotDriveATerminal: GitLab's message for a pipeline
+// that cannot be created quotes the project's own .gitlab-ci.yml, which
+// its owner writes. The message becomes the step's reason, which `chain
+// status RUN` prints on the admin's terminal: escape sequences (clearing
+// the screen, setting the clipboard with OSC 52), other control characters
+// and bidirectional overrides must arrive as visible escapes, not as the
+// characters themselves.
+func TestGitLabMessageCannotDriveATerminal(t *testing.T) {
+	fake := newFake(t)
+	fake.AddProject(fakegitlab.ProjectSpec{Path: "g/p"})
+	api := newTestGitLab(t, fake, testToken)
+	const hostile = `jobs:\u001b[2J\u001b]52;c;cm0gLXJmIH4=\u0007build config contains unknown keys: \u202eevil\u009b31m\u0000`
+	for _, body := range []string{`{"message":"` + hostile + `"}`, `{"message":{"base":["` + hostile + `"]}}`, `{"error":"` + hostile + `"}`} {
+		fake.ClearFaults()
+		fake.InjectFault(fakegitlab.Fault{Method: "POST", Path: "~/pipeline", Status: 400, Body: body})
+		_, err := api.CreatePipeline(context.Background(), "g/p", Target{Ref: "main"}, "20261126-101500-a1b2c3d4", nil)
+		if err == nil {
+			t.Fatalf("%s: no error", body)
+		}
+		msg := err.Error()
+		if i := strings.IndexFunc(msg, func(r rune) bool { return !unicode.IsGraphic(r) && r != ' ' }); i >= 0 {
+			t.Errorf("the message holds %U: %q", []rune(msg[i:])[0], msg)
+		}
+		if !strings.Contains(msg, "unknown keys") {
+			t.Errorf("GitLab's words lost: %q", msg)
+		}
+	}
 }
