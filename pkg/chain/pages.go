@@ -466,7 +466,8 @@ func (rc *Receiver) runView(run *Run) (*runView, error) {
 // pipelineLink is the page of a step's pipeline: the one GitLab named, or
 // else the path GitLab gives pipeline pages under the GitLab URL. A link
 // leads only to the GitLab the receiver talks to (Receiver.GitLabURL), over
-// http or https; without a GitLab URL there are no links.
+// https, or http when that URL is http; without a GitLab URL there are no
+// links.
 func (rc *Receiver) pipelineLink(project string, s *Step) string {
 	base, err := url.Parse(rc.GitLabURL)
 	if rc.GitLabURL == "" || err != nil || base.Host == "" || s.PipelineID <= 0 {
@@ -478,7 +479,10 @@ func (rc *Receiver) pipelineLink(project string, s *Step) string {
 	}
 	for _, link := range candidates {
 		u, err := url.Parse(link)
-		if link != "" && err == nil && (u.Scheme == "http" || u.Scheme == "https") && strings.EqualFold(u.Host, base.Host) {
+		// https, or http only when the GitLab URL itself is http: a
+		// recorded http page of an https GitLab would be read in clear.
+		secure := u.Scheme == "https" || (u.Scheme == "http" && base.Scheme == "http")
+		if link != "" && err == nil && secure && strings.EqualFold(u.Host, base.Host) {
 			return link
 		}
 	}

@@ -318,3 +318,21 @@ func TestRunPagesDrawnAtOnceAreBounded(t *testing.T) {
 		t.Errorf("once a turn is free: HTTP %d", rec.Code)
 	}
 }
+
+// A receiver that talks to GitLab over https links to its pipeline pages
+// over https only: a recorded http:// page of the same host (a payload's
+// url field) would send the reader's browser there in clear text, so the
+// page under the GitLab URL is linked instead.
+func TestPipelineLinkKeepsTheSchemeOfTheGitLabURL(t *testing.T) {
+	for _, tc := range []struct{ gitlab, recorded, want string }{
+		{"https://gitlab.example.com", "http://gitlab.example.com/g/p/-/pipelines/5", "https://gitlab.example.com/g/p/-/pipelines/5"},
+		{"https://gitlab.example.com", "https://gitlab.example.com/g/p/-/pipelines/5?x=1", "https://gitlab.example.com/g/p/-/pipelines/5?x=1"},
+		{"http://gitlab.example.com", "http://gitlab.example.com/g/p/-/pipelines/5?x=1", "http://gitlab.example.com/g/p/-/pipelines/5?x=1"},
+		{"http://gitlab.example.com", "https://gitlab.example.com/g/p/-/pipelines/5?x=1", "https://gitlab.example.com/g/p/-/pipelines/5?x=1"},
+	} {
+		rc := &Receiver{GitLabURL: tc.gitlab}
+		if got := rc.pipelineLink("g/p", &Step{PipelineID: 5, PipelineURL: tc.recorded}); got != tc.want {
+			t.Errorf("GitLab %s, recorded %s: link %q, want %q", tc.gitlab, tc.recorded, got, tc.want)
+		}
+	}
+}
