@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -334,5 +335,44 @@ func TestPipelineLinkKeepsTheSchemeOfTheGitLabURL(t *testing.T) {
 		if got := rc.pipelineLink("g/p", &Step{PipelineID: 5, PipelineURL: tc.recorded}); got != tc.want {
 			t.Errorf("GitLab %s, recorded %s: link %q, want %q", tc.gitlab, tc.recorded, got, tc.want)
 		}
+	}
+}
+
+// The read endpoints and pages are open to whoever reaches the receiver,
+// and each read decodes runs: while maxReads requests read, another waits
+// for a turn and then gets 503 with Retry-After (before: every request
+// read at once, without a bound); webhooks and /healthz do not wait.
+func TestReadsOfRunsAtOnceAreBounded(t *testing.T) {
+	fx, ruby := pageFixture(t)
+	old := readWait
+	readWait = 50 * time.Millisecond
+	t.Cleanup(func() { readWait = old })
+	fx.get("/runs") // the limiter's turns exist from the first read on
+	if fx.recv.reads.turns == nil {
+		t.Fatal("GET /runs read without a turn: reads of runs have no bound")
+	}
+	for range maxReads {
+		fx.recv.reads.turns <- struct{}{} // every turn taken by a slow reader
+	}
+	for _, path := range []string{"/runs", "/runs/" + fx.onlyRun().ID, "/", RunPagePath(fx.onlyRun().ID)} {
+		rec := fx.get(path)
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), "busy") {
+			t.Errorf("GET %s with every turn taken: %d, Retry-After %q, %.200q; want 503 naming the load", path, rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+		}
+		if strings.HasPrefix(path, "/runs") == (rec.Header().Get("Content-Security-Policy") != "") {
+			t.Errorf("GET %s: the 503 carries the headers of the other kind of answer: %v", path, rec.Header())
+		}
+	}
+	if rec := fx.get("/healthz"); rec.Code != http.StatusOK {
+		t.Errorf("/healthz waits for the reads: %d", rec.Code)
+	}
+	if code := fx.pipeline("ops/ruby", ruby.ID, "success", hookOpts{runID: ruby.RunID}); code != http.StatusOK {
+		t.Errorf("a webhook while every read turn is taken: HTTP %d", code)
+	}
+	for range maxReads {
+		<-fx.recv.reads.turns
+	}
+	if rec := fx.get("/runs"); rec.Code != http.StatusOK {
+		t.Errorf("GET /runs once the turns are free: %d", rec.Code)
 	}
 }

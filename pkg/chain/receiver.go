@@ -49,6 +49,8 @@ type Receiver struct {
 
 	// runPages keeps the run pages drawn last (pages.go).
 	runPages runPageCache
+	// reads bounds the requests that read runs at once (reads.go).
+	reads readLimiter
 }
 
 // Handler routes the receiver's endpoints: the one place where a route of
@@ -57,12 +59,12 @@ func (rc *Receiver) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /hook", rc.hook)
 	mux.HandleFunc("POST /runs", rc.startRun)
-	mux.HandleFunc("GET /runs", rc.listRuns)
-	mux.HandleFunc("GET /runs/{id}", rc.getRun)
+	mux.HandleFunc("GET /runs", rc.reads.limit(rc.listRuns, jsonBusy))
+	mux.HandleFunc("GET /runs/{id}", rc.reads.limit(rc.getRun, jsonBusy))
 	mux.HandleFunc("GET /healthz", rc.healthz)
 	// The web pages (pages.go): read-only, beside the JSON API.
-	mux.HandleFunc("GET /{$}", rc.runsPage)
-	mux.HandleFunc("GET /ui/runs/{id}", rc.runPage)
+	mux.HandleFunc("GET /{$}", rc.reads.limit(rc.runsPage, pageBusy))
+	mux.HandleFunc("GET /ui/runs/{id}", rc.reads.limit(rc.runPage, pageBusy))
 	mux.HandleFunc("GET /ui/static/{name}", rc.staticFile)
 	if rc.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(rc.Gatherer, promhttp.HandlerOpts{}))
