@@ -219,12 +219,7 @@ func (g *guestRoot) exists(p string) bool {
 // reads of a config (FS_READ_MAX). A FIFO or a device node (a symlink to
 // /dev/zero lands on the guest's own /dev) is refused, never opened.
 func (g *guestRoot) readFile(p string) ([]byte, error) {
-	pathFD, err := g.open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer pathFD.Close()
-	f, st, err := openRegular(pathFD, p)
+	f, st, err := g.openRegular(p)
 	if err != nil {
 		return nil, err
 	}
@@ -232,15 +227,21 @@ func (g *guestRoot) readFile(p string) ([]byte, error) {
 	return readAll(f, p, st.Size, fsReadMax, true)
 }
 
+// openRegular opens the guest path p for reading when it is a regular
+// file: a FIFO or device node is refused, never opened.
+func (g *guestRoot) openRegular(p string) (*os.File, unix.Stat_t, error) {
+	pathFD, err := g.open(p)
+	if err != nil {
+		return nil, unix.Stat_t{}, err
+	}
+	defer pathFD.Close()
+	return openRegular(pathFD, p)
+}
+
 // readFileLimit reads the guest path p, a regular file of at most limit
 // bytes; a larger one is a *tooLargeError, refused before it is read.
 func (g *guestRoot) readFileLimit(p string, limit int64) ([]byte, error) {
-	pathFD, err := g.open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer pathFD.Close()
-	f, st, err := openRegular(pathFD, p)
+	f, st, err := g.openRegular(p)
 	if err != nil {
 		return nil, err
 	}
