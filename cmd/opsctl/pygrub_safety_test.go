@@ -636,24 +636,8 @@ func TestPygrubBLSEntriesOfAHostileGuestAreBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sh := testenv.Need(t, "sh", "dash")
-	for _, args := range [][]string{{"pygrub", "check", root}, {"pygrub", "menulst", "--root", root}} {
-		// 1 GiB of address space: far more than a boot menu needs.
-		cmd := exec.Command(sh, append([]string{"-c", `ulimit -v 1048576 && exec "$0" "$@"`, testenv.Opsctl(t)}, args...)...)
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		cmd.Run()
-		code := cmd.ProcessState.ExitCode()
-		const want = ".conf: 1048568 bytes, more than 64 KiB"
-		if args[1] == "check" {
-			// check reports it as a problem of the guest, on stdout
-			if code != 1 || !strings.Contains(stdout.String(), want) || stderr.Len() != 0 {
-				t.Errorf("check: exit %d, stdout %q, stderr %.300q; want exit 1 and the problem naming the entry", code, stdout.String(), stderr.String())
-			}
-			continue
-		}
-		pygrubWantRefusal(t, args, stderr.String(), code, 1, want)
-	}
+	// check reports it as a problem of the guest, on stdout.
+	pygrubWantBoundedGuest(t, root, ".conf: 1048568 bytes, more than 64 KiB", "the problem naming the entry")
 }
 
 // TestPygrubBLSVariablesOfAHostileGuestAreBounded: opsctl expands the
@@ -671,7 +655,6 @@ func TestPygrubBLSVariablesOfAHostileGuestAreBounded(t *testing.T) {
 		"doubling in grub.cfg":  {doubling, "$x"},
 		"references in options": {long, strings.Repeat("$xy ", 10000)},
 	}
-	sh := testenv.Need(t, "sh", "dash")
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "guest")
@@ -679,21 +662,30 @@ func TestPygrubBLSVariablesOfAHostileGuestAreBounded(t *testing.T) {
 				"/boot/grub2/grub.cfg":            tc.cfg + "set timeout=5\nload_env\nblscfg\n",
 				"/boot/loader/entries/a-1-1.conf": "title a\nlinux /vmlinuz\noptions " + tc.options + "\n",
 			})
-			for _, args := range [][]string{{"pygrub", "check", root}, {"pygrub", "menulst", "--root", root}} {
-				cmd := exec.Command(sh, append([]string{"-c", `ulimit -v 1048576 && exec "$0" "$@"`, testenv.Opsctl(t)}, args...)...)
-				var stdout, stderr strings.Builder
-				cmd.Stdout, cmd.Stderr = &stdout, &stderr
-				cmd.Run()
-				code := cmd.ProcessState.ExitCode()
-				const want = "beyond 64 KiB"
-				if args[1] == "check" {
-					if code != 1 || !strings.Contains(stdout.String(), want) || stderr.Len() != 0 {
-						t.Errorf("check: exit %d, stdout %q, stderr %.300q; want exit 1 and the problem", code, stdout.String(), stderr.String())
-					}
-					continue
-				}
-				pygrubWantRefusal(t, args, stderr.String(), code, 1, want)
-			}
+			pygrubWantBoundedGuest(t, root, "beyond 64 KiB", "the problem")
 		})
+	}
+}
+
+// pygrubWantBoundedGuest runs pygrub check and menulst on the hostile guest
+// root with 1 GiB of address space (far more than a boot menu needs):
+// check reports want as a problem of the guest (exit 1, stdout, described
+// as what), menulst refuses in one line naming it.
+func pygrubWantBoundedGuest(t *testing.T, root, want, what string) {
+	t.Helper()
+	sh := testenv.Need(t, "sh", "dash")
+	for _, args := range [][]string{{"pygrub", "check", root}, {"pygrub", "menulst", "--root", root}} {
+		cmd := exec.Command(sh, append([]string{"-c", `ulimit -v 1048576 && exec "$0" "$@"`, testenv.Opsctl(t)}, args...)...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Run()
+		code := cmd.ProcessState.ExitCode()
+		if args[1] == "check" {
+			if code != 1 || !strings.Contains(stdout.String(), want) || stderr.Len() != 0 {
+				t.Errorf("check: exit %d, stdout %q, stderr %.300q; want exit 1 and %s", code, stdout.String(), stderr.String(), what)
+			}
+			continue
+		}
+		pygrubWantRefusal(t, args, stderr.String(), code, 1, want)
 	}
 }
