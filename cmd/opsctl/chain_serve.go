@@ -48,7 +48,10 @@ is logged): then anyone who reaches the port can post webhooks, and POST /runs
 is refused.
 
 Endpoints: POST /hook, POST /runs (start a run, as 'chain trigger --server'),
-GET /runs, GET /runs/{id}, GET /healthz, GET /metrics.`,
+GET /runs, GET /runs/{id}, GET /healthz, GET /metrics; web pages for a
+browser: GET / (the runs) and GET /ui/runs/{id} (a run as a live graph).
+Everything but POST is read-only and open to whoever reaches ADDR: expose
+only /hook through a reverse proxy.`,
 		Example: `  opsctl chain serve --listen 127.0.0.1:8686 --state /var/lib/opsctl/chain.db \
     --gitlab-url https://gitlab.example.com --group images \
     --token-file /etc/opsctl/gitlab-token --webhook-secret-file /etc/opsctl/webhook-secret`,
