@@ -38,7 +38,7 @@ Every change is planned and checked first; --dry-run prints the lvm2 commands.`,
 	persistent.String("lvm", "", "`PATH` of the lvm2 executable (default: $OPSCTL_LVM, else lvm on PATH)")
 	persistent.String("dmsetup", "", "`PATH` of device-mapper's dmsetup, for flush and -o prometheus (default: $OPSCTL_DMSETUP, else dmsetup on PATH)")
 	persistent.String("state-dir", lvmcache.DefaultStateDir,
-		"`DIR` of the resize journals and locks: it must exist, owned by root and writable by root alone (the default is made when missing)")
+		"`DIR` of the journals (resize, flush) and locks: it must exist, owned by root and writable by root alone (the default is made when missing)")
 	persistent.Duration("report-timeout", lvmcache.DefaultReportTimeout,
 		"time limit (`DURATION`) of each lvm2 report (lvs, vgs, pvs, version); one that does not answer is killed, exit 75")
 

@@ -49,6 +49,9 @@ node_exporter's textfile collector.`,
 				opts.LV = args[0]
 			}
 			opts.LVM = lvmFlagsOf(cmd)
+			if cmd.Flags().Changed("textfile") && opts.Textfile == "" {
+				return cli.Usagef("--textfile: expected a folder, got an empty value")
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -63,6 +66,12 @@ node_exporter's textfile collector.`,
 func runLVMCacheStatus(opts *LVMCacheStatusOptions) error {
 	if opts.Textfile != "" && opts.Output.Value != "prometheus" {
 		return cli.Usagef("--textfile: only with -o prometheus")
+	}
+	if opts.Textfile != "" {
+		// A wrong folder is refused before lvm2 is asked anything.
+		if err := cli.PathError("--textfile", lvmcache.CheckTextfileDir(opts.Textfile)); err != nil {
+			return err
+		}
 	}
 	if err := opts.LVM.check(); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -263,5 +264,30 @@ func TestLVMCacheStatusTextfile(t *testing.T) {
 	_, stderr, code = runForTest(append(base, fifoDir)...)
 	if code != cli.ExitFailure || !strings.Contains(stderr, "a FIFO there, not a file opsctl wrote") {
 		t.Errorf("a FIFO in the textfile folder: exit %d, %q", code, stderr)
+	}
+}
+
+// TestLVMCacheStatusTextfileCheckedFirst: --textfile "" is a usage error,
+// not stdout in disguise, and a wrong folder is refused before lvm2 runs
+// (before: with lvm2 missing, exit 1 for lvm2 hid the exit 2 of the
+// folder; and --textfile "" wrote to stdout, exit 0).
+func TestLVMCacheStatusTextfileCheckedFirst(t *testing.T) {
+	missingLVM := filepath.Join(t.TempDir(), "no-lvm")
+	missingDir := filepath.Join(t.TempDir(), "missing")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", "prometheus", "--textfile", ""}, "opsctl: --textfile: expected a folder, got an empty value\n"},
+		{[]string{"-o", "text", "--textfile", ""}, "opsctl: --textfile: expected a folder, got an empty value\n"},
+		{[]string{"-o", "prometheus", "--textfile", missingDir}, "opsctl: --textfile: " + missingDir + ": no such folder\n"},
+	} {
+		args := append([]string{"lvm", "cache", "status"}, tc.args...)
+		var out, stderr bytes.Buffer
+		streams := &cli.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &stderr}
+		code := run(args, streams, func(k string) string { return map[string]string{"OPSCTL_LVM": missingLVM}[k] })
+		if code != cli.ExitUsage || out.Len() != 0 || stderr.String() != tc.want {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and %q", args, code, out.String(), stderr.String(), tc.want)
+		}
 	}
 }

@@ -30,6 +30,17 @@ const TextfileName = "opsctl_lvm_cache.prom"
 // is a regular file: a symbolic link, FIFO, device or folder there stays as
 // it was, and the write fails. dir missing, not a folder or a symbolic link
 // is a *TextfileDirError wrapping ENOENT, ENOTDIR or ELOOP.
+// CheckTextfileDir reports what WriteTextfile would say of dir itself
+// (missing, not a folder, a link on the way), so that a command can refuse
+// a wrong folder before it reads the metrics. The write checks again.
+func CheckTextfileDir(dir string) error {
+	dirFD, err := openTextfileDir(dir)
+	if err != nil {
+		return err
+	}
+	return unix.Close(dirFD)
+}
+
 func WriteTextfile(dir, name string, data []byte) error {
 	dirFD, err := openTextfileDir(dir)
 	if err != nil {
