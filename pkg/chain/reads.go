@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"time"
@@ -30,13 +31,7 @@ type readLimiter struct {
 func (l *readLimiter) limit(next http.HandlerFunc, busy func(http.ResponseWriter)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		l.once.Do(func() { l.turns = make(chan struct{}, maxReads) })
-		wait := time.NewTimer(readWait)
-		defer wait.Stop()
-		select {
-		case l.turns <- struct{}{}:
-		case <-r.Context().Done():
-			return // the client went away
-		case <-wait.C:
+		if !l.take(r.Context()) {
 			w.Header().Set("Retry-After", "5")
 			busy(w)
 			return
@@ -53,4 +48,23 @@ func jsonBusy(w http.ResponseWriter) { httpError(w, http.StatusServiceUnavailabl
 func pageBusy(w http.ResponseWriter) {
 	pageHeaders(w.Header())
 	http.Error(w, errReadBusy, http.StatusServiceUnavailable)
+}
+
+// take takes a turn: at once when one is free (whatever ctx says), else
+// the first that comes within readWait while ctx lasts.
+func (l *readLimiter) take(ctx context.Context) bool {
+	select {
+	case l.turns <- struct{}{}:
+		return true
+	default:
+	}
+	wait := time.NewTimer(readWait)
+	defer wait.Stop()
+	select {
+	case l.turns <- struct{}{}:
+		return true
+	case <-ctx.Done():
+	case <-wait.C:
+	}
+	return false
 }
